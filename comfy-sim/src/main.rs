@@ -1,0 +1,2 @@
+//! `comfy-sim`: the simulator as a standalone server.
+fn main() {}

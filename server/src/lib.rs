@@ -1,0 +1,2 @@
+//! The z-image-local gateway.
+pub mod comfy;

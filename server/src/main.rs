@@ -1,0 +1,2 @@
+//! `zimage`: the gateway binary.
+fn main() {}
