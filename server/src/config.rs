@@ -63,6 +63,10 @@ pub struct ServeConfig {
     /// Run a built-in ComfyUI simulator instead of connecting to ComfyUI (no GPU needed; images are test patterns).
     #[arg(long, env = "ZIMAGE_DEMO")]
     pub demo: bool,
+
+    /// Folder of the built web UI: the hydrate bundle under `pkg/` (from `trunk build`) and the static files.
+    #[arg(long, env = "ZIMAGE_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
 }
 
 /// Options shared by the `zimage models` actions.
