@@ -1,2 +1,20 @@
-//! `zimage`: the gateway binary.
-fn main() {}
+//! `zimage`: the gateway binary. Parses the command line, starts logging, and hands over to the library.
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use zimage::config::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    zimage::telemetry::init();
+    match cli.command {
+        Command::Serve(config) => {
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
+            zimage::serve(config, listener, zimage::shutdown::signal()).await
+        }
+        Command::Models { action } => zimage::models::run(action).await,
+    }
+}

@@ -1,0 +1,226 @@
+//! Event relay: each job's events, numbered and kept, fanned out to every browser watching it.
+//!
+//! A job's log is short (a few dozen events), so it is kept whole: a browser that reconnects with
+//! `Last-Event-ID`, or that falls behind the broadcast channel, catches up from the log instead of
+//! losing events, and the stream always ends with the terminal event.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use app::api::JobEvent;
+use futures_util::Stream;
+use tokio::sync::broadcast;
+
+/// How many events a watcher may fall behind before it re-reads the log.
+const CHANNEL_CAPACITY: usize = 64;
+/// A job never needs more events than this; past it only the terminal event is kept, so a misbehaving
+/// ComfyUI cannot grow memory without bound.
+const MAX_EVENTS: usize = 512;
+
+/// An event with its SSE id (1, 2, 3... within a job).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequenced {
+    pub id: u64,
+    pub event: JobEvent,
+}
+
+/// One job's events so far, and the channel that announces new ones.
+#[derive(Debug)]
+pub struct EventLog {
+    events: Vec<Arc<Sequenced>>,
+    sender: broadcast::Sender<Arc<Sequenced>>,
+}
+
+impl Default for EventLog {
+    fn default() -> EventLog {
+        EventLog::new()
+    }
+}
+
+impl EventLog {
+    /// An empty log.
+    pub fn new() -> EventLog {
+        EventLog {
+            events: Vec::new(),
+            sender: broadcast::channel(CHANNEL_CAPACITY).0,
+        }
+    }
+
+    /// A log that holds only a job's terminal event, for jobs known from the history alone. Its id is
+    /// larger than any live log reaches, so a browser resuming from before a gateway restart still gets it.
+    pub fn finished(event: JobEvent) -> EventLog {
+        let mut log = EventLog::new();
+        log.events.push(Arc::new(Sequenced {
+            id: u64::from(u32::MAX),
+            event,
+        }));
+        log
+    }
+
+    /// Appends an event and announces it. Nothing is appended after the terminal event.
+    pub fn push(&mut self, event: JobEvent) -> Option<u64> {
+        if self.is_finished() || (self.events.len() >= MAX_EVENTS && !event.is_terminal()) {
+            return None;
+        }
+        let id = self.events.last().map_or(1, |last| last.id + 1);
+        let sequenced = Arc::new(Sequenced { id, event });
+        self.events.push(Arc::clone(&sequenced));
+        // No receiver is fine: nobody is watching right now.
+        let _ = self.sender.send(sequenced);
+        Some(id)
+    }
+
+    /// True once the terminal event is in the log.
+    pub fn is_finished(&self) -> bool {
+        self.events.last().is_some_and(|last| last.event.is_terminal())
+    }
+
+    /// Every event with an id above `last_seen`.
+    pub fn after(&self, last_seen: u64) -> Vec<Arc<Sequenced>> {
+        let start = self.events.partition_point(|event| event.id <= last_seen);
+        self.events[start..].to_vec()
+    }
+
+    /// Starts watching: what was missed after `last_seen` (everything when `None`), then live events.
+    /// The caller holds the lock around the log, so no event falls between the two.
+    pub fn subscribe(&self, last_seen: Option<u64>) -> Subscription {
+        let last_seen = last_seen.unwrap_or(0);
+        Subscription {
+            backlog: self.after(last_seen).into(),
+            receiver: (!self.is_finished()).then(|| self.sender.subscribe()),
+            last_seen,
+        }
+    }
+}
+
+/// A watcher's position in a job's events.
+#[derive(Debug)]
+pub struct Subscription {
+    backlog: VecDeque<Arc<Sequenced>>,
+    receiver: Option<broadcast::Receiver<Arc<Sequenced>>>,
+    last_seen: u64,
+}
+
+impl Subscription {
+    /// The events as a stream that ends after the terminal event (or when the job is forgotten).
+    /// `catch_up(last_seen)` re-reads the log when the watcher fell behind the channel.
+    pub fn into_stream<F>(self, catch_up: F) -> impl Stream<Item = Arc<Sequenced>> + Send + 'static
+    where
+        F: Fn(u64) -> Vec<Arc<Sequenced>> + Send + 'static,
+    {
+        futures_util::stream::unfold(
+            (self, catch_up, false),
+            |(mut subscription, catch_up, ended)| async move {
+                if ended {
+                    return None;
+                }
+                loop {
+                    if let Some(next) = subscription.backlog.pop_front() {
+                        if next.id <= subscription.last_seen {
+                            continue;
+                        }
+                        subscription.last_seen = next.id;
+                        let ended = next.event.is_terminal();
+                        return Some((next, (subscription, catch_up, ended)));
+                    }
+                    let receiver = subscription.receiver.as_mut()?;
+                    match receiver.recv().await {
+                        Ok(next) => subscription.backlog.push_back(next),
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            subscription.backlog.extend(catch_up(subscription.last_seen));
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt as _;
+
+    fn progress(step: u32) -> JobEvent {
+        JobEvent::Progress { step, total: 8 }
+    }
+
+    fn ids(events: &[Arc<Sequenced>]) -> Vec<u64> {
+        events.iter().map(|event| event.id).collect()
+    }
+
+    #[tokio::test]
+    async fn a_watcher_gets_the_backlog_then_live_events_and_the_stream_ends_at_the_terminal_event() {
+        let mut log = EventLog::new();
+        log.push(JobEvent::Queued { position: 1 });
+        log.push(JobEvent::Running {});
+        let stream = log.subscribe(None).into_stream(|_| Vec::new());
+        log.push(progress(1));
+        log.push(JobEvent::Cancelled {});
+        let received: Vec<_> = stream.collect().await;
+        assert_eq!(ids(&received), vec![1, 2, 3, 4]);
+        assert_eq!(received[3].event, JobEvent::Cancelled {});
+    }
+
+    #[tokio::test]
+    async fn resuming_after_an_id_gives_exactly_what_was_missed() {
+        let mut log = EventLog::new();
+        for step in 1..=5 {
+            log.push(progress(step));
+        }
+        log.push(JobEvent::Failed {
+            code: "x".to_owned(),
+            message: "y".to_owned(),
+        });
+        let received: Vec<_> = log.subscribe(Some(3)).into_stream(|_| Vec::new()).collect().await;
+        assert_eq!(ids(&received), vec![4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_catches_up_from_the_log_without_gaps() {
+        let log = Arc::new(std::sync::Mutex::new(EventLog::new()));
+        let subscription = log.lock().unwrap().subscribe(None);
+        for step in 0..(CHANNEL_CAPACITY as u32 * 3) {
+            log.lock().unwrap().push(progress(step));
+        }
+        log.lock().unwrap().push(JobEvent::Cancelled {});
+        let reader = Arc::clone(&log);
+        let received: Vec<_> = subscription
+            .into_stream(move |last_seen| reader.lock().unwrap().after(last_seen))
+            .collect()
+            .await;
+        let expected: Vec<u64> = (1..=(CHANNEL_CAPACITY as u64 * 3 + 1)).collect();
+        assert_eq!(ids(&received), expected);
+    }
+
+    #[test]
+    fn nothing_is_logged_after_the_terminal_event() {
+        let mut log = EventLog::new();
+        assert_eq!(log.push(JobEvent::Cancelled {}), Some(1));
+        assert_eq!(log.push(progress(1)), None);
+        assert!(log.is_finished());
+    }
+
+    #[test]
+    fn a_flood_of_events_is_capped_but_the_terminal_event_still_gets_in() {
+        let mut log = EventLog::new();
+        for step in 0..(MAX_EVENTS as u32 + 100) {
+            log.push(progress(step));
+        }
+        assert_eq!(log.after(0).len(), MAX_EVENTS);
+        assert!(log.push(JobEvent::Cancelled {}).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_finished_log_from_history_yields_its_terminal_event_to_any_resuming_watcher() {
+        let log = EventLog::finished(JobEvent::Cancelled {});
+        let received: Vec<_> = log
+            .subscribe(Some(40))
+            .into_stream(|_| Vec::new())
+            .collect()
+            .await;
+        assert_eq!(received.len(), 1);
+        assert!(received[0].event.is_terminal());
+    }
+}

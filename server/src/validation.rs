@@ -1,0 +1,329 @@
+//! Parse, don't validate: a [`CreateJobRequest`] from the wire becomes [`GenerationParams`], whose
+//! newtypes can only hold values the studio accepts. Every refusal names the request field.
+
+use app::api::{self, CreateJobRequest};
+
+/// A request field broke a rule. `field` is the JSON name, so the UI can point at the control.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl ValidationError {
+    fn new(field: &'static str, message: impl Into<String>) -> ValidationError {
+        ValidationError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// A prompt of 1..=[`api::MAX_PROMPT_CHARS`] characters, trimmed, without control characters other
+/// than line breaks and tabs (they would only confuse the text encoder, and NUL breaks logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt(String);
+
+impl Prompt {
+    /// Trims and checks a prompt.
+    pub fn parse(raw: &str) -> Result<Prompt, ValidationError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(ValidationError::new(
+                "prompt",
+                "Describe the image: the prompt is empty.",
+            ));
+        }
+        let length = trimmed.chars().count();
+        if length > api::MAX_PROMPT_CHARS {
+            return Err(ValidationError::new(
+                "prompt",
+                format!(
+                    "The prompt is {length} characters long; the limit is {}.",
+                    api::MAX_PROMPT_CHARS
+                ),
+            ));
+        }
+        if trimmed
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(ValidationError::new(
+                "prompt",
+                "The prompt contains control characters.",
+            ));
+        }
+        Ok(Prompt(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A seed in 0..=[`api::MAX_SEED`], so it survives a round trip through JavaScript numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seed(u64);
+
+impl Seed {
+    /// Checks a seed the client chose.
+    pub fn parse(value: u64) -> Result<Seed, ValidationError> {
+        if value > api::MAX_SEED {
+            return Err(ValidationError::new(
+                "seed",
+                format!("The seed must be between 0 and {}.", api::MAX_SEED),
+            ));
+        }
+        Ok(Seed(value))
+    }
+
+    /// A random seed, for requests that leave it out.
+    pub fn random() -> Seed {
+        Seed(rand::random::<u64>() & api::MAX_SEED)
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// One side of the image: [`api::MIN_SIDE`]..=[`api::MAX_SIDE`] pixels in steps of [`api::SIDE_STEP`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Side(u32);
+
+impl Side {
+    /// Checks a side length; `field` is `width` or `height`.
+    pub fn parse(field: &'static str, value: u32) -> Result<Side, ValidationError> {
+        if !(api::MIN_SIDE..=api::MAX_SIDE).contains(&value) {
+            return Err(ValidationError::new(
+                field,
+                format!(
+                    "The {field} must be between {} and {} pixels.",
+                    api::MIN_SIDE,
+                    api::MAX_SIDE
+                ),
+            ));
+        }
+        if !value.is_multiple_of(api::SIDE_STEP) {
+            return Err(ValidationError::new(
+                field,
+                format!("The {field} must be a multiple of {} pixels.", api::SIDE_STEP),
+            ));
+        }
+        Ok(Side(value))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// Everything a job may vary; the rest of the workflow is fixed by configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationParams {
+    pub prompt: Prompt,
+    pub seed: Seed,
+    pub width: Side,
+    pub height: Side,
+}
+
+impl TryFrom<CreateJobRequest> for GenerationParams {
+    type Error = ValidationError;
+
+    fn try_from(request: CreateJobRequest) -> Result<GenerationParams, ValidationError> {
+        let prompt = Prompt::parse(&request.prompt)?;
+        let seed = match request.seed {
+            Some(value) => Seed::parse(value)?,
+            None => Seed::random(),
+        };
+        if let Some(batch_size) = request.batch_size
+            && batch_size != 1
+        {
+            return Err(ValidationError::new(
+                "batch_size",
+                "The studio makes one image at a time: batch_size must be 1.",
+            ));
+        }
+        let (width, height) = match (request.aspect_ratio, request.width, request.height) {
+            (Some(_), Some(_), _) => {
+                return Err(ValidationError::new(
+                    "width",
+                    "Give either an aspect ratio or a width and height, not both.",
+                ));
+            }
+            (Some(_), None, Some(_)) => {
+                return Err(ValidationError::new(
+                    "height",
+                    "Give either an aspect ratio or a width and height, not both.",
+                ));
+            }
+            (Some(ratio), None, None) => ratio.size(),
+            (None, Some(width), Some(height)) => (width, height),
+            (None, Some(_), None) => return Err(ValidationError::new("height", "A width needs a height.")),
+            (None, None, Some(_)) => return Err(ValidationError::new("width", "A height needs a width.")),
+            (None, None, None) => api::AspectRatio::Square.size(),
+        };
+        Ok(GenerationParams {
+            prompt,
+            seed,
+            width: Side::parse("width", width)?,
+            height: Side::parse("height", height)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::api::AspectRatio;
+    use proptest::prelude::*;
+
+    fn request(prompt: &str) -> CreateJobRequest {
+        CreateJobRequest {
+            prompt: prompt.to_owned(),
+            ..CreateJobRequest::default()
+        }
+    }
+
+    fn field_of(request: CreateJobRequest) -> &'static str {
+        GenerationParams::try_from(request).unwrap_err().field
+    }
+
+    #[test]
+    fn a_minimal_request_gets_a_square_image_and_a_random_seed_in_range() {
+        let params = GenerationParams::try_from(request("  a fox  ")).unwrap();
+        assert_eq!(params.prompt.as_str(), "a fox");
+        assert_eq!((params.width.get(), params.height.get()), (1024, 1024));
+        assert!(params.seed.get() <= api::MAX_SEED);
+    }
+
+    #[test]
+    fn an_aspect_ratio_becomes_its_size() {
+        let params = GenerationParams::try_from(CreateJobRequest {
+            aspect_ratio: Some(AspectRatio::Wide16x9),
+            seed: Some(42),
+            ..request("fox")
+        })
+        .unwrap();
+        assert_eq!(
+            (params.width.get(), params.height.get(), params.seed.get()),
+            (1024, 576, 42)
+        );
+    }
+
+    #[test]
+    fn empty_and_blank_prompts_are_refused_on_the_prompt_field() {
+        assert_eq!(field_of(request("")), "prompt");
+        assert_eq!(field_of(request(" \n\t ")), "prompt");
+    }
+
+    #[test]
+    fn prompts_are_counted_in_characters_not_bytes() {
+        let chinese = "狐".repeat(api::MAX_PROMPT_CHARS);
+        assert!(GenerationParams::try_from(request(&chinese)).is_ok());
+        assert_eq!(field_of(request(&format!("{chinese}狐"))), "prompt");
+    }
+
+    #[test]
+    fn control_characters_are_refused_but_line_breaks_are_kept() {
+        assert_eq!(field_of(request("a\u{0}b")), "prompt");
+        assert_eq!(field_of(request("a\u{1b}[31mb")), "prompt");
+        let params = GenerationParams::try_from(request("line one\nline two")).unwrap();
+        assert_eq!(params.prompt.as_str(), "line one\nline two");
+    }
+
+    #[test]
+    fn a_batch_other_than_one_is_refused() {
+        assert_eq!(
+            field_of(CreateJobRequest {
+                batch_size: Some(2),
+                ..request("x")
+            }),
+            "batch_size"
+        );
+        assert_eq!(
+            field_of(CreateJobRequest {
+                batch_size: Some(0),
+                ..request("x")
+            }),
+            "batch_size"
+        );
+        assert!(
+            GenerationParams::try_from(CreateJobRequest {
+                batch_size: Some(1),
+                ..request("x")
+            })
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn sizes_must_come_in_pairs_and_not_beside_an_aspect_ratio() {
+        assert_eq!(
+            field_of(CreateJobRequest {
+                width: Some(512),
+                ..request("x")
+            }),
+            "height"
+        );
+        assert_eq!(
+            field_of(CreateJobRequest {
+                height: Some(512),
+                ..request("x")
+            }),
+            "width"
+        );
+        let both = CreateJobRequest {
+            aspect_ratio: Some(AspectRatio::Square),
+            width: Some(512),
+            height: Some(512),
+            ..request("x")
+        };
+        assert_eq!(field_of(both), "width");
+    }
+
+    #[test]
+    fn the_seed_limit_is_two_to_the_53_minus_one() {
+        assert!(Seed::parse(api::MAX_SEED).is_ok());
+        assert_eq!(
+            field_of(CreateJobRequest {
+                seed: Some(api::MAX_SEED + 1),
+                ..request("x")
+            }),
+            "seed"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn every_in_range_size_is_accepted(width in 16u32..=64, height in 16u32..=64) {
+            let (width, height) = (width * 16, height * 16);
+            let params = GenerationParams::try_from(CreateJobRequest {
+                width: Some(width), height: Some(height), ..request("x")
+            }).unwrap();
+            prop_assert_eq!((params.width.get(), params.height.get()), (width, height));
+        }
+
+        #[test]
+        fn every_out_of_range_or_unaligned_side_is_refused_on_its_field(side in any::<u32>(), pick_width in any::<bool>()) {
+            prop_assume!(!((api::MIN_SIDE..=api::MAX_SIDE).contains(&side) && side % api::SIDE_STEP == 0));
+            let (width, height) = if pick_width { (side, 512) } else { (512, side) };
+            let error = GenerationParams::try_from(CreateJobRequest {
+                width: Some(width), height: Some(height), ..request("x")
+            }).unwrap_err();
+            prop_assert_eq!(error.field, if pick_width { "width" } else { "height" });
+        }
+
+        #[test]
+        fn any_prompt_either_parses_within_limits_or_is_refused_on_the_prompt_field(raw in any::<String>()) {
+            match Prompt::parse(&raw) {
+                Ok(prompt) => {
+                    prop_assert!(!prompt.as_str().is_empty());
+                    prop_assert!(prompt.as_str().chars().count() <= api::MAX_PROMPT_CHARS);
+                }
+                Err(error) => prop_assert_eq!(error.field, "prompt"),
+            }
+        }
+    }
+}
