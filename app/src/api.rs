@@ -105,8 +105,13 @@ impl AspectRatio {
             AspectRatio::Wide16x9 => (16, 9),
             AspectRatio::Tall9x16 => (9, 16),
         };
-        let shorter = |numerator: u32, denominator: u32| MAX_SIDE * numerator / denominator / SIDE_STEP * SIDE_STEP;
-        if across >= down { (MAX_SIDE, shorter(down, across)) } else { (shorter(across, down), MAX_SIDE) }
+        let shorter =
+            |numerator: u32, denominator: u32| MAX_SIDE * numerator / denominator / SIDE_STEP * SIDE_STEP;
+        if across >= down {
+            (MAX_SIDE, shorter(down, across))
+        } else {
+            (shorter(across, down), MAX_SIDE)
+        }
     }
 }
 
@@ -151,7 +156,10 @@ pub enum JobStatus {
 impl JobStatus {
     /// True once the job can no longer change.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
 }
 
@@ -228,12 +236,29 @@ pub struct HistoryPage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
 pub enum JobEvent {
-    Queued { position: u32 },
+    Queued {
+        position: u32,
+    },
     Running {},
-    Progress { step: u32, total: u32 },
-    Preview { url: String },
-    Completed { image_url: String, thumbnail_url: String, seed: u64, width: u32, height: u32, elapsed_ms: u64 },
-    Failed { code: String, message: String },
+    Progress {
+        step: u32,
+        total: u32,
+    },
+    Preview {
+        url: String,
+    },
+    Completed {
+        image_url: String,
+        thumbnail_url: String,
+        seed: u64,
+        width: u32,
+        height: u32,
+        elapsed_ms: u64,
+    },
+    Failed {
+        code: String,
+        message: String,
+    },
     Cancelled {},
 }
 
@@ -253,7 +278,10 @@ impl JobEvent {
 
     /// True for the last event a job sends.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, JobEvent::Completed { .. } | JobEvent::Failed { .. } | JobEvent::Cancelled {})
+        matches!(
+            self,
+            JobEvent::Completed { .. } | JobEvent::Failed { .. } | JobEvent::Cancelled {}
+        )
     }
 
     /// Rebuilds an event from an SSE `event:` name and its `data:` JSON.
@@ -268,9 +296,10 @@ impl JobEvent {
     /// The JSON written in the SSE `data:` field.
     pub fn data_json(&self) -> String {
         match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(mut fields)) => {
-                fields.remove("data").map(|data| data.to_string()).unwrap_or_else(|| "{}".to_owned())
-            }
+            Ok(serde_json::Value::Object(mut fields)) => fields
+                .remove("data")
+                .map(|data| data.to_string())
+                .unwrap_or_else(|| "{}".to_owned()),
             _ => "{}".to_owned(),
         }
     }
@@ -385,6 +414,9 @@ mod tests {
             let back = JobEvent::from_sse(event.name(), &event.data_json()).unwrap();
             assert_eq!(back, event);
         }
-        assert_eq!(JobEvent::Progress { step: 3, total: 8 }.data_json(), r#"{"step":3,"total":8}"#);
+        assert_eq!(
+            JobEvent::Progress { step: 3, total: 8 }.data_json(),
+            r#"{"step":3,"total":8}"#
+        );
     }
 }

@@ -1,0 +1,350 @@
+//! The few browser facilities the studio uses (fetch, EventSource, localStorage, the clock, page
+//! visibility, scrolling into view), behind one small façade.
+//!
+//! The components are compiled for the server too, where none of this exists; there the same functions
+//! do nothing, which is right because the server only renders and never runs event handlers or effects.
+
+use crate::api::JobEvent;
+use crate::client::ClientError;
+
+pub use platform::*;
+
+/// What became of a job stream's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamState {
+    /// Connected and receiving.
+    Open,
+    /// Dropped; the browser is reconnecting with `Last-Event-ID` on its own.
+    Reconnecting,
+    /// Given up by the browser (the gateway refused the stream): the caller must resynchronise.
+    Closed,
+}
+
+#[cfg(feature = "hydrate")]
+mod platform {
+    use std::cell::RefCell;
+
+    use wasm_bindgen::JsCast as _;
+    use wasm_bindgen::prelude::Closure;
+    use wasm_bindgen_futures::JsFuture;
+    use web_sys::{EventSource, MessageEvent, Request, RequestInit, Response};
+
+    use super::{ClientError, JobEvent, StreamState};
+
+    /// The SSE event names of a job stream, one listener each.
+    const JOB_EVENT_NAMES: [&str; 7] = [
+        "queued",
+        "running",
+        "progress",
+        "preview",
+        "completed",
+        "failed",
+        "cancelled",
+    ];
+
+    /// Sends a request and returns the status and body text. Only a missing answer is an error here.
+    pub async fn fetch_text(
+        method: &str,
+        url: &str,
+        body: Option<String>,
+    ) -> Result<(u16, String), ClientError> {
+        let window = web_sys::window().ok_or(ClientError::Network)?;
+        let init = RequestInit::new();
+        init.set_method(method);
+        let headers = web_sys::Headers::new().map_err(|_| ClientError::Unexpected)?;
+        headers
+            .set("Accept", "application/json")
+            .map_err(|_| ClientError::Unexpected)?;
+        if let Some(body) = body {
+            headers
+                .set("Content-Type", "application/json")
+                .map_err(|_| ClientError::Unexpected)?;
+            init.set_body(&wasm_bindgen::JsValue::from_str(&body));
+        }
+        init.set_headers(&headers);
+        let request = Request::new_with_str_and_init(url, &init).map_err(|_| ClientError::Unexpected)?;
+        let response: Response = JsFuture::from(window.fetch_with_request(&request))
+            .await
+            .map_err(|_| ClientError::Network)?
+            .dyn_into()
+            .map_err(|_| ClientError::Unexpected)?;
+        let text = response.text().map_err(|_| ClientError::Network)?;
+        let text = JsFuture::from(text).await.map_err(|_| ClientError::Network)?;
+        Ok((response.status(), text.as_string().unwrap_or_default()))
+    }
+
+    /// An open `EventSource` on a job; closed when dropped.
+    pub struct JobStream {
+        source: EventSource,
+        // The listeners live as long as the stream; JavaScript calls them until `close`.
+        _listeners: Vec<Closure<dyn FnMut(MessageEvent)>>,
+        _on_open: Closure<dyn FnMut(web_sys::Event)>,
+        _on_error: Closure<dyn FnMut(web_sys::Event)>,
+    }
+
+    impl Drop for JobStream {
+        fn drop(&mut self) {
+            self.source.close();
+        }
+    }
+
+    thread_local! {
+        // One job is watched at a time; replacing it closes the previous stream.
+        static WATCHED: RefCell<Option<JobStream>> = const { RefCell::new(None) };
+    }
+
+    /// Watches a job's events at `url`, replacing any stream watched before. The browser reconnects a
+    /// dropped stream itself, sending `Last-Event-ID`, so the gateway resends exactly what was missed.
+    pub fn watch_job(
+        url: &str,
+        on_event: impl Fn(JobEvent) + 'static,
+        on_state: impl Fn(StreamState) + 'static,
+    ) {
+        stop_watching();
+        let Ok(source) = EventSource::new(url) else {
+            on_state(StreamState::Closed);
+            return;
+        };
+        let on_event = std::rc::Rc::new(on_event);
+        let mut listeners = Vec::with_capacity(JOB_EVENT_NAMES.len());
+        for name in JOB_EVENT_NAMES {
+            let on_event = on_event.clone();
+            let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+                let data = message.data().as_string().unwrap_or_default();
+                match JobEvent::from_sse(name, &data) {
+                    Ok(event) => on_event(event),
+                    Err(error) => leptos::logging::warn!("ignored an unreadable {name} event: {error}"),
+                }
+            });
+            if source
+                .add_event_listener_with_callback(name, listener.as_ref().unchecked_ref())
+                .is_ok()
+            {
+                listeners.push(listener);
+            }
+        }
+        let on_state = std::rc::Rc::new(on_state);
+        let on_open = {
+            let on_state = on_state.clone();
+            Closure::<dyn FnMut(web_sys::Event)>::new(move |_| on_state(StreamState::Open))
+        };
+        let on_error = {
+            let source = source.clone();
+            Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+                // CONNECTING means the browser retries by itself; CLOSED means it gave up.
+                if source.ready_state() == EventSource::CLOSED {
+                    on_state(StreamState::Closed);
+                } else {
+                    on_state(StreamState::Reconnecting);
+                }
+            })
+        };
+        source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        let stream = JobStream {
+            source,
+            _listeners: listeners,
+            _on_open: on_open,
+            _on_error: on_error,
+        };
+        WATCHED.with(|watched| *watched.borrow_mut() = Some(stream));
+    }
+
+    /// Closes the watched stream, if any.
+    pub fn stop_watching() {
+        // Taken out before dropping, so the drop cannot run inside the borrow.
+        let previous = WATCHED.with(|watched| watched.borrow_mut().take());
+        drop(previous);
+    }
+
+    /// True while a job stream is open or reconnecting.
+    pub fn is_watching() -> bool {
+        WATCHED.with(|watched| {
+            watched
+                .borrow()
+                .as_ref()
+                .is_some_and(|stream| stream.source.ready_state() != EventSource::CLOSED)
+        })
+    }
+
+    /// Milliseconds since the Unix epoch, by the browser's clock.
+    pub fn now_ms() -> u64 {
+        js_sys::Date::now().max(0.0) as u64
+    }
+
+    /// A random number in [0, 1).
+    pub fn random_unit() -> f64 {
+        js_sys::Math::random()
+    }
+
+    fn local_storage() -> Option<web_sys::Storage> {
+        web_sys::window()?.local_storage().ok().flatten()
+    }
+
+    /// A value saved in `localStorage` (absent when storage is off, as in some private modes).
+    pub fn load(key: &str) -> Option<String> {
+        local_storage()?.get_item(key).ok().flatten()
+    }
+
+    /// Saves a value in `localStorage`; best effort.
+    pub fn save(key: &str, value: &str) {
+        if let Some(storage) = local_storage() {
+            // Storage may be full or off; remembering is a convenience, never required.
+            let _ = storage.set_item(key, value);
+        }
+    }
+
+    /// Forgets a value saved in `localStorage`.
+    pub fn forget(key: &str) {
+        if let Some(storage) = local_storage() {
+            let _ = storage.remove_item(key);
+        }
+    }
+
+    /// Calls `callback` whenever the page becomes visible again or the network comes back: the moments
+    /// a phone may have dropped a stream while its screen was locked.
+    pub fn on_page_resumed(callback: impl Fn() + 'static) {
+        let Some(window) = web_sys::window() else { return };
+        let callback = std::rc::Rc::new(callback);
+        if let Some(document) = window.document() {
+            let callback = callback.clone();
+            let document_for_check = document.clone();
+            let listener = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+                if document_for_check.visibility_state() == web_sys::VisibilityState::Visible {
+                    callback();
+                }
+            });
+            if document
+                .add_event_listener_with_callback("visibilitychange", listener.as_ref().unchecked_ref())
+                .is_ok()
+            {
+                // The listener lives as long as the page.
+                listener.forget();
+            }
+        }
+        let listener = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| callback());
+        if window
+            .add_event_listener_with_callback("online", listener.as_ref().unchecked_ref())
+            .is_ok()
+        {
+            listener.forget();
+        }
+    }
+
+    /// Scrolls the element with this id into view, gently.
+    pub fn scroll_into_view(element_id: &str) {
+        let element = web_sys::window()
+            .and_then(|window| window.document())
+            .and_then(|document| document.get_element_by_id(element_id));
+        if let Some(element) = element {
+            let options = web_sys::ScrollIntoViewOptions::new();
+            options.set_behavior(web_sys::ScrollBehavior::Smooth);
+            options.set_block(web_sys::ScrollLogicalPosition::Nearest);
+            element.scroll_into_view_with_scroll_into_view_options(&options);
+        }
+    }
+
+    /// An `IntersectionObserver` on one element; disconnected when dropped.
+    pub struct VisibilityWatch {
+        observer: web_sys::IntersectionObserver,
+        _callback: Closure<dyn FnMut(js_sys::Array)>,
+    }
+
+    impl Drop for VisibilityWatch {
+        fn drop(&mut self) {
+            self.observer.disconnect();
+        }
+    }
+
+    /// Calls `on_visible` each time `element` scrolls into view (or near it): infinite scroll.
+    pub fn watch_visibility(
+        element: &web_sys::Element,
+        on_visible: impl Fn() + 'static,
+    ) -> Option<VisibilityWatch> {
+        let callback = Closure::<dyn FnMut(js_sys::Array)>::new(move |entries: js_sys::Array| {
+            let visible = entries.iter().any(|entry| {
+                entry
+                    .dyn_into::<web_sys::IntersectionObserverEntry>()
+                    .is_ok_and(|entry| entry.is_intersecting())
+            });
+            if visible {
+                on_visible();
+            }
+        });
+        let options = web_sys::IntersectionObserverInit::new();
+        // Start loading a little before the end is on screen.
+        options.set_root_margin("400px 0px");
+        let observer =
+            web_sys::IntersectionObserver::new_with_options(callback.as_ref().unchecked_ref(), &options)
+                .ok()?;
+        observer.observe(element);
+        Some(VisibilityWatch {
+            observer,
+            _callback: callback,
+        })
+    }
+}
+
+#[cfg(not(feature = "hydrate"))]
+mod platform {
+    //! The server renders and never runs handlers or effects: these keep the components compiling.
+
+    use super::{ClientError, JobEvent, StreamState};
+
+    /// No browser, no fetch.
+    pub async fn fetch_text(
+        _method: &str,
+        _url: &str,
+        _body: Option<String>,
+    ) -> Result<(u16, String), ClientError> {
+        Err(ClientError::Network)
+    }
+
+    /// No browser, no stream.
+    pub fn watch_job(
+        _url: &str,
+        _on_event: impl Fn(JobEvent) + 'static,
+        on_state: impl Fn(StreamState) + 'static,
+    ) {
+        on_state(StreamState::Closed);
+    }
+
+    /// Nothing to stop.
+    pub fn stop_watching() {}
+
+    /// Never watching.
+    pub fn is_watching() -> bool {
+        false
+    }
+
+    /// The server's clock.
+    pub fn now_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+            })
+    }
+
+    /// Not random: only the browser rolls dice.
+    pub fn random_unit() -> f64 {
+        0.0
+    }
+
+    /// No storage.
+    pub fn load(_key: &str) -> Option<String> {
+        None
+    }
+
+    /// No storage.
+    pub fn save(_key: &str, _value: &str) {}
+
+    /// No storage.
+    pub fn forget(_key: &str) {}
+
+    /// A server page never resumes.
+    pub fn on_page_resumed(_callback: impl Fn() + 'static) {}
+
+    /// Nothing to scroll.
+    pub fn scroll_into_view(_element_id: &str) {}
+}

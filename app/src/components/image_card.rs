@@ -1,0 +1,144 @@
+//! A finished image, large and fitting the screen, with its prompt, seed and size, and what can be done
+//! with it: open at full size, download, reuse, delete.
+
+use leptos::prelude::*;
+
+use crate::api::HistoryItem;
+use crate::job::{FinishedImage, JobProgress, format_elapsed};
+use crate::studio::Studio;
+
+/// The facts an image card shows, from a finished job or a history entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownImage {
+    pub id: String,
+    pub image_url: String,
+    pub prompt: String,
+    pub seed: u64,
+    pub width: u32,
+    pub height: u32,
+    pub elapsed_ms: Option<u64>,
+}
+
+impl ShownImage {
+    /// The image a job just made.
+    pub fn from_job(job: &JobProgress, image: &FinishedImage) -> ShownImage {
+        ShownImage {
+            id: job.id.clone(),
+            image_url: image.image_url.clone(),
+            prompt: job.prompt.clone(),
+            seed: image.seed,
+            width: image.width,
+            height: image.height,
+            elapsed_ms: Some(image.elapsed_ms),
+        }
+    }
+
+    /// An image from the history.
+    pub fn from_history(item: &HistoryItem) -> ShownImage {
+        ShownImage {
+            id: item.id.clone(),
+            image_url: item.image_url.clone(),
+            prompt: item.prompt.clone(),
+            seed: item.seed,
+            width: item.width,
+            height: item.height,
+            elapsed_ms: item
+                .timings
+                .finished_at
+                .map(|finished| finished.saturating_sub(item.timings.queued_at)),
+        }
+    }
+}
+
+/// The image and its details.
+#[component]
+pub fn ImageCard(studio: Studio, image: ShownImage) -> impl IntoView {
+    let confirming = RwSignal::new(false);
+    let ShownImage {
+        id,
+        image_url,
+        prompt,
+        seed,
+        width,
+        height,
+        elapsed_ms,
+    } = image;
+    let download_name = format!("z-image-{seed}.png");
+    let reuse_prompt = prompt.clone();
+    let delete_id = id.clone();
+    view! {
+        <figure class="result">
+            <a class="canvas" href=image_url.clone() target="_blank" rel="noopener" title="Open at full size">
+                <img class="result-image" src=image_url.clone() alt=prompt.clone() width=width height=height/>
+            </a>
+            <figcaption class="details">
+                <p class="result-prompt">{prompt}</p>
+                <dl class="facts">
+                    <div>
+                        <dt>"Seed"</dt>
+                        <dd>
+                            <span class="result-seed">{seed}</span>
+                            <button type="button" class="link-button" on:click=move |_| studio.reuse_seed(seed)>
+                                "reuse"
+                            </button>
+                        </dd>
+                    </div>
+                    <div>
+                        <dt>"Size"</dt>
+                        <dd class="result-size">{format!("{width} × {height}")}</dd>
+                    </div>
+                    {elapsed_ms
+                        .map(|elapsed| {
+                            view! {
+                                <div>
+                                    <dt>"Time"</dt>
+                                    <dd>{format_elapsed(elapsed)}</dd>
+                                </div>
+                            }
+                        })}
+                </dl>
+                <div class="actions">
+                    <a class="button" href=image_url.clone() target="_blank" rel="noopener">"Open full size"</a>
+                    <a class="button" href=image_url download=download_name>"Download"</a>
+                    <button
+                        type="button"
+                        class="button"
+                        on:click=move |_| studio.reuse_settings(&reuse_prompt, seed, width, height)
+                    >
+                        "Reuse settings"
+                    </button>
+                    <Show
+                        when=move || confirming.get()
+                        fallback=move || {
+                            view! {
+                                <button type="button" class="button danger-outline" on:click=move |_| confirming.set(true)>
+                                    "Delete"
+                                </button>
+                            }
+                        }
+                    >
+                        <span class="confirm" role="group" aria-label="Confirm deletion">
+                            <span>"Delete this image?"</span>
+                            <button
+                                type="button"
+                                class="button danger"
+                                on:click={
+                                    let delete_id = delete_id.clone();
+                                    move |_| {
+                                        confirming.set(false);
+                                        studio.delete(delete_id.clone());
+                                    }
+                                }
+                            >
+                                "Yes, delete"
+                            </button>
+                            <button type="button" class="button" on:click=move |_| confirming.set(false)>
+                                "Keep"
+                            </button>
+                        </span>
+                    </Show>
+                </div>
+            </figcaption>
+        </figure>
+    }
+}

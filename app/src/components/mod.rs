@@ -1,0 +1,9 @@
+//! The parts of the studio page. They render [`crate::studio::Studio`]'s signals and call its actions;
+//! the decisions are made in the plain types.
+
+pub mod gallery;
+pub mod image_card;
+pub mod progress;
+pub mod prompt_form;
+pub mod stage;
+pub mod status_light;

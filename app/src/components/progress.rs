@@ -1,0 +1,69 @@
+//! The progress of the watched job: a real bar from the SSE stream, the phase in words, the elapsed
+//! time, and the gateway's message when it failed.
+
+use leptos::prelude::*;
+
+use crate::browser::StreamState;
+use crate::job::{Phase, format_elapsed};
+use crate::studio::Studio;
+
+/// Shown while a job runs, and after it failed or was cancelled.
+#[component]
+pub fn Progress(studio: Studio) -> impl IntoView {
+    let visible = move || {
+        studio.job.with(|job| {
+            job.as_ref()
+                .is_some_and(|job| !matches!(job.phase, Phase::Completed(_)))
+        })
+    };
+    let label = move || {
+        studio
+            .job
+            .with(|job| job.as_ref().map(|job| job.label()).unwrap_or_default())
+    };
+    let percent = move || {
+        studio
+            .job
+            .with(|job| job.as_ref().map_or(0.0, |job| job.fraction() * 100.0))
+    };
+    let elapsed = move || {
+        let now = studio.now_ms.get();
+        studio.job.with(|job| {
+            job.as_ref()
+                .map(|job| format_elapsed(job.elapsed_ms(now)))
+                .unwrap_or_default()
+        })
+    };
+    let failure = move || {
+        studio.job.with(|job| match job.as_ref().map(|job| &job.phase) {
+            Some(Phase::Failed(failure)) => Some(failure.message.clone()),
+            _ => None,
+        })
+    };
+    let reconnecting = move || studio.job_is_active() && studio.stream.get() != StreamState::Open;
+    view! {
+        <div class="progress" class:hidden=move || !visible()>
+            <div class="progress-head">
+                <span class="progress-label" aria-live="polite">{label}</span>
+                <span class="elapsed" aria-label="Elapsed time">{elapsed}</span>
+            </div>
+            <div
+                class="bar"
+                role="progressbar"
+                aria-label="Progress"
+                aria-valuemin="0"
+                aria-valuemax="100"
+                aria-valuenow=move || format!("{:.0}", percent())
+                aria-valuetext=label
+            >
+                <div class="bar-fill" style:width=move || format!("{:.1}%", percent())></div>
+            </div>
+            <Show when=reconnecting>
+                <p class="hint">"Connection lost; catching up..."</p>
+            </Show>
+            <p class="job-error" role="alert" aria-live="assertive">
+                {failure}
+            </p>
+        </div>
+    }
+}

@@ -1,0 +1,41 @@
+//! The backend status light in the title bar, fed by `/readyz`.
+
+use leptos::prelude::*;
+
+use crate::backend::Tone;
+use crate::studio::Studio;
+
+/// A coloured dot and a word (Ready, Starting, Unreachable, Demo); the details open on tap.
+#[component]
+pub fn StatusLight(studio: Studio) -> impl IntoView {
+    let light = Memo::new(move |_| studio.backend.with(|backend| backend.light()));
+    let is_demo = move || light.with(|light| light.tone == Tone::Demo);
+    view! {
+        <details class="status" role="status" aria-live="polite">
+            <summary class="status-summary">
+                <span
+                    class=move || format!("status-dot tone-{}", light.with(|light| light.tone.class()))
+                    aria-hidden="true"
+                ></span>
+                <span class="status-label">
+                    <span class="visually-hidden">"Backend: "</span>
+                    {move || light.with(|light| light.label.clone())}
+                </span>
+            </summary>
+            <div class="status-detail">
+                {move || {
+                    light
+                        .with(|light| light.detail.lines().map(str::to_owned).collect::<Vec<_>>())
+                        .into_iter()
+                        .map(|line| view! { <p>{line}</p> })
+                        .collect_view()
+                }}
+            </div>
+        </details>
+        <Show when=is_demo>
+            <p class="demo-banner">
+                "Demo mode: a built-in simulator makes test patterns instead of real images."
+            </p>
+        </Show>
+    }
+}

@@ -1,0 +1,4 @@
+//! The pages of the studio, one per route.
+
+pub mod not_found;
+pub mod studio;
