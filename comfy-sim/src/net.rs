@@ -1,0 +1,170 @@
+//! The simulator's TCP edge: a listener that can refuse connections ("ComfyUI is down") and
+//! streams that a restart cuts, the way a dying process cuts its sockets.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Decides which connections live: bumping the epoch cuts every connection accepted before.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    epoch: watch::Sender<u64>,
+    refusing: AtomicBool,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            epoch: watch::Sender::new(0),
+            refusing: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Gate {
+    /// Cuts every open connection (HTTP keep-alive and WebSocket alike).
+    pub(crate) fn cut_all(&self) {
+        self.epoch.send_modify(|epoch| *epoch += 1);
+    }
+
+    /// While refusing, new connections are accepted and closed at once, and open ones are cut.
+    pub(crate) fn set_refusing(&self, refusing: bool) {
+        self.refusing.store(refusing, Ordering::SeqCst);
+        if refusing {
+            self.cut_all();
+        }
+    }
+
+    fn refusing(&self) -> bool {
+        self.refusing.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the connections of the current epoch are cut.
+    pub(crate) fn cut_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.epoch.subscribe();
+        let accepted_in = *rx.borrow_and_update();
+        async move {
+            loop {
+                if rx.changed().await.is_err() {
+                    // The gate is gone with the simulator; nothing will cut this connection.
+                    std::future::pending::<()>().await;
+                }
+                if *rx.borrow_and_update() != accepted_in {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The listener axum serves from.
+pub(crate) struct GatedListener {
+    inner: TcpListener,
+    gate: Arc<Gate>,
+}
+
+impl GatedListener {
+    pub(crate) fn new(inner: TcpListener, gate: Arc<Gate>) -> Self {
+        Self { inner, gate }
+    }
+}
+
+impl axum::serve::Listener for GatedListener {
+    type Io = GatedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            if self.gate.refusing() {
+                tracing::debug!(%addr, "refusing connection");
+                drop(stream);
+                continue;
+            }
+            return (
+                GatedStream {
+                    inner: stream,
+                    cut: Box::pin(self.gate.cut_signal()),
+                    dead: false,
+                },
+                addr,
+            );
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A TCP stream that fails every read and write once its gate epoch has passed.
+pub(crate) struct GatedStream {
+    inner: TcpStream,
+    cut: Pin<Box<dyn Future<Output = ()> + Send>>,
+    dead: bool,
+}
+
+impl GatedStream {
+    fn is_cut(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.dead && self.cut.as_mut().poll(cx).is_ready() {
+            self.dead = true;
+        }
+        self.dead
+    }
+}
+
+fn cut_error() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionReset, "connection cut by the simulator")
+}
+
+impl AsyncRead for GatedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.is_cut(cx) {
+            return Poll::Ready(Err(cut_error()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for GatedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.is_cut(cx) {
+            return Poll::Ready(Err(cut_error()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.is_cut(cx) {
+            return Poll::Ready(Err(cut_error()));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.is_cut(cx) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
