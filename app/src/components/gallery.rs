@@ -6,7 +6,7 @@ use crate::studio::Studio;
 
 /// The gallery below the form and the stage.
 #[component]
-pub fn HistoryGallery(studio: Studio) -> impl IntoView {
+pub fn HistoryGallery(studio: Studio) -> AnyView {
     let end_marker = NodeRef::<leptos::html::Div>::new();
     watch_end_marker(studio, end_marker);
     let items = move || studio.gallery.with(|gallery| gallery.items.clone());
@@ -57,6 +57,7 @@ pub fn HistoryGallery(studio: Studio) -> impl IntoView {
             </div>
         </section>
     }
+    .into_any()
 }
 
 /// Loads the next page whenever the end of the gallery comes near the screen.

@@ -52,7 +52,7 @@ impl ShownImage {
 
 /// The image and its details.
 #[component]
-pub fn ImageCard(studio: Studio, image: ShownImage) -> impl IntoView {
+pub fn ImageCard(studio: Studio, image: ShownImage) -> AnyView {
     let confirming = RwSignal::new(false);
     let ShownImage {
         id,
@@ -141,4 +141,5 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> impl IntoView {
             </figcaption>
         </figure>
     }
+    .into_any()
 }

@@ -9,7 +9,7 @@ use crate::studio::Studio;
 
 /// Shown while a job runs, and after it failed or was cancelled.
 #[component]
-pub fn Progress(studio: Studio) -> impl IntoView {
+pub fn Progress(studio: Studio) -> AnyView {
     let visible = move || {
         studio.job.with(|job| {
             job.as_ref()
@@ -66,4 +66,5 @@ pub fn Progress(studio: Studio) -> impl IntoView {
             </p>
         </div>
     }
+    .into_any()
 }

@@ -10,7 +10,7 @@ use crate::studio::{FORM_ID, Studio};
 
 /// The form on the left (desktop) or on top (phone).
 #[component]
-pub fn PromptForm(studio: Studio) -> impl IntoView {
+pub fn PromptForm(studio: Studio) -> AnyView {
     let error_for = move |field: Field| {
         move || {
             studio.form_error.with(|error| {
@@ -159,11 +159,12 @@ pub fn PromptForm(studio: Studio) -> impl IntoView {
             </div>
         </form>
     }
+    .into_any()
 }
 
 /// One aspect ratio: a radio button drawn as a chip with the shape and the pixel size it gives.
 #[component]
-fn RatioChip(studio: Studio, ratio: AspectRatio) -> impl IntoView {
+fn RatioChip(studio: Studio, ratio: AspectRatio) -> AnyView {
     let (width, height) = ratio.size();
     let selected = move || studio.form.with(|form| form.aspect_ratio == ratio);
     // The shape inside the chip, at most 24 px on its longer side.
@@ -186,6 +187,7 @@ fn RatioChip(studio: Studio, ratio: AspectRatio) -> impl IntoView {
             <span class="chip-size">{format!("{width}×{height}")}</span>
         </label>
     }
+    .into_any()
 }
 
 /// The thin bar above the button, so a phone shows progress while the form is on screen.

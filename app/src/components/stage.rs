@@ -22,7 +22,7 @@ enum Showing {
 
 /// The right column (desktop) or the block under the form (phone).
 #[component]
-pub fn Stage(studio: Studio) -> impl IntoView {
+pub fn Stage(studio: Studio) -> AnyView {
     let showing = Memo::new(move |_| {
         if let Some(item) = studio.selected.get() {
             return Showing::Image(ShownImage::from_history(&item));
@@ -72,4 +72,5 @@ pub fn Stage(studio: Studio) -> impl IntoView {
             }}
         </section>
     }
+    .into_any()
 }

@@ -7,7 +7,7 @@ use crate::studio::Studio;
 
 /// A coloured dot and a word (Ready, Starting, Unreachable, Demo); the details open on tap.
 #[component]
-pub fn StatusLight(studio: Studio) -> impl IntoView {
+pub fn StatusLight(studio: Studio) -> AnyView {
     let light = Memo::new(move |_| studio.backend.with(|backend| backend.light()));
     let is_demo = move || light.with(|light| light.tone == Tone::Demo);
     view! {
@@ -38,4 +38,5 @@ pub fn StatusLight(studio: Studio) -> impl IntoView {
             </p>
         </Show>
     }
+    .into_any()
 }

@@ -11,7 +11,7 @@ use crate::studio::Studio;
 
 /// The one page people use, at `/`.
 #[component]
-pub fn StudioPage() -> impl IntoView {
+pub fn StudioPage() -> AnyView {
     let studio = Studio::new();
     // Effects run only in the browser, once the bundle has hydrated the server-rendered page.
     Effect::new(move |_| untrack(|| studio.start()));
@@ -28,4 +28,5 @@ pub fn StudioPage() -> impl IntoView {
             <HistoryGallery studio/>
         </div>
     }
+    .into_any()
 }
