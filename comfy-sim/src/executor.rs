@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
@@ -14,7 +15,7 @@ use crate::frames::{self, ImageFormat};
 use crate::hub::Target;
 use crate::images::{self, Recipe};
 use crate::ordered::OValue;
-use crate::shared::{Shared, lock, now_ms, ws_text};
+use crate::shared::{Shared, lock, now_ms, wait_adjustable, ws_text};
 use crate::state::{HistoryEntry, QueueItem};
 use crate::validation::converted_inputs;
 
@@ -321,7 +322,17 @@ impl<'a> Run<'a> {
                     json!({"node": node_id, "display_node": node_id, "prompt_id": self.prompt_id()}),
                 );
             }
-            let result = match self.check_before_node(&node_id) {
+            let mut hold = self.shared.knobs.hold_at_node.subscribe();
+            let held_here = node_id.clone();
+            let result = match self
+                .interruptible(async move {
+                    let _ = hold
+                        .wait_for(|held| held.as_deref() != Some(held_here.as_str()))
+                        .await;
+                })
+                .await
+                .and_then(|()| self.check_before_node(&node_id))
+            {
                 Ok(()) => self.run_node(&node_id).await,
                 Err(stop) => Err(stop),
             };
@@ -510,13 +521,12 @@ impl<'a> Run<'a> {
         steps: u32,
     ) -> Result<(), NodeStop> {
         for step in 1..=steps {
-            let step_duration = self.shared.step_duration();
-            self.interruptible(async {
-                if step_duration.is_zero() {
-                    tokio::task::yield_now().await;
-                } else {
-                    tokio::time::sleep(step_duration).await;
-                }
+            let started = tokio::time::Instant::now();
+            let step_ms = self.shared.knobs.step_ms.subscribe();
+            self.interruptible(async move {
+                // Even a zero-length step yields, so an interrupt or a fault can get in between steps.
+                tokio::task::yield_now().await;
+                wait_adjustable(step_ms, started, |ms| Some(Duration::from_millis(*ms))).await;
             })
             .await?;
             let mut hold = self.shared.knobs.hold_at_step.subscribe();

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use crate::images;
 use crate::jobs;
 use crate::ordered::OValue;
-use crate::shared::{Shared, lock, now_ms};
+use crate::shared::{Shared, lock, now_ms, wait_adjustable};
 use crate::state::QueueItem;
 use crate::validation::validate_prompt;
 use crate::ws;
@@ -363,10 +363,8 @@ async fn post_history(State(shared): AppState, body: Bytes) -> Response {
 
 /// `GET /view` with ComfyUI's path guards, in their order.
 async fn view(State(shared): AppState, Query(query): Query<HashMap<String, String>>) -> Response {
-    let slow = *lock(&shared.knobs.slow_view);
-    if let Some(delay) = slow {
-        tokio::time::sleep(delay).await;
-    }
+    let started = tokio::time::Instant::now();
+    wait_adjustable(shared.knobs.slow_view.subscribe(), started, |delay| *delay).await;
     let Some(raw_name) = query.get("filename") else {
         return StatusCode::NOT_FOUND.into_response();
     };

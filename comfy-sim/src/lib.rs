@@ -13,7 +13,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -164,9 +163,9 @@ impl Faults {
         self.shared.gate.set_refusing(refuse);
     }
 
-    /// Changes how long each sampling step takes, from the next step on.
+    /// Changes how long each sampling step takes, the step under way included.
     pub fn set_step_ms(&self, step_ms: u64) {
-        self.shared.knobs.step_ms.store(step_ms, Ordering::SeqCst);
+        self.shared.knobs.step_ms.send_replace(step_ms);
     }
 
     /// Makes the running prompt (and every later one) stop before it sends progress step `k`,
@@ -175,9 +174,17 @@ impl Faults {
         self.shared.knobs.hold_at_step.send_replace(step);
     }
 
-    /// Lets a held prompt go on and clears the hold.
+    /// Makes a prompt stop when node `node_id` begins (after its `executing` message, where
+    /// ComfyUI checks for interrupts), until [`Faults::release`] or an interrupt: for example to
+    /// cancel "during text encoding" deterministically.
+    pub fn hold_at_node(&self, node_id: Option<String>) {
+        self.shared.knobs.hold_at_node.send_replace(node_id);
+    }
+
+    /// Lets a held prompt go on and clears both holds.
     pub fn release(&self) {
         self.shared.knobs.hold_at_step.send_replace(None);
+        self.shared.knobs.hold_at_node.send_replace(None);
     }
 
     /// Closes every WebSocket when a prompt reaches sampling step `k`; the prompt still completes
@@ -197,9 +204,10 @@ impl Faults {
         *lock(&self.shared.knobs.fail_node) = failure;
     }
 
-    /// Makes `/view` wait this long before answering (`Duration::MAX` never answers).
+    /// Makes `/view` wait this long before answering (`Duration::MAX`: until the knob changes).
+    /// A change applies to requests already waiting.
     pub fn slow_view(&self, delay: Option<Duration>) {
-        *lock(&self.shared.knobs.slow_view) = delay;
+        self.shared.knobs.slow_view.send_replace(delay);
     }
 
     /// Simulates a process restart: the queue, history, cache and running prompt are lost and

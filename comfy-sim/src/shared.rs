@@ -2,7 +2,6 @@
 //! that runs one prompt at a time. HTTP handlers, socket tasks and the worker all go through it.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,12 +53,13 @@ impl Dirs {
 /// The fault knobs tests turn (see `Faults` for their meaning).
 #[derive(Debug)]
 pub(crate) struct Knobs {
-    pub(crate) step_ms: AtomicU64,
+    pub(crate) step_ms: watch::Sender<u64>,
     pub(crate) hold_at_step: watch::Sender<Option<u32>>,
+    pub(crate) hold_at_node: watch::Sender<Option<String>>,
     pub(crate) drop_at_step: Mutex<Option<u32>>,
     pub(crate) stall_at_step: Mutex<Option<u32>>,
     pub(crate) fail_node: Mutex<Option<(String, FailureKind)>>,
-    pub(crate) slow_view: Mutex<Option<Duration>>,
+    pub(crate) slow_view: watch::Sender<Option<Duration>>,
 }
 
 /// Everything one simulated ComfyUI process shares between its tasks.
@@ -95,6 +95,35 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Waits until `delay` has passed since `start`, where `delay` is read from a knob and re-read
+/// whenever the knob changes (so a test can shorten or lengthen a wait already under way).
+/// `None` means no wait; a delay too long to represent waits until the knob changes.
+pub(crate) async fn wait_adjustable<T>(
+    mut knob: watch::Receiver<T>,
+    start: tokio::time::Instant,
+    delay: impl Fn(&T) -> Option<Duration>,
+) {
+    loop {
+        let Some(wait) = delay(&knob.borrow_and_update()) else {
+            return;
+        };
+        let deadline = start.checked_add(wait);
+        tokio::select! {
+            () = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            } => return,
+            changed = knob.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// A WebSocket text frame `{"type": .., "data": ..}`.
 pub(crate) fn ws_text(kind: &str, data: Value) -> String {
     json!({"type": kind, "data": data}).to_string()
@@ -110,12 +139,13 @@ impl Shared {
             hub: Hub::default(),
             gate: Arc::new(Gate::default()),
             knobs: Knobs {
-                step_ms: AtomicU64::new(step_ms),
+                step_ms: watch::Sender::new(step_ms),
                 hold_at_step: watch::Sender::new(None),
+                hold_at_node: watch::Sender::new(None),
                 drop_at_step: Mutex::new(None),
                 stall_at_step: Mutex::new(None),
                 fail_node: Mutex::new(None),
-                slow_view: Mutex::new(None),
+                slow_view: watch::Sender::new(None),
             },
             interrupt: watch::Sender::new(false),
             queue_wakeup: Notify::new(),
@@ -127,10 +157,6 @@ impl Shared {
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
-    }
-
-    pub(crate) fn step_duration(&self) -> Duration {
-        Duration::from_millis(self.knobs.step_ms.load(Ordering::SeqCst))
     }
 
     /// `{"status": {"exec_info": {"queue_remaining": N}}}` (+ `sid` in the greeting).

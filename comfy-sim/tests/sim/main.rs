@@ -1,4 +1,5 @@
 //! The simulator's integration tests: one binary, a module per area.
 
+mod faults;
 mod protocol;
 mod support;
