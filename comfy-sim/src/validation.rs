@@ -86,11 +86,13 @@ pub(crate) fn validate_prompt(
         let result = match validator.validate_inputs(output) {
             Ok(result) => result,
             Err(exception) => {
+                let mut traceback = vec![TB_VALIDATE_PROMPT.to_owned()];
+                traceback.extend(exception.traceback);
                 let reasons = vec![json!({
                     "type": "exception_during_validation",
                     "message": "Exception when validating node",
                     "details": exception.message,
-                    "extra_info": {"exception_type": exception.type_name, "traceback": exception.traceback},
+                    "extra_info": {"exception_type": exception.type_name, "traceback": traceback},
                 })];
                 validator.record(output, false, reasons.clone());
                 NodeResult {
@@ -175,6 +177,7 @@ struct PyException {
 
 /// The tracebacks a genuine 0.8.0 prints for these exceptions (paths of the recorded server).
 const TB_VALIDATE_PROMPT: &str = "  File \"/app/ComfyUI/execution.py\", line 1043, in validate_prompt\n    m = await validate_inputs(prompt_id, prompt, o, validated)\n        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n";
+const TB_INPUTS: &str = "  File \"/app/ComfyUI/execution.py\", line 768, in validate_inputs\n    inputs = prompt[unique_id]['inputs']\n             ~~~~~~~~~~~~~~~~~^^^^^^^^^^\n";
 const TB_LOOKUP: &str = "  File \"/app/ComfyUI/execution.py\", line 818, in validate_inputs\n    o_class_type = prompt[o_id]['class_type']\n                   ~~~~~~^^^^^^\n";
 const TB_SLOT: &str = "  File \"/app/ComfyUI/execution.py\", line 820, in validate_inputs\n    received_type = r[val[1]]\n                    ~^^^^^^^^\n";
 const TB_INNER: &str = "  File \"/app/ComfyUI/execution.py\", line 839, in validate_inputs\n    r = await validate_inputs(prompt_id, prompt, o_id, validated)\n        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n";
@@ -226,7 +229,7 @@ impl<'a> Validator<'a> {
             return Err(PyException {
                 type_name: "KeyError",
                 message: "'inputs'".to_owned(),
-                traceback: vec![TB_VALIDATE_PROMPT.to_owned()],
+                traceback: vec![TB_INPUTS.to_owned()],
             });
         };
         let class_name = self.class_type(id).unwrap_or_default();
@@ -769,23 +772,31 @@ mod tests {
     }
 
     #[test]
-    fn a_model_file_not_offered_lists_the_files_that_are() {
+    fn only_nodes_upstream_of_an_output_are_validated() {
         let prompt = r#"{
             "1": {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": "does-not-exist.gguf"}},
-            "2": {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["1", 0], "shift": 3.0}},
-            "3": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
-            "4": {"class_type": "VAELoader", "inputs": {"vae_name": "pixel_space"}},
-            "5": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 0]}},
-            "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "x"}}}"#;
-        let prompt: OValue = serde_json::from_str(prompt).unwrap();
-        // The model node is not upstream of the output, so it is never validated.
-        assert!(validate_prompt(&catalog(), &prompt, None).unwrap().is_ok());
+            "2": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+            "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}}}"#;
+        assert_eq!(run(prompt).unwrap().outputs, ["3"]);
+    }
 
+    #[test]
+    fn a_clip_type_not_offered_is_value_not_in_list() {
         let prompt = r#"{
-            "1": {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": "does-not-exist.gguf"}},
-            "2": {"class_type": "CLIPLoaderGGUF", "inputs": {"clip_name": "qwen3-4b-random-Q4_0.gguf", "type": "lumina3"}}}"#;
-        let prompt: OValue = serde_json::from_str(prompt).unwrap();
-        assert!(validate_prompt(&catalog(), &prompt, None).unwrap().is_err());
+            "1": {"class_type": "CLIPLoaderGGUF", "inputs": {"clip_name": "qwen3-4b-random-Q4_0.gguf", "type": "z_image"}},
+            "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "x", "clip": ["1", 0]}},
+            "3": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+            "4": {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": "broken-not-really.gguf"}},
+            "5": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "seed": 1, "steps": 8, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple", "positive": ["2", 0], "negative": ["2", 0], "latent_image": ["3", 0], "denoise": 1.0}},
+            "6": {"class_type": "VAELoader", "inputs": {"vae_name": "pixel_space"}},
+            "7": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["6", 0]}},
+            "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "x"}}}"#;
+        let rejection = run(prompt).unwrap_err();
+        let error = &rejection.node_errors["1"]["errors"][0];
+        assert_eq!(error["type"], "value_not_in_list");
+        assert_eq!(error["extra_info"]["received_value"], "z_image");
+        // Nodes that are only invalid because of the loader are not listed.
+        assert_eq!(rejection.node_errors.as_object().unwrap().len(), 1);
     }
 
     #[test]

@@ -3,3 +3,4 @@
 mod faults;
 mod protocol;
 mod support;
+mod validation;
