@@ -9,6 +9,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use url::Url;
 
+use crate::access::host::AllowedHosts;
+use crate::access::network::{AddressAllowlist, DEFAULT_ALLOW};
+use crate::access::secret::Secret;
+
 /// The z-image-local gateway: a private text-to-image studio in front of ComfyUI.
 #[derive(Debug, Parser)]
 #[command(name = "zimage", version, about)]
@@ -45,7 +49,11 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
 
     /// API-format workflow template that the gateway fills for each job.
-    #[arg(long, env = "ZIMAGE_WORKFLOW", default_value = "backend/workflows/z_image_turbo.json")]
+    #[arg(
+        long,
+        env = "ZIMAGE_WORKFLOW",
+        default_value = "backend/workflows/z_image_turbo.json"
+    )]
     pub workflow: PathBuf,
 
     /// Diffusion model file, as UnetLoaderGGUF offers it.
@@ -67,6 +75,62 @@ pub struct ServeConfig {
     /// Folder of the built web UI: the hydrate bundle under `pkg/` (from `trunk build`) and the static files.
     #[arg(long, env = "ZIMAGE_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
+
+    /// Who may come in and how much each client may ask for.
+    #[command(flatten)]
+    pub access: AccessConfig,
+}
+
+/// Options of the door to the LAN (docs/security.md): who may come in, and the abuse limits.
+#[derive(Debug, Clone, Args)]
+pub struct AccessConfig {
+    /// Client addresses admitted, as IP addresses or CIDR blocks separated by commas; any other client gets 403. The default is loopback and the private (LAN) ranges.
+    #[arg(long, env = "ZIMAGE_ALLOW", default_value = DEFAULT_ALLOW)]
+    pub allow: AddressAllowlist,
+
+    /// Host names the studio answers to besides `localhost` and its IP addresses, separated by commas (e.g. `studio.lan,desk.local`); requests naming other hosts get 403 (against DNS rebinding).
+    #[arg(long, env = "ZIMAGE_ALLOWED_HOSTS", default_value = "")]
+    pub allowed_hosts: AllowedHosts,
+
+    /// Access secret. When set, a browser signs in once (or is paired by QR code) and scripts send `Authorization: Bearer <secret>`; empty means none.
+    #[arg(
+        long,
+        env = "ZIMAGE_PASSWORD",
+        hide_env_values = true,
+        conflicts_with = "password_file"
+    )]
+    pub password: Option<Secret>,
+
+    /// File holding the access secret (a Docker secret, for example); whitespace around it is ignored.
+    #[arg(long, env = "ZIMAGE_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Jobs one client address may start per minute (all at once if it likes); 0 for no limit.
+    #[arg(long, env = "ZIMAGE_JOBS_PER_MINUTE", default_value_t = 10)]
+    pub jobs_per_minute: u32,
+
+    /// Unfinished jobs (queued or running) the studio holds at most, all clients together; further jobs get 429 until one ends. 0 for no cap.
+    #[arg(long, env = "ZIMAGE_MAX_QUEUED", default_value_t = 32)]
+    pub max_queued: usize,
+
+    /// Event streams (live progress of a job) one client address may hold open at once; 0 for no cap.
+    #[arg(long, env = "ZIMAGE_MAX_STREAMS_PER_CLIENT", default_value_t = 32)]
+    pub max_streams_per_client: usize,
+}
+
+impl Default for AccessConfig {
+    /// The same values as the command line's defaults.
+    fn default() -> AccessConfig {
+        AccessConfig {
+            allow: AddressAllowlist::private_networks(),
+            allowed_hosts: AllowedHosts::default(),
+            password: None,
+            password_file: None,
+            jobs_per_minute: 10,
+            max_queued: 32,
+            max_streams_per_client: 32,
+        }
+    }
 }
 
 /// Options shared by the `zimage models` actions.
@@ -102,4 +166,75 @@ pub enum ModelsAction {
     Verify(ModelsConfig),
     /// List the files of the set and whether they are present.
     List(ModelsConfig),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeConfig {
+        let mut argv = vec!["zimage", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(config) => config,
+            Command::Models { .. } => unreachable!("asked for serve"),
+        }
+    }
+
+    #[test]
+    fn the_access_defaults_are_the_command_lines_defaults() {
+        let parsed = serve(&[]).access;
+        let default = AccessConfig::default();
+        assert_eq!(parsed.allow, default.allow);
+        assert_eq!(parsed.allowed_hosts, default.allowed_hosts);
+        assert_eq!(
+            (
+                parsed.jobs_per_minute,
+                parsed.max_queued,
+                parsed.max_streams_per_client
+            ),
+            (
+                default.jobs_per_minute,
+                default.max_queued,
+                default.max_streams_per_client
+            )
+        );
+    }
+
+    #[test]
+    fn access_options_parse_their_lists_and_refuse_nonsense() {
+        let config = serve(&[
+            "--allow",
+            "192.168.1.0/24, 10.8.0.7",
+            "--allowed-hosts",
+            "Studio.lan,",
+            "--password",
+            " s3cret ",
+        ]);
+        assert_eq!(config.access.allow.to_string(), "192.168.1.0/24,10.8.0.7/32");
+        assert_eq!(config.access.allowed_hosts.to_string(), "studio.lan");
+        assert_eq!(config.access.password, Secret::new("s3cret"));
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "the secret never shows in debug output"
+        );
+        for bad in [
+            ["--allow", "192.168.1.1/24"],
+            ["--allow", ""],
+            ["--allowed-hosts", "http://x"],
+        ] {
+            let mut argv = vec!["zimage", "serve"];
+            argv.extend_from_slice(&bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+        let both = [
+            "zimage",
+            "serve",
+            "--password",
+            "a",
+            "--password-file",
+            "/run/secrets/x",
+        ];
+        assert!(Cli::try_parse_from(both).is_err());
+    }
 }
