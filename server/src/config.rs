@@ -31,6 +31,8 @@ pub enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
+    /// Run jobs against ComfyUI and show where the seconds go, stage by stage (cold and warm runs).
+    Bench(BenchConfig),
 }
 
 /// Options of `zimage serve`.
@@ -133,6 +135,69 @@ impl Default for AccessConfig {
     }
 }
 
+/// Options of `zimage bench`: jobs straight to ComfyUI (not through the studio), timed stage by stage.
+#[derive(Debug, Clone, Args)]
+pub struct BenchConfig {
+    /// Base URL of the ComfyUI to measure.
+    #[arg(long, env = "COMFYUI_URL", default_value = "http://comfyui:8188")]
+    pub comfyui: Url,
+
+    /// Jobs to run: the first is the cold run (models unloaded before it), the others are warm.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+
+    /// API-format workflow template to fill, as `zimage serve` uses it.
+    #[arg(
+        long,
+        env = "ZIMAGE_WORKFLOW",
+        default_value = "backend/workflows/z_image_turbo.json"
+    )]
+    pub workflow: PathBuf,
+
+    /// Diffusion model file, as UnetLoaderGGUF offers it (compare quantizations by changing it).
+    #[arg(long, env = "ZIMAGE_UNET", default_value = "z_image_turbo-Q8_0.gguf")]
+    pub unet: String,
+
+    /// Text encoder file, as CLIPLoaderGGUF offers it.
+    #[arg(long, env = "ZIMAGE_TEXT_ENCODER", default_value = "Qwen3-4B-Q4_K_M.gguf")]
+    pub text_encoder: String,
+
+    /// VAE file, as VAELoader offers it.
+    #[arg(long, env = "ZIMAGE_VAE", default_value = "ae.safetensors")]
+    pub vae: String,
+
+    /// Image width.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(256..=1024))]
+    pub width: u32,
+
+    /// Image height.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(256..=1024))]
+    pub height: u32,
+
+    /// The prompt (each run appends its own suffix, so ComfyUI's cache never skips the text encoder).
+    #[arg(long, default_value = "a lighthouse on a cliff at dawn, volumetric light, film grain")]
+    pub prompt: String,
+
+    /// Keep the models ComfyUI has loaded instead of unloading them first (the first run is then warm too).
+    #[arg(long)]
+    pub keep_models: bool,
+
+    /// Seconds one job may take before the bench gives up.
+    #[arg(long, default_value_t = 900)]
+    pub timeout_secs: u64,
+
+    /// Also write the numbers as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+impl BenchConfig {
+    /// How long one job may take.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs)
+    }
+}
+
 /// Options shared by the `zimage models` actions.
 #[derive(Debug, Clone, Args)]
 pub struct ModelsConfig {
@@ -177,7 +242,7 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(config) => config,
-            Command::Models { .. } => unreachable!("asked for serve"),
+            Command::Models { .. } | Command::Bench(_) => unreachable!("asked for serve"),
         }
     }
 

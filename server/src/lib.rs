@@ -12,6 +12,7 @@
 //! [`serve`] wires them together on an already bound listener, so tests run it on port 0.
 
 pub mod atomic_file;
+pub mod bench;
 pub mod comfy;
 pub mod config;
 pub mod history;

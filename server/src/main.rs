@@ -16,5 +16,6 @@ async fn main() -> anyhow::Result<()> {
             zimage::serve(config, listener, zimage::shutdown::signal()).await
         }
         Command::Models { action } => zimage::models::run(action).await,
+        Command::Bench(config) => zimage::bench::run(config).await,
     }
 }

@@ -261,6 +261,17 @@ impl ComfyClient {
         }
     }
 
+    /// Asks ComfyUI to unload its models and free their memory (`POST /free`); the next prompt loads
+    /// them again. `zimage bench` does this so that its first run is a cold one.
+    pub async fn free_models(&self) -> Result<(), Error> {
+        let request = self
+            .inner
+            .http
+            .post(self.endpoint(&["free"])?)
+            .json(&json!({"unload_models": true, "free_memory": true}));
+        self.expect_ok(request, "POST /free").await
+    }
+
     /// Asks ComfyUI what it runs on and whether it has every node class, model file and option the
     /// workflow uses (`/system_stats`, and `/object_info/{class}` for each class of the workflow).
     pub async fn probe(&self, workflow: &Workflow) -> Result<Probe, Error> {

@@ -1,0 +1,546 @@
+//! `zimage-bench`: the benchmark suite of the gateway and the web UI (`scripts/bench` builds and runs
+//! it). Measures, each against a baseline taken in the same run, with medians over repeats:
+//! 1. the gateway's added latency per job (`overhead`), 2. progress relay latency and 3. memory per SSE
+//! watcher (`relay`), 4. API throughput under load (`load`), 5. cold start and binary size
+//! (`startup`), 6. the web bundle's size and page load on a phone (`bundle`), and 7. runs
+//! `zimage bench` against the simulator (`studio`). Prints a Markdown table and writes every number
+//! as JSON (and the table beside it).
+//!
+//! The simulator runs in this process on a runtime of its own; the gateway under test is the release
+//! `zimage` binary in its own process, optionally pinned to chosen CPUs.
+
+mod bundle;
+mod gateway;
+mod load;
+mod overhead;
+mod proxy;
+mod relay;
+mod report;
+mod sse;
+mod startup;
+mod stats;
+mod studio;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use comfy_sim::{SimHandle, SimOptions, Simulator};
+use serde_json::Value;
+
+use crate::gateway::{Gateway, GatewaySpec};
+use crate::overhead::{DirectClient, GatewayClient};
+use crate::report::Results;
+
+/// The benchmark suite of z-image-local. Run from the repository root (`scripts/bench` does).
+#[derive(Debug, Parser)]
+#[command(name = "zimage-bench")]
+struct Args {
+    /// Where the numbers go (JSON); the table is written beside it as `.md`.
+    #[arg(long, default_value = "target/bench/results.json")]
+    out: PathBuf,
+    /// The release gateway binary under test.
+    #[arg(long, default_value = "target/release/zimage")]
+    zimage: PathBuf,
+    /// The simulator binary, the baseline of the start-up measurement.
+    #[arg(long, default_value = "target/release/comfy-sim")]
+    comfy_sim: PathBuf,
+    /// The workflow template the gateway fills.
+    #[arg(long, default_value = "backend/workflows/z_image_turbo.json")]
+    workflow: PathBuf,
+    /// The built web UI (Trunk's output), for the bundle and page-load measurements.
+    #[arg(long, default_value = "target/site")]
+    site_root: PathBuf,
+    /// The size budgets that `scripts/check-budgets` enforces, shown beside the sizes.
+    #[arg(long, default_value = "bench/budgets.env")]
+    budgets: PathBuf,
+    /// The page-load script (Node, Playwright from end2end/).
+    #[arg(long, default_value = "bench/web/page-load.mjs")]
+    page_script: PathBuf,
+    /// CPUs the gateway under load runs on (`taskset -c` list); unpinned when absent.
+    #[arg(long)]
+    gateway_cpus: Option<String>,
+    /// Recorded jobs per path in the overhead measurement.
+    #[arg(long, default_value_t = 200)]
+    jobs: usize,
+    /// Watcher counts of the relay measurement.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 200, 1000])]
+    watchers: Vec<usize>,
+    /// Milliseconds between sampling steps while the relay is measured.
+    #[arg(long, default_value_t = 50)]
+    step_ms: u64,
+    /// Seconds of each load-generator run.
+    #[arg(long, default_value_t = 5)]
+    load_seconds: u64,
+    /// Load-generator rounds per endpoint (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    load_rounds: usize,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 32)]
+    load_connections: usize,
+    /// Start-ups measured.
+    #[arg(long, default_value_t = 10)]
+    startup_runs: usize,
+    /// Page loads measured (with and without JavaScript each).
+    #[arg(long, default_value_t = 5)]
+    page_runs: usize,
+    /// CPU slowdown of the phone profile (Chrome DevTools' throttling rate).
+    #[arg(long, default_value_t = 4)]
+    cpu_slowdown: u32,
+    /// Runs of `zimage bench` against the simulator.
+    #[arg(long, default_value_t = 4)]
+    studio_runs: usize,
+    /// Only these sections (all when absent).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Section>,
+    /// Few repeats of everything: checks that the suite works, numbers are rough.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// A part of the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Section {
+    Overhead,
+    Load,
+    Startup,
+    Relay,
+    Bundle,
+    Studio,
+}
+
+impl Args {
+    fn wants(&self, section: Section) -> bool {
+        self.only.is_empty() || self.only.contains(&section)
+    }
+
+    /// Shrinks every repeat count for `--quick`.
+    fn apply_quick(&mut self) {
+        if self.quick {
+            self.jobs = self.jobs.min(20);
+            self.load_seconds = 1;
+            self.load_rounds = 1;
+            self.startup_runs = self.startup_runs.min(3);
+            self.page_runs = self.page_runs.min(1);
+            self.studio_runs = self.studio_runs.min(2);
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    args.apply_quick();
+    anyhow::ensure!(
+        args.zimage.is_file(),
+        "{} is missing: build it with `cargo build --release -p server` (scripts/bench does)",
+        args.zimage.display()
+    );
+    // The simulator (and the proxy that clocks its messages) get a runtime and a thread of their own,
+    // so the measuring clients never delay them.
+    let simulator_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("simulator")
+        .enable_all()
+        .build()?;
+    let sim = simulator_runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Simulator::spawn(
+            listener,
+            SimOptions {
+                step_ms: 0,
+                ..SimOptions::default()
+            },
+        )
+        .await
+    })?;
+    let (proxy_addr, clock) = simulator_runtime.block_on(proxy::spawn(sim.addr()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let results = runtime.block_on(run(&args, &sim, (proxy_addr, clock)))?;
+    drop(runtime);
+    sim.shutdown();
+    drop(simulator_runtime);
+
+    let table = report::table(&results);
+    println!("\n{table}");
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&results)?)?;
+    std::fs::write(args.out.with_extension("md"), &table)?;
+    println!(
+        "Numbers written to {} (table: {}).",
+        args.out.display(),
+        args.out.with_extension("md").display()
+    );
+    Ok(())
+}
+
+/// Seeds for the jobs: each job gets one no other job had, so no result is served from a cache.
+struct Seeds(u64);
+
+impl Seeds {
+    fn next(&mut self) -> u64 {
+        self.0 += 1;
+        self.0
+    }
+}
+
+async fn run(
+    args: &Args,
+    sim: &SimHandle,
+    (proxy_addr, clock): (std::net::SocketAddr, proxy::ProgressClock),
+) -> anyhow::Result<Results> {
+    let mut results = Results {
+        machine: machine_before(args),
+        ..Results::default()
+    };
+    results.budgets = std::fs::read_to_string(&args.budgets)
+        .map(|text| report::parse_budgets(&text))
+        .unwrap_or_default();
+    let mut seeds = Seeds(1_000);
+    // The API measurements use a site root of their own, holding the static baseline file.
+    let api_site = tempfile::Builder::new().prefix("zimage-bench-site").tempdir()?;
+    let spec = GatewaySpec {
+        binary: args.zimage.clone(),
+        comfyui: sim.url(),
+        workflow: args.workflow.clone(),
+        site_root: api_site.path().to_owned(),
+        cpus: args.gateway_cpus.clone(),
+    };
+
+    let mut history_data = None;
+    if args.wants(Section::Overhead) || args.wants(Section::Load) || args.wants(Section::Startup) {
+        let gateway = Gateway::start(&spec).await?;
+        gateway.wait_ready().await?;
+        let client = GatewayClient::new(gateway.addr);
+        if args.wants(Section::Overhead) {
+            section("1. gateway overhead per job");
+            match measure_overhead(args, sim, &client, &mut seeds).await {
+                Ok(overhead) => results.overhead = Some(overhead),
+                Err(error) => skip(&mut results, "overhead", &error),
+            }
+        } else {
+            // The other sections want a history to read and to load.
+            for _ in 0..24 {
+                client.run(seeds.next()).await?;
+            }
+        }
+        if args.wants(Section::Load) {
+            section("4. API throughput under load");
+            match measure_load(args, &gateway, &client, api_site.path()).await {
+                Ok(load) => results.load = load,
+                Err(error) => skip(&mut results, "load", &error),
+            }
+        }
+        history_data = Some(gateway.stop().await);
+    }
+
+    if args.wants(Section::Startup) {
+        section("5. cold start and binary size");
+        let history = history_data.as_ref().map(|data| {
+            let records = std::fs::read_dir(data.path().join("history")).map_or(0, |entries| entries.count());
+            (data.path().to_owned(), records)
+        });
+        let comfy_sim = args.comfy_sim.is_file().then_some(args.comfy_sim.as_path());
+        let comfyui = sim.url();
+        let measured = tokio::task::block_in_place(|| {
+            startup::measure(&startup::StartupSpec {
+                zimage: &args.zimage,
+                comfy_sim,
+                comfyui: &comfyui,
+                workflow: &args.workflow,
+                site_root: api_site.path(),
+                history_dir: history.as_ref().map(|(path, records)| (path.as_path(), *records)),
+                runs: args.startup_runs,
+            })
+        });
+        match measured {
+            Ok(startup) => results.startup = Some(startup),
+            Err(error) => skip(&mut results, "startup", &error),
+        }
+    }
+    drop(history_data);
+
+    if args.wants(Section::Relay) {
+        section("2-3. progress relay latency and memory per watcher");
+        let relay_spec = GatewaySpec {
+            comfyui: format!("http://{proxy_addr}"),
+            ..spec.clone()
+        };
+        match measure_relay(args, sim, &relay_spec, &clock, &mut seeds, &mut results).await {
+            Ok(reports) => results.relay = reports,
+            Err(error) => skip(&mut results, "relay", &error),
+        }
+        sim.faults().release();
+        sim.faults().set_step_ms(0);
+    }
+
+    if args.wants(Section::Bundle) {
+        section("6. web bundle and page load");
+        if let Err(error) = measure_bundle(args, sim, &mut results).await {
+            skip(&mut results, "bundle", &error);
+        }
+    }
+
+    if args.wants(Section::Studio) {
+        section("7. zimage bench against the simulator");
+        // A pace like a fast GPU's, so the stages have something to show.
+        sim.faults().set_step_ms(40);
+        match studio::run(&args.zimage, &sim.url(), &args.workflow, args.studio_runs).await {
+            Ok((studio, printed)) => {
+                println!("{printed}");
+                results.studio_bench = Some(studio);
+            }
+            Err(error) => skip(&mut results, "studio", &error),
+        }
+        sim.faults().set_step_ms(0);
+    }
+
+    results.machine.load_average_after = load_average();
+    results.machine.finished_at = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    Ok(results)
+}
+
+fn section(name: &str) {
+    println!("== {name}");
+}
+
+fn skip(results: &mut Results, section: &str, error: &anyhow::Error) {
+    eprintln!("   {section} could not be measured: {error:#}");
+    results.skipped.insert(section.to_owned(), format!("{error:#}"));
+}
+
+async fn measure_overhead(
+    args: &Args,
+    sim: &SimHandle,
+    client: &GatewayClient,
+    seeds: &mut Seeds,
+) -> anyhow::Result<overhead::OverheadReport> {
+    // The direct client replays the very graph the gateway submits, with its own seeds.
+    client.run(seeds.next()).await?;
+    let graph = sim
+        .faults()
+        .prompts_received()
+        .last()
+        .map(|body| body["prompt"].clone())
+        .context("the simulator received no prompt")?;
+    let size = image_size(&graph).context("the workflow has no image size")?;
+    let mut direct = DirectClient::connect(&sim.url(), graph).await?;
+    let warmup = if args.quick { 2 } else { 10 };
+    let report = overhead::measure(&mut direct, client, warmup, args.jobs, size, || seeds.next()).await;
+    direct.close().await;
+    let report = report?;
+    println!(
+        "   direct {:.2} ms, gateway {:.2} ms median: +{:.2} ms (p99 +{:.2} ms)",
+        report.direct.total.median_ms,
+        report.gateway.total.median_ms,
+        report.added_median_ms,
+        report.added_p99_ms
+    );
+    Ok(report)
+}
+
+/// The width and height inputs of the graph's latent image node.
+fn image_size(graph: &Value) -> Option<(u32, u32)> {
+    graph.as_object()?.values().find_map(|node| {
+        let inputs = &node["inputs"];
+        let width = u32::try_from(inputs["width"].as_u64()?).ok()?;
+        let height = u32::try_from(inputs["height"].as_u64()?).ok()?;
+        Some((width, height))
+    })
+}
+
+async fn measure_load(
+    args: &Args,
+    gateway: &Gateway,
+    client: &GatewayClient,
+    site_root: &Path,
+) -> anyhow::Result<Vec<load::LoadReport>> {
+    anyhow::ensure!(
+        load::wrk_available(),
+        "wrk is not installed (Debian: apt-get install -y wrk)"
+    );
+    let history_path = format!(
+        "{}?limit={}",
+        app::api::paths::HISTORY,
+        app::api::DEFAULT_HISTORY_LIMIT
+    );
+    let history = client.get_bytes(&history_path).await?;
+    let page: app::api::HistoryPage = serde_json::from_slice(&history)?;
+    let newest = page.items.first().context("the history is empty")?;
+    let job_path = app::api::paths::job(&newest.id);
+    let job = client.get_bytes(&job_path).await?;
+    let static_path = load::write_static_copy(site_root, "history-page.json", &history)?;
+    let healthz = client.get_bytes(app::api::paths::HEALTHZ).await?;
+    let endpoints = [
+        ("static", static_path, history.len()),
+        ("healthz", app::api::paths::HEALTHZ.to_owned(), healthz.len()),
+        ("job status", job_path, job.len()),
+        ("history page", history_path, history.len()),
+    ];
+    let spec = load::LoadSpec {
+        connections: args.load_connections,
+        duration: Duration::from_secs(args.load_seconds),
+        rounds: args.load_rounds,
+    };
+    let reports = load::measure(&gateway.url(""), &endpoints, spec).await?;
+    for report in &reports {
+        println!("   {}: {:.0} req/s", report.name, report.requests_per_second);
+    }
+    Ok(reports)
+}
+
+async fn measure_relay(
+    args: &Args,
+    sim: &SimHandle,
+    spec: &GatewaySpec,
+    clock: &proxy::ProgressClock,
+    seeds: &mut Seeds,
+    results: &mut Results,
+) -> anyhow::Result<Vec<relay::RelayReport>> {
+    let gateway = Gateway::start(spec).await?;
+    gateway.wait_ready().await?;
+    let client = GatewayClient::new(gateway.addr);
+    for _ in 0..3 {
+        client.run(seeds.next()).await?;
+    }
+    let (threads, cpus) = gateway.threads_and_cpus();
+    results.machine.gateway_threads = threads;
+    results.machine.gateway_cpus = cpus;
+    let mut reports = Vec::new();
+    for &watchers in &args.watchers {
+        // Enough jobs for a few hundred samples, at least three.
+        let jobs = if args.quick {
+            1
+        } else {
+            200_usize.div_ceil(watchers.max(1)).clamp(3, 30)
+        };
+        let report = relay::measure(
+            &gateway,
+            &client,
+            sim.faults(),
+            clock,
+            (watchers, jobs, args.step_ms),
+            || seeds.next(),
+        )
+        .await?;
+        println!(
+            "   {watchers} watchers: {:.2} ms median, {:.2} ms p99; {:.1} MiB resident",
+            report.latency.median_ms,
+            report.latency.p99_ms,
+            report.rss_watching_kib as f64 / 1024.0
+        );
+        reports.push(report);
+    }
+    gateway.stop().await;
+    Ok(reports)
+}
+
+async fn measure_bundle(args: &Args, sim: &SimHandle, results: &mut Results) -> anyhow::Result<()> {
+    let pkg = args.site_root.join("pkg");
+    let sizes = bundle::sizes(&pkg)?.with_context(|| {
+        format!(
+            "no bundle in {}: build it with `trunk build --release` (scripts/e2e does)",
+            pkg.display()
+        )
+    })?;
+    println!("   wasm + JS: {} bytes gzipped", sizes.total_gzip_bytes);
+    results.bundle = Some(sizes);
+    anyhow::ensure!(
+        Path::new("end2end/node_modules/playwright-core").is_dir(),
+        "Playwright is not installed: `npm ci --prefix end2end`"
+    );
+    let spec = GatewaySpec {
+        binary: args.zimage.clone(),
+        comfyui: sim.url(),
+        workflow: args.workflow.clone(),
+        site_root: args.site_root.clone(),
+        cpus: None,
+    };
+    let gateway = Gateway::start(&spec).await?;
+    gateway.wait_ready().await?;
+    let page = bundle::page_load(
+        &args.page_script,
+        &gateway.url("/"),
+        args.page_runs,
+        args.cpu_slowdown,
+    )
+    .await;
+    gateway.stop().await;
+    let page = page?;
+    println!(
+        "   first render {:.0} ms, hydrated {:.0} ms",
+        page.first_contentful_paint_ms, page.hydrated_ms
+    );
+    results.page_load = Some(page);
+    Ok(())
+}
+
+fn machine_before(args: &Args) -> report::Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    report::Machine {
+        cpus: cpuinfo
+            .lines()
+            .filter(|line| line.starts_with("processor"))
+            .count(),
+        cpu_model: cpuinfo
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, model)| model.trim().to_owned())
+            })
+            .unwrap_or_default(),
+        load_average_before: load_average(),
+        gateway_cpus: args.gateway_cpus.clone(),
+        git_commit: command_output("git", &["describe", "--always", "--dirty"]),
+        ..report::Machine::default()
+    }
+}
+
+/// Runs a program to its end without holding up the runtime; its output.
+pub(crate) async fn run_program(mut command: std::process::Command) -> std::io::Result<std::process::Output> {
+    tokio::task::spawn_blocking(move || command.output())
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn command_output(program: &str, arguments: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(arguments)
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_size_is_read_from_the_latent_node() {
+        let graph = serde_json::json!({
+            "3": {"class_type": "KSampler", "inputs": {"seed": 1}},
+            "5": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 1024, "height": 576, "batch_size": 1}},
+        });
+        assert_eq!(image_size(&graph), Some((1024, 576)));
+        assert_eq!(image_size(&serde_json::json!({})), None);
+    }
+
+    #[test]
+    fn quick_runs_shrink_every_repeat() {
+        let mut args = Args::parse_from(["zimage-bench", "--quick"]);
+        args.apply_quick();
+        assert_eq!((args.jobs, args.load_rounds, args.page_runs), (20, 1, 1));
+        assert!(args.wants(Section::Relay));
+        let only = Args::parse_from(["zimage-bench", "--only", "relay,load"]);
+        assert!(only.wants(Section::Load) && !only.wants(Section::Bundle));
+    }
+}

@@ -1,0 +1,333 @@
+//! Measurement 1, the gateway's cost per job: the same jobs on the same simulator (no step delay), once
+//! by a minimal ComfyUI client (POST /prompt, its WebSocket until the prompt is done, GET /view) and
+//! once through the gateway (POST /api/jobs, the job's SSE until `completed`, GET the image). Runs
+//! alternate between the two paths (ABBA) so that drift in the machine's load hits both alike.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use app::api::{CreateJobRequest, JobAccepted, JobEvent};
+use futures_util::StreamExt as _;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::sse::SseStream;
+use crate::stats::{Summary, median};
+
+/// The prompt every benchmark job asks for.
+pub(crate) const PROMPT: &str = "a lighthouse on a cliff at dawn, volumetric light, film grain";
+
+/// Where the time of one job went, for either path.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct JobTiming {
+    /// Submitting: until the job was accepted.
+    pub(crate) submit: Duration,
+    /// From acceptance until the client learnt the image is ready.
+    pub(crate) wait: Duration,
+    /// Downloading the image.
+    pub(crate) image: Duration,
+    pub(crate) total: Duration,
+    pub(crate) image_bytes: usize,
+}
+
+/// The result of measurement 1.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct OverheadReport {
+    pub(crate) jobs_per_path: usize,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) image_bytes: usize,
+    pub(crate) direct: PathReport,
+    pub(crate) gateway: PathReport,
+    /// Median of the gateway's job times minus the median of the direct ones.
+    pub(crate) added_median_ms: f64,
+    /// 99th percentile of the gateway's job times minus that of the direct ones.
+    pub(crate) added_p99_ms: f64,
+    /// Median of the per-pair differences (gateway minus the direct job run beside it).
+    pub(crate) added_paired_median_ms: f64,
+}
+
+/// One path's job times, whole and by stage.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PathReport {
+    pub(crate) total: Summary,
+    pub(crate) submit_median_ms: f64,
+    pub(crate) wait_median_ms: f64,
+    pub(crate) image_median_ms: f64,
+}
+
+impl PathReport {
+    fn of(timings: &[JobTiming]) -> Option<PathReport> {
+        let millis = |pick: fn(&JobTiming) -> Duration| -> Vec<f64> {
+            timings
+                .iter()
+                .map(|timing| pick(timing).as_secs_f64() * 1e3)
+                .collect()
+        };
+        Some(PathReport {
+            total: Summary::of(&timings.iter().map(|timing| timing.total).collect::<Vec<_>>())?,
+            submit_median_ms: median(&millis(|timing| timing.submit)),
+            wait_median_ms: median(&millis(|timing| timing.wait)),
+            image_median_ms: median(&millis(|timing| timing.image)),
+        })
+    }
+}
+
+/// A minimal ComfyUI client: one WebSocket kept open (as any real client keeps it), prompts submitted
+/// under its client id.
+pub(crate) struct DirectClient {
+    http: reqwest::Client,
+    base: String,
+    client_id: String,
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The gateway's filled workflow, replayed with other seeds.
+    graph: Value,
+    sampler: String,
+}
+
+impl DirectClient {
+    /// Connects to the simulator at `base` and takes `graph` (a workflow the gateway submitted) as
+    /// the job to run.
+    pub(crate) async fn connect(base: &str, graph: Value) -> anyhow::Result<DirectClient> {
+        let sampler = graph
+            .as_object()
+            .and_then(|nodes| {
+                nodes
+                    .iter()
+                    .find(|(_, node)| node["class_type"] == "KSampler")
+                    .map(|(id, _)| id.clone())
+            })
+            .context("the workflow has no KSampler")?;
+        let client_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
+        let ws_url = format!("{}/ws?clientId={client_id}", base.replacen("http", "ws", 1));
+        let (socket, _) = tokio_tungstenite::connect_async(&ws_url)
+            .await
+            .context("WebSocket to the simulator")?;
+        Ok(DirectClient {
+            http: http_client(),
+            base: base.to_owned(),
+            client_id,
+            socket,
+            graph,
+            sampler,
+        })
+    }
+
+    /// Runs one job with `seed` and downloads its image.
+    pub(crate) async fn run(&mut self, seed: u64) -> anyhow::Result<JobTiming> {
+        let mut graph = self.graph.clone();
+        graph[&self.sampler]["inputs"]["seed"] = json!(seed);
+        let prompt_id = uuid::Uuid::new_v4().to_string();
+        let body = json!({"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id});
+        let started = Instant::now();
+        let answer = self
+            .http
+            .post(format!("{}/prompt", self.base))
+            .json(&body)
+            .send()
+            .await?;
+        if !answer.status().is_success() {
+            bail!(
+                "POST /prompt answered {}: {}",
+                answer.status(),
+                answer.text().await.unwrap_or_default()
+            );
+        }
+        let _accepted: Value = answer.json().await?;
+        let accepted = Instant::now();
+        let mut image = None;
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(60), self.socket.next())
+                .await
+                .context("the simulator went quiet")?
+                .context("the simulator closed the WebSocket")??;
+            let Message::Text(text) = message else { continue };
+            let message: Value = serde_json::from_str(&text)?;
+            let data = &message["data"];
+            if data["prompt_id"] != prompt_id.as_str() {
+                continue;
+            }
+            match message["type"].as_str() {
+                Some("executed") => image = data["output"]["images"].get(0).cloned(),
+                Some("execution_error") => bail!("the simulator failed the job: {data}"),
+                Some("executing") if data["node"].is_null() => break,
+                _ => {}
+            }
+        }
+        let done = Instant::now();
+        let image = image.context("the job produced no image")?;
+        let view = self
+            .http
+            .get(format!("{}/view", self.base))
+            .query(&[
+                ("filename", image["filename"].as_str().unwrap_or_default()),
+                ("subfolder", image["subfolder"].as_str().unwrap_or_default()),
+                ("type", image["type"].as_str().unwrap_or("output")),
+            ])
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        let finished = Instant::now();
+        Ok(JobTiming {
+            submit: accepted - started,
+            wait: done - accepted,
+            image: finished - done,
+            total: finished - started,
+            image_bytes: view.len(),
+        })
+    }
+
+    /// Closes the WebSocket politely.
+    pub(crate) async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}
+
+/// The browser's path through the gateway.
+pub(crate) struct GatewayClient {
+    http: reqwest::Client,
+    addr: SocketAddr,
+}
+
+impl GatewayClient {
+    /// A client of the gateway at `addr`.
+    pub(crate) fn new(addr: SocketAddr) -> GatewayClient {
+        GatewayClient {
+            http: http_client(),
+            addr,
+        }
+    }
+
+    /// Submits a job; the gateway's answer.
+    pub(crate) async fn submit(&self, seed: u64) -> anyhow::Result<JobAccepted> {
+        let request = CreateJobRequest {
+            prompt: PROMPT.to_owned(),
+            seed: Some(seed),
+            ..CreateJobRequest::default()
+        };
+        let answer = self
+            .http
+            .post(format!("http://{}/api/jobs", self.addr))
+            .json(&request)
+            .send()
+            .await?;
+        if answer.status().as_u16() != 202 {
+            bail!(
+                "POST /api/jobs answered {}: {}",
+                answer.status(),
+                answer.text().await.unwrap_or_default()
+            );
+        }
+        Ok(answer.json::<JobAccepted>().await?)
+    }
+
+    /// Runs one job with `seed` as the studio page does and downloads its image.
+    pub(crate) async fn run(&self, seed: u64) -> anyhow::Result<JobTiming> {
+        let started = Instant::now();
+        let id = self.submit(seed).await?.id;
+        let accepted = Instant::now();
+        let mut events = SseStream::open(self.addr, &app::api::paths::job_events(&id)).await?;
+        let mut read_at = Instant::now();
+        let image_url = loop {
+            let event = tokio::time::timeout(Duration::from_secs(60), events.next(&mut read_at))
+                .await
+                .context("the gateway went quiet")??
+                .context("the event stream ended before the job did")?;
+            match JobEvent::from_sse(&event.name, &event.data)? {
+                JobEvent::Completed { image_url, .. } => break image_url,
+                JobEvent::Failed { message, .. } => bail!("the job failed: {message}"),
+                JobEvent::Cancelled {} => bail!("the job was cancelled"),
+                _ => {}
+            }
+        };
+        let done = Instant::now();
+        drop(events);
+        let image = self
+            .http
+            .get(format!("http://{}{image_url}", self.addr))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        let finished = Instant::now();
+        Ok(JobTiming {
+            submit: accepted - started,
+            wait: done - accepted,
+            image: finished - done,
+            total: finished - started,
+            image_bytes: image.len(),
+        })
+    }
+
+    /// Fetches `path` and returns the body.
+    pub(crate) async fn get_bytes(&self, path: &str) -> anyhow::Result<bytes::Bytes> {
+        Ok(self
+            .http
+            .get(format!("http://{}{path}", self.addr))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?)
+    }
+}
+
+/// The same HTTP client settings for both paths: keep-alive, no proxy, no compression.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Runs `jobs` jobs on each path after `warmup` unrecorded ones, alternating ABBA.
+pub(crate) async fn measure(
+    direct: &mut DirectClient,
+    gateway: &GatewayClient,
+    warmup: usize,
+    jobs: usize,
+    size: (u32, u32),
+    mut next_seed: impl FnMut() -> u64,
+) -> anyhow::Result<OverheadReport> {
+    for _ in 0..warmup {
+        direct.run(next_seed()).await?;
+        gateway.run(next_seed()).await?;
+    }
+    let mut direct_times = Vec::with_capacity(jobs);
+    let mut gateway_times = Vec::with_capacity(jobs);
+    for round in 0..jobs {
+        if round % 2 == 0 {
+            direct_times.push(direct.run(next_seed()).await?);
+            gateway_times.push(gateway.run(next_seed()).await?);
+        } else {
+            gateway_times.push(gateway.run(next_seed()).await?);
+            direct_times.push(direct.run(next_seed()).await?);
+        }
+    }
+    let direct_report = PathReport::of(&direct_times).context("no direct jobs")?;
+    let gateway_report = PathReport::of(&gateway_times).context("no gateway jobs")?;
+    let paired: Vec<f64> = direct_times
+        .iter()
+        .zip(&gateway_times)
+        .map(|(direct, gateway)| (gateway.total.as_secs_f64() - direct.total.as_secs_f64()) * 1e3)
+        .collect();
+    Ok(OverheadReport {
+        jobs_per_path: jobs,
+        width: size.0,
+        height: size.1,
+        image_bytes: gateway_times.last().map_or(0, |timing| timing.image_bytes),
+        added_median_ms: gateway_report.total.median_ms - direct_report.total.median_ms,
+        added_p99_ms: gateway_report.total.p99_ms - direct_report.total.p99_ms,
+        added_paired_median_ms: median(&paired),
+        direct: direct_report,
+        gateway: gateway_report,
+    })
+}
