@@ -4,7 +4,11 @@
 
 pub mod client;
 pub mod messages;
+pub mod socket;
 pub mod workflow;
+
+#[cfg(test)]
+mod against_simulator;
 
 use std::sync::{Arc, Mutex};
 

@@ -1,0 +1,384 @@
+//! The adapter against the ComfyUI simulator: client and socket together, through whole prompts,
+//! refusals, cancels, faults and reconnects, as the gateway will drive them.
+
+use std::time::Duration;
+
+use comfy_sim::{FailureKind, SimHandle, SimOptions, Simulator};
+use tokio::sync::{mpsc, oneshot};
+use url::Url;
+
+use super::client::ComfyClient;
+use super::socket::{self, Backoff, SocketHandle, SocketOptions};
+use super::workflow::{ModelFiles, Workflow};
+use super::{ClientId, ComfyEvent, Error, RemoteState};
+
+/// Generous: these tests wait for events and states, never for a fixed time.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Setup {
+    sim: SimHandle,
+    client: ComfyClient,
+    events: mpsc::Receiver<ComfyEvent>,
+    socket: SocketHandle,
+    workflow: Workflow,
+    _stop: oneshot::Sender<()>,
+}
+
+fn models() -> ModelFiles {
+    ModelFiles {
+        unet: "z_image_turbo-Q8_0.gguf".to_owned(),
+        text_encoder: "Qwen3-4B-Q4_K_M.gguf".to_owned(),
+        vae: "ae.safetensors".to_owned(),
+    }
+}
+
+fn workflow(models: ModelFiles) -> Workflow {
+    let template =
+        serde_json::from_str(include_str!("../../../backend/workflows/z_image_turbo.json")).unwrap();
+    Workflow::from_value(template, models).unwrap()
+}
+
+async fn setup() -> Setup {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = Simulator::spawn(
+        listener,
+        SimOptions {
+            step_ms: 5,
+            ..SimOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let base = Url::parse(&sim.url()).unwrap();
+    let client_id = ClientId::new();
+    let client = ComfyClient::new(base.clone(), client_id.clone());
+    let (events_tx, mut events) = mpsc::channel(256);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let options = SocketOptions {
+        ping_every: Duration::from_millis(100),
+        silence_limit: Duration::from_millis(600),
+        connect_timeout: Duration::from_secs(2),
+        backoff: Backoff {
+            first: Duration::from_millis(10),
+            max: Duration::from_millis(100),
+        },
+    };
+    let socket = socket::spawn_with(base, client_id, events_tx, stopped, options);
+    assert_eq!(next_event(&mut events).await, ComfyEvent::Connected);
+    Setup {
+        sim,
+        client,
+        events,
+        socket,
+        workflow: workflow(models()),
+        _stop: stop,
+    }
+}
+
+async fn next_event(events: &mut mpsc::Receiver<ComfyEvent>) -> ComfyEvent {
+    tokio::time::timeout(PATIENCE, events.recv())
+        .await
+        .expect("an event in time")
+        .expect("the socket runs")
+}
+
+/// Events up to and including the one `last` accepts, skipping queue-length updates.
+async fn events_until(
+    events: &mut mpsc::Receiver<ComfyEvent>,
+    last: impl Fn(&ComfyEvent) -> bool,
+) -> Vec<ComfyEvent> {
+    let mut seen = Vec::new();
+    loop {
+        let event = next_event(events).await;
+        let done = last(&event);
+        if !matches!(event, ComfyEvent::QueueRemaining(_)) {
+            seen.push(event);
+        }
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn finished(prompt_id: &str) -> impl Fn(&ComfyEvent) -> bool + '_ {
+    move |event| matches!(event, ComfyEvent::Finished { prompt_id: id } if id == prompt_id)
+}
+
+/// Polls ComfyUI's records until `accept` holds (for prompts whose events went to an older socket).
+async fn remote_state_until(
+    client: &ComfyClient,
+    prompt_id: &str,
+    accept: impl Fn(&RemoteState) -> bool,
+) -> RemoteState {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let state = client.remote_state(prompt_id).await.unwrap();
+        if accept(&state) {
+            return state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{prompt_id} stayed {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    (width, height)
+}
+
+#[tokio::test]
+async fn a_prompt_runs_from_submit_to_a_stored_png_with_previews() {
+    let mut setup = setup().await;
+    let probe = setup.client.probe(&setup.workflow).await.unwrap();
+    assert!(probe.is_ready(), "{probe:?}");
+    assert!(probe.device.is_some());
+
+    let graph = setup.workflow.fill("a red fox in snow", 42, 512, 384);
+    setup.client.submit("job-1", graph, true).await.unwrap();
+    let events = events_until(&mut setup.events, finished("job-1")).await;
+
+    assert_eq!(
+        events.first(),
+        Some(&ComfyEvent::Started {
+            prompt_id: "job-1".to_owned()
+        })
+    );
+    let steps: Vec<(u32, u32)> = events
+        .iter()
+        .filter_map(|event| match event {
+            ComfyEvent::Progress { node, value, max, .. } if node == setup.workflow.sampler_node() => {
+                Some((*value, *max))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps, (1..=8).map(|step| (step, 8)).collect::<Vec<_>>());
+    let previews = events
+        .iter()
+        .filter(|event| matches!(event, ComfyEvent::Preview { prompt_id, .. } if prompt_id == "job-1"));
+    assert!(
+        previews.count() >= 1,
+        "previews asked for per prompt arrive: {events:?}"
+    );
+    let images = events
+        .iter()
+        .find_map(|event| match event {
+            ComfyEvent::Output { node, images, .. } if node == setup.workflow.output_node() => {
+                Some(images.clone())
+            }
+            _ => None,
+        })
+        .expect("the SaveImage output");
+    let tail: Vec<&ComfyEvent> = events.iter().rev().take(2).collect();
+    assert_eq!(
+        tail,
+        [
+            &ComfyEvent::Finished {
+                prompt_id: "job-1".to_owned()
+            },
+            &ComfyEvent::Succeeded {
+                prompt_id: "job-1".to_owned()
+            }
+        ]
+    );
+
+    let png = setup
+        .client
+        .fetch_output(&images[0], 64 * 1024 * 1024)
+        .await
+        .unwrap();
+    assert_eq!(png_size(&png), (512, 384));
+    assert!(matches!(
+        setup.client.fetch_output(&images[0], 16).await,
+        Err(Error::TooLarge)
+    ));
+    assert_eq!(
+        setup.client.remote_state("job-1").await.unwrap(),
+        RemoteState::Completed { images }
+    );
+    assert_eq!(
+        setup.client.remote_state("never-submitted").await.unwrap(),
+        RemoteState::Unknown
+    );
+}
+
+#[tokio::test]
+async fn a_missing_model_is_named_by_probe_and_by_the_refusal() {
+    let setup = setup().await;
+    let workflow = workflow(ModelFiles {
+        unet: "z_image_turbo-Q5_K_M.gguf".to_owned(),
+        ..models()
+    });
+    let probe = setup.client.probe(&workflow).await.unwrap();
+    assert_eq!(probe.missing_models, ["z_image_turbo-Q5_K_M.gguf"]);
+    assert!(probe.missing_nodes.is_empty());
+
+    let error = setup
+        .client
+        .submit("job-1", workflow.fill("x", 1, 256, 256), false)
+        .await
+        .unwrap_err();
+    let Error::Rejected { code, message } = error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(code, Error::MODEL_NOT_INSTALLED);
+    assert!(message.contains("z_image_turbo-Q5_K_M.gguf"), "{message}");
+}
+
+#[tokio::test]
+async fn a_pending_prompt_is_deleted_and_a_running_one_interrupted() {
+    let mut setup = setup().await;
+    setup.sim.faults().hold_at_step(Some(2));
+    setup
+        .client
+        .submit("first", setup.workflow.fill("one", 1, 256, 256), false)
+        .await
+        .unwrap();
+    setup
+        .client
+        .submit("second", setup.workflow.fill("two", 2, 256, 256), false)
+        .await
+        .unwrap();
+    events_until(&mut setup.events, |event| {
+        matches!(event, ComfyEvent::Progress { value: 1, .. })
+    })
+    .await;
+    assert_eq!(setup.client.queue_order().await.unwrap(), ["first", "second"]);
+    assert_eq!(
+        setup.client.remote_state("second").await.unwrap(),
+        RemoteState::Pending
+    );
+    assert_eq!(
+        setup.client.remote_state("first").await.unwrap(),
+        RemoteState::Running
+    );
+
+    setup.client.delete_pending("second").await.unwrap();
+    assert_eq!(setup.client.queue_order().await.unwrap(), ["first"]);
+    setup.client.interrupt("first").await.unwrap();
+    let events = events_until(&mut setup.events, finished("first")).await;
+    assert!(
+        events.contains(&ComfyEvent::Interrupted {
+            prompt_id: "first".to_owned()
+        }),
+        "{events:?}"
+    );
+    assert_eq!(
+        setup.client.remote_state("first").await.unwrap(),
+        RemoteState::Cancelled
+    );
+    assert_eq!(
+        setup.client.remote_state("second").await.unwrap(),
+        RemoteState::Unknown
+    );
+}
+
+#[tokio::test]
+async fn out_of_memory_arrives_as_a_failure_a_person_can_read() {
+    let mut setup = setup().await;
+    let sampler = setup.workflow.sampler_node().to_owned();
+    setup
+        .sim
+        .faults()
+        .fail_node(Some((sampler, FailureKind::OutOfMemory)));
+    setup
+        .client
+        .submit("job-1", setup.workflow.fill("x", 1, 256, 256), false)
+        .await
+        .unwrap();
+    let events = events_until(&mut setup.events, finished("job-1")).await;
+    let failure = events
+        .iter()
+        .find_map(|event| match event {
+            ComfyEvent::Failed { failure, .. } => Some(failure.clone()),
+            _ => None,
+        })
+        .expect("a failure");
+    assert_eq!(failure.code(), "out_of_memory");
+    assert!(
+        failure
+            .human_message()
+            .contains("ran out of memory while running KSampler"),
+        "{}",
+        failure.human_message()
+    );
+    let RemoteState::Failed {
+        failure: Some(recorded),
+    } = setup.client.remote_state("job-1").await.unwrap()
+    else {
+        panic!("the jobs API keeps the error");
+    };
+    assert_eq!(recorded.code(), "out_of_memory");
+}
+
+#[tokio::test]
+async fn a_dropped_socket_reconnects_and_the_prompt_is_found_by_polling() {
+    let mut setup = setup().await;
+    setup.sim.faults().drop_websockets_at_step(Some(3));
+    setup
+        .client
+        .submit("job-1", setup.workflow.fill("x", 1, 256, 256), false)
+        .await
+        .unwrap();
+    events_until(&mut setup.events, |event| *event == ComfyEvent::Disconnected).await;
+    let reconnected = events_until(&mut setup.events, |event| *event == ComfyEvent::Connected).await;
+    assert_eq!(reconnected, [ComfyEvent::Connected]);
+    let state = remote_state_until(&setup.client, "job-1", |state| {
+        matches!(state, RemoteState::Completed { .. })
+    })
+    .await;
+    assert!(matches!(state, RemoteState::Completed { images } if images.len() == 1));
+}
+
+#[tokio::test]
+async fn a_stalled_socket_is_replaced_and_new_prompts_report_on_the_new_one() {
+    let mut setup = setup().await;
+    setup.sim.faults().stall_websockets_at_step(Some(2));
+    setup
+        .client
+        .submit("job-1", setup.workflow.fill("x", 1, 256, 256), false)
+        .await
+        .unwrap();
+    events_until(&mut setup.events, |event| *event == ComfyEvent::Disconnected).await;
+    let reconnected = events_until(&mut setup.events, |event| *event == ComfyEvent::Connected).await;
+    assert_eq!(reconnected, [ComfyEvent::Connected]);
+    remote_state_until(&setup.client, "job-1", |state| {
+        matches!(state, RemoteState::Completed { .. })
+    })
+    .await;
+
+    setup.sim.faults().stall_websockets_at_step(None);
+    setup
+        .client
+        .submit("job-2", setup.workflow.fill("y", 2, 256, 256), false)
+        .await
+        .unwrap();
+    let events = events_until(&mut setup.events, finished("job-2")).await;
+    assert!(
+        events.contains(&ComfyEvent::Succeeded {
+            prompt_id: "job-2".to_owned()
+        }),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn comfyui_down_then_up_is_unreachable_then_connected() {
+    let mut setup = setup().await;
+    setup.sim.faults().refuse_connections(true);
+    events_until(&mut setup.events, |event| *event == ComfyEvent::Disconnected).await;
+    assert!(matches!(
+        setup.client.queue_order().await,
+        Err(Error::Unreachable)
+    ));
+    setup.sim.faults().refuse_connections(false);
+    events_until(&mut setup.events, |event| *event == ComfyEvent::Connected).await;
+    assert_eq!(setup.client.queue_order().await.unwrap(), Vec::<String>::new());
+    assert!(!setup.socket.is_finished());
+}
