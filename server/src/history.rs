@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use app::api::{self, HistoryItem, Timings};
 use serde::{Deserialize, Serialize};
 
+use crate::access::identity::ClientId;
 use crate::atomic_file;
 use crate::job_id::JobId;
 
@@ -16,6 +17,9 @@ use crate::job_id::JobId;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryRecord {
     pub id: JobId,
+    /// The browser that made it; only it (or someone signed in) may delete it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<ClientId>,
     pub prompt: String,
     pub seed: u64,
     pub width: u32,
@@ -183,6 +187,7 @@ mod tests {
 
     fn record(prompt: &str) -> HistoryRecord {
         HistoryRecord {
+            owner: None,
             id: JobId::new(),
             prompt: prompt.to_owned(),
             seed: 1,

@@ -11,6 +11,7 @@
 //!
 //! [`serve`] wires them together on an already bound listener, so tests run it on port 0.
 
+pub mod access;
 pub mod atomic_file;
 pub mod bench;
 pub mod comfy;
@@ -18,23 +19,165 @@ pub mod config;
 pub mod history;
 pub mod images;
 pub mod job_id;
+pub mod jobs;
 pub mod models;
+pub mod readiness;
 pub mod relay;
+pub mod routes;
 pub mod shutdown;
+pub mod state;
 pub mod telemetry;
 pub mod validation;
 
 use std::future::Future;
+use std::sync::Arc;
 
+use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
+use crate::access::Access;
+use crate::comfy::client::ComfyClient;
+use crate::comfy::workflow::{ModelFiles, Workflow};
+use crate::comfy::{ClientId, socket};
 use crate::config::ServeConfig;
+use crate::history::History;
+use crate::images::ImageStore;
+use crate::jobs::{JobTuning, Jobs};
+use crate::readiness::ProbeTuning;
+use crate::state::AppState;
+
+/// Timing knobs of the background work. The defaults suit a real ComfyUI; tests shorten them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tuning {
+    pub jobs: JobTuning,
+    pub probe: ProbeTuning,
+    pub socket: socket::SocketOptions,
+}
 
 /// Serves the studio on `listener` until `shutdown` resolves.
 pub async fn serve(
-    _config: ServeConfig,
-    _listener: TcpListener,
-    _shutdown: impl Future<Output = ()> + Send + 'static,
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    anyhow::bail!("the gateway is being assembled")
+    serve_tuned(config, Tuning::default(), listener, shutdown).await
+}
+
+/// [`serve`] with explicit timing knobs.
+pub async fn serve_tuned(
+    config: ServeConfig,
+    tuning: Tuning,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let models = ModelFiles {
+        unet: config.unet.clone(),
+        text_encoder: config.text_encoder.clone(),
+        vae: config.vae.clone(),
+    };
+    let workflow = Arc::new(
+        Workflow::load(&config.workflow, models.clone())
+            .with_context(|| format!("cannot use the workflow template {}", config.workflow.display()))?,
+    );
+    let history = History::open(&config.data_dir.join("history"))
+        .await
+        .context("cannot open the history")?;
+    let images = ImageStore::open(&config.data_dir.join("images"))
+        .await
+        .context("cannot open the image folder")?;
+    // The door before anything runs: a missing secret file stops the start here.
+    let access = Access::new(&config.access, listener.local_addr()?, &config.data_dir)
+        .await
+        .context("cannot set up access control")?;
+
+    // In demo mode the simulator runs inside this process; it lives as long as `serve`.
+    let simulator = if config.demo {
+        Some(start_demo_simulator(&config, &models).await?)
+    } else {
+        None
+    };
+    let comfy_url = match &simulator {
+        Some(simulator) => simulator
+            .url()
+            .parse()
+            .context("the simulator's address is not a URL")?,
+        None => config.comfyui.clone(),
+    };
+
+    let client_id = ClientId::new();
+    let comfy = ComfyClient::new(comfy_url.clone(), client_id.clone());
+    let (events_sender, events) = mpsc::channel(1024);
+    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+    let shutdown_socket = async move {
+        let mut stopped = background_stopped;
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+    };
+    let socket = socket::spawn_with(
+        comfy_url.clone(),
+        client_id,
+        events_sender,
+        shutdown_socket,
+        tuning.socket,
+    );
+    let jobs = Jobs::new(
+        comfy.clone(),
+        Arc::clone(&workflow),
+        images.clone(),
+        history.clone(),
+        true,
+        JobTuning { max_unfinished: config.access.max_queued, ..tuning.jobs },
+    );
+    let jobs_task = tokio::spawn(jobs.clone().run(events));
+    let shown_url = if config.demo {
+        "the built-in simulator".to_owned()
+    } else {
+        comfy_url.to_string()
+    };
+    let (readiness, probe_task) = readiness::spawn(comfy, workflow, shown_url, config.demo, tuning.probe);
+
+    let state = AppState {
+        access,
+        jobs,
+        history,
+        images,
+        readiness,
+    };
+    let app = routes::router(state, &config.site_root);
+    tracing::info!(address = %listener.local_addr()?, comfyui = %comfy_url, demo = config.demo, "studio listening");
+    // The door needs each client's address.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+
+    let _ = stop_background.send(true);
+    probe_task.abort();
+    jobs_task.abort();
+    drop(socket);
+    if let Some(simulator) = simulator {
+        simulator.shutdown();
+    }
+    served.context("the HTTP server failed")
+}
+
+async fn start_demo_simulator(
+    config: &ServeConfig,
+    models: &ModelFiles,
+) -> anyhow::Result<comfy_sim::SimHandle> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot start the demo simulator")?;
+    let options = comfy_sim::SimOptions {
+        // Slow enough to watch the progress bar, fast enough not to bore.
+        step_ms: 250,
+        previews: true,
+        unet_models: vec![models.unet.clone()],
+        text_encoders: vec![models.text_encoder.clone()],
+        vaes: vec![models.vae.clone()],
+        output_dir: Some(config.data_dir.join("demo-comfyui-output")),
+    };
+    let simulator = comfy_sim::Simulator::spawn(listener, options)
+        .await
+        .context("cannot start the demo simulator")?;
+    tracing::warn!(url = %simulator.url(), "demo mode: a built-in ComfyUI simulator stands in for ComfyUI");
+    Ok(simulator)
 }

@@ -49,7 +49,9 @@ pub struct Probe {
     pub missing_models: Vec<String>,
     /// Anything else ComfyUI would refuse (options not offered, numbers out of range), in words.
     pub other_problems: Vec<String>,
+    /// The device ComfyUI computes on (the first of `/system_stats`), with its VRAM in bytes.
     pub device: Option<app::api::DeviceInfo>,
+    /// ComfyUI's release, e.g. `0.8.0`.
     pub comfyui_version: Option<String>,
 }
 

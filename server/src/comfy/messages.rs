@@ -65,7 +65,9 @@ pub enum ServerMessage {
 /// the prompt of the latest `progress` message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preview {
+    /// Present in type-4 frames only.
     pub prompt_id: Option<String>,
+    /// The node that made it (KSampler), present in type-4 frames only.
     pub node: Option<String>,
     pub image: Bytes,
     /// `image/jpeg` or `image/png`.

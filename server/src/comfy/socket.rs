@@ -51,7 +51,9 @@ impl Default for SocketOptions {
 /// Capped exponential backoff: `first`, twice that, four times... never more than `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
+    /// The wait after the first failed attempt.
     pub first: Duration,
+    /// The longest wait: how long a restarted ComfyUI may go unnoticed at worst.
     pub max: Duration,
 }
 
@@ -59,7 +61,7 @@ impl Default for Backoff {
     fn default() -> Backoff {
         Backoff {
             first: Duration::from_millis(250),
-            max: Duration::from_secs(10),
+            max: Duration::from_secs(5),
         }
     }
 }
@@ -102,6 +104,10 @@ impl SocketHandle {
 
 /// Starts the socket task with the default [`SocketOptions`]. Events go to `events`; the task stops
 /// when `shutdown` completes or `events` is closed.
+///
+/// The first connection uses `client_id`'s current id, every later one a fresh id (see [`ClientId`]).
+/// Nothing is sent before the first connection succeeds; after it, each lost connection gives one
+/// `Disconnected` and each new one a `Connected`.
 pub fn spawn(
     base: Url,
     client_id: ClientId,

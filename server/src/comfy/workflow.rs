@@ -24,8 +24,11 @@ pub struct ModelFiles {
 /// One model file the workflow needs: which loader class loads it, through which input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelInput {
+    /// The loader, e.g. `UnetLoaderGGUF`.
     pub class_type: String,
+    /// Its input that names the file, e.g. `unet_name`.
     pub input: String,
+    /// The configured file name.
     pub file: String,
 }
 

@@ -16,14 +16,14 @@ use leptos_axum::{LeptosRoutes as _, generate_route_list};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-/// The bundle's file stem: Trunk names it after the `app` crate (`app.js`, `app_bg.wasm`), and the
-/// rendered pages load it under that name.
-const BUNDLE_NAME: &str = "app";
+/// The bundle's file stem: Trunk names it after the `hydrate` crate (`hydrate.js`, `hydrate_bg.wasm`),
+/// and the rendered pages load it under that name.
+const BUNDLE_NAME: &str = "hydrate";
 /// The folder of the site root that Trunk writes, served at `/pkg`.
 const PKG_DIR: &str = "pkg";
 
 /// The UI's routes over `site_root` (the folder holding `pkg/`), with their state applied.
-pub fn router(site_root: &Path) -> Router {
+pub(super) fn router(site_root: &Path) -> Router {
     let options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)
         .site_root(site_root.to_string_lossy().into_owned())
@@ -39,7 +39,9 @@ pub fn router(site_root: &Path) -> Router {
         .service(ServeDir::new(site_root.join(PKG_DIR)).precompressed_gzip());
     let page_options = options.clone();
     Router::new()
-        .leptos_routes(&options, routes, move || app::shell::shell(page_options.clone()))
+        .leptos_routes_with_context(&options, routes, super::access::provide_page_nonce, move || {
+            app::shell::shell(page_options.clone())
+        })
         .nest_service("/pkg", bundle)
         .fallback(fallback)
         .with_state(options)
@@ -59,7 +61,10 @@ async fn fallback(uri: Uri, State(options): State<LeptosOptions>, request: Reque
         return (StatusCode::NOT_FOUND, Json(body)).into_response();
     }
     // Renders the app, whose route table shows "not found" for this path, and answers 404.
-    let render = leptos_axum::file_and_error_handler::<LeptosOptions, _>(app::shell::shell);
+    let render = leptos_axum::file_and_error_handler_with_context::<LeptosOptions, _>(
+        super::access::provide_page_nonce,
+        app::shell::shell,
+    );
     render(uri, State(options), request).await
 }
 
@@ -91,8 +96,8 @@ mod tests {
         let site = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(site.path().join("pkg")).unwrap();
         std::fs::write(site.path().join("pkg/main.css"), "body{}").unwrap();
-        std::fs::write(site.path().join("pkg/app.js"), "export default 1").unwrap();
-        std::fs::write(site.path().join("pkg/app.js.gz"), b"\x1f\x8bnot really").unwrap();
+        std::fs::write(site.path().join("pkg/hydrate.js"), "export default 1").unwrap();
+        std::fs::write(site.path().join("pkg/hydrate.js.gz"), b"\x1f\x8bnot really").unwrap();
         site
     }
 
@@ -104,7 +109,7 @@ mod tests {
         let html = text(response).await;
         assert!(html.contains("Z-Image-Turbo (Local)"), "{html}");
         assert!(html.contains(r#"placeholder="Describe the image...""#), "{html}");
-        assert!(html.contains("/pkg/app.js") && html.contains("app_bg"), "{html}");
+        assert!(html.contains("/pkg/hydrate.js") && html.contains("hydrate_bg"), "{html}");
         assert!(
             html.contains("/pkg/main.css") && html.contains("/pkg/manifest.webmanifest"),
             "{html}"
@@ -119,7 +124,7 @@ mod tests {
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
         assert_eq!(text(response).await, "body{}");
 
-        let (status, response) = get(router(site.path()), "/pkg/app.js", Some("gzip")).await;
+        let (status, response) = get(router(site.path()), "/pkg/hydrate.js", Some("gzip")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
     }

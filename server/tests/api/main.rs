@@ -1,1 +1,10 @@
-//! Integration tests of the gateway.
+//! Integration tests: the real gateway on port 0 in front of the ComfyUI simulator, spoken to over
+//! HTTP and SSE exactly as the browser does.
+
+mod cancel;
+mod events;
+mod generate;
+mod resilience;
+mod security;
+mod support;
+mod validation;

@@ -1,0 +1,390 @@
+//! The one place where errors become HTTP answers: every failure turns into a status code and the
+//! JSON body `{"error": {"code", "message", "field"}}` that the UI shows next to the field it names.
+//! Also home of [`ApiJson`], our JSON extractor, so malformed bodies get the same shape.
+
+use std::time::Duration;
+
+use app::api::{ErrorBody, ErrorDetail, MAX_BODY_BYTES};
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use crate::access::headers::HeadTooLarge;
+use crate::access::rate::retry_after_seconds;
+use crate::comfy;
+use crate::history::HistoryError;
+use crate::images::ImageError;
+use crate::jobs::JobError;
+use crate::validation::ValidationError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error("{message}")]
+    BadRequest {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
+    #[error("{message}")]
+    InvalidField { field: Option<String>, message: String },
+    #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
+    BodyTooLarge,
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Backend(#[from] comfy::Error),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The door refused: wrong network, wrong host, another site, or another browser's job.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// Sign in first (answered with `WWW-Authenticate`).
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    /// A limit was reached; `retry_after` goes to the `Retry-After` header.
+    #[error("{message}")]
+    TooManyRequests {
+        code: &'static str,
+        message: String,
+        retry_after: Duration,
+    },
+    #[error(transparent)]
+    HeadTooLarge(#[from] HeadTooLarge),
+    /// Our bug; the message goes to the log only.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<JobError> for ApiError {
+    fn from(error: JobError) -> ApiError {
+        match error {
+            JobError::NotFound => ApiError::NotFound("There is no such job."),
+            JobError::AlreadyEnded => ApiError::Conflict("The job has already ended."),
+            JobError::Backend(error) => ApiError::Backend(error),
+            JobError::QueueFull {
+                unfinished,
+                retry_after,
+            } => ApiError::TooManyRequests {
+                code: "queue_full",
+                message: format!(
+                    "The studio already has {unfinished} jobs waiting or running; try again when some have finished."
+                ),
+                retry_after,
+            },
+            JobError::NotYours => ApiError::Forbidden {
+                code: "not_yours",
+                message:
+                    "Only the browser that started this job can change it (or someone signed in with the \
+                          studio's secret)."
+                        .to_owned(),
+            },
+        }
+    }
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
+        match self {
+            ApiError::Validation(error) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                error.message.clone(),
+                Some(error.field.to_owned()),
+            ),
+            ApiError::BadRequest { code, message, field } => {
+                (StatusCode::BAD_REQUEST, code, message.clone(), field.clone())
+            }
+            ApiError::InvalidField { field, message } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                message.clone(),
+                field.clone(),
+            ),
+            ApiError::BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                self.to_string(),
+                None,
+            ),
+            ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", (*message).to_owned(), None),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", (*message).to_owned(), None),
+            ApiError::Backend(error) => backend_parts(error),
+            // Our own storage failing is our problem: the details go to the log, not to the client.
+            ApiError::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message.clone(), None),
+            ApiError::Unauthorized { code, message } => {
+                (StatusCode::UNAUTHORIZED, code, message.clone(), None)
+            }
+            ApiError::TooManyRequests { code, message, .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, code, message.clone(), None)
+            }
+            ApiError::HeadTooLarge(HeadTooLarge::Uri) => (
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                sentence(&self.to_string()),
+                None,
+            ),
+            ApiError::HeadTooLarge(HeadTooLarge::Headers) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                sentence(&self.to_string()),
+                None,
+            ),
+            ApiError::History(_) | ApiError::Image(_) | ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Something went wrong inside the studio; the log has the details.".to_owned(),
+                None,
+            ),
+        }
+    }
+}
+
+fn backend_parts(error: &comfy::Error) -> (StatusCode, &'static str, String, Option<String>) {
+    match error {
+        comfy::Error::Unreachable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "comfyui_unreachable",
+            "ComfyUI is not reachable right now; it may still be starting. Try again in a moment.".to_owned(),
+            None,
+        ),
+        comfy::Error::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "comfyui_timeout",
+            "ComfyUI did not answer in time. Try again in a moment.".to_owned(),
+            None,
+        ),
+        // ComfyUI refused the workflow: a node pack or model file is missing. Nothing the person
+        // typed can fix that, so it is the backend that is not ready.
+        comfy::Error::Rejected { code, message } => {
+            (StatusCode::SERVICE_UNAVAILABLE, code, message.clone(), None)
+        }
+        _ => (
+            StatusCode::BAD_GATEWAY,
+            "comfyui_error",
+            "ComfyUI answered something unexpected; the log has the details.".to_owned(),
+            None,
+        ),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, field) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(error = ?self, "request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message,
+                field,
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        match &self {
+            ApiError::Unauthorized { .. } => {
+                let challenge = HeaderValue::from_static("Bearer realm=\"z-image-local\"");
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, retry_after_seconds(*retry_after).into());
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A JSON body parsed into `T`, whose every failure is an [`ApiError`] naming the field at fault.
+pub(super) struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<ApiJson<T>, ApiError> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<mime_type::Essence>().ok())
+            .is_some_and(|essence| essence.is_json());
+        if !is_json {
+            return Err(ApiError::BadRequest {
+                code: "unsupported_media_type",
+                message: "Send the request as JSON (Content-Type: application/json).".to_owned(),
+                field: None,
+            });
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::BodyTooLarge
+                } else {
+                    ApiError::BadRequest {
+                        code: "unreadable_body",
+                        message: rejection.body_text(),
+                        field: None,
+                    }
+                }
+            })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses JSON, naming the field of a type error and telling syntax errors apart (400 vs 422).
+pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let malformed = |error: serde_json::Error| ApiError::BadRequest {
+        code: "malformed_json",
+        message: format!("The request body is not valid JSON: {error}."),
+        field: None,
+    };
+    // Syntax first, so that broken JSON is a 400 whatever its shape.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(malformed)?;
+    // serde would read a struct from an array too (`["x"]` as the prompt): only objects are requests.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::InvalidField {
+            field: None,
+            message: "The request body must be a JSON object.".to_owned(),
+        });
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.classify() != serde_json::error::Category::Data {
+            return malformed(inner);
+        }
+        let message = inner.to_string();
+        // The root has the path "."; a type error there belongs to no single field.
+        let field = field_named_in(&message)
+            .map(str::to_owned)
+            .or((path != ".").then_some(path));
+        ApiError::InvalidField {
+            field,
+            message: sentence(&message),
+        }
+    })?;
+    deserializer.end().map_err(malformed)?;
+    Ok(value)
+}
+
+/// serde names unknown, duplicated and missing fields in backticks ("unknown field `x`"); the error's
+/// path then points at the enclosing object, so the name in the message is the better field.
+fn field_named_in(message: &str) -> Option<&str> {
+    let named = ["unknown field `", "duplicate field `", "missing field `"];
+    named.iter().find_map(|prefix| {
+        let start = message.find(prefix)? + prefix.len();
+        let length = message[start..].find('`')?;
+        Some(&message[start..start + length])
+    })
+}
+
+fn sentence(message: &str) -> String {
+    let trimmed = message.split(" at line ").next().unwrap_or(message);
+    let mut characters = trimmed.chars();
+    match characters.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), characters.as_str()),
+        None => String::new(),
+    }
+}
+
+/// Just enough media-type parsing to accept `application/json; charset=utf-8` and `application/*+json`.
+mod mime_type {
+    pub(super) struct Essence(String);
+
+    impl std::str::FromStr for Essence {
+        type Err = ();
+        fn from_str(value: &str) -> Result<Essence, ()> {
+            let essence = value.split(';').next().ok_or(())?.trim().to_ascii_lowercase();
+            Ok(Essence(essence))
+        }
+    }
+
+    impl Essence {
+        pub(super) fn is_json(&self) -> bool {
+            self.0 == "application/json" || (self.0.starts_with("application/") && self.0.ends_with("+json"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::api::CreateJobRequest;
+
+    fn field_of(json: &str) -> (StatusCode, Option<String>) {
+        let error = parse_json::<CreateJobRequest>(json.as_bytes()).err().unwrap();
+        let (status, _, _, field) = error.parts();
+        (status, field)
+    }
+
+    #[test]
+    fn type_errors_name_their_field() {
+        assert_eq!(
+            field_of(r#"{"prompt": "x", "seed": "seven"}"#),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("seed".to_owned()))
+        );
+        assert_eq!(
+            field_of(r#"{"prompt": "x", "seed": -1}"#),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("seed".to_owned()))
+        );
+        assert_eq!(
+            field_of(r#"{"prompt": "x", "aspect_ratio": "2:1"}"#),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("aspect_ratio".to_owned()))
+        );
+        assert_eq!(
+            field_of(r#"{"prompt": 5}"#),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("prompt".to_owned()))
+        );
+    }
+
+    #[test]
+    fn unknown_duplicated_and_missing_fields_are_named() {
+        assert_eq!(
+            field_of(r#"{"prompt": "x", "steps": 50}"#),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("steps".to_owned()))
+        );
+        assert_eq!(
+            field_of(r#"{"prompt": "x", "prompt": "y"}"#),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("prompt".to_owned()))
+        );
+        assert_eq!(
+            field_of(r#"{"seed": 1}"#),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("prompt".to_owned()))
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_bad_requests_without_a_field() {
+        for body in ["{", "", "not json", "{\"prompt\": \"x\"} trailing", "[1,2]x"] {
+            let error = parse_json::<CreateJobRequest>(body.as_bytes()).err().unwrap();
+            let (status, _, _, field) = error.parts();
+            assert_eq!((status, field), (StatusCode::BAD_REQUEST, None), "{body}");
+        }
+    }
+
+    #[test]
+    fn json_media_types_are_recognised() {
+        let is_json = |value: &str| value.parse::<mime_type::Essence>().unwrap().is_json();
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=utf-8"));
+        assert!(is_json("application/merge-patch+json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/x-www-form-urlencoded"));
+    }
+}

@@ -1,0 +1,98 @@
+//! `GET /api/jobs/{id}/events`: the job's events as server-sent events, resumable with `Last-Event-ID`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::StreamExt as _;
+
+use super::JobIdParam;
+use super::error::ApiError;
+use crate::state::AppState;
+
+/// Comment lines on idle streams keep proxies and phone browsers from closing them.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The event route.
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/api/jobs/{id}/events", get(events))
+}
+
+async fn events(
+    State(state): State<AppState>,
+    JobIdParam(id): JobIdParam,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let last_seen = last_event_id(&headers)?;
+    let stream = state
+        .jobs
+        .events(id, last_seen)
+        .ok_or(ApiError::NotFound("There is no such job."))?;
+    let stream = stream.map(|sequenced| {
+        Ok::<Event, Infallible>(
+            Event::default()
+                .id(sequenced.id.to_string())
+                .event(sequenced.event.name())
+                .data(sequenced.event.data_json()),
+        )
+    });
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response();
+    // Tell reverse proxies (nginx) not to buffer the stream.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// Parses `Last-Event-ID`: absent or empty means from the start; anything but a number is refused.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    let invalid = || ApiError::BadRequest {
+        code: "invalid_header",
+        message: "Last-Event-ID must be the id of an event this stream sent.".to_owned(),
+        field: Some("Last-Event-ID".to_owned()),
+    };
+    let text = value.to_str().map_err(|_| invalid())?.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse::<u64>().map(Some).map_err(|_| invalid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(value: &str) -> Result<Option<u64>, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("last-event-id", value.parse().unwrap());
+        last_event_id(&headers)
+    }
+
+    #[test]
+    fn last_event_ids_are_numbers_or_nothing() {
+        assert_eq!(last_event_id(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse(" 7 ").unwrap(), Some(7));
+        for bad in ["-1", "abc", "1e9", "99999999999999999999999", "../1"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_header_value_parses_or_is_refused_without_panicking(value in "[ -~]{0,64}") {
+            let _ = parse(&value);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `GET /api/history` (newest first, paged with `before`) and `DELETE /api/history/{id}`.
+
+use app::api::{self, HistoryPage};
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+
+use super::JobIdParam;
+use super::access::Caller;
+use super::error::ApiError;
+use crate::job_id::JobId;
+use crate::state::AppState;
+
+/// The history routes.
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route(api::paths::HISTORY, get(list))
+        .route("/api/history/{id}", delete(remove))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let (limit, before) = parse_query(query.as_deref().unwrap_or(""))?;
+    let (records, next) = state.history.page(limit, before);
+    Ok(Json(HistoryPage {
+        items: records.iter().map(|record| record.item()).collect(),
+        next_before: next.map(|id| id.to_string()),
+    }))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    JobIdParam(id): JobIdParam,
+) -> Result<Response, ApiError> {
+    state.jobs.authorize(id, caller.requester)?;
+    if !state.history.remove(id).await? {
+        return Err(ApiError::NotFound("There is no such image."));
+    }
+    state.images.remove(id).await?;
+    tracing::info!(%id, "image deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Reads `limit` (1..=100, default 24) and `before` (a job id) from the query string.
+fn parse_query(query: &str) -> Result<(usize, Option<JobId>), ApiError> {
+    let mut limit = api::DEFAULT_HISTORY_LIMIT;
+    let mut before = None;
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|limit| (1..=api::MAX_HISTORY_LIMIT).contains(limit))
+                    .ok_or_else(|| ApiError::InvalidField {
+                        field: Some("limit".to_owned()),
+                        message: format!("The limit must be a number from 1 to {}.", api::MAX_HISTORY_LIMIT),
+                    })?;
+            }
+            "before" => {
+                before = Some(value.parse::<JobId>().map_err(|_| ApiError::InvalidField {
+                    field: Some("before".to_owned()),
+                    message: "`before` must be an image id from an earlier page.".to_owned(),
+                })?);
+            }
+            // Unknown parameters (cache busters and the like) are harmless.
+            _ => {}
+        }
+    }
+    Ok((limit, before))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_query_has_defaults_and_bounds() {
+        assert_eq!(parse_query("").unwrap(), (api::DEFAULT_HISTORY_LIMIT, None));
+        assert_eq!(parse_query("limit=5").unwrap().0, 5);
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "limit=-1",
+            "limit=x",
+            "before=../../etc",
+            "before=",
+        ] {
+            assert!(parse_query(bad).is_err(), "{bad}");
+        }
+        let id = JobId::new();
+        assert_eq!(
+            parse_query(&format!("before={id}&_=1")).unwrap(),
+            (api::DEFAULT_HISTORY_LIMIT, Some(id))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_query_string_parses_or_is_refused_without_panicking(query in any::<String>()) {
+            let _ = parse_query(&query);
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! `GET /api/images/{id}` and `/thumbnail`: stored images by opaque id, cacheable forever.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::JobIdParam;
+use super::error::ApiError;
+use crate::images::Variant;
+use crate::state::AppState;
+
+/// The image routes.
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/images/{id}", get(full))
+        .route("/api/images/{id}/thumbnail", get(thumbnail))
+}
+
+async fn full(state: State<AppState>, id: JobIdParam) -> Result<Response, ApiError> {
+    serve(state, id, Variant::Full).await
+}
+
+async fn thumbnail(state: State<AppState>, id: JobIdParam) -> Result<Response, ApiError> {
+    serve(state, id, Variant::Thumbnail).await
+}
+
+async fn serve(
+    State(state): State<AppState>,
+    JobIdParam(id): JobIdParam,
+    variant: Variant,
+) -> Result<Response, ApiError> {
+    let bytes = state
+        .images
+        .read(id, variant)
+        .await?
+        .ok_or(ApiError::NotFound("There is no such image."))?;
+    let disposition = format!(
+        "inline; filename=\"z-image-{id}.{}\"",
+        if variant == Variant::Full { "png" } else { "jpg" }
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, variant.content_type().to_owned()),
+            // An id always names the same pixels, so browsers may keep them.
+            (
+                header::CACHE_CONTROL,
+                "private, max-age=31536000, immutable".to_owned(),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}

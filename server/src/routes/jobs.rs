@@ -1,0 +1,75 @@
+//! `POST /api/jobs`, `GET` and `DELETE /api/jobs/{id}`, and the job's live preview image.
+
+use app::api::{CreateJobRequest, paths};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::JobIdParam;
+use super::access::Caller;
+use super::error::{ApiError, ApiJson};
+use crate::state::AppState;
+use crate::validation::GenerationParams;
+
+/// The job routes.
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::JOBS, axum::routing::post(create))
+        .route("/api/jobs/{id}", get(show).delete(cancel))
+        .route("/api/jobs/{id}/preview", get(preview))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<CreateJobRequest>,
+) -> Result<Response, ApiError> {
+    let params = GenerationParams::try_from(request)?;
+    state
+        .access
+        .admit_job(caller.address, std::time::Instant::now())
+        .map_err(|retry_after| ApiError::TooManyRequests {
+            code: "too_many_jobs",
+            message: "This device is starting jobs faster than the studio allows; wait a moment.".to_owned(),
+            retry_after,
+        })?;
+    let accepted = state.jobs.submit(params, caller.requester.client).await?;
+    let location = paths::job(&accepted.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(accepted),
+    )
+        .into_response())
+}
+
+async fn show(State(state): State<AppState>, JobIdParam(id): JobIdParam) -> Result<Response, ApiError> {
+    let view = state
+        .jobs
+        .view(id)
+        .ok_or(ApiError::NotFound("There is no such job."))?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    JobIdParam(id): JobIdParam,
+) -> Result<Response, ApiError> {
+    let view = state.jobs.cancel(id, caller.requester).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+async fn preview(State(state): State<AppState>, JobIdParam(id): JobIdParam) -> Result<Response, ApiError> {
+    let (image, mime) = state
+        .jobs
+        .preview(id)
+        .ok_or(ApiError::NotFound("This job has no preview."))?;
+    Ok((
+        [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-store")],
+        image,
+    )
+        .into_response())
+}

@@ -1,0 +1,67 @@
+//! HTTP translation only: each module owns its routes, extracts, calls a domain module and answers.
+//! This file is the route table and the layers every request passes.
+
+mod access;
+mod error;
+mod events;
+mod health;
+mod history;
+mod images;
+mod jobs;
+mod site;
+
+use std::time::Duration;
+
+use app::api::MAX_BODY_BYTES;
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
+use axum::http::request::Parts;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::job_id::JobId;
+use crate::state::AppState;
+
+/// Time allowed to produce a response's head; event streams then run as long as the job.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Every route: the API with its state, then the web UI (which owns the fallback), all under one set
+/// of layers.
+pub fn router(state: AppState, site_root: &std::path::Path) -> Router {
+    let api = Router::new()
+        .merge(jobs::router())
+        .merge(events::router().route_layer(from_fn_with_state(state.clone(), access::limit_streams)))
+        .merge(images::router())
+        .merge(history::router())
+        .merge(health::router())
+        .merge(access::router())
+        .with_state(state.clone());
+    api.merge(site::router(site_root))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(TraceLayer::new_for_http())
+        // Outermost, so a client outside the allowlist meets nothing else.
+        .layer(from_fn_with_state(state, access::door))
+}
+
+/// A job id from the path. Anything that is not one of our ids is simply not found: client text
+/// never goes further than this parse.
+pub struct JobIdParam(pub JobId);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobIdParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<JobIdParam, ApiError> {
+        let not_found = || ApiError::NotFound("There is no such job or image.");
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| not_found())?;
+        text.parse().map(JobIdParam).map_err(|_| not_found())
+    }
+}

@@ -1,0 +1,21 @@
+//! The state every request handler shares: handles to the jobs, the history, the images and the
+//! latest readiness. Built once in [`crate::serve`]; cloning is cheap.
+
+use app::api::Readiness;
+use tokio::sync::watch;
+
+use crate::access::Access;
+use crate::history::History;
+use crate::images::ImageStore;
+use crate::jobs::Jobs;
+
+/// Shared handles for the HTTP layer.
+#[derive(Clone)]
+pub struct AppState {
+    /// The door: who may come in, and the abuse limits.
+    pub access: Access,
+    pub jobs: Jobs,
+    pub history: History,
+    pub images: ImageStore,
+    pub readiness: watch::Receiver<Readiness>,
+}

@@ -1,0 +1,89 @@
+//! Cancelling: a pending job leaves ComfyUI's queue, a running one is interrupted by its prompt id.
+
+use app::api::{JobEvent, JobStatus};
+use serde_json::json;
+
+use crate::support::spawn_app;
+
+#[tokio::test]
+async fn cancelling_a_pending_job_removes_it_from_the_queue_and_leaves_the_running_one_alone() {
+    let app = spawn_app().await;
+    app.sim.faults().hold_at_step(Some(2));
+    let running = app
+        .create_job(json!({"prompt": "first", "width": 256, "height": 256}))
+        .await;
+    let mut running_events = app.events(&running.id, None).await;
+    running_events
+        .until(|event| matches!(event, JobEvent::Progress { step: 1, .. }))
+        .await;
+    let pending = app
+        .create_job(json!({"prompt": "second", "width": 256, "height": 256}))
+        .await;
+    let mut pending_events = app.events(&pending.id, None).await;
+    pending_events
+        .until(|event| matches!(event, JobEvent::Queued { .. }))
+        .await;
+
+    let answer = app.delete(&format!("/api/jobs/{}", pending.id)).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let (_, last) = pending_events.until(JobEvent::is_terminal).await;
+    assert_eq!(last, JobEvent::Cancelled {});
+    assert_eq!(app.job(&pending.id).await.status, JobStatus::Cancelled);
+    let queue = app
+        .http
+        .get(format!("{}/queue", app.sim.url()))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(queue["queue_pending"], json!([]), "{queue}");
+
+    app.sim.faults().hold_at_step(None);
+    app.sim.faults().release();
+    let (_, last) = running_events.until(JobEvent::is_terminal).await;
+    assert!(matches!(last, JobEvent::Completed { .. }), "{last:?}");
+}
+
+#[tokio::test]
+async fn cancelling_a_running_job_interrupts_it() {
+    let app = spawn_app().await;
+    app.sim.faults().hold_at_step(Some(3));
+    let accepted = app
+        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
+        .await;
+    let mut events = app.events(&accepted.id, None).await;
+    events
+        .until(|event| matches!(event, JobEvent::Progress { step: 2, .. }))
+        .await;
+
+    let answer = app.delete(&format!("/api/jobs/{}", accepted.id)).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let (_, last) = events.until(JobEvent::is_terminal).await;
+    assert_eq!(last, JobEvent::Cancelled {});
+    app.sim.faults().hold_at_step(None);
+    let job = app.job(&accepted.id).await;
+    assert_eq!(job.status, JobStatus::Cancelled);
+    assert!(job.image_url.is_none());
+    let history = app.get("/api/history").await;
+    assert_eq!(history.body["items"], json!([]));
+}
+
+#[tokio::test]
+async fn a_finished_job_cannot_be_cancelled_and_an_unknown_one_is_not_found() {
+    let app = spawn_app().await;
+    let accepted = app
+        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
+        .await;
+    app.events_until_end(&accepted.id).await;
+    let answer = app.delete(&format!("/api/jobs/{}", accepted.id)).await;
+    assert_eq!(answer.status, 409);
+    assert_eq!(answer.body["error"]["code"], "conflict");
+    assert_eq!(
+        app.delete("/api/jobs/0190f1d2-5a0b-7c3e-8f00-000000000000")
+            .await
+            .status,
+        404
+    );
+}

@@ -1,0 +1,230 @@
+//! When ComfyUI misbehaves: down at start, sockets dropped or stalled mid-job, nodes failing, a
+//! restart that loses the queue, and a gateway restart. No job may hang and no image may be lost.
+
+use app::api::{BackendState, JobEvent, JobStatus};
+use comfy_sim::{FailureKind, SimOptions};
+use serde_json::json;
+
+use crate::support::{fetch_image, quick_sim, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn comfyui_down_at_start_then_up_flips_readiness_and_a_job_then_succeeds() {
+    let app = spawn_app().await;
+    app.sim.faults().refuse_connections(true);
+    let readiness = app.wait_readiness(false).await;
+    assert_eq!(readiness.state, BackendState::Unreachable);
+    assert!(readiness.message.contains("ComfyUI"), "{}", readiness.message);
+
+    let answer = app.post_json("/api/jobs", &json!({"prompt": "fox"})).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.body["error"]["code"], "comfyui_unreachable");
+
+    app.sim.faults().refuse_connections(false);
+    let readiness = app.wait_ready().await;
+    assert_eq!(readiness.state, BackendState::Ready);
+    assert!(readiness.device.is_some());
+    let accepted = app
+        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
+        .await;
+    let events = app.events_until_end(&accepted.id).await;
+    assert!(
+        matches!(events.last(), Some((_, JobEvent::Completed { .. }))),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_model_file_is_named_by_readyz_and_by_a_refused_job() {
+    let app = spawn_app_with(SimOptions {
+        unet_models: vec!["other.gguf".to_owned()],
+        ..quick_sim()
+    })
+    .await;
+    let readiness = app.wait_readiness(false).await;
+    let readiness = if readiness.state == BackendState::Unreachable {
+        // The first probe may not have run yet.
+        loop {
+            let answer = app.get("/readyz").await;
+            let readiness: app::api::Readiness = serde_json::from_value(answer.body).unwrap();
+            if readiness.state != BackendState::Unreachable {
+                break readiness;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    } else {
+        readiness
+    };
+    assert_eq!(readiness.state, BackendState::Starting);
+    assert_eq!(
+        readiness.missing_models,
+        vec!["z_image_turbo-Q8_0.gguf".to_owned()]
+    );
+    assert!(readiness.message.contains("z_image_turbo-Q8_0.gguf"));
+
+    let answer = app.post_json("/api/jobs", &json!({"prompt": "fox"})).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(
+        answer.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("z_image_turbo-Q8_0.gguf"),
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn a_websocket_dropped_mid_job_still_ends_with_the_image() {
+    let app = spawn_app().await;
+    app.wait_ready().await;
+    app.sim.faults().drop_websockets_at_step(Some(3));
+    let accepted = app
+        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
+        .await;
+    let events = app.events_until_end(&accepted.id).await;
+    let Some((_, JobEvent::Completed { image_url, .. })) = events.last() else {
+        panic!("{events:?}")
+    };
+    app.sim.faults().drop_websockets_at_step(None);
+    assert_eq!(fetch_image(&app, image_url).await.0, "image/png");
+}
+
+#[tokio::test]
+async fn a_websocket_that_stalls_mid_job_does_not_hang_the_job() {
+    let app = spawn_app().await;
+    app.wait_ready().await;
+    app.sim.faults().stall_websockets_at_step(Some(2));
+    let accepted = app
+        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
+        .await;
+    let events = app.events_until_end(&accepted.id).await;
+    app.sim.faults().stall_websockets_at_step(None);
+    assert!(
+        matches!(events.last(), Some((_, JobEvent::Completed { .. }))),
+        "{events:?}"
+    );
+    // The gateway reconnected: the next job runs normally.
+    let next = app
+        .create_job(json!({"prompt": "fox again", "width": 256, "height": 256}))
+        .await;
+    let events = app.events_until_end(&next.id).await;
+    assert!(
+        matches!(events.last(), Some((_, JobEvent::Completed { .. }))),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_execution_error_fails_the_job_with_a_readable_message() {
+    let app = spawn_app().await;
+    app.sim
+        .faults()
+        .fail_node(Some(("9".to_owned(), FailureKind::Generic)));
+    let accepted = app
+        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
+        .await;
+    let events = app.events_until_end(&accepted.id).await;
+    let Some((_, JobEvent::Failed { code, message })) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(code, "execution_error");
+    assert!(message.contains("VAEDecode"), "{message}");
+    let job = app.job(&accepted.id).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(
+        job.error.map(|error| error.code).as_deref(),
+        Some("execution_error")
+    );
+}
+
+#[tokio::test]
+async fn running_out_of_gpu_memory_says_what_to_try() {
+    let app = spawn_app().await;
+    app.sim
+        .faults()
+        .fail_node(Some(("8".to_owned(), FailureKind::OutOfMemory)));
+    let accepted = app
+        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
+        .await;
+    let events = app.events_until_end(&accepted.id).await;
+    let Some((_, JobEvent::Failed { code, message })) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(code, "out_of_memory");
+    assert!(message.to_lowercase().contains("memory"), "{message}");
+    // ComfyUI recovers by unloading models; the next job works.
+    app.sim.faults().fail_node(None);
+    let next = app
+        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
+        .await;
+    assert!(matches!(
+        app.events_until_end(&next.id).await.last(),
+        Some((_, JobEvent::Completed { .. }))
+    ));
+}
+
+#[tokio::test]
+async fn a_comfyui_restart_that_loses_the_job_fails_it_instead_of_hanging() {
+    let app = spawn_app().await;
+    app.wait_ready().await;
+    app.sim.faults().hold_at_step(Some(2));
+    let accepted = app
+        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
+        .await;
+    let mut events = app.events(&accepted.id, None).await;
+    events
+        .until(|event| matches!(event, JobEvent::Progress { step: 1, .. }))
+        .await;
+    app.sim.faults().restart();
+    app.sim.faults().hold_at_step(None);
+    let (_, last) = events.until(JobEvent::is_terminal).await;
+    let JobEvent::Failed { code, .. } = last else {
+        panic!("{last:?}")
+    };
+    assert_eq!(code, "lost");
+}
+
+#[tokio::test]
+async fn a_gateway_restart_keeps_the_history_and_the_images() {
+    let app = spawn_app().await;
+    let accepted = app
+        .create_job(json!({"prompt": "keep me", "seed": 5, "width": 256, "height": 256}))
+        .await;
+    let events = app.events_until_end(&accepted.id).await;
+    let Some((_, JobEvent::Completed { image_url, .. })) = events.last().cloned() else {
+        panic!("{events:?}")
+    };
+    let (_, _, before) = fetch_image(&app, &image_url).await;
+
+    let app = app.restart_gateway().await;
+    let history = app.get("/api/history").await;
+    assert_eq!(history.body["items"][0]["id"], accepted.id);
+    assert_eq!(history.body["items"][0]["prompt"], "keep me");
+    let (_, _, after) = fetch_image(&app, &image_url).await;
+    assert_eq!(before, after);
+    let job = app.job(&accepted.id).await;
+    assert_eq!(job.status, JobStatus::Completed);
+    let late = app.events_until_end(&accepted.id).await;
+    assert!(
+        matches!(late.as_slice(), [(_, JobEvent::Completed { .. })]),
+        "{late:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_view_delays_the_image_but_the_job_still_completes() {
+    let app = spawn_app().await;
+    app.sim
+        .faults()
+        .slow_view(Some(std::time::Duration::from_millis(300)));
+    let accepted = app
+        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
+        .await;
+    // Meanwhile the studio keeps answering.
+    assert_eq!(app.get("/healthz").await.status, 200);
+    let events = app.events_until_end(&accepted.id).await;
+    assert!(
+        matches!(events.last(), Some((_, JobEvent::Completed { .. }))),
+        "{events:?}"
+    );
+}

@@ -1,0 +1,448 @@
+//! The door to the LAN, end to end: the address allowlist, the Host allowlist, the same-origin check,
+//! job ownership, the access secret with sessions, bearer tokens and pairing links, the abuse limits,
+//! the security headers, and hostile requests that must leave the gateway healthy.
+
+use std::time::Duration;
+
+use app::api::{JobEvent, PairingLink, SessionStatus};
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Client, Method, StatusCode, redirect};
+use serde_json::{Value, json};
+
+use crate::support::{PATIENCE, TestApp, spawn_app, spawn_app_with_args};
+
+const SECRET: &str = "correct horse battery staple";
+
+fn small_job(prompt: &str) -> Value {
+    json!({"prompt": prompt, "width": 256, "height": 256})
+}
+
+/// A browser of its own: its own cookie jar, no redirects followed (so they can be checked).
+fn browser() -> Client {
+    Client::builder().cookie_store(true).redirect(redirect::Policy::none()).build().unwrap()
+}
+
+/// Status and JSON body (or `Value::Null`) of any response.
+async fn read(response: reqwest::Response) -> (StatusCode, HeaderMap, Value) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn send(app: &TestApp, client: &Client, method: Method, path: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Value) {
+    let mut request = client.request(method, app.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    read(request.send().await.unwrap()).await
+}
+
+async fn post_job(app: &TestApp, client: &Client, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Value) {
+    let mut request = client.post(app.url("/api/jobs")).json(&small_job("fox"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    read(request.send().await.unwrap()).await
+}
+
+fn code(body: &Value) -> Option<&str> {
+    body["error"]["code"].as_str()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or_default()
+}
+
+async fn sign_in(app: &TestApp, client: &Client, password: &str) -> (StatusCode, HeaderMap, Value) {
+    let request = client.post(app.url("/api/session")).json(&json!({"password": password}));
+    read(request.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn a_client_outside_the_allowlist_is_refused_before_anything_runs() {
+    let app = spawn_app_with_args(&["--allow=10.0.0.0/8,192.168.0.0/16"]).await;
+    for path in ["/healthz", "/", "/api/history", "/api/jobs/nope", "/pkg/app.js"] {
+        let (status, headers, body) = send(&app, &browser(), Method::GET, path, &[]).await;
+        assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, Some("address_not_allowed")), "{path}");
+        assert_eq!(header(&headers, "x-content-type-options"), "nosniff");
+    }
+    let (status, _, _) = post_job(&app, &browser(), &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(app.sim.faults().prompts_received().is_empty());
+}
+
+#[tokio::test]
+async fn loopback_is_admitted_by_default_and_every_answer_carries_security_headers() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/readyz", "/api/history", "/api/jobs/nope", "/api/nothing"] {
+        let (_, headers, _) = send(&app, &browser(), Method::GET, path, &[]).await;
+        assert_eq!(header(&headers, "x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header(&headers, "referrer-policy"), "no-referrer", "{path}");
+        let policy = header(&headers, "content-security-policy");
+        assert!(policy.starts_with("default-src 'none'") && policy.contains("frame-ancestors 'none'"), "{path}: {policy}");
+    }
+}
+
+#[tokio::test]
+async fn pages_get_a_policy_whose_nonce_is_on_the_hydration_script_and_no_other_inline_script_runs() {
+    let app = spawn_app().await;
+    let response = browser().get(app.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let policy = header(response.headers(), "content-security-policy").to_owned();
+    let html = response.text().await.unwrap();
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no nonce in {policy}"));
+    assert!(policy.contains("script-src 'self' 'nonce-") && policy.contains("'wasm-unsafe-eval'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    // Every inline script of the page carries the nonce of this response (and so may run).
+    let scripts: Vec<&str> = html.split("<script").skip(1).collect();
+    assert!(!scripts.is_empty(), "{html}");
+    for script in scripts {
+        let tag = script.split('>').next().unwrap_or_default();
+        assert!(tag.contains(&format!("nonce=\"{nonce}\"")), "a script without the page's nonce: <script{tag}>");
+    }
+    // Each page gets its own nonce.
+    let again = browser().get(app.url("/")).send().await.unwrap();
+    assert_ne!(header(again.headers(), "content-security-policy"), policy);
+}
+
+#[tokio::test]
+async fn hosts_the_studio_does_not_answer_to_are_refused() {
+    let app = spawn_app_with_args(&["--allowed-hosts=studio.lan"]).await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    for (host, expected) in [
+        (format!("evil.example:{port}"), StatusCode::FORBIDDEN),
+        ("studio.lan.evil.example".to_owned(), StatusCode::FORBIDDEN),
+        (format!("localhost:{port}"), StatusCode::OK),
+        (format!("studio.lan:{port}"), StatusCode::OK),
+        ("Studio.LAN".to_owned(), StatusCode::OK),
+        (format!("127.0.0.1:{port}"), StatusCode::OK),
+    ] {
+        let (status, _, body) = send(&app, &browser(), Method::GET, "/healthz", &[("host", &host)]).await;
+        assert_eq!(status, expected, "{host}");
+        if status == StatusCode::FORBIDDEN {
+            assert_eq!(code(&body), Some("unknown_host"), "{host}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn changes_from_other_sites_are_refused_and_the_studios_own_pages_pass() {
+    let app = spawn_app().await;
+    let client = browser();
+    for headers in [
+        vec![("origin", "http://evil.example")],
+        vec![("origin", "null")],
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "same-site"), ("origin", app.address.as_str())],
+        vec![("origin", "http://127.0.0.1:1")],
+    ] {
+        let (status, _, body) = post_job(&app, &client, &headers).await;
+        assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, Some("cross_origin")), "{headers:?}");
+    }
+    assert!(app.sim.faults().prompts_received().is_empty());
+
+    // The studio's own page sends both headers; a script sends neither.
+    let (status, _, own) = post_job(&app, &client, &[("origin", &app.address), ("sec-fetch-site", "same-origin")]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{own}");
+    let (status, _, _) = post_job(&app, &client, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let path = format!("/api/jobs/{}", own["id"].as_str().unwrap());
+    let (status, _, body) = send(&app, &client, Method::DELETE, &path, &[("origin", "http://evil.example")]).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, Some("cross_origin")));
+    // A form post from anywhere is no JSON: refused even without browser headers.
+    let form = client
+        .post(app.url("/api/jobs"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("prompt=fox");
+    let (status, _, body) = read(form.send().await.unwrap()).await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, Some("unsupported_media_type")));
+}
+
+#[tokio::test]
+async fn a_browser_may_cancel_and_delete_only_its_own_jobs() {
+    let app = spawn_app().await;
+    app.sim.faults().hold_at_step(Some(2));
+    let (owner, stranger, cookieless) = (browser(), browser(), Client::new());
+    let (status, headers, job) = post_job(&app, &owner, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let cookie = header(&headers, "set-cookie");
+    assert!(cookie.starts_with("zimage_client=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let path = format!("/api/jobs/{}", job["id"].as_str().unwrap());
+    for other in [&stranger, &cookieless] {
+        let (status, _, body) = send(&app, other, Method::DELETE, &path, &[]).await;
+        assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, Some("not_yours")));
+    }
+    // Reading is open to everyone on the LAN; only changes are the owner's.
+    let (status, _, _) = send(&app, &stranger, Method::GET, &path, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = send(&app, &owner, Method::DELETE, &path, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    app.sim.faults().release();
+    let (_, _, finished) = post_job(&app, &owner, &[]).await;
+    let id = finished["id"].as_str().unwrap().to_owned();
+    let (_, last) = app.events(&id, None).await.until(JobEvent::is_terminal).await;
+    assert!(matches!(last, JobEvent::Completed { .. }), "{last:?}");
+    let history_path = format!("/api/history/{id}");
+    let (status, _, body) = send(&app, &stranger, Method::DELETE, &history_path, &[]).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, Some("not_yours")));
+    let (status, _, _) = send(&app, &owner, Method::DELETE, &history_path, &[]).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn ownership_survives_a_gateway_restart() {
+    let app = spawn_app().await;
+    let owner = browser();
+    let (_, _, job) = post_job(&app, &owner, &[]).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    app.events(&id, None).await.until(JobEvent::is_terminal).await;
+    let app = app.restart_gateway().await;
+    let path = format!("/api/history/{id}");
+    let (status, _, _) = send(&app, &browser(), Method::DELETE, &path, &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = send(&app, &owner, Method::DELETE, &path, &[]).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn with_a_secret_only_the_signed_in_get_past_the_door() {
+    let password = format!("--password={SECRET}");
+    let app = spawn_app_with_args(&[&password]).await;
+    let visitor = browser();
+    let (status, headers, body) = send(&app, &visitor, Method::GET, "/api/history", &[]).await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, Some("sign_in_required")));
+    assert!(header(&headers, "www-authenticate").starts_with("Bearer"));
+    let (status, _, _) = post_job(&app, &visitor, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, headers, _) = send(&app, &visitor, Method::GET, "/gallery?x=1", &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(header(&headers, "location"), "/sign-in?next=%2Fgallery%3Fx%3D1");
+    // What works without signing in: health, the sign-in page and the session endpoint.
+    let (status, _, _) = send(&app, &visitor, Method::GET, "/healthz", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = visitor.get(app.url("/sign-in")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let policy = header(page.headers(), "content-security-policy").to_owned();
+    let html = page.text().await.unwrap();
+    let nonce = policy.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap();
+    assert!(html.contains(&format!("<script nonce=\"{nonce}\">")), "{html}");
+    let (_, _, status_body) = send(&app, &visitor, Method::GET, "/api/session", &[]).await;
+    let session: SessionStatus = serde_json::from_value(status_body).unwrap();
+    assert_eq!(session, SessionStatus { secret_required: true, signed_in: false });
+
+    let (status, _, body) = sign_in(&app, &visitor, "wrong").await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, Some("wrong_secret")));
+    let (status, headers, _) = sign_in(&app, &visitor, SECRET).await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = header(&headers, "set-cookie");
+    assert!(cookie.starts_with("zimage_session=v1.") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let (status, _, _) = send(&app, &visitor, Method::GET, "/api/history", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = post_job(&app, &visitor, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, headers, _) = send(&app, &visitor, Method::GET, "/sign-in?next=/gallery", &[]).await;
+    assert_eq!((status, header(&headers, "location")), (StatusCode::SEE_OTHER, "/gallery"));
+
+    // Signing out forgets the session.
+    let (status, _, _) = send(&app, &visitor, Method::DELETE, "/api/session", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(&app, &visitor, Method::GET, "/api/history", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn scripts_use_the_secret_as_a_bearer_token_and_the_signed_in_may_cancel_any_job() {
+    let password = format!("--password={SECRET}");
+    let app = spawn_app_with_args(&[&password]).await;
+    app.sim.faults().hold_at_step(Some(2));
+    let script = Client::new();
+    let bearer = format!("Bearer {SECRET}");
+    let (status, _, job) = post_job(&app, &script, &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let (status, _, body) = post_job(&app, &script, &[("authorization", "Bearer guess")]).await;
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, Some("wrong_token")));
+    // Another script, without the first one's cookie, may still cancel: it proved the secret.
+    let path = format!("/api/jobs/{}", job["id"].as_str().unwrap());
+    let (status, _, _) = send(&app, &Client::new(), Method::DELETE, &path, &[("authorization", &bearer)]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    app.sim.faults().release();
+}
+
+#[tokio::test]
+async fn wrong_secrets_meet_a_rate_limit_with_retry_after() {
+    let password = format!("--password={SECRET}");
+    let app = spawn_app_with_args(&[&password]).await;
+    let guesser = browser();
+    let mut last = (StatusCode::OK, HeaderMap::new(), Value::Null);
+    for _ in 0..6 {
+        last = sign_in(&app, &guesser, "guess").await;
+    }
+    let (status, headers, body) = last;
+    assert_eq!((status, code(&body)), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_attempts")));
+    assert!(header(&headers, "retry-after").parse::<u64>().is_ok_and(|seconds| seconds >= 1));
+    // Even the right secret waits now: guessing cannot go on by mixing in the answer.
+    let (status, _, _) = sign_in(&app, &guesser, SECRET).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_phone_is_paired_once_by_the_link_a_signed_in_device_shows() {
+    let password = format!("--password={SECRET}");
+    let app = spawn_app_with_args(&[&password]).await;
+    let (desktop, phone) = (browser(), browser());
+    let (status, _, body) = send(&app, &desktop, Method::POST, "/api/pairings", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "only the signed in may pair: {body}");
+    sign_in(&app, &desktop, SECRET).await;
+    let response = desktop.post(app.url("/api/pairings")).json(&json!({})).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let link: PairingLink = response.json().await.unwrap();
+    assert!(link.url.starts_with(&format!("{}/pair/", app.address)), "{}", link.url);
+    assert!(link.qr_svg.starts_with("<svg") && link.expires_in_s == Some(600));
+    let page = desktop.get(app.url("/pair")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("<svg"));
+
+    let pair_path = link.url.trim_start_matches(&app.address).to_owned();
+    let (status, headers, _) = send(&app, &phone, Method::GET, &pair_path, &[]).await;
+    assert_eq!((status, header(&headers, "location")), (StatusCode::SEE_OTHER, "/"));
+    assert!(header(&headers, "set-cookie").starts_with("zimage_session="));
+    let (status, _, _) = send(&app, &phone, Method::GET, "/api/history", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    // The link works once.
+    let (status, _, _) = send(&app, &browser(), Method::GET, &pair_path, &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn without_a_secret_the_pairing_code_is_just_the_studios_address() {
+    let app = spawn_app().await;
+    let response = browser().post(app.url("/api/pairings")).json(&json!({})).send().await.unwrap();
+    let link: PairingLink = response.json().await.unwrap();
+    assert_eq!(link.url, format!("{}/", app.address));
+    assert_eq!(link.expires_in_s, None);
+    let (status, _, body) = sign_in(&app, &browser(), "anything").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
+#[tokio::test]
+async fn a_client_starting_jobs_too_fast_gets_429_with_retry_after() {
+    let app = spawn_app_with_args(&["--jobs-per-minute=2"]).await;
+    let client = browser();
+    for _ in 0..2 {
+        assert_eq!(post_job(&app, &client, &[]).await.0, StatusCode::ACCEPTED);
+    }
+    let (status, headers, body) = post_job(&app, &client, &[]).await;
+    assert_eq!((status, code(&body)), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_jobs")));
+    assert!(header(&headers, "retry-after").parse::<u64>().is_ok_and(|seconds| (1..=30).contains(&seconds)));
+    assert!(body["error"]["message"].as_str().is_some_and(|message| !message.is_empty()));
+    assert_eq!(app.wait_prompts_received(2).await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_queue_cap_answers_429_until_a_job_ends() {
+    let app = spawn_app_with_args(&["--max-queued=2"]).await;
+    app.sim.faults().hold_at_step(Some(1));
+    let client = browser();
+    let (_, _, first) = post_job(&app, &client, &[]).await;
+    assert_eq!(post_job(&app, &client, &[]).await.0, StatusCode::ACCEPTED);
+    let (status, headers, body) = post_job(&app, &client, &[]).await;
+    assert_eq!((status, code(&body)), (StatusCode::TOO_MANY_REQUESTS, Some("queue_full")));
+    assert!(header(&headers, "retry-after").parse::<u64>().is_ok());
+    let path = format!("/api/jobs/{}", first["id"].as_str().unwrap());
+    assert_eq!(send(&app, &client, Method::DELETE, &path, &[]).await.0, StatusCode::ACCEPTED);
+    app.events(first["id"].as_str().unwrap(), None).await.until(JobEvent::is_terminal).await;
+    assert_eq!(post_job(&app, &client, &[]).await.0, StatusCode::ACCEPTED);
+    app.sim.faults().release();
+}
+
+#[tokio::test]
+async fn a_client_may_hold_only_so_many_event_streams_at_once() {
+    let app = spawn_app_with_args(&["--max-streams-per-client=2"]).await;
+    app.sim.faults().hold_at_step(Some(1));
+    let job = app.create_job(small_job("fox")).await;
+    let first = app.events(&job.id, None).await;
+    let second = app.events(&job.id, None).await;
+    let path = format!("/api/jobs/{}/events", job.id);
+    let (status, headers, body) = send(&app, &browser(), Method::GET, &path, &[]).await;
+    assert_eq!((status, code(&body)), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_streams")));
+    assert!(!header(&headers, "retry-after").is_empty());
+
+    // When the job ends, its streams end and free their places.
+    app.sim.faults().release();
+    first.until_end().await;
+    second.until_end().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let response = app.http.get(app.url(&path)).send().await.unwrap();
+        if response.status() == StatusCode::OK {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the places were never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn oversized_addresses_and_headers_are_refused_and_the_gateway_stays_healthy() {
+    let app = spawn_app().await;
+    let client = browser();
+    let long_query = format!("/api/history?x={}", "a".repeat(5000));
+    let (status, _, body) = send(&app, &client, Method::GET, &long_query, &[]).await;
+    assert_eq!((status, code(&body)), (StatusCode::URI_TOO_LONG, Some("uri_too_long")));
+    let big = "b".repeat(20 * 1024);
+    let (status, _, body) = send(&app, &client, Method::GET, "/healthz", &[("x-big", &big)]).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "{body}");
+    let names: Vec<String> = (0..80).map(|index| format!("x-h{index}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), "1")).collect();
+    let (status, _, _) = send(&app, &client, Method::GET, "/healthz", &many).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(send(&app, &client, Method::GET, "/healthz", &[]).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn hostile_requests_get_4xx_and_leave_the_gateway_healthy() {
+    let app = spawn_app().await;
+    let job = app.create_job(small_job("fox")).await;
+    let events = format!("/api/jobs/{}/events", job.id);
+    let client = browser();
+    let cases: Vec<(Method, String, Vec<(&str, &str)>, StatusCode, Option<&str>)> = vec![
+        (Method::GET, events.clone(), vec![("last-event-id", "-1")], StatusCode::BAD_REQUEST, Some("Last-Event-ID")),
+        (Method::GET, events.clone(), vec![("last-event-id", "99999999999999999999999")], StatusCode::BAD_REQUEST, Some("Last-Event-ID")),
+        (Method::GET, events.clone(), vec![("last-event-id", "1e3")], StatusCode::BAD_REQUEST, Some("Last-Event-ID")),
+        (Method::GET, "/api/images/..%2F..%2Fetc%2Fpasswd".to_owned(), vec![], StatusCode::NOT_FOUND, None),
+        (Method::GET, "/api/images/%00".to_owned(), vec![], StatusCode::NOT_FOUND, None),
+        (Method::GET, "/api/jobs/%E2%80%AE".to_owned(), vec![], StatusCode::NOT_FOUND, None),
+        (Method::DELETE, "/api/history/..%2F..%2Fdata".to_owned(), vec![], StatusCode::NOT_FOUND, None),
+        (Method::GET, "/api/history?limit=%00".to_owned(), vec![], StatusCode::UNPROCESSABLE_ENTITY, Some("limit")),
+        (Method::GET, "/api/history?before=%FF%FE".to_owned(), vec![], StatusCode::UNPROCESSABLE_ENTITY, Some("before")),
+        (Method::PATCH, format!("/api/jobs/{}", job.id), vec![], StatusCode::METHOD_NOT_ALLOWED, None),
+        (Method::POST, "/api/history".to_owned(), vec![], StatusCode::METHOD_NOT_ALLOWED, None),
+        (Method::GET, "/pair/..%2F..%2Fetc".to_owned(), vec![], StatusCode::SEE_OTHER, None),
+        (Method::POST, "/api/session".to_owned(), vec![("content-type", "text/plain")], StatusCode::BAD_REQUEST, None),
+    ];
+    for (method, path, headers, expected, field) in cases {
+        let (status, _, body) = send(&app, &client, method.clone(), &path, &headers).await;
+        assert_eq!(status, expected, "{method} {path} {headers:?}: {body}");
+        if let Some(field) = field {
+            assert_eq!(body["error"]["field"].as_str(), Some(field), "{method} {path}: {body}");
+        }
+    }
+    // Header values that are not text at all.
+    let mut request = client.get(app.url("/healthz"));
+    request = request.header("cookie", HeaderValue::from_bytes(b"zimage_client=\xff\xfe").unwrap());
+    assert_eq!(request.send().await.unwrap().status(), StatusCode::OK);
+    let request = client
+        .post(app.url("/api/jobs"))
+        .header("origin", HeaderValue::from_bytes(b"http://\xff").unwrap())
+        .json(&small_job("fox"));
+    assert_eq!(request.send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(send(&app, &client, Method::GET, "/healthz", &[]).await.0, StatusCode::OK);
+    app.events_until_end(&job.id).await;
+}

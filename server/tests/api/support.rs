@@ -1,0 +1,326 @@
+//! `spawn_app()`: a simulator and the real gateway, both on 127.0.0.1:0, and a [`TestApp`] with typed
+//! helpers that speak HTTP and SSE to the gateway like the browser does.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::api::{JobAccepted, JobEvent, JobView, Readiness};
+use clap::Parser as _;
+use comfy_sim::{SimHandle, SimOptions, Simulator};
+use eventsource_stream::Eventsource as _;
+use futures_util::{Stream, StreamExt as _};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use zimage::config::{Cli, Command};
+
+/// Every wait in these tests ends by this deadline: generous, because CI machines are shared and slow,
+/// and never part of what a test asserts.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running gateway in front of a running simulator.
+pub(crate) struct TestApp {
+    pub(crate) address: String,
+    pub(crate) sim: SimHandle,
+    pub(crate) http: reqwest::Client,
+    pub(crate) data_dir: Arc<tempfile::TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Knobs for the simulator the app starts with.
+pub(crate) fn quick_sim() -> SimOptions {
+    SimOptions {
+        step_ms: 5,
+        ..SimOptions::default()
+    }
+}
+
+/// The gateway against a fresh simulator with quick steps.
+pub(crate) async fn spawn_app() -> TestApp {
+    spawn_app_with(quick_sim()).await
+}
+
+/// The gateway against a fresh simulator with these options.
+pub(crate) async fn spawn_app_with(options: SimOptions) -> TestApp {
+    let sim = Simulator::spawn(TcpListener::bind("127.0.0.1:0").await.unwrap(), options)
+        .await
+        .unwrap();
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    start_gateway(sim, data_dir).await
+}
+
+/// Starts a gateway against `sim`, keeping its data in `data_dir`.
+pub(crate) async fn start_gateway(sim: SimHandle, data_dir: Arc<tempfile::TempDir>) -> TestApp {
+    start_gateway_with_args(sim, data_dir, &[]).await
+}
+
+/// The gateway against a fresh quick simulator, with extra command-line options (the access tests).
+pub(crate) async fn spawn_app_with_args(extra: &[&str]) -> TestApp {
+    let sim = Simulator::spawn(TcpListener::bind("127.0.0.1:0").await.unwrap(), quick_sim())
+        .await
+        .unwrap();
+    start_gateway_with_args(sim, Arc::new(tempfile::tempdir().unwrap()), extra).await
+}
+
+/// [`start_gateway`] with extra command-line options, which win over the ones set here.
+pub(crate) async fn start_gateway_with_args(
+    sim: SimHandle,
+    data_dir: Arc<tempfile::TempDir>,
+    extra: &[&str],
+) -> TestApp {
+    zimage::telemetry::init();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    // Parsed like the command line, so every option not named here has its real default.
+    let workflow = workspace_file("backend/workflows/z_image_turbo.json");
+    let site_root = workspace_file("target/site");
+    let arguments = [
+        "zimage".to_owned(),
+        "serve".to_owned(),
+        format!("--listen={}", listener.local_addr().unwrap()),
+        format!("--comfyui={}", sim.url()),
+        format!("--data-dir={}", data_dir.path().display()),
+        format!("--workflow={}", workflow.display()),
+        format!("--site-root={}", site_root.display()),
+        // Tests submit many jobs from one address; the limits have their own tests.
+        "--jobs-per-minute=0".to_owned(),
+    ];
+    // An option given in `extra` replaces the one above (clap refuses an option given twice).
+    let name = |argument: &str| argument.split('=').next().unwrap_or_default().to_owned();
+    let overridden = |argument: &String| extra.iter().any(|given| name(given) == name(argument));
+    let arguments = arguments
+        .into_iter()
+        .filter(|argument| !overridden(argument))
+        .chain(extra.iter().map(|argument| (*argument).to_owned()));
+    let Command::Serve(config) = Cli::try_parse_from(arguments).unwrap().command else {
+        unreachable!()
+    };
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(zimage::serve_tuned(
+        config,
+        quick_tuning(),
+        listener,
+        async move {
+            let _ = stop.await;
+        },
+    ));
+    TestApp {
+        address,
+        sim,
+        // Keeps cookies like a browser, so the jobs it starts are its own (it may cancel them).
+        http: reqwest::Client::builder().cookie_store(true).build().unwrap(),
+        data_dir,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
+}
+
+/// Background timings short enough that recovery happens within a test's patience.
+pub(crate) fn quick_tuning() -> zimage::Tuning {
+    let mut tuning = zimage::Tuning::default();
+    tuning.jobs.watchdog_interval = Duration::from_millis(100);
+    tuning.jobs.silence = Duration::from_millis(600);
+    tuning.probe.while_waiting = Duration::from_millis(100);
+    tuning.probe.while_ready = Duration::from_millis(300);
+    tuning.socket.ping_every = Duration::from_millis(200);
+    tuning.socket.silence_limit = Duration::from_millis(1000);
+    tuning.socket.backoff.max = Duration::from_millis(400);
+    tuning
+}
+
+pub(crate) fn workspace_file(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+/// The answer to a request: status and JSON body.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
+}
+
+impl TestApp {
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Stops the gateway (the simulator keeps running) and starts a new one on the same data.
+    pub(crate) async fn restart_gateway(mut self) -> TestApp {
+        self.stop().await;
+        start_gateway(self.sim.clone(), Arc::clone(&self.data_dir)).await
+    }
+
+    pub(crate) async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(PATIENCE, server)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    pub(crate) async fn post_json(&self, path: &str, body: &Value) -> Answer {
+        let response = self.http.post(self.url(path)).json(body).send().await.unwrap();
+        answer(response).await
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> Answer {
+        answer(self.http.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    pub(crate) async fn delete(&self, path: &str) -> Answer {
+        answer(self.http.delete(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// Submits a job and expects it accepted.
+    pub(crate) async fn create_job(&self, body: Value) -> JobAccepted {
+        let answer = self.post_json("/api/jobs", &body).await;
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        serde_json::from_value(answer.body).unwrap()
+    }
+
+    pub(crate) async fn job(&self, id: &str) -> JobView {
+        let answer = self.get(&format!("/api/jobs/{id}")).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        serde_json::from_value(answer.body).unwrap()
+    }
+
+    /// Opens the job's event stream, optionally resuming after an event id.
+    pub(crate) async fn events(&self, id: &str, last_event_id: Option<&str>) -> EventReader {
+        let mut request = self.http.get(self.url(&format!("/api/jobs/{id}/events")));
+        if let Some(last) = last_event_id {
+            request = request.header("Last-Event-ID", last);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        EventReader {
+            stream: Box::pin(response.bytes_stream().eventsource()),
+        }
+    }
+
+    /// Every event of a job until its terminal one.
+    pub(crate) async fn events_until_end(&self, id: &str) -> Vec<(u64, JobEvent)> {
+        self.events(id, None).await.until_end().await
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub(crate) async fn wait_ready(&self) -> Readiness {
+        self.wait_readiness(true).await
+    }
+
+    /// Waits until `/readyz` says ready (or not).
+    pub(crate) async fn wait_readiness(&self, ready: bool) -> Readiness {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let answer = self.get("/readyz").await;
+            let readiness: Readiness = serde_json::from_value(answer.body).unwrap();
+            assert_eq!(answer.status == 200, readiness.ready);
+            if readiness.ready == ready {
+                return readiness;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "readiness stayed {readiness:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the simulator has received `count` prompts.
+    pub(crate) async fn wait_prompts_received(&self, count: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let prompts = self.sim.faults().prompts_received();
+            if prompts.len() >= count {
+                return prompts;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the simulator got {} prompts",
+                prompts.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(json!(text))
+    };
+    Answer { status, body }
+}
+
+type SseStream = std::pin::Pin<
+    Box<
+        dyn Stream<
+                Item = Result<
+                    eventsource_stream::Event,
+                    eventsource_stream::EventStreamError<reqwest::Error>,
+                >,
+            > + Send,
+    >,
+>;
+
+/// A job's SSE stream, read event by event.
+pub(crate) struct EventReader {
+    stream: SseStream,
+}
+
+impl EventReader {
+    /// The next event, its id parsed; `None` when the stream ends.
+    pub(crate) async fn next(&mut self) -> Option<(u64, JobEvent)> {
+        let event = tokio::time::timeout(PATIENCE, self.stream.next())
+            .await
+            .expect("no event in time")?;
+        let event = event.unwrap();
+        let parsed = JobEvent::from_sse(&event.event, &event.data).unwrap();
+        Some((event.id.parse().unwrap(), parsed))
+    }
+
+    /// Reads until the next event matching `wanted`, returning it.
+    pub(crate) async fn until(&mut self, wanted: impl Fn(&JobEvent) -> bool) -> (u64, JobEvent) {
+        loop {
+            let event = self.next().await.expect("the stream ended first");
+            if wanted(&event.1) {
+                return event;
+            }
+        }
+    }
+
+    /// Reads everything up to and including the terminal event, and checks the stream then ends.
+    pub(crate) async fn until_end(mut self) -> Vec<(u64, JobEvent)> {
+        let mut events = Vec::new();
+        while let Some(event) = self.next().await {
+            let terminal = event.1.is_terminal();
+            events.push(event);
+            if terminal {
+                assert!(self.next().await.is_none(), "events after the terminal one");
+                return events;
+            }
+        }
+        panic!("the stream ended without a terminal event: {events:?}");
+    }
+}
+
+/// The PNG at `url` decoded.
+pub(crate) async fn fetch_image(app: &TestApp, path: &str) -> (String, image::DynamicImage, Vec<u8>) {
+    let response = app.http.get(app.url(path)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let bytes = response.bytes().await.unwrap().to_vec();
+    let decoded = image::load_from_memory(&bytes).unwrap();
+    (content_type, decoded, bytes)
+}
