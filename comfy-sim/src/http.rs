@@ -224,7 +224,8 @@ async fn post_prompt(State(shared): AppState, body: Bytes) -> Response {
             // Secrets for API nodes are kept out of the queue and history (SENSITIVE_EXTRA_DATA_KEYS).
             extra_data.remove("auth_token_comfy_org");
             extra_data.remove("api_key_comfy_org");
-            extra_data.insert("create_time".to_owned(), json!(now_ms()));
+            let create_time = shared.state().next_create_time(now_ms());
+            extra_data.insert("create_time".to_owned(), json!(create_time));
             lock(&shared.received).push(Value::Object(body_json));
             let response =
                 json!({"prompt_id": prompt_id, "number": number, "node_errors": accepted.node_errors});

@@ -126,9 +126,18 @@ pub(crate) struct State {
     pub(crate) last_node_id: Option<String>,
     /// `POST /free {"free_memory": true}` waits for the running prompt to end.
     pub(crate) free_memory_requested: bool,
+    /// The last `create_time` handed out.
+    pub(crate) last_create_time: i64,
 }
 
 impl State {
+    /// A prompt's `create_time` (ms). Kept strictly increasing, so that prompts queued within the
+    /// same millisecond still sort newest first in `/api/jobs` as they would on a slower server.
+    pub(crate) fn next_create_time(&mut self, now_ms: i64) -> i64 {
+        self.last_create_time = now_ms.max(self.last_create_time + 1);
+        self.last_create_time
+    }
+
     /// `queue_remaining`: pending plus running.
     pub(crate) fn queue_remaining(&self) -> usize {
         self.pending.len() + usize::from(self.running.is_some())

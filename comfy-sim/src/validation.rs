@@ -148,6 +148,10 @@ pub(crate) fn validate_prompt(
         });
         return Ok(Err(Rejection { error, node_errors }));
     }
+    // ComfyUI returns `list(good_outputs)` of a Python set, whose order changes from process to
+    // process; it decides which ready output node runs first. Reverse prompt order is what the
+    // recorded server happened to use (`["4", "3"]`), so the simulator settles on it.
+    good_outputs.reverse();
     Ok(Ok(Accepted {
         outputs: good_outputs,
         node_errors,

@@ -3,4 +3,5 @@
 mod faults;
 mod protocol;
 mod support;
+mod traces;
 mod validation;

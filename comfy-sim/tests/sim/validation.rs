@@ -1,5 +1,8 @@
 //! Rejected prompts answer exactly like the recorded `fixtures/errors/*.json` of ComfyUI 0.8.0.
-#![expect(clippy::unwrap_used, reason = "test helpers: a broken fixture must fail the test loudly")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a broken fixture must fail the test loudly"
+)]
 
 use comfy_sim::SimOptions;
 use reqwest::StatusCode;
