@@ -1,0 +1,96 @@
+//! `zimage serve --demo`: the gateway starts its own simulator, says so, and makes images alone.
+
+use std::time::Duration;
+
+use app::api::{BackendState, Readiness};
+use clap::Parser as _;
+use tokio::net::TcpListener;
+use zimage::config::{Cli, Command};
+
+use crate::support::{PATIENCE, quick_tuning, workspace_file};
+
+#[tokio::test]
+async fn demo_mode_needs_no_comfyui_says_so_and_makes_images() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let arguments = [
+        "zimage".to_owned(),
+        "serve".to_owned(),
+        "--demo".to_owned(),
+        // Nothing listens here: demo mode must not use it.
+        "--comfyui=http://127.0.0.1:9".to_owned(),
+        format!("--data-dir={}", data_dir.path().display()),
+        format!(
+            "--workflow={}",
+            workspace_file("backend/workflows/z_image_turbo.json").display()
+        ),
+        format!("--site-root={}", workspace_file("target/site").display()),
+    ];
+    let Command::Serve(config) = Cli::try_parse_from(arguments).unwrap().command else {
+        unreachable!()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(zimage::serve_tuned(
+        config,
+        quick_tuning(),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let http = reqwest::Client::new();
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let readiness = loop {
+        let readiness: Readiness = http
+            .get(format!("{address}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if readiness.ready {
+            break readiness;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{readiness:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(readiness.demo);
+    assert_eq!(readiness.state, BackendState::Ready);
+    assert!(
+        readiness.message.to_lowercase().contains("demo"),
+        "{}",
+        readiness.message
+    );
+
+    let accepted: app::api::JobAccepted = http
+        .post(format!("{address}/api/jobs"))
+        .json(&serde_json::json!({"prompt": "a demo fox", "width": 256, "height": 256}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let job: app::api::JobView = http
+            .get(format!("{address}/api/jobs/{}", accepted.id))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job.status.is_terminal() {
+            assert_eq!(job.status, app::api::JobStatus::Completed, "{job:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{job:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
