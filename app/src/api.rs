@@ -53,6 +53,16 @@ pub mod paths {
     pub fn history_item(id: &str) -> String {
         format!("/api/history/{id}")
     }
+
+    /// `GET` whether a secret is required and this browser signed in, `POST` [`super::SessionRequest`]
+    /// to sign in, `DELETE` to sign out.
+    pub const SESSION: &str = "/api/session";
+    /// `POST` (JSON body `{}`) by a signed-in device: a one-time link that signs a phone in.
+    pub const PAIRINGS: &str = "/api/pairings";
+    /// The gateway's own sign-in page (works without the UI bundle); `?next=/path` returns there.
+    pub const SIGN_IN_PAGE: &str = "/sign-in";
+    /// The gateway's own page showing a pairing QR code.
+    pub const PAIR_PAGE: &str = "/pair";
 }
 
 /// The aspect ratios the studio offers; each maps to a size whose longer side is [`MAX_SIDE`].
@@ -303,6 +313,34 @@ impl JobEvent {
             _ => "{}".to_owned(),
         }
     }
+}
+
+/// Body of `POST /api/session`: sign in with the studio's access secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    pub password: String,
+}
+
+/// Answer to `GET`, `POST` and `DELETE /api/session`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStatus {
+    /// The studio has an access secret: without signing in, only the sign-in page works.
+    pub secret_required: bool,
+    /// This browser is signed in (it may also cancel and delete other people's jobs).
+    pub signed_in: bool,
+}
+
+/// Answer to `POST /api/pairings` (201): a link for a phone and its QR code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingLink {
+    /// Opening it signs the phone in once (or, when the studio has no secret, simply opens it).
+    pub url: String,
+    /// Seconds the link works; absent when the studio has no secret and the link is just its address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_s: Option<u64>,
+    /// The QR code of `url`, as an `<svg>` element.
+    pub qr_svg: String,
 }
 
 /// The JSON body of every error answer: `{"error": {"code", "message", "field"}}`.
