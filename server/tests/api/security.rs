@@ -19,7 +19,11 @@ fn small_job(prompt: &str) -> Value {
 
 /// A browser of its own: its own cookie jar, no redirects followed (so they can be checked).
 fn browser() -> Client {
-    Client::builder().cookie_store(true).redirect(redirect::Policy::none()).build().unwrap()
+    Client::builder()
+        .cookie_store(true)
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 /// Status and JSON body (or `Value::Null`) of any response.
@@ -27,10 +31,20 @@ async fn read(response: reqwest::Response) -> (StatusCode, HeaderMap, Value) {
     let status = response.status();
     let headers = response.headers().clone();
     let text = response.text().await.unwrap();
-    (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
 }
 
-async fn send(app: &TestApp, client: &Client, method: Method, path: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Value) {
+async fn send(
+    app: &TestApp,
+    client: &Client,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Value) {
     let mut request = client.request(method, app.url(path));
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -38,7 +52,11 @@ async fn send(app: &TestApp, client: &Client, method: Method, path: &str, header
     read(request.send().await.unwrap()).await
 }
 
-async fn post_job(app: &TestApp, client: &Client, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Value) {
+async fn post_job(
+    app: &TestApp,
+    client: &Client,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Value) {
     let mut request = client.post(app.url("/api/jobs")).json(&small_job("fox"));
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -51,11 +69,16 @@ fn code(body: &Value) -> Option<&str> {
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or_default()
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
 }
 
 async fn sign_in(app: &TestApp, client: &Client, password: &str) -> (StatusCode, HeaderMap, Value) {
-    let request = client.post(app.url("/api/session")).json(&json!({"password": password}));
+    let request = client
+        .post(app.url("/api/session"))
+        .json(&json!({"password": password}));
     read(request.send().await.unwrap()).await
 }
 
@@ -64,7 +87,11 @@ async fn a_client_outside_the_allowlist_is_refused_before_anything_runs() {
     let app = spawn_app_with_args(&["--allow=10.0.0.0/8,192.168.0.0/16"]).await;
     for path in ["/healthz", "/", "/api/history", "/api/jobs/nope", "/pkg/app.js"] {
         let (status, headers, body) = send(&app, &browser(), Method::GET, path, &[]).await;
-        assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, Some("address_not_allowed")), "{path}");
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::FORBIDDEN, Some("address_not_allowed")),
+            "{path}"
+        );
         assert_eq!(header(&headers, "x-content-type-options"), "nosniff");
     }
     let (status, _, _) = post_job(&app, &browser(), &[]).await;
@@ -75,12 +102,21 @@ async fn a_client_outside_the_allowlist_is_refused_before_anything_runs() {
 #[tokio::test]
 async fn loopback_is_admitted_by_default_and_every_answer_carries_security_headers() {
     let app = spawn_app().await;
-    for path in ["/healthz", "/readyz", "/api/history", "/api/jobs/nope", "/api/nothing"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/api/history",
+        "/api/jobs/nope",
+        "/api/nothing",
+    ] {
         let (_, headers, _) = send(&app, &browser(), Method::GET, path, &[]).await;
         assert_eq!(header(&headers, "x-content-type-options"), "nosniff", "{path}");
         assert_eq!(header(&headers, "referrer-policy"), "no-referrer", "{path}");
         let policy = header(&headers, "content-security-policy");
-        assert!(policy.starts_with("default-src 'none'") && policy.contains("frame-ancestors 'none'"), "{path}: {policy}");
+        assert!(
+            policy.starts_with("default-src 'none'") && policy.contains("frame-ancestors 'none'"),
+            "{path}: {policy}"
+        );
     }
 }
 
@@ -96,14 +132,20 @@ async fn pages_get_a_policy_whose_nonce_is_on_the_hydration_script_and_no_other_
         .nth(1)
         .and_then(|rest| rest.split('\'').next())
         .unwrap_or_else(|| panic!("no nonce in {policy}"));
-    assert!(policy.contains("script-src 'self' 'nonce-") && policy.contains("'wasm-unsafe-eval'"), "{policy}");
+    assert!(
+        policy.contains("script-src 'self' 'nonce-") && policy.contains("'wasm-unsafe-eval'"),
+        "{policy}"
+    );
     assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
     // Every inline script of the page carries the nonce of this response (and so may run).
     let scripts: Vec<&str> = html.split("<script").skip(1).collect();
     assert!(!scripts.is_empty(), "{html}");
     for script in scripts {
         let tag = script.split('>').next().unwrap_or_default();
-        assert!(tag.contains(&format!("nonce=\"{nonce}\"")), "a script without the page's nonce: <script{tag}>");
+        assert!(
+            tag.contains(&format!("nonce=\"{nonce}\"")),
+            "a script without the page's nonce: <script{tag}>"
+        );
     }
     // Each page gets its own nonce.
     let again = browser().get(app.url("/")).send().await.unwrap();
@@ -142,26 +184,48 @@ async fn changes_from_other_sites_are_refused_and_the_studios_own_pages_pass() {
         vec![("origin", "http://127.0.0.1:1")],
     ] {
         let (status, _, body) = post_job(&app, &client, &headers).await;
-        assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, Some("cross_origin")), "{headers:?}");
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::FORBIDDEN, Some("cross_origin")),
+            "{headers:?}"
+        );
     }
     assert!(app.sim.faults().prompts_received().is_empty());
 
     // The studio's own page sends both headers; a script sends neither.
-    let (status, _, own) = post_job(&app, &client, &[("origin", &app.address), ("sec-fetch-site", "same-origin")]).await;
+    let (status, _, own) = post_job(
+        &app,
+        &client,
+        &[("origin", &app.address), ("sec-fetch-site", "same-origin")],
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{own}");
     let (status, _, _) = post_job(&app, &client, &[]).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
     let path = format!("/api/jobs/{}", own["id"].as_str().unwrap());
-    let (status, _, body) = send(&app, &client, Method::DELETE, &path, &[("origin", "http://evil.example")]).await;
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, Some("cross_origin")));
+    let (status, _, body) = send(
+        &app,
+        &client,
+        Method::DELETE,
+        &path,
+        &[("origin", "http://evil.example")],
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, Some("cross_origin"))
+    );
     // A form post from anywhere is no JSON: refused even without browser headers.
     let form = client
         .post(app.url("/api/jobs"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("prompt=fox");
     let (status, _, body) = read(form.send().await.unwrap()).await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, Some("unsupported_media_type")));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, Some("unsupported_media_type"))
+    );
 }
 
 #[tokio::test]
@@ -172,7 +236,12 @@ async fn a_browser_may_cancel_and_delete_only_its_own_jobs() {
     let (status, headers, job) = post_job(&app, &owner, &[]).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let cookie = header(&headers, "set-cookie");
-    assert!(cookie.starts_with("zimage_client=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.starts_with("zimage_client=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let path = format!("/api/jobs/{}", job["id"].as_str().unwrap());
     for other in [&stranger, &cookieless] {
         let (status, _, body) = send(&app, other, Method::DELETE, &path, &[]).await;
@@ -217,7 +286,10 @@ async fn with_a_secret_only_the_signed_in_get_past_the_door() {
     let app = spawn_app_with_args(&[&password]).await;
     let visitor = browser();
     let (status, headers, body) = send(&app, &visitor, Method::GET, "/api/history", &[]).await;
-    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, Some("sign_in_required")));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, Some("sign_in_required"))
+    );
     assert!(header(&headers, "www-authenticate").starts_with("Bearer"));
     let (status, _, _) = post_job(&app, &visitor, &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -231,24 +303,47 @@ async fn with_a_secret_only_the_signed_in_get_past_the_door() {
     assert_eq!(page.status(), StatusCode::OK);
     let policy = header(page.headers(), "content-security-policy").to_owned();
     let html = page.text().await.unwrap();
-    let nonce = policy.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap();
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
     assert!(html.contains(&format!("<script nonce=\"{nonce}\">")), "{html}");
     let (_, _, status_body) = send(&app, &visitor, Method::GET, "/api/session", &[]).await;
     let session: SessionStatus = serde_json::from_value(status_body).unwrap();
-    assert_eq!(session, SessionStatus { secret_required: true, signed_in: false });
+    assert_eq!(
+        session,
+        SessionStatus {
+            secret_required: true,
+            signed_in: false
+        }
+    );
 
     let (status, _, body) = sign_in(&app, &visitor, "wrong").await;
-    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, Some("wrong_secret")));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, Some("wrong_secret"))
+    );
     let (status, headers, _) = sign_in(&app, &visitor, SECRET).await;
     assert_eq!(status, StatusCode::OK);
     let cookie = header(&headers, "set-cookie");
-    assert!(cookie.starts_with("zimage_session=v1.") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.starts_with("zimage_session=v1.")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let (status, _, _) = send(&app, &visitor, Method::GET, "/api/history", &[]).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, _) = post_job(&app, &visitor, &[]).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (status, headers, _) = send(&app, &visitor, Method::GET, "/sign-in?next=/gallery", &[]).await;
-    assert_eq!((status, header(&headers, "location")), (StatusCode::SEE_OTHER, "/gallery"));
+    assert_eq!(
+        (status, header(&headers, "location")),
+        (StatusCode::SEE_OTHER, "/gallery")
+    );
 
     // Signing out forgets the session.
     let (status, _, _) = send(&app, &visitor, Method::DELETE, "/api/session", &[]).await;
@@ -267,10 +362,20 @@ async fn scripts_use_the_secret_as_a_bearer_token_and_the_signed_in_may_cancel_a
     let (status, _, job) = post_job(&app, &script, &[("authorization", &bearer)]).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     let (status, _, body) = post_job(&app, &script, &[("authorization", "Bearer guess")]).await;
-    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, Some("wrong_token")));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNAUTHORIZED, Some("wrong_token"))
+    );
     // Another script, without the first one's cookie, may still cancel: it proved the secret.
     let path = format!("/api/jobs/{}", job["id"].as_str().unwrap());
-    let (status, _, _) = send(&app, &Client::new(), Method::DELETE, &path, &[("authorization", &bearer)]).await;
+    let (status, _, _) = send(
+        &app,
+        &Client::new(),
+        Method::DELETE,
+        &path,
+        &[("authorization", &bearer)],
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     app.sim.faults().release();
 }
@@ -285,8 +390,15 @@ async fn wrong_secrets_meet_a_rate_limit_with_retry_after() {
         last = sign_in(&app, &guesser, "guess").await;
     }
     let (status, headers, body) = last;
-    assert_eq!((status, code(&body)), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_attempts")));
-    assert!(header(&headers, "retry-after").parse::<u64>().is_ok_and(|seconds| seconds >= 1));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, Some("too_many_attempts"))
+    );
+    assert!(
+        header(&headers, "retry-after")
+            .parse::<u64>()
+            .is_ok_and(|seconds| seconds >= 1)
+    );
     // Even the right secret waits now: guessing cannot go on by mixing in the answer.
     let (status, _, _) = sign_in(&app, &guesser, SECRET).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
@@ -298,12 +410,25 @@ async fn a_phone_is_paired_once_by_the_link_a_signed_in_device_shows() {
     let app = spawn_app_with_args(&[&password]).await;
     let (desktop, phone) = (browser(), browser());
     let (status, _, body) = send(&app, &desktop, Method::POST, "/api/pairings", &[]).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "only the signed in may pair: {body}");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "only the signed in may pair: {body}"
+    );
     sign_in(&app, &desktop, SECRET).await;
-    let response = desktop.post(app.url("/api/pairings")).json(&json!({})).send().await.unwrap();
+    let response = desktop
+        .post(app.url("/api/pairings"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let link: PairingLink = response.json().await.unwrap();
-    assert!(link.url.starts_with(&format!("{}/pair/", app.address)), "{}", link.url);
+    assert!(
+        link.url.starts_with(&format!("{}/pair/", app.address)),
+        "{}",
+        link.url
+    );
     assert!(link.qr_svg.starts_with("<svg") && link.expires_in_s == Some(600));
     let page = desktop.get(app.url("/pair")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
@@ -311,7 +436,10 @@ async fn a_phone_is_paired_once_by_the_link_a_signed_in_device_shows() {
 
     let pair_path = link.url.trim_start_matches(&app.address).to_owned();
     let (status, headers, _) = send(&app, &phone, Method::GET, &pair_path, &[]).await;
-    assert_eq!((status, header(&headers, "location")), (StatusCode::SEE_OTHER, "/"));
+    assert_eq!(
+        (status, header(&headers, "location")),
+        (StatusCode::SEE_OTHER, "/")
+    );
     assert!(header(&headers, "set-cookie").starts_with("zimage_session="));
     let (status, _, _) = send(&app, &phone, Method::GET, "/api/history", &[]).await;
     assert_eq!(status, StatusCode::OK);
@@ -323,7 +451,12 @@ async fn a_phone_is_paired_once_by_the_link_a_signed_in_device_shows() {
 #[tokio::test]
 async fn without_a_secret_the_pairing_code_is_just_the_studios_address() {
     let app = spawn_app().await;
-    let response = browser().post(app.url("/api/pairings")).json(&json!({})).send().await.unwrap();
+    let response = browser()
+        .post(app.url("/api/pairings"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     let link: PairingLink = response.json().await.unwrap();
     assert_eq!(link.url, format!("{}/", app.address));
     assert_eq!(link.expires_in_s, None);
@@ -339,9 +472,20 @@ async fn a_client_starting_jobs_too_fast_gets_429_with_retry_after() {
         assert_eq!(post_job(&app, &client, &[]).await.0, StatusCode::ACCEPTED);
     }
     let (status, headers, body) = post_job(&app, &client, &[]).await;
-    assert_eq!((status, code(&body)), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_jobs")));
-    assert!(header(&headers, "retry-after").parse::<u64>().is_ok_and(|seconds| (1..=30).contains(&seconds)));
-    assert!(body["error"]["message"].as_str().is_some_and(|message| !message.is_empty()));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, Some("too_many_jobs"))
+    );
+    assert!(
+        header(&headers, "retry-after")
+            .parse::<u64>()
+            .is_ok_and(|seconds| (1..=30).contains(&seconds))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|message| !message.is_empty())
+    );
     assert_eq!(app.wait_prompts_received(2).await.len(), 2);
 }
 
@@ -353,11 +497,20 @@ async fn the_queue_cap_answers_429_until_a_job_ends() {
     let (_, _, first) = post_job(&app, &client, &[]).await;
     assert_eq!(post_job(&app, &client, &[]).await.0, StatusCode::ACCEPTED);
     let (status, headers, body) = post_job(&app, &client, &[]).await;
-    assert_eq!((status, code(&body)), (StatusCode::TOO_MANY_REQUESTS, Some("queue_full")));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, Some("queue_full"))
+    );
     assert!(header(&headers, "retry-after").parse::<u64>().is_ok());
     let path = format!("/api/jobs/{}", first["id"].as_str().unwrap());
-    assert_eq!(send(&app, &client, Method::DELETE, &path, &[]).await.0, StatusCode::ACCEPTED);
-    app.events(first["id"].as_str().unwrap(), None).await.until(JobEvent::is_terminal).await;
+    assert_eq!(
+        send(&app, &client, Method::DELETE, &path, &[]).await.0,
+        StatusCode::ACCEPTED
+    );
+    app.events(first["id"].as_str().unwrap(), None)
+        .await
+        .until(JobEvent::is_terminal)
+        .await;
     assert_eq!(post_job(&app, &client, &[]).await.0, StatusCode::ACCEPTED);
     app.sim.faults().release();
 }
@@ -371,7 +524,10 @@ async fn a_client_may_hold_only_so_many_event_streams_at_once() {
     let second = app.events(&job.id, None).await;
     let path = format!("/api/jobs/{}/events", job.id);
     let (status, headers, body) = send(&app, &browser(), Method::GET, &path, &[]).await;
-    assert_eq!((status, code(&body)), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_streams")));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::TOO_MANY_REQUESTS, Some("too_many_streams"))
+    );
     assert!(!header(&headers, "retry-after").is_empty());
 
     // When the job ends, its streams end and free their places.
@@ -384,7 +540,10 @@ async fn a_client_may_hold_only_so_many_event_streams_at_once() {
         if response.status() == StatusCode::OK {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the places were never freed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the places were never freed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -395,7 +554,10 @@ async fn oversized_addresses_and_headers_are_refused_and_the_gateway_stays_healt
     let client = browser();
     let long_query = format!("/api/history?x={}", "a".repeat(5000));
     let (status, _, body) = send(&app, &client, Method::GET, &long_query, &[]).await;
-    assert_eq!((status, code(&body)), (StatusCode::URI_TOO_LONG, Some("uri_too_long")));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::URI_TOO_LONG, Some("uri_too_long"))
+    );
     let big = "b".repeat(20 * 1024);
     let (status, _, body) = send(&app, &client, Method::GET, "/healthz", &[("x-big", &big)]).await;
     assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "{body}");
@@ -403,7 +565,10 @@ async fn oversized_addresses_and_headers_are_refused_and_the_gateway_stays_healt
     let many: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), "1")).collect();
     let (status, _, _) = send(&app, &client, Method::GET, "/healthz", &many).await;
     assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-    assert_eq!(send(&app, &client, Method::GET, "/healthz", &[]).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&app, &client, Method::GET, "/healthz", &[]).await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -413,36 +578,124 @@ async fn hostile_requests_get_4xx_and_leave_the_gateway_healthy() {
     let events = format!("/api/jobs/{}/events", job.id);
     let client = browser();
     let cases: Vec<(Method, String, Vec<(&str, &str)>, StatusCode, Option<&str>)> = vec![
-        (Method::GET, events.clone(), vec![("last-event-id", "-1")], StatusCode::BAD_REQUEST, Some("Last-Event-ID")),
-        (Method::GET, events.clone(), vec![("last-event-id", "99999999999999999999999")], StatusCode::BAD_REQUEST, Some("Last-Event-ID")),
-        (Method::GET, events.clone(), vec![("last-event-id", "1e3")], StatusCode::BAD_REQUEST, Some("Last-Event-ID")),
-        (Method::GET, "/api/images/..%2F..%2Fetc%2Fpasswd".to_owned(), vec![], StatusCode::NOT_FOUND, None),
-        (Method::GET, "/api/images/%00".to_owned(), vec![], StatusCode::NOT_FOUND, None),
-        (Method::GET, "/api/jobs/%E2%80%AE".to_owned(), vec![], StatusCode::NOT_FOUND, None),
-        (Method::DELETE, "/api/history/..%2F..%2Fdata".to_owned(), vec![], StatusCode::NOT_FOUND, None),
-        (Method::GET, "/api/history?limit=%00".to_owned(), vec![], StatusCode::UNPROCESSABLE_ENTITY, Some("limit")),
-        (Method::GET, "/api/history?before=%FF%FE".to_owned(), vec![], StatusCode::UNPROCESSABLE_ENTITY, Some("before")),
-        (Method::PATCH, format!("/api/jobs/{}", job.id), vec![], StatusCode::METHOD_NOT_ALLOWED, None),
-        (Method::POST, "/api/history".to_owned(), vec![], StatusCode::METHOD_NOT_ALLOWED, None),
-        (Method::GET, "/pair/..%2F..%2Fetc".to_owned(), vec![], StatusCode::SEE_OTHER, None),
-        (Method::POST, "/api/session".to_owned(), vec![("content-type", "text/plain")], StatusCode::BAD_REQUEST, None),
+        (
+            Method::GET,
+            events.clone(),
+            vec![("last-event-id", "-1")],
+            StatusCode::BAD_REQUEST,
+            Some("Last-Event-ID"),
+        ),
+        (
+            Method::GET,
+            events.clone(),
+            vec![("last-event-id", "99999999999999999999999")],
+            StatusCode::BAD_REQUEST,
+            Some("Last-Event-ID"),
+        ),
+        (
+            Method::GET,
+            events.clone(),
+            vec![("last-event-id", "1e3")],
+            StatusCode::BAD_REQUEST,
+            Some("Last-Event-ID"),
+        ),
+        (
+            Method::GET,
+            "/api/images/..%2F..%2Fetc%2Fpasswd".to_owned(),
+            vec![],
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/images/%00".to_owned(),
+            vec![],
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/jobs/%E2%80%AE".to_owned(),
+            vec![],
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/api/history/..%2F..%2Fdata".to_owned(),
+            vec![],
+            StatusCode::NOT_FOUND,
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/history?limit=%00".to_owned(),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("limit"),
+        ),
+        (
+            Method::GET,
+            "/api/history?before=%FF%FE".to_owned(),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("before"),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/jobs/{}", job.id),
+            vec![],
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/history".to_owned(),
+            vec![],
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+        ),
+        (
+            Method::GET,
+            "/pair/..%2F..%2Fetc".to_owned(),
+            vec![],
+            StatusCode::SEE_OTHER,
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/session".to_owned(),
+            vec![("content-type", "text/plain")],
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
     ];
     for (method, path, headers, expected, field) in cases {
         let (status, _, body) = send(&app, &client, method.clone(), &path, &headers).await;
         assert_eq!(status, expected, "{method} {path} {headers:?}: {body}");
         if let Some(field) = field {
-            assert_eq!(body["error"]["field"].as_str(), Some(field), "{method} {path}: {body}");
+            assert_eq!(
+                body["error"]["field"].as_str(),
+                Some(field),
+                "{method} {path}: {body}"
+            );
         }
     }
     // Header values that are not text at all.
     let mut request = client.get(app.url("/healthz"));
-    request = request.header("cookie", HeaderValue::from_bytes(b"zimage_client=\xff\xfe").unwrap());
+    request = request.header(
+        "cookie",
+        HeaderValue::from_bytes(b"zimage_client=\xff\xfe").unwrap(),
+    );
     assert_eq!(request.send().await.unwrap().status(), StatusCode::OK);
     let request = client
         .post(app.url("/api/jobs"))
         .header("origin", HeaderValue::from_bytes(b"http://\xff").unwrap())
         .json(&small_job("fox"));
     assert_eq!(request.send().await.unwrap().status(), StatusCode::FORBIDDEN);
-    assert_eq!(send(&app, &client, Method::GET, "/healthz", &[]).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&app, &client, Method::GET, "/healthz", &[]).await.0,
+        StatusCode::OK
+    );
     app.events_until_end(&job.id).await;
 }
