@@ -1,4 +1,7 @@
-//! Logging: a `tracing` subscriber filtered by `RUST_LOG` (default `info`), plain lines for container logs.
+//! Logging: a `tracing` subscriber filtered by `RUST_LOG` (default `info`); colours only on a terminal,
+//! so container logs stay plain text.
+
+use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
@@ -8,5 +11,7 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
         .try_init();
 }
