@@ -513,7 +513,7 @@ impl Jobs {
         } else if reconcile {
             self.reconcile(id);
         }
-        self.inner.queue_changed.notify_one();
+        // Queue changes need no nudge here: ComfyUI sends `status` on each of them.
     }
 
     /// Fetches and stores the image of a job ComfyUI finished, then completes the job.
@@ -703,6 +703,11 @@ impl Jobs {
     async fn keep_queue_positions(self) {
         loop {
             self.inner.queue_changed.notified().await;
+            let anyone_waiting =
+                self.registry().values().any(|job| job.status == JobStatus::Queued && job.submitted);
+            if !anyone_waiting {
+                continue;
+            }
             let Ok(order) = self.inner.comfy.queue_order().await else {
                 continue;
             };
