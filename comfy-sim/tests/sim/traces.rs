@@ -1,6 +1,6 @@
 //! Replays the recorded ComfyUI 0.8.0 sessions (`fixtures/traces/*.jsonl`) against the simulator,
 //! run by run in the recorded order, and compares every WebSocket frame and HTTP answer: message
-//! types, order and fields, with timestamps, queue numbers and tracebacks left out.
+//! types, order and fields, with timestamps and tracebacks left out.
 //!
 //! Each recorded run is replayed with its own `clientId` and `prompt_id` (ComfyUI accepts both from
 //! clients), its graph taken from the recorded history (in its recorded key order), and the
@@ -18,6 +18,7 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Value, json};
 
 use crate::support::{Frame, Sim, Ws};
+use crate::validation::normalized;
 
 /// JSON that keeps object keys in their written order, to resend recorded graphs as they were.
 #[derive(Debug, Clone)]
@@ -215,15 +216,12 @@ fn body_from_tuple(tuple: &Ordered, prompt_id: &str) -> String {
 }
 
 /// Compares a recorded value with the simulator's, field by field. Recorded lists may end in a
-/// `"...(N more)"` marker (the recorder shortened them); times, queue numbers and tracebacks only
+/// `"...(N more)"` marker (the recorder shortened them); times and tracebacks only
 /// need the right type; id lists that ComfyUI builds from Python sets compare as sets.
 fn compare(path: &str, want: &Value, got: &Value, problems: &mut Vec<String>) {
     let key = path.rsplit('/').next().unwrap_or_default();
     let key = if path.ends_with("/prompt/4") && want.is_array() {
         "executed"
-    } else if path.ends_with("/prompt/0") && want.is_number() {
-        // The recording spent queue numbers on prompts this replay does not send.
-        "number"
     } else {
         key
     };
@@ -515,6 +513,13 @@ impl Replay {
                 assert_same(label, &format!("{what} job {id}"), want, got);
             }
         }
+        for what in ["GET /queue", "GET /history?"] {
+            for (record, _) in self.trace.http(label, what) {
+                let path = record["what"].as_str().unwrap().trim_start_matches("GET ");
+                let (_, answer) = self.sim.get(path).await;
+                assert_same(label, path, &record["body"], &answer);
+            }
+        }
         for (record, _) in self.trace.http(label, "GET /api/jobs/{") {
             let id = record["body"]["id"].as_str().unwrap();
             let (_, answer) = self.sim.get(&format!("/api/jobs/{id}")).await;
@@ -552,6 +557,28 @@ async fn the_recorded_session_replays_frame_for_frame() {
     replay.plain("zimage_256_warm_newseed").await;
     replay.plain("model_free").await;
     replay.plain("model_free_ff").await;
+
+    // The rejected prompts of the session use up queue numbers, as they did there.
+    for (name, body) in crate::validation::ERROR_CASES {
+        let label = format!("err_{name}");
+        let (status, answer) = replay.sim.post_text("/prompt", body).await;
+        let recorded = &replay.trace.http(&label, "POST /prompt")[0].0;
+        assert_eq!(
+            u64::from(status.as_u16()),
+            recorded["status"].as_u64().unwrap(),
+            "{label}"
+        );
+        assert_eq!(
+            normalized(answer),
+            normalized(recorded["body"].clone()),
+            "{label}"
+        );
+    }
+    // One more number went to a prompt the recording does not show.
+    replay
+        .sim
+        .post_text("/prompt", crate::validation::ERROR_CASES[0].1)
+        .await;
 
     // The blur chain the recording interrupted between nodes: hold where the interrupt landed.
     faults.hold_at_node(Some("3".to_owned()));

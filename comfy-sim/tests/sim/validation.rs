@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::support::{Sim, fast};
 
 /// The models the recording server had, so the option lists in the errors match.
-fn recorded_models() -> SimOptions {
+pub(crate) fn recorded_models() -> SimOptions {
     SimOptions {
         unet_models: vec![
             "broken-not-really.gguf".to_owned(),
@@ -33,7 +33,7 @@ fn recorded(name: &str) -> (StatusCode, Value) {
 }
 
 /// ComfyUI lists a node's errors in set order, which varies run to run: compare them sorted.
-fn normalized(mut body: Value) -> Value {
+pub(crate) fn normalized(mut body: Value) -> Value {
     if let Some(nodes) = body.get_mut("node_errors").and_then(Value::as_object_mut) {
         for node in nodes.values_mut() {
             if let Some(errors) = node.get_mut("errors").and_then(Value::as_array_mut) {
@@ -60,26 +60,21 @@ async fn assert_matches_recording(name: &str, body: &str) {
     assert_eq!(normalized(got), normalized(want_body), "{name}");
 }
 
-#[tokio::test]
-async fn an_unknown_class_type_matches_the_recording() {
-    assert_matches_recording(
+/// Bodies that make ComfyUI answer each recorded error, by fixture name, in the recorded order.
+pub(crate) const ERROR_CASES: [(&str, &str); 8] = [
+    (
         "unknown_class",
         r#"{"prompt": {"1": {"class_type": "NoSuchNodeXYZ", "inputs": {}}}}"#,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn ints_out_of_range_match_the_recording() {
-    let body = r#"{"prompt": {
+    ),
+    (
+        "int_out_of_range",
+        r#"{"prompt": {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 0, "height": 99999, "batch_size": 1, "color": 0}},
-        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "peer_err"}}}}"#;
-    assert_matches_recording("int_out_of_range", body).await;
-}
-
-#[tokio::test]
-async fn model_files_not_installed_match_the_recording() {
-    let body = r#"{"prompt": {
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "peer_err"}}}}"#,
+    ),
+    (
+        "missing_model",
+        r#"{"prompt": {
         "1": {"class_type": "UnetLoaderGGUF", "inputs": {"unet_name": "does-not-exist.gguf"}},
         "2": {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": ["1", 0], "shift": 3.0}},
         "3": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
@@ -88,41 +83,34 @@ async fn model_files_not_installed_match_the_recording() {
         "6": {"class_type": "KSampler", "inputs": {"model": ["2", 0], "seed": 1, "steps": 8, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple", "positive": ["5", 0], "negative": ["5", 0], "latent_image": ["3", 0], "denoise": 1.0}},
         "7": {"class_type": "VAELoader", "inputs": {"vae_name": "missing-vae.safetensors"}},
         "8": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["7", 0]}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "peer_err"}}}}"#;
-    assert_matches_recording("missing_model", body).await;
-}
-
-#[tokio::test]
-async fn a_graph_without_outputs_matches_the_recording() {
-    let body = r#"{"prompt": {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}}}"#;
-    assert_matches_recording("no_output", body).await;
-}
-
-#[tokio::test]
-async fn a_link_to_a_missing_node_matches_the_recording() {
-    let body = r#"{"prompt": {
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "peer_err"}}}}"#,
+    ),
+    (
+        "no_output",
+        r#"{"prompt": {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}}}"#,
+    ),
+    (
+        "bad_link",
+        r#"{"prompt": {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
-        "2": {"class_type": "SaveImage", "inputs": {"images": ["99", 0], "filename_prefix": "peer_err"}}}}"#;
-    assert_matches_recording("bad_link", body).await;
-}
-
-#[tokio::test]
-async fn a_combo_value_not_offered_matches_the_recording() {
-    let body = r#"{"prompt": {
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["99", 0], "filename_prefix": "peer_err"}}}}"#,
+    ),
+    (
+        "runtime_bad_enum_float",
+        r#"{"prompt": {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
         "2": {"class_type": "ImageScale", "inputs": {"image": ["1", 0], "upscale_method": "nope", "width": 16.5, "height": 16, "crop": "disabled"}},
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "peer_err"}}}}"#;
-    assert_matches_recording("runtime_bad_enum_float", body).await;
-}
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "peer_err"}}}}"#,
+    ),
+    ("non_json_body", "this is { not json"),
+    ("no_prompt", r#"{"client_id": "x"}"#),
+];
 
 #[tokio::test]
-async fn a_body_without_prompt_matches_the_recording() {
-    assert_matches_recording("no_prompt", r#"{"client_id": "x"}"#).await;
-}
-
-#[tokio::test]
-async fn a_body_that_is_not_json_is_a_plain_text_500() {
-    assert_matches_recording("non_json_body", "this is { not json").await;
+async fn every_recorded_rejection_is_answered_the_same() {
+    for (name, body) in ERROR_CASES {
+        assert_matches_recording(name, body).await;
+    }
 }
 
 #[tokio::test]
