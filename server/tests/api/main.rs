@@ -5,6 +5,7 @@ mod cancel;
 mod demo;
 mod events;
 mod generate;
+mod load;
 mod resilience;
 mod security;
 mod support;

@@ -2,6 +2,11 @@
 //! job ownership, the access secret with sessions, bearer tokens and pairing links, the abuse limits,
 //! the security headers, and hostile requests that must leave the gateway healthy.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a failure there is the test failing"
+)]
+
 use std::time::Duration;
 
 use app::api::{JobEvent, PairingLink, SessionStatus};
@@ -571,13 +576,22 @@ async fn oversized_addresses_and_headers_are_refused_and_the_gateway_stays_healt
     );
 }
 
+/// A hostile request (method, path, headers) with the status it must get and the field it must name.
+type HostileCase<'a> = (
+    Method,
+    String,
+    Vec<(&'a str, &'a str)>,
+    StatusCode,
+    Option<&'a str>,
+);
+
 #[tokio::test]
 async fn hostile_requests_get_4xx_and_leave_the_gateway_healthy() {
     let app = spawn_app().await;
     let job = app.create_job(small_job("fox")).await;
     let events = format!("/api/jobs/{}/events", job.id);
     let client = browser();
-    let cases: Vec<(Method, String, Vec<(&str, &str)>, StatusCode, Option<&str>)> = vec![
+    let cases: Vec<HostileCase<'_>> = vec![
         (
             Method::GET,
             events.clone(),
