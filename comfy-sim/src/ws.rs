@@ -7,7 +7,7 @@ use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
-use crate::hub::Outgoing;
+use crate::hub::{Outgoing, Target};
 use crate::shared::{Shared, ws_text};
 
 /// The server's half of the `feature_flags` handshake (comfy_api/feature_flags.py, as recorded).
@@ -36,7 +36,7 @@ pub(crate) async fn serve_socket(socket: WebSocket, shared: Arc<Shared>, client_
             .is_some_and(|item| item.client_id().as_deref() == Some(&sid));
         if owns_running && let Some(node) = &state.last_node_id {
             shared.hub.send_text(
-                &crate::hub::Target::Client(sid.clone()),
+                &Target::Client(sid.clone()),
                 ws_text("executing", json!({"node": node})),
             );
         }
@@ -100,7 +100,7 @@ fn handle_text(shared: &Shared, sid: &str, text: &str, first_message: bool) {
             .unwrap_or(false);
         shared.hub.set_preview_metadata(sid, supported);
         shared.hub.send_text(
-            &crate::hub::Target::Client(sid.to_owned()),
+            &Target::Client(sid.to_owned()),
             ws_text("feature_flags", server_features()),
         );
         tracing::debug!(%sid, supported, "feature flags negotiated");
