@@ -519,4 +519,54 @@ role = "vae"
             format!("https://huggingface.co/{}", file.repo)
         );
     }
+
+    mod properties {
+        //! The manifest is read from disk and names files that become paths under the models folder:
+        //! whatever it says, parsing must not panic, and an accepted file never leaves its folder.
+
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_text_parses_or_is_refused_without_panicking(text in "(?s).{0,400}") {
+                let _ = Manifest::parse(&text);
+            }
+
+            #[test]
+            fn any_line_spliced_into_a_valid_manifest_is_handled(line in "[a-z_]{1,12} = .{0,40}", at in 0usize..40) {
+                let mut lines: Vec<&str> = VALID.lines().collect();
+                let at = at.min(lines.len());
+                lines.insert(at, &line);
+                let _ = Manifest::parse(&lines.join("\n"));
+            }
+
+            #[test]
+            fn an_accepted_file_name_stays_inside_its_folder(
+                file in prop_oneof![".{0,40}", "(\\.\\.?/|/|[a-z]{1,6}/){0,4}[a-z.]{0,10}"],
+                repo in prop_oneof![".{0,20}", "[a-z.]{0,6}/[a-z.]{0,6}(/[a-z]{0,3})?"],
+            ) {
+                let text = VALID
+                    .replace("file = \"unet.gguf\"", &format!("file = {}", toml_string(&file)))
+                    .replace("repo = \"owner/unet-repo\"", &format!("repo = {}", toml_string(&repo)));
+                if let Ok(manifest) = Manifest::parse(&text) {
+                    for entry in manifest.files() {
+                        let path = entry.relative_path();
+                        prop_assert!(path.is_relative(), "{}", path.display());
+                        prop_assert!(
+                            path.components().all(|part| matches!(part, std::path::Component::Normal(_))),
+                            "{}",
+                            path.display()
+                        );
+                        prop_assert!(entry.repo.split('/').all(|part| part != "." && part != ".."), "{}", entry.repo);
+                    }
+                }
+            }
+        }
+
+        /// `text` as a TOML basic string.
+        fn toml_string(text: &str) -> String {
+            toml::Value::String(text.to_owned()).to_string()
+        }
+    }
 }
