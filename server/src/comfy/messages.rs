@@ -1323,4 +1323,98 @@ mod tests {
             ]
         })
     }
+
+    // ComfyUI's HTTP answers are outside input too: whatever a broken or hostile ComfyUI answers,
+    // reading it must not panic, and a refusal always becomes a sentence a person can read.
+    proptest! {
+        #[test]
+        fn any_refusal_body_becomes_a_readable_sentence(body in arbitrary_http_json()) {
+            let (code, message) = describe_rejection(&body);
+            prop_assert!(!code.is_empty() && !message.is_empty());
+        }
+
+        #[test]
+        fn any_job_record_history_queue_or_stats_body_is_read_without_panicking(body in arbitrary_http_json()) {
+            if let Ok(record) = serde_json::from_value::<JobRecord>(body.clone()) {
+                let _ = record.remote_state();
+            }
+            let _ = history_state(&json!({"p": body.clone()}), "p");
+            if let Ok(queue) = serde_json::from_value::<QueueSnapshot>(body.clone()) {
+                let _ = queue.order();
+                let _ = queue.state_of("p");
+            }
+            if let Ok(stats) = serde_json::from_value::<SystemStats>(body) {
+                let _ = stats.device();
+                let _ = stats.comfyui_version();
+            }
+        }
+    }
+
+    /// JSON shaped like ComfyUI's HTTP answers: their keys, any values, a few levels deep.
+    fn arbitrary_http_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+            prop::sample::select(vec![
+                "completed",
+                "failed",
+                "cancelled",
+                "in_progress",
+                "pending",
+                "success",
+                "execution_error",
+                "execution_interrupted",
+                "invalid_prompt",
+                "p"
+            ])
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "status",
+                        "status_str",
+                        "messages",
+                        "outputs",
+                        "preview_output",
+                        "execution_status",
+                        "execution_error",
+                        "error",
+                        "type",
+                        "message",
+                        "details",
+                        "node_errors",
+                        "errors",
+                        "class_type",
+                        "extra_info",
+                        "input_name",
+                        "images",
+                        "filename",
+                        "subfolder",
+                        "queue_running",
+                        "queue_pending",
+                        "system",
+                        "devices",
+                        "comfyui_version",
+                        "vram_total",
+                        "vram_free",
+                        "name",
+                        "id",
+                        "p",
+                        "1",
+                        "9"
+                    ])
+                    .prop_map(str::to_owned),
+                    inner,
+                    0..6,
+                )
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
 }
