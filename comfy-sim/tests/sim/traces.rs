@@ -1,4 +1,4 @@
-//! Replays the recorded ComfyUI 0.8.0 sessions (`fixtures/traces/*.jsonl`) against the simulator,
+//! Replays the recorded ComfyUI 0.8.0 runs (`fixtures/traces/*.jsonl`) against the simulator,
 //! run by run in the recorded order, and compares every WebSocket frame and HTTP answer: message
 //! types, order and fields, with timestamps and tracebacks left out.
 //!
@@ -122,7 +122,7 @@ impl<'de> Deserialize<'de> for Ordered {
     }
 }
 
-/// Both recorded sessions, one record per line.
+/// Both recordings, one record per line.
 struct Trace {
     records: Vec<(Value, Ordered)>,
 }
@@ -548,7 +548,7 @@ fn is_executing(frame: &Frame, node: &str) -> bool {
 }
 
 #[tokio::test]
-async fn the_recorded_session_replays_frame_for_frame() {
+async fn the_recorded_runs_replay_frame_for_frame() {
     let output = tempfile::tempdir().unwrap();
     let replay = Replay::start(Trace::load(), recorded_models(output.path())).await;
     let faults = replay.sim.handle.faults().clone();
@@ -558,7 +558,7 @@ async fn the_recorded_session_replays_frame_for_frame() {
     replay.plain("model_free").await;
     replay.plain("model_free_ff").await;
 
-    // The rejected prompts of the session use up queue numbers, as they did there.
+    // The rejected prompts of the recording use up queue numbers, as they did there.
     for (name, body) in crate::validation::ERROR_CASES {
         let label = format!("err_{name}");
         let (status, answer) = replay.sim.post_text("/prompt", body).await;
