@@ -1,0 +1,135 @@
+// The studio from first paint to finished image: server rendering, hydration, generating with a chosen
+// ratio and seed while progress advances, cancelling, errors, picking a job up after a reload, layout.
+import { expect, test } from '@playwright/test';
+import {
+  generate,
+  openStudio,
+  recordProgress,
+  recordedProgress,
+  saveScreenshot,
+  stepsShown,
+  uniquePrompt,
+  waitForHydration,
+} from './studio';
+
+test.describe('without the bundle', () => {
+  test.use({ javaScriptEnabled: false });
+
+  test('the studio is rendered on the server', async ({ page }) => {
+    await page.goto('/');
+    await expect(page.getByRole('heading', { level: 1 })).toHaveText('Z-Image-Turbo (Local)');
+    await expect(page.locator('#prompt')).toHaveAttribute('placeholder', 'Describe the image...');
+    await expect(page.locator('#prompt')).toHaveAttribute('rows', '4');
+    await expect(page.getByRole('radio')).toHaveCount(5);
+    await expect(page.locator('.chip', { hasText: '16:9' })).toContainText('1024×576');
+    await expect(page.getByRole('button', { name: 'Generate', exact: true })).toBeVisible();
+    await expect(page.locator('.studio')).not.toHaveAttribute('data-hydrated', 'true');
+  });
+});
+
+test('the bundle hydrates the page: counter, chips and dice respond', async ({ page }) => {
+  await openStudio(page);
+  await page.locator('#prompt').fill('一只在雪地里的狐狸');
+  await expect(page.locator('#prompt-count')).toHaveText('9 / 2000');
+  await page.getByRole('radio', { name: '9:16' }).check();
+  await expect(page.locator('.chip.selected')).toContainText('576×1024');
+  await page.getByRole('button', { name: 'Roll a random seed' }).click();
+  await expect(page.getByLabel('Seed', { exact: true })).toHaveValue(/^\d+$/);
+  await expect(page.locator('.status-label')).toContainText(/Ready|Demo/);
+});
+
+test('generating with a chosen ratio and a fixed seed shows progress, then that image', async ({ page }, testInfo) => {
+  await openStudio(page);
+  await recordProgress(page);
+  const prompt = uniquePrompt(testInfo, 'a lighthouse on a cliff at dusk');
+  await generate(page, { prompt, ratio: '16:9', seed: 424242 });
+
+  const image = page.locator('#stage img.result-image');
+  await expect(image).toBeVisible();
+  await expect(page.locator('.result-prompt')).toHaveText(prompt);
+  await expect(page.locator('.result-seed')).toHaveText('424242');
+  await expect(page.locator('.result-size')).toHaveText('1024 × 576');
+  const natural = await image.evaluate(async (element: HTMLImageElement) => {
+    await element.decode();
+    return [element.naturalWidth, element.naturalHeight];
+  });
+  expect(natural).toEqual([1024, 576]);
+  await expect(page.getByRole('link', { name: 'Download' })).toHaveAttribute('download', 'z-image-424242.png');
+
+  const samples = await recordedProgress(page);
+  const steps = stepsShown(samples);
+  expect(steps.length, `steps shown: ${steps}`).toBeGreaterThanOrEqual(3);
+  expect(steps).toEqual([...steps].sort((a, b) => a - b));
+  const values = samples.map((sample) => sample.value);
+  for (let i = 1; i < values.length; i++) expect(values[i]).toBeGreaterThanOrEqual(values[i - 1]);
+  expect(samples.some((sample) => sample.label === 'Decoding' || sample.value === 100)).toBe(true);
+  expect(samples.some((sample) => sample.preview), 'a live preview was shown while sampling').toBe(true);
+
+  await expect(page.getByRole('button', { name: 'Generate', exact: true })).toBeEnabled();
+  await saveScreenshot(page, testInfo, 'studio');
+});
+
+test('cancel during sampling stops the job', async ({ page }, testInfo) => {
+  await openStudio(page);
+  await generate(page, { prompt: uniquePrompt(testInfo, 'a painting that will be cancelled') });
+  await expect(page.locator('.progress-label')).toHaveText(/Sampling: step [1-6] of 8/);
+  await page.getByRole('button', { name: 'Cancel', exact: true }).click();
+  await expect(page.locator('.progress-label')).toHaveText('Cancelled');
+  await expect(page.getByRole('button', { name: 'Generate', exact: true })).toBeEnabled();
+  await expect(page.locator('#stage img.result-image')).toHaveCount(0);
+});
+
+test("an empty prompt shows the gateway's message beside the prompt", async ({ page }) => {
+  await openStudio(page);
+  await page.locator('#prompt').fill('   ');
+  await page.getByRole('button', { name: 'Generate', exact: true }).click();
+  const error = page.locator('#prompt-error');
+  await expect(error).not.toBeEmpty();
+  await expect(error).not.toContainText(/\b[45]\d\d\b/);
+  await expect(page.locator('#prompt')).toHaveAttribute('aria-invalid', 'true');
+  await page.locator('#prompt').fill('a cat');
+  await expect(error).toBeEmpty();
+});
+
+test('reloading while a job runs picks it up again (Ctrl+Enter starts it)', async ({ page }, testInfo) => {
+  await openStudio(page);
+  const prompt = uniquePrompt(testInfo, 'a harbour at night');
+  await page.locator('#prompt').fill(prompt);
+  await page.locator('#prompt').press('Control+Enter');
+  await expect(page.locator('.progress-label')).toHaveText(/Sampling: step [1-5] of 8/);
+  await page.reload();
+  await waitForHydration(page);
+  await expect(page.locator('#stage img.result-image')).toBeVisible();
+  await expect(page.locator('.result-prompt')).toHaveText(prompt);
+});
+
+test('the layout fits: no horizontal scroll, 44 px tap targets, the button within reach', async ({ page }, testInfo) => {
+  await openStudio(page);
+  await generate(page, { prompt: uniquePrompt(testInfo, 'a very tall tower'), ratio: '9:16' });
+  await expect(page.locator('#stage img.result-image')).toBeVisible();
+
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  expect(overflow, 'horizontal overflow in px').toBeLessThanOrEqual(0);
+
+  const tooSmall = await page.evaluate(() =>
+    [...document.querySelectorAll('button, a.button, input[type=text], textarea, .chip, summary')]
+      .filter((element) => {
+        const box = element.getBoundingClientRect();
+        return box.width > 0 && (box.width < 44 || box.height < 44);
+      })
+      .map((element) => element.outerHTML.slice(0, 100)),
+  );
+  expect(tooSmall).toEqual([]);
+
+  await page.evaluate(() => window.scrollTo(0, 0));
+  const button = await page.getByRole('button', { name: 'Generate', exact: true }).boundingBox();
+  const viewport = page.viewportSize();
+  expect(button && viewport && button.y + button.height <= viewport.height).toBe(true);
+
+  if (testInfo.project.name === 'desktop') {
+    const form = await page.locator('#composer').boundingBox();
+    const stage = await page.locator('#stage').boundingBox();
+    expect(form && stage && stage.x >= form.x + form.width, 'form and result side by side').toBe(true);
+  }
+  await saveScreenshot(page, testInfo, 'layout');
+});
