@@ -23,7 +23,7 @@ const BUNDLE_NAME: &str = "hydrate";
 const PKG_DIR: &str = "pkg";
 
 /// The UI's routes over `site_root` (the folder holding `pkg/`), with their state applied.
-pub fn router(site_root: &Path) -> Router {
+pub(super) fn router(site_root: &Path) -> Router {
     let options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)
         .site_root(site_root.to_string_lossy().into_owned())
@@ -39,7 +39,9 @@ pub fn router(site_root: &Path) -> Router {
         .service(ServeDir::new(site_root.join(PKG_DIR)).precompressed_gzip());
     let page_options = options.clone();
     Router::new()
-        .leptos_routes(&options, routes, move || app::shell::shell(page_options.clone()))
+        .leptos_routes_with_context(&options, routes, super::access::provide_page_nonce, move || {
+            app::shell::shell(page_options.clone())
+        })
         .nest_service("/pkg", bundle)
         .fallback(fallback)
         .with_state(options)
@@ -59,7 +61,10 @@ async fn fallback(uri: Uri, State(options): State<LeptosOptions>, request: Reque
         return (StatusCode::NOT_FOUND, Json(body)).into_response();
     }
     // Renders the app, whose route table shows "not found" for this path, and answers 404.
-    let render = leptos_axum::file_and_error_handler::<LeptosOptions, _>(app::shell::shell);
+    let render = leptos_axum::file_and_error_handler_with_context::<LeptosOptions, _>(
+        super::access::provide_page_nonce,
+        app::shell::shell,
+    );
     render(uri, State(options), request).await
 }
 
@@ -104,7 +109,10 @@ mod tests {
         let html = text(response).await;
         assert!(html.contains("Z-Image-Turbo (Local)"), "{html}");
         assert!(html.contains(r#"placeholder="Describe the image...""#), "{html}");
-        assert!(html.contains("/pkg/hydrate.js") && html.contains("hydrate_bg"), "{html}");
+        assert!(
+            html.contains("/pkg/hydrate.js") && html.contains("hydrate_bg"),
+            "{html}"
+        );
         assert!(
             html.contains("/pkg/main.css") && html.contains("/pkg/manifest.webmanifest"),
             "{html}"
