@@ -713,3 +713,64 @@ async fn hostile_requests_get_4xx_and_leave_the_gateway_healthy() {
     );
     app.events_until_end(&job.id).await;
 }
+
+#[tokio::test]
+async fn an_image_from_comfyui_that_is_not_a_png_fails_the_job_and_nothing_is_kept() {
+    let app = spawn_app().await;
+    // Hold the download until the simulator has written the image, then spoil the file.
+    app.sim.faults().slow_view(Some(Duration::MAX));
+    let job = app.create_job(small_job("fox")).await;
+    let output = app.sim.output_dir();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let image = loop {
+        if let Some(image) = png_files(&output).into_iter().next() {
+            break image;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the simulator wrote no image"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    std::fs::write(&image, b"<html><script>alert(1)</script></html>").unwrap();
+    app.sim.faults().slow_view(None);
+
+    let events = app.events_until_end(&job.id).await;
+    let (_, last) = events.last().unwrap();
+    assert!(
+        matches!(last, JobEvent::Failed { code, .. } if code == "image_unavailable"),
+        "{last:?}"
+    );
+    let client = browser();
+    let path = format!("/api/images/{}", job.id);
+    assert_eq!(
+        send(&app, &client, Method::GET, &path, &[]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, _, history) = send(&app, &client, Method::GET, "/api/history", &[]).await;
+    assert_eq!(history["items"], json!([]));
+    assert_eq!(
+        send(&app, &client, Method::GET, "/healthz", &[]).await.0,
+        StatusCode::OK
+    );
+}
+
+/// Every `.png` under `dir`, at any depth.
+fn png_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                png_files(&path)
+            } else if path.extension().is_some_and(|extension| extension == "png") {
+                vec![path]
+            } else {
+                Vec::new()
+            }
+        })
+        .collect()
+}
