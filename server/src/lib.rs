@@ -126,7 +126,10 @@ pub async fn serve_tuned(
         images.clone(),
         history.clone(),
         true,
-        JobTuning { max_unfinished: config.access.max_queued, ..tuning.jobs },
+        JobTuning {
+            max_unfinished: config.access.max_queued,
+            ..tuning.jobs
+        },
     );
     let jobs_task = tokio::spawn(jobs.clone().run(events));
     let shown_url = if config.demo {

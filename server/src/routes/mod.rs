@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use app::api::MAX_BODY_BYTES;
 use axum::Router;
-use axum::middleware::from_fn_with_state;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
 use axum::http::request::Parts;
+use axum::middleware::from_fn_with_state;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
