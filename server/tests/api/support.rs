@@ -1,6 +1,11 @@
 //! `spawn_app()`: a simulator and the real gateway, both on 127.0.0.1:0, and a [`TestApp`] with typed
 //! helpers that speak HTTP and SSE to the gateway like the browser does.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a failure there is the test failing"
+)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
