@@ -7,6 +7,8 @@
 //! - [`jobs`]: a job's life from submission to stored image; [`relay`]: its events for watchers.
 //! - [`images`] and [`history`]: what is kept on disk under the data folder.
 //! - [`readiness`]: the background probe behind `/readyz`.
+//! - [`access`]: the door to the LAN: who may come in (addresses, hosts, origins, the secret) and the
+//!   abuse limits, as plain decisions that `routes` applies to every request.
 //! - [`routes`]: HTTP only: extract, call one of the above, answer.
 //!
 //! [`serve`] wires them together on an already bound listener, so tests run it on port 0.
