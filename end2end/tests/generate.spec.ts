@@ -103,6 +103,23 @@ test('reloading while a job runs picks it up again (Ctrl+Enter starts it)', asyn
   await expect(page.locator('.result-prompt')).toHaveText(prompt);
 });
 
+test('a dropped event stream reconnects with Last-Event-ID and catches up', async ({ page }, testInfo) => {
+  await openStudio(page);
+  await recordProgress(page);
+  await generate(page, { prompt: uniquePrompt(testInfo, 'a train in the snow'), seed: 31337 });
+  await expect(page.locator('.progress-label')).toHaveText(/Sampling: step [1-3] of 8/);
+  const control = process.env.E2E_RELAY_CONTROL;
+  const before: string[] = await (await fetch(`${control}/last-event-ids`)).json();
+  await fetch(`${control}/drop`, { method: 'POST' });
+
+  await expect(page.locator('#stage img.result-image')).toBeVisible();
+  await expect(page.locator('.result-seed')).toHaveText('31337');
+  const after: string[] = await (await fetch(`${control}/last-event-ids`)).json();
+  expect(after.length, 'the browser reconnected the event stream with Last-Event-ID').toBeGreaterThan(before.length);
+  const steps = stepsShown(await recordedProgress(page));
+  expect(steps).toEqual([...steps].sort((a, b) => a - b));
+});
+
 test('the layout fits: no horizontal scroll, 44 px tap targets, the button within reach', async ({ page }, testInfo) => {
   await openStudio(page);
   await generate(page, { prompt: uniquePrompt(testInfo, 'a very tall tower'), ratio: '9:16' });

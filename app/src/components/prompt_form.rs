@@ -182,7 +182,9 @@ fn RatioChip(studio: Studio, ratio: AspectRatio) -> AnyView {
                     studio.clear_error_of(Field::AspectRatio);
                 }
             />
-            <span class="chip-shape" style=shape_style aria-hidden="true"></span>
+            <span class="chip-frame" aria-hidden="true">
+                <span class="chip-shape" style=shape_style></span>
+            </span>
             <span class="chip-label">{ratio.label()}</span>
             <span class="chip-size">{format!("{width}×{height}")}</span>
         </label>
