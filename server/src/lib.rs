@@ -55,6 +55,8 @@ pub struct Tuning {
     pub jobs: JobTuning,
     pub probe: ProbeTuning,
     pub socket: socket::SocketOptions,
+    /// Time limits of the calls to ComfyUI.
+    pub comfy: comfy::client::Timeouts,
 }
 
 /// Serves the studio on `listener` until `shutdown` resolves.
@@ -108,7 +110,7 @@ pub async fn serve_tuned(
     };
 
     let client_id = ClientId::new();
-    let comfy = ComfyClient::new(comfy_url.clone(), client_id.clone());
+    let comfy = ComfyClient::with_timeouts(comfy_url.clone(), client_id.clone(), tuning.comfy);
     let (events_sender, events) = mpsc::channel(1024);
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
     let shutdown_socket = async move {

@@ -228,3 +228,22 @@ async fn a_slow_view_delays_the_image_but_the_job_still_completes() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn a_view_that_never_answers_fails_the_job_instead_of_hanging() {
+    let app = spawn_app().await;
+    app.sim
+        .faults()
+        .slow_view(Some(std::time::Duration::from_secs(3600)));
+    let accepted = app
+        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
+        .await;
+    let events = app.events_until_end(&accepted.id).await;
+    let Some((_, JobEvent::Failed { code, message })) = events.last() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(code, "image_unavailable");
+    assert!(message.contains("ComfyUI"), "{message}");
+    assert_eq!(app.get("/healthz").await.status, 200);
+    assert_eq!(app.get("/api/history").await.body["items"], json!([]));
+}

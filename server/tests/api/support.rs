@@ -131,6 +131,7 @@ pub(crate) fn quick_tuning() -> zimage::Tuning {
     tuning.probe.while_ready = Duration::from_millis(300);
     tuning.socket.ping_every = Duration::from_millis(200);
     tuning.socket.silence_limit = Duration::from_millis(1000);
+    tuning.comfy.download = Duration::from_secs(2);
     tuning.socket.backoff.max = Duration::from_millis(400);
     tuning
 }
