@@ -231,6 +231,14 @@ mod platform {
         }
     }
 
+    /// Leaves the studio for another page of the gateway (such as its sign-in page).
+    pub fn go_to(url: &str) {
+        if let Some(window) = web_sys::window() {
+            // If even navigating fails there is nothing better to do than stay.
+            let _ = window.location().assign(url);
+        }
+    }
+
     /// Scrolls the element with this id into view, gently.
     pub fn scroll_into_view(element_id: &str) {
         let element = web_sys::window()
@@ -344,6 +352,9 @@ mod platform {
 
     /// A server page never resumes.
     pub fn on_page_resumed(_callback: impl Fn() + 'static) {}
+
+    /// Nowhere to go.
+    pub fn go_to(_url: &str) {}
 
     /// Nothing to scroll.
     pub fn scroll_into_view(_element_id: &str) {}

@@ -37,6 +37,12 @@ impl ClientError {
         }
     }
 
+    /// True when the gateway wants this browser to sign in (401: an access secret is set and the
+    /// session expired or was signed out).
+    pub fn needs_sign_in(&self) -> bool {
+        matches!(self, ClientError::Api { status: 401, .. })
+    }
+
     /// True when the gateway says the thing asked about does not exist (404).
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClientError::Api { status: 404, .. })
@@ -76,7 +82,10 @@ pub async fn delete_history_item(id: &str) -> Result<(), ClientError> {
 
 /// `GET /readyz`, whose body is a [`Readiness`] whether the answer is 200 or 503.
 pub async fn readiness() -> Result<Readiness, ClientError> {
-    let (_status, text) = browser::fetch_text("GET", paths::READYZ, None).await?;
+    let (status, text) = browser::fetch_text("GET", paths::READYZ, None).await?;
+    if status == 401 {
+        expect_success(status, &text)?;
+    }
     serde_json::from_str(&text).map_err(|_| ClientError::Unexpected)
 }
 
@@ -148,6 +157,14 @@ mod tests {
             decode::<JobAccepted>(200, "{}").unwrap_err(),
             ClientError::Unexpected
         );
+    }
+
+    #[test]
+    fn a_401_asks_for_signing_in_and_nothing_else_does() {
+        let body = r#"{"error":{"code":"sign_in_required","message":"Sign in first."}}"#;
+        assert!(decode::<JobView>(401, body).unwrap_err().needs_sign_in());
+        assert!(!decode::<JobView>(403, body).unwrap_err().needs_sign_in());
+        assert!(!ClientError::Network.needs_sign_in());
     }
 
     #[test]

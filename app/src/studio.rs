@@ -121,6 +121,7 @@ impl Studio {
                     self.watch(&accepted.id);
                     browser::scroll_into_view(STAGE_ID);
                 }
+                Err(error) if self.sign_in_again(&error) => {}
                 Err(error) => self.form_error.set(Some(error.to_form_error())),
             }
             self.submitting.set(false);
@@ -142,8 +143,10 @@ impl Studio {
             }
         });
         spawn_local(async move {
-            let outcome = client::cancel_job(&id).await;
-            if let Err(error) = outcome {
+            if let Err(error) = client::cancel_job(&id).await {
+                if self.sign_in_again(&error) {
+                    return;
+                }
                 self.form_error.set(Some(error.to_form_error()));
                 self.job.update(|job| {
                     if let Some(job) = job {
@@ -205,6 +208,7 @@ impl Studio {
                     }
                     self.gallery_error.set(None);
                 }
+                Err(error) if self.sign_in_again(&error) => {}
                 Err(error) => self.gallery_error.set(Some(error.to_string())),
             }
         });
@@ -225,6 +229,7 @@ impl Studio {
                     self.gallery.update(|gallery| gallery.append_page(page));
                     self.gallery_error.set(None);
                 }
+                Err(error) if self.sign_in_again(&error) => {}
                 Err(error) => self.gallery_error.set(Some(error.to_string())),
             }
             self.gallery_loading.set(false);
@@ -239,6 +244,16 @@ impl Studio {
         {
             self.form_error.set(None);
         }
+    }
+
+    /// Sends the browser to the gateway's sign-in page when a call says the session is gone, and
+    /// back to the studio afterwards. True when it did.
+    fn sign_in_again(self, error: &client::ClientError) -> bool {
+        if !error.needs_sign_in() {
+            return false;
+        }
+        browser::go_to(&format!("{}?next=/", paths::SIGN_IN_PAGE));
+        true
     }
 
     fn refresh_newest(self) {
@@ -313,6 +328,7 @@ impl Studio {
                         self.finished();
                     }
                 }
+                Err(error) if self.sign_in_again(&error) => {}
                 Err(error) if error.is_not_found() => {
                     browser::stop_watching();
                     browser::forget(WATCHED_JOB_KEY);
@@ -351,6 +367,7 @@ impl Studio {
                     }
                 }
                 Err(error) if error.is_not_found() => browser::forget(WATCHED_JOB_KEY),
+                // Signing in again is left to the other calls; the job is asked for after it.
                 Err(_) => {}
             }
         });
@@ -360,6 +377,7 @@ impl Studio {
         spawn_local(async move {
             let status = match client::readiness().await {
                 Ok(readiness) => BackendStatus::Known(readiness),
+                Err(error) if self.sign_in_again(&error) => return,
                 Err(_) => BackendStatus::GatewayUnreachable,
             };
             // Ask often while waiting for the backend, rarely once it is ready.

@@ -25,6 +25,14 @@ test.describe('without the bundle', () => {
     await expect(page.getByRole('button', { name: 'Generate', exact: true })).toBeVisible();
     await expect(page.locator('.studio')).not.toHaveAttribute('data-hydrated', 'true');
   });
+
+  test('the manifest and icons make it installable', async ({ request }) => {
+    const manifest = await (await request.get('/pkg/manifest.webmanifest')).json();
+    expect(manifest.name).toBe('Z-Image-Turbo (Local)');
+    expect(manifest.start_url).toBe('/');
+    expect(manifest.display).toBe('standalone');
+    for (const icon of manifest.icons) expect((await request.get(icon.src)).ok(), icon.src).toBe(true);
+  });
 });
 
 test('the bundle hydrates the page: counter, chips and dice respond', async ({ page }) => {
@@ -38,7 +46,9 @@ test('the bundle hydrates the page: counter, chips and dice respond', async ({ p
   await expect(page.locator('.status-label')).toContainText(/Ready|Demo/);
 });
 
-test('generating with a chosen ratio and a fixed seed shows progress, then that image', async ({ page }, testInfo) => {
+test('generating with a chosen ratio and a fixed seed shows progress, then that image', async ({ page, baseURL }, testInfo) => {
+  const requested: string[] = [];
+  page.on('request', (request) => requested.push(request.url()));
   await openStudio(page);
   await recordProgress(page);
   const prompt = uniquePrompt(testInfo, 'a lighthouse on a cliff at dusk');
@@ -66,6 +76,10 @@ test('generating with a chosen ratio and a fixed seed shows progress, then that 
   expect(samples.some((sample) => sample.preview), 'a live preview was shown while sampling').toBe(true);
 
   await expect(page.getByRole('button', { name: 'Generate', exact: true })).toBeEnabled();
+  // Self-contained: the page, its bundle, fonts, icons, images and streams all come from the gateway.
+  const elsewhere = requested.filter((url) => !url.startsWith(`${baseURL}/`) && !url.startsWith('data:'));
+  expect(elsewhere).toEqual([]);
+  expect(requested.some((url) => url.endsWith('/pkg/hydrate_bg.wasm'))).toBe(true);
   await saveScreenshot(page, testInfo, 'studio');
 });
 
@@ -149,4 +163,6 @@ test('the layout fits: no horizontal scroll, 44 px tap targets, the button withi
     expect(form && stage && stage.x >= form.x + form.width, 'form and result side by side').toBe(true);
   }
   await saveScreenshot(page, testInfo, 'layout');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await saveScreenshot(page, testInfo, 'layout-dark');
 });

@@ -3,6 +3,8 @@
 
 use leptos::prelude::*;
 
+use crate::api::paths;
+
 use crate::components::gallery::HistoryGallery;
 use crate::components::prompt_form::PromptForm;
 use crate::components::stage::Stage;
@@ -26,6 +28,12 @@ pub fn StudioPage() -> AnyView {
                 <Stage studio/>
             </main>
             <HistoryGallery studio/>
+            <footer class="footer">
+                <a class="button" href=paths::PAIR_PAGE>
+                    "Pair a phone"
+                </a>
+                <span class="hint">"A QR code that opens the studio on a phone of this network."</span>
+            </footer>
         </div>
     }
     .into_any()
