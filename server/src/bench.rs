@@ -450,7 +450,7 @@ fn warm_medians(runs: &[RunReport]) -> BTreeMap<&'static str, f64> {
         }
         values.sort_by(f64::total_cmp);
         let middle = values.len() / 2;
-        let median = if values.len() % 2 == 0 {
+        let median = if values.len().is_multiple_of(2) {
             (values[middle - 1] + values[middle]) / 2.0
         } else {
             values[middle]
