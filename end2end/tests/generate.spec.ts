@@ -24,6 +24,8 @@ test.describe('without the bundle', () => {
     await expect(page.locator('.chip', { hasText: '16:9' })).toContainText('1024×576');
     await expect(page.getByRole('button', { name: 'Generate', exact: true })).toBeVisible();
     await expect(page.locator('.studio')).not.toHaveAttribute('data-hydrated', 'true');
+    // Playwright turns scripts off after parsing starts, so <noscript> stays unrendered here: check it is sent.
+    await expect(page.locator('noscript')).toHaveCount(1);
   });
 
   test('the manifest and icons make it installable', async ({ request }) => {
@@ -36,6 +38,12 @@ test.describe('without the bundle', () => {
 });
 
 test('the bundle hydrates the page: counter, chips and dice respond', async ({ page }) => {
+  // A hydration mismatch shows up as a console error or a panic of the bundle.
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(error.message));
+  page.on('console', (message) => {
+    if (message.type() === 'error' || message.type() === 'warning') problems.push(message.text());
+  });
   await openStudio(page);
   await page.locator('#prompt').fill('一只在雪地里的狐狸');
   await expect(page.locator('#prompt-count')).toHaveText('9 / 2000');
@@ -44,6 +52,7 @@ test('the bundle hydrates the page: counter, chips and dice respond', async ({ p
   await page.getByRole('button', { name: 'Roll a random seed' }).click();
   await expect(page.getByLabel('Seed', { exact: true })).toHaveValue(/^\d+$/);
   await expect(page.locator('.status-label')).toContainText(/Ready|Demo/);
+  expect(problems).toEqual([]);
 });
 
 test('generating with a chosen ratio and a fixed seed shows progress, then that image', async ({ page, baseURL }, testInfo) => {

@@ -141,6 +141,9 @@ pub fn PromptForm(studio: Studio) -> AnyView {
                 </p>
             </div>
 
+            <noscript>
+                <p class="form-error">"The studio needs JavaScript (and WebAssembly) to make images."</p>
+            </noscript>
             <p class="form-error" role="alert" aria-live="assertive">
                 {general_error}
             </p>

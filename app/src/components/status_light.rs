@@ -11,13 +11,13 @@ pub fn StatusLight(studio: Studio) -> AnyView {
     let light = Memo::new(move |_| studio.backend.with(|backend| backend.light()));
     let is_demo = move || light.with(|light| light.tone == Tone::Demo);
     view! {
-        <details class="status" role="status" aria-live="polite">
+        <details class="status">
             <summary class="status-summary">
                 <span
                     class=move || format!("status-dot tone-{}", light.with(|light| light.tone.class()))
                     aria-hidden="true"
                 ></span>
-                <span class="status-label">
+                <span class="status-label" aria-live="polite">
                     <span class="visually-hidden">"Backend: "</span>
                     {move || light.with(|light| light.label.clone())}
                 </span>
