@@ -1,6 +1,6 @@
 // The history gallery: it is the gateway's persisted history (it survives a reload), tapping an image
 // shows its settings, "reuse settings" fills the form, and deleting asks first.
-import { expect, test } from '@playwright/test';
+import { expect, test, type Route } from '@playwright/test';
 import { generate, openStudio, uniquePrompt, waitForHydration } from './studio';
 
 test('history shows the image after a reload; reuse settings fills the form; delete asks first', async ({ page }, testInfo) => {
@@ -38,4 +38,43 @@ test('history shows the image after a reload; reuse settings fills the form; del
   await waitForHydration(page);
   await historyLoaded;
   await expect(page.getByRole('button', { name: `Show image: ${prompt}` })).toHaveCount(0);
+});
+
+test('scrolling to the end of the gallery loads older pages', async ({ page }) => {
+  // A history of 30 images, served by the test so that it needs no 30 generations.
+  const item = (n: number) => ({
+    id: `fake-${n}`,
+    prompt: `old image ${n}`,
+    seed: n,
+    width: 1024,
+    height: 1024,
+    timings: { queued_at: 0 },
+    created_at: 0,
+    image_url: `/fake/${n}.png`,
+    thumbnail_url: `/fake/${n}.png`,
+  });
+  const pages = new Map<string | null, object>([
+    [null, { items: Array.from({ length: 24 }, (_, n) => item(30 - n)), next_before: 'fake-7' }],
+    ['fake-7', { items: Array.from({ length: 6 }, (_, n) => item(6 - n)) }],
+  ]);
+  const asked: (string | null)[] = [];
+  await page.route('**/api/history?*', (route: Route) => {
+    const before = new URL(route.request().url()).searchParams.get('before');
+    asked.push(before);
+    return route.fulfill({ json: pages.get(before) ?? { items: [] } });
+  });
+  // A 1x1 PNG for every fake thumbnail.
+  const pixel = Buffer.from(
+    'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==',
+    'base64',
+  );
+  await page.route('**/fake/*', (route: Route) => route.fulfill({ body: pixel, contentType: 'image/png' }));
+
+  await openStudio(page);
+  const thumbnails = page.locator('.thumbs li');
+  await expect(thumbnails).toHaveCount(24);
+  await page.locator('.gallery-end').scrollIntoViewIfNeeded();
+  await expect(thumbnails).toHaveCount(30);
+  await expect(page.getByRole('button', { name: 'Load more' })).toHaveCount(0);
+  expect(asked).toEqual([null, 'fake-7']);
 });

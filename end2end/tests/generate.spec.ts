@@ -102,6 +102,21 @@ test('cancel during sampling stops the job', async ({ page }, testInfo) => {
   await expect(page.locator('#stage img.result-image')).toHaveCount(0);
 });
 
+test("a second device's job waits in line and shows its place", async ({ page, browser, baseURL }, testInfo) => {
+  const otherDevice = await browser.newContext({ baseURL });
+  const otherPage = await otherDevice.newPage();
+  await openStudio(otherPage);
+  await openStudio(page);
+  await generate(otherPage, { prompt: uniquePrompt(testInfo, 'the first in line') });
+  await expect(otherPage.locator('.progress-label')).toHaveText(/Starting|Sampling/);
+  await recordProgress(page);
+  await generate(page, { prompt: uniquePrompt(testInfo, 'the second in line') });
+  await expect(page.locator('#stage img.result-image')).toBeVisible();
+  const labels = (await recordedProgress(page)).map((sample) => sample.label);
+  expect(labels).toContain('Queued: next in line');
+  await otherDevice.close();
+});
+
 test("an empty prompt shows the gateway's message beside the prompt", async ({ page }) => {
   await openStudio(page);
   await page.locator('#prompt').fill('   ');
