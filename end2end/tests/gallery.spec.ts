@@ -1,7 +1,7 @@
 // The history gallery: it is the gateway's persisted history (it survives a reload), tapping an image
 // shows its settings, "reuse settings" fills the form, and deleting asks first.
-import { expect, test, type Route } from '@playwright/test';
-import { generate, openStudio, uniquePrompt, waitForHydration } from './studio';
+import { expect, type Route } from '@playwright/test';
+import { generate, openStudio, test, uniquePrompt, waitForHydration } from './studio';
 
 test('history shows the image after a reload; reuse settings fills the form; delete asks first', async ({ page }, testInfo) => {
   await openStudio(page);

@@ -1,6 +1,6 @@
 // The studio from first paint to finished image: server rendering, hydration, generating with a chosen
 // ratio and seed while progress advances, cancelling, errors, picking a job up after a reload, layout.
-import { expect, test } from '@playwright/test';
+import { expect } from '@playwright/test';
 import {
   generate,
   openStudio,
@@ -8,6 +8,7 @@ import {
   recordedProgress,
   saveScreenshot,
   stepsShown,
+  test,
   uniquePrompt,
   waitForHydration,
 } from './studio';

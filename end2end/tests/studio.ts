@@ -1,6 +1,16 @@
 // Helpers shared by the specs: open the studio once hydrated, fill and submit the form, and record the
 // progress bar as it changes (a job takes about two seconds, faster than polling can follow).
-import { expect, type Page, type TestInfo } from '@playwright/test';
+import { test as base, expect, type Page, type TestInfo } from '@playwright/test';
+
+/** Playwright's `test`, failing any test in which the page threw (a panic of the bundle included). */
+export const test = base.extend({
+  page: async ({ page }, use) => {
+    const uncaught: string[] = [];
+    page.on('pageerror', (error) => uncaught.push(error.message));
+    await use(page);
+    expect(uncaught, 'uncaught errors in the page').toEqual([]);
+  },
+});
 
 /** Opens the studio and waits until the WebAssembly bundle has taken over the server-rendered page. */
 export async function openStudio(page: Page): Promise<void> {
