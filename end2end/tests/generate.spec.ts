@@ -118,6 +118,39 @@ test("a second device's job waits in line and shows its place", async ({ page, b
   await otherDevice.close();
 });
 
+test("the backend's failures read as sentences: not ready, out of memory", async ({ page }) => {
+  await openStudio(page);
+  // The gateway's answers, played by the test: first ComfyUI is not ready, then a job runs out of memory.
+  const notReady = 'ComfyUI is still starting: the model file ae.safetensors is not installed yet.';
+  const outOfMemory = 'The GPU ran out of memory. Try a smaller size, or close other programs using the GPU.';
+  let attempts = 0;
+  await page.route('**/api/jobs', (route) => {
+    attempts += 1;
+    if (attempts === 1) {
+      return route.fulfill({ status: 503, json: { error: { code: 'comfyui_not_ready', message: notReady, field: null } } });
+    }
+    return route.fulfill({ status: 202, json: { id: 'fake-oom', seed: 5, width: 1024, height: 1024, status: 'queued' } });
+  });
+  await page.route('**/api/jobs/fake-oom/events', (route) =>
+    route.fulfill({
+      contentType: 'text/event-stream',
+      body: [
+        'id: 1\nevent: running\ndata: {}\n\n',
+        'id: 2\nevent: progress\ndata: {"step":1,"total":8}\n\n',
+        `id: 3\nevent: failed\ndata: ${JSON.stringify({ code: 'out_of_memory', message: outOfMemory })}\n\n`,
+      ].join(''),
+    }),
+  );
+
+  await generate(page, { prompt: 'a cathedral' });
+  await expect(page.locator('.form-error[role=alert]')).toHaveText(notReady);
+  await page.getByRole('button', { name: 'Generate', exact: true }).click();
+  await expect(page.locator('.job-error')).toHaveText(outOfMemory);
+  await expect(page.locator('.progress-label')).toHaveText('Failed');
+  await expect(page.locator('.form-error[role=alert]')).toBeEmpty();
+  await expect(page.getByRole('button', { name: 'Generate', exact: true })).toBeEnabled();
+});
+
 test("an empty prompt shows the gateway's message beside the prompt", async ({ page }) => {
   await openStudio(page);
   await page.locator('#prompt').fill('   ');
