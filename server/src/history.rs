@@ -101,6 +101,12 @@ impl History {
         })
     }
 
+    /// Makes a record visible before it is written: [`History::add`] follows at once. A finished job
+    /// is announced as soon as its image can be served, and the gallery must show it by then.
+    pub fn remember(&self, record: HistoryRecord) {
+        self.write_records().insert(record.id, record);
+    }
+
     /// Persists a record, then makes it visible.
     pub async fn add(&self, record: HistoryRecord) -> Result<(), HistoryError> {
         let id = record.id;

@@ -99,6 +99,23 @@ impl ImageStore {
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
+/// Checks that `png` starts like a PNG and reads its size from the header chunk (IHDR), without
+/// decoding: cheap enough for the moment a finished image is announced. [`ImageStore::store`] decodes
+/// it fully later.
+pub fn png_size(png: &[u8]) -> Result<(u32, u32), ImageError> {
+    if !png.starts_with(PNG_SIGNATURE) {
+        return Err(ImageError::NotPng);
+    }
+    // The signature is followed by the IHDR chunk: length 13, type, width, height (big-endian).
+    let field =
+        |at: usize| -> Option<u32> { Some(u32::from_be_bytes(png.get(at..at + 4)?.try_into().ok()?)) };
+    let header = png.get(12..16);
+    match (header, field(16), field(20)) {
+        (Some(b"IHDR"), Some(width), Some(height)) if width > 0 && height > 0 => Ok((width, height)),
+        _ => Err(ImageError::Undecodable("the PNG has no valid header".to_owned())),
+    }
+}
+
 /// Decodes a PNG and returns its size and a JPEG thumbnail.
 fn make_thumbnail(png: &[u8]) -> Result<((u32, u32), Vec<u8>), ImageError> {
     if !png.starts_with(PNG_SIGNATURE) {
@@ -164,6 +181,14 @@ mod tests {
             Err(ImageError::Undecodable(_))
         ));
         assert!(store.read(id, Variant::Full).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn the_size_is_read_from_the_png_header_without_decoding() {
+        let image = png(320, 256);
+        assert_eq!(png_size(&image).unwrap(), (320, 256));
+        assert!(matches!(png_size(b"<html>"), Err(ImageError::NotPng)));
+        assert!(matches!(png_size(&image[..20]), Err(ImageError::Undecodable(_))));
     }
 
     #[tokio::test]

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use app::api::{self, JobAccepted, JobEvent, JobFailure, JobStatus, JobView, Timings};
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::access::identity::{ClientId, Requester};
 use crate::comfy::{self, ComfyEvent, OutputImage, RemoteState, client::ComfyClient, workflow::Workflow};
 use crate::history::{History, HistoryRecord};
-use crate::images::ImageStore;
+use crate::images::{ImageError, ImageStore, Variant, png_size};
 use crate::job_id::JobId;
 use crate::relay::{EventLog, Sequenced};
 use crate::validation::GenerationParams;
@@ -90,6 +90,9 @@ struct Inner {
     previews: bool,
     tuning: JobTuning,
     queue_changed: Notify,
+    /// How many finished images are being written to disk; every change wakes those who wait for one
+    /// (a thumbnail request, the shutdown).
+    saves: watch::Sender<usize>,
 }
 
 /// One job the gateway is following (or followed recently).
@@ -117,6 +120,11 @@ struct Job {
     finishing: bool,
     /// A poll of ComfyUI's records is under way.
     reconciling: bool,
+    /// The finished PNG while it is being written: served from memory until it is on disk (and for as
+    /// long as the job is kept when writing failed).
+    unsaved: Option<Bytes>,
+    /// The finished image and its record are being written.
+    saving: bool,
     last_heard: Instant,
     ended: Option<Instant>,
 }
@@ -216,6 +224,7 @@ impl Jobs {
                 previews,
                 tuning,
                 queue_changed: Notify::new(),
+                saves: watch::channel(0).0,
             }),
         }
     }
@@ -287,6 +296,8 @@ impl Jobs {
                     cancel_requested: false,
                     finishing: false,
                     reconciling: false,
+                    unsaved: None,
+                    saving: false,
                     last_heard: Instant::now(),
                     ended: None,
                 },
@@ -516,7 +527,8 @@ impl Jobs {
         // Queue changes need no nudge here: ComfyUI sends `status` on each of them.
     }
 
-    /// Fetches and stores the image of a job ComfyUI finished, then completes the job.
+    /// Fetches the image of a job ComfyUI finished and completes the job, then writes the image and its
+    /// record to disk.
     fn finish(&self, id: JobId) {
         let outputs = {
             let mut registry = self.registry();
@@ -538,34 +550,65 @@ impl Jobs {
             } else {
                 outputs
             };
-            let result = jobs.store_output(id, outputs).await;
-            jobs.with_job(id, |job| match result {
-                Ok(record) => {
-                    let event = completed_event(&record);
+            let fetched = jobs.fetch_image(id, outputs).await;
+            let history = jobs.inner.history.clone();
+            let announced = jobs.with_job(id, |job| match fetched {
+                Ok((png, (width, height))) => {
+                    if (width, height) != (job.width, job.height) {
+                        tracing::warn!(%id, width, height, "ComfyUI made an image of another size than asked");
+                    }
+                    let finished_at = now_ms();
+                    let record = HistoryRecord {
+                        id,
+                        owner: job.owner,
+                        prompt: job.prompt.clone(),
+                        seed: job.seed,
+                        width,
+                        height,
+                        timings: Timings {
+                            finished_at: Some(finished_at),
+                            ..job.timings
+                        },
+                        elapsed_ms: finished_at.saturating_sub(job.timings.queued_at),
+                    };
+                    // The image is announced as soon as it can be served (from memory), and written to
+                    // disk right behind: the disk's flushes and the thumbnail cost tens of milliseconds
+                    // that nobody has to wait for. The history shows it from now on, as the gallery
+                    // reloads on `completed`.
+                    history.remember(record.clone());
+                    job.unsaved = Some(png.clone());
+                    job.saving = true;
+                    jobs.inner.saves.send_modify(|saving| *saving += 1);
                     job.timings = record.timings;
                     job.ended = Some(Instant::now());
                     job.status = JobStatus::Completed;
                     job.queue_position = None;
                     job.step = job.step.max(api::STEPS);
-                    job.log.push(event);
+                    job.log.push(completed_event(&record));
                     tracing::info!(%id, elapsed_ms = record.elapsed_ms, "job completed");
+                    Some((record, png))
                 }
                 Err(message) => {
                     tracing::warn!(%id, %message, "cannot keep the finished image");
                     job.finishing = false;
                     job.fail("image_unavailable", message);
+                    None
                 }
             });
+            if let Some(Some((record, png))) = announced {
+                jobs.save(id, png, record).await;
+            }
         });
     }
 
-    async fn store_output(&self, id: JobId, outputs: Vec<OutputImage>) -> Result<HistoryRecord, String> {
+    /// Fetches the finished image (retrying a few times) and reads its size from its header.
+    async fn fetch_image(&self, id: JobId, outputs: Vec<OutputImage>) -> Result<(Bytes, (u32, u32)), String> {
         let image = outputs
             .into_iter()
             .next()
             .ok_or("ComfyUI finished without an image.")?;
         let mut attempt = 0;
-        let bytes = loop {
+        let png = loop {
             attempt += 1;
             match self.inner.comfy.fetch_output(&image, MAX_IMAGE_BYTES).await {
                 Ok(bytes) => break bytes,
@@ -576,39 +619,82 @@ impl Jobs {
                 Err(error) => return Err(format!("The image could not be fetched from ComfyUI: {error}")),
             }
         };
-        let (width, height) = self
-            .inner
-            .images
-            .store(id, bytes)
-            .await
-            .map_err(|error| format!("The image could not be stored: {error}"))?;
-        let record = {
-            let registry = self.registry();
-            let job = registry.get(&id).ok_or("The job was forgotten.")?;
-            if (width, height) != (job.width, job.height) {
-                tracing::warn!(%id, width, height, "ComfyUI made an image of another size than asked");
-            }
-            let finished_at = now_ms();
-            HistoryRecord {
-                id,
-                owner: job.owner,
-                prompt: job.prompt.clone(),
-                seed: job.seed,
-                width,
-                height,
-                timings: Timings {
-                    finished_at: Some(finished_at),
-                    ..job.timings
-                },
-                elapsed_ms: finished_at.saturating_sub(job.timings.queued_at),
+        let size = png_size(&png).map_err(|error| format!("The image could not be stored: {error}"))?;
+        Ok((png, size))
+    }
+
+    /// Writes an announced image (with its thumbnail) and then its history record. When that fails the
+    /// record is taken back (a restart would not find the image) and the image stays in memory for as
+    /// long as the job is kept.
+    async fn save(&self, id: JobId, png: Bytes, record: HistoryRecord) {
+        let written = match self.inner.images.store(id, png).await {
+            Ok(_) => self
+                .inner
+                .history
+                .add(record)
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        let written = match written {
+            Ok(()) => true,
+            Err(message) => {
+                tracing::error!(%id, %message, "the finished image could not be written to disk");
+                if let Err(error) = self.inner.history.remove(id).await {
+                    tracing::error!(%id, %error, "cannot take back the history record");
+                }
+                false
             }
         };
+        self.with_job(id, |job| {
+            job.saving = false;
+            if written {
+                job.unsaved = None;
+            }
+        });
         self.inner
-            .history
-            .add(record.clone())
-            .await
-            .map_err(|error| format!("The history could not be written: {error}"))?;
-        Ok(record)
+            .saves
+            .send_modify(|saving| *saving = saving.saturating_sub(1));
+    }
+
+    /// A stored image, or a finished one that is still being written: the PNG from memory, the
+    /// thumbnail once it is written. `None` when there is no such image.
+    pub async fn image(&self, id: JobId, variant: Variant) -> Result<Option<Bytes>, ImageError> {
+        match variant {
+            Variant::Full => {
+                // Set before the job was announced and cleared only once the file is written, so
+                // when it is gone the disk has the image.
+                if let Some(png) = self.registry().get(&id).and_then(|job| job.unsaved.clone()) {
+                    return Ok(Some(png));
+                }
+            }
+            Variant::Thumbnail => self.wait_saved(id).await,
+        }
+        self.inner.images.read(id, variant).await
+    }
+
+    /// Before an image is deleted: waits until it is written (so the write cannot bring it back) and
+    /// drops any copy held in memory.
+    pub async fn release_image(&self, id: JobId) {
+        self.wait_saved(id).await;
+        self.with_job(id, |job| job.unsaved = None);
+    }
+
+    /// Waits while the job's image is being written.
+    async fn wait_saved(&self, id: JobId) {
+        // Subscribed before looking, so a save that ends in between still wakes us.
+        let mut changes = self.inner.saves.subscribe();
+        while self.registry().get(&id).is_some_and(|job| job.saving) {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits until every announced image is on disk; the server calls it when shutting down.
+    pub async fn flush(&self) {
+        let mut changes = self.inner.saves.subscribe();
+        let _ = changes.wait_for(|saving| *saving == 0).await;
     }
 
     /// Checks every unfinished job against ComfyUI's records.
@@ -703,8 +789,10 @@ impl Jobs {
     async fn keep_queue_positions(self) {
         loop {
             self.inner.queue_changed.notified().await;
-            let anyone_waiting =
-                self.registry().values().any(|job| job.status == JobStatus::Queued && job.submitted);
+            let anyone_waiting = self
+                .registry()
+                .values()
+                .any(|job| job.status == JobStatus::Queued && job.submitted);
             if !anyone_waiting {
                 continue;
             }

@@ -136,6 +136,7 @@ pub async fn serve_tuned(
         },
     );
     let jobs_task = tokio::spawn(jobs.clone().run(events));
+    let announced_images = jobs.clone();
     let shown_url = if config.demo {
         "the built-in simulator".to_owned()
     } else {
@@ -156,6 +157,11 @@ pub async fn serve_tuned(
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
 
+    // Images announced just before the shutdown may still be on their way to the disk.
+    let flushed = tokio::time::timeout(std::time::Duration::from_secs(10), announced_images.flush());
+    if flushed.await.is_err() {
+        tracing::warn!("some finished images were not written to disk before the shutdown");
+    }
     let _ = stop_background.send(true);
     probe_task.abort();
     jobs_task.abort();

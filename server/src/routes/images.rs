@@ -31,9 +31,10 @@ async fn serve(
     JobIdParam(id): JobIdParam,
     variant: Variant,
 ) -> Result<Response, ApiError> {
+    // Through the jobs: a just-finished image is served from memory while it is being written.
     let bytes = state
-        .images
-        .read(id, variant)
+        .jobs
+        .image(id, variant)
         .await?
         .ok_or(ApiError::NotFound("There is no such image."))?;
     let disposition = format!(
