@@ -9,10 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::stats::median;
 
-/// Files of the hydrate bundle, as Trunk names them (`filehash = false`).
-pub(crate) const WASM: &str = "app_bg.wasm";
-pub(crate) const JS: &str = "app.js";
-
 /// Sizes of the bundle's files.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct BundleSizes {
@@ -40,24 +36,34 @@ pub(crate) struct PageLoadReport {
     pub(crate) without_js_network_bytes: f64,
 }
 
-/// Sizes of the bundle under `pkg`; `None` when it has not been built.
+/// Sizes of the bundle under `pkg`; `None` when it has not been built. Trunk names the files after
+/// the bundle's crate (`filehash = false`): `<name>_bg.wasm` and `<name>.js`.
 pub(crate) fn sizes(pkg: &Path) -> anyhow::Result<Option<BundleSizes>> {
-    let (wasm, js) = (pkg.join(WASM), pkg.join(JS));
-    if !wasm.is_file() || !js.is_file() {
+    let Ok(entries) = std::fs::read_dir(pkg) else {
+        return Ok(None);
+    };
+    let files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|entry| entry.path()).collect();
+    let Some(wasm) = files
+        .iter()
+        .find(|path| path.to_string_lossy().ends_with("_bg.wasm"))
+    else {
+        return Ok(None);
+    };
+    let js = PathBuf::from(wasm.to_string_lossy().replace("_bg.wasm", ".js"));
+    if !js.is_file() {
         return Ok(None);
     }
-    let css = std::fs::read_dir(pkg)?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
+    let css = files
+        .iter()
         .find(|path| path.extension().is_some_and(|extension| extension == "css"));
-    let wasm_gzip_bytes = gzip_size(&wasm)?;
+    let wasm_gzip_bytes = gzip_size(wasm)?;
     let js_gzip_bytes = gzip_size(&js)?;
     Ok(Some(BundleSizes {
-        wasm_bytes: std::fs::metadata(&wasm)?.len(),
+        wasm_bytes: std::fs::metadata(wasm)?.len(),
         wasm_gzip_bytes,
         js_bytes: std::fs::metadata(&js)?.len(),
         js_gzip_bytes,
-        css_gzip_bytes: css.as_deref().map(gzip_size).transpose()?,
+        css_gzip_bytes: css.map(|css| gzip_size(css)).transpose()?,
         total_gzip_bytes: wasm_gzip_bytes + js_gzip_bytes,
     }))
 }
@@ -182,5 +188,21 @@ mod tests {
     fn an_unbuilt_bundle_has_no_sizes() {
         let dir = tempfile::tempdir().unwrap();
         assert!(sizes(dir.path()).unwrap().is_none());
+        assert!(sizes(&dir.path().join("missing")).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_bundle_is_found_by_its_wasm_file_whatever_the_crate_is_called() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hydrate_bg.wasm"), vec![7_u8; 5000]).unwrap();
+        std::fs::write(dir.path().join("hydrate.js"), "export default 1;").unwrap();
+        std::fs::write(dir.path().join("main.css"), "body{}").unwrap();
+        let sizes = sizes(dir.path()).unwrap().unwrap();
+        assert_eq!((sizes.wasm_bytes, sizes.js_bytes), (5000, 17));
+        assert_eq!(
+            sizes.total_gzip_bytes,
+            sizes.wasm_gzip_bytes + sizes.js_gzip_bytes
+        );
+        assert!(sizes.css_gzip_bytes.is_some());
     }
 }

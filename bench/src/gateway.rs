@@ -24,6 +24,8 @@ pub(crate) struct GatewaySpec {
     pub(crate) site_root: PathBuf,
     /// `taskset -c` CPU list, or `None` to run unpinned.
     pub(crate) cpus: Option<String>,
+    /// Where the gateway's data folder is made (the system's temporary folder when `None`).
+    pub(crate) data_parent: Option<PathBuf>,
 }
 
 /// A running gateway process. Killed when dropped.
@@ -39,7 +41,12 @@ pub(crate) struct Gateway {
 impl Gateway {
     /// Starts `zimage serve` on a free loopback port and waits for `/healthz`.
     pub(crate) async fn start(spec: &GatewaySpec) -> anyhow::Result<Gateway> {
-        let data_dir = tempfile::Builder::new().prefix("zimage-bench-data").tempdir()?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("zimage-bench-data");
+        let data_dir = match &spec.data_parent {
+            Some(parent) => builder.tempdir_in(parent)?,
+            None => builder.tempdir()?,
+        };
         let addr = free_port()?;
         let log = std::fs::File::create(data_dir.path().join("gateway.log"))?;
         let mut command = match &spec.cpus {

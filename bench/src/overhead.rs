@@ -86,13 +86,17 @@ pub(crate) struct DirectClient {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// The gateway's filled workflow, replayed with other seeds.
     graph: Value,
+    /// The gateway's `extra_data` (it asks for live previews), so ComfyUI does the same work.
+    extra_data: Value,
     sampler: String,
 }
 
 impl DirectClient {
-    /// Connects to the simulator at `base` and takes `graph` (a workflow the gateway submitted) as
-    /// the job to run.
-    pub(crate) async fn connect(base: &str, graph: Value) -> anyhow::Result<DirectClient> {
+    /// Connects to the simulator at `base` and takes `submitted` (a `POST /prompt` body the gateway
+    /// sent) as the job to run.
+    pub(crate) async fn connect(base: &str, submitted: &Value) -> anyhow::Result<DirectClient> {
+        let graph = submitted["prompt"].clone();
+        let extra_data = submitted.get("extra_data").cloned().unwrap_or(Value::Null);
         let sampler = graph
             .as_object()
             .and_then(|nodes| {
@@ -113,6 +117,7 @@ impl DirectClient {
             client_id,
             socket,
             graph,
+            extra_data,
             sampler,
         })
     }
@@ -122,7 +127,10 @@ impl DirectClient {
         let mut graph = self.graph.clone();
         graph[&self.sampler]["inputs"]["seed"] = json!(seed);
         let prompt_id = uuid::Uuid::new_v4().to_string();
-        let body = json!({"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id});
+        let mut body = json!({"prompt": graph, "client_id": self.client_id, "prompt_id": prompt_id});
+        if !self.extra_data.is_null() {
+            body["extra_data"] = self.extra_data.clone();
+        }
         let started = Instant::now();
         let answer = self
             .http
@@ -204,11 +212,22 @@ impl GatewayClient {
         }
     }
 
-    /// Submits a job; the gateway's answer.
+    /// Submits a job (of the default size); the gateway's answer.
     pub(crate) async fn submit(&self, seed: u64) -> anyhow::Result<JobAccepted> {
+        self.submit_sized(seed, None).await
+    }
+
+    /// Submits a job of `size` (the default when `None`); the gateway's answer.
+    pub(crate) async fn submit_sized(
+        &self,
+        seed: u64,
+        size: Option<(u32, u32)>,
+    ) -> anyhow::Result<JobAccepted> {
         let request = CreateJobRequest {
             prompt: PROMPT.to_owned(),
             seed: Some(seed),
+            width: size.map(|(width, _)| width),
+            height: size.map(|(_, height)| height),
             ..CreateJobRequest::default()
         };
         let answer = self
@@ -234,13 +253,17 @@ impl GatewayClient {
         let accepted = Instant::now();
         let mut events = SseStream::open(self.addr, &app::api::paths::job_events(&id)).await?;
         let mut read_at = Instant::now();
-        let image_url = loop {
+        let (image_url, thumbnail_url) = loop {
             let event = tokio::time::timeout(Duration::from_secs(60), events.next(&mut read_at))
                 .await
                 .context("the gateway went quiet")??
                 .context("the event stream ended before the job did")?;
             match JobEvent::from_sse(&event.name, &event.data)? {
-                JobEvent::Completed { image_url, .. } => break image_url,
+                JobEvent::Completed {
+                    image_url,
+                    thumbnail_url,
+                    ..
+                } => break (image_url, thumbnail_url),
                 JobEvent::Failed { message, .. } => bail!("the job failed: {message}"),
                 JobEvent::Cancelled {} => bail!("the job was cancelled"),
                 _ => {}
@@ -257,6 +280,9 @@ impl GatewayClient {
             .bytes()
             .await?;
         let finished = Instant::now();
+        // Untimed, as the studio's gallery does next: the thumbnail, which is ready once the image is
+        // on disk. So the next job starts with the gateway idle, as jobs seconds apart would.
+        self.get_bytes(&thumbnail_url).await?;
         Ok(JobTiming {
             submit: accepted - started,
             wait: done - accepted,

@@ -23,6 +23,9 @@ use crate::proxy::ProgressClock;
 use crate::sse::SseStream;
 use crate::stats::Summary;
 
+/// The relay's work does not depend on the image, and the simulator shares the measuring clients' core:
+/// small images keep its PNG encoding (right after the last step) from delaying their reads.
+const RELAY_IMAGE_SIZE: (u32, u32) = (256, 256);
 /// How many streams are being opened at once.
 const OPENING_AT_ONCE: usize = 64;
 /// The longest any wait in this measurement may take.
@@ -37,6 +40,8 @@ pub(crate) struct RelayReport {
     pub(crate) step_ms: u64,
     /// From the simulator writing a progress message to a watcher reading its SSE event.
     pub(crate) latency: Summary,
+    /// The median latency of each step (1 to 8), to tell a slow first step from a slow fan-out.
+    pub(crate) median_by_step_ms: Vec<f64>,
     /// Progress events that did not arrive (should be 0).
     pub(crate) missing_events: usize,
     /// The gateway's resident memory with no watcher, before the first job.
@@ -66,11 +71,12 @@ pub(crate) async fn measure(
     let rss_idle_kib = gateway.rss_kib().unwrap_or(0);
     let mut rss_watching_kib = 0;
     let mut latencies = Vec::with_capacity(watchers * jobs * 8);
+    let mut by_step: Vec<Vec<f64>> = vec![Vec::new(); app::api::STEPS as usize];
     let mut missing_events = 0;
     faults.set_step_ms(step_ms);
     for _ in 0..jobs {
         faults.hold_at_step(Some(1));
-        let accepted = client.submit(next_seed()).await?;
+        let accepted = client.submit_sized(next_seed(), Some(RELAY_IMAGE_SIZE)).await?;
         let (ready_sender, mut ready) = mpsc::unbounded_channel();
         let opening = Arc::new(Semaphore::new(OPENING_AT_ONCE));
         let mut tasks = Vec::with_capacity(watchers);
@@ -100,7 +106,11 @@ pub(crate) async fn measure(
                 let sent = clock
                     .sent_at(&accepted.id, step)
                     .with_context(|| format!("the proxy did not see step {step} leave the simulator"))?;
-                latencies.push(read_at.saturating_duration_since(sent));
+                let latency = read_at.saturating_duration_since(sent);
+                if let Some(step_latencies) = by_step.get_mut((step as usize).saturating_sub(1)) {
+                    step_latencies.push(latency.as_secs_f64() * 1e3);
+                }
+                latencies.push(latency);
             }
         }
     }
@@ -111,6 +121,10 @@ pub(crate) async fn measure(
         jobs,
         step_ms,
         latency,
+        median_by_step_ms: by_step
+            .iter()
+            .map(|latencies| crate::stats::median(latencies))
+            .collect(),
         missing_events,
         rss_idle_kib,
         rss_watching_kib,
@@ -139,9 +153,23 @@ async fn watch(
             first = false;
             let _ = ready.send(());
         }
+        // Progress events are the measured ones: note them before decoding anything, so one
+        // watcher's bookkeeping delays the next watcher's read as little as possible.
+        if event.name == "progress" {
+            progress.push((event.data, read_at));
+            continue;
+        }
         match JobEvent::from_sse(&event.name, &event.data)? {
-            JobEvent::Progress { step, .. } => progress.push((step, read_at)),
-            JobEvent::Completed { .. } => return Ok(Watched { progress }),
+            JobEvent::Completed { .. } => {
+                let progress = progress
+                    .into_iter()
+                    .map(|(data, read_at)| match JobEvent::from_sse("progress", &data)? {
+                        JobEvent::Progress { step, .. } => Ok((step, read_at)),
+                        other => bail!("a progress event decoded as {other:?}"),
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                return Ok(Watched { progress });
+            }
             JobEvent::Failed { message, .. } => bail!("the job failed: {message}"),
             JobEvent::Cancelled {} => bail!("the job was cancelled"),
             _ => {}

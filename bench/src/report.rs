@@ -314,6 +314,7 @@ mod tests {
             jobs: 1,
             step_ms: 50,
             latency,
+            median_by_step_ms: vec![1.0; 8],
             missing_events: 0,
             rss_idle_kib: 10_000,
             rss_watching_kib: 20_000,

@@ -49,7 +49,7 @@ pub(crate) fn percentile(sorted: &[f64], percent: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    if percent == 50.0 && sorted.len() % 2 == 0 {
+    if percent == 50.0 && sorted.len().is_multiple_of(2) {
         let upper = sorted.len() / 2;
         return (sorted[upper - 1] + sorted[upper]) / 2.0;
     }

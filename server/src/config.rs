@@ -175,7 +175,10 @@ pub struct BenchConfig {
     pub height: u32,
 
     /// The prompt (each run appends its own suffix, so ComfyUI's cache never skips the text encoder).
-    #[arg(long, default_value = "a lighthouse on a cliff at dawn, volumetric light, film grain")]
+    #[arg(
+        long,
+        default_value = "a lighthouse on a cliff at dawn, volumetric light, film grain"
+    )]
     pub prompt: String,
 
     /// Keep the models ComfyUI has loaded instead of unloading them first (the first run is then warm too).
