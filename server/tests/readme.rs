@@ -26,6 +26,9 @@ fn every_environment_variable_is_documented_in_the_readme_with_its_option() {
             .lines()
             .find(|line| line.starts_with('|') && line.contains(&format!("`{env}`")))
             .unwrap_or_else(|| panic!("README.md has no table row for {env}"));
-        assert!(row.contains(&format!("`{long}`")), "the README row of {env} should name {long}: {row}");
+        assert!(
+            row.contains(&format!("`{long}`")),
+            "the README row of {env} should name {long}: {row}"
+        );
     }
 }
