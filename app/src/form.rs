@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn random_seeds_cover_the_whole_accepted_range() {
         assert_eq!(seed_from_random(0.0), 0);
-        assert_eq!(seed_from_random(0.5), (MAX_SEED + 1) / 2);
+        assert_eq!(seed_from_random(0.5), MAX_SEED.div_ceil(2));
         assert_eq!(seed_from_random(0.999_999_999_999_999_9), MAX_SEED);
         assert_eq!(seed_from_random(1.0), MAX_SEED);
     }
