@@ -178,8 +178,12 @@ fn backend_parts(error: &comfy::Error) -> (StatusCode, &'static str, String, Opt
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, field) = self.parts();
-        if status.is_server_error() {
+        // The one log line of a failed request, with the cause (the trace layer logs no failures):
+        // our own faults are errors, an absent or misbehaving ComfyUI is a warning.
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = ?self, "request failed");
+        } else if status.is_server_error() {
+            tracing::warn!(error = %self, "request failed");
         }
         let body = ErrorBody {
             error: ErrorDetail {

@@ -45,7 +45,7 @@ pub fn router(state: AppState, site_root: &std::path::Path) -> Router {
             axum::http::StatusCode::GATEWAY_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().on_failure(()))
         // Outermost, so a client outside the allowlist meets nothing else.
         .layer(from_fn_with_state(state, access::door))
 }
