@@ -216,6 +216,21 @@ impl Faults {
         self.shared.restart();
     }
 
+    /// Sends a text frame to every open WebSocket now, whatever it holds: a broken or hostile
+    /// ComfyUI (garbage JSON, unknown message types, messages about prompts nobody submitted).
+    pub fn inject_text(&self, text: impl Into<String>) {
+        self.shared
+            .hub
+            .send_text(&crate::hub::Target::Broadcast, text.into());
+    }
+
+    /// Sends a binary frame to every open WebSocket now, whatever it holds.
+    pub fn inject_binary(&self, frame: impl Into<bytes::Bytes>) {
+        self.shared
+            .hub
+            .send_binary(&crate::hub::Target::Broadcast, frame.into());
+    }
+
     /// Every `POST /prompt` body that was accepted (200), oldest first; kept across restarts.
     pub fn prompts_received(&self) -> Vec<Value> {
         lock(&self.shared.received).clone()

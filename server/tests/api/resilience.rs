@@ -247,3 +247,45 @@ async fn a_view_that_never_answers_fails_the_job_instead_of_hanging() {
     assert_eq!(app.get("/healthz").await.status, 200);
     assert_eq!(app.get("/api/history").await.body["items"], json!([]));
 }
+
+#[tokio::test]
+async fn a_hostile_comfyui_socket_neither_crashes_the_gateway_nor_derails_the_job() {
+    let app = spawn_app().await;
+    app.wait_ready().await;
+    app.sim.faults().hold_at_step(Some(2));
+    let accepted = app
+        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
+        .await;
+    let mut events = app.events(&accepted.id, None).await;
+    events
+        .until(|event| matches!(event, JobEvent::Progress { step: 1, .. }))
+        .await;
+
+    let faults = app.sim.faults();
+    faults.inject_text("{ not json");
+    faults.inject_text(r#"{"type": "from_the_future", "data": {"x": [1, 2, 3]}}"#);
+    faults.inject_text(r#"{"type": "progress", "data": "not an object"}"#);
+    faults.inject_text(
+        r#"{"type": "executed", "data": {"node": "10", "prompt_id": "../../etc", "output": {}}}"#,
+    );
+    faults.inject_text(r#"{"type": "execution_error", "data": {"prompt_id": "someone-else"}}"#);
+    faults.inject_binary(vec![0u8; 3]);
+    faults.inject_binary([0u32.to_be_bytes(), 1u32.to_be_bytes()].concat());
+    faults.inject_binary([4u32.to_be_bytes(), u32::MAX.to_be_bytes()].concat());
+    // A frame far over the socket's limit: the gateway drops that connection and opens another.
+    faults.inject_binary(vec![1u8; 40 * 1024 * 1024]);
+    assert_eq!(app.get("/healthz").await.status, 200);
+
+    faults.hold_at_step(None);
+    faults.release();
+    let (_, last) = events.until(JobEvent::is_terminal).await;
+    assert!(matches!(last, JobEvent::Completed { .. }), "{last:?}");
+    let next = app
+        .create_job(json!({"prompt": "fox again", "width": 256, "height": 256}))
+        .await;
+    let events = app.events_until_end(&next.id).await;
+    assert!(
+        matches!(events.last(), Some((_, JobEvent::Completed { .. }))),
+        "{events:?}"
+    );
+}
