@@ -16,7 +16,6 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::comfy::client::ComfyClient;
-use crate::comfy::workflow::{ModelFiles, Workflow};
 use crate::comfy::{ClientId, ComfyEvent, OutputImage, socket};
 use crate::config::BenchConfig;
 
@@ -220,13 +219,7 @@ pub struct BenchReport {
 
 /// Runs `zimage bench`.
 pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
-    let models = ModelFiles {
-        unet: config.unet.clone(),
-        text_encoder: config.text_encoder.clone(),
-        vae: config.vae.clone(),
-    };
-    let workflow = Workflow::load(&config.workflow, models.clone())
-        .with_context(|| format!("cannot use the workflow template {}", config.workflow.display()))?;
+    let workflow = config.workflow.load()?;
     let client_id = ClientId::new();
     let client = ComfyClient::new(config.comfyui.clone(), client_id.clone());
     let probe = client
@@ -306,9 +299,9 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
         device: probe.device.clone(),
         vram_free_after_bytes: after.map(|device| device.vram_free_bytes),
         models: BTreeMap::from([
-            ("unet", config.unet.clone()),
-            ("text_encoder", config.text_encoder.clone()),
-            ("vae", config.vae.clone()),
+            ("unet", config.workflow.unet.clone()),
+            ("text_encoder", config.workflow.text_encoder.clone()),
+            ("vae", config.workflow.vae.clone()),
         ]),
         width: config.width,
         height: config.height,
@@ -482,9 +475,9 @@ fn describe_backend(
     format!(
         "ComfyUI {version} at {}: {device}\nModels: {}, {}, {}\nImage {}x{}, {} steps, {} runs",
         config.comfyui,
-        config.unet,
-        config.text_encoder,
-        config.vae,
+        config.workflow.unet,
+        config.workflow.text_encoder,
+        config.workflow.vae,
         config.width,
         config.height,
         app::api::STEPS,

@@ -6,8 +6,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use url::Url;
+
+use crate::comfy::workflow::{ModelFiles, Workflow};
 
 use crate::access::host::AllowedHosts;
 use crate::access::network::{AddressAllowlist, DEFAULT_ALLOW};
@@ -50,25 +53,9 @@ pub struct ServeConfig {
     #[arg(long, env = "ZIMAGE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// API-format workflow template that the gateway fills for each job.
-    #[arg(
-        long,
-        env = "ZIMAGE_WORKFLOW",
-        default_value = "backend/workflows/z_image_turbo.json"
-    )]
-    pub workflow: PathBuf,
-
-    /// Diffusion model file, as UnetLoaderGGUF offers it.
-    #[arg(long, env = "ZIMAGE_UNET", default_value = "z_image_turbo-Q8_0.gguf")]
-    pub unet: String,
-
-    /// Text encoder file, as CLIPLoaderGGUF offers it.
-    #[arg(long, env = "ZIMAGE_TEXT_ENCODER", default_value = "Qwen3-4B-Q4_K_M.gguf")]
-    pub text_encoder: String,
-
-    /// VAE file, as VAELoader offers it.
-    #[arg(long, env = "ZIMAGE_VAE", default_value = "ae.safetensors")]
-    pub vae: String,
+    /// The workflow and the model files it names.
+    #[command(flatten)]
+    pub workflow: WorkflowConfig,
 
     /// Run a built-in ComfyUI simulator instead of connecting to ComfyUI (no GPU needed; images are test patterns).
     #[arg(long, env = "ZIMAGE_DEMO")]
@@ -135,24 +122,17 @@ impl Default for AccessConfig {
     }
 }
 
-/// Options of `zimage bench`: jobs straight to ComfyUI (not through the studio), timed stage by stage.
+/// The workflow template the gateway fills and the model files it names: the same for `zimage serve`
+/// and `zimage bench`.
 #[derive(Debug, Clone, Args)]
-pub struct BenchConfig {
-    /// Base URL of the ComfyUI to measure.
-    #[arg(long, env = "COMFYUI_URL", default_value = "http://comfyui:8188")]
-    pub comfyui: Url,
-
-    /// Jobs to run: the first is the cold run (models unloaded before it), the others are warm.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub runs: u32,
-
-    /// API-format workflow template to fill, as `zimage serve` uses it.
+pub struct WorkflowConfig {
+    /// API-format workflow template that the gateway fills for each job.
     #[arg(
-        long,
+        long = "workflow",
         env = "ZIMAGE_WORKFLOW",
         default_value = "backend/workflows/z_image_turbo.json"
     )]
-    pub workflow: PathBuf,
+    pub template: PathBuf,
 
     /// Diffusion model file, as UnetLoaderGGUF offers it (compare quantizations by changing it).
     #[arg(long, env = "ZIMAGE_UNET", default_value = "z_image_turbo-Q8_0.gguf")]
@@ -165,6 +145,39 @@ pub struct BenchConfig {
     /// VAE file, as VAELoader offers it.
     #[arg(long, env = "ZIMAGE_VAE", default_value = "ae.safetensors")]
     pub vae: String,
+}
+
+impl WorkflowConfig {
+    /// The model files, as the workflow module takes them.
+    pub fn model_files(&self) -> ModelFiles {
+        ModelFiles {
+            unet: self.unet.clone(),
+            text_encoder: self.text_encoder.clone(),
+            vae: self.vae.clone(),
+        }
+    }
+
+    /// Loads the template with the model files written in.
+    pub fn load(&self) -> anyhow::Result<Workflow> {
+        Workflow::load(&self.template, self.model_files())
+            .with_context(|| format!("cannot use the workflow template {}", self.template.display()))
+    }
+}
+
+/// Options of `zimage bench`: jobs straight to ComfyUI (not through the studio), timed stage by stage.
+#[derive(Debug, Clone, Args)]
+pub struct BenchConfig {
+    /// Base URL of the ComfyUI to measure.
+    #[arg(long, env = "COMFYUI_URL", default_value = "http://comfyui:8188")]
+    pub comfyui: Url,
+
+    /// Jobs to run: the first is the cold run (models unloaded before it), the others are warm.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+
+    /// The workflow and the model files it names, as `zimage serve` uses them.
+    #[command(flatten)]
+    pub workflow: WorkflowConfig,
 
     /// Image width.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(256..=1024))]

@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 
 use crate::access::Access;
 use crate::comfy::client::ComfyClient;
-use crate::comfy::workflow::{ModelFiles, Workflow};
+use crate::comfy::workflow::ModelFiles;
 use crate::comfy::{ClientId, socket};
 use crate::config::ServeConfig;
 use crate::history::History;
@@ -75,15 +75,8 @@ pub async fn serve_tuned(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let models = ModelFiles {
-        unet: config.unet.clone(),
-        text_encoder: config.text_encoder.clone(),
-        vae: config.vae.clone(),
-    };
-    let workflow = Arc::new(
-        Workflow::load(&config.workflow, models.clone())
-            .with_context(|| format!("cannot use the workflow template {}", config.workflow.display()))?,
-    );
+    let models = config.workflow.model_files();
+    let workflow = Arc::new(config.workflow.load()?);
     let history = History::open(&config.data_dir.join("history"))
         .await
         .context("cannot open the history")?;

@@ -361,13 +361,13 @@ fn the_gateway_environment_sets_every_serve_option_to_what_the_stack_needs() {
     let manifest = shipped_manifest();
     let set = manifest.set("default").unwrap();
     let expected = [
-        ("ZIMAGE_UNET", defaults.unet.as_str(), Role::Unet),
+        ("ZIMAGE_UNET", defaults.workflow.unet.as_str(), Role::Unet),
         (
             "ZIMAGE_TEXT_ENCODER",
-            defaults.text_encoder.as_str(),
+            defaults.workflow.text_encoder.as_str(),
             Role::TextEncoder,
         ),
-        ("ZIMAGE_VAE", defaults.vae.as_str(), Role::Vae),
+        ("ZIMAGE_VAE", defaults.workflow.vae.as_str(), Role::Vae),
     ];
     for (key, default, role) in expected {
         assert_eq!(environment[key], default, "{key}");
