@@ -1,8 +1,14 @@
 //! Image store: finished images as `<data>/images/<job id>.png`, each with a small JPEG thumbnail made
-//! once at store time (phones browse the gallery over Wi-Fi). Files are named by job id only.
+//! once, when a gallery first asks for it (phones browse the gallery over Wi-Fi). Files are named by job
+//! id only.
+//!
+//! Storing only checks the PNG's structure and writes it: decoding a 1024x1024 image and making its
+//! thumbnail costs tens of milliseconds of CPU, which on a small machine would delay the finished
+//! image's own download. The thumbnail is made on a low-priority thread, one at a time.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -47,6 +53,9 @@ pub enum ImageError {
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     dir: PathBuf,
+    /// Held while a thumbnail is made: one at a time, so a gallery full of new images asked for by
+    /// several phones at once costs each thumbnail once.
+    making_thumbnail: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ImageStore {
@@ -54,28 +63,42 @@ impl ImageStore {
     pub async fn open(dir: &Path) -> Result<ImageStore, ImageError> {
         tokio::fs::create_dir_all(dir).await?;
         atomic_file::sweep_temporaries(dir).await?;
-        Ok(ImageStore { dir: dir.to_owned() })
+        Ok(ImageStore {
+            dir: dir.to_owned(),
+            making_thumbnail: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
-    /// Checks that `png` is a PNG, makes its thumbnail, and stores both. Returns the image's size.
+    /// Checks that `png` is a whole PNG (see [`png_size`]) and stores it. Returns the image's size.
     pub async fn store(&self, id: JobId, png: Bytes) -> Result<(u32, u32), ImageError> {
-        let decode_input = png.clone();
-        let (size, thumbnail) = tokio::task::spawn_blocking(move || make_thumbnail(&decode_input))
-            .await
-            .map_err(|error| ImageError::Undecodable(error.to_string()))??;
-        // The thumbnail goes first: an image whose PNG exists is complete.
-        atomic_file::write(&self.path(id, Variant::Thumbnail), &thumbnail).await?;
+        let size = png_size(&png)?;
         atomic_file::write(&self.path(id, Variant::Full), &png).await?;
         Ok(size)
     }
 
-    /// The bytes of a stored image, or `None` when there is none by that id.
+    /// The bytes of a stored image, or `None` when there is none by that id. A thumbnail asked for the
+    /// first time is made now, and kept.
     pub async fn read(&self, id: JobId, variant: Variant) -> Result<Option<Bytes>, ImageError> {
-        match tokio::fs::read(self.path(id, variant)).await {
-            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(error.into()),
+        match read_file(&self.path(id, variant)).await? {
+            None if variant == Variant::Thumbnail => self.make_thumbnail(id).await,
+            read => Ok(read),
         }
+    }
+
+    /// Makes, stores and returns the thumbnail of a stored image; `None` when there is no image.
+    async fn make_thumbnail(&self, id: JobId) -> Result<Option<Bytes>, ImageError> {
+        let _one_at_a_time = self.making_thumbnail.lock().await;
+        let path = self.path(id, Variant::Thumbnail);
+        // Another request may have made it while this one waited.
+        if let Some(thumbnail) = read_file(&path).await? {
+            return Ok(Some(thumbnail));
+        }
+        let Some(png) = read_file(&self.path(id, Variant::Full)).await? else {
+            return Ok(None);
+        };
+        let (_, thumbnail) = in_background(move || make_thumbnail(&png)).await??;
+        atomic_file::write(&path, &thumbnail).await?;
+        Ok(Some(Bytes::from(thumbnail)))
     }
 
     /// Deletes both files of an image; a missing file is not an error.
@@ -97,22 +120,70 @@ impl ImageStore {
     }
 }
 
+/// Runs CPU-heavy work on a thread of its own at a lower scheduling priority: decoding a 1024x1024 PNG
+/// and making its thumbnail takes tens of milliseconds of CPU, and on a small machine that must not
+/// delay the other requests served meanwhile (images, event streams).
+async fn in_background<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ImageError> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("zimage-thumbnail".to_owned())
+        .spawn(move || {
+            // Linux keeps a nice value per thread. Best effort: without it only the latency suffers.
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE);
+            let _ = sender.send(work());
+        })?;
+    receiver
+        .await
+        .map_err(|_| ImageError::Undecodable("the thumbnail thread stopped".to_owned()))
+}
+
+/// The nice value of background image work (0 is normal, 19 the lowest priority).
+const BACKGROUND_NICE: i32 = 10;
+
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
-/// Checks that `png` starts like a PNG and reads its size from the header chunk (IHDR), without
-/// decoding: cheap enough for the moment a finished image is announced. [`ImageStore::store`] decodes
-/// it fully later.
+/// Checks that `png` is a whole PNG without decoding it (the signature, a header chunk (IHDR) with a
+/// size, and a chain of chunks that ends with IEND within the bytes, so a cut download fails) and
+/// returns its size. Microseconds: cheap enough for the moment a finished image is announced.
 pub fn png_size(png: &[u8]) -> Result<(u32, u32), ImageError> {
     if !png.starts_with(PNG_SIGNATURE) {
         return Err(ImageError::NotPng);
     }
+    let broken = |what: &str| ImageError::Undecodable(format!("the PNG {what}"));
+    let number = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(
+            png.get(at..at.checked_add(4)?)?.try_into().ok()?,
+        ))
+    };
     // The signature is followed by the IHDR chunk: length 13, type, width, height (big-endian).
-    let field =
-        |at: usize| -> Option<u32> { Some(u32::from_be_bytes(png.get(at..at + 4)?.try_into().ok()?)) };
-    let header = png.get(12..16);
-    match (header, field(16), field(20)) {
-        (Some(b"IHDR"), Some(width), Some(height)) if width > 0 && height > 0 => Ok((width, height)),
-        _ => Err(ImageError::Undecodable("the PNG has no valid header".to_owned())),
+    let size = match (png.get(12..16), number(16), number(20)) {
+        (Some(b"IHDR"), Some(width), Some(height)) if width > 0 && height > 0 => (width, height),
+        _ => return Err(broken("has no valid header")),
+    };
+    // Then chunks, each: length, type, data, CRC.
+    let mut at = PNG_SIGNATURE.len();
+    loop {
+        let length = number(at).ok_or_else(|| broken("is cut short"))? as usize;
+        let kind = png.get(at + 4..at + 8).ok_or_else(|| broken("is cut short"))?;
+        let end = length
+            .checked_add(at + 12)
+            .filter(|end| *end <= png.len())
+            .ok_or_else(|| broken("is cut short"))?;
+        if kind == b"IEND" {
+            return Ok(size);
+        }
+        at = end;
+    }
+}
+
+/// A whole file, or `None` when it does not exist.
+async fn read_file(path: &Path) -> Result<Option<Bytes>, ImageError> {
+    match tokio::fs::read(path).await {
+        Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -184,11 +255,39 @@ mod tests {
     }
 
     #[test]
-    fn the_size_is_read_from_the_png_header_without_decoding() {
+    fn the_size_is_read_from_the_png_header_and_a_cut_png_is_refused() {
         let image = png(320, 256);
         assert_eq!(png_size(&image).unwrap(), (320, 256));
         assert!(matches!(png_size(b"<html>"), Err(ImageError::NotPng)));
-        assert!(matches!(png_size(&image[..20]), Err(ImageError::Undecodable(_))));
+        for cut in [20, 40, image.len() / 2, image.len() - 1] {
+            assert!(
+                matches!(png_size(&image[..cut]), Err(ImageError::Undecodable(_))),
+                "{cut}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_thumbnail_is_made_once_on_first_request_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).await.unwrap();
+        let id = JobId::new();
+        store.store(id, png(512, 512)).await.unwrap();
+        let thumbnail_path = store.path(id, Variant::Thumbnail);
+        assert!(!thumbnail_path.exists(), "storing makes no thumbnail");
+        let (first, second) = tokio::join!(
+            store.read(id, Variant::Thumbnail),
+            store.read(id, Variant::Thumbnail)
+        );
+        assert_eq!(first.unwrap().unwrap(), second.unwrap().unwrap());
+        assert!(thumbnail_path.exists());
+        assert!(
+            store
+                .read(JobId::new(), Variant::Thumbnail)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]

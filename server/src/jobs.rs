@@ -596,6 +596,8 @@ impl Jobs {
                 }
             });
             if let Some(Some((record, png))) = announced {
+                // Let the watchers' streams carry `completed` out before the writes begin.
+                tokio::task::yield_now().await;
                 jobs.save(id, png, record).await;
             }
         });
@@ -623,9 +625,9 @@ impl Jobs {
         Ok((png, size))
     }
 
-    /// Writes an announced image (with its thumbnail) and then its history record. When that fails the
-    /// record is taken back (a restart would not find the image) and the image stays in memory for as
-    /// long as the job is kept.
+    /// Writes an announced image and then its history record (the thumbnail is made when first asked
+    /// for). When that fails the record is taken back (a restart would not find the image) and the
+    /// image stays in memory for as long as the job is kept.
     async fn save(&self, id: JobId, png: Bytes, record: HistoryRecord) {
         let written = match self.inner.images.store(id, png).await {
             Ok(_) => self
@@ -658,7 +660,8 @@ impl Jobs {
     }
 
     /// A stored image, or a finished one that is still being written: the PNG from memory, the
-    /// thumbnail once it is written. `None` when there is no such image.
+    /// thumbnail once the PNG is on disk (made then if it is asked for the first time). `None` when there
+    /// is no such image.
     pub async fn image(&self, id: JobId, variant: Variant) -> Result<Option<Bytes>, ImageError> {
         match variant {
             Variant::Full => {
