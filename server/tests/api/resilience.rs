@@ -5,7 +5,7 @@ use app::api::{BackendState, JobEvent, JobStatus};
 use comfy_sim::{FailureKind, SimOptions};
 use serde_json::json;
 
-use crate::support::{fetch_image, quick_sim, spawn_app, spawn_app_with};
+use crate::support::{completed_image, fetch_image, quick_sim, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn comfyui_down_at_start_then_up_flips_readiness_and_a_job_then_succeeds() {
@@ -23,14 +23,8 @@ async fn comfyui_down_at_start_then_up_flips_readiness_and_a_job_then_succeeds()
     let readiness = app.wait_ready().await;
     assert_eq!(readiness.state, BackendState::Ready);
     assert!(readiness.device.is_some());
-    let accepted = app
-        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
-        .await;
-    let events = app.events_until_end(&accepted.id).await;
-    assert!(
-        matches!(events.last(), Some((_, JobEvent::Completed { .. }))),
-        "{events:?}"
-    );
+    let (_, events) = app.run_small_job("fox").await;
+    completed_image(&events);
 }
 
 #[tokio::test]
@@ -78,10 +72,7 @@ async fn a_websocket_dropped_mid_job_still_ends_with_the_image() {
     let app = spawn_app().await;
     app.wait_ready().await;
     app.sim.faults().drop_websockets_at_step(Some(3));
-    let accepted = app
-        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
-        .await;
-    let events = app.events_until_end(&accepted.id).await;
+    let (_, events) = app.run_small_job("fox").await;
     let Some((_, JobEvent::Completed { image_url, .. })) = events.last() else {
         panic!("{events:?}")
     };
@@ -94,24 +85,12 @@ async fn a_websocket_that_stalls_mid_job_does_not_hang_the_job() {
     let app = spawn_app().await;
     app.wait_ready().await;
     app.sim.faults().stall_websockets_at_step(Some(2));
-    let accepted = app
-        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
-        .await;
-    let events = app.events_until_end(&accepted.id).await;
+    let (_, events) = app.run_small_job("fox").await;
     app.sim.faults().stall_websockets_at_step(None);
-    assert!(
-        matches!(events.last(), Some((_, JobEvent::Completed { .. }))),
-        "{events:?}"
-    );
+    completed_image(&events);
     // The gateway reconnected: the next job runs normally.
-    let next = app
-        .create_job(json!({"prompt": "fox again", "width": 256, "height": 256}))
-        .await;
-    let events = app.events_until_end(&next.id).await;
-    assert!(
-        matches!(events.last(), Some((_, JobEvent::Completed { .. }))),
-        "{events:?}"
-    );
+    let (_, events) = app.run_small_job("fox again").await;
+    completed_image(&events);
 }
 
 #[tokio::test]
@@ -120,10 +99,7 @@ async fn an_execution_error_fails_the_job_with_a_readable_message() {
     app.sim
         .faults()
         .fail_node(Some(("9".to_owned(), FailureKind::Generic)));
-    let accepted = app
-        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
-        .await;
-    let events = app.events_until_end(&accepted.id).await;
+    let (accepted, events) = app.run_small_job("fox").await;
     let Some((_, JobEvent::Failed { code, message })) = events.last() else {
         panic!("{events:?}")
     };
@@ -143,10 +119,7 @@ async fn running_out_of_gpu_memory_says_what_to_try() {
     app.sim
         .faults()
         .fail_node(Some(("8".to_owned(), FailureKind::OutOfMemory)));
-    let accepted = app
-        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
-        .await;
-    let events = app.events_until_end(&accepted.id).await;
+    let (_, events) = app.run_small_job("fox").await;
     let Some((_, JobEvent::Failed { code, message })) = events.last() else {
         panic!("{events:?}")
     };
@@ -223,10 +196,7 @@ async fn a_slow_view_delays_the_image_but_the_job_still_completes() {
     // Meanwhile the studio keeps answering.
     assert_eq!(app.get("/healthz").await.status, 200);
     let events = app.events_until_end(&accepted.id).await;
-    assert!(
-        matches!(events.last(), Some((_, JobEvent::Completed { .. }))),
-        "{events:?}"
-    );
+    completed_image(&events);
 }
 
 #[tokio::test]
@@ -235,10 +205,7 @@ async fn a_view_that_never_answers_fails_the_job_instead_of_hanging() {
     app.sim
         .faults()
         .slow_view(Some(std::time::Duration::from_secs(3600)));
-    let accepted = app
-        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
-        .await;
-    let events = app.events_until_end(&accepted.id).await;
+    let (_, events) = app.run_small_job("fox").await;
     let Some((_, JobEvent::Failed { code, message })) = events.last() else {
         panic!("{events:?}")
     };
@@ -280,12 +247,6 @@ async fn a_hostile_comfyui_socket_neither_crashes_the_gateway_nor_derails_the_jo
     faults.release();
     let (_, last) = events.until(JobEvent::is_terminal).await;
     assert!(matches!(last, JobEvent::Completed { .. }), "{last:?}");
-    let next = app
-        .create_job(json!({"prompt": "fox again", "width": 256, "height": 256}))
-        .await;
-    let events = app.events_until_end(&next.id).await;
-    assert!(
-        matches!(events.last(), Some((_, JobEvent::Completed { .. }))),
-        "{events:?}"
-    );
+    let (_, events) = app.run_small_job("fox again").await;
+    completed_image(&events);
 }

@@ -212,6 +212,15 @@ impl TestApp {
         }
     }
 
+    /// Submits a 256x256 job (quick to make) and reads its events to the end.
+    pub(crate) async fn run_small_job(&self, prompt: &str) -> (JobAccepted, Vec<(u64, JobEvent)>) {
+        let accepted = self
+            .create_job(json!({"prompt": prompt, "width": 256, "height": 256}))
+            .await;
+        let events = self.events_until_end(&accepted.id).await;
+        (accepted, events)
+    }
+
     /// Every event of a job until its terminal one.
     pub(crate) async fn events_until_end(&self, id: &str) -> Vec<(u64, JobEvent)> {
         self.events(id, None).await.until_end().await
@@ -329,4 +338,12 @@ pub(crate) async fn fetch_image(app: &TestApp, path: &str) -> (String, image::Dy
     let bytes = response.bytes().await.unwrap().to_vec();
     let decoded = image::load_from_memory(&bytes).unwrap();
     (content_type, decoded, bytes)
+}
+
+/// The image URL of a job whose events end in `completed`; anything else fails the test, naming it.
+pub(crate) fn completed_image(events: &[(u64, JobEvent)]) -> String {
+    match events.last() {
+        Some((_, JobEvent::Completed { image_url, .. })) => image_url.clone(),
+        _ => panic!("the job did not complete: {events:?}"),
+    }
 }
