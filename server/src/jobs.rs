@@ -26,6 +26,11 @@ use crate::validation::GenerationParams;
 /// How long a client refused by the queue cap is asked to wait: about one image on the target card.
 const QUEUE_FULL_RETRY: Duration = Duration::from_secs(20);
 
+/// How long a live preview waits before it is announced (see [`Jobs::announce_preview_later`]): a
+/// fraction of a sampling step (about 400 ms on the target card), longer than a progress event takes to
+/// reach a thousand watchers on one core.
+const PREVIEW_ANNOUNCE_DELAY: Duration = Duration::from_millis(25);
+
 /// The largest image the gateway accepts from ComfyUI's `/view`: a 1024x1024 PNG is a few MiB.
 const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -477,6 +482,7 @@ impl Jobs {
         let output = self.inner.workflow.output_node();
         let mut finish = false;
         let mut reconcile = false;
+        let mut announce_preview = None;
         {
             let mut registry = self.registry();
             let Some(job) = registry.get_mut(&id) else { return };
@@ -499,8 +505,7 @@ impl Jobs {
                 ComfyEvent::Preview { image, mime, .. } if job.status == JobStatus::Running => {
                     job.preview = Some((image, mime));
                     job.previews_sent += 1;
-                    let url = preview_url(&id.to_string(), job.previews_sent);
-                    job.log.push(JobEvent::Preview { url });
+                    announce_preview = Some(job.previews_sent);
                 }
                 ComfyEvent::Output { node, images, .. } if node == output => job.outputs = images,
                 ComfyEvent::Succeeded { .. } => finish = true,
@@ -519,12 +524,33 @@ impl Jobs {
                 _ => {}
             }
         }
+        if let Some(serial) = announce_preview {
+            self.announce_preview_later(id, serial);
+        }
         if finish {
             self.finish(id);
         } else if reconcile {
             self.reconcile(id);
         }
         // Queue changes need no nudge here: ComfyUI sends `status` on each of them.
+    }
+
+    /// Announces the job's `serial`-th live preview a moment from now, if it is still the newest and the
+    /// job still runs. ComfyUI sends each step's progress and preview back to back; announced at once,
+    /// the preview's fan-out to every watcher interleaves with the progress's and, with hundreds of
+    /// watchers, doubles how long the last one waits for its progress. A preview is a picture that each
+    /// watcher then downloads, so it can wait [`PREVIEW_ANNOUNCE_DELAY`]; the progress bar cannot.
+    fn announce_preview_later(&self, id: JobId, serial: u32) {
+        let jobs = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PREVIEW_ANNOUNCE_DELAY).await;
+            jobs.with_job(id, |job| {
+                if job.status == JobStatus::Running && job.previews_sent == serial {
+                    let url = preview_url(&id.to_string(), serial);
+                    job.log.push(JobEvent::Preview { url });
+                }
+            });
+        });
     }
 
     /// Fetches the image of a job ComfyUI finished and completes the job, then writes the image and its

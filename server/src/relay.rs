@@ -22,6 +22,15 @@ const MAX_EVENTS: usize = 512;
 pub struct Sequenced {
     pub id: u64,
     pub event: JobEvent,
+    /// The event's data as JSON, serialized once here rather than once per watcher.
+    pub data: String,
+}
+
+impl Sequenced {
+    fn new(id: u64, event: JobEvent) -> Sequenced {
+        let data = event.data_json();
+        Sequenced { id, event, data }
+    }
 }
 
 /// One job's events so far, and the channel that announces new ones.
@@ -50,10 +59,8 @@ impl EventLog {
     /// larger than any live log reaches, so a browser resuming from before a gateway restart still gets it.
     pub fn finished(event: JobEvent) -> EventLog {
         let mut log = EventLog::new();
-        log.events.push(Arc::new(Sequenced {
-            id: u64::from(u32::MAX),
-            event,
-        }));
+        log.events
+            .push(Arc::new(Sequenced::new(u64::from(u32::MAX), event)));
         log
     }
 
@@ -63,7 +70,7 @@ impl EventLog {
             return None;
         }
         let id = self.events.last().map_or(1, |last| last.id + 1);
-        let sequenced = Arc::new(Sequenced { id, event });
+        let sequenced = Arc::new(Sequenced::new(id, event));
         self.events.push(Arc::clone(&sequenced));
         // No receiver is fine: nobody is watching right now.
         let _ = self.sender.send(sequenced);

@@ -38,7 +38,7 @@ async fn events(
             Event::default()
                 .id(sequenced.id.to_string())
                 .event(sequenced.event.name())
-                .data(sequenced.event.data_json()),
+                .data(&sequenced.data),
         )
     });
     let mut response = Sse::new(stream)

@@ -7,6 +7,7 @@ mod demo;
 mod events;
 mod generate;
 mod load;
+mod pacing;
 mod resilience;
 mod security;
 mod support;
