@@ -463,6 +463,14 @@ fn describe_backend(
     device: Option<&app::api::DeviceInfo>,
 ) -> String {
     let version = version.as_deref().unwrap_or("(version unknown)");
+    // The usual cause of minutes-long images: the container does not see the GPU.
+    let on_cpu = device.is_some_and(|device| device.kind == "cpu");
+    let warning = if on_cpu {
+        "\nWarning: ComfyUI runs on the CPU, so expect minutes per image; docs/deployment.md shows how \
+         to give its container the GPU."
+    } else {
+        ""
+    };
     let device = device.map_or("an unknown device".to_owned(), |device| {
         format!(
             "{} ({}), {} of {} VRAM free",
@@ -473,7 +481,7 @@ fn describe_backend(
         )
     });
     format!(
-        "ComfyUI {version} at {}: {device}\nModels: {}, {}, {}\nImage {}x{}, {} steps, {} runs",
+        "ComfyUI {version} at {}: {device}{warning}\nModels: {}, {}, {}\nImage {}x{}, {} steps, {} runs",
         config.comfyui,
         config.workflow.unet,
         config.workflow.text_encoder,
