@@ -9,6 +9,7 @@ use url::Url;
 
 use super::client::ComfyClient;
 use super::socket::{self, Backoff, SocketHandle, SocketOptions};
+use super::workflow::fixtures::{committed_workflow, default_models};
 use super::workflow::{ModelFiles, Workflow};
 use super::{ClientId, ComfyEvent, Error, RemoteState};
 
@@ -22,20 +23,6 @@ struct Setup {
     socket: SocketHandle,
     workflow: Workflow,
     _stop: oneshot::Sender<()>,
-}
-
-fn models() -> ModelFiles {
-    ModelFiles {
-        unet: "z_image_turbo-Q8_0.gguf".to_owned(),
-        text_encoder: "Qwen3-4B-Q4_K_M.gguf".to_owned(),
-        vae: "ae.safetensors".to_owned(),
-    }
-}
-
-fn workflow(models: ModelFiles) -> Workflow {
-    let template =
-        serde_json::from_str(include_str!("../../../backend/workflows/z_image_turbo.json")).unwrap();
-    Workflow::from_value(template, models).unwrap()
 }
 
 async fn setup() -> Setup {
@@ -70,7 +57,7 @@ async fn setup() -> Setup {
         client,
         events,
         socket,
-        workflow: workflow(models()),
+        workflow: committed_workflow(default_models()),
         _stop: stop,
     }
 }
@@ -211,9 +198,9 @@ async fn a_prompt_runs_from_submit_to_a_stored_png_with_previews() {
 #[tokio::test]
 async fn a_missing_model_is_named_by_probe_and_by_the_refusal() {
     let setup = setup().await;
-    let workflow = workflow(ModelFiles {
+    let workflow = committed_workflow(ModelFiles {
         unet: "z_image_turbo-Q5_K_M.gguf".to_owned(),
-        ..models()
+        ..default_models()
     });
     let probe = setup.client.probe(&workflow).await.unwrap();
     assert_eq!(probe.missing_models, ["z_image_turbo-Q5_K_M.gguf"]);

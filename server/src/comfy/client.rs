@@ -432,6 +432,7 @@ mod tests {
 
     use super::*;
     use crate::comfy::workflow::ModelFiles;
+    use crate::comfy::workflow::fixtures::{committed_workflow, default_models};
 
     /// What the stub ComfyUI was sent.
     #[derive(Default)]
@@ -561,20 +562,6 @@ mod tests {
             .with_state(())
     }
 
-    fn models() -> ModelFiles {
-        ModelFiles {
-            unet: "z_image_turbo-Q8_0.gguf".to_owned(),
-            text_encoder: "Qwen3-4B-Q4_K_M.gguf".to_owned(),
-            vae: "ae.safetensors".to_owned(),
-        }
-    }
-
-    fn workflow(models: ModelFiles) -> Workflow {
-        let template =
-            serde_json::from_str(include_str!("../../../backend/workflows/z_image_turbo.json")).unwrap();
-        Workflow::from_value(template, models).unwrap()
-    }
-
     async fn stub(with_jobs_api: bool) -> (ComfyClient, Shared, ClientId) {
         let shared = Shared::default();
         let base = serve(comfyui_stub(shared.clone(), with_jobs_api)).await;
@@ -585,7 +572,7 @@ mod tests {
     #[tokio::test]
     async fn submit_sends_the_graph_under_our_ids_and_asks_for_previews_per_prompt() {
         let (client, shared, client_id) = stub(true).await;
-        let graph = workflow(models()).fill("a fox", 7, 512, 512);
+        let graph = committed_workflow(default_models()).fill("a fox", 7, 512, 512);
         client.submit("prompt-1", graph.clone(), true).await.unwrap();
         client_id.rotate();
         client.submit("prompt-2", graph.clone(), false).await.unwrap();
@@ -610,9 +597,9 @@ mod tests {
     #[tokio::test]
     async fn a_refused_prompt_names_the_missing_model_file() {
         let (client, _, _) = stub(true).await;
-        let graph = workflow(ModelFiles {
+        let graph = committed_workflow(ModelFiles {
             unet: "missing.gguf".to_owned(),
-            ..models()
+            ..default_models()
         })
         .fill("a fox", 7, 512, 512);
         let error = client.submit("prompt-1", graph, false).await.unwrap_err();
@@ -710,7 +697,7 @@ mod tests {
     #[tokio::test]
     async fn probe_reports_missing_node_classes_and_the_device() {
         let (client, _, _) = stub(true).await;
-        let probe = client.probe(&workflow(models())).await.unwrap();
+        let probe = client.probe(&committed_workflow(default_models())).await.unwrap();
         assert_eq!(probe.missing_nodes, ["UnetLoaderGGUF"]);
         assert!(probe.missing_models.is_empty());
         assert!(probe.other_problems.is_empty(), "{:?}", probe.other_problems);
@@ -722,9 +709,9 @@ mod tests {
     async fn probe_reports_model_files_the_loaders_lack() {
         let (client, _, _) = stub(true).await;
         let probe = client
-            .probe(&workflow(ModelFiles {
+            .probe(&committed_workflow(ModelFiles {
                 vae: "other.safetensors".to_owned(),
-                ..models()
+                ..default_models()
             }))
             .await
             .unwrap();

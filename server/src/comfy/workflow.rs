@@ -556,15 +556,15 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// The committed template and the default model files, for the tests of every ComfyUI module.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
+pub(crate) mod fixtures {
+    use super::{ModelFiles, Workflow};
 
     const TEMPLATE: &str = include_str!("../../../backend/workflows/z_image_turbo.json");
-    const OBJECT_INFO: &str = include_str!("fixtures/object_info.json");
 
-    fn default_models() -> ModelFiles {
+    /// The model files the configuration names by default.
+    pub(crate) fn default_models() -> ModelFiles {
         ModelFiles {
             unet: "z_image_turbo-Q8_0.gguf".to_owned(),
             text_encoder: "Qwen3-4B-Q4_K_M.gguf".to_owned(),
@@ -572,16 +572,31 @@ mod tests {
         }
     }
 
-    fn template() -> Value {
+    /// The committed template, as JSON.
+    pub(crate) fn template() -> serde_json::Value {
         serde_json::from_str(TEMPLATE).unwrap()
     }
+
+    /// The committed template with these model files written in.
+    pub(crate) fn committed_workflow(models: ModelFiles) -> Workflow {
+        Workflow::from_value(template(), models).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{default_models, template};
+    use super::*;
+    use serde_json::json;
+
+    const OBJECT_INFO: &str = include_str!("fixtures/object_info.json");
 
     fn object_info() -> Value {
         serde_json::from_str(OBJECT_INFO).unwrap()
     }
 
     fn workflow() -> Workflow {
-        Workflow::from_value(template(), default_models()).unwrap()
+        super::fixtures::committed_workflow(default_models())
     }
 
     #[test]
