@@ -8,14 +8,7 @@ use crate::support::spawn_app;
 #[tokio::test]
 async fn cancelling_a_pending_job_removes_it_from_the_queue_and_leaves_the_running_one_alone() {
     let app = spawn_app().await;
-    app.sim.faults().hold_at_step(Some(2));
-    let running = app
-        .create_job(json!({"prompt": "first", "width": 256, "height": 256}))
-        .await;
-    let mut running_events = app.events(&running.id, None).await;
-    running_events
-        .until(|event| matches!(event, JobEvent::Progress { step: 1, .. }))
-        .await;
+    let (_, mut running_events) = app.start_held_job("first", 2, 1).await;
     let pending = app
         .create_job(json!({"prompt": "second", "width": 256, "height": 256}))
         .await;
@@ -49,14 +42,7 @@ async fn cancelling_a_pending_job_removes_it_from_the_queue_and_leaves_the_runni
 #[tokio::test]
 async fn cancelling_a_running_job_interrupts_it() {
     let app = spawn_app().await;
-    app.sim.faults().hold_at_step(Some(3));
-    let accepted = app
-        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
-        .await;
-    let mut events = app.events(&accepted.id, None).await;
-    events
-        .until(|event| matches!(event, JobEvent::Progress { step: 2, .. }))
-        .await;
+    let (accepted, mut events) = app.start_held_job("fox", 3, 2).await;
 
     let answer = app.delete(&format!("/api/jobs/{}", accepted.id)).await;
     assert_eq!(answer.status, 202, "{}", answer.body);

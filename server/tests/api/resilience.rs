@@ -140,14 +140,7 @@ async fn running_out_of_gpu_memory_says_what_to_try() {
 async fn a_comfyui_restart_that_loses_the_job_fails_it_instead_of_hanging() {
     let app = spawn_app().await;
     app.wait_ready().await;
-    app.sim.faults().hold_at_step(Some(2));
-    let accepted = app
-        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
-        .await;
-    let mut events = app.events(&accepted.id, None).await;
-    events
-        .until(|event| matches!(event, JobEvent::Progress { step: 1, .. }))
-        .await;
+    let (_, mut events) = app.start_held_job("fox", 2, 1).await;
     app.sim.faults().restart();
     app.sim.faults().hold_at_step(None);
     let (_, last) = events.until(JobEvent::is_terminal).await;
@@ -219,14 +212,7 @@ async fn a_view_that_never_answers_fails_the_job_instead_of_hanging() {
 async fn a_hostile_comfyui_socket_neither_crashes_the_gateway_nor_derails_the_job() {
     let app = spawn_app().await;
     app.wait_ready().await;
-    app.sim.faults().hold_at_step(Some(2));
-    let accepted = app
-        .create_job(json!({"prompt": "fox", "width": 256, "height": 256}))
-        .await;
-    let mut events = app.events(&accepted.id, None).await;
-    events
-        .until(|event| matches!(event, JobEvent::Progress { step: 1, .. }))
-        .await;
+    let (_, mut events) = app.start_held_job("fox", 2, 1).await;
 
     let faults = app.sim.faults();
     faults.inject_text("{ not json");

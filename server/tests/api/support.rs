@@ -221,6 +221,25 @@ impl TestApp {
         (accepted, events)
     }
 
+    /// Holds the simulator before sampling step `hold`, submits a 256x256 job and reads its events up
+    /// to step `seen`: a job caught mid-sampling for as long as the test likes (`release` lets it go on).
+    pub(crate) async fn start_held_job(
+        &self,
+        prompt: &str,
+        hold: u32,
+        seen: u32,
+    ) -> (JobAccepted, EventReader) {
+        self.sim.faults().hold_at_step(Some(hold));
+        let accepted = self
+            .create_job(json!({"prompt": prompt, "width": 256, "height": 256}))
+            .await;
+        let mut events = self.events(&accepted.id, None).await;
+        events
+            .until(|event| matches!(event, JobEvent::Progress { step, .. } if *step == seen))
+            .await;
+        (accepted, events)
+    }
+
     /// Every event of a job until its terminal one.
     pub(crate) async fn events_until_end(&self, id: &str) -> Vec<(u64, JobEvent)> {
         self.events(id, None).await.until_end().await
