@@ -65,9 +65,21 @@ pub struct ServeConfig {
     #[arg(long, env = "ZIMAGE_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
 
+    /// Seconds a job may take at ComfyUI before it fails (and how long jobs wait in line while ComfyUI cannot be reached). Generous: the first job after a start loads the models from disk.
+    #[arg(long = "job-deadline", env = "ZIMAGE_JOB_DEADLINE", default_value = "600", value_parser = parse_seconds)]
+    pub job_deadline: std::time::Duration,
+
     /// Who may come in and how much each client may ask for.
     #[command(flatten)]
     pub access: AccessConfig,
+}
+
+/// A whole number of seconds, 1 to a day.
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    match text.trim().parse::<u64>() {
+        Ok(seconds @ 1..=86_400) => Ok(std::time::Duration::from_secs(seconds)),
+        _ => Err("expected a whole number of seconds from 1 to 86400".to_owned()),
+    }
 }
 
 /// Options of the door to the LAN (docs/security.md): who may come in, and the abuse limits.

@@ -31,7 +31,7 @@ pub mod state;
 pub mod telemetry;
 pub mod validation;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -48,6 +48,10 @@ use crate::images::ImageStore;
 use crate::jobs::{JobTuning, Jobs};
 use crate::readiness::ProbeTuning;
 use crate::state::AppState;
+
+/// How long open connections (event streams, downloads) and saves may take to finish after a
+/// shutdown signal, each.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Timing knobs of the background work. The defaults suit a real ComfyUI; tests shorten them.
 #[derive(Debug, Clone, Copy, Default)]
@@ -117,19 +121,23 @@ pub async fn serve_tuned(
         shutdown_socket,
         tuning.socket,
     );
-    let jobs = Jobs::new(
+    let jobs = Jobs::open(
         comfy.clone(),
         Arc::clone(&workflow),
         images.clone(),
         history.clone(),
+        &config.data_dir.join("jobs"),
         true,
         JobTuning {
             max_unfinished: config.access.max_queued,
+            deadline: config.job_deadline,
             ..tuning.jobs
         },
-    );
+    )
+    .await
+    .context("cannot open the journal of unfinished jobs")?;
     let jobs_task = tokio::spawn(jobs.clone().run(events));
-    let announced_images = jobs.clone();
+    let engine = jobs.clone();
     let shown_url = if config.demo {
         "the built-in simulator".to_owned()
     } else {
@@ -148,12 +156,32 @@ pub async fn serve_tuned(
     tracing::info!(address = %listener.local_addr()?, comfyui = %comfy_url, demo = config.demo, "studio listening");
     // The door needs each client's address.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let (stop_requested, mut stop_seen) = tokio::sync::watch::channel(false);
+    let stopping = engine.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Streams end with `restarting`, no job is sent to ComfyUI any more, new ones are refused.
+        stopping.begin_shutdown();
+        let _ = stop_requested.send(true);
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future();
+    // Docker sends SIGKILL 10 s after SIGTERM by default (compose sets more): whatever a client still
+    // holds open after `SHUTDOWN_GRACE` is cut, so the process is gone well before that.
+    let served = tokio::select! {
+        served = server => served,
+        () = async {
+            let _ = stop_seen.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("connections still open after the shutdown grace; closing them");
+            Ok(())
+        }
+    };
 
-    // Images announced just before the shutdown may still be on their way to the disk.
-    let flushed = tokio::time::timeout(std::time::Duration::from_secs(10), announced_images.flush());
-    if flushed.await.is_err() {
-        tracing::warn!("some finished images were not written to disk before the shutdown");
+    // A finished image on its way to the disk is waited for; one cut short is still journaled and
+    // saved after the restart, so the wait is bounded.
+    if tokio::time::timeout(SHUTDOWN_GRACE, engine.flush()).await.is_err() {
+        tracing::warn!("an image was still being saved at shutdown; it is saved after the restart");
     }
     let _ = stop_background.send(true);
     probe_task.abort();

@@ -38,6 +38,8 @@ impl Sequenced {
 pub struct EventLog {
     events: Vec<Arc<Sequenced>>,
     sender: broadcast::Sender<Arc<Sequenced>>,
+    /// The id the first event gets.
+    first_id: u64,
 }
 
 impl Default for EventLog {
@@ -47,20 +49,25 @@ impl Default for EventLog {
 }
 
 impl EventLog {
-    /// An empty log.
+    /// An empty log whose ids start at 1.
     pub fn new() -> EventLog {
+        EventLog::starting_at(1)
+    }
+
+    /// An empty log whose ids start at `first_id`. The engine starts every log of a run above the ids
+    /// of earlier runs, so that a browser resuming with an id from before a restart misses nothing.
+    pub fn starting_at(first_id: u64) -> EventLog {
         EventLog {
             events: Vec::new(),
             sender: broadcast::channel(CHANNEL_CAPACITY).0,
+            first_id: first_id.max(1),
         }
     }
 
-    /// A log that holds only a job's terminal event, for jobs known from the history alone. Its id is
-    /// larger than any live log reaches, so a browser resuming from before a gateway restart still gets it.
-    pub fn finished(event: JobEvent) -> EventLog {
-        let mut log = EventLog::new();
-        log.events
-            .push(Arc::new(Sequenced::new(u64::from(u32::MAX), event)));
+    /// A log that holds only a job's terminal event (with id `id`), for jobs known from the history.
+    pub fn finished(event: JobEvent, id: u64) -> EventLog {
+        let mut log = EventLog::starting_at(id);
+        log.push(event);
         log
     }
 
@@ -69,7 +76,7 @@ impl EventLog {
         if self.is_finished() || (self.events.len() >= MAX_EVENTS && !event.is_terminal()) {
             return None;
         }
-        let id = self.events.last().map_or(1, |last| last.id + 1);
+        let id = self.events.last().map_or(self.first_id, |last| last.id + 1);
         let sequenced = Arc::new(Sequenced::new(id, event));
         self.events.push(Arc::clone(&sequenced));
         // No receiver is fine: nobody is watching right now.
@@ -90,8 +97,16 @@ impl EventLog {
 
     /// Starts watching: what was missed after `last_seen` (everything when `None`), then live events.
     /// The caller holds the lock around the log, so no event falls between the two.
+    ///
+    /// An id this log never gave (beyond its last event, or from before its first: a browser that
+    /// watched the job before a gateway restart, or a client making ids up) cannot say what was
+    /// missed, so the watcher gets everything; trusting it would leave the stream waiting for ids that
+    /// never come, open after the job's end.
     pub fn subscribe(&self, last_seen: Option<u64>) -> Subscription {
-        let last_seen = last_seen.unwrap_or(0);
+        let last_seen = match (last_seen, self.events.first(), self.events.last()) {
+            (Some(seen), Some(first), Some(last)) if seen + 1 >= first.id && seen <= last.id => seen,
+            _ => 0,
+        };
         Subscription {
             backlog: self.after(last_seen).into(),
             receiver: (!self.is_finished()).then(|| self.sender.subscribe()),
@@ -221,13 +236,40 @@ mod tests {
 
     #[tokio::test]
     async fn a_finished_log_from_history_yields_its_terminal_event_to_any_resuming_watcher() {
-        let log = EventLog::finished(JobEvent::Cancelled {});
-        let received: Vec<_> = log
-            .subscribe(Some(40))
-            .into_stream(|_| Vec::new())
-            .collect()
-            .await;
-        assert_eq!(received.len(), 1);
-        assert!(received[0].event.is_terminal());
+        let log = EventLog::finished(JobEvent::Cancelled {}, 5_000);
+        for resumed_after in [None, Some(40), Some(4_999), Some(u64::MAX)] {
+            let received: Vec<_> = log
+                .subscribe(resumed_after)
+                .into_stream(|_| Vec::new())
+                .collect()
+                .await;
+            assert_eq!(ids(&received), vec![5_000], "{resumed_after:?}");
+            assert!(received[0].event.is_terminal());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_id_beyond_the_log_replays_everything_and_still_ends_with_the_job() {
+        let mut log = EventLog::starting_at(100);
+        log.push(JobEvent::Queued { position: 1 });
+        log.push(JobEvent::Running {});
+        let beyond = log.subscribe(Some(99_999_999)).into_stream(|_| Vec::new());
+        let before = log.subscribe(Some(7)).into_stream(|_| Vec::new());
+        log.push(progress(1));
+        log.push(JobEvent::Cancelled {});
+        let beyond: Vec<_> = beyond.collect().await;
+        let before: Vec<_> = before.collect().await;
+        assert_eq!(ids(&beyond), vec![100, 101, 102, 103]);
+        assert_eq!(ids(&before), ids(&beyond));
+    }
+
+    #[test]
+    fn ids_run_on_from_the_first_one() {
+        let mut log = EventLog::starting_at(1_000_001);
+        assert_eq!(log.push(progress(1)), Some(1_000_001));
+        assert_eq!(log.push(progress(2)), Some(1_000_002));
+        // The last id seen resumes exactly after it; the one before the first replays everything.
+        assert_eq!(ids(&log.subscribe(Some(1_000_001)).backlog.into()), vec![1_000_002]);
+        assert_eq!(ids(&log.subscribe(Some(1_000_000)).backlog.into()), vec![1_000_001, 1_000_002]);
     }
 }

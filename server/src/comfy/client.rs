@@ -123,10 +123,10 @@ impl ComfyClient {
     /// Queues a filled workflow under our `prompt_id`, asking for live previews when `previews` is set
     /// (ComfyUI 0.8.0+; older releases ignore the request). A refusal becomes [`Error::Rejected`] with a
     /// message that names the missing node pack, model file, option or limit.
-    pub async fn submit(&self, prompt_id: &str, graph: Value, previews: bool) -> Result<(), Error> {
+    pub async fn submit(&self, prompt_id: &str, client_id: &str, graph: Value, previews: bool) -> Result<(), Error> {
         let mut body = json!({
             "prompt": graph,
-            "client_id": self.inner.client_id.current(),
+            "client_id": client_id,
             "prompt_id": prompt_id,
         });
         if previews {

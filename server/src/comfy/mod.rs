@@ -37,7 +37,11 @@ pub struct ExecutionFailure {
 pub enum ComfyEvent {
     /// The socket is (re)connected. Events of prompts submitted before may have been lost, so every
     /// unfinished job must be reconciled by polling.
-    Connected,
+    Connected {
+        /// The client id this connection is registered under: prompts submitted under it get their
+        /// events on this connection.
+        client_id: String,
+    },
     /// The socket dropped or went silent; a reconnect is under way.
     Disconnected,
     /// ComfyUI's queue length changed (`status`).

@@ -258,7 +258,8 @@ impl Socket {
                 at_once: false,
             };
         }
-        if !self.publish(ComfyEvent::Connected).await {
+        let client_id = self.client_id.current();
+        if !self.publish(ComfyEvent::Connected { client_id }).await {
             return Ended::Stop;
         }
         let mut translator = Translator::default();
@@ -668,7 +669,7 @@ mod tests {
         let waited = started.elapsed();
         assert!(matches!(ended, Ended::Lost { at_once: false, .. }));
         assert_eq!(waited, SocketOptions::default().silence_limit);
-        assert_eq!(harness.events.recv().await, Some(ComfyEvent::Connected));
+        assert_eq!(harness.events.recv().await, Some(ComfyEvent::Connected { client_id: harness.client_id.current() }));
         let (handshake, _server) = peer.await.unwrap();
         let Some(Ok(Message::Text(text))) = handshake else {
             panic!("{handshake:?}")

@@ -1,20 +1,29 @@
-//! Jobs: a generation request from submission to its end. Submits the filled workflow to ComfyUI,
-//! follows it through the socket's events, reconciles it by polling whenever events may have been
-//! lost, stores the finished image and its history record, and keeps the job's event log for watchers.
+//! The job engine: every generation request from acceptance to its end. It owns the waiting line (the
+//! gateway's, not ComfyUI's: ComfyUI only ever holds the one job it is running), hands the next job to
+//! ComfyUI when the socket is up and ComfyUI is free, follows it through the socket's events, checks it
+//! against ComfyUI's records whenever events may have been lost, stores the finished image and its
+//! record, and only then announces it.
 //!
-//! ComfyUI's WebSocket is a hint, not the truth: it drops messages while disconnected and can stall
-//! without closing. So every unfinished job that has been silent for a while is checked against
-//! ComfyUI's own records, and a job ComfyUI no longer knows fails clearly instead of hanging.
+//! A job's life is the state machine of [`state`]; this module runs its effects (I/O, in tasks the
+//! engine owns) and feeds their results back. A request handler only asks and awaits an answer, so a
+//! client hanging up changes nothing. Accepted jobs are journaled ([`journal`]) until they end, so a
+//! crash or a restart of the gateway loses none: they are checked against ComfyUI and carried on.
 
-use std::collections::HashMap;
+pub mod journal;
+pub mod state;
+
+use std::collections::{BTreeSet, HashMap};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use app::api::{self, JobAccepted, JobEvent, JobFailure, JobStatus, JobView, Timings};
 use bytes::Bytes;
-use futures_util::Stream;
-use tokio::sync::{Notify, mpsc, watch};
+use futures_util::{Stream, StreamExt as _};
+use tokio::sync::{mpsc, watch};
 
+use self::journal::{Entry, Journal};
+use self::state::{CancelRefused, Effect, Input, Phase, Transition};
 use crate::access::identity::{ClientId, Requester};
 use crate::comfy::{self, ComfyEvent, OutputImage, RemoteState, client::ComfyClient, workflow::Workflow};
 use crate::history::{History, HistoryRecord};
@@ -34,30 +43,38 @@ const PREVIEW_ANNOUNCE_DELAY: Duration = Duration::from_millis(25);
 /// The largest image the gateway accepts from ComfyUI's `/view`: a 1024x1024 PNG is a few MiB.
 const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// The longest wait between two checks of a silent job whose checks keep failing.
+const MAX_RECONCILE_BACKOFF: Duration = Duration::from_secs(10);
+
 /// Timing knobs and limits of the job machinery; tests shorten them.
 #[derive(Debug, Clone, Copy)]
 pub struct JobTuning {
-    /// Unfinished jobs (queued or running) held at most; further submissions get
+    /// Unfinished jobs held at most (waiting, at ComfyUI, or being saved); further submissions get
     /// [`JobError::QueueFull`]. 0 for no cap.
     pub max_unfinished: usize,
     /// How often unfinished jobs are looked at.
     pub watchdog_interval: Duration,
-    /// An unfinished job that heard nothing for this long is checked against ComfyUI's records.
+    /// A job at ComfyUI that heard nothing for this long is checked against ComfyUI's records.
     pub silence: Duration,
     /// How long a finished job stays in memory (its image and record stay in the history).
     pub retention: Duration,
     /// How many times a finished image is fetched before the job fails.
     pub fetch_attempts: u32,
+    /// The longest a job may hold ComfyUI (from its hand-over to the verdict), and the longest jobs
+    /// wait in line while ComfyUI cannot be reached. Generous: the first job after a start loads the
+    /// models from disk.
+    pub deadline: Duration,
 }
 
 impl Default for JobTuning {
     fn default() -> JobTuning {
         JobTuning {
             max_unfinished: 0,
-            watchdog_interval: Duration::from_secs(2),
+            watchdog_interval: Duration::from_secs(1),
             silence: Duration::from_secs(10),
             retention: Duration::from_secs(3600),
             fetch_attempts: 3,
+            deadline: Duration::from_secs(600),
         }
     }
 }
@@ -69,6 +86,8 @@ pub enum JobError {
     NotFound,
     #[error("the job has already ended")]
     AlreadyEnded,
+    #[error("the job's image is already being saved")]
+    AlreadySaving,
     #[error("{unfinished} jobs are unfinished already")]
     QueueFull {
         unfinished: usize,
@@ -76,8 +95,20 @@ pub enum JobError {
     },
     #[error("the job belongs to another client")]
     NotYours,
-    #[error(transparent)]
-    Backend(#[from] comfy::Error),
+    #[error("the studio is shutting down")]
+    ShuttingDown,
+    /// The job could not be written down, so it was not accepted.
+    #[error("cannot record the job: {0}")]
+    Journal(#[source] std::io::Error),
+}
+
+/// One item of a job's event stream.
+#[derive(Debug, Clone)]
+pub enum StreamItem {
+    /// One of the job's events, with its id.
+    Event(Arc<Sequenced>),
+    /// The gateway is shutting down; the job goes on after the restart. Always the stream's last item.
+    Restarting,
 }
 
 /// Everything the jobs need. Cheap to clone.
@@ -87,17 +118,34 @@ pub struct Jobs {
 }
 
 struct Inner {
-    registry: Mutex<HashMap<JobId, Job>>,
+    registry: Mutex<Registry>,
     comfy: ComfyClient,
     workflow: Arc<Workflow>,
     images: ImageStore,
     history: History,
+    journal: Journal,
     previews: bool,
     tuning: JobTuning,
-    queue_changed: Notify,
-    /// How many finished images are being written to disk; every change wakes those who wait for one
-    /// (a thumbnail request, the shutdown).
-    saves: watch::Sender<usize>,
+    /// The id of the first event of every job's log in this run: above any id of an earlier run, so a
+    /// browser resuming with an id from before a restart gets everything the new log holds.
+    first_event_id: u64,
+    /// Set once the gateway begins to shut down: no new jobs, nothing more sent to ComfyUI, and every
+    /// event stream ends with [`StreamItem::Restarting`].
+    stopping: watch::Sender<bool>,
+    /// How many jobs are being saved; the shutdown waits for none.
+    saving: watch::Sender<usize>,
+}
+
+/// The engine's state, behind one lock taken briefly and never across an await.
+struct Registry {
+    jobs: HashMap<JobId, Job>,
+    /// The waiting line: jobs in [`Phase::Waiting`], oldest first (ids are time-ordered, so a job sent
+    /// back to the line takes its old place).
+    line: BTreeSet<JobId>,
+    /// The client id of the socket connection that is up, if one is.
+    link: Option<String>,
+    /// Since when no connection has been up.
+    link_down_since: Instant,
 }
 
 /// One job the gateway is following (or followed recently).
@@ -108,94 +156,178 @@ struct Job {
     seed: u64,
     width: u32,
     height: u32,
-    status: JobStatus,
-    queue_position: Option<u32>,
-    step: u32,
+    phase: Phase,
+    position: Option<u32>,
     timings: Timings,
-    error: Option<JobFailure>,
     log: EventLog,
+    /// The latest live preview, while the job runs.
     preview: Option<(Bytes, &'static str)>,
     previews_sent: u32,
-    outputs: Vec<OutputImage>,
-    /// ComfyUI accepted the prompt.
-    submitted: bool,
-    /// A person asked to cancel; an interrupt is on its way.
-    cancel_requested: bool,
-    /// The image is being fetched and stored.
-    finishing: bool,
-    /// A poll of ComfyUI's records is under way.
-    reconciling: bool,
-    /// The finished PNG while it is being written: served from memory until it is on disk (and for as
-    /// long as the job is kept when writing failed).
-    unsaved: Option<Bytes>,
-    /// The finished image and its record are being written.
-    saving: bool,
+    /// How often ComfyUI lost it and it was sent again.
+    resubmits: u32,
+    /// The socket connection it was handed over under; its events go to that connection only.
+    client_id: Option<String>,
+    /// When it was handed to ComfyUI: its deadline runs from here.
+    dispatched_at: Option<Instant>,
     last_heard: Instant,
+    check: Check,
     ended: Option<Instant>,
 }
 
+/// The bookkeeping of checks against ComfyUI's records (I/O state, not the job's life).
+#[derive(Debug, Clone, Copy)]
+struct Check {
+    in_flight: bool,
+    failures: u32,
+    not_before: Instant,
+}
+
 impl Job {
+    fn new(entry: &Entry, phase: Phase, log: EventLog) -> Job {
+        let now = Instant::now();
+        Job {
+            owner: entry.owner,
+            prompt: entry.prompt.clone(),
+            seed: entry.seed,
+            width: entry.width,
+            height: entry.height,
+            phase,
+            position: None,
+            timings: Timings {
+                queued_at: entry.id.created_at_ms(),
+                started_at: None,
+                finished_at: None,
+            },
+            log,
+            preview: None,
+            previews_sent: 0,
+            resubmits: 0,
+            client_id: None,
+            dispatched_at: None,
+            last_heard: now,
+            check: Check {
+                in_flight: false,
+                failures: 0,
+                not_before: now,
+            },
+            ended: None,
+        }
+    }
+
     fn view(&self, id: JobId) -> JobView {
-        let id = id.to_string();
-        let completed = self.status == JobStatus::Completed;
+        let id_text = id.to_string();
+        let completed = matches!(self.phase, Phase::Completed { .. });
         JobView {
-            image_url: completed.then(|| api::paths::image(&id)),
-            thumbnail_url: completed.then(|| api::paths::thumbnail(&id)),
-            preview_url: (self.preview.is_some() && self.status == JobStatus::Running)
-                .then(|| preview_url(&id, self.previews_sent)),
-            id,
+            image_url: completed.then(|| api::paths::image(&id_text)),
+            thumbnail_url: completed.then(|| api::paths::thumbnail(&id_text)),
+            preview_url: self
+                .preview
+                .is_some()
+                .then(|| preview_url(&id_text, self.previews_sent)),
+            id: id_text,
             prompt: self.prompt.clone(),
             seed: self.seed,
             width: self.width,
             height: self.height,
-            status: self.status,
-            queue_position: self.queue_position,
-            step: self.step,
+            status: self.phase.status(),
+            queue_position: self.position,
+            step: self.phase.step(),
             total_steps: api::STEPS,
             timings: self.timings,
-            error: self.error.clone(),
+            error: match &self.phase {
+                Phase::Failed { failure } => Some(failure.clone()),
+                _ => None,
+            },
         }
     }
+}
 
-    fn is_ended(&self) -> bool {
-        self.status.is_terminal()
-    }
+/// What a transition asks of the engine once the lock is released.
+#[derive(Default)]
+struct Followup {
+    effects: Vec<Effect>,
+    /// The job ended: its journal entry goes.
+    ended: bool,
+}
 
-    fn start_running(&mut self) {
-        if self.status == JobStatus::Queued {
-            self.status = JobStatus::Running;
-            self.queue_position = None;
-            self.timings.started_at = Some(now_ms());
-            self.log.push(JobEvent::Running {});
+impl Registry {
+    /// Applies a legal transition to a job: its phase, its events, the line, the timings.
+    fn enter(&mut self, id: JobId, transition: Transition, saving: &watch::Sender<usize>) -> Followup {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return Followup::default();
+        };
+        let was_saving = matches!(job.phase, Phase::Saving);
+        let was_running = job.phase.status() == JobStatus::Running;
+        job.phase = transition.next;
+        job.last_heard = Instant::now();
+        if !was_running && job.phase.status() == JobStatus::Running && job.timings.started_at.is_none() {
+            job.timings.started_at = Some(now_ms());
         }
-    }
-
-    fn end(&mut self, status: JobStatus, event: JobEvent) {
-        if self.is_ended() {
-            return;
+        if !matches!(job.phase, Phase::Running { .. } | Phase::Cancelling) {
+            // A preview belongs to a running job; once it ends or moves on, it is gone.
+            job.preview = None;
         }
-        self.status = status;
-        self.queue_position = None;
-        self.timings.finished_at = Some(now_ms());
-        self.ended = Some(Instant::now());
-        if let JobEvent::Failed { code, message } = &event {
-            self.error = Some(JobFailure {
-                code: code.clone(),
-                message: message.clone(),
+        for event in transition.events {
+            job.log.push(event);
+        }
+        let is_saving = matches!(job.phase, Phase::Saving);
+        if was_saving != is_saving {
+            saving.send_modify(|count| {
+                *count = if is_saving {
+                    count.saturating_add(1)
+                } else {
+                    count.saturating_sub(1)
+                }
             });
         }
-        self.log.push(event);
+        if transition.requeue {
+            job.resubmits += 1;
+            job.client_id = None;
+            job.dispatched_at = None;
+            self.line.insert(id);
+        }
+        let ended = job.phase.is_final();
+        if ended {
+            job.ended = Some(Instant::now());
+            job.timings.finished_at = Some(match &job.phase {
+                Phase::Completed { record } => record.timings.finished_at.unwrap_or_else(now_ms),
+                _ => now_ms(),
+            });
+        }
+        if job.phase != Phase::Waiting {
+            self.line.remove(&id);
+        }
+        self.reposition();
+        Followup {
+            effects: transition.effects,
+            ended,
+        }
     }
 
-    fn fail(&mut self, code: &str, message: impl Into<String>) {
-        let message = message.into();
-        self.end(
-            JobStatus::Failed,
-            JobEvent::Failed {
-                code: code.to_owned(),
-                message,
-            },
-        );
+    /// Brings every waiting job's place in line up to date, telling its watchers when it changed.
+    fn reposition(&mut self) {
+        for (index, id) in self.line.iter().enumerate() {
+            let Some(job) = self.jobs.get_mut(id) else { continue };
+            let position = u32::try_from(index).unwrap_or(u32::MAX).saturating_add(1);
+            if job.position != Some(position) {
+                job.position = Some(position);
+                job.log.push(JobEvent::Queued { position });
+            }
+        }
+        for (id, job) in &mut self.jobs {
+            if job.position.is_some() && !self.line.contains(id) {
+                job.position = None;
+            }
+        }
+    }
+
+    /// True while a job of ours is at ComfyUI (or being handed to it).
+    fn comfy_busy(&self) -> bool {
+        self.jobs.values().any(|job| job.phase.holds_comfy())
+    }
+
+    fn unfinished(&self) -> usize {
+        self.jobs.values().filter(|job| !job.phase.is_final()).count()
     }
 }
 
@@ -210,64 +342,104 @@ fn now_ms() -> u64 {
 }
 
 impl Jobs {
-    /// Builds the job machinery. Call [`Jobs::run`] to start following ComfyUI.
-    pub fn new(
+    /// Builds the engine and takes back the unfinished jobs of the journal at `journal_dir`. Call
+    /// [`Jobs::run`] to start following ComfyUI.
+    pub async fn open(
         comfy: ComfyClient,
         workflow: Arc<Workflow>,
         images: ImageStore,
         history: History,
+        journal_dir: &std::path::Path,
         previews: bool,
         tuning: JobTuning,
-    ) -> Jobs {
-        Jobs {
+    ) -> std::io::Result<Jobs> {
+        let (journal, unfinished) = Journal::open(journal_dir).await?;
+        // Milliseconds since the epoch, times a thousand events per job: above every earlier run's ids
+        // and still exact in a JavaScript number.
+        let first_event_id = now_ms().saturating_mul(1000).saturating_add(1);
+        let mut jobs = HashMap::new();
+        for entry in &unfinished {
+            if history.get(entry.id).is_some() {
+                // Saved just before the crash that kept its journal entry.
+                let _ = journal.remove(entry.id).await;
+                continue;
+            }
+            // ComfyUI may hold it, may have finished it, or may never have seen it: until its records
+            // say, it counts as held (so nothing else is sent) and is checked once the socket is up.
+            let mut job = Job::new(entry, Phase::Queued, EventLog::starting_at(first_event_id));
+            job.dispatched_at = Some(Instant::now());
+            jobs.insert(entry.id, job);
+        }
+        if !jobs.is_empty() {
+            tracing::info!(count = jobs.len(), "unfinished jobs taken back from the journal");
+        }
+        Ok(Jobs {
             inner: Arc::new(Inner {
-                registry: Mutex::new(HashMap::new()),
+                registry: Mutex::new(Registry {
+                    jobs,
+                    line: BTreeSet::new(),
+                    link: None,
+                    link_down_since: Instant::now(),
+                }),
                 comfy,
                 workflow,
                 images,
                 history,
+                journal,
                 previews,
                 tuning,
-                queue_changed: Notify::new(),
-                saves: watch::channel(0).0,
+                first_event_id,
+                stopping: watch::channel(false).0,
+                saving: watch::channel(0).0,
             }),
-        }
+        })
     }
 
-    /// Follows ComfyUI's events, watches for silent jobs and keeps queue positions fresh, until the
-    /// event channel closes.
+    /// Follows ComfyUI's events and runs the watchdog until the event channel closes.
     pub async fn run(self, mut events: mpsc::Receiver<ComfyEvent>) {
         let mut watchdog = tokio::time::interval(self.inner.tuning.watchdog_interval);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let positions = tokio::spawn(self.clone().keep_queue_positions());
         loop {
             tokio::select! {
                 event = events.recv() => match event {
-                    Some(event) => self.apply(event),
+                    Some(event) => self.on_comfy_event(event),
                     None => break,
                 },
                 _ = watchdog.tick() => self.watch(),
             }
         }
-        positions.abort();
     }
 
-    /// Validated parameters become a queued ComfyUI prompt.
+    /// Accepts validated parameters into the waiting line. Returns once the job is journaled, whatever
+    /// happens to the caller meanwhile: the acceptance runs in a task of its own.
     pub async fn submit(
         &self,
         params: GenerationParams,
         owner: Option<ClientId>,
     ) -> Result<JobAccepted, JobError> {
-        let id = JobId::new();
-        let (seed, width, height) = (params.seed.get(), params.width.get(), params.height.get());
-        let graph = self
-            .inner
-            .workflow
-            .fill(params.prompt.as_str(), seed, width, height);
+        let jobs = self.clone();
+        tokio::spawn(async move { jobs.accept(params, owner).await })
+            .await
+            .unwrap_or_else(|error| Err(JobError::Journal(std::io::Error::other(error))))
+    }
+
+    async fn accept(&self, params: GenerationParams, owner: Option<ClientId>) -> Result<JobAccepted, JobError> {
+        let entry = Entry {
+            id: JobId::new(),
+            owner,
+            prompt: params.prompt.as_str().to_owned(),
+            seed: params.seed.get(),
+            width: params.width.get(),
+            height: params.height.get(),
+        };
+        let id = entry.id;
         {
             let mut registry = self.registry();
-            // Counted and inserted under one lock, so concurrent submissions cannot overshoot the cap.
-            let unfinished = registry.values().filter(|job| !job.is_ended()).count();
+            if *self.inner.stopping.borrow() {
+                return Err(JobError::ShuttingDown);
+            }
+            // Counted and reserved under one lock, so concurrent submissions cannot overshoot the cap.
+            let unfinished = registry.unfinished();
             let cap = self.inner.tuning.max_unfinished;
             if cap > 0 && unfinished >= cap {
                 tracing::info!(unfinished, "queue full; job refused");
@@ -276,84 +448,33 @@ impl Jobs {
                     retry_after: QUEUE_FULL_RETRY,
                 });
             }
-            registry.insert(
-                id,
-                Job {
-                    owner,
-                    prompt: params.prompt.as_str().to_owned(),
-                    seed,
-                    width,
-                    height,
-                    status: JobStatus::Queued,
-                    queue_position: None,
-                    step: 0,
-                    timings: Timings {
-                        queued_at: id.created_at_ms(),
-                        started_at: None,
-                        finished_at: None,
-                    },
-                    error: None,
-                    log: EventLog::new(),
-                    preview: None,
-                    previews_sent: 0,
-                    outputs: Vec::new(),
-                    submitted: false,
-                    cancel_requested: false,
-                    finishing: false,
-                    reconciling: false,
-                    unsaved: None,
-                    saving: false,
-                    last_heard: Instant::now(),
-                    ended: None,
-                },
-            );
+            let log = EventLog::starting_at(self.inner.first_event_id);
+            registry.jobs.insert(id, Job::new(&entry, Phase::Waiting, log));
         }
-        if let Err(error) = self
-            .inner
-            .comfy
-            .submit(&id.to_string(), graph, self.inner.previews)
-            .await
+        if let Err(error) = self.inner.journal.add(&entry).await {
+            self.registry().jobs.remove(&id);
+            tracing::error!(%id, %error, "cannot journal the job; refused");
+            return Err(JobError::Journal(error));
+        }
         {
-            self.registry().remove(&id);
-            tracing::warn!(%id, %error, "ComfyUI refused the job");
-            return Err(error.into());
-        }
-        let cancel_now = {
             let mut registry = self.registry();
-            let ahead = registry
-                .values()
-                .filter(|job| job.submitted && !job.is_ended())
-                .count();
-            match registry.get_mut(&id) {
-                Some(job) => {
-                    job.submitted = true;
-                    if job.status == JobStatus::Queued {
-                        let position = u32::try_from(ahead).unwrap_or(u32::MAX).saturating_add(1);
-                        job.queue_position = Some(position);
-                        job.log.push(JobEvent::Queued { position });
-                    }
-                    job.cancel_requested
-                }
-                None => false,
-            }
-        };
-        tracing::info!(%id, seed, width, height, "job queued");
-        self.inner.queue_changed.notify_one();
-        if cancel_now {
-            let _ = self.cancel_unchecked(id).await;
+            registry.line.insert(id);
+            registry.reposition();
         }
+        tracing::info!(%id, seed = entry.seed, width = entry.width, height = entry.height, "job accepted");
+        self.pump();
         Ok(JobAccepted {
             id: id.to_string(),
-            seed,
-            width,
-            height,
+            seed: entry.seed,
+            width: entry.width,
+            height: entry.height,
             status: JobStatus::Queued,
         })
     }
 
     /// The job as the API shows it, from memory or, after a restart, from the history.
     pub fn view(&self, id: JobId) -> Option<JobView> {
-        if let Some(job) = self.registry().get(&id) {
+        if let Some(job) = self.registry().jobs.get(&id) {
             return Some(job.view(id));
         }
         self.inner.history.get(id).map(|record| completed_view(&record))
@@ -361,42 +482,76 @@ impl Jobs {
 
     /// The latest live preview of a running job.
     pub fn preview(&self, id: JobId) -> Option<(Bytes, &'static str)> {
-        self.registry().get(&id).and_then(|job| job.preview.clone())
+        self.registry().jobs.get(&id).and_then(|job| job.preview.clone())
     }
 
-    /// The job's events after `last_seen` (all when `None`), then live ones, ending with the terminal
-    /// event. `None` when the job is unknown.
+    /// The job's events after `last_seen` (all when `None`, or when `last_seen` is beyond the log, as
+    /// an id from before a restart may be), then live ones, ending with the terminal event, or with
+    /// [`StreamItem::Restarting`] when the gateway shuts down first. `None` when the job is unknown.
     pub fn events(
         &self,
         id: JobId,
         last_seen: Option<u64>,
-    ) -> Option<impl Stream<Item = Arc<Sequenced>> + Send + 'static> {
-        let subscription = match self.registry().get(&id) {
+    ) -> Option<impl Stream<Item = StreamItem> + Send + 'static> {
+        let subscription = match self.registry().jobs.get(&id) {
             Some(job) => job.log.subscribe(last_seen),
             None => {
                 let record = self.inner.history.get(id)?;
-                EventLog::finished(completed_event(&record)).subscribe(last_seen)
+                EventLog::finished(state::completed_event(&record), self.inner.first_event_id)
+                    .subscribe(last_seen)
             }
         };
         let jobs = self.clone();
-        Some(subscription.into_stream(move |after| {
+        let events = subscription.into_stream(move |after| {
             jobs.registry()
+                .jobs
                 .get(&id)
                 .map(|job| job.log.after(after))
                 .unwrap_or_default()
-        }))
+        });
+        let mut stopping = self.inner.stopping.subscribe();
+        let stop = async move {
+            // A closed channel means the engine is gone: stop as well.
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        };
+        let events: Pin<Box<dyn Stream<Item = Arc<Sequenced>> + Send>> = Box::pin(events);
+        let stop: Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(stop);
+        Some(futures_util::stream::unfold(
+            Some((events, stop)),
+            |running| async move {
+                let (mut events, mut stop) = running?;
+                tokio::select! {
+                    // Events already there go out before the goodbye.
+                    biased;
+                    next = events.next() => next.map(|event| (StreamItem::Event(event), Some((events, stop)))),
+                    () = &mut stop => Some((StreamItem::Restarting, None)),
+                }
+            },
+        ))
     }
 
     /// Cancels a job for `requester`, who must be allowed to change it (see [`Jobs::authorize`]).
-    pub async fn cancel(&self, id: JobId, requester: Requester) -> Result<JobView, JobError> {
+    /// A waiting job leaves the line at once; one at ComfyUI is dropped from its queue or interrupted,
+    /// and ends when ComfyUI confirms.
+    pub fn cancel(&self, id: JobId, requester: Requester) -> Result<JobView, JobError> {
         self.authorize(id, requester)?;
-        self.cancel_unchecked(id).await
+        {
+            let registry = self.registry();
+            let job = registry.jobs.get(&id).ok_or(JobError::AlreadyEnded)?;
+            state::may_cancel(&job.phase).map_err(|refused| match refused {
+                CancelRefused::AlreadyEnded => JobError::AlreadyEnded,
+                CancelRefused::Saving => JobError::AlreadySaving,
+            })?;
+        }
+        tracing::info!(%id, "job cancel requested");
+        self.apply(id, Input::Cancel);
+        self.view(id).ok_or(JobError::NotFound)
     }
 
     /// Checks that `requester` may cancel the job or delete its image: its own jobs, or any job once
     /// signed in. The owner is known while the job is in memory and, afterwards, from the history.
     pub fn authorize(&self, id: JobId, requester: Requester) -> Result<(), JobError> {
-        let owner = match self.registry().get(&id) {
+        let owner = match self.registry().jobs.get(&id) {
             Some(job) => job.owner,
             None => self.inner.history.get(id).ok_or(JobError::NotFound)?.owner,
         };
@@ -407,226 +562,295 @@ impl Jobs {
         }
     }
 
-    /// Cancels a job: a pending one leaves ComfyUI's queue, a running one is interrupted by its
-    /// prompt id only (never a global interrupt, which would hit someone else's job).
-    async fn cancel_unchecked(&self, id: JobId) -> Result<JobView, JobError> {
-        let (status, submitted) = {
-            let mut registry = self.registry();
-            let job = registry.get_mut(&id).ok_or(JobError::NotFound)?;
-            if job.is_ended() {
-                return Err(JobError::AlreadyEnded);
-            }
-            job.cancel_requested = true;
-            (job.status, job.submitted)
-        };
-        let prompt_id = id.to_string();
-        if submitted {
-            if status == JobStatus::Queued {
-                self.inner.comfy.delete_pending(&prompt_id).await?;
-            }
-            // Whatever we believed, ComfyUI's records decide: the job may have started meanwhile.
-            match self.inner.comfy.remote_state(&prompt_id).await? {
-                RemoteState::Pending | RemoteState::Unknown | RemoteState::Cancelled => {
-                    self.with_job(id, |job| job.end(JobStatus::Cancelled, JobEvent::Cancelled {}));
-                }
-                RemoteState::Running => self.inner.comfy.interrupt(&prompt_id).await?,
-                // It ended on its own first; the events (or the watchdog) will say how.
-                RemoteState::Completed { .. } | RemoteState::Failed { .. } => {}
-            }
-            self.inner.queue_changed.notify_one();
-        }
-        tracing::info!(%id, "job cancel requested");
-        self.view(id).ok_or(JobError::NotFound)
+    /// A stored image (or its thumbnail, made when first asked for). `None` when there is none.
+    pub async fn image(&self, id: JobId, variant: Variant) -> Result<Option<Bytes>, ImageError> {
+        self.inner.images.read(id, variant).await
     }
 
-    fn registry(&self) -> MutexGuard<'_, HashMap<JobId, Job>> {
-        // Every update leaves the map consistent, so a poisoned lock's data is still good.
+    /// Begins the shutdown: no new jobs are accepted, nothing more is sent to ComfyUI, and every open
+    /// event stream ends with [`StreamItem::Restarting`]. Unfinished jobs stay in the journal and carry
+    /// on after the restart; ComfyUI finishes the one it holds meanwhile.
+    pub fn begin_shutdown(&self) {
+        self.inner.stopping.send_replace(true);
+    }
+
+    /// Waits until no finished image is half-way to the disk; the server calls it when shutting down.
+    /// (A save cut short by the exit is no loss: the job is still journaled and saved after the
+    /// restart, from ComfyUI's records.)
+    pub async fn flush(&self) {
+        let mut saving = self.inner.saving.subscribe();
+        let _ = saving.wait_for(|count| *count == 0).await;
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // Every update leaves the registry consistent, so a poisoned lock's data is still good.
         self.inner.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn with_job<T>(&self, id: JobId, change: impl FnOnce(&mut Job) -> T) -> Option<T> {
-        self.registry().get_mut(&id).map(change)
-    }
-
-    /// Applies one socket event.
-    fn apply(&self, event: ComfyEvent) {
-        let prompt_id = match &event {
-            ComfyEvent::Connected => {
-                tracing::info!("ComfyUI socket connected; checking unfinished jobs");
-                self.reconcile_all();
-                return;
-            }
-            ComfyEvent::Disconnected => {
-                tracing::warn!("ComfyUI socket lost");
-                return;
-            }
-            ComfyEvent::QueueRemaining(_) => {
-                self.inner.queue_changed.notify_one();
-                return;
-            }
-            ComfyEvent::Started { prompt_id }
-            | ComfyEvent::NodeStarted { prompt_id, .. }
-            | ComfyEvent::Progress { prompt_id, .. }
-            | ComfyEvent::Preview { prompt_id, .. }
-            | ComfyEvent::Output { prompt_id, .. }
-            | ComfyEvent::Succeeded { prompt_id }
-            | ComfyEvent::Failed { prompt_id, .. }
-            | ComfyEvent::Interrupted { prompt_id }
-            | ComfyEvent::Finished { prompt_id } => prompt_id,
-        };
-        // Prompts the gateway did not submit (someone using ComfyUI directly) are none of our business.
-        let Ok(id) = prompt_id.parse::<JobId>() else {
-            return;
-        };
-        let sampler = self.inner.workflow.sampler_node();
-        let output = self.inner.workflow.output_node();
-        let mut finish = false;
-        let mut reconcile = false;
-        let mut announce_preview = None;
-        {
+    /// Feeds one input to a job's state machine and starts what the transition asks for.
+    fn apply(&self, id: JobId, input: Input) {
+        let followup = {
             let mut registry = self.registry();
-            let Some(job) = registry.get_mut(&id) else { return };
-            job.last_heard = Instant::now();
-            if job.is_ended() {
-                return;
+            let Some(job) = registry.jobs.get(&id) else { return };
+            match state::advance(&job.phase, input, job.resubmits) {
+                Ok(transition) => registry.enter(id, transition, &self.inner.saving),
+                Err(illegal) => {
+                    tracing::debug!(%id, %illegal, "input ignored");
+                    return;
+                }
             }
-            match event {
-                ComfyEvent::Started { .. } | ComfyEvent::NodeStarted { .. } => job.start_running(),
-                ComfyEvent::Progress { node, value, max, .. } if node == sampler => {
-                    job.start_running();
-                    if value > job.step {
-                        job.step = value.min(max);
-                        job.log.push(JobEvent::Progress {
-                            step: job.step,
-                            total: max,
-                        });
-                    }
-                }
-                ComfyEvent::Preview { image, mime, .. } if job.status == JobStatus::Running => {
-                    job.preview = Some((image, mime));
-                    job.previews_sent += 1;
-                    announce_preview = Some(job.previews_sent);
-                }
-                ComfyEvent::Output { node, images, .. } if node == output => job.outputs = images,
-                ComfyEvent::Succeeded { .. } => finish = true,
-                ComfyEvent::Failed { failure, .. } => {
-                    tracing::warn!(%id, node = %failure.node_type, error = %failure.exception_message, "ComfyUI failed the job");
-                    job.fail(failure.code(), failure.human_message());
-                }
-                ComfyEvent::Interrupted { .. } => {
-                    if !job.cancel_requested {
-                        tracing::info!(%id, "job interrupted from outside the studio");
-                    }
-                    job.end(JobStatus::Cancelled, JobEvent::Cancelled {});
-                }
-                // `executing {node: null}` without an earlier verdict: ask ComfyUI what happened.
-                ComfyEvent::Finished { .. } => reconcile = !job.finishing,
-                _ => {}
-            }
-        }
-        if let Some(serial) = announce_preview {
-            self.announce_preview_later(id, serial);
-        }
-        if finish {
-            self.finish(id);
-        } else if reconcile {
-            self.reconcile(id);
-        }
-        // Queue changes need no nudge here: ComfyUI sends `status` on each of them.
+        };
+        self.follow_up(id, followup);
+        self.pump();
     }
 
-    /// Announces the job's `serial`-th live preview a moment from now, if it is still the newest and the
-    /// job still runs. ComfyUI sends each step's progress and preview back to back; announced at once,
-    /// the preview's fan-out to every watcher interleaves with the progress's and, with hundreds of
-    /// watchers, doubles how long the last one waits for its progress. A preview is a picture that each
-    /// watcher then downloads, so it can wait [`PREVIEW_ANNOUNCE_DELAY`]; the progress bar cannot.
-    fn announce_preview_later(&self, id: JobId, serial: u32) {
-        let jobs = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(PREVIEW_ANNOUNCE_DELAY).await;
-            jobs.with_job(id, |job| {
-                if job.status == JobStatus::Running && job.previews_sent == serial {
-                    let url = preview_url(&id.to_string(), serial);
-                    job.log.push(JobEvent::Preview { url });
+    fn follow_up(&self, id: JobId, followup: Followup) {
+        for effect in followup.effects {
+            self.start(id, effect);
+        }
+        if followup.ended {
+            let journal = self.inner.journal.clone();
+            tokio::spawn(async move {
+                if let Err(error) = journal.remove(id).await {
+                    tracing::warn!(%id, %error, "cannot remove the journal entry of an ended job");
                 }
             });
-        });
+        }
     }
 
-    /// Fetches the image of a job ComfyUI finished and completes the job, then writes the image and its
-    /// record to disk.
-    fn finish(&self, id: JobId) {
-        let outputs = {
+    /// Hands the next waiting job to ComfyUI when the socket is up and ComfyUI holds none of ours.
+    fn pump(&self) {
+        let dispatched = {
             let mut registry = self.registry();
-            let Some(job) = registry.get_mut(&id) else { return };
-            if job.finishing || job.is_ended() {
+            if *self.inner.stopping.borrow() || registry.comfy_busy() {
                 return;
             }
-            job.finishing = true;
-            job.outputs.clone()
-        };
-        let jobs = self.clone();
-        tokio::spawn(async move {
-            let outputs = if outputs.is_empty() {
-                // The `executed` message was lost: ComfyUI's records name the file.
-                match jobs.inner.comfy.remote_state(&id.to_string()).await {
-                    Ok(RemoteState::Completed { images }) => images,
-                    _ => Vec::new(),
+            let Some(client_id) = registry.link.clone() else { return };
+            let Some(id) = registry.line.first().copied() else { return };
+            let Some(job) = registry.jobs.get_mut(&id) else { return };
+            match state::advance(&job.phase, Input::Dispatch, job.resubmits) {
+                Ok(transition) => {
+                    job.client_id = Some(client_id);
+                    job.dispatched_at = Some(Instant::now());
+                    Some((id, registry.enter(id, transition, &self.inner.saving)))
                 }
-            } else {
-                outputs
-            };
-            let fetched = jobs.fetch_image(id, outputs).await;
-            let history = jobs.inner.history.clone();
-            let announced = jobs.with_job(id, |job| match fetched {
-                Ok((png, (width, height))) => {
-                    if (width, height) != (job.width, job.height) {
-                        tracing::warn!(%id, width, height, "ComfyUI made an image of another size than asked");
-                    }
-                    let finished_at = now_ms();
-                    let record = HistoryRecord {
-                        id,
-                        owner: job.owner,
-                        prompt: job.prompt.clone(),
-                        seed: job.seed,
-                        width,
-                        height,
-                        timings: Timings {
-                            finished_at: Some(finished_at),
-                            ..job.timings
-                        },
-                        elapsed_ms: finished_at.saturating_sub(job.timings.queued_at),
-                    };
-                    // The image is announced as soon as it can be served (from memory), and written to
-                    // disk right behind: the disk's flushes and the thumbnail cost tens of milliseconds
-                    // that nobody has to wait for. The history shows it from now on, as the gallery
-                    // reloads on `completed`.
-                    history.remember(record.clone());
-                    job.unsaved = Some(png.clone());
-                    job.saving = true;
-                    jobs.inner.saves.send_modify(|saving| *saving += 1);
-                    job.timings = record.timings;
-                    job.ended = Some(Instant::now());
-                    job.status = JobStatus::Completed;
-                    job.queue_position = None;
-                    job.step = job.step.max(api::STEPS);
-                    job.log.push(completed_event(&record));
-                    tracing::info!(%id, elapsed_ms = record.elapsed_ms, "job completed");
-                    Some((record, png))
-                }
-                Err(message) => {
-                    tracing::warn!(%id, %message, "cannot keep the finished image");
-                    job.finishing = false;
-                    job.fail("image_unavailable", message);
+                Err(illegal) => {
+                    // Only waiting jobs are in the line; anything else is a bug worth seeing.
+                    tracing::error!(%id, %illegal, "a job in the waiting line cannot be dispatched");
+                    registry.line.remove(&id);
                     None
                 }
-            });
-            if let Some(Some((record, png))) = announced {
-                // Let the watchers' streams carry `completed` out before the writes begin.
-                tokio::task::yield_now().await;
-                jobs.save(id, png, record).await;
+            }
+        };
+        if let Some((id, followup)) = dispatched {
+            self.follow_up(id, followup);
+        }
+    }
+
+    /// Starts one effect of a transition in a task of its own; its result comes back through
+    /// [`Jobs::apply`].
+    fn start(&self, id: JobId, effect: Effect) {
+        match effect {
+            Effect::Submit => self.submit_to_comfy(id),
+            Effect::Reconcile => self.reconcile(id),
+            Effect::DeletePending => {
+                let comfy = self.inner.comfy.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = comfy.delete_pending(&id.to_string()).await {
+                        tracing::warn!(%id, %error, "cannot remove the job from ComfyUI's queue");
+                    }
+                });
+            }
+            Effect::Interrupt => {
+                let comfy = self.inner.comfy.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = comfy.interrupt(&id.to_string()).await {
+                        tracing::warn!(%id, %error, "cannot interrupt the job");
+                    }
+                });
+            }
+            Effect::Save { outputs } => {
+                let jobs = self.clone();
+                tokio::spawn(async move {
+                    let input = jobs.save(id, outputs).await;
+                    jobs.apply(id, input);
+                });
+            }
+        }
+    }
+
+    fn submit_to_comfy(&self, id: JobId) {
+        let submission = {
+            let registry = self.registry();
+            registry.jobs.get(&id).and_then(|job| {
+                let graph = self
+                    .inner
+                    .workflow
+                    .fill(&job.prompt, job.seed, job.width, job.height);
+                job.client_id.clone().map(|client_id| (graph, client_id))
+            })
+        };
+        let Some((graph, client_id)) = submission else { return };
+        let jobs = self.clone();
+        tokio::spawn(async move {
+            let prompt_id = id.to_string();
+            let input = match jobs
+                .inner
+                .comfy
+                .submit(&prompt_id, &client_id, graph, jobs.inner.previews)
+                .await
+            {
+                Ok(()) => Input::SubmitAccepted,
+                Err(comfy::Error::Rejected { code, message }) => {
+                    tracing::warn!(%id, code, %message, "ComfyUI refused the job");
+                    Input::SubmitRefused {
+                        failure: JobFailure {
+                            code: code.to_owned(),
+                            message,
+                        },
+                    }
+                }
+                Err(comfy::Error::Unreachable) => Input::SubmitUnreachable,
+                Err(error) => {
+                    tracing::warn!(%id, %error, "no clear answer to the submission; asking ComfyUI");
+                    Input::SubmitUncertain
+                }
+            };
+            let accepted = input == Input::SubmitAccepted;
+            jobs.apply(id, input);
+            if accepted {
+                tracing::info!(%id, "job handed to ComfyUI");
+                // The connection it went under was replaced meanwhile: its events are lost, ask.
+                let replaced = jobs.registry().link.as_deref() != Some(client_id.as_str());
+                if replaced {
+                    jobs.reconcile(id);
+                }
             }
         });
+    }
+
+    /// Asks ComfyUI what became of a job and feeds the answer back. A failed check is retried with
+    /// backoff by the watchdog (and the deadline ends the job if ComfyUI never answers).
+    fn reconcile(&self, id: JobId) {
+        let claimed = {
+            let mut registry = self.registry();
+            registry.jobs.get_mut(&id).is_some_and(|job| {
+                // While the submission is under way its own answer comes first: asking then could
+                // find the prompt not there yet and send the job twice.
+                let claim = job.phase.holds_comfy() && job.phase != Phase::Submitting && !job.check.in_flight;
+                job.check.in_flight |= claim;
+                claim
+            })
+        };
+        if !claimed {
+            return;
+        }
+        let jobs = self.clone();
+        tokio::spawn(async move {
+            let answer = jobs.inner.comfy.remote_state(&id.to_string()).await;
+            {
+                let mut registry = jobs.registry();
+                let Some(job) = registry.jobs.get_mut(&id) else { return };
+                job.check.in_flight = false;
+                match &answer {
+                    Ok(_) => job.check.failures = 0,
+                    Err(error) => {
+                        job.check.failures += 1;
+                        let backoff = Duration::from_millis(250)
+                            .saturating_mul(1 << job.check.failures.min(8))
+                            .min(MAX_RECONCILE_BACKOFF);
+                        job.check.not_before = Instant::now() + backoff;
+                        tracing::warn!(%id, %error, failures = job.check.failures, ?backoff, "cannot check the job with ComfyUI");
+                    }
+                }
+            }
+            if let Ok(state) = answer {
+                jobs.apply(id, Input::Remote(state));
+            }
+        });
+    }
+
+    /// Fetches the finished image and writes it and its record to disk: the input that completes the
+    /// job, or fails it with a sentence.
+    async fn save(&self, id: JobId, outputs: Vec<OutputImage>) -> Input {
+        let outputs = if outputs.is_empty() {
+            // The `executed` message was lost: ComfyUI's records name the file.
+            match self.inner.comfy.remote_state(&id.to_string()).await {
+                Ok(RemoteState::Completed { images }) => images,
+                _ => Vec::new(),
+            }
+        } else {
+            outputs
+        };
+        let (png, (width, height)) = match self.fetch_image(id, outputs).await {
+            Ok(fetched) => fetched,
+            Err(message) => {
+                tracing::warn!(%id, %message, "cannot keep the finished image");
+                return Input::SaveFailed {
+                    failure: JobFailure {
+                        code: "image_unavailable".to_owned(),
+                        message,
+                    },
+                };
+            }
+        };
+        let Some(record) = self.registry().jobs.get(&id).map(|job| {
+            if (width, height) != (job.width, job.height) {
+                tracing::warn!(%id, width, height, "ComfyUI made an image of another size than asked");
+            }
+            let finished_at = now_ms();
+            HistoryRecord {
+                id,
+                owner: job.owner,
+                prompt: job.prompt.clone(),
+                seed: job.seed,
+                width,
+                height,
+                timings: Timings {
+                    finished_at: Some(finished_at),
+                    ..job.timings
+                },
+                elapsed_ms: finished_at.saturating_sub(job.timings.queued_at),
+            }
+        }) else {
+            return Input::SaveFailed {
+                failure: JobFailure {
+                    code: "image_unavailable".to_owned(),
+                    message: "The job was forgotten while its image was saved.".to_owned(),
+                },
+            };
+        };
+        match self.persist(record.clone(), png).await {
+            Ok(()) => {
+                tracing::info!(%id, elapsed_ms = record.elapsed_ms, "job completed");
+                Input::Saved { record }
+            }
+            Err(failure) => {
+                tracing::error!(%id, code = %failure.code, message = %failure.message, "the finished image could not be written to disk");
+                Input::SaveFailed { failure }
+            }
+        }
+    }
+
+    /// Writes the image, then its record: both on disk, or neither.
+    async fn persist(&self, record: HistoryRecord, png: Bytes) -> Result<(), JobFailure> {
+        let id = record.id;
+        let disk_failure = |detail: String| JobFailure {
+            code: "storage_failed".to_owned(),
+            message: format!("The finished image could not be written to disk ({detail})."),
+        };
+        self.inner
+            .images
+            .store(id, png)
+            .await
+            .map_err(|error| disk_failure(error.to_string()))?;
+        if let Err(error) = self.inner.history.add(record).await {
+            if let Err(undo) = self.inner.images.remove(id).await {
+                tracing::error!(%id, error = %undo, "cannot remove the image of an unrecorded job");
+            }
+            return Err(disk_failure(error.to_string()));
+        }
+        Ok(())
     }
 
     /// Fetches the finished image (retrying a few times) and reads its size from its header.
@@ -651,198 +875,168 @@ impl Jobs {
         Ok((png, size))
     }
 
-    /// Writes an announced image and then its history record (the thumbnail is made when first asked
-    /// for). When that fails the record is taken back (a restart would not find the image) and the
-    /// image stays in memory for as long as the job is kept.
-    async fn save(&self, id: JobId, png: Bytes, record: HistoryRecord) {
-        let written = match self.inner.images.store(id, png).await {
-            Ok(_) => self
-                .inner
-                .history
-                .add(record)
-                .await
-                .map_err(|error| error.to_string()),
-            Err(error) => Err(error.to_string()),
-        };
-        let written = match written {
-            Ok(()) => true,
-            Err(message) => {
-                tracing::error!(%id, %message, "the finished image could not be written to disk");
-                if let Err(error) = self.inner.history.remove(id).await {
-                    tracing::error!(%id, %error, "cannot take back the history record");
-                }
-                false
-            }
-        };
-        self.with_job(id, |job| {
-            job.saving = false;
-            if written {
-                job.unsaved = None;
-            }
-        });
-        self.inner
-            .saves
-            .send_modify(|saving| *saving = saving.saturating_sub(1));
-    }
-
-    /// A stored image, or a finished one that is still being written: the PNG from memory, the
-    /// thumbnail once the PNG is on disk (made then if it is asked for the first time). `None` when there
-    /// is no such image.
-    pub async fn image(&self, id: JobId, variant: Variant) -> Result<Option<Bytes>, ImageError> {
-        match variant {
-            Variant::Full => {
-                // Set before the job was announced and cleared only once the file is written, so
-                // when it is gone the disk has the image.
-                if let Some(png) = self.registry().get(&id).and_then(|job| job.unsaved.clone()) {
-                    return Ok(Some(png));
-                }
-            }
-            Variant::Thumbnail => self.wait_saved(id).await,
-        }
-        self.inner.images.read(id, variant).await
-    }
-
-    /// Before an image is deleted: waits until it is written (so the write cannot bring it back) and
-    /// drops any copy held in memory.
-    pub async fn release_image(&self, id: JobId) {
-        self.wait_saved(id).await;
-        self.with_job(id, |job| job.unsaved = None);
-    }
-
-    /// Waits while the job's image is being written.
-    async fn wait_saved(&self, id: JobId) {
-        // Subscribed before looking, so a save that ends in between still wakes us.
-        let mut changes = self.inner.saves.subscribe();
-        while self.registry().get(&id).is_some_and(|job| job.saving) {
-            if changes.changed().await.is_err() {
+    /// Applies one socket event.
+    fn on_comfy_event(&self, event: ComfyEvent) {
+        let (prompt_id, input) = match event {
+            ComfyEvent::Connected { client_id } => {
+                tracing::info!("ComfyUI socket connected; checking the jobs it may hold");
+                self.registry().link = Some(client_id);
+                self.reconcile_held();
+                self.pump();
                 return;
             }
+            ComfyEvent::Disconnected => {
+                tracing::warn!("ComfyUI socket lost");
+                let mut registry = self.registry();
+                registry.link = None;
+                registry.link_down_since = Instant::now();
+                return;
+            }
+            // The gateway's own line decides positions; ComfyUI's queue holds one job of ours at most.
+            ComfyEvent::QueueRemaining(_) => return,
+            ComfyEvent::Preview { prompt_id, image, mime } => {
+                self.on_preview(&prompt_id, image, mime);
+                return;
+            }
+            ComfyEvent::Started { prompt_id } | ComfyEvent::NodeStarted { prompt_id, .. } => (prompt_id, Input::Started),
+            ComfyEvent::Progress {
+                prompt_id,
+                node,
+                value,
+                max,
+            } => {
+                if node != self.inner.workflow.sampler_node() {
+                    return;
+                }
+                (prompt_id, Input::Progress { step: value, total: max })
+            }
+            ComfyEvent::Output { prompt_id, node, images } => {
+                if node != self.inner.workflow.output_node() {
+                    return;
+                }
+                (prompt_id, Input::Output { images })
+            }
+            ComfyEvent::Succeeded { prompt_id } => (prompt_id, Input::Succeeded),
+            ComfyEvent::Failed { prompt_id, failure } => {
+                tracing::warn!(%prompt_id, node = %failure.node_type, error = %failure.exception_message, "ComfyUI failed the job");
+                let failure = JobFailure {
+                    code: failure.code().to_owned(),
+                    message: failure.human_message(),
+                };
+                (prompt_id, Input::ComfyFailed { failure })
+            }
+            ComfyEvent::Interrupted { prompt_id } => (prompt_id, Input::Interrupted),
+            ComfyEvent::Finished { prompt_id } => (prompt_id, Input::Finished),
+        };
+        // Prompts the gateway did not submit (someone using ComfyUI directly) are none of our business.
+        let Ok(id) = prompt_id.parse::<JobId>() else { return };
+        if let Some(job) = self.registry().jobs.get_mut(&id) {
+            job.last_heard = Instant::now();
         }
+        self.apply(id, input);
     }
 
-    /// Waits until every announced image is on disk; the server calls it when shutting down.
-    pub async fn flush(&self) {
-        let mut changes = self.inner.saves.subscribe();
-        let _ = changes.wait_for(|saving| *saving == 0).await;
+    fn on_preview(&self, prompt_id: &str, image: Bytes, mime: &'static str) {
+        let Ok(id) = prompt_id.parse::<JobId>() else { return };
+        let serial = {
+            let mut registry = self.registry();
+            let Some(job) = registry.jobs.get_mut(&id) else { return };
+            job.last_heard = Instant::now();
+            if !matches!(job.phase, Phase::Running { .. }) {
+                return;
+            }
+            job.preview = Some((image, mime));
+            job.previews_sent += 1;
+            job.previews_sent
+        };
+        self.announce_preview_later(id, serial);
     }
 
-    /// Checks every unfinished job against ComfyUI's records.
-    fn reconcile_all(&self) {
-        let ids: Vec<JobId> = self
+    /// Announces the job's `serial`-th live preview a moment from now, if it is still the newest and the
+    /// job still runs. ComfyUI sends each step's progress and preview back to back; announced at once,
+    /// the preview's fan-out to every watcher interleaves with the progress's and, with hundreds of
+    /// watchers, doubles how long the last one waits for its progress. A preview is a picture that each
+    /// watcher then downloads, so it can wait [`PREVIEW_ANNOUNCE_DELAY`]; the progress bar cannot.
+    fn announce_preview_later(&self, id: JobId, serial: u32) {
+        let jobs = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PREVIEW_ANNOUNCE_DELAY).await;
+            if let Some(job) = jobs.registry().jobs.get_mut(&id) {
+                if matches!(job.phase, Phase::Running { .. }) && job.previews_sent == serial {
+                    let url = preview_url(&id.to_string(), serial);
+                    job.log.push(JobEvent::Preview { url });
+                }
+            }
+        });
+    }
+
+    /// Checks every job ComfyUI may hold against its records (after a reconnect, events may be lost).
+    fn reconcile_held(&self) {
+        let held: Vec<JobId> = self
             .registry()
+            .jobs
             .iter()
-            .filter(|(_, job)| job.submitted && !job.is_ended() && !job.finishing)
+            .filter(|(_, job)| job.phase.holds_comfy())
             .map(|(id, _)| *id)
             .collect();
-        for id in ids {
+        for id in held {
             self.reconcile(id);
         }
     }
 
-    /// Asks ComfyUI what became of a job and brings it up to date.
-    fn reconcile(&self, id: JobId) {
-        let claimed = self.with_job(id, |job| {
-            let claim = job.submitted && !job.is_ended() && !job.finishing && !job.reconciling;
-            job.reconciling |= claim;
-            claim
-        });
-        if claimed != Some(true) {
-            return;
-        }
-        let jobs = self.clone();
-        tokio::spawn(async move {
-            let state = jobs.inner.comfy.remote_state(&id.to_string()).await;
-            let mut finish = false;
-            jobs.with_job(id, |job| {
-                job.reconciling = false;
-                let state = match state {
-                    Ok(state) => state,
-                    Err(error) => {
-                        tracing::debug!(%id, %error, "cannot check the job with ComfyUI yet");
-                        return;
-                    }
-                };
-                job.last_heard = Instant::now();
-                match state {
-                    RemoteState::Pending => {}
-                    RemoteState::Running => job.start_running(),
-                    RemoteState::Completed { images } => {
-                        job.outputs = images;
-                        finish = true;
-                    }
-                    RemoteState::Failed {
-                        failure: Some(failure),
-                    } => job.fail(failure.code(), failure.human_message()),
-                    RemoteState::Failed { failure: None } if job.cancel_requested => {
-                        job.end(JobStatus::Cancelled, JobEvent::Cancelled {});
-                    }
-                    RemoteState::Failed { failure: None } => {
-                        job.fail("execution_error", "ComfyUI stopped the job.")
-                    }
-                    RemoteState::Cancelled => job.end(JobStatus::Cancelled, JobEvent::Cancelled {}),
-                    RemoteState::Unknown if job.cancel_requested => {
-                        job.end(JobStatus::Cancelled, JobEvent::Cancelled {});
-                    }
-                    RemoteState::Unknown => job.fail(
-                        "lost",
-                        "ComfyUI no longer knows this job (it probably restarted). Please generate it again.",
-                    ),
-                }
-            });
-            if finish {
-                jobs.finish(id);
-            }
-        });
-    }
-
-    /// One watchdog round: check silent jobs, forget long-finished ones.
+    /// One watchdog round: deadlines, silent jobs, long-finished jobs.
     fn watch(&self) {
         let tuning = self.inner.tuning;
-        let silent: Vec<JobId> = {
+        let now = Instant::now();
+        let (overdue, silent, unreachable_line) = {
             let mut registry = self.registry();
-            registry.retain(|_, job| job.ended.is_none_or(|ended| ended.elapsed() < tuning.retention));
             registry
+                .jobs
+                .retain(|_, job| job.ended.is_none_or(|ended| now.duration_since(ended) < tuning.retention));
+            let overdue: Vec<JobId> = registry
+                .jobs
                 .iter()
                 .filter(|(_, job)| {
-                    job.submitted && !job.is_ended() && job.last_heard.elapsed() >= tuning.silence
+                    job.phase.holds_comfy()
+                        && job
+                            .dispatched_at
+                            .is_some_and(|since| now.duration_since(since) >= tuning.deadline)
                 })
                 .map(|(id, _)| *id)
-                .collect()
+                .collect();
+            let silent: Vec<JobId> = registry
+                .jobs
+                .iter()
+                .filter(|(_, job)| {
+                    job.phase.holds_comfy()
+                        && now.duration_since(job.last_heard) >= tuning.silence
+                        && now >= job.check.not_before
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            // ComfyUI out of reach for a whole deadline: the line cannot move, so it ends.
+            let unreachable_line: Vec<JobId> = if registry.link.is_none()
+                && now.duration_since(registry.link_down_since) >= tuning.deadline
+            {
+                registry.line.iter().copied().collect()
+            } else {
+                Vec::new()
+            };
+            (overdue, silent, unreachable_line)
         };
+        for id in overdue.into_iter().chain(unreachable_line) {
+            tracing::warn!(%id, deadline = ?tuning.deadline, "job past its deadline");
+            self.apply(
+                id,
+                Input::Deadline {
+                    limit: tuning.deadline,
+                },
+            );
+        }
         for id in silent {
             self.reconcile(id);
         }
-    }
-
-    /// Keeps `queue_position` of queued jobs in line with ComfyUI's queue whenever it changes.
-    async fn keep_queue_positions(self) {
-        loop {
-            self.inner.queue_changed.notified().await;
-            let anyone_waiting = self
-                .registry()
-                .values()
-                .any(|job| job.status == JobStatus::Queued && job.submitted);
-            if !anyone_waiting {
-                continue;
-            }
-            let Ok(order) = self.inner.comfy.queue_order().await else {
-                continue;
-            };
-            let mut registry = self.registry();
-            for (id, job) in registry.iter_mut() {
-                if job.status != JobStatus::Queued || !job.submitted {
-                    continue;
-                }
-                let Some(index) = order.iter().position(|prompt_id| *prompt_id == id.to_string()) else {
-                    continue;
-                };
-                let position = u32::try_from(index).unwrap_or(u32::MAX).max(1);
-                if job.queue_position != Some(position) {
-                    job.queue_position = Some(position);
-                    job.log.push(JobEvent::Queued { position });
-                }
-            }
-        }
+        self.pump();
     }
 }
 
@@ -867,14 +1061,122 @@ fn completed_view(record: &HistoryRecord) -> JobView {
     }
 }
 
-fn completed_event(record: &HistoryRecord) -> JobEvent {
-    let item = record.item();
-    JobEvent::Completed {
-        image_url: item.image_url,
-        thumbnail_url: item.thumbnail_url,
-        seed: record.seed,
-        width: record.width,
-        height: record.height,
-        elapsed_ms: record.elapsed_ms,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry_with_waiting(count: usize) -> (Registry, Vec<JobId>) {
+        let mut registry = Registry {
+            jobs: HashMap::new(),
+            line: BTreeSet::new(),
+            link: Some("zimage-test".to_owned()),
+            link_down_since: Instant::now(),
+        };
+        let mut ids = Vec::new();
+        for index in 0..count {
+            let entry = Entry {
+                id: JobId::new(),
+                owner: None,
+                prompt: format!("fox {index}"),
+                seed: index as u64,
+                width: 512,
+                height: 512,
+            };
+            registry
+                .jobs
+                .insert(entry.id, Job::new(&entry, Phase::Waiting, EventLog::new()));
+            registry.line.insert(entry.id);
+            ids.push(entry.id);
+        }
+        registry.reposition();
+        (registry, ids)
+    }
+
+    fn positions(registry: &Registry, ids: &[JobId]) -> Vec<Option<u32>> {
+        ids.iter().map(|id| registry.jobs[id].position).collect()
+    }
+
+    fn queued_events(registry: &Registry, id: JobId) -> Vec<u32> {
+        registry.jobs[&id]
+            .log
+            .after(0)
+            .iter()
+            .filter_map(|event| match event.event {
+                JobEvent::Queued { position } => Some(position),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn step(registry: &mut Registry, id: JobId, input: Input, saving: &watch::Sender<usize>) -> Followup {
+        let job = &registry.jobs[&id];
+        let transition = state::advance(&job.phase, input, job.resubmits).unwrap();
+        registry.enter(id, transition, saving)
+    }
+
+    #[test]
+    fn places_in_line_count_from_one_and_move_up_as_the_line_moves() {
+        let saving = watch::channel(0).0;
+        let (mut registry, ids) = registry_with_waiting(3);
+        assert_eq!(positions(&registry, &ids), vec![Some(1), Some(2), Some(3)]);
+        assert!(!registry.comfy_busy());
+
+        let followup = step(&mut registry, ids[0], Input::Dispatch, &saving);
+        assert_eq!(followup.effects, vec![Effect::Submit]);
+        assert!(registry.comfy_busy());
+        assert_eq!(positions(&registry, &ids), vec![None, Some(1), Some(2)]);
+        assert_eq!(queued_events(&registry, ids[2]), vec![3, 2]);
+
+        // The last one leaves: nobody ahead of the others moved, so they hear nothing new.
+        step(&mut registry, ids[2], Input::Cancel, &saving);
+        assert_eq!(positions(&registry, &ids), vec![None, Some(1), None]);
+        assert_eq!(queued_events(&registry, ids[1]), vec![2, 1]);
+        assert_eq!(registry.unfinished(), 2);
+    }
+
+    #[test]
+    fn a_job_comfyui_lost_goes_back_to_its_own_place_at_the_front() {
+        let saving = watch::channel(0).0;
+        let (mut registry, ids) = registry_with_waiting(3);
+        step(&mut registry, ids[0], Input::Dispatch, &saving);
+        step(&mut registry, ids[0], Input::SubmitAccepted, &saving);
+        step(&mut registry, ids[0], Input::Remote(RemoteState::Unknown), &saving);
+        let job = &registry.jobs[&ids[0]];
+        assert_eq!((job.resubmits, job.phase.clone()), (1, Phase::Waiting));
+        assert_eq!(registry.line.first(), Some(&ids[0]));
+        assert_eq!(positions(&registry, &ids), vec![Some(1), Some(2), Some(3)]);
+        assert!(!registry.comfy_busy());
+    }
+
+    #[test]
+    fn a_preview_goes_with_the_running_job_and_saves_are_counted() {
+        let saving = watch::channel(0).0;
+        let (mut registry, ids) = registry_with_waiting(1);
+        let id = ids[0];
+        step(&mut registry, id, Input::Dispatch, &saving);
+        step(&mut registry, id, Input::Started, &saving);
+        assert!(registry.jobs[&id].timings.started_at.is_some());
+        registry.jobs.get_mut(&id).unwrap().preview = Some((Bytes::from_static(b"jpeg"), "image/jpeg"));
+        step(&mut registry, id, Input::Progress { step: 8, total: 8 }, &saving);
+        assert!(registry.jobs[&id].preview.is_some());
+
+        step(&mut registry, id, Input::Succeeded, &saving);
+        assert!(registry.jobs[&id].preview.is_none());
+        assert!(registry.jobs[&id].view(id).preview_url.is_none());
+        assert_eq!(*saving.borrow(), 1);
+        // Saving leaves ComfyUI free for the next job.
+        assert!(!registry.comfy_busy());
+
+        let failure = JobFailure {
+            code: "storage_failed".to_owned(),
+            message: "The disk is full.".to_owned(),
+        };
+        let followup = step(&mut registry, id, Input::SaveFailed { failure }, &saving);
+        assert!(followup.ended);
+        assert_eq!(*saving.borrow(), 0);
+        let view = registry.jobs[&id].view(id);
+        assert_eq!(view.status, JobStatus::Failed);
+        assert_eq!(view.error.map(|error| error.code), Some("storage_failed".to_owned()));
+        assert!(view.timings.finished_at.is_some());
     }
 }

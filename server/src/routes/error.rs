@@ -39,6 +39,15 @@ pub enum ApiError {
     Conflict(&'static str),
     #[error(transparent)]
     Backend(#[from] comfy::Error),
+    /// ComfyUI cannot take jobs now (not reachable, or a node pack or model file is missing).
+    #[error("{message}")]
+    NotReady { code: &'static str, message: String },
+    /// The studio is shutting down (it is back in a moment).
+    #[error("the studio is restarting")]
+    ShuttingDown,
+    /// The studio cannot write to its data folder.
+    #[error("cannot write to the data folder")]
+    Storage(#[source] std::io::Error),
     #[error(transparent)]
     History(#[from] HistoryError),
     #[error(transparent)]
@@ -68,7 +77,11 @@ impl From<JobError> for ApiError {
         match error {
             JobError::NotFound => ApiError::NotFound("There is no such job."),
             JobError::AlreadyEnded => ApiError::Conflict("The job has already ended."),
-            JobError::Backend(error) => ApiError::Backend(error),
+            JobError::AlreadySaving => {
+                ApiError::Conflict("The image is already finished and being saved; delete it from the gallery instead.")
+            }
+            JobError::ShuttingDown => ApiError::ShuttingDown,
+            JobError::Journal(error) => ApiError::Storage(error),
             JobError::QueueFull {
                 unfinished,
                 retry_after,
@@ -117,6 +130,28 @@ impl ApiError {
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", (*message).to_owned(), None),
             ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", (*message).to_owned(), None),
             ApiError::Backend(error) => backend_parts(error),
+            ApiError::NotReady { code, message } => {
+                (StatusCode::SERVICE_UNAVAILABLE, code, message.clone(), None)
+            }
+            ApiError::ShuttingDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "restarting",
+                "The studio is restarting; try again in a few seconds.".to_owned(),
+                None,
+            ),
+            ApiError::Storage(error) if error.kind() == std::io::ErrorKind::StorageFull => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                "The disk holding the studio's images is full; delete some images or free space, then try again."
+                    .to_owned(),
+                None,
+            ),
+            ApiError::Storage(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "The studio cannot write to its data folder; the log has the details.".to_owned(),
+                None,
+            ),
             // Our own storage failing is our problem: the details go to the log, not to the client.
             ApiError::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message.clone(), None),
             ApiError::Unauthorized { code, message } => {

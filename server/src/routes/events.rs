@@ -13,6 +13,7 @@ use futures_util::StreamExt as _;
 
 use super::JobIdParam;
 use super::error::ApiError;
+use crate::jobs::StreamItem;
 use crate::state::AppState;
 
 /// Comment lines on idle streams keep proxies and phone browsers from closing them.
@@ -33,13 +34,15 @@ async fn events(
         .jobs
         .events(id, last_seen)
         .ok_or(ApiError::NotFound("There is no such job."))?;
-    let stream = stream.map(|sequenced| {
-        Ok::<Event, Infallible>(
-            Event::default()
+    let stream = stream.map(|item| {
+        Ok::<Event, Infallible>(match item {
+            StreamItem::Event(sequenced) => Event::default()
                 .id(sequenced.id.to_string())
                 .event(sequenced.event.name())
                 .data(&sequenced.data),
-        )
+            // No id: a browser resumes after the job's last real event once the studio is back.
+            StreamItem::Restarting => Event::default().event("restarting").data("{}"),
+        })
     });
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
@@ -91,8 +94,21 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_header_value_parses_or_is_refused_without_panicking(value in "[ -~]{0,64}") {
-            let _ = parse(&value);
+        fn a_header_value_is_a_number_exactly_when_it_parses(value in "[ -~]{0,64}") {
+            let trimmed = value.trim();
+            match parse(&value) {
+                Ok(None) => prop_assert!(trimmed.is_empty()),
+                Ok(Some(id)) => prop_assert_eq!(trimmed.parse::<u64>().ok(), Some(id)),
+                Err(error) => {
+                    prop_assert!(trimmed.parse::<u64>().is_err());
+                    prop_assert!(matches!(error, ApiError::BadRequest { field: Some(ref field), .. } if field == "Last-Event-ID"));
+                }
+            }
+        }
+
+        #[test]
+        fn every_id_round_trips(id in any::<u64>()) {
+            prop_assert_eq!(parse(&id.to_string()).unwrap(), Some(id));
         }
     }
 }

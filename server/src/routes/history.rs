@@ -38,8 +38,6 @@ async fn remove(
     JobIdParam(id): JobIdParam,
 ) -> Result<Response, ApiError> {
     state.jobs.authorize(id, caller.requester)?;
-    // A just-finished image may still be on its way to the disk.
-    state.jobs.release_image(id).await;
     if !state.history.remove(id).await? {
         return Err(ApiError::NotFound("There is no such image."));
     }

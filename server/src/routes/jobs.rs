@@ -1,6 +1,6 @@
 //! `POST /api/jobs`, `GET` and `DELETE /api/jobs/{id}`, and the job's live preview image.
 
-use app::api::{CreateJobRequest, paths};
+use app::api::{BackendState, CreateJobRequest, paths};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +27,19 @@ async fn create(
     ApiJson(request): ApiJson<CreateJobRequest>,
 ) -> Result<Response, ApiError> {
     let params = GenerationParams::try_from(request)?;
+    // A job is accepted only while ComfyUI can take it: a missing model is not something waiting in
+    // line would fix, and the person learns it now rather than at the job's deadline. (Jobs accepted
+    // before ComfyUI went away wait for it.)
+    let readiness = state.readiness.borrow().clone();
+    if !readiness.ready {
+        return Err(ApiError::NotReady {
+            code: match readiness.state {
+                BackendState::Unreachable => "comfyui_unreachable",
+                BackendState::Starting | BackendState::Ready => "comfyui_not_ready",
+            },
+            message: readiness.message,
+        });
+    }
     state
         .access
         .admit_job(caller.address, std::time::Instant::now())
@@ -58,7 +71,7 @@ async fn cancel(
     caller: Caller,
     JobIdParam(id): JobIdParam,
 ) -> Result<Response, ApiError> {
-    let view = state.jobs.cancel(id, caller.requester).await?;
+    let view = state.jobs.cancel(id, caller.requester)?;
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
