@@ -2,8 +2,9 @@
 //! it). Each number is measured against a baseline taken in the same run, as medians over repeats:
 //! the gateway's added latency per job (`overhead`), progress relay latency and memory per SSE watcher
 //! (`relay`), API throughput under load (`load`), cold start and binary size (`startup`), the web
-//! bundle's size and page load on a phone (`bundle`), and `zimage bench` against the simulator
-//! (`studio`). Prints a Markdown table and writes every number as JSON, the table beside it.
+//! bundle's size and page load on a phone (`bundle`), `zimage bench` against the simulator
+//! (`studio`), and what saving a finished image durably adds per job (`saving`). Prints a Markdown
+//! table and writes every number as JSON, the table beside it.
 //!
 //! The simulator runs in this process on a runtime of its own; the gateway under test is the release
 //! `zimage` binary in its own process, optionally pinned to chosen CPUs.
@@ -15,6 +16,7 @@ mod overhead;
 mod proxy;
 mod relay;
 mod report;
+mod saving;
 mod sse;
 mod startup;
 mod stats;
@@ -98,6 +100,9 @@ struct Args {
     /// Runs of `zimage bench` against the simulator.
     #[arg(long, default_value_t = 4)]
     studio_runs: usize,
+    /// Images saved (and as many baseline writes) in the saving measurement.
+    #[arg(long, default_value_t = 200)]
+    saves: usize,
     /// Only these sections (all when absent).
     #[arg(long, value_delimiter = ',')]
     only: Vec<Section>,
@@ -115,6 +120,7 @@ enum Section {
     Relay,
     Bundle,
     Studio,
+    Saving,
 }
 
 impl Args {
@@ -131,6 +137,7 @@ impl Args {
             self.startup_runs = self.startup_runs.min(3);
             self.page_runs = self.page_runs.min(1);
             self.studio_runs = self.studio_runs.min(2);
+            self.saves = self.saves.min(20);
         }
     }
 }
@@ -138,8 +145,19 @@ impl Args {
 fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     args.apply_quick();
+    // Only the saving measurement runs without the release gateway.
+    let needs_gateway = [
+        Section::Overhead,
+        Section::Load,
+        Section::Startup,
+        Section::Relay,
+        Section::Bundle,
+        Section::Studio,
+    ]
+    .into_iter()
+    .any(|section| args.wants(section));
     anyhow::ensure!(
-        args.zimage.is_file(),
+        !needs_gateway || args.zimage.is_file(),
         "{} is missing: build it with `cargo build --release -p server` (scripts/bench does)",
         args.zimage.display()
     );
@@ -332,6 +350,24 @@ async fn run(
             Err(error) => skip(&mut results, "studio", &error),
         }
         sim.faults().set_step_ms(0);
+    }
+
+    if args.wants(Section::Saving) {
+        section("8. cost of saving");
+        match saving::measure(args.saves, args.data_parent.as_deref()).await {
+            Ok(saving) => {
+                println!(
+                    "   durable {:.2} ms median, {:.2} ms p95; without flushes {:.2} ms median ({}, {:.2} MiB PNG)",
+                    saving.durable.median_ms,
+                    saving.durable_p95_ms,
+                    saving.baseline.median_ms,
+                    saving.filesystem,
+                    saving.png_bytes as f64 / (1024.0 * 1024.0)
+                );
+                results.saving = Some(saving);
+            }
+            Err(error) => skip(&mut results, "saving", &error),
+        }
     }
 
     results.machine.load_average_after = load_average();
@@ -576,6 +612,7 @@ mod tests {
         let mut args = Args::parse_from(["zimage-bench", "--quick"]);
         args.apply_quick();
         assert_eq!((args.jobs, args.load_rounds, args.page_runs), (20, 1, 1));
+        assert_eq!(args.saves, 20);
         assert!(args.wants(Section::Relay));
         let only = Args::parse_from(["zimage-bench", "--only", "relay,load"]);
         assert!(only.wants(Section::Load) && !only.wants(Section::Bundle));

@@ -10,6 +10,7 @@ use crate::bundle::{BundleSizes, PageLoadReport};
 use crate::load::LoadReport;
 use crate::overhead::OverheadReport;
 use crate::relay::RelayReport;
+use crate::saving::{IMAGE_SECONDS, SHARE_TARGET_PERCENT, SavingReport};
 use crate::startup::StartupReport;
 use crate::studio::StudioBench;
 
@@ -44,6 +45,7 @@ pub(crate) struct Results {
     pub(crate) bundle: Option<BundleSizes>,
     pub(crate) page_load: Option<PageLoadReport>,
     pub(crate) studio_bench: Option<StudioBench>,
+    pub(crate) saving: Option<SavingReport>,
     pub(crate) budgets: BTreeMap<String, u64>,
     pub(crate) skipped: BTreeMap<String, String>,
 }
@@ -268,6 +270,31 @@ pub(crate) fn table(results: &Results) -> String {
             "-".to_owned(),
         );
     }
+    if let Some(saving) = &results.saving {
+        row(
+            format!(
+                "8. Saving a finished {}x{} PNG ({}) and its record durably, {} saves ({})",
+                saving.width,
+                saving.height,
+                bytes(saving.png_bytes as u64),
+                saving.saves,
+                saving.filesystem
+            ),
+            format!(
+                "{:.2} ms median, {:.2} ms p95: +{:.2} ms over the baseline, {:.2} % of a {IMAGE_SECONDS} s image",
+                saving.durable.median_ms,
+                saving.durable_p95_ms,
+                saving.added_median_ms,
+                saving.share_percent
+            ),
+            format!(
+                "same bytes without flushes: {:.2} ms median, {:.2} ms p95",
+                saving.baseline.median_ms, saving.baseline_p95_ms
+            ),
+            format!("< {SHARE_TARGET_PERCENT} % of a {IMAGE_SECONDS} s image (median)"),
+            verdict(saving.share_percent < SHARE_TARGET_PERCENT).to_owned(),
+        );
+    }
     let mut text = String::new();
     let _ = writeln!(text, "| Measure | Result | Baseline (same run) | Target | Met |");
     let _ = writeln!(text, "|---|---|---|---|---|");
@@ -332,5 +359,36 @@ mod tests {
         );
         assert!(table.contains("| p99 < 5 ms | NO |"), "{table}");
         assert!(table.contains("1 watcher: 9.00 ms p99"), "{table}");
+    }
+
+    #[test]
+    fn the_cost_of_saving_is_judged_as_a_share_of_an_image() {
+        let saving = |median: f64| SavingReport {
+            saves: 2,
+            png_bytes: 2 * 1024 * 1024,
+            width: 1024,
+            height: 1024,
+            filesystem: "ext4".to_owned(),
+            durable: Summary::of_millis(&[median, median]).unwrap(),
+            durable_p95_ms: median,
+            baseline: Summary::of_millis(&[1.0, 1.0]).unwrap(),
+            baseline_p95_ms: 1.0,
+            added_median_ms: median - 1.0,
+            share_percent: median / 30.0,
+        };
+        let quick = table(&Results {
+            saving: Some(saving(6.0)),
+            ..Results::default()
+        });
+        assert!(
+            quick.contains("6.00 ms median, 6.00 ms p95: +5.00 ms over the baseline, 0.20 % of a 3 s image"),
+            "{quick}"
+        );
+        assert!(quick.contains("| < 1 % of a 3 s image (median) | yes |"), "{quick}");
+        let slow = table(&Results {
+            saving: Some(saving(45.0)),
+            ..Results::default()
+        });
+        assert!(slow.contains("| NO |"), "{slow}");
     }
 }

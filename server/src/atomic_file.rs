@@ -1,48 +1,191 @@
-//! Writing files so that a reader (or a crash) never sees half of one: write a temporary sibling,
-//! flush it to disk, then rename it over the final name.
+//! Writing files so that neither a reader nor a crash ever sees half of one, and so that a write that
+//! returned is on the disk: write a temporary sibling, flush it, rename it over the final name, then
+//! flush the folder (the rename lives in the folder's entries; until the folder is flushed a power cut
+//! may undo it).
+//!
+//! A write is two steps, [`stage`] and [`Staged::commit`], so that `storage` can order several writes
+//! and stop between them in its crash tests; [`write`] does both.
 
-use std::io;
-use std::path::Path;
+use std::fs::File;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
 
-use tokio::io::AsyncWriteExt as _;
+use bytes::Bytes;
+use tempfile::TempPath;
 
-/// Writes `bytes` to `path` atomically: the file either keeps its old content or has all of the new.
+/// Every temporary is named `.<final name>.<random>.tmp`, so [`sweep_temporaries`] knows them (and a
+/// folder listing hides them).
+const TEMPORARY_SUFFIX: &str = ".tmp";
+
+/// A file written in full and flushed under a temporary name, not yet in place. Dropping it removes
+/// the temporary.
+#[derive(Debug)]
+pub struct Staged {
+    temporary: TempPath,
+    path: PathBuf,
+}
+
+impl Staged {
+    /// Renames the temporary over the final name and flushes the folder: when this returns `Ok` the
+    /// file survives a crash or a power cut. On an error the temporary is removed; the final name may
+    /// then hold the new content or the old.
+    pub async fn commit(self) -> io::Result<()> {
+        let Staged { temporary, path } = self;
+        in_blocking(move || {
+            temporary.persist(&path).map_err(|error| error.error)?;
+            sync_folder_of(&path)
+        })
+        .await
+    }
+
+    /// Leaves the temporary on the disk as a crash would (the crash tests); the path it has.
+    pub fn abandon(self) -> io::Result<PathBuf> {
+        self.temporary.keep().map_err(|error| error.error)
+    }
+
+    /// Where the file goes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Writes `bytes` to a temporary sibling of `path` and flushes it to the disk.
+pub async fn stage(path: &Path, bytes: Bytes) -> io::Result<Staged> {
+    let path = path.to_owned();
+    in_blocking(move || {
+        let (folder, file_name) = split(&path)?;
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!(".{file_name}."))
+            .suffix(TEMPORARY_SUFFIX)
+            // As `File::create` would (0666 less the umask), not tempfile's private 0600: the data
+            // folder is often a volume that people back up or browse from the host.
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .tempfile_in(folder)?;
+        // On an error the temporary is dropped, which removes it.
+        file.write_all(&bytes)?;
+        file.as_file().sync_all()?;
+        Ok(Staged {
+            temporary: file.into_temp_path(),
+            path,
+        })
+    })
+    .await
+}
+
+/// Writes `bytes` to `path` atomically and durably: when this returns `Ok` the file has all of the new
+/// content and survives a crash; otherwise it keeps its old content (or stays absent) and no temporary
+/// is left behind.
 pub async fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_bytes(path, Bytes::copy_from_slice(bytes)).await
+}
+
+/// [`write`] without copying `bytes`.
+pub async fn write_bytes(path: &Path, bytes: Bytes) -> io::Result<()> {
+    stage(path, bytes).await?.commit().await
+}
+
+/// Removes a file durably (its folder is flushed). Returns whether it existed.
+pub async fn remove(path: &Path) -> io::Result<bool> {
+    let path = path.to_owned();
+    in_blocking(move || match std::fs::remove_file(&path) {
+        Ok(()) => sync_folder_of(&path).map(|()| true),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
+    })
+    .await
+}
+
+/// Moves a file to `to` (on the same file system) durably: both folders are flushed.
+pub async fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    let (from, to) = (from.to_owned(), to.to_owned());
+    in_blocking(move || {
+        std::fs::rename(&from, &to)?;
+        sync_folder_of(&to)?;
+        if from.parent() != to.parent() {
+            sync_folder_of(&from)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Creates `dir` (and its parents) if needed, durably: the folder that received it is flushed too.
+pub async fn create_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_owned();
+    in_blocking(move || {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&dir)?;
+        sync_folder_of(&dir)
+    })
+    .await
+}
+
+/// Removes leftovers of writes interrupted by a crash (hidden `.tmp` files) from `dir`. Returns how
+/// many there were.
+pub async fn sweep_temporaries(dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    let mut entries = tokio::fs::read_dir(dir).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        if is_temporary(&entry.file_name().to_string_lossy()) && entry.file_type().await?.is_file() {
+            tokio::fs::remove_file(entry.path()).await?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        let dir = dir.to_owned();
+        in_blocking(move || sync_folder(&dir)).await?;
+    }
+    Ok(removed)
+}
+
+/// Whether a file name is one of this module's temporaries.
+pub fn is_temporary(file_name: &str) -> bool {
+    file_name.starts_with('.') && file_name.ends_with(TEMPORARY_SUFFIX)
+}
+
+fn split(path: &Path) -> io::Result<(&Path, &str)> {
     let file_name = path
         .file_name()
         .and_then(|name| name.to_str())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let temporary = path.with_file_name(format!(".{file_name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let result = async {
-        let mut file = tokio::fs::File::create(&temporary).await?;
-        file.write_all(bytes).await?;
-        file.sync_all().await?;
-        drop(file);
-        tokio::fs::rename(&temporary, path).await
-    }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&temporary).await;
-    }
-    result
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    Ok((folder, file_name))
 }
 
-/// Removes leftovers of writes interrupted by a crash (hidden `.tmp` files) from `dir`.
-pub async fn sweep_temporaries(dir: &Path) -> io::Result<()> {
-    let mut entries = tokio::fs::read_dir(dir).await?;
-    while let Some(entry) = entries.next_entry().await? {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(".tmp") {
-            tokio::fs::remove_file(entry.path()).await?;
-        }
-    }
-    Ok(())
+fn sync_folder_of(path: &Path) -> io::Result<()> {
+    sync_folder(split(path)?.0)
+}
+
+/// Flushes a folder's entries (names, renames, removals) to the disk.
+fn sync_folder(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Runs blocking file work on tokio's blocking pool: one hand-off for the whole sequence of calls,
+/// where `tokio::fs` would take one per call.
+async fn in_blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(io::Error::other)?
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
 
     #[tokio::test]
     async fn a_write_replaces_the_whole_file_and_leaves_no_temporary() {
@@ -51,7 +194,70 @@ mod tests {
         write(&path, b"first version, longer").await.unwrap();
         write(&path, b"second").await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(names(dir.path()), vec!["record.json"]);
+    }
+
+    #[tokio::test]
+    async fn a_written_file_is_readable_by_others_as_a_created_one_would_be() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let written = dir.path().join("written.png");
+        let created = dir.path().join("created.png");
+        write(&written, b"png").await.unwrap();
+        std::fs::write(&created, b"png").unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&written), mode(&created));
+    }
+
+    #[tokio::test]
+    async fn a_staged_file_is_a_named_temporary_until_committed_and_gone_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.png");
+        let staged = stage(&path, Bytes::from_static(b"whole")).await.unwrap();
+        let [temporary] = names(dir.path()).try_into().unwrap();
+        assert!(temporary.starts_with(".a.png.") && is_temporary(&temporary), "{temporary}");
+        assert!(!path.exists());
+        staged.commit().await.unwrap();
+        assert_eq!(names(dir.path()), vec!["a.png"]);
+
+        drop(stage(&path, Bytes::from_static(b"other")).await.unwrap());
+        assert_eq!(names(dir.path()), vec!["a.png"]);
+        assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_temporary_stays_until_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.json");
+        let kept = stage(&path, Bytes::from_static(b"half"))
+            .await
+            .unwrap()
+            .abandon()
+            .unwrap();
+        assert!(kept.exists());
+        assert_eq!(sweep_temporaries(dir.path()).await.unwrap(), 1);
+        assert!(names(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_write_into_a_missing_folder_fails_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("a.json");
+        assert!(write(&path, b"x").await.is_err());
+        assert!(names(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn removing_and_renaming_report_what_they_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.png");
+        write(&path, b"x").await.unwrap();
+        create_dir(&dir.path().join("aside")).await.unwrap();
+        let aside = dir.path().join("aside").join("a.png");
+        rename(&path, &aside).await.unwrap();
+        assert!(!path.exists());
+        assert!(remove(&aside).await.unwrap());
+        assert!(!remove(&aside).await.unwrap());
     }
 
     #[tokio::test]
@@ -59,11 +265,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".a.json.123.tmp"), b"half").unwrap();
         std::fs::write(dir.path().join("a.json"), b"whole").unwrap();
-        sweep_temporaries(dir.path()).await.unwrap();
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("a.json")]);
+        std::fs::write(dir.path().join("notes.tmp"), b"not hidden: not ours").unwrap();
+        assert_eq!(sweep_temporaries(dir.path()).await.unwrap(), 1);
+        assert_eq!(names(dir.path()), vec!["a.json", "notes.tmp"]);
     }
 }

@@ -1,5 +1,7 @@
 //! History: the record of every finished image, one JSON file per job under `<data>/history`, loaded
-//! at start-up and kept in memory ordered by id (so newest first is a reverse walk).
+//! at start-up and kept in memory ordered by id (so newest first is a reverse walk). A record is in
+//! memory only once its file is durably on disk; records whose image is missing are dropped by
+//! `storage::recover`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -55,6 +57,21 @@ pub enum HistoryError {
     Write { id: JobId, source: io::Error },
 }
 
+/// A record written and flushed under a temporary name, not yet in place nor visible; dropping it
+/// removes the temporary.
+#[derive(Debug)]
+pub(crate) struct StagedRecord {
+    file: atomic_file::Staged,
+    record: HistoryRecord,
+}
+
+impl StagedRecord {
+    /// Leaves the temporary on the disk as a crash would (the crash tests).
+    pub(crate) fn abandon(self) -> io::Result<PathBuf> {
+        self.file.abandon()
+    }
+}
+
 /// The persisted history. Cheap to clone; all clones share one store.
 #[derive(Debug, Clone)]
 pub struct History {
@@ -70,8 +87,7 @@ impl History {
             path: dir.to_owned(),
             source,
         };
-        tokio::fs::create_dir_all(dir).await.map_err(folder_error)?;
-        atomic_file::sweep_temporaries(dir).await.map_err(folder_error)?;
+        atomic_file::create_dir(dir).await.map_err(folder_error)?;
         let mut records = BTreeMap::new();
         let mut entries = tokio::fs::read_dir(dir).await.map_err(folder_error)?;
         while let Some(entry) = entries.next_entry().await.map_err(folder_error)? {
@@ -101,20 +117,37 @@ impl History {
         })
     }
 
-    /// Makes a record visible before it is written: [`History::add`] follows at once. A finished job
-    /// is announced as soon as its image can be served, and the gallery must show it by then.
+    /// Makes a record visible before it is written: [`History::add`] follows at once. A record shown
+    /// before it is on disk is lost by a crash; `storage::save` makes it visible only once it is
+    /// written. Kept until the job engine no longer calls it.
     pub fn remember(&self, record: HistoryRecord) {
         self.write_records().insert(record.id, record);
     }
 
-    /// Persists a record, then makes it visible.
+    /// Persists a record durably, then makes it visible.
     pub async fn add(&self, record: HistoryRecord) -> Result<(), HistoryError> {
+        let staged = self.stage(record).await?;
+        self.commit(staged).await
+    }
+
+    /// The first half of [`History::add`]: the record written and flushed under a temporary name.
+    pub(crate) async fn stage(&self, record: HistoryRecord) -> Result<StagedRecord, HistoryError> {
         let id = record.id;
         let json = serde_json::to_vec_pretty(&record).map_err(|error| HistoryError::Write {
             id,
             source: error.into(),
         })?;
-        atomic_file::write(&self.record_path(id), &json)
+        let file = atomic_file::stage(&self.record_path(id), json.into())
+            .await
+            .map_err(|source| HistoryError::Write { id, source })?;
+        Ok(StagedRecord { file, record })
+    }
+
+    /// The second half of [`History::add`]: the record put in place, flushed, then made visible.
+    pub(crate) async fn commit(&self, staged: StagedRecord) -> Result<(), HistoryError> {
+        let StagedRecord { file, record } = staged;
+        let id = record.id;
+        file.commit()
             .await
             .map_err(|source| HistoryError::Write { id, source })?;
         self.write_records().insert(id, record);
@@ -148,14 +181,23 @@ impl History {
         (page, next)
     }
 
-    /// Forgets a record and deletes its file. Returns whether it existed.
+    /// Forgets a record and deletes its file durably. Returns whether it existed.
     pub async fn remove(&self, id: JobId) -> Result<bool, HistoryError> {
         let existed = self.write_records().remove(&id).is_some();
-        match tokio::fs::remove_file(self.record_path(id)).await {
-            Ok(()) => Ok(true),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(existed),
-            Err(source) => Err(HistoryError::Write { id, source }),
-        }
+        let deleted = atomic_file::remove(&self.record_path(id))
+            .await
+            .map_err(|source| HistoryError::Write { id, source })?;
+        Ok(existed || deleted)
+    }
+
+    /// The ids of every record, oldest first.
+    pub fn ids(&self) -> Vec<JobId> {
+        self.read_records().keys().copied().collect()
+    }
+
+    /// The history folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// How many records there are.
@@ -225,6 +267,19 @@ mod tests {
         let (last, next) = reopened.page(2, next);
         assert_eq!(last, vec![records[0].clone()]);
         assert_eq!(next, None);
+    }
+
+    #[tokio::test]
+    async fn a_record_is_visible_only_once_it_is_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path()).await.unwrap();
+        let kept = record("staged");
+        let staged = history.stage(kept.clone()).await.unwrap();
+        assert!(history.get(kept.id).is_none());
+        assert!(History::open(dir.path()).await.unwrap().is_empty());
+        history.commit(staged).await.unwrap();
+        assert_eq!(history.get(kept.id), Some(kept.clone()));
+        assert_eq!(History::open(dir.path()).await.unwrap().ids(), vec![kept.id]);
     }
 
     #[tokio::test]

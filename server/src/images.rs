@@ -5,6 +5,10 @@
 //! Storing only checks the PNG's structure and writes it: decoding a 1024x1024 image and making its
 //! thumbnail costs tens of milliseconds of CPU, which on a small machine would delay the finished
 //! image's own download. The thumbnail is made on a low-priority thread, one at a time.
+//!
+//! Every write is durable (see `atomic_file`); a thumbnail never outlives its image, even when the
+//! image is deleted while its thumbnail is being made. Images without a history record are moved into
+//! [`LOST_AND_FOUND`] by `storage::recover`.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -56,24 +60,63 @@ pub struct ImageStore {
     /// Held while a thumbnail is made: one at a time, so a gallery full of new images asked for by
     /// several phones at once costs each thumbnail once.
     making_thumbnail: Arc<tokio::sync::Mutex<()>>,
+    /// Held while an image's files are removed, and while a thumbnail is written after checking that
+    /// its image is still there: without it a thumbnail made from an image deleted meanwhile would be
+    /// written after the delete, and come back.
+    changing_files: Arc<tokio::sync::Mutex<()>>,
+    /// Stops thumbnail making between the decode and the write (the race test).
+    #[cfg(test)]
+    thumbnail_gate: Option<Arc<tests::Gate>>,
 }
 
+/// A file in the image folder, as [`ImageStore::files`] lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredFile {
+    pub id: JobId,
+    pub variant: Variant,
+}
+
+/// The folder (inside the image folder, so that moving into it is a rename on the same file system)
+/// where start-up recovery puts images that have no history record.
+pub const LOST_AND_FOUND: &str = "lost+found";
+
 impl ImageStore {
-    /// Opens (creating if needed) the image folder.
+    /// Opens (creating if needed) the image folder. Leftovers of a crash are tidied by
+    /// `storage::recover`, not here.
     pub async fn open(dir: &Path) -> Result<ImageStore, ImageError> {
-        tokio::fs::create_dir_all(dir).await?;
-        atomic_file::sweep_temporaries(dir).await?;
+        atomic_file::create_dir(dir).await?;
         Ok(ImageStore {
             dir: dir.to_owned(),
             making_thumbnail: Arc::new(tokio::sync::Mutex::new(())),
+            changing_files: Arc::new(tokio::sync::Mutex::new(())),
+            #[cfg(test)]
+            thumbnail_gate: None,
         })
     }
 
-    /// Checks that `png` is a whole PNG (see [`png_size`]) and stores it. Returns the image's size.
+    /// The image folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Checks that `png` is a whole PNG (see [`png_size`]) and stores it durably. Returns the image's
+    /// size.
     pub async fn store(&self, id: JobId, png: Bytes) -> Result<(u32, u32), ImageError> {
-        let size = png_size(&png)?;
-        atomic_file::write(&self.path(id, Variant::Full), &png).await?;
+        let (staged, size) = self.stage(id, png).await?;
+        staged.commit().await?;
         Ok(size)
+    }
+
+    /// The first half of [`ImageStore::store`]: the checked PNG written and flushed under a temporary
+    /// name, and its size; committing it puts it in place.
+    pub(crate) async fn stage(
+        &self,
+        id: JobId,
+        png: Bytes,
+    ) -> Result<(atomic_file::Staged, (u32, u32)), ImageError> {
+        let size = png_size(&png)?;
+        let staged = atomic_file::stage(&self.path(id, Variant::Full), png).await?;
+        Ok((staged, size))
     }
 
     /// The bytes of a stored image, or `None` when there is none by that id. A thumbnail asked for the
@@ -93,23 +136,72 @@ impl ImageStore {
         if let Some(thumbnail) = read_file(&path).await? {
             return Ok(Some(thumbnail));
         }
-        let Some(png) = read_file(&self.path(id, Variant::Full)).await? else {
+        let full = self.path(id, Variant::Full);
+        let Some(png) = read_file(&full).await? else {
             return Ok(None);
         };
         let (_, thumbnail) = in_background(move || make_thumbnail(&png)).await??;
-        atomic_file::write(&path, &thumbnail).await?;
-        Ok(Some(Bytes::from(thumbnail)))
+        let thumbnail = Bytes::from(thumbnail);
+        #[cfg(test)]
+        if let Some(gate) = &self.thumbnail_gate {
+            gate.pass().await;
+        }
+        let _no_removal = self.changing_files.lock().await;
+        if !tokio::fs::try_exists(&full).await? {
+            // Deleted while the thumbnail was made.
+            return Ok(None);
+        }
+        atomic_file::write_bytes(&path, thumbnail.clone()).await?;
+        Ok(Some(thumbnail))
     }
 
-    /// Deletes both files of an image; a missing file is not an error.
+    /// Deletes both files of an image, durably; a missing file is not an error.
     pub async fn remove(&self, id: JobId) -> Result<(), ImageError> {
+        let _no_thumbnail_write = self.changing_files.lock().await;
         for variant in [Variant::Full, Variant::Thumbnail] {
-            match tokio::fs::remove_file(self.path(id, variant)).await {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error.into()),
-                _ => {}
-            }
+            atomic_file::remove(&self.path(id, variant)).await?;
         }
         Ok(())
+    }
+
+    /// Every image file in the folder (temporaries, the lost and found and foreign files left out).
+    pub async fn files(&self) -> Result<Vec<StoredFile>, ImageError> {
+        let mut files = Vec::new();
+        let mut entries = tokio::fs::read_dir(&self.dir).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let parsed = if let Some(id) = name.strip_suffix(".thumb.jpg") {
+                id.parse().map(|id| StoredFile {
+                    id,
+                    variant: Variant::Thumbnail,
+                })
+            } else if let Some(id) = name.strip_suffix(".png") {
+                id.parse().map(|id| StoredFile {
+                    id,
+                    variant: Variant::Full,
+                })
+            } else {
+                continue;
+            };
+            if let Ok(file) = parsed {
+                files.push(file);
+            }
+        }
+        Ok(files)
+    }
+
+    /// Moves an image into the lost and found (and deletes its thumbnail), durably; the path it now
+    /// has. Start-up recovery's answer to an image without a record: keeping it costs a rename, and
+    /// the GPU's work stays for a person to find.
+    pub async fn move_aside(&self, id: JobId) -> Result<PathBuf, ImageError> {
+        let _no_thumbnail_write = self.changing_files.lock().await;
+        let aside = self.dir.join(LOST_AND_FOUND);
+        atomic_file::create_dir(&aside).await?;
+        let to = aside.join(format!("{id}.png"));
+        atomic_file::rename(&self.path(id, Variant::Full), &to).await?;
+        atomic_file::remove(&self.path(id, Variant::Thumbnail)).await?;
+        Ok(to)
     }
 
     fn path(&self, id: JobId, variant: Variant) -> PathBuf {
@@ -215,6 +307,20 @@ fn make_thumbnail(png: &[u8]) -> Result<((u32, u32), Vec<u8>), ImageError> {
 mod tests {
     use super::*;
 
+    /// A point where a test stops thumbnail making until it lets it go on.
+    #[derive(Debug, Default)]
+    pub(super) struct Gate {
+        reached: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+    }
+
+    impl Gate {
+        pub(super) async fn pass(&self) {
+            self.reached.notify_one();
+            self.release.notified().await;
+        }
+    }
+
     fn png(width: u32, height: u32) -> Bytes {
         let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 128]));
         let mut bytes = Vec::new();
@@ -299,5 +405,63 @@ mod tests {
         store.remove(id).await.unwrap();
         store.remove(id).await.unwrap();
         assert!(store.read(id, Variant::Thumbnail).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_thumbnail_made_while_its_image_is_deleted_does_not_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ImageStore::open(dir.path()).await.unwrap();
+        let gate = Arc::new(Gate::default());
+        store.thumbnail_gate = Some(Arc::clone(&gate));
+        let id = JobId::new();
+        store.store(id, png(256, 256)).await.unwrap();
+        let making = tokio::spawn({
+            let store = store.clone();
+            async move { store.read(id, Variant::Thumbnail).await }
+        });
+        // The thumbnail is made from the image read before the delete, and not yet written.
+        gate.reached.notified().await;
+        store.remove(id).await.unwrap();
+        gate.release.notify_one();
+        assert!(making.await.unwrap().unwrap().is_none());
+        assert!(!store.path(id, Variant::Thumbnail).exists());
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_folder_lists_images_and_thumbnails_by_id_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).await.unwrap();
+        let (first, second) = (JobId::new(), JobId::new());
+        store.store(first, png(32, 32)).await.unwrap();
+        store.store(second, png(32, 32)).await.unwrap();
+        store.read(second, Variant::Thumbnail).await.unwrap().unwrap();
+        std::fs::write(dir.path().join("notes.png"), b"not an id").unwrap();
+        std::fs::write(dir.path().join(format!(".{first}.png.x.tmp")), b"half").unwrap();
+        let mut files = store.files().await.unwrap();
+        files.sort_by_key(|file| (file.id, file.variant == Variant::Thumbnail));
+        assert_eq!(
+            files,
+            vec![
+                StoredFile { id: first, variant: Variant::Full },
+                StoredFile { id: second, variant: Variant::Full },
+                StoredFile { id: second, variant: Variant::Thumbnail },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_image_moved_aside_leaves_the_store_for_the_lost_and_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path()).await.unwrap();
+        let id = JobId::new();
+        let original = png(32, 32);
+        store.store(id, original.clone()).await.unwrap();
+        store.read(id, Variant::Thumbnail).await.unwrap().unwrap();
+        let aside = store.move_aside(id).await.unwrap();
+        assert_eq!(aside, dir.path().join(LOST_AND_FOUND).join(format!("{id}.png")));
+        assert_eq!(std::fs::read(&aside).unwrap(), original);
+        assert!(store.files().await.unwrap().is_empty());
+        assert!(store.read(id, Variant::Full).await.unwrap().is_none());
     }
 }

@@ -27,6 +27,7 @@ pub mod readiness;
 pub mod relay;
 pub mod routes;
 pub mod shutdown;
+pub mod storage;
 pub mod state;
 pub mod telemetry;
 pub mod validation;
@@ -87,6 +88,8 @@ pub async fn serve_tuned(
     let images = ImageStore::open(&config.data_dir.join("images"))
         .await
         .context("cannot open the image folder")?;
+    // What a crash interrupted is finished before anything reads the stores.
+    storage::recover(&images, &history).await.context("cannot tidy the data folder")?;
     // The door before anything runs: a missing secret file stops the start here.
     let access = Access::new(&config.access, listener.local_addr()?, &config.data_dir)
         .await

@@ -10,5 +10,6 @@ mod load;
 mod pacing;
 mod resilience;
 mod security;
+mod storage;
 mod support;
 mod validation;

@@ -1,0 +1,65 @@
+//! What is kept on disk across a crash: the gateway's start-up finishes what an interrupted save or
+//! delete left, so the studio shows every image with its record, or neither, and no leftovers.
+
+use std::sync::Arc;
+
+use app::api::JobEvent;
+use zimage::job_id::JobId;
+
+use crate::support::{fetch_image, spawn_app, start_gateway};
+
+#[tokio::test]
+async fn a_restart_tidies_what_a_crash_left_and_shows_each_image_with_its_record_or_not_at_all() {
+    let mut app = spawn_app().await;
+    let (job, events) = app.run_small_job("a kept heron").await;
+    assert!(
+        matches!(events.last(), Some((_, JobEvent::Completed { .. }))),
+        "{events:?}"
+    );
+    let kept = job.id;
+    app.stop().await;
+
+    let images = app.data_dir.path().join("images");
+    let history = app.data_dir.path().join("history");
+    // A crash between an image and its record: an image without a record...
+    let unrecorded = JobId::new().to_string();
+    std::fs::copy(
+        images.join(format!("{kept}.png")),
+        images.join(format!("{unrecorded}.png")),
+    )
+    .unwrap();
+    // ...a record whose image is gone (a delete interrupted the other way round)...
+    let imageless = JobId::new().to_string();
+    let record = std::fs::read_to_string(history.join(format!("{kept}.json"))).unwrap();
+    std::fs::write(
+        history.join(format!("{imageless}.json")),
+        record.replace(&kept, &imageless),
+    )
+    .unwrap();
+    // ...and writes cut short.
+    std::fs::write(images.join(format!(".{unrecorded}.png.a1b2c3.tmp")), b"\x89PNG half").unwrap();
+    std::fs::write(history.join(format!(".{imageless}.json.d4e5f6.tmp")), b"{\"id\":").unwrap();
+
+    let app = start_gateway(app.sim.clone(), Arc::clone(&app.data_dir)).await;
+    let listed = app.get("/api/history").await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1, "{}", listed.body);
+    assert_eq!(listed.body["items"][0]["id"], kept.as_str());
+    let (_, image, _) = fetch_image(&app, &format!("/api/images/{kept}")).await;
+    assert_eq!((image.width(), image.height()), (256, 256));
+    for gone in [&unrecorded, &imageless] {
+        assert_eq!(app.get(&format!("/api/images/{gone}")).await.status, 404, "{gone}");
+        assert_eq!(app.get(&format!("/api/jobs/{gone}")).await.status, 404, "{gone}");
+    }
+
+    let mut left: Vec<String> = [&images, &history]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).unwrap())
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let mut expected = vec![format!("{kept}.json"), format!("{kept}.png"), "lost+found".to_owned()];
+    expected.sort();
+    assert_eq!(left, expected);
+    // The image without a record is kept aside for a person to find, not deleted.
+    assert!(images.join("lost+found").join(format!("{unrecorded}.png")).is_file());
+}
