@@ -117,13 +117,6 @@ impl History {
         })
     }
 
-    /// Makes a record visible before it is written: [`History::add`] follows at once. A record shown
-    /// before it is on disk is lost by a crash; `storage::save` makes it visible only once it is
-    /// written. Kept until the job engine no longer calls it.
-    pub fn remember(&self, record: HistoryRecord) {
-        self.write_records().insert(record.id, record);
-    }
-
     /// Persists a record durably, then makes it visible.
     pub async fn add(&self, record: HistoryRecord) -> Result<(), HistoryError> {
         let staged = self.stage(record).await?;

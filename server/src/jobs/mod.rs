@@ -30,6 +30,7 @@ use crate::history::{History, HistoryRecord};
 use crate::images::{ImageError, ImageStore, Variant, png_size};
 use crate::job_id::JobId;
 use crate::relay::{EventLog, Sequenced};
+use crate::storage;
 use crate::validation::GenerationParams;
 
 /// How long a client refused by the queue cap is asked to wait: about one image on the target card.
@@ -832,25 +833,19 @@ impl Jobs {
         }
     }
 
-    /// Writes the image, then its record: both on disk, or neither.
+    /// Writes the image, then its record: both on disk, or neither ([`storage::save`]).
     async fn persist(&self, record: HistoryRecord, png: Bytes) -> Result<(), JobFailure> {
-        let id = record.id;
-        let disk_failure = |detail: String| JobFailure {
-            code: "storage_failed".to_owned(),
-            message: format!("The finished image could not be written to disk ({detail})."),
-        };
-        self.inner
-            .images
-            .store(id, png)
+        storage::save(&self.inner.images, &self.inner.history, record, png)
             .await
-            .map_err(|error| disk_failure(error.to_string()))?;
-        if let Err(error) = self.inner.history.add(record).await {
-            if let Err(undo) = self.inner.images.remove(id).await {
-                tracing::error!(%id, error = %undo, "cannot remove the image of an unrecorded job");
-            }
-            return Err(disk_failure(error.to_string()));
-        }
-        Ok(())
+            .map_err(|error| JobFailure {
+                code: if error.is_disk_full() {
+                    "disk_full"
+                } else {
+                    "storage_failed"
+                }
+                .to_owned(),
+                message: error.to_string(),
+            })
     }
 
     /// Fetches the finished image (retrying a few times) and reads its size from its header.
