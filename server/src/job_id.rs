@@ -103,8 +103,17 @@ mod tests {
 
     proptest! {
         #[test]
-        fn parsing_any_text_never_panics(text in any::<String>()) {
-            let _ = text.parse::<JobId>();
+        fn only_the_hyphenated_form_parses_and_it_round_trips(text in any::<String>()) {
+            if let Ok(id) = text.parse::<JobId>() {
+                prop_assert!(id.to_string().eq_ignore_ascii_case(&text), "{text} became {id}");
+            }
+        }
+
+        #[test]
+        fn every_minted_id_parses_back_to_itself(upper in any::<bool>()) {
+            let id = JobId::new();
+            let text = if upper { id.to_string().to_uppercase() } else { id.to_string() };
+            prop_assert_eq!(text.parse::<JobId>(), Ok(id));
         }
     }
 }

@@ -104,7 +104,7 @@ impl EventLog {
     /// never come, open after the job's end.
     pub fn subscribe(&self, last_seen: Option<u64>) -> Subscription {
         let last_seen = match (last_seen, self.events.first(), self.events.last()) {
-            (Some(seen), Some(first), Some(last)) if seen + 1 >= first.id && seen <= last.id => seen,
+            (Some(seen), Some(first), Some(last)) if seen.saturating_add(1) >= first.id && seen <= last.id => seen,
             _ => 0,
         };
         Subscription {
@@ -269,7 +269,8 @@ mod tests {
         assert_eq!(log.push(progress(1)), Some(1_000_001));
         assert_eq!(log.push(progress(2)), Some(1_000_002));
         // The last id seen resumes exactly after it; the one before the first replays everything.
-        assert_eq!(ids(&log.subscribe(Some(1_000_001)).backlog.into()), vec![1_000_002]);
-        assert_eq!(ids(&log.subscribe(Some(1_000_000)).backlog.into()), vec![1_000_001, 1_000_002]);
+        let backlog = |seen| Vec::from(log.subscribe(Some(seen)).backlog);
+        assert_eq!(ids(&backlog(1_000_001)), vec![1_000_002]);
+        assert_eq!(ids(&backlog(1_000_000)), vec![1_000_001, 1_000_002]);
     }
 }

@@ -17,6 +17,7 @@ use super::{ClientId, ComfyEvent, Error, RemoteState};
 const PATIENCE: Duration = Duration::from_secs(20);
 
 struct Setup {
+    client_id: String,
     sim: SimHandle,
     client: ComfyClient,
     events: mpsc::Receiver<ComfyEvent>,
@@ -51,8 +52,11 @@ async fn setup() -> Setup {
         },
     };
     let socket = socket::spawn_with(base, client_id, events_tx, stopped, options);
-    assert_eq!(next_event(&mut events).await, ComfyEvent::Connected);
+    let ComfyEvent::Connected { client_id } = next_event(&mut events).await else {
+        panic!("the first event is the connection")
+    };
     Setup {
+        client_id,
         sim,
         client,
         events,
@@ -127,7 +131,7 @@ async fn a_prompt_runs_from_submit_to_a_stored_png_with_previews() {
     assert!(probe.device.is_some());
 
     let graph = setup.workflow.fill("a red fox in snow", 42, 512, 384);
-    setup.client.submit("job-1", graph, true).await.unwrap();
+    setup.client.submit("job-1", &setup.client_id, graph, true).await.unwrap();
     let events = events_until(&mut setup.events, finished("job-1")).await;
 
     assert_eq!(
@@ -208,7 +212,7 @@ async fn a_missing_model_is_named_by_probe_and_by_the_refusal() {
 
     let error = setup
         .client
-        .submit("job-1", workflow.fill("x", 1, 256, 256), false)
+        .submit("job-1", &setup.client_id, workflow.fill("x", 1, 256, 256), false)
         .await
         .unwrap_err();
     let Error::Rejected { code, message } = error else {
@@ -224,12 +228,12 @@ async fn a_pending_prompt_is_deleted_and_a_running_one_interrupted() {
     setup.sim.faults().hold_at_step(Some(2));
     setup
         .client
-        .submit("first", setup.workflow.fill("one", 1, 256, 256), false)
+        .submit("first", &setup.client_id, setup.workflow.fill("one", 1, 256, 256), false)
         .await
         .unwrap();
     setup
         .client
-        .submit("second", setup.workflow.fill("two", 2, 256, 256), false)
+        .submit("second", &setup.client_id, setup.workflow.fill("two", 2, 256, 256), false)
         .await
         .unwrap();
     events_until(&mut setup.events, |event| {
@@ -276,7 +280,7 @@ async fn out_of_memory_arrives_as_a_failure_a_person_can_read() {
         .fail_node(Some((sampler, FailureKind::OutOfMemory)));
     setup
         .client
-        .submit("job-1", setup.workflow.fill("x", 1, 256, 256), false)
+        .submit("job-1", &setup.client_id, setup.workflow.fill("x", 1, 256, 256), false)
         .await
         .unwrap();
     let events = events_until(&mut setup.events, finished("job-1")).await;
@@ -310,12 +314,12 @@ async fn a_dropped_socket_reconnects_and_the_prompt_is_found_by_polling() {
     setup.sim.faults().drop_websockets_at_step(Some(3));
     setup
         .client
-        .submit("job-1", setup.workflow.fill("x", 1, 256, 256), false)
+        .submit("job-1", &setup.client_id, setup.workflow.fill("x", 1, 256, 256), false)
         .await
         .unwrap();
     events_until(&mut setup.events, |event| *event == ComfyEvent::Disconnected).await;
-    let reconnected = events_until(&mut setup.events, |event| *event == ComfyEvent::Connected).await;
-    assert_eq!(reconnected, [ComfyEvent::Connected]);
+    let reconnected = events_until(&mut setup.events, |event| matches!(event, ComfyEvent::Connected { .. })).await;
+    assert!(matches!(reconnected[..], [ComfyEvent::Connected { .. }]), "{reconnected:?}");
     let state = remote_state_until(&setup.client, "job-1", |state| {
         matches!(state, RemoteState::Completed { .. })
     })
@@ -329,12 +333,16 @@ async fn a_stalled_socket_is_replaced_and_new_prompts_report_on_the_new_one() {
     setup.sim.faults().stall_websockets_at_step(Some(2));
     setup
         .client
-        .submit("job-1", setup.workflow.fill("x", 1, 256, 256), false)
+        .submit("job-1", &setup.client_id, setup.workflow.fill("x", 1, 256, 256), false)
         .await
         .unwrap();
     events_until(&mut setup.events, |event| *event == ComfyEvent::Disconnected).await;
-    let reconnected = events_until(&mut setup.events, |event| *event == ComfyEvent::Connected).await;
-    assert_eq!(reconnected, [ComfyEvent::Connected]);
+    let reconnected = events_until(&mut setup.events, |event| matches!(event, ComfyEvent::Connected { .. })).await;
+    let [ComfyEvent::Connected { client_id }] = &reconnected[..] else {
+        panic!("{reconnected:?}")
+    };
+    assert_ne!(*client_id, setup.client_id, "a fresh id for the new connection");
+    setup.client_id = client_id.clone();
     remote_state_until(&setup.client, "job-1", |state| {
         matches!(state, RemoteState::Completed { .. })
     })
@@ -343,7 +351,7 @@ async fn a_stalled_socket_is_replaced_and_new_prompts_report_on_the_new_one() {
     setup.sim.faults().stall_websockets_at_step(None);
     setup
         .client
-        .submit("job-2", setup.workflow.fill("y", 2, 256, 256), false)
+        .submit("job-2", &setup.client_id, setup.workflow.fill("y", 2, 256, 256), false)
         .await
         .unwrap();
     let events = events_until(&mut setup.events, finished("job-2")).await;
@@ -365,7 +373,7 @@ async fn comfyui_down_then_up_is_unreachable_then_connected() {
         Err(Error::Unreachable)
     ));
     setup.sim.faults().refuse_connections(false);
-    events_until(&mut setup.events, |event| *event == ComfyEvent::Connected).await;
+    events_until(&mut setup.events, |event| matches!(event, ComfyEvent::Connected { .. })).await;
     assert_eq!(setup.client.queue_order().await.unwrap(), Vec::<String>::new());
     assert!(!setup.socket.is_finished());
 }

@@ -573,9 +573,9 @@ mod tests {
     async fn submit_sends_the_graph_under_our_ids_and_asks_for_previews_per_prompt() {
         let (client, shared, client_id) = stub(true).await;
         let graph = committed_workflow(default_models()).fill("a fox", 7, 512, 512);
-        client.submit("prompt-1", graph.clone(), true).await.unwrap();
+        client.submit("prompt-1", &client_id.current(), graph.clone(), true).await.unwrap();
         client_id.rotate();
-        client.submit("prompt-2", graph.clone(), false).await.unwrap();
+        client.submit("prompt-2", &client_id.current(), graph.clone(), false).await.unwrap();
         let recorded = shared.lock().unwrap();
         let (_, with_previews) = &recorded.bodies[0];
         assert_eq!(with_previews["prompt"], graph);
@@ -602,7 +602,7 @@ mod tests {
             ..default_models()
         })
         .fill("a fox", 7, 512, 512);
-        let error = client.submit("prompt-1", graph, false).await.unwrap_err();
+        let error = client.submit("prompt-1", "zimage-test", graph, false).await.unwrap_err();
         let Error::Rejected { code, message } = error else {
             panic!("{error:?}")
         };

@@ -669,7 +669,7 @@ mod tests {
         let waited = started.elapsed();
         assert!(matches!(ended, Ended::Lost { at_once: false, .. }));
         assert_eq!(waited, SocketOptions::default().silence_limit);
-        assert_eq!(harness.events.recv().await, Some(ComfyEvent::Connected { client_id: harness.client_id.current() }));
+        assert_eq!(harness.events.recv().await, Some(ComfyEvent::Connected { client_id: harness.socket.client_id.current() }));
         let (handshake, _server) = peer.await.unwrap();
         let Some(Ok(Message::Text(text))) = handshake else {
             panic!("{handshake:?}")
@@ -737,7 +737,9 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                ComfyEvent::Connected,
+                ComfyEvent::Connected {
+                    client_id: harness.socket.client_id.current()
+                },
                 ComfyEvent::QueueRemaining(1),
                 ComfyEvent::Started {
                     prompt_id: prompt_id()
@@ -835,11 +837,11 @@ mod tests {
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = spawn_with(base, client_id.clone(), events_tx, stopped, quick_options());
         for _ in 0..2 {
-            assert_eq!(next_event(&mut events).await, ComfyEvent::Connected);
+            assert!(matches!(next_event(&mut events).await, ComfyEvent::Connected { .. }));
             assert_eq!(next_event(&mut events).await, ComfyEvent::QueueRemaining(0));
             assert_eq!(next_event(&mut events).await, ComfyEvent::Disconnected);
         }
-        assert_eq!(next_event(&mut events).await, ComfyEvent::Connected);
+        assert!(matches!(next_event(&mut events).await, ComfyEvent::Connected { .. }));
         stop.send(()).unwrap();
         tokio::time::timeout(PATIENCE, handle.stopped()).await.unwrap();
         let mut seen = Vec::new();
@@ -875,9 +877,9 @@ mod tests {
             std::future::pending::<()>(),
             quick_options(),
         );
-        assert_eq!(next_event(&mut events).await, ComfyEvent::Connected);
+        assert!(matches!(next_event(&mut events).await, ComfyEvent::Connected { .. }));
         assert_eq!(next_event(&mut events).await, ComfyEvent::Disconnected);
-        assert_eq!(next_event(&mut events).await, ComfyEvent::Connected);
+        assert!(matches!(next_event(&mut events).await, ComfyEvent::Connected { .. }));
         drop(events);
         // With nobody listening, the task stops at its next event.
         tokio::time::timeout(PATIENCE, handle.stopped()).await.unwrap();
@@ -899,10 +901,10 @@ mod tests {
             std::future::pending::<()>(),
             options,
         );
-        assert_eq!(next_event(&mut events).await, ComfyEvent::Connected);
+        assert!(matches!(next_event(&mut events).await, ComfyEvent::Connected { .. }));
         handle.reconnect();
         assert_eq!(next_event(&mut events).await, ComfyEvent::Disconnected);
-        assert_eq!(next_event(&mut events).await, ComfyEvent::Connected);
+        assert!(matches!(next_event(&mut events).await, ComfyEvent::Connected { .. }));
         let (first, _) = next_record(&mut records).await;
         let (second, _) = next_record(&mut records).await;
         assert_ne!(first, second);

@@ -101,7 +101,8 @@ mod tests {
                 Ok(Some(id)) => prop_assert_eq!(trimmed.parse::<u64>().ok(), Some(id)),
                 Err(error) => {
                     prop_assert!(trimmed.parse::<u64>().is_err());
-                    prop_assert!(matches!(error, ApiError::BadRequest { field: Some(ref field), .. } if field == "Last-Event-ID"));
+                    let named = matches!(error, ApiError::BadRequest { field: Some(ref field), .. } if field == "Last-Event-ID");
+                    prop_assert!(named, "{:?}", error);
                 }
             }
         }

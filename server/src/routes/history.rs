@@ -103,8 +103,28 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_query_string_parses_or_is_refused_without_panicking(query in any::<String>()) {
-            let _ = parse_query(&query);
+        fn a_parsed_query_is_always_within_the_limits(query in any::<String>()) {
+            match parse_query(&query) {
+                Ok((limit, _)) => prop_assert!((1..=api::MAX_HISTORY_LIMIT).contains(&limit)),
+                // A refusal always names the parameter at fault.
+                Err(ApiError::InvalidField { field: Some(field), .. }) => {
+                    prop_assert!(field == "limit" || field == "before")
+                }
+                Err(other) => prop_assert!(false, "unexpected refusal {other:?}"),
+            }
+        }
+
+        #[test]
+        fn limits_and_ids_round_trip(limit in 1..=api::MAX_HISTORY_LIMIT, junk in "[a-z]{1,8}") {
+            let id = JobId::new();
+            let query = format!("{junk}=1&limit={limit}&before={id}");
+            let parsed = parse_query(&query);
+            if junk == "limit" || junk == "before" {
+                // The later value wins; "1" is a limit but not an id.
+                prop_assert_eq!(parsed.is_ok(), junk == "limit");
+            } else {
+                prop_assert_eq!(parsed.unwrap(), (limit, Some(id)));
+            }
         }
     }
 }
