@@ -137,17 +137,22 @@ async fn running_out_of_gpu_memory_says_what_to_try() {
 }
 
 #[tokio::test]
-async fn a_comfyui_restart_that_loses_the_job_fails_it_instead_of_hanging() {
+async fn a_comfyui_restart_that_loses_the_job_sends_it_again_and_it_completes() {
     let app = spawn_app().await;
     app.wait_ready().await;
-    let (_, mut events) = app.start_held_job("fox", 2, 1).await;
+    let (accepted, mut events) = app.start_held_job("fox", 2, 1).await;
     app.sim.faults().restart();
     app.sim.faults().hold_at_step(None);
     let (_, last) = events.until(JobEvent::is_terminal).await;
-    let JobEvent::Failed { code, .. } = last else {
-        panic!("{last:?}")
-    };
-    assert_eq!(code, "lost");
+    assert!(matches!(last, JobEvent::Completed { .. }), "{last:?}");
+    // The same prompt, seed and size went to ComfyUI twice, so the image is the one asked for.
+    let prompts = app.sim.faults().prompts_received();
+    assert_eq!(prompts.len(), 2, "{prompts:?}");
+    assert_eq!(prompts[0]["prompt"], prompts[1]["prompt"]);
+    assert_eq!(prompts[0]["prompt_id"], prompts[1]["prompt_id"]);
+    let history = app.get("/api/history").await;
+    assert_eq!(history.body["items"][0]["id"], accepted.id);
+    assert_eq!(history.body["items"][0]["seed"], accepted.seed);
 }
 
 #[tokio::test]

@@ -111,7 +111,7 @@ pub(crate) async fn start_gateway_with_args(
             let _ = stop.await;
         },
     ));
-    TestApp {
+    let app = TestApp {
         address,
         sim,
         // Keeps cookies like a browser, so the jobs it starts are its own (it may cancel them).
@@ -119,7 +119,9 @@ pub(crate) async fn start_gateway_with_args(
         data_dir,
         shutdown: Some(shutdown),
         server: Some(server),
-    }
+    };
+    app.wait_probed().await;
+    app
 }
 
 /// Background timings short enough that recovery happens within a test's patience.
@@ -243,6 +245,25 @@ impl TestApp {
     /// Every event of a job until its terminal one.
     pub(crate) async fn events_until_end(&self, id: &str) -> Vec<(u64, JobEvent)> {
         self.events(id, None).await.until_end().await
+    }
+
+    /// Waits until the gateway has looked at ComfyUI once (jobs are accepted only while it is ready),
+    /// whatever it found: tests of a ComfyUI that is not ready start from there too.
+    async fn wait_probed(&self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while tokio::time::Instant::now() < deadline {
+            let Ok(response) = self.http.get(self.url("/readyz")).send().await else {
+                continue;
+            };
+            // The door's own tests may not be let in: they start as they are.
+            let Ok(readiness) = response.json::<Readiness>().await else {
+                return;
+            };
+            if readiness.ready || readiness.state != app::api::BackendState::Unreachable {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits until `/readyz` answers 200.
