@@ -68,58 +68,68 @@ impl Gateway {
     /// Starts the binary on a free port against `sim`, keeping its data in `data_dir`, with a clean
     /// environment plus `env`; returns once it answers `/readyz` with 200.
     async fn start(sim: &SimHandle, data_dir: &Path, scratch: &Path, env: &[(&str, &str)]) -> Gateway {
-        let port = free_port();
-        let log = scratch.join(format!("gateway-{port}.log"));
-        let output = File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_zimage"))
-            .arg("serve")
-            .arg(format!("--listen=127.0.0.1:{port}"))
-            .arg(format!("--comfyui={}", sim.url()))
-            .arg(format!("--data-dir={}", data_dir.display()))
-            .arg(format!(
-                "--workflow={}",
-                workspace_file("backend/workflows/z_image_turbo.json").display()
-            ))
-            .arg(format!("--site-root={}", workspace_file("target/site").display()))
-            // The tests submit several jobs at once from one address.
-            .arg("--jobs-per-minute=0")
-            .env_clear()
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().unwrap())
-            .stderr(output)
-            .spawn()
-            .unwrap();
-        let mut gateway = Gateway {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            http: reqwest::Client::new(),
-        };
-        gateway.wait_ready().await;
-        gateway
+        // The port is free when chosen; another test may take it before the gateway binds it, and
+        // then the gateway says so and exits: try another.
+        for _ in 0..3 {
+            let port = free_port();
+            let log = scratch.join(format!("gateway-{port}.log"));
+            let output = File::create(&log).unwrap();
+            let child = Command::new(env!("CARGO_BIN_EXE_zimage"))
+                .arg("serve")
+                .arg(format!("--listen=127.0.0.1:{port}"))
+                .arg(format!("--comfyui={}", sim.url()))
+                .arg(format!("--data-dir={}", data_dir.display()))
+                .arg(format!(
+                    "--workflow={}",
+                    workspace_file("backend/workflows/z_image_turbo.json").display()
+                ))
+                .arg(format!("--site-root={}", workspace_file("target/site").display()))
+                // The tests submit several jobs at once from one address.
+                .arg("--jobs-per-minute=0")
+                .env_clear()
+                .env("RUST_LOG", "info")
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(output.try_clone().unwrap())
+                .stderr(output)
+                .spawn()
+                .unwrap();
+            let mut gateway = Gateway {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+                log,
+                http: reqwest::Client::new(),
+            };
+            match gateway.wait_ready().await {
+                Ok(()) => return gateway,
+                Err(status) if gateway.log_tail().contains("cannot listen") => {
+                    eprintln!("port {port} was taken ({status}); trying another");
+                }
+                Err(status) => panic!("the gateway exited at start ({status})"),
+            }
+        }
+        panic!("no free port found for the gateway")
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    async fn wait_ready(&mut self) {
+    /// Waits until `/readyz` answers 200; `Err` when the process exited first.
+    async fn wait_ready(&mut self) -> Result<(), ExitStatus> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the gateway exited at start ({status}); its log:\n{}", self.log_tail());
+                return Err(status);
             }
             if let Ok(response) = self.http.get(self.url("/readyz")).send().await
                 && response.status() == 200
             {
-                return;
+                return Ok(());
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "the gateway was not ready within {PATIENCE:?}; its log:\n{}",
-                self.log_tail()
+                "the gateway was not ready within {PATIENCE:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -204,8 +214,7 @@ impl Gateway {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "the gateway still runs {within:?} after SIGTERM; its log:\n{}",
-                self.log_tail()
+                "the gateway still runs {within:?} after SIGTERM"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -278,8 +278,8 @@ async fn a_finished_jobs_live_preview_is_gone() {
             cancel,
             "{end:?}"
         );
-        let answer = app.get(&preview).await;
-        assert_eq!(answer.status, 404, "the preview of an ended job: {}", answer.body);
+        let gone = app.http.get(app.url(&preview)).send().await.unwrap().status();
+        assert_eq!(gone, 404, "the preview of an ended job");
         assert_eq!(app.job(&accepted.id).await.preview_url, None);
     }
 }

@@ -78,15 +78,18 @@ pub(crate) async fn history_ids(app: &TestApp) -> Vec<String> {
     page.items.into_iter().map(|item| item.id).collect()
 }
 
-/// The positions of the `queued` events among `events`, in order.
+/// The positions of the `queued` events among `events`, in order; a position repeated right after
+/// itself says nothing new, so repeats are collapsed.
 pub(crate) fn queued_positions(events: &[(u64, JobEvent)]) -> Vec<u32> {
-    events
+    let mut positions: Vec<u32> = events
         .iter()
         .filter_map(|(_, event)| match event {
             JobEvent::Queued { position } => Some(*position),
             _ => None,
         })
-        .collect()
+        .collect();
+    positions.dedup();
+    positions
 }
 
 /// True for a message written for a person: a capitalised sentence of a few words with its full stop,
