@@ -156,6 +156,9 @@ async fn get_prompt(State(shared): AppState) -> Response {
 
 /// `POST /prompt`: number, validate, queue (server.py `post_prompt`).
 async fn post_prompt(State(shared): AppState, body: Bytes) -> Response {
+    // A busy ComfyUI (the event loop blocked by a model load, say) takes its time to even look at it.
+    let started = tokio::time::Instant::now();
+    wait_adjustable(shared.knobs.slow_prompt.subscribe(), started, |delay| *delay).await;
     tracing::info!("got prompt");
     let Ok(Value::Object(body_json)) = serde_json::from_slice::<Value>(&body) else {
         return internal_error();

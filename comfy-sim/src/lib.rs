@@ -210,6 +210,13 @@ impl Faults {
         self.shared.knobs.slow_view.send_replace(delay);
     }
 
+    /// Makes `POST /prompt` wait this long before it looks at the body (`Duration::MAX`: until the
+    /// knob changes): a slow or busy ComfyUI. Nothing is numbered or queued until then. A change
+    /// applies to requests already waiting.
+    pub fn slow_prompt(&self, delay: Option<Duration>) {
+        self.shared.knobs.slow_prompt.send_replace(delay);
+    }
+
     /// Simulates a process restart: the queue, history, cache and running prompt are lost and
     /// every connection is cut. Queue numbers start again from 0; files already saved stay.
     pub fn restart(&self) {
@@ -234,5 +241,11 @@ impl Faults {
     /// Every `POST /prompt` body that was accepted (200), oldest first; kept across restarts.
     pub fn prompts_received(&self) -> Vec<Value> {
         lock(&self.shared.received).clone()
+    }
+
+    /// The most prompts held at once (pending plus running, `queue_remaining`) since the simulator
+    /// started; kept across restarts.
+    pub fn peak_queue_remaining(&self) -> usize {
+        self.shared.peak_queue.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -2,6 +2,7 @@
 //! that runs one prompt at a time. HTTP handlers, socket tasks and the worker all go through it.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,6 +61,7 @@ pub(crate) struct Knobs {
     pub(crate) stall_at_step: Mutex<Option<u32>>,
     pub(crate) fail_node: Mutex<Option<(String, FailureKind)>>,
     pub(crate) slow_view: watch::Sender<Option<Duration>>,
+    pub(crate) slow_prompt: watch::Sender<Option<Duration>>,
 }
 
 /// Everything one simulated ComfyUI process shares between its tasks.
@@ -79,6 +81,8 @@ pub(crate) struct Shared {
     pub(crate) worker: Mutex<Option<JoinHandle<()>>>,
     /// Every body `POST /prompt` accepted, for tests to inspect.
     pub(crate) received: Mutex<Vec<Value>>,
+    /// The largest `queue_remaining` so far, for tests of a client that feeds one prompt at a time.
+    pub(crate) peak_queue: AtomicUsize,
     pub(crate) shutdown: watch::Sender<bool>,
 }
 
@@ -146,11 +150,13 @@ impl Shared {
                 stall_at_step: Mutex::new(None),
                 fail_node: Mutex::new(None),
                 slow_view: watch::Sender::new(None),
+                slow_prompt: watch::Sender::new(None),
             },
             interrupt: watch::Sender::new(false),
             queue_wakeup: Notify::new(),
             worker: Mutex::new(None),
             received: Mutex::new(Vec::new()),
+            peak_queue: AtomicUsize::new(0),
             shutdown: watch::Sender::new(false),
         }
     }
@@ -181,6 +187,9 @@ impl Shared {
     pub(crate) fn enqueue(&self, item: QueueItem) {
         let mut state = self.state();
         state.pending.push(Arc::new(item));
+        // Only a new prompt makes the queue longer (starting one moves it from pending to running).
+        self.peak_queue
+            .fetch_max(state.queue_remaining(), Ordering::SeqCst);
         self.broadcast_status(&state);
         drop(state);
         self.queue_wakeup.notify_one();

@@ -341,3 +341,56 @@ async fn prompts_received_records_accepted_bodies_only() {
     assert_eq!(received[0]["client_id"], "c");
     assert_eq!(received[0]["prompt"]["7"]["inputs"]["seed"], 77);
 }
+
+#[tokio::test]
+async fn a_slow_prompt_queues_nothing_until_the_knob_changes() {
+    let sim = Sim::start(fast()).await;
+    sim.handle.faults().slow_prompt(Some(Duration::MAX));
+    let body = zimage_body("c", 1, 64, 64);
+    let (url, client) = (sim.url("/prompt"), sim.http.clone());
+    let pending = tokio::spawn(async move {
+        let response = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        response.status()
+    });
+    // Other requests are answered meanwhile; the prompt is neither answered nor queued.
+    for _ in 0..3 {
+        assert_eq!(
+            sim.get("/queue").await.1,
+            json!({"queue_running": [], "queue_pending": []})
+        );
+    }
+    assert!(!pending.is_finished());
+    assert!(sim.handle.faults().prompts_received().is_empty());
+    sim.handle.faults().slow_prompt(None);
+    let status = tokio::time::timeout(PATIENCE, pending).await.unwrap().unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sim.handle.faults().prompts_received().len(), 1);
+}
+
+#[tokio::test]
+async fn the_peak_queue_counts_the_most_prompts_held_at_once() {
+    let sim = Sim::start(fast()).await;
+    let faults = sim.handle.faults();
+    assert_eq!(faults.peak_queue_remaining(), 0);
+    let mut ws = sim.connect("c").await;
+    let first = sim.queue(&zimage_body("c", 1, 64, 64)).await;
+    ws.until_done(&first).await;
+    let second = sim.queue(&zimage_body("c", 2, 64, 64)).await;
+    ws.until_done(&second).await;
+    assert_eq!(faults.peak_queue_remaining(), 1, "one at a time never queues two");
+
+    faults.hold_at_step(Some(2));
+    let held = sim.queue(&zimage_body("c", 3, 64, 64)).await;
+    sim.queue(&zimage_body("c", 4, 64, 64)).await;
+    sim.queue(&zimage_body("c", 5, 64, 64)).await;
+    assert_eq!(faults.peak_queue_remaining(), 3);
+    faults.release();
+    ws.until_done(&held).await;
+    assert_eq!(faults.peak_queue_remaining(), 3, "the peak stays when the queue drains");
+}

@@ -4,6 +4,8 @@
 mod cancel;
 mod completion;
 mod demo;
+mod engine;
+mod engine_support;
 mod events;
 mod generate;
 mod load;
