@@ -136,14 +136,25 @@ impl Gateway {
     }
 
     async fn create_job(&self, body: Value) -> JobAccepted {
-        let response = self.http.post(self.url("/api/jobs")).json(&body).send().await.unwrap();
+        let response = self
+            .http
+            .post(self.url("/api/jobs"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
         response.json().await.unwrap()
     }
 
     /// The job, or `None` when the gateway does not know it (404).
     async fn job(&self, id: &str) -> Option<JobView> {
-        let response = self.http.get(self.url(&format!("/api/jobs/{id}"))).send().await.unwrap();
+        let response = self
+            .http
+            .get(self.url(&format!("/api/jobs/{id}")))
+            .send()
+            .await
+            .unwrap();
         if response.status() == 404 {
             return None;
         }
@@ -184,7 +195,12 @@ impl Gateway {
 
     /// The stored image: a whole PNG of this size, or the test fails.
     async fn check_image(&self, id: &str, width: u32, height: u32) {
-        let response = self.http.get(self.url(&format!("/api/images/{id}"))).send().await.unwrap();
+        let response = self
+            .http
+            .get(self.url(&format!("/api/images/{id}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "the image of job {id}");
         assert_eq!(response.headers()["content-type"], "image/png");
         let bytes = response.bytes().await.unwrap();
@@ -234,7 +250,11 @@ impl Drop for Gateway {
             let _ = self.child.wait();
         }
         if std::thread::panicking() {
-            eprintln!("--- the end of the gateway's log ({}):\n{}", self.log.display(), self.log_tail());
+            eprintln!(
+                "--- the end of the gateway's log ({}):\n{}",
+                self.log.display(),
+                self.log_tail()
+            );
         }
     }
 }
@@ -337,9 +357,15 @@ async fn an_image_announced_just_before_a_kill_is_kept() {
     let gateway = Gateway::start(&sim, data.path(), scratch.path(), &[]).await;
     let gallery = gateway.history_ids().await;
     for id in &announced {
-        assert!(gallery.contains(id), "announced image {id} is not in the gallery: {gallery:?}");
+        assert!(
+            gallery.contains(id),
+            "announced image {id} is not in the gallery: {gallery:?}"
+        );
         gateway.check_image(id, 1024, 1024).await;
-        let view = gateway.job(id).await.expect("an announced job is known after a restart");
+        let view = gateway
+            .job(id)
+            .await
+            .expect("an announced job is known after a restart");
         assert_eq!(view.status, JobStatus::Completed);
     }
 }
@@ -383,7 +409,10 @@ async fn unfinished_jobs_survive(stop: Stop) {
         Stop::Terminate => {
             gateway.terminate();
             let status = gateway.exit_within(STOP_WITHIN).await;
-            assert!(status.success(), "SIGTERM must end the gateway cleanly: {status:?}");
+            assert!(
+                status.success(),
+                "SIGTERM must end the gateway cleanly: {status:?}"
+            );
         }
     }
     drop(gateway);
@@ -392,13 +421,18 @@ async fn unfinished_jobs_survive(stop: Stop) {
     for id in &jobs {
         let view = gateway.job(id).await;
         let view = view.unwrap_or_else(|| panic!("job {id} is unknown after the {stop:?}"));
-        assert!(!view.status.is_terminal(), "job {id} must still be on its way: {view:?}");
+        assert!(
+            !view.status.is_terminal(),
+            "job {id} must still be on its way: {view:?}"
+        );
     }
     sim.faults().release();
     for (id, last) in jobs.iter().zip(&last_seen) {
         let resumed = gateway.events(id, Some(last)).await;
         let rest = resumed.rest().await;
-        let end = rest.last().unwrap_or_else(|| panic!("job {id}: the resumed stream was empty"));
+        let end = rest
+            .last()
+            .unwrap_or_else(|| panic!("job {id}: the resumed stream was empty"));
         assert_eq!(end.name, "completed", "job {id} after the {stop:?}: {rest:?}");
         let view = gateway.job(id).await.unwrap();
         assert_eq!(view.status, JobStatus::Completed, "{view:?}");
@@ -469,13 +503,7 @@ async fn the_job_deadline_comes_from_the_environment() {
     let sim = start_sim().await;
     let data = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let gateway = Gateway::start(
-        &sim,
-        data.path(),
-        scratch.path(),
-        &[("ZIMAGE_JOB_DEADLINE", "2")],
-    )
-    .await;
+    let gateway = Gateway::start(&sim, data.path(), scratch.path(), &[("ZIMAGE_JOB_DEADLINE", "2")]).await;
     sim.faults().hold_at_step(Some(3));
     let accepted = gateway
         .create_job(json!({"prompt": "silent", "width": 256, "height": 256}))

@@ -392,5 +392,9 @@ async fn the_peak_queue_counts_the_most_prompts_held_at_once() {
     assert_eq!(faults.peak_queue_remaining(), 3);
     faults.release();
     ws.until_done(&held).await;
-    assert_eq!(faults.peak_queue_remaining(), 3, "the peak stays when the queue drains");
+    assert_eq!(
+        faults.peak_queue_remaining(),
+        3,
+        "the peak stays when the queue drains"
+    );
 }

@@ -9,8 +9,7 @@ use app::api::{JobAccepted, JobEvent, JobStatus};
 use serde_json::json;
 
 use crate::engine_support::{
-    comfy_queue, eventually, history_ids, is_sentence, prompt_ids_received, queue_ids,
-    queued_positions,
+    comfy_queue, eventually, history_ids, is_sentence, prompt_ids_received, queue_ids, queued_positions,
 };
 use crate::support::{TestApp, completed_image, spawn_app, spawn_app_with_args};
 
@@ -113,7 +112,10 @@ async fn abandoned_submissions_to_a_slow_comfyui_never_wedge_the_queue() {
     for id in reached.iter().filter(|id| **id != later.id) {
         let events = app.events_until_end(id).await;
         completed_image(&events);
-        assert!(gallery.contains(id), "job {id} completed but is not in the gallery");
+        assert!(
+            gallery.contains(id),
+            "job {id} completed but is not in the gallery"
+        );
     }
 
     // Nothing abandoned holds a place: a full load is taken at once.
@@ -151,9 +153,17 @@ async fn comfyui_holds_one_job_at_a_time_and_positions_count_down_in_the_gateway
         assert_eq!(view.queue_position, Some(position), "{view:?}");
     }
     let queue = comfy_queue(&app).await;
-    assert_eq!(queue_ids(&queue, "queue_running"), [running.id.clone()], "{queue}");
-    assert_eq!(queue_ids(&queue, "queue_pending"), Vec::<String>::new(), "{queue}");
-    assert_eq!(prompt_ids_received(&app), [running.id.clone()]);
+    assert_eq!(
+        queue_ids(&queue, "queue_running"),
+        std::slice::from_ref(&running.id),
+        "{queue}"
+    );
+    assert_eq!(
+        queue_ids(&queue, "queue_pending"),
+        Vec::<String>::new(),
+        "{queue}"
+    );
+    assert_eq!(prompt_ids_received(&app), std::slice::from_ref(&running.id));
 
     // A cancelled waiting job ends at once, and the ones behind it move up.
     let answer = app.delete(&format!("/api/jobs/{}", cancelled.id)).await;
@@ -238,12 +248,11 @@ async fn a_last_event_id_beyond_the_log_replays_the_job_and_ends_with_it() {
     assert_eq!(replayed, from_the_start);
 
     // The same id on the ended job still gets its end.
-    let late = app
-        .events(&accepted.id, Some("99999999"))
-        .await
-        .until_end()
-        .await;
-    assert!(matches!(late.last(), Some((_, JobEvent::Completed { .. }))), "{late:?}");
+    let late = app.events(&accepted.id, Some("99999999")).await.until_end().await;
+    assert!(
+        matches!(late.last(), Some((_, JobEvent::Completed { .. }))),
+        "{late:?}"
+    );
 }
 
 /// Promise 8: the live preview lives only while the job samples; once it has ended (completed or
@@ -273,11 +282,7 @@ async fn a_finished_jobs_live_preview_is_gone() {
         }
         let (_, end) = events.until(JobEvent::is_terminal).await;
         app.sim.faults().release();
-        assert_eq!(
-            matches!(end, JobEvent::Cancelled {}),
-            cancel,
-            "{end:?}"
-        );
+        assert_eq!(matches!(end, JobEvent::Cancelled {}), cancel, "{end:?}");
         let gone = app.http.get(app.url(&preview)).send().await.unwrap().status();
         assert_eq!(gone, 404, "the preview of an ended job");
         assert_eq!(app.job(&accepted.id).await.preview_url, None);
