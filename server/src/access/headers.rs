@@ -6,7 +6,7 @@
 
 use rand::RngCore as _;
 
-use super::hex;
+
 
 /// The longest request target (path and query) accepted.
 pub const MAX_URI_BYTES: usize = 4096;
@@ -44,7 +44,7 @@ pub fn page_policy(nonce: &str) -> String {
 pub fn new_nonce() -> String {
     let mut bytes = [0; 16];
     rand::rng().fill_bytes(&mut bytes);
-    hex::encode(&bytes)
+    hex::encode(bytes)
 }
 
 /// A request head beyond the limits.

@@ -29,7 +29,7 @@ async fn create(
     let params = GenerationParams::try_from(request)?;
     state
         .access
-        .admit_job(caller.address, std::time::Instant::now())
+        .admit_job(caller.address)
         .map_err(|retry_after| ApiError::TooManyRequests {
             code: "too_many_jobs",
             message: "This device is starting jobs faster than the studio allows; wait a moment.".to_owned(),
