@@ -367,7 +367,10 @@ mod tests {
             source(&["--password=a", "--password-file="]),
             Ok(SecretSource::Setting(Secret::new("a").unwrap()))
         );
-        assert_eq!(source(&["--password=", "--password-file="]), Ok(SecretSource::None));
+        assert_eq!(
+            source(&["--password=", "--password-file="]),
+            Ok(SecretSource::None)
+        );
         assert_eq!(source(&[]), Ok(SecretSource::None));
         assert_eq!(
             source(&["--password=a", "--password-file=/run/secrets/x"]),

@@ -332,7 +332,10 @@ fn docker_never_relays_outside_clients_from_an_address_the_default_allowlist_adm
             panic!("{network}: an IPv4 subnet")
         };
         let size = 1u32 << (32 - u32::from(subnet.prefix()));
-        assert!(size <= 1 << 16, "{network}: {subnet} is larger than it needs to be");
+        assert!(
+            size <= 1 << 16,
+            "{network}: {subnet} is larger than it needs to be"
+        );
         for offset in 0..size {
             let address = IpAddr::V4(Ipv4Addr::from(u32::from(first) + offset));
             assert!(

@@ -51,7 +51,16 @@ mod tests {
     use proptest::prelude::*;
 
     /// The attributes of a `Set-Cookie` value, as a browser reads them.
-    fn attributes(set_cookie: &str) -> (String, String, Option<String>, Option<i64>, bool, Option<SameSite>) {
+    fn attributes(
+        set_cookie: &str,
+    ) -> (
+        String,
+        String,
+        Option<String>,
+        Option<i64>,
+        bool,
+        Option<SameSite>,
+    ) {
         let cookie = Cookie::parse(set_cookie).unwrap();
         (
             cookie.name().to_owned(),

@@ -6,8 +6,6 @@
 
 use rand::RngCore as _;
 
-
-
 /// The longest request target (path and query) accepted.
 pub const MAX_URI_BYTES: usize = 4096;
 /// The most header bytes (names and values) accepted in one request.

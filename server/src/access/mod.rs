@@ -246,15 +246,16 @@ impl Access {
         };
         let session = session_cookie.is_some_and(|token| keys.verify(token, unix_now()));
         let mut bad_bearer = None;
-        let bearer = authorization
-            .and_then(bearer_token)
-            .map(|token| match self.check_secret(token, address) {
-                Ok(()) => true,
-                Err(error) => {
-                    bad_bearer = Some(error);
-                    false
-                }
-            });
+        let bearer =
+            authorization
+                .and_then(bearer_token)
+                .map(|token| match self.check_secret(token, address) {
+                    Ok(()) => true,
+                    Err(error) => {
+                        bad_bearer = Some(error);
+                        false
+                    }
+                });
         Identification {
             requester: Requester {
                 client,
@@ -404,7 +405,8 @@ mod tests {
     fn a_session_from_sign_in_identifies_the_browser() {
         let door = door(Some("correct horse"));
         let session = door.sign_in("correct horse", address()).unwrap();
-        let signed_in = |session: Option<&str>| door.identify(None, session, None, address()).requester.signed_in;
+        let signed_in =
+            |session: Option<&str>| door.identify(None, session, None, address()).requester.signed_in;
         assert!(signed_in(Some(&session)));
         assert!(!signed_in(Some("v1.1.2.3")));
         assert!(!signed_in(None));

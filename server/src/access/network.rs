@@ -336,7 +336,13 @@ mod tests {
         // Docker's bridge networks (172.17.0.0/16 and up, the range the default address pools start
         // with) and the gateway address its userland proxy connects from.
         let allow = AddressAllowlist::private_networks();
-        for bridge in ["172.17.0.1", "172.18.0.1", "172.16.0.1", "172.31.255.254", "::ffff:172.17.0.1"] {
+        for bridge in [
+            "172.17.0.1",
+            "172.18.0.1",
+            "172.16.0.1",
+            "172.31.255.254",
+            "::ffff:172.17.0.1",
+        ] {
             assert!(!allow.admits(ip(bridge)), "{bridge}");
         }
     }
@@ -369,7 +375,10 @@ mod tests {
     #[test]
     fn ipv6_clients_are_counted_by_their_64_and_ipv4_clients_by_their_address() {
         let key = |text: &str| ClientKey::of(ip(text));
-        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb:cccc:dddd:eeee"));
+        assert_eq!(
+            key("2001:db8:1:2:aaaa::1"),
+            key("2001:db8:1:2:bbbb:cccc:dddd:eeee")
+        );
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_eq!(key("2001:db8:1:2:aaaa::1").to_string(), "2001:db8:1:2::/64");
         assert_ne!(key("192.168.1.30"), key("192.168.1.31"));

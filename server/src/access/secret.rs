@@ -206,8 +206,9 @@ async fn write_new_key(dir: &Path, replace: Replace) -> io::Result<[u8; 32]> {
                 Err(error) if error.error.kind() == io::ErrorKind::AlreadyExists => {
                     // Two starts raced; the first key written is everyone's.
                     let bytes = std::fs::read(&path)?;
-                    return <[u8; 32]>::try_from(bytes.as_slice())
-                        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the session key is damaged"));
+                    return <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                        io::Error::new(io::ErrorKind::InvalidData, "the session key is damaged")
+                    });
                 }
                 Err(error) => return Err(error.error),
             },
@@ -353,14 +354,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(KEY_FILE);
         let old = load_or_create_install_key(dir.path()).await.unwrap();
-        let session = SessionKeys::new(&Secret::new("s3cret-s3cret").unwrap(), &old).issue(NOW, SESSION_LIFETIME);
+        let session =
+            SessionKeys::new(&Secret::new("s3cret-s3cret").unwrap(), &old).issue(NOW, SESSION_LIFETIME);
         // What an in-place write cut short by a crash leaves: nothing, or part of the key.
         for damaged in [&b""[..], &old[..7], b"short", &[0; 33][..]] {
             std::fs::write(&path, damaged).unwrap();
             let new = load_or_create_install_key(dir.path()).await.unwrap();
             assert_ne!(new, old);
             assert_eq!(std::fs::read(&path).unwrap(), new, "the new key is on disk");
-            assert_eq!(load_or_create_install_key(dir.path()).await.unwrap(), new, "and kept");
+            assert_eq!(
+                load_or_create_install_key(dir.path()).await.unwrap(),
+                new,
+                "and kept"
+            );
             let keys = SessionKeys::new(&Secret::new("s3cret-s3cret").unwrap(), &new);
             assert!(!keys.verify(&session, NOW));
             #[cfg(unix)]

@@ -692,7 +692,14 @@ mod tests {
         assert!(is_health_probe(&Method::GET, "/healthz"));
         assert!(is_health_probe(&Method::HEAD, "/readyz"));
         assert!(!is_health_probe(&Method::POST, "/healthz"));
-        for other in ["/", "/healthz/", "/healthzz", "/api/healthz", "/api/history", "/pkg/app.js"] {
+        for other in [
+            "/",
+            "/healthz/",
+            "/healthzz",
+            "/api/healthz",
+            "/api/history",
+            "/pkg/app.js",
+        ] {
             assert!(!is_health_probe(&Method::GET, other), "{other}");
         }
     }

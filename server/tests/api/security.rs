@@ -97,7 +97,14 @@ async fn sign_in(app: &TestApp, client: &Client, password: &str) -> (StatusCode,
 #[tokio::test]
 async fn a_client_outside_the_allowlist_is_refused_before_anything_runs() {
     let app = spawn_app_with_args(&["--allow=10.0.0.0/8,192.168.0.0/16"]).await;
-    for path in ["/", "/api/history", "/api/jobs/nope", "/pkg/app.js", "/sign-in", "/healthz/x"] {
+    for path in [
+        "/",
+        "/api/history",
+        "/api/jobs/nope",
+        "/pkg/app.js",
+        "/sign-in",
+        "/healthz/x",
+    ] {
         let (status, headers, body) = send(&app, &browser(), Method::GET, path, &[]).await;
         assert_eq!(
             (status, code(&body)),
@@ -141,7 +148,10 @@ async fn the_health_check_on_the_machine_itself_works_whatever_the_allowlist() {
         &[("host", "evil.example")],
     )
     .await;
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, Some("unknown_host")));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, Some("unknown_host"))
+    );
 }
 
 #[tokio::test]
@@ -468,8 +478,14 @@ async fn wrong_guesses_from_other_addresses_never_lock_the_owner_out() {
         let guesser = client_from([127, 0, 0, last]);
         let mut statuses = Vec::new();
         for _ in 0..6 {
-            let (status, _, body) =
-                send(&app, &guesser, Method::GET, "/api/history", &[("authorization", wrong)]).await;
+            let (status, _, body) = send(
+                &app,
+                &guesser,
+                Method::GET,
+                "/api/history",
+                &[("authorization", wrong)],
+            )
+            .await;
             statuses.push((status, code(&body).map(str::to_owned)));
         }
         // Each guesser meets its own limit...
@@ -482,14 +498,31 @@ async fn wrong_guesses_from_other_addresses_never_lock_the_owner_out() {
             "127.0.0.{last}: {statuses:?}"
         );
         let right = format!("Bearer {SECRET}");
-        let (status, _, _) =
-            send(&app, &guesser, Method::GET, "/api/history", &[("authorization", &right)]).await;
-        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "...even with the right secret");
+        let (status, _, _) = send(
+            &app,
+            &guesser,
+            Method::GET,
+            "/api/history",
+            &[("authorization", &right)],
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "...even with the right secret"
+        );
     }
     // ...and the owner, elsewhere, is not one of them: by bearer token and by signing in.
     let owner = client_from([127, 0, 0, 7]);
     let right = format!("Bearer {SECRET}");
-    let (status, _, body) = send(&app, &owner, Method::GET, "/api/history", &[("authorization", &right)]).await;
+    let (status, _, body) = send(
+        &app,
+        &owner,
+        Method::GET,
+        "/api/history",
+        &[("authorization", &right)],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let browser = Client::builder()
         .local_address(IpAddr::from([127, 0, 0, 8]))
