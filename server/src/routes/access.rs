@@ -93,7 +93,8 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
     };
     // The health check runs on the machine itself and must work whatever the allowlist says.
     let health_probe = is_health_probe(request.method(), request.uri().path());
-    if !access.admits_address(address) && !(health_probe && access.admits_health_probe(address)) {
+    let admitted = access.admits_address(address) || (health_probe && access.admits_health_probe(address));
+    if !admitted {
         if access.should_log_refusal(address) {
             tracing::warn!(%address, method = %request.method(), path = %request.uri().path(),
                 "refused a client outside the address allowlist (ZIMAGE_ALLOW)");
