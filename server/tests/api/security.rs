@@ -470,6 +470,10 @@ fn client_from(address: [u8; 4]) -> Client {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "needs 127.0.0.2 and up on the loopback interface, as Linux has"
+)]
 async fn wrong_guesses_from_other_addresses_never_lock_the_owner_out() {
     let password = format!("--password={SECRET}");
     let app = spawn_app_with_args(&[&password]).await;
