@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use url::Url;
 
@@ -94,16 +95,19 @@ pub struct AccessConfig {
     pub allowed_hosts: AllowedHosts,
 
     /// Access secret. When set, a browser signs in once (or is paired by QR code) and scripts send `Authorization: Bearer <secret>`; empty means none.
-    #[arg(
-        long,
-        env = "ZIMAGE_PASSWORD",
-        hide_env_values = true,
-        conflicts_with = "password_file"
-    )]
+    // Not `conflicts_with = "password_file"`: clap counts a variable that is set but empty as given,
+    // and Compose always sets ZIMAGE_PASSWORD. `AccessConfig::secret_source` decides instead.
+    #[arg(long, env = "ZIMAGE_PASSWORD", hide_env_values = true)]
     pub password: Option<Secret>,
 
-    /// File holding the access secret (a Docker secret, for example); whitespace around it is ignored.
-    #[arg(long, env = "ZIMAGE_PASSWORD_FILE")]
+    /// File holding the access secret (a Docker secret, for example); whitespace around it is ignored. ZIMAGE_PASSWORD must then be empty or unset.
+    // Any text, the empty one included (clap's path parser refuses it): empty means not set, as for
+    // ZIMAGE_PASSWORD.
+    #[arg(
+        long,
+        env = "ZIMAGE_PASSWORD_FILE",
+        value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from)
+    )]
     pub password_file: Option<PathBuf>,
 
     /// Jobs one client address may start per minute (all at once if it likes); 0 for no limit.
@@ -130,6 +134,42 @@ impl Default for AccessConfig {
             jobs_per_minute: 10,
             max_queued: 32,
             max_streams_per_client: 32,
+        }
+    }
+}
+
+/// Where the access secret comes from, the two settings taken together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// No secret: anyone on the allowed networks may use the studio.
+    None,
+    /// `--password` / `ZIMAGE_PASSWORD`.
+    Setting(Secret),
+    /// `--password-file` / `ZIMAGE_PASSWORD_FILE`, read at start-up.
+    File(PathBuf),
+}
+
+/// A secret and a secret file were both given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the access secret is given twice: set ZIMAGE_PASSWORD (--password) or ZIMAGE_PASSWORD_FILE (--password-file), and leave the other empty"
+)]
+pub struct TwoSecrets;
+
+impl AccessConfig {
+    /// Where the secret comes from. An empty setting is no setting, for either: Compose passes
+    /// `ZIMAGE_PASSWORD` through from `.env` even when it is blank, and a file must still work then.
+    pub fn secret_source(&self) -> Result<SecretSource, TwoSecrets> {
+        let setting = self.password.clone().filter(|secret| !secret.is_empty());
+        let file = self
+            .password_file
+            .clone()
+            .filter(|path| !path.as_os_str().is_empty());
+        match (setting, file) {
+            (Some(_), Some(_)) => Err(TwoSecrets),
+            (Some(secret), None) => Ok(SecretSource::Setting(secret)),
+            (None, Some(path)) => Ok(SecretSource::File(path)),
+            (None, None) => Ok(SecretSource::None),
         }
     }
 }
@@ -320,14 +360,33 @@ mod tests {
             argv.extend_from_slice(&bad);
             assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
         }
-        let both = [
-            "zimage",
-            "serve",
-            "--password",
-            "a",
-            "--password-file",
-            "/run/secrets/x",
-        ];
-        assert!(Cli::try_parse_from(both).is_err());
+    }
+
+    #[test]
+    fn an_empty_secret_setting_leaves_room_for_the_secret_file() {
+        let file = PathBuf::from("/run/secrets/x");
+        let source = |args: &[&str]| serve(args).access.secret_source();
+        // What Compose passes when .env leaves ZIMAGE_PASSWORD blank and a Docker secret is used.
+        assert_eq!(
+            source(&["--password=", "--password-file=/run/secrets/x"]),
+            Ok(SecretSource::File(file.clone()))
+        );
+        assert_eq!(
+            source(&["--password= ", "--password-file=/run/secrets/x"]),
+            Ok(SecretSource::File(file.clone()))
+        );
+        assert_eq!(
+            source(&["--password=a", "--password-file="]),
+            Ok(SecretSource::Setting(Secret::new("a").unwrap()))
+        );
+        assert_eq!(
+            source(&["--password=", "--password-file="]),
+            Ok(SecretSource::None)
+        );
+        assert_eq!(source(&[]), Ok(SecretSource::None));
+        assert_eq!(
+            source(&["--password=a", "--password-file=/run/secrets/x"]),
+            Err(TwoSecrets)
+        );
     }
 }

@@ -1,18 +1,22 @@
 //! The deployment files, checked without Docker: docker-compose.yml, both Dockerfiles, the ComfyUI
 //! launch script, .env.example, .dockerignore and the model manifest, for the properties that
-//! docs/deployment.md promises (GPU, isolation of ComfyUI, start order, non-root users, pinned versions)
-//! and for agreement with the gateway's own defaults and workflow template.
+//! docs/deployment.md promises (GPU, isolation of ComfyUI, start order, non-root users, pinned versions),
+//! for what docs/security.md reasons about Docker's proxy and the health check, and for agreement with
+//! the gateway's own defaults and workflow template.
 #![expect(
     clippy::unwrap_used,
     reason = "test helpers: a failed setup step must fail the test loudly"
 )]
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use clap::Parser as _;
 use yaml_rust2::{Yaml, YamlLoader};
-use zimage::config::{Cli, Command};
+use zimage::access::Access;
+use zimage::access::network::{AddressAllowlist, Cidr, DEFAULT_ALLOW};
+use zimage::config::{AccessConfig, Cli, Command};
 use zimage::models::{Folder, Manifest, Role};
 
 fn repo_root() -> PathBuf {
@@ -287,6 +291,62 @@ fn the_gateway_publishes_the_studio_and_keeps_running() {
 }
 
 #[test]
+fn docker_never_relays_outside_clients_from_an_address_the_default_allowlist_admits() {
+    // Docker's userland proxy connects to the gateway from the gateway address of the network the port
+    // is published on; it relays IPv6 clients of a port published on IPv6 (the network has no IPv6),
+    // and every client when Docker's iptables rules are off. So that address must be refused, and the
+    // port is published on IPv4 only, where Docker's NAT keeps each client's own address.
+    let compose = compose();
+    let gateway = service(&compose, "gateway");
+    for (address, _, _) in ports(gateway) {
+        assert!(
+            address.parse::<Ipv4Addr>().is_ok(),
+            "the studio is published on `{address}`: only an IPv4 address keeps Docker's proxy out of the way"
+        );
+    }
+    let allow: AddressAllowlist = environment(gateway)["ZIMAGE_ALLOW"].parse().unwrap();
+    assert_eq!(
+        allow.to_string(),
+        DEFAULT_ALLOW,
+        "compose admits what the gateway admits by default"
+    );
+    let published_on: Vec<String> = networks(gateway)
+        .into_iter()
+        .filter(|network| compose["networks"][network.as_str()]["internal"].as_bool() != Some(true))
+        .collect();
+    assert!(!published_on.is_empty());
+    for network in published_on {
+        let definition = &compose["networks"][network.as_str()];
+        assert_ne!(
+            definition["enable_ipv6"].as_bool(),
+            Some(true),
+            "{network}: with IPv6 on the network, revisit the proxy reasoning"
+        );
+        let subnet = &definition["ipam"]["config"][0]["subnet"];
+        assert!(
+            !subnet.is_badvalue(),
+            "the network `{network}` needs a fixed subnet, or its gateway address is anyone's guess"
+        );
+        let subnet: Cidr = with_defaults(&str_of(subnet)).parse().unwrap();
+        let IpAddr::V4(first) = subnet.network() else {
+            panic!("{network}: an IPv4 subnet")
+        };
+        let size = 1u32 << (32 - u32::from(subnet.prefix()));
+        assert!(
+            size <= 1 << 16,
+            "{network}: {subnet} is larger than it needs to be"
+        );
+        for offset in 0..size {
+            let address = IpAddr::V4(Ipv4Addr::from(u32::from(first) + offset));
+            assert!(
+                !allow.admits(address),
+                "{address} on `{network}` (Docker's proxy connects from its gateway) is admitted by {allow}"
+            );
+        }
+    }
+}
+
+#[test]
 fn comfyui_waits_for_the_models_and_reports_its_health() {
     let compose = compose();
     let comfyui = service(&compose, "comfyui");
@@ -514,6 +574,35 @@ fn comfyui_starts_with_flags_for_a_12_gb_card() {
     let stages = dockerfile_stages("backend/Dockerfile");
     let entrypoint = instructions(stages.last().unwrap(), "ENTRYPOINT").join(" ");
     assert!(entrypoint.contains("entrypoint.sh"), "{entrypoint}");
+}
+
+#[test]
+fn the_gateway_image_checks_its_health_from_loopback_which_the_door_admits_whatever_the_allowlist() {
+    let stages = dockerfile_stages("Dockerfile");
+    let last = stages.last().unwrap();
+    let healthcheck = instructions(last, "HEALTHCHECK").join(" ");
+    let url = healthcheck
+        .split(|character: char| character.is_whitespace() || character == '"' || character == ',')
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {healthcheck}"));
+    let url = url::Url::parse(url).unwrap();
+    assert_eq!(url.path(), "/healthz", "{url}");
+    let environment = instructions(last, "ENV").join(" ");
+    assert!(
+        environment.contains(&format!("ZIMAGE_LISTEN=0.0.0.0:{}", url.port().unwrap())),
+        "the health check asks the port the studio listens on: {environment}"
+    );
+    let host: IpAddr = url.host_str().unwrap().parse().unwrap();
+    // As narrow as .env.example suggests: the health check must still get past the door.
+    let config = AccessConfig {
+        allow: "192.168.1.0/24".parse().unwrap(),
+        ..AccessConfig::default()
+    };
+    let door = Access::with_keys(&config, "0.0.0.0:7860".parse().unwrap(), None);
+    assert!(!door.admits_address(host));
+    assert!(door.admits_health_probe(host), "{host}");
+    let authority = format!("{host}:{}", url.port().unwrap());
+    assert!(door.admits_host(Some(authority.as_str())));
 }
 
 #[test]

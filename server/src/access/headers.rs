@@ -6,8 +6,6 @@
 
 use rand::RngCore as _;
 
-use super::hex;
-
 /// The longest request target (path and query) accepted.
 pub const MAX_URI_BYTES: usize = 4096;
 /// The most header bytes (names and values) accepted in one request.
@@ -44,7 +42,7 @@ pub fn page_policy(nonce: &str) -> String {
 pub fn new_nonce() -> String {
     let mut bytes = [0; 16];
     rand::rng().fill_bytes(&mut bytes);
-    hex::encode(&bytes)
+    hex::encode(bytes)
 }
 
 /// A request head beyond the limits.

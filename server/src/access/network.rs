@@ -1,23 +1,31 @@
-//! Client addresses: CIDR blocks and the allowlist every connection is checked against first.
+//! Client addresses: CIDR blocks, the allowlist every connection is checked against first, and the
+//! key the per-client limits count by.
 //!
 //! IPv4 clients of a dual-stack socket arrive as IPv4-mapped IPv6 addresses (`::ffff:192.168.1.7`);
-//! they are compared as the IPv4 address they are, so `192.168.0.0/16` admits them.
+//! they are compared as the IPv4 address they are, so `192.168.0.0/16` admits them. Blocks are parsed
+//! and matched by `ipnet`; this module only adds the studio's rules on top (a bare address is a
+//! block of one, host bits are a mistake worth naming, mapped blocks are IPv4 blocks).
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-/// The default allowlist: loopback, the private IPv4 ranges (RFC 1918), link-local, and IPv6
-/// unique-local and link-local addresses. Everything a home network hands out, nothing routable.
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+/// The default allowlist: loopback, the private IPv4 ranges a home router hands out (RFC 1918) except
+/// 172.16.0.0/12, link-local, and IPv6 unique-local and link-local addresses. Nothing routable.
+///
+/// 172.16.0.0/12 is left out on purpose: it is where Docker puts its bridge networks, and Docker's
+/// userland proxy hands the gateway every connection it relays (IPv6 clients of a port published on
+/// IPv6, or every client when Docker's iptables rules are off) from the bridge's own address, e.g.
+/// `172.17.0.1`. Admitting that range would admit whoever reached the proxy, the internet included.
+/// A home network in 172.16.0.0/12 is rare; it is listed in `ZIMAGE_ALLOW` (docs/security.md).
 pub const DEFAULT_ALLOW: &str =
-    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,fc00::/7,fe80::/10";
+    "127.0.0.0/8,::1/128,10.0.0.0/8,192.168.0.0/16,169.254.0.0/16,fc00::/7,fe80::/10";
 
 /// A block of addresses such as `192.168.1.0/24`; a bare address is a block of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 /// A CIDR block that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,35 +43,38 @@ pub enum CidrError {
 impl Cidr {
     /// The block `network/prefix`, if `prefix` fits the address family and no host bits are set.
     pub fn new(network: IpAddr, prefix: u8) -> Result<Cidr, CidrError> {
-        let max = max_prefix(network);
         let text = format!("{network}/{prefix}");
-        if prefix > max {
-            return Err(CidrError::PrefixTooLong { text, max });
-        }
-        let masked = mask(network, prefix);
-        if masked != network {
+        let block = IpNet::new(network, prefix).map_err(|_| CidrError::PrefixTooLong {
+            text: text.clone(),
+            max: max_prefix(network),
+        })?;
+        if block.trunc() != block {
             return Err(CidrError::HostBitsSet {
                 text,
-                suggestion: format!("{masked}/{prefix}"),
+                suggestion: block.trunc().to_string(),
             });
         }
-        Ok(Cidr { network, prefix })
+        Ok(Cidr(block))
     }
 
     /// True when `address` lies in this block.
     pub fn contains(&self, address: IpAddr) -> bool {
-        let address = canonical(address);
-        match (self.network, address) {
-            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
-                mask(address, self.prefix) == self.network
-            }
-            _ => false,
-        }
+        self.0.contains(&canonical(address))
     }
 
     /// True when the block admits every address of its family (`0.0.0.0/0`, `::/0`).
     pub fn is_everything(&self) -> bool {
-        self.prefix == 0
+        self.0.prefix_len() == 0
+    }
+
+    /// The first address of the block.
+    pub fn network(&self) -> IpAddr {
+        self.0.network()
+    }
+
+    /// The length of the prefix, in bits.
+    pub fn prefix(&self) -> u8 {
+        self.0.prefix_len()
     }
 }
 
@@ -73,37 +84,47 @@ impl FromStr for Cidr {
     fn from_str(text: &str) -> Result<Cidr, CidrError> {
         let text = text.trim();
         let malformed = || CidrError::Malformed(text.to_owned());
-        let (address, prefix) = match text.split_once('/') {
-            Some((address, prefix)) => {
-                // `u8::from_str` accepts a leading `+`; a prefix is digits only.
-                if prefix.is_empty() || !prefix.bytes().all(|byte| byte.is_ascii_digit()) {
-                    return Err(malformed());
-                }
-                (address, Some(prefix.parse::<u8>().map_err(|_| malformed())?))
-            }
-            None => (text, None),
+        let (network, prefix) = match text.parse::<IpNet>() {
+            Ok(block) => (block.addr(), block.prefix_len()),
+            Err(_) => match text.parse::<IpAddr>() {
+                Ok(address) => (address, max_prefix(address)),
+                Err(_) => return Err(too_long(text).unwrap_or_else(malformed)),
+            },
         };
-        let (network, prefix) = match address.parse::<IpAddr>().map_err(|_| malformed())? {
+        match network {
             // `::ffff:a.b.c.d/n` is the IPv4 block a.b.c.d/(n - 96): clients are compared as IPv4.
-            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
-                let v4 = IpAddr::V4(v6.to_ipv4_mapped().ok_or_else(malformed)?);
-                let prefix = prefix
-                    .map(|prefix| prefix.checked_sub(96).ok_or_else(malformed))
-                    .transpose()?;
-                (v4, prefix)
-            }
-            network => (network, prefix),
-        };
-        Cidr::new(network, prefix.unwrap_or(max_prefix(network)))
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => {
+                    let prefix = prefix.checked_sub(96).ok_or_else(malformed)?;
+                    let block = Ipv4Net::new(v4, prefix).map_err(|_| malformed())?;
+                    Cidr::new(IpAddr::V4(block.addr()), block.prefix_len())
+                }
+                None => Cidr::new(network, prefix),
+            },
+            IpAddr::V4(_) => Cidr::new(network, prefix),
+        }
     }
+}
+
+/// `address/prefix` whose only fault is a prefix longer than its family allows: named as such rather
+/// than as malformed.
+fn too_long(text: &str) -> Option<CidrError> {
+    let (address, prefix) = text.split_once('/')?;
+    let max = max_prefix(address.parse::<IpAddr>().ok()?);
+    let digits = !prefix.is_empty() && prefix.bytes().all(|byte| byte.is_ascii_digit());
+    // Digits too many for a `u8` are too long as well.
+    let too_long = digits && prefix.parse::<u8>().ok().is_none_or(|prefix| prefix > max);
+    too_long.then(|| CidrError::PrefixTooLong {
+        text: text.to_owned(),
+        max,
+    })
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}/{}", self.network, self.prefix)
+        write!(formatter, "{}", self.0)
     }
 }
-
 /// The client addresses that may talk to the studio at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressAllowlist {
@@ -180,17 +201,38 @@ fn max_prefix(address: IpAddr) -> u8 {
     if address.is_ipv4() { 32 } else { 128 }
 }
 
-fn mask(address: IpAddr, prefix: u8) -> IpAddr {
-    match address {
-        IpAddr::V4(v4) => {
-            let bits = u32::from(v4);
-            let kept = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V4((bits & kept).into())
+/// What the per-client limits (sign-in attempts, jobs per minute, refusal log lines) count by: an
+/// IPv4 address, or the /64 network of an IPv6 address.
+///
+/// A /64 is the smallest network IPv6 hands out (one home network, or one host with its temporary
+/// privacy addresses): whoever has one can rotate through its 2^64 addresses at will, so counting
+/// IPv6 addresses one by one would limit nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey(IpAddr);
+
+impl ClientKey {
+    /// The key of a client at `address`.
+    pub fn of(address: IpAddr) -> ClientKey {
+        match canonical(address) {
+            IpAddr::V6(v6) => ClientKey(IpAddr::V6(
+                Ipv6Net::new(v6, 64).map_or(v6, |network| network.network()),
+            )),
+            v4 => ClientKey(v4),
         }
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let kept = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V6((bits & kept).into())
+    }
+}
+
+impl From<IpAddr> for ClientKey {
+    fn from(address: IpAddr) -> ClientKey {
+        ClientKey::of(address)
+    }
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(formatter, "{v4}"),
+            IpAddr::V6(v6) => write!(formatter, "{v6}/64"),
         }
     }
 }
@@ -261,13 +303,11 @@ mod tests {
     #[test]
     fn the_default_list_admits_home_networks_and_loopback_and_nothing_routable() {
         let allow = AddressAllowlist::private_networks();
-        assert_eq!(allow.blocks().len(), 8);
+        assert_eq!(allow.blocks().len(), 7);
         for inside in [
             "127.0.0.1",
             "::1",
             "10.1.2.3",
-            "172.16.0.1",
-            "172.31.255.254",
             "192.168.1.20",
             "169.254.3.4",
             "fd12::1",
@@ -289,6 +329,22 @@ mod tests {
             assert!(!allow.admits(ip(outside)), "{outside}");
         }
         assert!(!allow.admits_everything());
+    }
+
+    #[test]
+    fn the_default_list_refuses_the_addresses_docker_relays_connections_from() {
+        // Docker's bridge networks (172.17.0.0/16 and up, the range the default address pools start
+        // with) and the gateway address its userland proxy connects from.
+        let allow = AddressAllowlist::private_networks();
+        for bridge in [
+            "172.17.0.1",
+            "172.18.0.1",
+            "172.16.0.1",
+            "172.31.255.254",
+            "::ffff:172.17.0.1",
+        ] {
+            assert!(!allow.admits(ip(bridge)), "{bridge}");
+        }
     }
 
     #[test]
@@ -316,18 +372,57 @@ mod tests {
         assert!("10.0.0.1/8".parse::<AddressAllowlist>().is_err());
     }
 
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_ipv4_clients_by_their_address() {
+        let key = |text: &str| ClientKey::of(ip(text));
+        assert_eq!(
+            key("2001:db8:1:2:aaaa::1"),
+            key("2001:db8:1:2:bbbb:cccc:dddd:eeee")
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1").to_string(), "2001:db8:1:2::/64");
+        assert_ne!(key("192.168.1.30"), key("192.168.1.31"));
+        assert_eq!(key("::ffff:192.168.1.30"), key("192.168.1.30"));
+        assert_eq!(key("192.168.1.30").to_string(), "192.168.1.30");
+    }
+
     proptest! {
         #[test]
-        fn any_text_parses_or_is_refused_without_panicking(text in ".{0,48}") {
-            let _ = text.parse::<Cidr>();
+        fn any_text_that_parses_is_a_block_that_prints_back_and_holds_its_network(text in ".{0,48}") {
+            if let Ok(block) = text.parse::<Cidr>() {
+                prop_assert!(block.contains(block.network()));
+                prop_assert_eq!(block.to_string().parse::<Cidr>(), Ok(block));
+                prop_assert_eq!(block.to_string(), format!("{}/{}", block.network(), block.prefix()));
+            }
         }
 
         #[test]
-        fn any_address_with_any_prefix_parses_or_is_refused_without_panicking(
+        fn an_address_with_a_prefix_is_a_block_exactly_when_the_prefix_fits_and_no_host_bit_is_set(
             a in any::<u32>(), b in any::<u128>(), prefix in any::<u8>(),
         ) {
-            let _ = format!("{}/{prefix}", Ipv4Addr::from(a)).parse::<Cidr>();
-            let _ = format!("{}/{prefix}", Ipv6Addr::from(b)).parse::<Cidr>();
+            for address in [IpAddr::V4(Ipv4Addr::from(a)), IpAddr::V6(Ipv6Addr::from(b))] {
+                prop_assume!(canonical(address) == address);
+                let max = if address.is_ipv4() { 32 } else { 128 };
+                let text = format!("{address}/{prefix}");
+                match text.parse::<Cidr>() {
+                    Ok(block) => {
+                        prop_assert!(prefix <= max);
+                        prop_assert_eq!((block.network(), block.prefix()), (address, prefix));
+                        prop_assert!(block.contains(address));
+                    }
+                    Err(CidrError::PrefixTooLong { max: named, .. }) => {
+                        prop_assert!(prefix > max);
+                        prop_assert_eq!(named, max);
+                    }
+                    Err(CidrError::HostBitsSet { suggestion, .. }) => {
+                        // The suggestion is the block the address lies in, and it is a block.
+                        let suggested: Cidr = suggestion.parse().unwrap();
+                        prop_assert!(suggested.contains(address) && suggested.network() != address);
+                        prop_assert_eq!(suggested.prefix(), prefix);
+                    }
+                    Err(other) => prop_assert!(false, "{text}: {other}"),
+                }
+            }
         }
 
         #[test]
@@ -341,6 +436,17 @@ mod tests {
             prop_assert!(block.contains(IpAddr::V4((network & kept).into())));
             let round_trip: Cidr = block.to_string().parse().unwrap();
             prop_assert_eq!(round_trip, block);
+        }
+
+        #[test]
+        fn two_ipv6_addresses_share_a_key_exactly_when_they_share_their_first_64_bits(
+            a in any::<u128>(), b in any::<u128>(), same_network in any::<bool>(),
+        ) {
+            let b = if same_network { (a & !(u64::MAX as u128)) | (b & u64::MAX as u128) } else { b };
+            let (first, second) = (Ipv6Addr::from(a), Ipv6Addr::from(b));
+            prop_assume!(first.to_ipv4_mapped().is_none() && second.to_ipv4_mapped().is_none());
+            let shared = ClientKey::of(IpAddr::V6(first)) == ClientKey::of(IpAddr::V6(second));
+            prop_assert_eq!(shared, a >> 64 == b >> 64);
         }
     }
 }

@@ -7,7 +7,7 @@
 //! secret offline.
 
 use std::fmt;
-use std::io;
+use std::io::{self, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac as _};
 use rand::RngCore as _;
 use sha2::Sha256;
 
-use super::hex;
+use super::decode_hex;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -109,10 +109,10 @@ impl SessionKeys {
         let body = format!(
             "v1.{}.{}",
             now_s.saturating_add(lifetime.as_secs()),
-            hex::encode(&nonce)
+            hex::encode(nonce)
         );
         let tag = mac(&self.session_key, &[body.as_bytes()]);
-        format!("{body}.{}", hex::encode(&tag))
+        format!("{body}.{}", hex::encode(tag))
     }
 
     /// True when `token` was issued with this secret and has not expired at `now_s`.
@@ -120,7 +120,7 @@ impl SessionKeys {
         let Some((body, tag)) = token.rsplit_once('.') else {
             return false;
         };
-        let Some(tag) = hex::decode::<32>(tag) else {
+        let Some(tag) = decode_hex::<32>(tag) else {
             return false;
         };
         let mut parts = body.split('.');
@@ -129,7 +129,7 @@ impl SessionKeys {
         else {
             return false;
         };
-        if hex::decode::<16>(nonce).is_none()
+        if decode_hex::<16>(nonce).is_none()
             || expiry.is_empty()
             || !expiry.bytes().all(|b| b.is_ascii_digit())
         {
@@ -144,33 +144,89 @@ impl SessionKeys {
 
 /// Reads the installation's random key from `dir`, creating it (readable by this user only) on the
 /// first start.
+///
+/// The key is written whole or not at all (a temporary file in the same folder, flushed, renamed over
+/// the name, and the folder flushed), so a crash never leaves half a key behind. A key file of the
+/// wrong length (from an older version that wrote in place and crashed, or damaged otherwise) is
+/// replaced by a new key, with a warning: the sessions it signed cannot be checked any more anyway,
+/// so every device signs in again, and the owner is never kept out by a file they must find and
+/// delete. A key file that cannot be read at all (permissions, I/O errors) is an error, never
+/// overwritten.
 pub async fn load_or_create_install_key(dir: &Path) -> io::Result<[u8; 32]> {
     let path = dir.join(KEY_FILE);
     match tokio::fs::read(&path).await {
-        Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{} is not a key of 32 bytes; delete it to make a new one",
-                    path.display()
-                ),
-            )
-        }),
+        Ok(bytes) => match <[u8; 32]>::try_from(bytes.as_slice()) {
+            Ok(key) => Ok(key),
+            Err(_) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    length = bytes.len(),
+                    "the session key is damaged (not 32 bytes); replacing it: every device must sign in again"
+                );
+                write_new_key(dir, Replace::Damaged).await
+            }
+        },
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             tokio::fs::create_dir_all(dir).await?;
-            let mut key = [0; 32];
-            rand::rng().fill_bytes(&mut key);
-            let mut options = tokio::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            options.mode(0o600);
-            let mut file = options.open(&path).await?;
-            tokio::io::AsyncWriteExt::write_all(&mut file, &key).await?;
-            file.sync_all().await?;
-            Ok(key)
+            write_new_key(dir, Replace::Nothing).await
         }
         Err(error) => Err(error),
     }
+}
+
+/// What a new key may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    /// Nothing: if another process made a key meanwhile, that one is used.
+    Nothing,
+    /// A damaged key file.
+    Damaged,
+}
+
+async fn write_new_key(dir: &Path, replace: Replace) -> io::Result<[u8; 32]> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut key = [0; 32];
+        rand::rng().fill_bytes(&mut key);
+        // `tempfile` creates the file readable and writable by its owner only. Its name is hidden and
+        // ends in `.tmp`, like the other temporaries of the data folder.
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!(".{KEY_FILE}."))
+            .suffix(".tmp")
+            .tempfile_in(&dir)?;
+        file.write_all(&key)?;
+        file.as_file().sync_all()?;
+        let path = dir.join(KEY_FILE);
+        match replace {
+            Replace::Damaged => {
+                file.persist(&path).map_err(|error| error.error)?;
+            }
+            Replace::Nothing => match file.persist_noclobber(&path) {
+                Ok(_) => {}
+                Err(error) if error.error.kind() == io::ErrorKind::AlreadyExists => {
+                    // Two starts raced; the first key written is everyone's.
+                    let bytes = std::fs::read(&path)?;
+                    return <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                        io::Error::new(io::ErrorKind::InvalidData, "the session key is damaged")
+                    });
+                }
+                Err(error) => return Err(error.error),
+            },
+        }
+        sync_folder(&dir)?;
+        Ok(key)
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
+/// Flushes a folder's entries to disk, so a rename in it survives a power cut.
+fn sync_folder(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 fn new_mac(key: &[u8]) -> HmacSha256 {
@@ -281,14 +337,82 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o077, 0, "{mode:o}");
         }
-        std::fs::write(dir.path().join(KEY_FILE), b"short").unwrap();
+        assert_eq!(file_names(dir.path()), [KEY_FILE], "no temporary is left behind");
+    }
+
+    fn file_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_damaged_key_is_replaced_and_its_sessions_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE);
+        let old = load_or_create_install_key(dir.path()).await.unwrap();
+        let session =
+            SessionKeys::new(&Secret::new("s3cret-s3cret").unwrap(), &old).issue(NOW, SESSION_LIFETIME);
+        // What an in-place write cut short by a crash leaves: nothing, or part of the key.
+        for damaged in [&b""[..], &old[..7], b"short", &[0; 33][..]] {
+            std::fs::write(&path, damaged).unwrap();
+            let new = load_or_create_install_key(dir.path()).await.unwrap();
+            assert_ne!(new, old);
+            assert_eq!(std::fs::read(&path).unwrap(), new, "the new key is on disk");
+            assert_eq!(
+                load_or_create_install_key(dir.path()).await.unwrap(),
+                new,
+                "and kept"
+            );
+            let keys = SessionKeys::new(&Secret::new("s3cret-s3cret").unwrap(), &new);
+            assert!(!keys.verify(&session, NOW));
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+                assert_eq!(mode & 0o077, 0, "{mode:o}");
+            }
+        }
+        assert_eq!(file_names(dir.path()), [KEY_FILE]);
+    }
+
+    #[tokio::test]
+    async fn a_temporary_left_by_a_crash_does_not_stand_in_the_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let leftover = dir.path().join(format!(".{KEY_FILE}.abc123.tmp"));
+        std::fs::write(&leftover, b"half").unwrap();
+        let key = load_or_create_install_key(dir.path()).await.unwrap();
+        assert_eq!(std::fs::read(dir.path().join(KEY_FILE)).unwrap(), key);
+    }
+
+    #[tokio::test]
+    async fn a_key_that_cannot_be_read_is_an_error_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(KEY_FILE)).unwrap();
         assert!(load_or_create_install_key(dir.path()).await.is_err());
+        assert!(dir.path().join(KEY_FILE).is_dir());
     }
 
     proptest! {
         #[test]
         fn any_token_text_is_refused_without_panicking(token in ".{0,160}") {
             prop_assert!(!keys("s3cret-s3cret").verify(&token, NOW));
+        }
+
+        #[test]
+        fn an_altered_session_never_verifies(position in any::<prop::sample::Index>(), replacement in any::<char>()) {
+            let keys = keys("s3cret-s3cret");
+            let token = keys.issue(NOW, SESSION_LIFETIME);
+            let mut altered: Vec<char> = token.chars().collect();
+            let at = position.index(altered.len());
+            altered[at] = replacement;
+            let altered: String = altered.into_iter().collect();
+            prop_assume!(altered != token);
+            prop_assert!(keys.verify(&token, NOW));
+            prop_assert!(!keys.verify(&altered, NOW));
         }
 
         #[test]

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use app::api::{PairingLink, SessionRequest, SessionStatus, paths};
 use axum::body::Body;
@@ -80,7 +80,6 @@ pub(super) fn provide_page_nonce() {
 /// The layer in front of everything, in the order the checks must run.
 pub(super) async fn door(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let access = &state.access;
-    let now = Instant::now();
     let nonce = PageNonce(security::new_nonce().into());
 
     // 1. The client's address, before anything else is looked at.
@@ -92,8 +91,11 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
             None,
         );
     };
-    if !access.admits_address(address) {
-        if access.should_log_refusal(address, now) {
+    // The health check runs on the machine itself and must work whatever the allowlist says.
+    let health_probe = is_health_probe(request.method(), request.uri().path());
+    let admitted = access.admits_address(address) || (health_probe && access.admits_health_probe(address));
+    if !admitted {
+        if access.should_log_refusal(address) {
             tracing::warn!(%address, method = %request.method(), path = %request.uri().path(),
                 "refused a client outside the address allowlist (ZIMAGE_ALLOW)");
         }
@@ -120,7 +122,7 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
     let host =
         optional_text(headers, header::HOST).map_or(Some(String::new()), |host| host.map(str::to_owned));
     if !access.admits_host(host.as_deref()) {
-        if access.should_log_refusal(address, now) {
+        if access.should_log_refusal(address) {
             tracing::warn!(%address, host = host.as_deref().unwrap_or_default(),
                 "refused a request for a host name the studio does not answer to (ZIMAGE_ALLOWED_HOSTS)");
         }
@@ -138,7 +140,12 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
     let client_cookie = cookies::find(cookie_headers.iter().copied(), cookies::CLIENT);
     let session_cookie = cookies::find(cookie_headers.iter().copied(), cookies::SESSION);
     let authorization = optional_text(headers, header::AUTHORIZATION).ok().flatten();
-    let identification = access.identify(client_cookie, session_cookie, authorization, address, now);
+    let identification = access.identify(
+        client_cookie.as_deref(),
+        session_cookie.as_deref(),
+        authorization,
+        address,
+    );
     match identification.bad_bearer {
         Some(SignInError::TooManyAttempts { retry_after }) => {
             return decorate(too_many_attempts(retry_after).into_response(), &nonce, None);
@@ -238,7 +245,7 @@ async fn sign_in(
 ) -> Result<Response, ApiError> {
     let token = state
         .access
-        .sign_in(&request.password, caller.address, Instant::now())
+        .sign_in(&request.password, caller.address)
         .map_err(sign_in_error)?;
     let status = SessionStatus {
         secret_required: true,
@@ -275,10 +282,7 @@ async fn redeem_pairing(
     if !state.access.secret_required() {
         return Ok(Redirect::to("/").into_response());
     }
-    match state
-        .access
-        .redeem_pairing(&token, caller.address, Instant::now())
-    {
+    match state.access.redeem_pairing(&token, caller.address) {
         Ok(session) => Ok(with_session_cookie(Redirect::to("/").into_response(), &session)),
         Err(SignInError::TooManyAttempts { retry_after }) => Err(too_many_attempts(retry_after)),
         Err(_) => Ok((StatusCode::FORBIDDEN, Html(pages::stale_link())).into_response()),
@@ -328,7 +332,7 @@ fn pairing_link(state: &AppState, headers: &HeaderMap) -> Result<PairingLink, Ap
         .ok()
         .flatten()
         .unwrap_or("localhost");
-    let (url, expires_in_s) = match state.access.open_pairing(Instant::now()) {
+    let (url, expires_in_s) = match state.access.open_pairing() {
         Ok(token) => (
             format!("http://{host}/pair/{token}"),
             Some(PAIRING_LIFETIME.as_secs()),
@@ -354,6 +358,11 @@ fn qr_svg(text: &str) -> Result<String, ApiError> {
     Ok(svg
         .find("<svg")
         .map_or(svg.clone(), |start| svg[start..].to_owned()))
+}
+
+/// A request that only asks whether the studio is up or ready.
+fn is_health_probe(method: &Method, path: &str) -> bool {
+    matches!(*method, Method::GET | Method::HEAD) && matches!(path, paths::HEALTHZ | paths::READYZ)
 }
 
 /// Paths that work without signing in: health, the door's own pages and routes, and the static bundle
@@ -677,6 +686,23 @@ mod tests {
             assert_eq!(next_page(Some(bad)), "/", "{bad}");
         }
         assert_eq!(next_page(None), "/");
+    }
+
+    #[test]
+    fn only_reading_health_and_readiness_is_a_health_probe() {
+        assert!(is_health_probe(&Method::GET, "/healthz"));
+        assert!(is_health_probe(&Method::HEAD, "/readyz"));
+        assert!(!is_health_probe(&Method::POST, "/healthz"));
+        for other in [
+            "/",
+            "/healthz/",
+            "/healthzz",
+            "/api/healthz",
+            "/api/history",
+            "/pkg/app.js",
+        ] {
+            assert!(!is_health_probe(&Method::GET, other), "{other}");
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ async fn create(
     }
     state
         .access
-        .admit_job(caller.address, std::time::Instant::now())
+        .admit_job(caller.address)
         .map_err(|retry_after| ApiError::TooManyRequests {
             code: "too_many_jobs",
             message: "This device is starting jobs faster than the studio allows; wait a moment.".to_owned(),

@@ -7,14 +7,21 @@
     reason = "test helpers unwrap: a failure there is the test failing"
 )]
 
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use app::api::{JobEvent, PairingLink, SessionStatus};
+use comfy_sim::Simulator;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Client, Method, StatusCode, redirect};
 use serde_json::{Value, json};
+use tokio::net::TcpListener;
 
-use crate::support::{PATIENCE, TestApp, spawn_app, spawn_app_with_args};
+use crate::support::{
+    PATIENCE, TestApp, quick_sim, spawn_app, spawn_app_with_args, start_gateway_with_args, workspace_file,
+};
 
 const SECRET: &str = "correct horse battery staple";
 
@@ -90,7 +97,14 @@ async fn sign_in(app: &TestApp, client: &Client, password: &str) -> (StatusCode,
 #[tokio::test]
 async fn a_client_outside_the_allowlist_is_refused_before_anything_runs() {
     let app = spawn_app_with_args(&["--allow=10.0.0.0/8,192.168.0.0/16"]).await;
-    for path in ["/healthz", "/", "/api/history", "/api/jobs/nope", "/pkg/app.js"] {
+    for path in [
+        "/",
+        "/api/history",
+        "/api/jobs/nope",
+        "/pkg/app.js",
+        "/sign-in",
+        "/healthz/x",
+    ] {
         let (status, headers, body) = send(&app, &browser(), Method::GET, path, &[]).await;
         assert_eq!(
             (status, code(&body)),
@@ -101,7 +115,43 @@ async fn a_client_outside_the_allowlist_is_refused_before_anything_runs() {
     }
     let (status, _, _) = post_job(&app, &browser(), &[]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = send(&app, &browser(), Method::POST, "/healthz", &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only reading health is exempt");
     assert!(app.sim.faults().prompts_received().is_empty());
+}
+
+#[tokio::test]
+async fn the_health_check_on_the_machine_itself_works_whatever_the_allowlist() {
+    // `.env.example` suggests narrowing ZIMAGE_ALLOW to the LAN; the image's HEALTHCHECK still asks
+    // http://127.0.0.1:7860/healthz from inside the container.
+    let app = spawn_app_with_args(&["--allow=192.168.1.0/24"]).await;
+    let (status, headers, _) = send(&app, &browser(), Method::GET, "/healthz", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&headers, "x-content-type-options"), "nosniff");
+    assert_eq!(
+        send(&app, &browser(), Method::HEAD, "/healthz", &[]).await.0,
+        StatusCode::OK
+    );
+    let (status, _, body) = send(&app, &browser(), Method::GET, "/readyz", &[]).await;
+    assert!(
+        matches!(status, StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE),
+        "{status}: {body}"
+    );
+    assert!(body["ready"].is_boolean(), "{body}");
+    // The health check goes past the address check only: a Host the studio does not answer to is
+    // still refused.
+    let (status, _, body) = send(
+        &app,
+        &browser(),
+        Method::GET,
+        "/healthz",
+        &[("host", "evil.example")],
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, Some("unknown_host"))
+    );
 }
 
 #[tokio::test]
@@ -407,6 +457,227 @@ async fn wrong_secrets_meet_a_rate_limit_with_retry_after() {
     // Even the right secret waits now: guessing cannot go on by mixing in the answer.
     let (status, _, _) = sign_in(&app, &guesser, SECRET).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// A client whose connections come from `address`. On Linux all of 127.0.0.0/8 is loopback, so each
+/// such client is another address to the gateway, which listens on 127.0.0.1.
+fn client_from(address: [u8; 4]) -> Client {
+    Client::builder()
+        .local_address(IpAddr::from(address))
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "needs 127.0.0.2 and up on the loopback interface, as Linux has"
+)]
+async fn wrong_guesses_from_other_addresses_never_lock_the_owner_out() {
+    let password = format!("--password={SECRET}");
+    let app = spawn_app_with_args(&[&password]).await;
+    let wrong = "Bearer not the secret";
+    for last in 2..=6 {
+        let guesser = client_from([127, 0, 0, last]);
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            let (status, _, body) = send(
+                &app,
+                &guesser,
+                Method::GET,
+                "/api/history",
+                &[("authorization", wrong)],
+            )
+            .await;
+            statuses.push((status, code(&body).map(str::to_owned)));
+        }
+        // Each guesser meets its own limit...
+        assert_eq!(
+            statuses.last(),
+            Some(&(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("too_many_attempts".to_owned())
+            )),
+            "127.0.0.{last}: {statuses:?}"
+        );
+        let right = format!("Bearer {SECRET}");
+        let (status, _, _) = send(
+            &app,
+            &guesser,
+            Method::GET,
+            "/api/history",
+            &[("authorization", &right)],
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "...even with the right secret"
+        );
+    }
+    // ...and the owner, elsewhere, is not one of them: by bearer token and by signing in.
+    let owner = client_from([127, 0, 0, 7]);
+    let right = format!("Bearer {SECRET}");
+    let (status, _, body) = send(
+        &app,
+        &owner,
+        Method::GET,
+        "/api/history",
+        &[("authorization", &right)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let browser = Client::builder()
+        .local_address(IpAddr::from([127, 0, 0, 8]))
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let (status, _, body) = sign_in(&app, &browser, SECRET).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, _) = send(&app, &browser, Method::GET, "/api/history", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_damaged_session_key_is_replaced_at_start_and_signing_in_works() {
+    // What a crash in the middle of writing the key used to leave behind, blocking every later start.
+    let sim = Simulator::spawn(TcpListener::bind("127.0.0.1:0").await.unwrap(), quick_sim())
+        .await
+        .unwrap();
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let key_file = data_dir.path().join("access.key");
+    std::fs::write(&key_file, b"half a k").unwrap();
+    let password = format!("--password={SECRET}");
+    let app = start_gateway_with_args(sim, Arc::clone(&data_dir), &[&password]).await;
+    let visitor = browser();
+    let (status, _, body) = sign_in(&app, &visitor, SECRET).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(std::fs::read(&key_file).unwrap().len(), 32);
+    let (status, _, _) = send(&app, &visitor, Method::GET, "/api/history", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// A `zimage serve` process, killed when dropped.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What became of `zimage serve` started as a process.
+enum Started {
+    /// It listens at `address` (`http://...`).
+    Listening { _process: Process, address: String },
+    /// It exited before listening, and its log says this.
+    Exited { log: String },
+}
+
+/// `zimage serve` as a process, with these environment variables, until it listens or exits.
+async fn start_binary(data_dir: &Path, environment: &[(&str, &str)]) -> Started {
+    use std::io::BufRead as _;
+
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_zimage"));
+    command
+        .arg("serve")
+        .env("ZIMAGE_LISTEN", "127.0.0.1:0")
+        // Nothing listens there: readiness is probed in the background and never holds up the start.
+        .env("COMFYUI_URL", "http://127.0.0.1:9")
+        .env("ZIMAGE_DATA_DIR", data_dir)
+        .env(
+            "ZIMAGE_WORKFLOW",
+            workspace_file("backend/workflows/z_image_turbo.json"),
+        )
+        .env("ZIMAGE_SITE_ROOT", workspace_file("target/site"))
+        .env("RUST_LOG", "info")
+        .envs(environment.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut process = Process(command.spawn().unwrap());
+    let stderr = process.0.stderr.take().unwrap();
+    // The log is read to its end on a thread of its own, so the process never blocks on a full pipe;
+    // the first line saying where it listens, or the whole log once it ends, comes back here.
+    let (found, listening) = std::sync::mpsc::channel::<Result<String, String>>();
+    std::thread::spawn(move || {
+        let mut log = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let address = line
+                .contains("studio listening")
+                .then(|| {
+                    line.split_whitespace()
+                        .find_map(|field| field.strip_prefix("address="))
+                        .map(str::to_owned)
+                })
+                .flatten();
+            log.push(line);
+            if let Some(address) = address {
+                let _ = found.send(Ok(address));
+            }
+        }
+        let _ = found.send(Err(log.join("\n")));
+    });
+    let answer = tokio::task::spawn_blocking(move || listening.recv_timeout(PATIENCE))
+        .await
+        .unwrap()
+        .expect("zimage serve neither listened nor exited in time");
+    match answer {
+        Ok(address) => Started::Listening {
+            _process: process,
+            address: format!("http://{address}"),
+        },
+        Err(log) => {
+            assert!(!process.0.wait().unwrap().success(), "{log}");
+            Started::Exited { log }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_empty_password_variable_leaves_room_for_the_password_file() {
+    // The shipped compose file always sets ZIMAGE_PASSWORD, empty unless .env fills it.
+    let data_dir = tempfile::tempdir().unwrap();
+    let secret_file = data_dir.path().join("secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let file = secret_file.to_str().unwrap();
+    let started = start_binary(
+        data_dir.path(),
+        &[("ZIMAGE_PASSWORD", ""), ("ZIMAGE_PASSWORD_FILE", file)],
+    )
+    .await;
+    let Started::Listening { address, .. } = started else {
+        panic!("did not start")
+    };
+    let visitor = browser();
+    let status: SessionStatus = visitor
+        .get(format!("{address}/api/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(status.secret_required);
+    let response = visitor
+        .post(format!("{address}/api/session"))
+        .json(&json!({"password": SECRET}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Two secrets that disagree cannot both be meant: the start stops and says why.
+    let started = start_binary(
+        data_dir.path(),
+        &[("ZIMAGE_PASSWORD", "another"), ("ZIMAGE_PASSWORD_FILE", file)],
+    )
+    .await;
+    let Started::Exited { log } = started else {
+        panic!("started with two secrets")
+    };
+    assert!(log.contains("given twice"), "{log}");
 }
 
 #[tokio::test]
