@@ -120,7 +120,9 @@ pub(crate) async fn start_gateway_with_args(
         shutdown: Some(shutdown),
         server: Some(server),
     };
-    app.wait_probed().await;
+    // With a secret, `/readyz` wants it too.
+    let secret = extra.iter().find_map(|argument| argument.strip_prefix("--password="));
+    app.wait_probed(secret).await;
     app
 }
 
@@ -249,10 +251,14 @@ impl TestApp {
 
     /// Waits until the gateway has looked at ComfyUI once (jobs are accepted only while it is ready),
     /// whatever it found: tests of a ComfyUI that is not ready start from there too.
-    async fn wait_probed(&self) {
+    async fn wait_probed(&self, secret: Option<&str>) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while tokio::time::Instant::now() < deadline {
-            let Ok(response) = self.http.get(self.url("/readyz")).send().await else {
+            let mut request = self.http.get(self.url("/readyz"));
+            if let Some(secret) = secret {
+                request = request.bearer_auth(secret);
+            }
+            let Ok(response) = request.send().await else {
                 continue;
             };
             // The door's own tests may not be let in: they start as they are.
