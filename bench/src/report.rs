@@ -282,10 +282,7 @@ pub(crate) fn table(results: &Results) -> String {
             ),
             format!(
                 "{:.2} ms median, {:.2} ms p95: +{:.2} ms over the baseline, {:.2} % of a {IMAGE_SECONDS} s image",
-                saving.durable.median_ms,
-                saving.durable_p95_ms,
-                saving.added_median_ms,
-                saving.share_percent
+                saving.durable.median_ms, saving.durable_p95_ms, saving.added_median_ms, saving.share_percent
             ),
             format!(
                 "same bytes without flushes: {:.2} ms median, {:.2} ms p95",
@@ -384,7 +381,10 @@ mod tests {
             quick.contains("6.00 ms median, 6.00 ms p95: +5.00 ms over the baseline, 0.20 % of a 3 s image"),
             "{quick}"
         );
-        assert!(quick.contains("| < 1 % of a 3 s image (median) | yes |"), "{quick}");
+        assert!(
+            quick.contains("| < 1 % of a 3 s image (median) | yes |"),
+            "{quick}"
+        );
         let slow = table(&Results {
             saving: Some(saving(45.0)),
             ..Results::default()

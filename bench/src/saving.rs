@@ -81,7 +81,10 @@ pub(crate) async fn measure(saves: usize, parent: Option<&Path>) -> anyhow::Resu
         }
     }
     let millis = |sample: &[Duration]| {
-        let mut sorted: Vec<f64> = sample.iter().map(|duration| duration.as_secs_f64() * 1e3).collect();
+        let mut sorted: Vec<f64> = sample
+            .iter()
+            .map(|duration| duration.as_secs_f64() * 1e3)
+            .collect();
         sorted.sort_by(f64::total_cmp);
         sorted
     };
@@ -174,11 +177,7 @@ fn photo_like_png() -> anyhow::Result<Bytes> {
             let base = u8::try_from(base.min(255)).unwrap_or(u8::MAX);
             base.saturating_add(noise & 0x1f).saturating_sub(16)
         };
-        image::Rgb([
-            grain(r, x / 4),
-            grain(g, y / 4),
-            grain(b, (x + y) / 8),
-        ])
+        image::Rgb([grain(r, x / 4), grain(g, y / 4), grain(b, (x + y) / 8)])
     });
     let mut bytes = Vec::new();
     image.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;

@@ -168,7 +168,9 @@ fn sync_folder(dir: &Path) -> io::Result<()> {
 
 /// Runs blocking file work on tokio's blocking pool: one hand-off for the whole sequence of calls,
 /// where `tokio::fs` would take one per call.
-async fn in_blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+async fn in_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(io::Error::other)?
@@ -215,7 +217,10 @@ mod tests {
         let path = dir.path().join("a.png");
         let staged = stage(&path, Bytes::from_static(b"whole")).await.unwrap();
         let [temporary] = names(dir.path()).try_into().unwrap();
-        assert!(temporary.starts_with(".a.png.") && is_temporary(&temporary), "{temporary}");
+        assert!(
+            temporary.starts_with(".a.png.") && is_temporary(&temporary),
+            "{temporary}"
+        );
         assert!(!path.exists());
         staged.commit().await.unwrap();
         assert_eq!(names(dir.path()), vec!["a.png"]);

@@ -443,9 +443,18 @@ mod tests {
         assert_eq!(
             files,
             vec![
-                StoredFile { id: first, variant: Variant::Full },
-                StoredFile { id: second, variant: Variant::Full },
-                StoredFile { id: second, variant: Variant::Thumbnail },
+                StoredFile {
+                    id: first,
+                    variant: Variant::Full
+                },
+                StoredFile {
+                    id: second,
+                    variant: Variant::Full
+                },
+                StoredFile {
+                    id: second,
+                    variant: Variant::Thumbnail
+                },
             ]
         );
     }

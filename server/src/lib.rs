@@ -27,8 +27,8 @@ pub mod readiness;
 pub mod relay;
 pub mod routes;
 pub mod shutdown;
-pub mod storage;
 pub mod state;
+pub mod storage;
 pub mod telemetry;
 pub mod validation;
 
@@ -89,7 +89,9 @@ pub async fn serve_tuned(
         .await
         .context("cannot open the image folder")?;
     // What a crash interrupted is finished before anything reads the stores.
-    storage::recover(&images, &history).await.context("cannot tidy the data folder")?;
+    storage::recover(&images, &history)
+        .await
+        .context("cannot tidy the data folder")?;
     // The door before anything runs: a missing secret file stops the start here.
     let access = Access::new(&config.access, listener.local_addr()?, &config.data_dir)
         .await

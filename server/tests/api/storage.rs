@@ -37,17 +37,30 @@ async fn a_restart_tidies_what_a_crash_left_and_shows_each_image_with_its_record
     )
     .unwrap();
     // ...and writes cut short.
-    std::fs::write(images.join(format!(".{unrecorded}.png.a1b2c3.tmp")), b"\x89PNG half").unwrap();
+    std::fs::write(
+        images.join(format!(".{unrecorded}.png.a1b2c3.tmp")),
+        b"\x89PNG half",
+    )
+    .unwrap();
     std::fs::write(history.join(format!(".{imageless}.json.d4e5f6.tmp")), b"{\"id\":").unwrap();
 
     let app = start_gateway(app.sim.clone(), Arc::clone(&app.data_dir)).await;
     let listed = app.get("/api/history").await;
-    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1, "{}", listed.body);
+    assert_eq!(
+        listed.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        listed.body
+    );
     assert_eq!(listed.body["items"][0]["id"], kept.as_str());
     let (_, image, _) = fetch_image(&app, &format!("/api/images/{kept}")).await;
     assert_eq!((image.width(), image.height()), (256, 256));
     for gone in [&unrecorded, &imageless] {
-        assert_eq!(app.get(&format!("/api/images/{gone}")).await.status, 404, "{gone}");
+        assert_eq!(
+            app.get(&format!("/api/images/{gone}")).await.status,
+            404,
+            "{gone}"
+        );
         assert_eq!(app.get(&format!("/api/jobs/{gone}")).await.status, 404, "{gone}");
     }
 
@@ -57,9 +70,18 @@ async fn a_restart_tidies_what_a_crash_left_and_shows_each_image_with_its_record
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    let mut expected = vec![format!("{kept}.json"), format!("{kept}.png"), "lost+found".to_owned()];
+    let mut expected = vec![
+        format!("{kept}.json"),
+        format!("{kept}.png"),
+        "lost+found".to_owned(),
+    ];
     expected.sort();
     assert_eq!(left, expected);
     // The image without a record is kept aside for a person to find, not deleted.
-    assert!(images.join("lost+found").join(format!("{unrecorded}.png")).is_file());
+    assert!(
+        images
+            .join("lost+found")
+            .join(format!("{unrecorded}.png"))
+            .is_file()
+    );
 }
