@@ -271,6 +271,11 @@ fn the_gateway_publishes_the_studio_and_keeps_running() {
         [("0.0.0.0".to_owned(), "7860".to_owned(), "7860".to_owned())]
     );
     assert_eq!(str_of(&gateway["restart"]), "unless-stopped");
+    // Docker waits this long after SIGTERM before SIGKILL: more than the gateway's own bounded stop
+    // (3 s for open connections, then 3 s for a save under way).
+    let grace = str_of(&gateway["stop_grace_period"]);
+    let seconds: u64 = grace.trim_end_matches('s').parse().unwrap();
+    assert!(seconds >= 10, "stop_grace_period {grace}");
     assert_eq!(
         str_of(&gateway["depends_on"]["comfyui"]["condition"]),
         "service_healthy"
