@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::comfy::client::ComfyClient;
-use crate::comfy::{ClientId, ComfyEvent, OutputImage, socket};
+use crate::comfy::{ComfyEvent, OutputImage, socket};
 use crate::config::BenchConfig;
 
 /// The largest image accepted from `/view`.
@@ -220,8 +220,7 @@ pub struct BenchReport {
 /// Runs `zimage bench`.
 pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
     let workflow = config.workflow.load()?;
-    let client_id = ClientId::new();
-    let client = ComfyClient::new(config.comfyui.clone(), client_id.clone());
+    let client = ComfyClient::new(config.comfyui.clone());
     let probe = client
         .probe(&workflow)
         .await
@@ -241,8 +240,9 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
 
     let (events_sender, mut events) = mpsc::channel(1024);
     let (stop, stopped) = oneshot::channel::<()>();
-    let socket = socket::spawn(config.comfyui.clone(), client_id, events_sender, stopped);
-    wait_connected(&mut events).await?;
+    let socket = socket::spawn(config.comfyui.clone(), events_sender, stopped);
+    // A lost connection fails the run, so this id stays the live one throughout.
+    let client_id = wait_connected(&mut events).await?;
 
     let unloaded_first = !config.keep_models;
     if unloaded_first {
@@ -266,6 +266,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
         let classes = class_types(&graph);
         let timeline = run_once(
             &client,
+            &client_id,
             &mut events,
             graph,
             workflow.sampler_node(),
@@ -320,18 +321,18 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for the socket's first connection.
-async fn wait_connected(events: &mut mpsc::Receiver<ComfyEvent>) -> anyhow::Result<()> {
+/// Waits for the socket's first connection; its client id.
+async fn wait_connected(events: &mut mpsc::Receiver<ComfyEvent>) -> anyhow::Result<String> {
     let connected = async {
         while let Some(event) = events.recv().await {
-            if event == ComfyEvent::Connected {
-                return true;
+            if let ComfyEvent::Connected { client_id } = event {
+                return Some(client_id);
             }
         }
-        false
+        None
     };
     match tokio::time::timeout(CONNECT_PATIENCE, connected).await {
-        Ok(true) => Ok(()),
+        Ok(Some(client_id)) => Ok(client_id),
         _ => anyhow::bail!("cannot open ComfyUI's WebSocket within {CONNECT_PATIENCE:?}"),
     }
 }
@@ -339,6 +340,7 @@ async fn wait_connected(events: &mut mpsc::Receiver<ComfyEvent>) -> anyhow::Resu
 /// Submits one prompt and follows it to its image.
 async fn run_once(
     client: &ComfyClient,
+    client_id: &str,
     events: &mut mpsc::Receiver<ComfyEvent>,
     graph: Value,
     sampler: &str,
@@ -348,7 +350,7 @@ async fn run_once(
     let submitted = Instant::now();
     // Previews as the studio asks for them: they cost the GPU a little on every step.
     client
-        .submit(&prompt_id, graph, true)
+        .submit(&prompt_id, client_id, graph, true)
         .await
         .context("ComfyUI refused the prompt")?;
     let accepted = Instant::now();

@@ -31,6 +31,9 @@ const QUEUE_FULL_RETRY: Duration = Duration::from_secs(20);
 /// reach a thousand watchers on one core.
 const PREVIEW_ANNOUNCE_DELAY: Duration = Duration::from_millis(25);
 
+/// How long a submission waits for the socket's first connection after the start.
+const FIRST_CONNECTION_PATIENCE: Duration = Duration::from_secs(5);
+
 /// The largest image the gateway accepts from ComfyUI's `/view`: a 1024x1024 PNG is a few MiB.
 const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -98,6 +101,9 @@ struct Inner {
     /// How many finished images are being written to disk; every change wakes those who wait for one
     /// (a thumbnail request, the shutdown).
     saves: watch::Sender<usize>,
+    /// The client id of the socket connection last seen coming up (its `Connected` event): prompts
+    /// are submitted under it. `None` before the first connection.
+    comfy_client_id: watch::Sender<Option<String>>,
 }
 
 /// One job the gateway is following (or followed recently).
@@ -230,6 +236,7 @@ impl Jobs {
                 tuning,
                 queue_changed: Notify::new(),
                 saves: watch::channel(0).0,
+                comfy_client_id: watch::channel(None).0,
             }),
         }
     }
@@ -308,12 +315,16 @@ impl Jobs {
                 },
             );
         }
-        if let Err(error) = self
-            .inner
-            .comfy
-            .submit(&id.to_string(), graph, self.inner.previews)
-            .await
-        {
+        let submitted = match self.comfy_client_id().await {
+            Some(client_id) => {
+                self.inner
+                    .comfy
+                    .submit(&id.to_string(), &client_id, graph, self.inner.previews)
+                    .await
+            }
+            None => Err(comfy::Error::Unreachable),
+        };
+        if let Err(error) = submitted {
             self.registry().remove(&id);
             tracing::warn!(%id, %error, "ComfyUI refused the job");
             return Err(error.into());
@@ -439,6 +450,17 @@ impl Jobs {
         self.view(id).ok_or(JobError::NotFound)
     }
 
+    /// The id to submit under; right after the start the socket may not be connected yet, so this
+    /// waits a little for its first connection. `None` when none came.
+    async fn comfy_client_id(&self) -> Option<String> {
+        let mut ids = self.inner.comfy_client_id.subscribe();
+        let first = tokio::time::timeout(FIRST_CONNECTION_PATIENCE, ids.wait_for(Option::is_some)).await;
+        match first {
+            Ok(Ok(id)) => id.clone(),
+            _ => None,
+        }
+    }
+
     fn registry(&self) -> MutexGuard<'_, HashMap<JobId, Job>> {
         // Every update leaves the map consistent, so a poisoned lock's data is still good.
         self.inner.registry.lock().unwrap_or_else(PoisonError::into_inner)
@@ -451,8 +473,9 @@ impl Jobs {
     /// Applies one socket event.
     fn apply(&self, event: ComfyEvent) {
         let prompt_id = match &event {
-            ComfyEvent::Connected => {
+            ComfyEvent::Connected { client_id } => {
                 tracing::info!("ComfyUI socket connected; checking unfinished jobs");
+                self.inner.comfy_client_id.send_replace(Some(client_id.clone()));
                 self.reconcile_all();
                 return;
             }
