@@ -523,10 +523,13 @@ impl<'a> Run<'a> {
         for step in 1..=steps {
             let started = tokio::time::Instant::now();
             let step_ms = self.shared.knobs.step_ms.subscribe();
+            // A stalled process computes nothing either: the step ends only once it resumes.
+            let resumed = self.shared.gate.resumed();
             self.interruptible(async move {
                 // Even a zero-length step yields, so an interrupt or a fault can get in between steps.
                 tokio::task::yield_now().await;
                 wait_adjustable(step_ms, started, |ms| Some(Duration::from_millis(*ms))).await;
+                resumed.await;
             })
             .await?;
             let mut hold = self.shared.knobs.hold_at_step.subscribe();

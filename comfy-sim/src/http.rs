@@ -54,6 +54,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .nest("/api", routes)
         .fallback(not_found)
         .layer(middleware::from_fn(origin_only))
+        .layer(middleware::from_fn_with_state(Arc::clone(&shared), count_requests))
         .with_state(shared)
 }
 
@@ -86,6 +87,12 @@ async fn not_found() -> StatusCode {
 
 async fn empty_list() -> Response {
     ok_json(&json!([]))
+}
+
+/// Counts every request that reaches the simulator (not ComfyUI behaviour: a probe for tests).
+async fn count_requests(State(shared): AppState, request: Request, next: Next) -> Response {
+    shared.count_request(request.method().as_str(), request.uri().path());
+    next.run(request).await
 }
 
 /// server.py `create_origin_only_middleware`: a browser page on another origin must not reach a

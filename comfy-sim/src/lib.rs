@@ -3,13 +3,14 @@
 //!
 //! # Layout
 //! - [`Simulator::spawn`] serves on a bound listener and returns a [`SimHandle`]; its [`Faults`]
-//!   script failures for tests (refused connections, dropped or stalled sockets, node errors, slow
-//!   `/view`, restarts).
+//!   script failures for tests (refused connections, a frozen process, dropped or stalled sockets,
+//!   node errors, slow `/view`, restarts) and count what the simulator was sent.
 //! - `http` and `ws` are the wire; `validation` is ComfyUI's prompt validator; `executor` runs one
 //!   prompt at a time and emits the recorded message sequence; `jobs` is the 0.8.0 jobs API;
 //!   `images` draws the seed-determined pictures.
 //! - `catalog` holds the recorded `/object_info`; `state` what a ComfyUI process keeps in memory.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -163,6 +164,14 @@ impl Faults {
         self.shared.gate.set_refusing(refuse);
     }
 
+    /// While `true`, ComfyUI is frozen, as under `docker pause` or with its event loop blocked: the
+    /// OS still accepts connections, but nothing is read or written on any connection, open or new
+    /// (HTTP calls and WebSocket handshakes hang, pings go unanswered, nothing is sent), and sampling
+    /// stops at the end of the step under way. `false` resumes everything where it stood.
+    pub fn stall(&self, stalled: bool) {
+        self.shared.gate.set_stalled(stalled);
+    }
+
     /// Changes how long each sampling step takes, the step under way included.
     pub fn set_step_ms(&self, step_ms: u64) {
         self.shared.knobs.step_ms.send_replace(step_ms);
@@ -247,5 +256,25 @@ impl Faults {
     /// started; kept across restarts.
     pub fn peak_queue_remaining(&self) -> usize {
         self.shared.peak_queue.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many requests each `"METHOD /path"` got since the start (`"GET /ws"` counts WebSocket
+    /// handshakes), kept across restarts. Past 1024 distinct keys, new ones count under `"(other)"`.
+    pub fn requests_received(&self) -> BTreeMap<String, u64> {
+        lock(&self.shared.requests).clone()
+    }
+
+    /// The number of requests whose `"METHOD /path"` starts with `prefix`, e.g. `"GET /object_info"`.
+    pub fn requests_to(&self, prefix: &str) -> u64 {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// TCP connections accepted and still open (keep-alive HTTP and WebSockets alike).
+    pub fn open_connections(&self) -> usize {
+        self.shared.gate.open_connections()
     }
 }

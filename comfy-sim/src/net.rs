@@ -1,12 +1,13 @@
-//! The simulator's TCP edge: a listener that can refuse connections ("ComfyUI is down") and
-//! streams that a restart cuts, the way a dying process cuts its sockets.
+//! The simulator's TCP edge: a listener that can refuse connections ("ComfyUI is down"), streams
+//! that a restart cuts, the way a dying process cuts its sockets, and streams that freeze while the
+//! process is stalled (the OS still accepts connections, but nobody reads or writes them).
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -18,6 +19,10 @@ use tokio::sync::watch;
 pub(crate) struct Gate {
     epoch: watch::Sender<u64>,
     refusing: AtomicBool,
+    /// While true, no connection is read or written (see `Faults::stall`).
+    stalled: watch::Sender<bool>,
+    /// Connections accepted and not yet closed.
+    open: AtomicUsize,
 }
 
 impl Default for Gate {
@@ -25,6 +30,8 @@ impl Default for Gate {
         Self {
             epoch: watch::Sender::new(0),
             refusing: AtomicBool::new(false),
+            stalled: watch::Sender::new(false),
+            open: AtomicUsize::new(0),
         }
     }
 }
@@ -45,6 +52,29 @@ impl Gate {
 
     fn refusing(&self) -> bool {
         self.refusing.load(Ordering::SeqCst)
+    }
+
+    /// Freezes (or thaws) every connection, open and future, where it stands.
+    pub(crate) fn set_stalled(&self, stalled: bool) {
+        self.stalled.send_replace(stalled);
+    }
+
+    pub(crate) fn is_stalled(&self) -> bool {
+        *self.stalled.borrow()
+    }
+
+    /// Resolves once the process is not stalled (at once when it is not).
+    pub(crate) fn resumed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.stalled.subscribe();
+        async move {
+            // An error means the gate is gone with the simulator: nothing stalls any more.
+            let _ = rx.wait_for(|stalled| !*stalled).await;
+        }
+    }
+
+    /// Connections accepted and not yet closed (WebSockets included).
+    pub(crate) fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     /// Resolves once the connections of the current epoch are cut.
@@ -97,11 +127,14 @@ impl axum::serve::Listener for GatedListener {
                 drop(stream);
                 continue;
             }
+            self.gate.open.fetch_add(1, Ordering::SeqCst);
             return (
                 GatedStream {
                     inner: stream,
                     cut: Box::pin(self.gate.cut_signal()),
                     dead: false,
+                    resume: None,
+                    gate: Arc::clone(&self.gate),
                 },
                 addr,
             );
@@ -113,11 +146,17 @@ impl axum::serve::Listener for GatedListener {
     }
 }
 
-/// A TCP stream that fails every read and write once its gate epoch has passed.
+type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A TCP stream that fails every read and write once its gate epoch has passed, and waits in every
+/// read and write while the gate is stalled.
 pub(crate) struct GatedStream {
     inner: TcpStream,
-    cut: Pin<Box<dyn Future<Output = ()> + Send>>,
+    cut: Signal,
     dead: bool,
+    /// The wait for the end of a stall, while one lasts.
+    resume: Option<Signal>,
+    gate: Arc<Gate>,
 }
 
 impl GatedStream {
@@ -126,6 +165,38 @@ impl GatedStream {
             self.dead = true;
         }
         self.dead
+    }
+
+    /// Pending while the process is stalled; the waker is then woken when it resumes.
+    fn poll_awake(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.gate.is_stalled() {
+            self.resume = None;
+            return Poll::Ready(());
+        }
+        let gate = &self.gate;
+        let resume = self.resume.get_or_insert_with(|| Box::pin(gate.resumed()));
+        let awake = resume.as_mut().poll(cx);
+        if awake.is_ready() {
+            self.resume = None;
+        }
+        awake
+    }
+
+    /// `Some` when the stream may not do IO now: a cut one answers `when_cut`, a stalled one waits.
+    fn blocked<T>(&mut self, cx: &mut Context<'_>, when_cut: impl FnOnce() -> T) -> Option<Poll<T>> {
+        if self.is_cut(cx) {
+            return Some(Poll::Ready(when_cut()));
+        }
+        if self.poll_awake(cx).is_pending() {
+            return Some(Poll::Pending);
+        }
+        None
+    }
+}
+
+impl Drop for GatedStream {
+    fn drop(&mut self) {
+        self.gate.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -139,8 +210,8 @@ impl AsyncRead for GatedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.is_cut(cx) {
-            return Poll::Ready(Err(cut_error()));
+        if let Some(blocked) = self.blocked(cx, || Err(cut_error())) {
+            return blocked;
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
@@ -148,22 +219,22 @@ impl AsyncRead for GatedStream {
 
 impl AsyncWrite for GatedStream {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if self.is_cut(cx) {
-            return Poll::Ready(Err(cut_error()));
+        if let Some(blocked) = self.blocked(cx, || Err(cut_error())) {
+            return blocked;
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.is_cut(cx) {
-            return Poll::Ready(Err(cut_error()));
+        if let Some(blocked) = self.blocked(cx, || Err(cut_error())) {
+            return blocked;
         }
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.is_cut(cx) {
-            return Poll::Ready(Ok(()));
+        if let Some(blocked) = self.blocked(cx, || Ok(())) {
+            return blocked;
         }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }

@@ -1,6 +1,7 @@
 //! The simulator's shared core: process state, connected clients, fault knobs and the worker
 //! that runs one prompt at a time. HTTP handlers, socket tasks and the worker all go through it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -83,8 +84,16 @@ pub(crate) struct Shared {
     pub(crate) received: Mutex<Vec<Value>>,
     /// The largest `queue_remaining` so far, for tests of a client that feeds one prompt at a time.
     pub(crate) peak_queue: AtomicUsize,
+    /// How many requests each `METHOD /path` got, for tests to inspect (see [`Shared::count_request`]).
+    pub(crate) requests: Mutex<BTreeMap<String, u64>>,
     pub(crate) shutdown: watch::Sender<bool>,
 }
+
+/// How many distinct `METHOD /path` keys the request counts keep.
+const MAX_COUNTED_PATHS: usize = 1024;
+
+/// The key requests beyond [`MAX_COUNTED_PATHS`] are counted under.
+pub(crate) const OTHER_REQUESTS: &str = "(other)";
 
 /// Locks a mutex, carrying on after a panic elsewhere (every update here is a single assignment
 /// or push, so a poisoned lock still holds consistent data).
@@ -157,12 +166,26 @@ impl Shared {
             worker: Mutex::new(None),
             received: Mutex::new(Vec::new()),
             peak_queue: AtomicUsize::new(0),
+            requests: Mutex::new(BTreeMap::new()),
             shutdown: watch::Sender::new(false),
         }
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// Counts one request. The demo runs a simulator for as long as the gateway, so the table is
+    /// bounded: past [`MAX_COUNTED_PATHS`] distinct keys, new ones are counted under `OTHER`.
+    pub(crate) fn count_request(&self, method: &str, path: &str) {
+        let key = format!("{method} {path}");
+        let mut requests = lock(&self.requests);
+        let key = if requests.len() < MAX_COUNTED_PATHS || requests.contains_key(&key) {
+            key
+        } else {
+            OTHER_REQUESTS.to_owned()
+        };
+        *requests.entry(key).or_default() += 1;
     }
 
     /// `{"status": {"exec_info": {"queue_remaining": N}}}` (+ `sid` in the greeting).

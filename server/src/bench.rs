@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::comfy::client::ComfyClient;
-use crate::comfy::{ClientId, ComfyEvent, OutputImage, socket};
+use crate::comfy::{ComfyEvent, OutputImage, socket};
 use crate::config::BenchConfig;
 
 /// The largest image accepted from `/view`.
@@ -220,8 +220,7 @@ pub struct BenchReport {
 /// Runs `zimage bench`.
 pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
     let workflow = config.workflow.load()?;
-    let client_id = ClientId::new();
-    let client = ComfyClient::new(config.comfyui.clone(), client_id.clone());
+    let client = ComfyClient::new(config.comfyui.clone());
     let probe = client
         .probe(&workflow)
         .await
@@ -241,8 +240,9 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
 
     let (events_sender, mut events) = mpsc::channel(1024);
     let (stop, stopped) = oneshot::channel::<()>();
-    let socket = socket::spawn(config.comfyui.clone(), client_id, events_sender, stopped);
-    let connection = wait_connected(&mut events).await?;
+    let socket = socket::spawn(config.comfyui.clone(), events_sender, stopped);
+    // A lost connection fails the run, so this id stays the live one throughout.
+    let client_id = wait_connected(&mut events).await?;
 
     let unloaded_first = !config.keep_models;
     if unloaded_first {
@@ -266,7 +266,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
         let classes = class_types(&graph);
         let timeline = run_once(
             &client,
-            &connection,
+            &client_id,
             &mut events,
             graph,
             workflow.sampler_node(),
@@ -321,7 +321,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for the socket's first connection; returns the client id it is registered under.
+/// Waits for the socket's first connection; its client id.
 async fn wait_connected(events: &mut mpsc::Receiver<ComfyEvent>) -> anyhow::Result<String> {
     let connected = async {
         while let Some(event) = events.recv().await {

@@ -6,7 +6,7 @@
 //! - [`comfy`]: everything that knows ComfyUI: HTTP client, WebSocket, messages, workflow.
 //! - [`jobs`]: a job's life from submission to stored image; [`relay`]: its events for watchers.
 //! - [`images`] and [`history`]: what is kept on disk under the data folder.
-//! - [`readiness`]: the background probe behind `/readyz`.
+//! - [`readiness`]: `/readyz`'s answer: the socket's link plus a probe of each new connection.
 //! - [`access`]: the door to the LAN: who may come in (addresses, hosts, origins, the secret) and the
 //!   abuse limits, as plain decisions that `routes` applies to every request.
 //! - [`routes`]: HTTP only: extract, call one of the above, answer.
@@ -42,7 +42,7 @@ use tokio::sync::mpsc;
 use crate::access::Access;
 use crate::comfy::client::ComfyClient;
 use crate::comfy::workflow::ModelFiles;
-use crate::comfy::{ClientId, socket};
+use crate::comfy::socket;
 use crate::config::ServeConfig;
 use crate::history::History;
 use crate::images::ImageStore;
@@ -111,8 +111,7 @@ pub async fn serve_tuned(
         None => config.comfyui.clone(),
     };
 
-    let client_id = ClientId::new();
-    let comfy = ComfyClient::with_timeouts(comfy_url.clone(), client_id.clone(), tuning.comfy);
+    let comfy = ComfyClient::with_timeouts(comfy_url.clone(), tuning.comfy);
     let (events_sender, events) = mpsc::channel(1024);
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
     let shutdown_socket = async move {
@@ -121,7 +120,6 @@ pub async fn serve_tuned(
     };
     let socket = socket::spawn_with(
         comfy_url.clone(),
-        client_id,
         events_sender,
         shutdown_socket,
         tuning.socket,
@@ -148,7 +146,14 @@ pub async fn serve_tuned(
     } else {
         comfy_url.to_string()
     };
-    let (readiness, probe_task) = readiness::spawn(comfy, workflow, shown_url, config.demo, tuning.probe);
+    let (readiness, probe_task) = readiness::spawn(
+        comfy,
+        workflow,
+        socket.link(),
+        shown_url,
+        config.demo,
+        tuning.probe,
+    );
 
     let state = AppState {
         access,

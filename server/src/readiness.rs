@@ -1,5 +1,11 @@
-//! Readiness: a background probe of ComfyUI (reachable? node packs and model files present? which
-//! device?) whose latest answer `/readyz` and the page read without ever waiting on ComfyUI.
+//! Readiness: whether ComfyUI can run the studio's workflow now, as `/readyz` and the page read it
+//! without ever waiting on ComfyUI.
+//!
+//! Ready means both: the socket's [`Link`] is up (ComfyUI answers, and jobs submitted now get their
+//! events), and a probe made on that connection found every node class and model file the workflow
+//! needs. The probe runs once per connection, because a restarted or replaced ComfyUI always shows as
+//! a new connection; while ready, the socket's ping/pong is the only traffic. While the probe finds
+//! something missing (or fails), it is repeated until the answer is ready.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -7,59 +13,114 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use app::api::{BackendState, Readiness};
 use tokio::sync::watch;
 
+use crate::comfy::Link;
 use crate::comfy::client::{ComfyClient, Probe};
 use crate::comfy::workflow::Workflow;
 
-/// How often ComfyUI is probed.
+/// How often ComfyUI is probed while connected but not ready.
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeTuning {
-    /// While ComfyUI is not ready: soon after it comes up, the studio should say so.
+    /// Between probes that found something missing or failed: soon after the missing model file
+    /// appears, the studio should say it is ready.
     pub while_waiting: Duration,
-    /// Once ready: only to notice it going away.
-    pub while_ready: Duration,
 }
 
 impl Default for ProbeTuning {
     fn default() -> ProbeTuning {
         ProbeTuning {
             while_waiting: Duration::from_secs(2),
-            while_ready: Duration::from_secs(15),
         }
     }
 }
 
-/// Starts probing; the receiver always holds the latest answer.
+/// Starts following `link` and probing each new connection; the receiver always holds the latest
+/// answer. The task ends when the link's sender (the socket task) or every receiver is gone.
 pub fn spawn(
     comfy: ComfyClient,
     workflow: Arc<Workflow>,
+    link: watch::Receiver<Link>,
     comfy_url: String,
     demo: bool,
     tuning: ProbeTuning,
 ) -> (watch::Receiver<Readiness>, tokio::task::JoinHandle<()>) {
     let initial = unreachable(&comfy_url, demo, "not checked yet");
     let (sender, receiver) = watch::channel(initial);
-    let task = tokio::spawn(async move {
+    let prober = Prober {
+        comfy,
+        workflow,
+        comfy_url,
+        demo,
+        tuning,
+        sender,
+    };
+    (receiver, tokio::spawn(prober.run(link)))
+}
+
+struct Prober {
+    comfy: ComfyClient,
+    workflow: Arc<Workflow>,
+    comfy_url: String,
+    demo: bool,
+    tuning: ProbeTuning,
+    sender: watch::Sender<Readiness>,
+}
+
+impl Prober {
+    async fn run(self, mut link: watch::Receiver<Link>) {
         loop {
-            let readiness = match comfy.probe(&workflow).await {
-                Ok(probe) => from_probe(probe, &comfy_url, demo),
-                Err(error) => unreachable(&comfy_url, demo, &error.to_string()),
+            let current = link.borrow_and_update().clone();
+            let followed = match current {
+                Link::Down { reason } => {
+                    self.publish(unreachable(&self.comfy_url, self.demo, &reason));
+                    link.changed().await.is_ok()
+                }
+                // Until the probe answers, the previous answer (down, or not yet checked) stands.
+                Link::Up { .. } => self.probe_until_ready(&mut link).await,
             };
-            let pause = if readiness.ready {
-                tuning.while_ready
-            } else {
-                tuning.while_waiting
-            };
-            let changed = sender.borrow().state != readiness.state;
-            if changed {
-                tracing::info!(state = ?readiness.state, message = %readiness.message, "backend readiness changed");
-            }
-            if sender.send(readiness).is_err() {
+            if !followed || self.sender.is_closed() {
                 return;
             }
-            tokio::time::sleep(pause).await;
         }
-    });
-    (receiver, task)
+    }
+
+    /// Probes the live connection until the answer is ready, then waits; returns when the link
+    /// changes (true) or its sender is gone (false). A change cuts a probe short: a lost connection
+    /// turns readiness down at once, not after the probe's timeout.
+    async fn probe_until_ready(&self, link: &mut watch::Receiver<Link>) -> bool {
+        loop {
+            let readiness = tokio::select! {
+                changed = link.changed() => return changed.is_ok(),
+                probed = self.comfy.probe(&self.workflow) => match probed {
+                    Ok(probe) => from_probe(probe, &self.comfy_url, self.demo),
+                    Err(error) => unreachable(
+                        &self.comfy_url,
+                        self.demo,
+                        &format!("its WebSocket is connected but {error}"),
+                    ),
+                },
+            };
+            let ready = readiness.ready;
+            self.publish(readiness);
+            if ready {
+                return link.changed().await.is_ok();
+            }
+            tokio::select! {
+                changed = link.changed() => return changed.is_ok(),
+                () = tokio::time::sleep(self.tuning.while_waiting) => {}
+            }
+        }
+    }
+
+    fn publish(&self, readiness: Readiness) {
+        let changed = {
+            let current = self.sender.borrow();
+            current.state != readiness.state || current.message != readiness.message
+        };
+        if changed {
+            tracing::info!(state = ?readiness.state, message = %readiness.message, "backend readiness changed");
+        }
+        self.sender.send_replace(readiness);
+    }
 }
 
 fn now_ms() -> u64 {
@@ -133,5 +194,160 @@ pub fn from_probe(probe: Probe, comfy_url: &str, demo: bool) -> Readiness {
         device: probe.device,
         warnings,
         checked_at: now_ms(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use comfy_sim::{SimHandle, SimOptions, Simulator};
+    use url::Url;
+
+    use super::*;
+    use crate::comfy::workflow::fixtures::{committed_workflow, default_models};
+
+    /// Generous: these tests wait for answers, never for a fixed time.
+    const PATIENCE: Duration = Duration::from_secs(20);
+
+    struct Setup {
+        sim: SimHandle,
+        link: watch::Sender<Link>,
+        readiness: watch::Receiver<Readiness>,
+        _task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn setup(options: SimOptions) -> Setup {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sim = Simulator::spawn(listener, options).await.unwrap();
+        let comfy = ComfyClient::new(Url::parse(&sim.url()).unwrap());
+        let (link, link_receiver) = watch::channel(Link::Down {
+            reason: "no connection yet".to_owned(),
+        });
+        let tuning = ProbeTuning {
+            while_waiting: Duration::from_millis(20),
+        };
+        let workflow = Arc::new(committed_workflow(default_models()));
+        let (readiness, task) = spawn(comfy, workflow, link_receiver, sim.url(), false, tuning);
+        Setup {
+            sim,
+            link,
+            readiness,
+            _task: task,
+        }
+    }
+
+    fn up(client_id: &str) -> Link {
+        Link::Up {
+            client_id: client_id.to_owned(),
+        }
+    }
+
+    async fn until(readiness: &mut watch::Receiver<Readiness>, accept: impl Fn(&Readiness) -> bool) -> Readiness {
+        tokio::time::timeout(PATIENCE, readiness.wait_for(accept))
+            .await
+            .expect("readiness in time")
+            .expect("the prober runs")
+            .clone()
+    }
+
+    #[tokio::test]
+    async fn down_says_why_and_up_is_ready_once_the_probe_passes() {
+        let mut setup = setup(SimOptions::default()).await;
+        let down = until(&mut setup.readiness, |readiness| {
+            readiness.message.contains("no connection yet")
+        })
+        .await;
+        assert_eq!(down.state, BackendState::Unreachable);
+        assert!(!down.ready);
+        assert_eq!(setup.sim.faults().requests_to("GET /"), 0, "no probe while down");
+
+        setup.link.send_replace(up("a"));
+        let ready = until(&mut setup.readiness, |readiness| readiness.ready).await;
+        assert_eq!(ready.state, BackendState::Ready);
+        assert!(ready.device.is_some());
+
+        setup.link.send_replace(Link::Down {
+            reason: "its WebSocket was lost: no frame and no pong for 5s".to_owned(),
+        });
+        let lost = until(&mut setup.readiness, |readiness| !readiness.ready).await;
+        assert_eq!(lost.state, BackendState::Unreachable);
+        assert!(lost.message.contains("no frame and no pong"), "{}", lost.message);
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_probed_once_and_a_new_one_again() {
+        let mut setup = setup(SimOptions::default()).await;
+        setup.link.send_replace(up("a"));
+        until(&mut setup.readiness, |readiness| readiness.ready).await;
+        let faults = setup.sim.faults();
+        let classes = faults.requests_to("GET /object_info/");
+        assert!(classes > 0);
+        assert_eq!(faults.requests_to("GET /system_stats"), 1);
+
+        // Many probe periods of a not-ready prober: a ready one stays quiet.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(faults.requests_to("GET /system_stats"), 1);
+        assert_eq!(faults.requests_to("GET /object_info/"), classes);
+
+        // A new connection (a restarted ComfyUI shows as one) is probed again.
+        setup.link.send_replace(Link::Down {
+            reason: "closed".to_owned(),
+        });
+        setup.link.send_replace(up("b"));
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while faults.requests_to("GET /object_info/") < 2 * classes {
+            assert!(tokio::time::Instant::now() < deadline, "no probe of the new connection");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        until(&mut setup.readiness, |readiness| readiness.ready).await;
+        assert_eq!(faults.requests_to("GET /system_stats"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_finds_something_missing_is_repeated() {
+        let mut setup = setup(SimOptions {
+            vaes: vec!["other.safetensors".to_owned()],
+            ..SimOptions::default()
+        })
+        .await;
+        setup.link.send_replace(up("a"));
+        let missing = until(&mut setup.readiness, |readiness| {
+            readiness.state == BackendState::Starting
+        })
+        .await;
+        assert_eq!(missing.missing_models, ["ae.safetensors"]);
+        assert!(missing.message.contains("ae.safetensors"), "{}", missing.message);
+        // It keeps asking while something is missing.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while setup.sim.faults().requests_to("GET /system_stats") < 3 {
+            assert!(tokio::time::Instant::now() < deadline, "not probed again");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_link_lost_during_a_hung_probe_turns_readiness_down_at_once() {
+        let mut setup = setup(SimOptions::default()).await;
+        // ComfyUI freezes just as the connection comes up: the probe hangs (for its 10 s timeout).
+        setup.sim.faults().stall(true);
+        setup.link.send_replace(up("a"));
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while setup.sim.faults().open_connections() == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the probe never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        setup.link.send_replace(Link::Down {
+            reason: "its WebSocket was lost: no frame and no pong for 5s".to_owned(),
+        });
+        // Well within the probe's 10 s timeout.
+        let lost = tokio::time::timeout(
+            Duration::from_secs(5),
+            setup.readiness.wait_for(|readiness| readiness.message.contains("no pong")),
+        )
+        .await
+        .expect("readiness turned at once")
+        .unwrap()
+        .clone();
+        assert!(!lost.ready);
+        setup.sim.faults().stall(false);
     }
 }

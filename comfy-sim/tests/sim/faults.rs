@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{Frame, PATIENCE, Sim, fast, kinds, zimage_body};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 
 #[tokio::test]
 async fn refusing_connections_cuts_sockets_and_refuses_requests_until_lifted() {
@@ -397,4 +397,84 @@ async fn the_peak_queue_counts_the_most_prompts_held_at_once() {
         3,
         "the peak stays when the queue drains"
     );
+}
+
+/// Long enough for a frame or an answer to come back from an idle local simulator many times over:
+/// only used to check that nothing comes while the simulator is stalled.
+const QUIET: Duration = Duration::from_millis(300);
+
+#[tokio::test]
+async fn a_stall_freezes_every_connection_until_it_is_lifted() {
+    let sim = Sim::start(fast()).await;
+    let faults = sim.handle.faults();
+    let mut ws = sim.connect("c").await;
+    assert_eq!(ws.next().await.kind(), "status");
+
+    faults.stall(true);
+    // A new connection is accepted (as the OS does for a frozen process) but never answered.
+    let fresh = reqwest::Client::new();
+    let request = tokio::spawn(fresh.get(sim.url("/system_stats")).send());
+    // The open socket answers no ping.
+    ws.stream.send(Message::Ping(b"alive?".to_vec().into())).await.unwrap();
+    assert!(
+        tokio::time::timeout(QUIET, ws.stream.next()).await.is_err(),
+        "a stalled simulator sent a frame"
+    );
+    assert!(!request.is_finished(), "a stalled simulator answered HTTP");
+
+    faults.stall(false);
+    let pong = tokio::time::timeout(PATIENCE, ws.stream.next()).await.unwrap();
+    assert!(matches!(pong, Some(Ok(Message::Pong(ref payload))) if payload.as_ref() == b"alive?"), "{pong:?}");
+    let answered = tokio::time::timeout(PATIENCE, request).await.unwrap().unwrap().unwrap();
+    assert_eq!(answered.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn sampling_stops_while_stalled_and_goes_on_after() {
+    // Eight steps of 100 ms: the prompt would be done well within the stall if sampling went on.
+    let sim = Sim::start(comfy_sim::SimOptions {
+        step_ms: 100,
+        ..fast()
+    })
+    .await;
+    let faults = sim.handle.faults();
+    let mut ws = sim.connect("c").await;
+    let prompt_id = sim.queue(&zimage_body("c", 1, 64, 64)).await;
+    ws.until("progress").await;
+
+    faults.stall(true);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    faults.stall(false);
+    let (_, job) = sim.get(&format!("/api/jobs/{prompt_id}")).await;
+    assert_eq!(job["status"], "in_progress", "{job}");
+    let frames = ws.until_done(&prompt_id).await;
+    assert!(kinds(&frames).iter().any(|kind| kind == "execution_success"));
+}
+
+#[tokio::test]
+async fn requests_and_open_connections_are_counted() {
+    let sim = Sim::start(fast()).await;
+    let faults = sim.handle.faults();
+    assert_eq!(faults.open_connections(), 0);
+    sim.get("/object_info/KSampler").await;
+    sim.get("/object_info/KSampler").await;
+    sim.get("/api/object_info/VAELoader").await;
+    sim.get("/system_stats").await;
+    let counts = faults.requests_received();
+    assert_eq!(counts["GET /object_info/KSampler"], 2, "{counts:?}");
+    assert_eq!(counts["GET /api/object_info/VAELoader"], 1, "{counts:?}");
+    assert_eq!(faults.requests_to("GET /object_info"), 2);
+    assert_eq!(faults.requests_to("GET /"), 4);
+    // One keep-alive connection carried the four requests.
+    assert_eq!(faults.open_connections(), 1);
+
+    let ws = sim.connect("c").await;
+    assert_eq!(faults.requests_received()["GET /ws"], 1);
+    assert_eq!(faults.open_connections(), 2);
+    drop(ws);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while faults.open_connections() > 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the closed socket still counts");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

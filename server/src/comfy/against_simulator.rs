@@ -11,15 +11,16 @@ use super::client::ComfyClient;
 use super::socket::{self, Backoff, SocketHandle, SocketOptions};
 use super::workflow::fixtures::{committed_workflow, default_models};
 use super::workflow::{ModelFiles, Workflow};
-use super::{ClientId, ComfyEvent, Error, RemoteState};
+use super::{ComfyEvent, Error, Link, RemoteState};
 
 /// Generous: these tests wait for events and states, never for a fixed time.
 const PATIENCE: Duration = Duration::from_secs(20);
 
 struct Setup {
-    client_id: String,
     sim: SimHandle,
     client: ComfyClient,
+    /// The id of the socket's live connection, to submit under.
+    client_id: String,
     events: mpsc::Receiver<ComfyEvent>,
     socket: SocketHandle,
     workflow: Workflow,
@@ -38,8 +39,7 @@ async fn setup() -> Setup {
     .await
     .unwrap();
     let base = Url::parse(&sim.url()).unwrap();
-    let client_id = ClientId::new();
-    let client = ComfyClient::new(base.clone(), client_id.clone());
+    let client = ComfyClient::new(base.clone());
     let (events_tx, mut events) = mpsc::channel(256);
     let (stop, stopped) = oneshot::channel::<()>();
     let options = SocketOptions {
@@ -51,14 +51,12 @@ async fn setup() -> Setup {
             max: Duration::from_millis(100),
         },
     };
-    let socket = socket::spawn_with(base, client_id, events_tx, stopped, options);
-    let ComfyEvent::Connected { client_id } = next_event(&mut events).await else {
-        panic!("the first event is the connection")
-    };
+    let socket = socket::spawn_with(base, events_tx, stopped, options);
+    let client_id = connected_id(next_event(&mut events).await);
     Setup {
-        client_id,
         sim,
         client,
+        client_id,
         events,
         socket,
         workflow: committed_workflow(default_models()),
@@ -89,6 +87,28 @@ async fn events_until(
             return seen;
         }
     }
+}
+
+fn connected_id(event: ComfyEvent) -> String {
+    match event {
+        ComfyEvent::Connected { client_id } => client_id,
+        other => panic!("expected Connected, got {other:?}"),
+    }
+}
+
+fn is_connected(event: &ComfyEvent) -> bool {
+    matches!(event, ComfyEvent::Connected { .. })
+}
+
+/// Waits past the next `Disconnected` for the next `Connected`, and submits under its id from then on.
+async fn follow_reconnect(setup: &mut Setup) {
+    events_until(&mut setup.events, |event| *event == ComfyEvent::Disconnected).await;
+    let reconnected = events_until(&mut setup.events, is_connected).await;
+    let [ComfyEvent::Connected { client_id }] = reconnected.as_slice() else {
+        panic!("{reconnected:?}")
+    };
+    assert_ne!(*client_id, setup.client_id, "a fresh id for the new connection");
+    setup.client_id = client_id.clone();
 }
 
 fn finished(prompt_id: &str) -> impl Fn(&ComfyEvent) -> bool + '_ {
@@ -131,7 +151,11 @@ async fn a_prompt_runs_from_submit_to_a_stored_png_with_previews() {
     assert!(probe.device.is_some());
 
     let graph = setup.workflow.fill("a red fox in snow", 42, 512, 384);
-    setup.client.submit("job-1", &setup.client_id, graph, true).await.unwrap();
+    setup
+        .client
+        .submit("job-1", &setup.client_id, graph, true)
+        .await
+        .unwrap();
     let events = events_until(&mut setup.events, finished("job-1")).await;
 
     assert_eq!(
@@ -317,9 +341,7 @@ async fn a_dropped_socket_reconnects_and_the_prompt_is_found_by_polling() {
         .submit("job-1", &setup.client_id, setup.workflow.fill("x", 1, 256, 256), false)
         .await
         .unwrap();
-    events_until(&mut setup.events, |event| *event == ComfyEvent::Disconnected).await;
-    let reconnected = events_until(&mut setup.events, |event| matches!(event, ComfyEvent::Connected { .. })).await;
-    assert!(matches!(reconnected[..], [ComfyEvent::Connected { .. }]), "{reconnected:?}");
+    follow_reconnect(&mut setup).await;
     let state = remote_state_until(&setup.client, "job-1", |state| {
         matches!(state, RemoteState::Completed { .. })
     })
@@ -336,13 +358,7 @@ async fn a_stalled_socket_is_replaced_and_new_prompts_report_on_the_new_one() {
         .submit("job-1", &setup.client_id, setup.workflow.fill("x", 1, 256, 256), false)
         .await
         .unwrap();
-    events_until(&mut setup.events, |event| *event == ComfyEvent::Disconnected).await;
-    let reconnected = events_until(&mut setup.events, |event| matches!(event, ComfyEvent::Connected { .. })).await;
-    let [ComfyEvent::Connected { client_id }] = &reconnected[..] else {
-        panic!("{reconnected:?}")
-    };
-    assert_ne!(*client_id, setup.client_id, "a fresh id for the new connection");
-    setup.client_id = client_id.clone();
+    follow_reconnect(&mut setup).await;
     remote_state_until(&setup.client, "job-1", |state| {
         matches!(state, RemoteState::Completed { .. })
     })
@@ -373,7 +389,55 @@ async fn comfyui_down_then_up_is_unreachable_then_connected() {
         Err(Error::Unreachable)
     ));
     setup.sim.faults().refuse_connections(false);
-    events_until(&mut setup.events, |event| matches!(event, ComfyEvent::Connected { .. })).await;
+    events_until(&mut setup.events, is_connected).await;
     assert_eq!(setup.client.queue_order().await.unwrap(), Vec::<String>::new());
     assert!(!setup.socket.is_finished());
+}
+
+#[tokio::test]
+async fn a_frozen_comfyui_takes_the_link_down_and_a_resumed_one_gets_a_new_connection() {
+    let mut setup = setup().await;
+    let mut link = setup.socket.link();
+    assert_eq!(link.borrow().client_id(), Some(setup.client_id.as_str()));
+
+    setup.sim.faults().stall(true);
+    let down = tokio::time::timeout(PATIENCE, link.wait_for(|link| link.client_id().is_none()))
+        .await
+        .expect("the link went down")
+        .unwrap()
+        .clone();
+    let Link::Down { reason } = down else {
+        unreachable!()
+    };
+    assert!(reason.contains("no frame and no pong"), "{reason}");
+    events_until(&mut setup.events, |event| *event == ComfyEvent::Disconnected).await;
+
+    setup.sim.faults().stall(false);
+    let client_id = connected_id(
+        events_until(&mut setup.events, is_connected)
+            .await
+            .pop()
+            .unwrap(),
+    );
+    assert_ne!(client_id, setup.client_id);
+    let live = tokio::time::timeout(PATIENCE, link.wait_for(|link| link.client_id().is_some()))
+        .await
+        .expect("the link came up")
+        .unwrap()
+        .clone();
+    assert_eq!(live.client_id(), Some(client_id.as_str()));
+
+    // A prompt submitted under the new connection's id reports its progress there.
+    setup
+        .client
+        .submit("job-1", &client_id, setup.workflow.fill("x", 1, 256, 256), false)
+        .await
+        .unwrap();
+    let events = events_until(&mut setup.events, finished("job-1")).await;
+    assert!(
+        events
+            .iter()
+            .any(|event| matches!(event, ComfyEvent::Progress { .. })),
+        "{events:?}"
+    );
 }

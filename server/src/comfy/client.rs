@@ -17,7 +17,7 @@ use url::Url;
 
 use super::messages::{self, JobRecord, PromptAccepted, QueueSnapshot, SystemStats};
 use super::workflow::{Problem, Workflow};
-use super::{ClientId, Error, OutputImage, RemoteState};
+use super::{Error, OutputImage, RemoteState};
 
 /// How long each kind of call may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +72,6 @@ pub struct ComfyClient {
 struct Inner {
     http: reqwest::Client,
     base: Url,
-    client_id: ClientId,
     timeouts: Timeouts,
     /// Which job lookup works: [`JOBS_API_UNKNOWN`], [`JOBS_API_PRESENT`] or [`JOBS_API_ABSENT`].
     jobs_api: AtomicU8,
@@ -85,17 +84,25 @@ const JOBS_API_ABSENT: u8 = 2;
 /// Largest JSON answer read from ComfyUI; ours are a few KiB, a queue of big graphs a few MiB.
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
 
+/// Idle connections kept open to ComfyUI: enough for a submit next to a lookup or a download.
+const MAX_IDLE_CONNECTIONS: usize = 2;
+
+/// How long an unused connection stays open (reqwest's default is 90 s).
+const IDLE_CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+
 impl ComfyClient {
-    /// A client for the ComfyUI at `base` (e.g. `http://comfyui:8188`), submitting prompts under the
-    /// socket's current client id, with the default [`Timeouts`].
-    pub fn new(base: Url, client_id: ClientId) -> ComfyClient {
-        ComfyClient::with_timeouts(base, client_id, Timeouts::default())
+    /// A client for the ComfyUI at `base` (e.g. `http://comfyui:8188`) with the default [`Timeouts`].
+    pub fn new(base: Url) -> ComfyClient {
+        ComfyClient::with_timeouts(base, Timeouts::default())
     }
 
     /// Like [`ComfyClient::new`] with chosen timeouts.
-    pub fn with_timeouts(base: Url, client_id: ClientId, timeouts: Timeouts) -> ComfyClient {
+    pub fn with_timeouts(base: Url, timeouts: Timeouts) -> ComfyClient {
         let http = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
+            // Calls come one or a few at a time; an idle ComfyUI should not hold a pile of sockets.
+            .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
+            .pool_idle_timeout(IDLE_CONNECTION_LIFETIME)
             // ComfyUI is on a private network; a proxy from the environment would only get in the way.
             .no_proxy()
             .build()
@@ -106,7 +113,6 @@ impl ComfyClient {
         let inner = Inner {
             http,
             base,
-            client_id,
             timeouts,
             jobs_api: AtomicU8::new(JOBS_API_UNKNOWN),
         };
@@ -121,9 +127,17 @@ impl ComfyClient {
     }
 
     /// Queues a filled workflow under our `prompt_id`, asking for live previews when `previews` is set
-    /// (ComfyUI 0.8.0+; older releases ignore the request). A refusal becomes [`Error::Rejected`] with a
-    /// message that names the missing node pack, model file, option or limit.
-    pub async fn submit(&self, prompt_id: &str, client_id: &str, graph: Value, previews: bool) -> Result<(), Error> {
+    /// (ComfyUI 0.8.0+; older releases ignore the request). ComfyUI sends the prompt's events only to
+    /// the WebSocket registered under `client_id`: the id of the socket's live connection (its
+    /// `Connected` event). A refusal becomes [`Error::Rejected`] with a message that names the missing
+    /// node pack, model file, option or limit.
+    pub async fn submit(
+        &self,
+        prompt_id: &str,
+        client_id: &str,
+        graph: Value,
+        previews: bool,
+    ) -> Result<(), Error> {
         let mut body = json!({
             "prompt": graph,
             "client_id": client_id,
@@ -276,6 +290,9 @@ impl ComfyClient {
 
     /// Asks ComfyUI what it runs on and whether it has every node class, model file and option the
     /// workflow uses (`/system_stats`, and `/object_info/{class}` for each class of the workflow).
+    ///
+    /// The lookups go one after another over one kept-alive connection: about ten small answers,
+    /// a few milliseconds in all, where asking them all at once would open a connection each.
     pub async fn probe(&self, workflow: &Workflow) -> Result<Probe, Error> {
         let response = self
             .send(self.inner.http.get(self.endpoint(&["system_stats"])?))
@@ -284,14 +301,10 @@ impl ComfyClient {
             StatusCode::OK => read_json(response).await?,
             status => return Err(unexpected(response, "GET /system_stats", status).await),
         };
-        let lookups = workflow
-            .required_classes()
-            .into_iter()
-            .map(|class_type| self.object_info(class_type));
         let mut object_info = serde_json::Map::new();
-        for info in futures_util::future::try_join_all(lookups).await? {
+        for class_type in workflow.required_classes() {
             // An unknown class answers `{}`; a known one `{class: {...}}`.
-            if let Value::Object(info) = info {
+            if let Value::Object(info) = self.object_info(class_type).await? {
                 object_info.extend(info);
             }
         }
@@ -562,47 +575,50 @@ mod tests {
             .with_state(())
     }
 
-    async fn stub(with_jobs_api: bool) -> (ComfyClient, Shared, ClientId) {
+    async fn stub(with_jobs_api: bool) -> (ComfyClient, Shared) {
         let shared = Shared::default();
         let base = serve(comfyui_stub(shared.clone(), with_jobs_api)).await;
-        let client_id = ClientId::new();
-        (ComfyClient::new(base, client_id.clone()), shared, client_id)
+        (ComfyClient::new(base), shared)
     }
 
     #[tokio::test]
-    async fn submit_sends_the_graph_under_our_ids_and_asks_for_previews_per_prompt() {
-        let (client, shared, client_id) = stub(true).await;
+    async fn submit_sends_the_graph_under_the_given_ids_and_asks_for_previews_per_prompt() {
+        let (client, shared) = stub(true).await;
         let graph = committed_workflow(default_models()).fill("a fox", 7, 512, 512);
-        client.submit("prompt-1", &client_id.current(), graph.clone(), true).await.unwrap();
-        client_id.rotate();
-        client.submit("prompt-2", &client_id.current(), graph.clone(), false).await.unwrap();
+        client
+            .submit("prompt-1", "zimage-a", graph.clone(), true)
+            .await
+            .unwrap();
+        client
+            .submit("prompt-2", "zimage-b", graph.clone(), false)
+            .await
+            .unwrap();
         let recorded = shared.lock().unwrap();
         let (_, with_previews) = &recorded.bodies[0];
         assert_eq!(with_previews["prompt"], graph);
         assert_eq!(with_previews["prompt_id"], "prompt-1");
+        assert_eq!(with_previews["client_id"], "zimage-a");
         assert_eq!(
             with_previews["extra_data"],
             json!({"preview_method": "latent2rgb"})
         );
         let (_, without_previews) = &recorded.bodies[1];
-        assert_eq!(
-            without_previews["client_id"],
-            client_id.current(),
-            "the rotated id is used at once"
-        );
-        assert_ne!(without_previews["client_id"], with_previews["client_id"]);
+        assert_eq!(without_previews["client_id"], "zimage-b");
         assert!(without_previews.get("extra_data").is_none());
     }
 
     #[tokio::test]
     async fn a_refused_prompt_names_the_missing_model_file() {
-        let (client, _, _) = stub(true).await;
+        let (client, _) = stub(true).await;
         let graph = committed_workflow(ModelFiles {
             unet: "missing.gguf".to_owned(),
             ..default_models()
         })
         .fill("a fox", 7, 512, 512);
-        let error = client.submit("prompt-1", "zimage-test", graph, false).await.unwrap_err();
+        let error = client
+            .submit("prompt-1", "zimage-a", graph, false)
+            .await
+            .unwrap_err();
         let Error::Rejected { code, message } = error else {
             panic!("{error:?}")
         };
@@ -612,7 +628,7 @@ mod tests {
 
     #[tokio::test]
     async fn cancel_calls_name_only_our_prompt() {
-        let (client, shared, _) = stub(true).await;
+        let (client, shared) = stub(true).await;
         client.delete_pending("p-1").await.unwrap();
         client.interrupt("p-2").await.unwrap();
         let recorded = shared.lock().unwrap();
@@ -628,7 +644,7 @@ mod tests {
 
     #[tokio::test]
     async fn remote_state_uses_the_jobs_api_when_present() {
-        let (client, shared, _) = stub(true).await;
+        let (client, shared) = stub(true).await;
         assert_eq!(
             client.remote_state("running").await.unwrap(),
             RemoteState::Running
@@ -642,7 +658,7 @@ mod tests {
 
     #[tokio::test]
     async fn remote_state_falls_back_to_history_and_queue_once_and_remembers() {
-        let (client, shared, _) = stub(false).await;
+        let (client, shared) = stub(false).await;
         assert!(matches!(
             client.remote_state("done").await.unwrap(),
             RemoteState::Completed { images } if images[0].subfolder == "zimage"
@@ -667,13 +683,13 @@ mod tests {
 
     #[tokio::test]
     async fn queue_order_lists_running_then_pending_by_number() {
-        let (client, _, _) = stub(true).await;
+        let (client, _) = stub(true).await;
         assert_eq!(client.queue_order().await.unwrap(), ["running", "next", "later"]);
     }
 
     #[tokio::test]
     async fn fetch_output_encodes_the_query_and_refuses_big_bodies() {
-        let (client, _, _) = stub(true).await;
+        let (client, _) = stub(true).await;
         let image = OutputImage {
             filename: "gen 00001_&.png".to_owned(),
             subfolder: "zimage".to_owned(),
@@ -696,7 +712,7 @@ mod tests {
 
     #[tokio::test]
     async fn probe_reports_missing_node_classes_and_the_device() {
-        let (client, _, _) = stub(true).await;
+        let (client, _) = stub(true).await;
         let probe = client.probe(&committed_workflow(default_models())).await.unwrap();
         assert_eq!(probe.missing_nodes, ["UnetLoaderGGUF"]);
         assert!(probe.missing_models.is_empty());
@@ -707,7 +723,7 @@ mod tests {
 
     #[tokio::test]
     async fn probe_reports_model_files_the_loaders_lack() {
-        let (client, _, _) = stub(true).await;
+        let (client, _) = stub(true).await;
         let probe = client
             .probe(&committed_workflow(ModelFiles {
                 vae: "other.safetensors".to_owned(),
@@ -724,7 +740,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         drop(listener);
-        let client = ComfyClient::new(Url::parse(&format!("http://{address}")).unwrap(), ClientId::new());
+        let client = ComfyClient::new(Url::parse(&format!("http://{address}")).unwrap());
         assert!(matches!(client.queue_order().await, Err(Error::Unreachable)));
     }
 
@@ -736,17 +752,17 @@ mod tests {
             request: Duration::from_millis(200),
             ..Timeouts::default()
         };
-        let client = ComfyClient::with_timeouts(base, ClientId::new(), timeouts);
+        let client = ComfyClient::with_timeouts(base, timeouts);
         assert!(matches!(client.queue_order().await, Err(Error::Timeout)));
     }
 
     #[test]
     fn a_prompt_id_is_one_path_segment() {
-        let client = ComfyClient::new(Url::parse("http://127.0.0.1:8188").unwrap(), ClientId::new());
+        let client = ComfyClient::new(Url::parse("http://127.0.0.1:8188").unwrap());
         let url = client.endpoint(&["api", "jobs", "../view?x=1"]).unwrap();
         assert_eq!(url.path_segments().unwrap().count(), 3, "{url}");
         assert!(url.query().is_none(), "{url}");
-        let prefixed = ComfyClient::new(Url::parse("http://comfy.lan/sub/").unwrap(), ClientId::new());
+        let prefixed = ComfyClient::new(Url::parse("http://comfy.lan/sub/").unwrap());
         assert_eq!(
             prefixed.endpoint(&["prompt"]).unwrap().as_str(),
             "http://comfy.lan/sub/prompt"
@@ -755,7 +771,7 @@ mod tests {
 
     #[test]
     fn states_are_shared_between_clones() {
-        let client = ComfyClient::new(Url::parse("http://127.0.0.1:1").unwrap(), ClientId::new());
+        let client = ComfyClient::new(Url::parse("http://127.0.0.1:1").unwrap());
         let clone = client.clone();
         client.inner.jobs_api.store(JOBS_API_ABSENT, Ordering::Relaxed);
         assert_eq!(clone.inner.jobs_api.load(Ordering::Relaxed), JOBS_API_ABSENT);

@@ -1,6 +1,7 @@
 //! ComfyUI adapter: the only code that knows ComfyUI's protocol (HTTP routes, WebSocket messages,
 //! binary preview frames, error bodies, workflow graphs). The rest of the gateway sees the plain types
-//! of this module: [`ComfyEvent`] from the socket, [`RemoteState`] from polling, [`Error`] from calls.
+//! of this module: [`ComfyEvent`] and [`Link`] from the socket, [`RemoteState`] from polling,
+//! [`Error`] from calls.
 
 pub mod client;
 pub mod messages;
@@ -9,8 +10,6 @@ pub mod workflow;
 
 #[cfg(test)]
 mod against_simulator;
-
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -32,16 +31,33 @@ pub struct ExecutionFailure {
     pub exception_message: String,
 }
 
+/// The state of the gateway's WebSocket to ComfyUI, as [`socket::SocketHandle::link`] publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// No connection: not yet made, lost, or failing to open. `reason` says why, in words.
+    Down { reason: String },
+    /// Connected under `client_id`: prompts submitted under this id have their events sent here.
+    Up { client_id: String },
+}
+
+impl Link {
+    /// The client id of the open connection, if there is one.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Link::Up { client_id } => Some(client_id),
+            Link::Down { .. } => None,
+        }
+    }
+}
+
 /// What the ComfyUI WebSocket said, decoded and attributed to a prompt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ComfyEvent {
-    /// The socket is (re)connected. Events of prompts submitted before may have been lost, so every
-    /// unfinished job must be reconciled by polling.
-    Connected {
-        /// The client id this connection is registered under: prompts submitted under it get their
-        /// events on this connection.
-        client_id: String,
-    },
+    /// The socket is (re)connected under `client_id`, a fresh id for every connection: prompts must
+    /// be submitted under it to have their events sent to this connection. Events of prompts
+    /// submitted before (under an older id) are lost, so every unfinished job must be reconciled by
+    /// polling.
+    Connected { client_id: String },
     /// The socket dropped or went silent; a reconnect is under way.
     Disconnected,
     /// ComfyUI's queue length changed (`status`).
@@ -190,55 +206,6 @@ impl ExecutionFailure {
     }
 }
 
-/// The client id the gateway's WebSocket is registered under, shared by the socket (which picks a fresh
-/// one on every reconnect) and the HTTP client (which submits prompts under the current one).
-///
-/// A fresh id per connection dodges ComfyUI's same-clientId reconnect bug (an old socket closing late
-/// unregisters the new one); events of prompts submitted under an older id are then lost, which the
-/// `Connected` event tells the gateway to make up for by polling.
-#[derive(Debug, Clone)]
-pub struct ClientId {
-    current: Arc<Mutex<String>>,
-}
-
-impl ClientId {
-    /// A new handle holding a fresh random id.
-    pub fn new() -> ClientId {
-        ClientId {
-            current: Arc::new(Mutex::new(ClientId::fresh())),
-        }
-    }
-
-    /// The id prompts are submitted under now.
-    pub fn current(&self) -> String {
-        // The lock only guards a String swap, so a poisoned lock still holds a valid id.
-        self.current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    /// Replaces the id with a fresh one and returns it.
-    pub fn rotate(&self) -> String {
-        let fresh = ClientId::fresh();
-        *self
-            .current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh.clone();
-        fresh
-    }
-
-    fn fresh() -> String {
-        format!("zimage-{}", uuid::Uuid::new_v4().simple())
-    }
-}
-
-impl Default for ClientId {
-    fn default() -> ClientId {
-        ClientId::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,16 +256,5 @@ mod tests {
         );
         let long = failure("ValueError", &"x".repeat(1000)).human_message();
         assert!(long.chars().count() < 400, "{long}");
-    }
-
-    #[test]
-    fn rotating_the_client_id_changes_it_for_every_holder() {
-        let socket_side = ClientId::new();
-        let client_side = socket_side.clone();
-        let before = client_side.current();
-        let after = socket_side.rotate();
-        assert_ne!(before, after);
-        assert_eq!(client_side.current(), after);
-        assert!(after.starts_with("zimage-"));
     }
 }

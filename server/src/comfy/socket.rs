@@ -1,19 +1,22 @@
-//! The gateway's one WebSocket to ComfyUI: connect, handshake, decode, publish [`ComfyEvent`]s, and
-//! reconnect after a drop or a silence, with capped exponential backoff and a fresh client id each time.
+//! The gateway's one WebSocket to ComfyUI: connect, handshake, decode, publish [`ComfyEvent`]s and
+//! the [`Link`] state, and reconnect after a drop or a silence, with a short capped backoff and a
+//! fresh client id each time.
 //!
 //! ComfyUI replays nothing: every `Connected` tells the gateway that events may have been missed, so
 //! unfinished jobs must be reconciled by polling. A socket counts as dead when nothing (no frame, no
-//! pong to our pings) arrives for [`SocketOptions::silence_limit`], which is how a stalled ComfyUI shows.
+//! pong to our pings) arrives for [`SocketOptions::silence_limit`], which is how a stalled ComfyUI
+//! shows. The link is the gateway's liveness check of ComfyUI: readiness reads it, so nothing else
+//! needs to poll ComfyUI while it is idle.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::future::{Fuse, FutureExt};
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
@@ -22,16 +25,18 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use url::Url;
 
 use super::messages::{self, ServerMessage};
-use super::{ClientId, ComfyEvent};
+use super::{ComfyEvent, Link};
 
 /// Timing of the socket's watchdog and reconnects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SocketOptions {
     /// How often we ping ComfyUI (aiohttp answers pings by itself while its event loop runs).
     pub ping_every: Duration,
-    /// A socket with no frame and no pong for this long is dropped and reconnected.
+    /// A socket with no frame and no pong for this long is dropped and reconnected: the longest a
+    /// silent ComfyUI still counts as up.
     pub silence_limit: Duration,
-    /// How long the TCP connect plus WebSocket handshake may take.
+    /// How long the TCP connect plus WebSocket handshake may take. A stalled ComfyUI still accepts
+    /// TCP connections, so an attempt made during a stall completes as soon as it resumes.
     pub connect_timeout: Duration,
     /// Waits between reconnect attempts.
     pub backoff: Backoff,
@@ -40,8 +45,8 @@ pub struct SocketOptions {
 impl Default for SocketOptions {
     fn default() -> SocketOptions {
         SocketOptions {
-            ping_every: Duration::from_secs(5),
-            silence_limit: Duration::from_secs(15),
+            ping_every: Duration::from_secs(2),
+            silence_limit: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             backoff: Backoff::default(),
         }
@@ -53,7 +58,8 @@ impl Default for SocketOptions {
 pub struct Backoff {
     /// The wait after the first failed attempt.
     pub first: Duration,
-    /// The longest wait: how long a restarted ComfyUI may go unnoticed at worst.
+    /// The longest wait: how long a ComfyUI that answers again may go unnoticed at worst. A refused
+    /// connection costs next to nothing, so once the backoff reaches this it retries at this period.
     pub max: Duration,
 }
 
@@ -61,7 +67,7 @@ impl Default for Backoff {
     fn default() -> Backoff {
         Backoff {
             first: Duration::from_millis(250),
-            max: Duration::from_secs(5),
+            max: Duration::from_secs(1),
         }
     }
 }
@@ -79,6 +85,7 @@ impl Backoff {
 pub struct SocketHandle {
     task: JoinHandle<()>,
     reconnect: mpsc::Sender<()>,
+    link: watch::Receiver<Link>,
 }
 
 impl SocketHandle {
@@ -87,6 +94,13 @@ impl SocketHandle {
     pub fn reconnect(&self) {
         // A full channel already holds a request; one is enough.
         let _ = self.reconnect.try_send(());
+    }
+
+    /// The link state, starting `Down`. It turns `Up { client_id }` right after the `Connected` event
+    /// of that connection is handed over, and `Down` as soon as the connection is found lost, before
+    /// its `Disconnected` event.
+    pub fn link(&self) -> watch::Receiver<Link> {
+        self.link.clone()
     }
 
     /// True once the task has stopped (after shutdown, or when nobody receives its events any more).
@@ -105,32 +119,33 @@ impl SocketHandle {
 /// Starts the socket task with the default [`SocketOptions`]. Events go to `events`; the task stops
 /// when `shutdown` completes or `events` is closed.
 ///
-/// The first connection uses `client_id`'s current id, every later one a fresh id (see [`ClientId`]).
-/// Nothing is sent before the first connection succeeds; after it, each lost connection gives one
-/// `Disconnected` and each new one a `Connected`.
+/// Every connection registers under a fresh client id, named by its `Connected` event and by
+/// [`SocketHandle::link`]. Nothing is sent before the first connection succeeds; after it, each lost
+/// connection gives one `Disconnected` and each new one a `Connected`.
 pub fn spawn(
     base: Url,
-    client_id: ClientId,
     events: mpsc::Sender<ComfyEvent>,
     shutdown: impl Future + Send + 'static,
 ) -> SocketHandle {
-    spawn_with(base, client_id, events, shutdown, SocketOptions::default())
+    spawn_with(base, events, shutdown, SocketOptions::default())
 }
 
 /// [`spawn`] with chosen timings.
 pub fn spawn_with(
     base: Url,
-    client_id: ClientId,
     events: mpsc::Sender<ComfyEvent>,
     shutdown: impl Future + Send + 'static,
     options: SocketOptions,
 ) -> SocketHandle {
     let (reconnect, reconnect_requests) = mpsc::channel(1);
+    let (link, link_receiver) = watch::channel(Link::Down {
+        reason: NOT_YET.to_owned(),
+    });
     let shutdown: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(shutdown.map(|_| ()));
     let socket = Socket {
         base,
-        client_id,
         events,
+        link,
         shutdown: shutdown.fuse(),
         options,
         reconnect_requests,
@@ -138,8 +153,12 @@ pub fn spawn_with(
     SocketHandle {
         task: tokio::spawn(socket.run()),
         reconnect,
+        link: link_receiver,
     }
 }
+
+/// The link's reason before the first connection.
+const NOT_YET: &str = "no connection yet";
 
 /// Largest message and frame we accept. Previews are tens of KiB; a full-size PNG through
 /// SaveImageWebsocket is a few MiB. The caps bound memory if something else speaks on the socket.
@@ -154,8 +173,8 @@ type TcpSocket = WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::T
 
 struct Socket {
     base: Url,
-    client_id: ClientId,
     events: mpsc::Sender<ComfyEvent>,
+    link: watch::Sender<Link>,
     /// Fused: it may be polled again after it fired, in the select of the next await point.
     shutdown: Shutdown,
     options: SocketOptions,
@@ -163,6 +182,7 @@ struct Socket {
 }
 
 /// Why a connection ended.
+#[derive(Debug)]
 enum Ended {
     /// Shutdown, or nobody listens to the events: the task stops.
     Stop,
@@ -173,16 +193,10 @@ enum Ended {
 impl Socket {
     async fn run(mut self) {
         let mut failures: u32 = 0;
-        let mut first_attempt = true;
         loop {
-            // The first attempt uses the id the client was built with; each later one a fresh id, so an
-            // old socket's late cleanup inside ComfyUI cannot unregister the new one.
-            let client_id = if first_attempt {
-                self.client_id.current()
-            } else {
-                self.client_id.rotate()
-            };
-            first_attempt = false;
+            // A fresh id for every attempt, so an old socket's late cleanup inside ComfyUI (its
+            // same-clientId reconnect bug) cannot unregister the new one.
+            let client_id = fresh_client_id();
             let at_once = match self.connect(&client_id).await {
                 Connect::Stop => return,
                 Connect::Failed(reason) => {
@@ -193,20 +207,15 @@ impl Socket {
                     } else {
                         tracing::debug!(%reason, failures, "ComfyUI WebSocket still unreachable");
                     }
+                    self.set_down(format!("cannot open its WebSocket: {reason}"));
                     false
                 }
                 Connect::Open(stream) => {
                     failures = 0;
                     tracing::info!(%client_id, "connected to ComfyUI's WebSocket");
-                    match self.session(*stream).await {
+                    match self.session(*stream, &client_id).await {
                         Ended::Stop => return,
-                        Ended::Lost { reason, at_once } => {
-                            tracing::warn!(%reason, "lost ComfyUI's WebSocket; reconnecting");
-                            if !self.publish(ComfyEvent::Disconnected).await {
-                                return;
-                            }
-                            at_once
-                        }
+                        Ended::Lost { at_once, .. } => at_once,
                     }
                 }
             };
@@ -240,28 +249,65 @@ impl Socket {
         }
     }
 
-    /// Runs one connection until it ends. Generic over the transport so tests can run it over an
+    /// Runs one connection, registered under `client_id`, until it ends: announces it (`Connected`,
+    /// then the link up) once the handshake is out, and its loss (the link down, then
+    /// `Disconnected`) when it ends. Generic over the transport so tests can run it over an
     /// in-memory pipe with the paused clock.
-    async fn session<S>(&mut self, stream: WebSocketStream<S>) -> Ended
+    async fn session<S>(&mut self, stream: WebSocketStream<S>, client_id: &str) -> Ended
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let (mut sink, mut source) = stream.split();
+        let (mut sink, source) = stream.split();
         // A reconnect asked for before this connection existed is already done.
         while self.reconnect_requests.try_recv().is_ok() {}
         // The handshake must be the first message we send: it switches previews to type-4 frames, which
         // carry their prompt id.
         let handshake = Message::text(messages::feature_flags_handshake());
         if let Err(reason) = send_bounded(&mut sink, handshake, self.options.silence_limit).await {
+            // Never announced, so there is nothing to take back.
+            self.set_down(format!("its WebSocket failed at the handshake: {reason}"));
             return Ended::Lost {
                 reason,
                 at_once: false,
             };
         }
-        let client_id = self.client_id.current();
-        if !self.publish(ComfyEvent::Connected { client_id }).await {
+        let connected = ComfyEvent::Connected {
+            client_id: client_id.to_owned(),
+        };
+        if !self.publish(connected).await {
             return Ended::Stop;
         }
+        // After the event: whoever sees the link up can count on the event being queued before
+        // anything submitted under this id.
+        self.link.send_replace(Link::Up {
+            client_id: client_id.to_owned(),
+        });
+        let ended = self.relay(&mut sink, source).await;
+        match &ended {
+            Ended::Stop => {
+                self.set_down("the gateway is shutting down".to_owned());
+            }
+            Ended::Lost { reason, .. } => {
+                tracing::warn!(%reason, "lost ComfyUI's WebSocket; reconnecting");
+                // The link first: readiness turns at once, whatever the events' receiver is busy with.
+                self.set_down(format!("its WebSocket was lost: {reason}"));
+                if !self.publish(ComfyEvent::Disconnected).await {
+                    return Ended::Stop;
+                }
+            }
+        }
+        ended
+    }
+
+    /// Pings, watches for silence and turns frames into events until the connection ends.
+    async fn relay<S>(
+        &mut self,
+        sink: &mut SplitSink<WebSocketStream<S>, Message>,
+        mut source: SplitStream<WebSocketStream<S>>,
+    ) -> Ended
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let mut translator = Translator::default();
         let mut ping =
             tokio::time::interval_at(Instant::now() + self.options.ping_every, self.options.ping_every);
@@ -282,7 +328,7 @@ impl Socket {
                     return Ended::Lost { reason, at_once: false };
                 }
                 _ = ping.tick() => {
-                    if let Err(reason) = send_bounded(&mut sink, Message::Ping(bytes::Bytes::new()), self.options.silence_limit).await {
+                    if let Err(reason) = send_bounded(sink, Message::Ping(bytes::Bytes::new()), self.options.silence_limit).await {
                         return Ended::Lost { reason, at_once: false };
                     }
                     continue;
@@ -337,6 +383,18 @@ impl Socket {
         }
     }
 
+    /// Marks the link down for `reason`; a repeat of the same reason changes nothing (and wakes
+    /// nobody), so a long outage does not churn the readers.
+    fn set_down(&self, reason: String) {
+        self.link.send_if_modified(|link| match link {
+            Link::Down { reason: current } if *current == reason => false,
+            _ => {
+                *link = Link::Down { reason };
+                true
+            }
+        });
+    }
+
     /// Hands an event to the gateway; false when the task should stop (shutdown, or no receiver).
     async fn publish(&mut self, event: ComfyEvent) -> bool {
         tokio::select! {
@@ -344,6 +402,11 @@ impl Socket {
             sent = self.events.send(event) => sent.is_ok(),
         }
     }
+}
+
+/// A client id never used before: `zimage-` and a random UUID.
+fn fresh_client_id() -> String {
+    format!("zimage-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// Sends one frame, bounded in time: a peer that stopped reading must not block us forever.
@@ -536,6 +599,12 @@ mod tests {
     }
 
     #[test]
+    fn by_default_a_comfyui_that_answers_again_is_retried_within_a_second() {
+        let backoff = Backoff::default();
+        assert!((1..=64).all(|failures| backoff.delay(failures) <= Duration::from_secs(1)));
+    }
+
+    #[test]
     fn the_socket_url_follows_the_base_url() {
         let plain = socket_url(&Url::parse("http://comfyui:8188").unwrap(), "zimage-1").unwrap();
         assert_eq!(plain.as_str(), "ws://comfyui:8188/ws?clientId=zimage-1");
@@ -620,6 +689,7 @@ mod tests {
     struct Harness {
         socket: Socket,
         events: mpsc::Receiver<ComfyEvent>,
+        link: watch::Receiver<Link>,
         reconnect: mpsc::Sender<()>,
         _shutdown: oneshot::Sender<()>,
     }
@@ -628,11 +698,14 @@ mod tests {
         let (events_tx, events) = mpsc::channel(64);
         let (reconnect, reconnect_requests) = mpsc::channel(1);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let (link_tx, link) = watch::channel(Link::Down {
+            reason: NOT_YET.to_owned(),
+        });
         let shutdown: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(shutdown_rx.map(|_| ()));
         let socket = Socket {
             base: Url::parse("http://comfyui:8188").unwrap(),
-            client_id: ClientId::new(),
             events: events_tx,
+            link: link_tx,
             shutdown: shutdown.fuse(),
             options,
             reconnect_requests,
@@ -640,6 +713,7 @@ mod tests {
         Harness {
             socket,
             events,
+            link,
             reconnect,
             _shutdown: shutdown_tx,
         }
@@ -655,26 +729,90 @@ mod tests {
         (client, server)
     }
 
+    const TEST_ID: &str = "zimage-test";
+
+    fn connected() -> ComfyEvent {
+        ComfyEvent::Connected {
+            client_id: TEST_ID.to_owned(),
+        }
+    }
+
+    /// A peer that reads the handshake and then neither reads nor writes: no frames, no pongs.
+    fn silent_peer(
+        mut server: WebSocketStream<tokio::io::DuplexStream>,
+    ) -> JoinHandle<(
+        Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        WebSocketStream<tokio::io::DuplexStream>,
+    )> {
+        tokio::spawn(async move {
+            let handshake = server.next().await;
+            (handshake, server)
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_socket_silent_past_the_limit_is_dropped_even_though_pings_go_out() {
         let mut harness = harness(SocketOptions::default());
-        let (client, mut server) = pipe().await;
-        // The peer reads the handshake and then neither reads nor writes: no frames, no pongs.
-        let peer = tokio::spawn(async move {
-            let handshake = server.next().await;
-            (handshake, server)
-        });
+        let (client, server) = pipe().await;
+        let peer = silent_peer(server);
         let started = Instant::now();
-        let ended = harness.socket.session(client).await;
+        let ended = harness.socket.session(client, TEST_ID).await;
         let waited = started.elapsed();
         assert!(matches!(ended, Ended::Lost { at_once: false, .. }));
         assert_eq!(waited, SocketOptions::default().silence_limit);
-        assert_eq!(harness.events.recv().await, Some(ComfyEvent::Connected { client_id: harness.socket.client_id.current() }));
+        assert_eq!(harness.events.recv().await, Some(connected()));
+        assert_eq!(harness.events.recv().await, Some(ComfyEvent::Disconnected));
         let (handshake, _server) = peer.await.unwrap();
         let Some(Ok(Message::Text(text))) = handshake else {
             panic!("{handshake:?}")
         };
         assert_eq!(text.as_str(), messages::feature_flags_handshake());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn by_default_the_link_is_up_with_the_connections_id_and_down_within_five_seconds_of_silence() {
+        let Harness {
+            mut socket,
+            mut events,
+            mut link,
+            _shutdown,
+            ..
+        } = harness(SocketOptions::default());
+        let watcher = tokio::spawn(async move {
+            let mut seen = vec![(Instant::now(), link.borrow_and_update().clone())];
+            while link.changed().await.is_ok() {
+                seen.push((Instant::now(), link.borrow_and_update().clone()));
+            }
+            seen
+        });
+        let (client, server) = pipe().await;
+        let _peer = silent_peer(server);
+        let started = Instant::now();
+        socket.session(client, TEST_ID).await;
+        // Dropping the socket drops the link's sender, which ends the watcher.
+        drop(socket);
+        let seen = watcher.await.unwrap();
+        let [.., (up_at, up), (down_at, down)] = seen.as_slice() else {
+            panic!("{seen:?}")
+        };
+        assert_eq!(
+            *up,
+            Link::Up {
+                client_id: TEST_ID.to_owned()
+            }
+        );
+        assert_eq!(*up_at, started, "up as soon as the handshake is out");
+        let Link::Down { reason } = down else {
+            panic!("{down:?}")
+        };
+        assert!(reason.contains("no frame and no pong"), "{reason}");
+        assert!(
+            down_at.duration_since(started) <= Duration::from_secs(5),
+            "a silent ComfyUI counted as up for {:?}",
+            down_at.duration_since(started)
+        );
+        assert_eq!(events.recv().await, Some(connected()));
+        assert_eq!(events.recv().await, Some(ComfyEvent::Disconnected));
     }
 
     #[tokio::test(start_paused = true)]
@@ -684,17 +822,39 @@ mod tests {
         // Reading is what makes tungstenite answer pings.
         tokio::spawn(async move { while server.next().await.is_some() {} });
         let reconnect = harness.reconnect.clone();
-        tokio::spawn(async move {
+        let link = harness.link.clone();
+        let later = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(120)).await;
+            let then = link.borrow().clone();
             reconnect.send(()).await.unwrap();
+            then
         });
         let started = Instant::now();
-        let ended = harness.socket.session(client).await;
+        let ended = harness.socket.session(client, TEST_ID).await;
         assert!(
             matches!(ended, Ended::Lost { at_once: true, .. }),
             "ended by the reconnect request only"
         );
         assert!(started.elapsed() >= Duration::from_secs(120));
+        assert_eq!(
+            later.await.unwrap().client_id(),
+            Some(TEST_ID),
+            "still up after two minutes"
+        );
+        assert!(matches!(&*harness.link.borrow(), Link::Down { reason } if reason.contains("reconnect requested")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_handshake_is_neither_connected_nor_disconnected() {
+        let mut harness = harness(SocketOptions::default());
+        let (client, server) = pipe().await;
+        // The peer is gone before the handshake can be sent.
+        drop(server);
+        let ended = harness.socket.session(client, TEST_ID).await;
+        assert!(matches!(ended, Ended::Lost { at_once: false, .. }), "{ended:?}");
+        drop(harness.socket);
+        assert_eq!(harness.events.recv().await, None, "no event at all");
+        assert!(matches!(&*harness.link.borrow(), Link::Down { .. }));
     }
 
     #[tokio::test(start_paused = true)]
@@ -727,7 +887,7 @@ mod tests {
             }
             server.close(None).await.unwrap();
         });
-        let ended = harness.socket.session(client).await;
+        let ended = harness.socket.session(client, TEST_ID).await;
         assert!(matches!(ended, Ended::Lost { .. }));
         let mut events = Vec::new();
         while let Ok(event) = harness.events.try_recv() {
@@ -737,9 +897,7 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                ComfyEvent::Connected {
-                    client_id: harness.socket.client_id.current()
-                },
+                connected(),
                 ComfyEvent::QueueRemaining(1),
                 ComfyEvent::Started {
                     prompt_id: prompt_id()
@@ -770,6 +928,7 @@ mod tests {
                 ComfyEvent::Finished {
                     prompt_id: prompt_id()
                 },
+                ComfyEvent::Disconnected,
             ]
         );
     }
@@ -819,49 +978,54 @@ mod tests {
         })
     }
 
+    fn stub_router(stub: Stub) -> Router {
+        Router::new().route("/ws", get(stub_socket)).with_state(stub)
+    }
+
     async fn serve_stub(stub: Stub) -> Url {
-        let router = Router::new().route("/ws", get(stub_socket)).with_state(stub);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        tokio::spawn(async move { axum::serve(listener, stub_router(stub)).await.unwrap() });
         Url::parse(&format!("http://{address}")).unwrap()
+    }
+
+    fn connected_id(event: ComfyEvent) -> String {
+        match event {
+            ComfyEvent::Connected { client_id } => client_id,
+            other => panic!("expected Connected, got {other:?}"),
+        }
     }
 
     #[tokio::test]
     async fn every_reconnect_uses_a_fresh_client_id_and_starts_with_the_handshake() {
         let (stub, mut records) = stub(false);
         let base = serve_stub(stub).await;
-        let client_id = ClientId::new();
-        let first_id = client_id.current();
         let (events_tx, mut events) = mpsc::channel(64);
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = spawn_with(base, client_id.clone(), events_tx, stopped, quick_options());
+        let handle = spawn_with(base, events_tx, stopped, quick_options());
+        let mut announced = Vec::new();
         for _ in 0..2 {
-            assert!(matches!(next_event(&mut events).await, ComfyEvent::Connected { .. }));
+            announced.push(connected_id(next_event(&mut events).await));
             assert_eq!(next_event(&mut events).await, ComfyEvent::QueueRemaining(0));
             assert_eq!(next_event(&mut events).await, ComfyEvent::Disconnected);
         }
-        assert!(matches!(next_event(&mut events).await, ComfyEvent::Connected { .. }));
+        announced.push(connected_id(next_event(&mut events).await));
         stop.send(()).unwrap();
         tokio::time::timeout(PATIENCE, handle.stopped()).await.unwrap();
         let mut seen = Vec::new();
         for _ in 0..3 {
             seen.push(next_record(&mut records).await);
         }
+        let registered: Vec<String> = seen.iter().map(|(id, _)| id.clone()).collect();
         assert_eq!(
-            seen[0].0, first_id,
-            "the first connection uses the id it was given"
+            announced, registered,
+            "each Connected names the id its connection registered"
         );
-        let ids: std::collections::HashSet<&String> = seen.iter().map(|(id, _)| id).collect();
+        let ids: std::collections::HashSet<&String> = registered.iter().collect();
         assert_eq!(ids.len(), seen.len(), "no id is reused: {seen:?}");
         assert!(
             seen.iter()
                 .all(|(_, first)| first.as_deref() == Some(messages::feature_flags_handshake().as_str()))
-        );
-        assert_eq!(
-            seen.last().unwrap().0,
-            client_id.current(),
-            "the client submits under the live id"
         );
     }
 
@@ -870,19 +1034,41 @@ mod tests {
         let (stub, _records) = stub(true);
         let base = serve_stub(stub).await;
         let (events_tx, mut events) = mpsc::channel(64);
-        let handle = spawn_with(
-            base,
-            ClientId::new(),
-            events_tx,
-            std::future::pending::<()>(),
-            quick_options(),
-        );
-        assert!(matches!(next_event(&mut events).await, ComfyEvent::Connected { .. }));
+        let handle = spawn_with(base, events_tx, std::future::pending::<()>(), quick_options());
+        let first = connected_id(next_event(&mut events).await);
         assert_eq!(next_event(&mut events).await, ComfyEvent::Disconnected);
-        assert!(matches!(next_event(&mut events).await, ComfyEvent::Connected { .. }));
+        let second = connected_id(next_event(&mut events).await);
+        assert_ne!(first, second);
         drop(events);
         // With nobody listening, the task stops at its next event.
         tokio::time::timeout(PATIENCE, handle.stopped()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_attempt_made_while_comfyui_is_stalled_completes_when_it_resumes() {
+        // A listener nobody accepts from: the OS completes the TCP handshake (as for a frozen
+        // ComfyUI), and the WebSocket handshake waits.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let (stub, mut records) = stub(true);
+        let (events_tx, mut events) = mpsc::channel(64);
+        let options = SocketOptions {
+            // Longer than the test's patience: only the attempt under way can connect in time.
+            connect_timeout: PATIENCE * 6,
+            silence_limit: PATIENCE * 6,
+            ..quick_options()
+        };
+        let handle = spawn_with(base, events_tx, std::future::pending::<()>(), options);
+        let link = handle.link();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(events.try_recv().is_err(), "nothing answers yet");
+        assert!(matches!(&*link.borrow(), Link::Down { .. }));
+
+        tokio::spawn(async move { axum::serve(listener, stub_router(stub)).await.unwrap() });
+        let announced = connected_id(next_event(&mut events).await);
+        let (registered, _) = next_record(&mut records).await;
+        assert_eq!(announced, registered);
+        assert_eq!(link.borrow().client_id(), Some(announced.as_str()));
     }
 
     #[tokio::test]
@@ -894,20 +1080,15 @@ mod tests {
             silence_limit: Duration::from_secs(60),
             ..quick_options()
         };
-        let handle = spawn_with(
-            base,
-            ClientId::new(),
-            events_tx,
-            std::future::pending::<()>(),
-            options,
-        );
-        assert!(matches!(next_event(&mut events).await, ComfyEvent::Connected { .. }));
+        let handle = spawn_with(base, events_tx, std::future::pending::<()>(), options);
+        let first_announced = connected_id(next_event(&mut events).await);
         handle.reconnect();
         assert_eq!(next_event(&mut events).await, ComfyEvent::Disconnected);
-        assert!(matches!(next_event(&mut events).await, ComfyEvent::Connected { .. }));
+        let second_announced = connected_id(next_event(&mut events).await);
         let (first, _) = next_record(&mut records).await;
         let (second, _) = next_record(&mut records).await;
         assert_ne!(first, second);
+        assert_eq!((first_announced, second_announced), (first, second));
     }
 
     #[tokio::test]
@@ -918,7 +1099,17 @@ mod tests {
         let (events_tx, mut events) = mpsc::channel(64);
         let (stop, stopped) = oneshot::channel::<()>();
         let base = Url::parse(&format!("http://{address}")).unwrap();
-        let handle = spawn_with(base, ClientId::new(), events_tx, stopped, quick_options());
+        let handle = spawn_with(base, events_tx, stopped, quick_options());
+        let mut link = handle.link();
+        let down = link
+            .wait_for(|link| matches!(link, Link::Down { reason } if reason != NOT_YET))
+            .await
+            .unwrap()
+            .clone();
+        let Link::Down { reason } = down else {
+            unreachable!()
+        };
+        assert!(reason.starts_with("cannot open its WebSocket"), "{reason}");
         stop.send(()).unwrap();
         tokio::time::timeout(PATIENCE, handle.stopped()).await.unwrap();
         assert_eq!(

@@ -1,5 +1,6 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (ComfyUI can run the workflow: 503 until then).
-//! Both read state only; neither waits on ComfyUI.
+//! `GET /healthz` (the process answers) and `GET /readyz` (the WebSocket to ComfyUI is up and ComfyUI
+//! can run the workflow: 503 otherwise, the body saying why). Both read state only; neither waits on
+//! ComfyUI.
 
 use app::api::paths;
 use axum::extract::State;

@@ -2,6 +2,7 @@
 //! HTTP and SSE exactly as the browser does.
 
 mod cancel;
+mod comfy_link;
 mod completion;
 mod demo;
 mod engine;
