@@ -54,7 +54,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .nest("/api", routes)
         .fallback(not_found)
         .layer(middleware::from_fn(origin_only))
-        .layer(middleware::from_fn_with_state(Arc::clone(&shared), count_requests))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            count_requests,
+        ))
         .with_state(shared)
 }
 

@@ -41,8 +41,8 @@ use tokio::sync::mpsc;
 
 use crate::access::Access;
 use crate::comfy::client::ComfyClient;
-use crate::comfy::workflow::ModelFiles;
 use crate::comfy::socket;
+use crate::comfy::workflow::ModelFiles;
 use crate::config::ServeConfig;
 use crate::history::History;
 use crate::images::ImageStore;
@@ -118,12 +118,7 @@ pub async fn serve_tuned(
         let mut stopped = background_stopped;
         let _ = stopped.wait_for(|stopped| *stopped).await;
     };
-    let socket = socket::spawn_with(
-        comfy_url.clone(),
-        events_sender,
-        shutdown_socket,
-        tuning.socket,
-    );
+    let socket = socket::spawn_with(comfy_url.clone(), events_sender, shutdown_socket, tuning.socket);
     let jobs = Jobs::open(
         comfy.clone(),
         Arc::clone(&workflow),

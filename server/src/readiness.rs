@@ -241,7 +241,10 @@ mod tests {
         }
     }
 
-    async fn until(readiness: &mut watch::Receiver<Readiness>, accept: impl Fn(&Readiness) -> bool) -> Readiness {
+    async fn until(
+        readiness: &mut watch::Receiver<Readiness>,
+        accept: impl Fn(&Readiness) -> bool,
+    ) -> Readiness {
         tokio::time::timeout(PATIENCE, readiness.wait_for(accept))
             .await
             .expect("readiness in time")
@@ -295,7 +298,10 @@ mod tests {
         setup.link.send_replace(up("b"));
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while faults.requests_to("GET /object_info/") < 2 * classes {
-            assert!(tokio::time::Instant::now() < deadline, "no probe of the new connection");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no probe of the new connection"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         until(&mut setup.readiness, |readiness| readiness.ready).await;
@@ -341,7 +347,9 @@ mod tests {
         // Well within the probe's 10 s timeout.
         let lost = tokio::time::timeout(
             Duration::from_secs(5),
-            setup.readiness.wait_for(|readiness| readiness.message.contains("no pong")),
+            setup
+                .readiness
+                .wait_for(|readiness| readiness.message.contains("no pong")),
         )
         .await
         .expect("readiness turned at once")

@@ -362,6 +362,82 @@ pub fn free_bytes(dir: &Path) -> io::Result<u64> {
     Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
+/// Free space under which a new job is refused: less than a few images' worth, so it would fail at
+/// its save anyway, after minutes of GPU time.
+pub const MIN_FREE_SPACE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// How the disk holding the data folder stands, for `/readyz` and for accepting jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskSpace {
+    Plenty,
+    /// Below [`LOW_FREE_SPACE_BYTES`]: say so while there is still room.
+    Low { free: u64 },
+    /// Below [`MIN_FREE_SPACE_BYTES`]: no new jobs.
+    Full { free: u64 },
+}
+
+impl DiskSpace {
+    /// Classifies `free` bytes.
+    pub fn from_free(free: u64) -> DiskSpace {
+        if free < MIN_FREE_SPACE_BYTES {
+            DiskSpace::Full { free }
+        } else if free < LOW_FREE_SPACE_BYTES {
+            DiskSpace::Low { free }
+        } else {
+            DiskSpace::Plenty
+        }
+    }
+
+    /// Checks the disk holding `dir`; one `statvfs`, no I/O on the files. A disk that cannot be asked
+    /// counts as plenty: the save itself still reports a full disk clearly.
+    pub fn of(dir: &Path) -> DiskSpace {
+        match free_bytes(dir) {
+            Ok(free) => DiskSpace::from_free(free),
+            Err(error) => {
+                tracing::warn!(dir = %dir.display(), %error, "cannot tell the free disk space");
+                DiskSpace::Plenty
+            }
+        }
+    }
+
+    /// A sentence for people, when there is something to say.
+    pub fn message(self) -> Option<String> {
+        let mib = |bytes: u64| bytes / (1024 * 1024);
+        match self {
+            DiskSpace::Plenty => None,
+            DiskSpace::Low { free } => Some(format!(
+                "Only {} MiB are free on the disk holding the studio's images; make room (delete old images \
+                 or other files) before saving fails.",
+                mib(free)
+            )),
+            DiskSpace::Full { free } => Some(format!(
+                "The disk holding the studio's images is full ({} MiB free): no new images until some room \
+                 is made (delete old images or other files).",
+                mib(free)
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod disk_space_tests {
+    use super::*;
+
+    #[test]
+    fn free_space_is_plenty_low_or_full_and_the_sentences_say_how_much() {
+        assert_eq!(DiskSpace::from_free(LOW_FREE_SPACE_BYTES), DiskSpace::Plenty);
+        let low = DiskSpace::from_free(LOW_FREE_SPACE_BYTES - 1);
+        assert!(matches!(low, DiskSpace::Low { .. }));
+        assert!(low.message().unwrap().contains("255 MiB"));
+        let full = DiskSpace::from_free(MIN_FREE_SPACE_BYTES - 1);
+        assert!(matches!(full, DiskSpace::Full { .. }));
+        assert!(full.message().unwrap().contains("full (31 MiB free)"));
+        assert_eq!(DiskSpace::Plenty.message(), None);
+        // The folder a test runs in has room.
+        assert_ne!(DiskSpace::of(Path::new(".")), DiskSpace::Full { free: 0 });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;

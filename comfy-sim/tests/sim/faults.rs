@@ -415,7 +415,10 @@ async fn a_stall_freezes_every_connection_until_it_is_lifted() {
     let fresh = reqwest::Client::new();
     let request = tokio::spawn(fresh.get(sim.url("/system_stats")).send());
     // The open socket answers no ping.
-    ws.stream.send(Message::Ping(b"alive?".to_vec().into())).await.unwrap();
+    ws.stream
+        .send(Message::Ping(b"alive?".to_vec().into()))
+        .await
+        .unwrap();
     assert!(
         tokio::time::timeout(QUIET, ws.stream.next()).await.is_err(),
         "a stalled simulator sent a frame"
@@ -424,8 +427,15 @@ async fn a_stall_freezes_every_connection_until_it_is_lifted() {
 
     faults.stall(false);
     let pong = tokio::time::timeout(PATIENCE, ws.stream.next()).await.unwrap();
-    assert!(matches!(pong, Some(Ok(Message::Pong(ref payload))) if payload.as_ref() == b"alive?"), "{pong:?}");
-    let answered = tokio::time::timeout(PATIENCE, request).await.unwrap().unwrap().unwrap();
+    assert!(
+        matches!(pong, Some(Ok(Message::Pong(ref payload))) if payload.as_ref() == b"alive?"),
+        "{pong:?}"
+    );
+    let answered = tokio::time::timeout(PATIENCE, request)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(answered.status(), StatusCode::OK);
 }
 
@@ -474,7 +484,10 @@ async fn requests_and_open_connections_are_counted() {
     drop(ws);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while faults.open_connections() > 1 {
-        assert!(tokio::time::Instant::now() < deadline, "the closed socket still counts");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the closed socket still counts"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

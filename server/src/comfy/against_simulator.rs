@@ -252,12 +252,22 @@ async fn a_pending_prompt_is_deleted_and_a_running_one_interrupted() {
     setup.sim.faults().hold_at_step(Some(2));
     setup
         .client
-        .submit("first", &setup.client_id, setup.workflow.fill("one", 1, 256, 256), false)
+        .submit(
+            "first",
+            &setup.client_id,
+            setup.workflow.fill("one", 1, 256, 256),
+            false,
+        )
         .await
         .unwrap();
     setup
         .client
-        .submit("second", &setup.client_id, setup.workflow.fill("two", 2, 256, 256), false)
+        .submit(
+            "second",
+            &setup.client_id,
+            setup.workflow.fill("two", 2, 256, 256),
+            false,
+        )
         .await
         .unwrap();
     events_until(&mut setup.events, |event| {
@@ -304,7 +314,12 @@ async fn out_of_memory_arrives_as_a_failure_a_person_can_read() {
         .fail_node(Some((sampler, FailureKind::OutOfMemory)));
     setup
         .client
-        .submit("job-1", &setup.client_id, setup.workflow.fill("x", 1, 256, 256), false)
+        .submit(
+            "job-1",
+            &setup.client_id,
+            setup.workflow.fill("x", 1, 256, 256),
+            false,
+        )
         .await
         .unwrap();
     let events = events_until(&mut setup.events, finished("job-1")).await;
@@ -338,7 +353,12 @@ async fn a_dropped_socket_reconnects_and_the_prompt_is_found_by_polling() {
     setup.sim.faults().drop_websockets_at_step(Some(3));
     setup
         .client
-        .submit("job-1", &setup.client_id, setup.workflow.fill("x", 1, 256, 256), false)
+        .submit(
+            "job-1",
+            &setup.client_id,
+            setup.workflow.fill("x", 1, 256, 256),
+            false,
+        )
         .await
         .unwrap();
     follow_reconnect(&mut setup).await;
@@ -355,7 +375,12 @@ async fn a_stalled_socket_is_replaced_and_new_prompts_report_on_the_new_one() {
     setup.sim.faults().stall_websockets_at_step(Some(2));
     setup
         .client
-        .submit("job-1", &setup.client_id, setup.workflow.fill("x", 1, 256, 256), false)
+        .submit(
+            "job-1",
+            &setup.client_id,
+            setup.workflow.fill("x", 1, 256, 256),
+            false,
+        )
         .await
         .unwrap();
     follow_reconnect(&mut setup).await;
@@ -367,7 +392,12 @@ async fn a_stalled_socket_is_replaced_and_new_prompts_report_on_the_new_one() {
     setup.sim.faults().stall_websockets_at_step(None);
     setup
         .client
-        .submit("job-2", &setup.client_id, setup.workflow.fill("y", 2, 256, 256), false)
+        .submit(
+            "job-2",
+            &setup.client_id,
+            setup.workflow.fill("y", 2, 256, 256),
+            false,
+        )
         .await
         .unwrap();
     let events = events_until(&mut setup.events, finished("job-2")).await;
@@ -413,12 +443,7 @@ async fn a_frozen_comfyui_takes_the_link_down_and_a_resumed_one_gets_a_new_conne
     events_until(&mut setup.events, |event| *event == ComfyEvent::Disconnected).await;
 
     setup.sim.faults().stall(false);
-    let client_id = connected_id(
-        events_until(&mut setup.events, is_connected)
-            .await
-            .pop()
-            .unwrap(),
-    );
+    let client_id = connected_id(events_until(&mut setup.events, is_connected).await.pop().unwrap());
     assert_ne!(client_id, setup.client_id);
     let live = tokio::time::timeout(PATIENCE, link.wait_for(|link| link.client_id().is_some()))
         .await

@@ -719,10 +719,7 @@ mod tests {
         }
     }
 
-    async fn pipe() -> (
-        WebSocketStream<tokio::io::DuplexStream>,
-        WebSocketStream<tokio::io::DuplexStream>,
-    ) {
+    async fn pipe() -> (PipeEnd, PipeEnd) {
         let (client_io, server_io) = tokio::io::duplex(1 << 20);
         let client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
         let server = WebSocketStream::from_raw_socket(server_io, Role::Server, None).await;
@@ -737,13 +734,11 @@ mod tests {
         }
     }
 
+    type PipeEnd = WebSocketStream<tokio::io::DuplexStream>;
+    type Received = Option<Result<Message, tokio_tungstenite::tungstenite::Error>>;
+
     /// A peer that reads the handshake and then neither reads nor writes: no frames, no pongs.
-    fn silent_peer(
-        mut server: WebSocketStream<tokio::io::DuplexStream>,
-    ) -> JoinHandle<(
-        Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-        WebSocketStream<tokio::io::DuplexStream>,
-    )> {
+    fn silent_peer(mut server: PipeEnd) -> JoinHandle<(Received, PipeEnd)> {
         tokio::spawn(async move {
             let handshake = server.next().await;
             (handshake, server)
@@ -841,7 +836,9 @@ mod tests {
             Some(TEST_ID),
             "still up after two minutes"
         );
-        assert!(matches!(&*harness.link.borrow(), Link::Down { reason } if reason.contains("reconnect requested")));
+        assert!(
+            matches!(&*harness.link.borrow(), Link::Down { reason } if reason.contains("reconnect requested"))
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -956,11 +956,12 @@ impl Jobs {
         let jobs = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(PREVIEW_ANNOUNCE_DELAY).await;
-            if let Some(job) = jobs.registry().jobs.get_mut(&id) {
-                if matches!(job.phase, Phase::Running { .. }) && job.previews_sent == serial {
-                    let url = preview_url(&id.to_string(), serial);
-                    job.log.push(JobEvent::Preview { url });
-                }
+            if let Some(job) = jobs.registry().jobs.get_mut(&id)
+                && matches!(job.phase, Phase::Running { .. })
+                && job.previews_sent == serial
+            {
+                let url = preview_url(&id.to_string(), serial);
+                job.log.push(JobEvent::Preview { url });
             }
         });
     }

@@ -457,7 +457,7 @@ fn cancelled() -> Transition {
 /// "10 minutes", "90 seconds": for sentences.
 fn human_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
-    if seconds >= 120 && seconds % 60 == 0 {
+    if seconds >= 120 && seconds.is_multiple_of(60) {
         format!("{} minutes", seconds / 60)
     } else {
         format!("{seconds} seconds")

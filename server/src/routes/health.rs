@@ -1,6 +1,6 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (the WebSocket to ComfyUI is up and ComfyUI
-//! can run the workflow: 503 otherwise, the body saying why). Both read state only; neither waits on
-//! ComfyUI.
+//! can run the workflow, and the data folder's disk has room: 503 otherwise, the body saying why; a disk
+//! getting full is a warning before it is a 503). Both read state only; neither waits on ComfyUI.
 
 use app::api::paths;
 use axum::extract::State;
@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::state::AppState;
+use crate::storage::DiskSpace;
 
 /// The health routes.
 pub(super) fn router() -> Router<AppState> {
@@ -23,7 +24,16 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    let readiness = state.readiness.borrow().clone();
+    let mut readiness = state.readiness.borrow().clone();
+    // The disk is the other half of being ready: a job that cannot be saved is no use.
+    let disk = DiskSpace::of(state.images.dir());
+    if let Some(message) = disk.message() {
+        if matches!(disk, DiskSpace::Full { .. }) {
+            readiness.ready = false;
+            readiness.message = message.clone();
+        }
+        readiness.warnings.push(message);
+    }
     let status = if readiness.ready {
         StatusCode::OK
     } else {

@@ -11,6 +11,7 @@ use super::JobIdParam;
 use super::access::Caller;
 use super::error::{ApiError, ApiJson};
 use crate::state::AppState;
+use crate::storage::DiskSpace;
 use crate::validation::GenerationParams;
 
 /// The job routes.
@@ -39,6 +40,13 @@ async fn create(
             },
             message: readiness.message,
         });
+    }
+    // A job that could not be saved would waste the GPU's minutes: refuse it while the disk is full.
+    if let DiskSpace::Full { free } = DiskSpace::of(state.images.dir()) {
+        return Err(ApiError::Storage(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("{free} bytes free in the data folder"),
+        )));
     }
     state
         .access

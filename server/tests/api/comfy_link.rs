@@ -40,7 +40,11 @@ where
 async fn readiness(app: &TestApp) -> Readiness {
     let answer = app.get("/readyz").await;
     let readiness: Readiness = serde_json::from_value(answer.body).unwrap();
-    assert_eq!(answer.status == 200, readiness.ready, "the status follows the body");
+    assert_eq!(
+        answer.status == 200,
+        readiness.ready,
+        "the status follows the body"
+    );
     readiness
 }
 
@@ -86,7 +90,10 @@ async fn the_first_job_after_a_freeze_reports_progress_once_readyz_says_ready() 
         .iter()
         .filter(|(_, event)| matches!(event, JobEvent::Progress { .. }))
         .count();
-    assert!(steps > 0, "no progress: its events went to a dead socket: {events:?}");
+    assert!(
+        steps > 0,
+        "no progress: its events went to a dead socket: {events:?}"
+    );
 }
 
 #[tokio::test]
