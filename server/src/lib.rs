@@ -169,7 +169,9 @@ pub async fn serve_tuned(
         stopping.begin_shutdown();
         let _ = stop_requested.send(true);
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .into_future();
     // Docker sends SIGKILL 10 s after SIGTERM by default (compose sets more): whatever a client still
     // holds open after `SHUTDOWN_GRACE` is cut, so the process is gone well before that.
     let served = tokio::select! {
@@ -185,7 +187,10 @@ pub async fn serve_tuned(
 
     // A finished image on its way to the disk is waited for; one cut short is still journaled and
     // saved after the restart, so the wait is bounded.
-    if tokio::time::timeout(SHUTDOWN_GRACE, engine.flush()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, engine.flush())
+        .await
+        .is_err()
+    {
         tracing::warn!("an image was still being saved at shutdown; it is saved after the restart");
     }
     let _ = stop_background.send(true);

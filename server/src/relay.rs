@@ -104,7 +104,11 @@ impl EventLog {
     /// never come, open after the job's end.
     pub fn subscribe(&self, last_seen: Option<u64>) -> Subscription {
         let last_seen = match (last_seen, self.events.first(), self.events.last()) {
-            (Some(seen), Some(first), Some(last)) if seen.saturating_add(1) >= first.id && seen <= last.id => seen,
+            (Some(seen), Some(first), Some(last))
+                if seen.saturating_add(1) >= first.id && seen <= last.id =>
+            {
+                seen
+            }
             _ => 0,
         };
         Subscription {

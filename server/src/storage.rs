@@ -371,9 +371,13 @@ pub const MIN_FREE_SPACE_BYTES: u64 = 32 * 1024 * 1024;
 pub enum DiskSpace {
     Plenty,
     /// Below [`LOW_FREE_SPACE_BYTES`]: say so while there is still room.
-    Low { free: u64 },
+    Low {
+        free: u64,
+    },
     /// Below [`MIN_FREE_SPACE_BYTES`]: no new jobs.
-    Full { free: u64 },
+    Full {
+        free: u64,
+    },
 }
 
 impl DiskSpace {

@@ -49,7 +49,11 @@ impl Journal {
                 .map_err(|error| error.to_string())
                 .and_then(|bytes| serde_json::from_slice::<Entry>(&bytes).map_err(|error| error.to_string()));
             match parsed {
-                Ok(entry) if path.file_stem().is_some_and(|stem| *stem == *entry.id.to_string()) => {
+                Ok(entry)
+                    if path
+                        .file_stem()
+                        .is_some_and(|stem| *stem == *entry.id.to_string()) =>
+                {
                     entries.push(entry);
                 }
                 Ok(_) | Err(_) => {
@@ -132,7 +136,13 @@ mod tests {
         assert_eq!(found, vec![good]);
         let aside = std::fs::read_dir(dir.path())
             .unwrap()
-            .filter(|file| file.as_ref().unwrap().file_name().to_string_lossy().ends_with(".unreadable"))
+            .filter(|file| {
+                file.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".unreadable")
+            })
             .count();
         assert_eq!(aside, 2);
         let (_, again) = Journal::open(dir.path()).await.unwrap();

@@ -308,7 +308,9 @@ impl Registry {
     /// Brings every waiting job's place in line up to date, telling its watchers when it changed.
     fn reposition(&mut self) {
         for (index, id) in self.line.iter().enumerate() {
-            let Some(job) = self.jobs.get_mut(id) else { continue };
+            let Some(job) = self.jobs.get_mut(id) else {
+                continue;
+            };
             let position = u32::try_from(index).unwrap_or(u32::MAX).saturating_add(1);
             if job.position != Some(position) {
                 job.position = Some(position);
@@ -424,7 +426,11 @@ impl Jobs {
             .unwrap_or_else(|error| Err(JobError::Journal(std::io::Error::other(error))))
     }
 
-    async fn accept(&self, params: GenerationParams, owner: Option<ClientId>) -> Result<JobAccepted, JobError> {
+    async fn accept(
+        &self,
+        params: GenerationParams,
+        owner: Option<ClientId>,
+    ) -> Result<JobAccepted, JobError> {
         let entry = Entry {
             id: JobId::new(),
             owner,
@@ -626,9 +632,15 @@ impl Jobs {
             if *self.inner.stopping.borrow() || registry.comfy_busy() {
                 return;
             }
-            let Some(client_id) = registry.link.clone() else { return };
-            let Some(id) = registry.line.first().copied() else { return };
-            let Some(job) = registry.jobs.get_mut(&id) else { return };
+            let Some(client_id) = registry.link.clone() else {
+                return;
+            };
+            let Some(id) = registry.line.first().copied() else {
+                return;
+            };
+            let Some(job) = registry.jobs.get_mut(&id) else {
+                return;
+            };
             match state::advance(&job.phase, Input::Dispatch, job.resubmits) {
                 Ok(transition) => {
                     job.client_id = Some(client_id);
@@ -691,7 +703,9 @@ impl Jobs {
                 job.client_id.clone().map(|client_id| (graph, client_id))
             })
         };
-        let Some((graph, client_id)) = submission else { return };
+        let Some((graph, client_id)) = submission else {
+            return;
+        };
         let jobs = self.clone();
         tokio::spawn(async move {
             let prompt_id = id.to_string();
@@ -751,7 +765,9 @@ impl Jobs {
             let answer = jobs.inner.comfy.remote_state(&id.to_string()).await;
             {
                 let mut registry = jobs.registry();
-                let Some(job) = registry.jobs.get_mut(&id) else { return };
+                let Some(job) = registry.jobs.get_mut(&id) else {
+                    return;
+                };
                 job.check.in_flight = false;
                 match &answer {
                     Ok(_) => job.check.failures = 0,
@@ -889,11 +905,17 @@ impl Jobs {
             }
             // The gateway's own line decides positions; ComfyUI's queue holds one job of ours at most.
             ComfyEvent::QueueRemaining(_) => return,
-            ComfyEvent::Preview { prompt_id, image, mime } => {
+            ComfyEvent::Preview {
+                prompt_id,
+                image,
+                mime,
+            } => {
                 self.on_preview(&prompt_id, image, mime);
                 return;
             }
-            ComfyEvent::Started { prompt_id } | ComfyEvent::NodeStarted { prompt_id, .. } => (prompt_id, Input::Started),
+            ComfyEvent::Started { prompt_id } | ComfyEvent::NodeStarted { prompt_id, .. } => {
+                (prompt_id, Input::Started)
+            }
             ComfyEvent::Progress {
                 prompt_id,
                 node,
@@ -903,9 +925,19 @@ impl Jobs {
                 if node != self.inner.workflow.sampler_node() {
                     return;
                 }
-                (prompt_id, Input::Progress { step: value, total: max })
+                (
+                    prompt_id,
+                    Input::Progress {
+                        step: value,
+                        total: max,
+                    },
+                )
             }
-            ComfyEvent::Output { prompt_id, node, images } => {
+            ComfyEvent::Output {
+                prompt_id,
+                node,
+                images,
+            } => {
                 if node != self.inner.workflow.output_node() {
                     return;
                 }
@@ -924,7 +956,9 @@ impl Jobs {
             ComfyEvent::Finished { prompt_id } => (prompt_id, Input::Finished),
         };
         // Prompts the gateway did not submit (someone using ComfyUI directly) are none of our business.
-        let Ok(id) = prompt_id.parse::<JobId>() else { return };
+        let Ok(id) = prompt_id.parse::<JobId>() else {
+            return;
+        };
         if let Some(job) = self.registry().jobs.get_mut(&id) {
             job.last_heard = Instant::now();
         }
@@ -932,10 +966,14 @@ impl Jobs {
     }
 
     fn on_preview(&self, prompt_id: &str, image: Bytes, mime: &'static str) {
-        let Ok(id) = prompt_id.parse::<JobId>() else { return };
+        let Ok(id) = prompt_id.parse::<JobId>() else {
+            return;
+        };
         let serial = {
             let mut registry = self.registry();
-            let Some(job) = registry.jobs.get_mut(&id) else { return };
+            let Some(job) = registry.jobs.get_mut(&id) else {
+                return;
+            };
             job.last_heard = Instant::now();
             if !matches!(job.phase, Phase::Running { .. }) {
                 return;
@@ -986,9 +1024,10 @@ impl Jobs {
         let now = Instant::now();
         let (overdue, silent, unreachable_line) = {
             let mut registry = self.registry();
-            registry
-                .jobs
-                .retain(|_, job| job.ended.is_none_or(|ended| now.duration_since(ended) < tuning.retention));
+            registry.jobs.retain(|_, job| {
+                job.ended
+                    .is_none_or(|ended| now.duration_since(ended) < tuning.retention)
+            });
             let overdue: Vec<JobId> = registry
                 .jobs
                 .iter()
@@ -1136,7 +1175,12 @@ mod tests {
         let (mut registry, ids) = registry_with_waiting(3);
         step(&mut registry, ids[0], Input::Dispatch, &saving);
         step(&mut registry, ids[0], Input::SubmitAccepted, &saving);
-        step(&mut registry, ids[0], Input::Remote(RemoteState::Unknown), &saving);
+        step(
+            &mut registry,
+            ids[0],
+            Input::Remote(RemoteState::Unknown),
+            &saving,
+        );
         let job = &registry.jobs[&ids[0]];
         assert_eq!((job.resubmits, job.phase.clone()), (1, Phase::Waiting));
         assert_eq!(registry.line.first(), Some(&ids[0]));
@@ -1172,7 +1216,10 @@ mod tests {
         assert_eq!(*saving.borrow(), 0);
         let view = registry.jobs[&id].view(id);
         assert_eq!(view.status, JobStatus::Failed);
-        assert_eq!(view.error.map(|error| error.code), Some("storage_failed".to_owned()));
+        assert_eq!(
+            view.error.map(|error| error.code),
+            Some("storage_failed".to_owned())
+        );
         assert!(view.timings.finished_at.is_some());
     }
 }

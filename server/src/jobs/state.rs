@@ -32,14 +32,21 @@ pub enum Phase {
     /// ComfyUI holds it and has not started it.
     Queued,
     /// ComfyUI is working on it: the sampler's step so far and the output files announced so far.
-    Running { step: u32, outputs: Vec<OutputImage> },
+    Running {
+        step: u32,
+        outputs: Vec<OutputImage>,
+    },
     /// A person cancelled it while ComfyUI held it; waiting for ComfyUI to confirm it dropped it.
     Cancelling,
     /// ComfyUI finished it; the image is being fetched and written to disk.
     Saving,
     /// The image and its record are on disk.
-    Completed { record: HistoryRecord },
-    Failed { failure: JobFailure },
+    Completed {
+        record: HistoryRecord,
+    },
+    Failed {
+        failure: JobFailure,
+    },
     Cancelled,
 }
 
@@ -282,17 +289,22 @@ pub fn advance(phase: &Phase, input: Input, resubmits: u32) -> Result<Transition
         }
         (Phase::Cancelling, Input::ComfyFailed { .. }) => cancelled(),
         // Interrupted from outside the studio (ComfyUI's own page): the job ends as cancelled.
-        (Phase::Submitting | Phase::Queued | Phase::Running { .. } | Phase::Cancelling, Input::Interrupted) => {
-            cancelled()
-        }
+        (
+            Phase::Submitting | Phase::Queued | Phase::Running { .. } | Phase::Cancelling,
+            Input::Interrupted,
+        ) => cancelled(),
         (Phase::Submitting | Phase::Queued | Phase::Running { .. } | Phase::Cancelling, Input::Finished) => {
             with_effects(to(phase.clone()), [Effect::Reconcile])
         }
 
         // ComfyUI's records.
         (Phase::Queued | Phase::Submitting, Input::Remote(RemoteState::Pending)) => to(Phase::Queued),
-        (Phase::Queued | Phase::Submitting, Input::Remote(RemoteState::Running)) => started(0, Vec::new(), None),
-        (Phase::Running { .. }, Input::Remote(RemoteState::Pending | RemoteState::Running)) => to(phase.clone()),
+        (Phase::Queued | Phase::Submitting, Input::Remote(RemoteState::Running)) => {
+            started(0, Vec::new(), None)
+        }
+        (Phase::Running { .. }, Input::Remote(RemoteState::Pending | RemoteState::Running)) => {
+            to(phase.clone())
+        }
         (
             Phase::Submitting | Phase::Queued | Phase::Running { .. } | Phase::Cancelling,
             Input::Remote(RemoteState::Completed { images }),
@@ -310,9 +322,10 @@ pub fn advance(phase: &Phase, input: Input, resubmits: u32) -> Result<Transition
                 message: failure.human_message(),
             },
         )),
-        (Phase::Submitting | Phase::Queued | Phase::Running { .. }, Input::Remote(RemoteState::Cancelled)) => {
-            cancelled()
-        }
+        (
+            Phase::Submitting | Phase::Queued | Phase::Running { .. },
+            Input::Remote(RemoteState::Cancelled),
+        ) => cancelled(),
         (Phase::Submitting | Phase::Queued | Phase::Running { .. }, Input::Remote(RemoteState::Unknown)) => {
             lost("ComfyUI no longer knows this job (it probably restarted).")
         }
@@ -350,7 +363,10 @@ pub fn advance(phase: &Phase, input: Input, resubmits: u32) -> Result<Transition
         (Phase::Cancelling, Input::SubmitRefused { .. } | Input::SubmitUnreachable) => cancelled(),
 
         // The clock. ComfyUI is told to drop the job, so the GPU is free for the next one.
-        (Phase::Submitting | Phase::Queued | Phase::Running { .. } | Phase::Cancelling, Input::Deadline { limit }) => {
+        (
+            Phase::Submitting | Phase::Queued | Phase::Running { .. } | Phase::Cancelling,
+            Input::Deadline { limit },
+        ) => {
             let effect = if matches!(phase, Phase::Running { .. }) {
                 Effect::Interrupt
             } else {
@@ -506,7 +522,14 @@ mod tests {
     }
 
     /// (phase, input) -> (next phase, events, effects, back in line?)
-    fn check(phase: Phase, input: Input, next: Phase, events: Vec<JobEvent>, effects: Vec<Effect>, requeue: bool) {
+    fn check(
+        phase: Phase,
+        input: Input,
+        next: Phase,
+        events: Vec<JobEvent>,
+        effects: Vec<Effect>,
+        requeue: bool,
+    ) {
         let label = format!("{phase:?} + {input:?}");
         let transition = advance(&phase, input, 0).unwrap_or_else(|illegal| panic!("{label}: {illegal}"));
         assert_eq!(transition.next, next, "{label}");
@@ -532,9 +555,30 @@ mod tests {
 
     #[test]
     fn the_happy_path_from_the_line_to_the_disk() {
-        check(Phase::Waiting, Input::Dispatch, Phase::Submitting, vec![], vec![Effect::Submit], false);
-        check(Phase::Submitting, Input::SubmitAccepted, Phase::Queued, vec![], vec![], false);
-        check(Phase::Queued, Input::Started, running(0), vec![JobEvent::Running {}], vec![], false);
+        check(
+            Phase::Waiting,
+            Input::Dispatch,
+            Phase::Submitting,
+            vec![],
+            vec![Effect::Submit],
+            false,
+        );
+        check(
+            Phase::Submitting,
+            Input::SubmitAccepted,
+            Phase::Queued,
+            vec![],
+            vec![],
+            false,
+        );
+        check(
+            Phase::Queued,
+            Input::Started,
+            running(0),
+            vec![JobEvent::Running {}],
+            vec![],
+            false,
+        );
         check(
             running(0),
             Input::Progress { step: 1, total: 8 },
@@ -547,20 +591,35 @@ mod tests {
             step: 8,
             outputs: vec![image()],
         };
-        check(running(8), Input::Output { images: vec![image()] }, with_output.clone(), vec![], vec![], false);
+        check(
+            running(8),
+            Input::Output {
+                images: vec![image()],
+            },
+            with_output.clone(),
+            vec![],
+            vec![],
+            false,
+        );
         check(
             with_output,
             Input::Succeeded,
             Phase::Saving,
             vec![],
-            vec![Effect::Save { outputs: vec![image()] }],
+            vec![Effect::Save {
+                outputs: vec![image()],
+            }],
             false,
         );
         let record = record();
         check(
             Phase::Saving,
-            Input::Saved { record: record.clone() },
-            Phase::Completed { record: record.clone() },
+            Input::Saved {
+                record: record.clone(),
+            },
+            Phase::Completed {
+                record: record.clone(),
+            },
             vec![completed_event(&record)],
             vec![],
             false,
@@ -569,7 +628,14 @@ mod tests {
 
     #[test]
     fn events_that_overtake_the_submissions_answer_still_count() {
-        check(Phase::Submitting, Input::Started, running(0), vec![JobEvent::Running {}], vec![], false);
+        check(
+            Phase::Submitting,
+            Input::Started,
+            running(0),
+            vec![JobEvent::Running {}],
+            vec![],
+            false,
+        );
         check(
             Phase::Queued,
             Input::Progress { step: 3, total: 8 },
@@ -579,7 +645,14 @@ mod tests {
             false,
         );
         // Steps never go back, and later node starts change nothing.
-        check(running(5), Input::Progress { step: 4, total: 8 }, running(5), vec![], vec![], false);
+        check(
+            running(5),
+            Input::Progress { step: 4, total: 8 },
+            running(5),
+            vec![],
+            vec![],
+            false,
+        );
         check(running(5), Input::Started, running(5), vec![], vec![], false);
         // A step beyond the total is clamped.
         check(
@@ -603,13 +676,34 @@ mod tests {
         )
         .unwrap();
         failed_with("model_not_installed", &refused);
-        check(Phase::Submitting, Input::SubmitUnreachable, Phase::Waiting, vec![], vec![], true);
-        check(Phase::Submitting, Input::SubmitUncertain, Phase::Queued, vec![], vec![Effect::Reconcile], false);
+        check(
+            Phase::Submitting,
+            Input::SubmitUnreachable,
+            Phase::Waiting,
+            vec![],
+            vec![],
+            true,
+        );
+        check(
+            Phase::Submitting,
+            Input::SubmitUncertain,
+            Phase::Queued,
+            vec![],
+            vec![Effect::Reconcile],
+            false,
+        );
     }
 
     #[test]
     fn comfyuis_records_decide_when_events_were_lost() {
-        check(Phase::Queued, Input::Remote(RemoteState::Pending), Phase::Queued, vec![], vec![], false);
+        check(
+            Phase::Queued,
+            Input::Remote(RemoteState::Pending),
+            Phase::Queued,
+            vec![],
+            vec![],
+            false,
+        );
         check(
             Phase::Queued,
             Input::Remote(RemoteState::Running),
@@ -618,28 +712,63 @@ mod tests {
             vec![],
             false,
         );
-        check(running(3), Input::Remote(RemoteState::Running), running(3), vec![], vec![], false);
         check(
             running(3),
-            Input::Remote(RemoteState::Completed { images: vec![image()] }),
-            Phase::Saving,
+            Input::Remote(RemoteState::Running),
+            running(3),
             vec![],
-            vec![Effect::Save { outputs: vec![image()] }],
+            vec![],
             false,
         );
-        check(running(3), Input::Remote(RemoteState::Cancelled), Phase::Cancelled, vec![JobEvent::Cancelled {}], vec![], false);
+        check(
+            running(3),
+            Input::Remote(RemoteState::Completed {
+                images: vec![image()],
+            }),
+            Phase::Saving,
+            vec![],
+            vec![Effect::Save {
+                outputs: vec![image()],
+            }],
+            false,
+        );
+        check(
+            running(3),
+            Input::Remote(RemoteState::Cancelled),
+            Phase::Cancelled,
+            vec![JobEvent::Cancelled {}],
+            vec![],
+            false,
+        );
         let oom = ExecutionFailure {
             node_id: "3".to_owned(),
             node_type: "KSampler".to_owned(),
             exception_type: "torch.OutOfMemoryError".to_owned(),
             exception_message: "CUDA out of memory. Tried to allocate 2.00 GiB".to_owned(),
         };
-        let failed = advance(&running(3), Input::Remote(RemoteState::Failed { failure: Some(oom) }), 0).unwrap();
+        let failed = advance(
+            &running(3),
+            Input::Remote(RemoteState::Failed { failure: Some(oom) }),
+            0,
+        )
+        .unwrap();
         assert!(failed_with("out_of_memory", &failed).contains("memory"));
-        let stopped = advance(&running(3), Input::Remote(RemoteState::Failed { failure: None }), 0).unwrap();
+        let stopped = advance(
+            &running(3),
+            Input::Remote(RemoteState::Failed { failure: None }),
+            0,
+        )
+        .unwrap();
         failed_with("execution_error", &stopped);
         // `executing {node: null}` without a verdict: ask.
-        check(running(3), Input::Finished, running(3), vec![], vec![Effect::Reconcile], false);
+        check(
+            running(3),
+            Input::Finished,
+            running(3),
+            vec![],
+            vec![Effect::Reconcile],
+            false,
+        );
     }
 
     #[test]
@@ -658,19 +787,61 @@ mod tests {
 
     #[test]
     fn comfyuis_verdicts_end_the_job() {
-        let failed = advance(&running(2), Input::ComfyFailed { failure: failure("execution_error") }, 0).unwrap();
+        let failed = advance(
+            &running(2),
+            Input::ComfyFailed {
+                failure: failure("execution_error"),
+            },
+            0,
+        )
+        .unwrap();
         failed_with("execution_error", &failed);
-        check(running(2), Input::Interrupted, Phase::Cancelled, vec![JobEvent::Cancelled {}], vec![], false);
+        check(
+            running(2),
+            Input::Interrupted,
+            Phase::Cancelled,
+            vec![JobEvent::Cancelled {}],
+            vec![],
+            false,
+        );
         // Succeeded without an `executed` message: the records name the file.
-        check(Phase::Queued, Input::Succeeded, Phase::Saving, vec![], vec![Effect::Save { outputs: vec![] }], false);
-        let unsaved = advance(&Phase::Saving, Input::SaveFailed { failure: failure("storage_failed") }, 0).unwrap();
+        check(
+            Phase::Queued,
+            Input::Succeeded,
+            Phase::Saving,
+            vec![],
+            vec![Effect::Save { outputs: vec![] }],
+            false,
+        );
+        let unsaved = advance(
+            &Phase::Saving,
+            Input::SaveFailed {
+                failure: failure("storage_failed"),
+            },
+            0,
+        )
+        .unwrap();
         failed_with("storage_failed", &unsaved);
     }
 
     #[test]
     fn cancelling_depends_on_where_the_job_is() {
-        check(Phase::Waiting, Input::Cancel, Phase::Cancelled, vec![JobEvent::Cancelled {}], vec![], false);
-        check(Phase::Submitting, Input::Cancel, Phase::Cancelling, vec![], vec![], false);
+        check(
+            Phase::Waiting,
+            Input::Cancel,
+            Phase::Cancelled,
+            vec![JobEvent::Cancelled {}],
+            vec![],
+            false,
+        );
+        check(
+            Phase::Submitting,
+            Input::Cancel,
+            Phase::Cancelling,
+            vec![],
+            vec![],
+            false,
+        );
         check(
             Phase::Queued,
             Input::Cancel,
@@ -679,7 +850,14 @@ mod tests {
             vec![Effect::DeletePending, Effect::Reconcile],
             false,
         );
-        check(running(3), Input::Cancel, Phase::Cancelling, vec![], vec![Effect::Interrupt], false);
+        check(
+            running(3),
+            Input::Cancel,
+            Phase::Cancelling,
+            vec![],
+            vec![Effect::Interrupt],
+            false,
+        );
         // The submission lands after the cancel: take it back at once.
         check(
             Phase::Cancelling,
@@ -689,8 +867,22 @@ mod tests {
             vec![Effect::DeletePending, Effect::Reconcile],
             false,
         );
-        check(Phase::Cancelling, Input::SubmitUnreachable, Phase::Cancelled, vec![JobEvent::Cancelled {}], vec![], false);
-        check(Phase::Cancelling, Input::Interrupted, Phase::Cancelled, vec![JobEvent::Cancelled {}], vec![], false);
+        check(
+            Phase::Cancelling,
+            Input::SubmitUnreachable,
+            Phase::Cancelled,
+            vec![JobEvent::Cancelled {}],
+            vec![],
+            false,
+        );
+        check(
+            Phase::Cancelling,
+            Input::Interrupted,
+            Phase::Cancelled,
+            vec![JobEvent::Cancelled {}],
+            vec![],
+            false,
+        );
         check(
             Phase::Cancelling,
             Input::Remote(RemoteState::Unknown),
@@ -699,9 +891,23 @@ mod tests {
             vec![],
             false,
         );
-        check(Phase::Cancelling, Input::Remote(RemoteState::Running), Phase::Cancelling, vec![], vec![Effect::Interrupt], false);
+        check(
+            Phase::Cancelling,
+            Input::Remote(RemoteState::Running),
+            Phase::Cancelling,
+            vec![],
+            vec![Effect::Interrupt],
+            false,
+        );
         // It finished before the interrupt landed: the image is kept, not thrown away.
-        check(Phase::Cancelling, Input::Succeeded, Phase::Saving, vec![], vec![Effect::Save { outputs: vec![] }], false);
+        check(
+            Phase::Cancelling,
+            Input::Succeeded,
+            Phase::Saving,
+            vec![],
+            vec![Effect::Save { outputs: vec![] }],
+            false,
+        );
         assert_eq!(may_cancel(&Phase::Saving), Err(CancelRefused::Saving));
         assert_eq!(may_cancel(&Phase::Cancelled), Err(CancelRefused::AlreadyEnded));
         assert_eq!(may_cancel(&running(1)), Ok(()));
@@ -716,7 +922,14 @@ mod tests {
         assert_eq!(running.effects, vec![Effect::Interrupt]);
         let queued = advance(&Phase::Queued, Input::Deadline { limit }, 0).unwrap();
         assert_eq!(queued.effects, vec![Effect::DeletePending]);
-        let waiting = advance(&Phase::Waiting, Input::Deadline { limit: Duration::from_secs(45) }, 0).unwrap();
+        let waiting = advance(
+            &Phase::Waiting,
+            Input::Deadline {
+                limit: Duration::from_secs(45),
+            },
+            0,
+        )
+        .unwrap();
         assert!(failed_with("timed_out", &waiting).contains("45 seconds"));
         // Saving has its own time limits (the download's); the deadline does not cut a save short.
         assert!(advance(&Phase::Saving, Input::Deadline { limit }, 0).is_err());
@@ -726,7 +939,9 @@ mod tests {
     fn nothing_moves_a_job_that_has_ended_and_nonsense_is_refused() {
         let ended = [
             Phase::Completed { record: record() },
-            Phase::Failed { failure: failure("x") },
+            Phase::Failed {
+                failure: failure("x"),
+            },
             Phase::Cancelled,
         ];
         let inputs = [
@@ -735,7 +950,9 @@ mod tests {
             Input::Succeeded,
             Input::Cancel,
             Input::Remote(RemoteState::Unknown),
-            Input::Deadline { limit: Duration::from_secs(1) },
+            Input::Deadline {
+                limit: Duration::from_secs(1),
+            },
         ];
         for phase in &ended {
             assert!(phase.is_final());

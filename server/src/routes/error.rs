@@ -77,9 +77,9 @@ impl From<JobError> for ApiError {
         match error {
             JobError::NotFound => ApiError::NotFound("There is no such job."),
             JobError::AlreadyEnded => ApiError::Conflict("The job has already ended."),
-            JobError::AlreadySaving => {
-                ApiError::Conflict("The image is already finished and being saved; delete it from the gallery instead.")
-            }
+            JobError::AlreadySaving => ApiError::Conflict(
+                "The image is already finished and being saved; delete it from the gallery instead.",
+            ),
             JobError::ShuttingDown => ApiError::ShuttingDown,
             JobError::Journal(error) => ApiError::Storage(error),
             JobError::QueueFull {

@@ -121,7 +121,9 @@ pub(crate) async fn start_gateway_with_args(
         server: Some(server),
     };
     // With a secret, `/readyz` wants it too.
-    let secret = extra.iter().find_map(|argument| argument.strip_prefix("--password="));
+    let secret = extra
+        .iter()
+        .find_map(|argument| argument.strip_prefix("--password="));
     app.wait_probed(secret).await;
     app
 }
