@@ -243,6 +243,10 @@ pub struct HistoryPage {
 
 /// One server-sent event of `GET /api/jobs/{id}/events`. The SSE `event:` field is [`JobEvent::name`]
 /// and the `data:` field is the JSON of the variant's fields.
+///
+/// One more event can end a stream: `restarting` (data `{}`, no id) when the gateway shuts down before
+/// the job ended. The job goes on after the restart; a client reconnects with `Last-Event-ID` (browsers'
+/// `EventSource` does so by itself) and gets what it missed, then the job's end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
 pub enum JobEvent {
