@@ -7,35 +7,16 @@
     reason = "tests unwrap: a failure there is the test failing"
 )]
 
-use std::future::Future;
 use std::time::Duration;
 
 use app::api::{BackendState, JobEvent, Readiness};
 
-use crate::support::{PATIENCE, TestApp, completed_image, spawn_app};
+use crate::support::{PATIENCE, TestApp, completed_image, poll_within, spawn_app};
 
 /// How soon `/readyz` must turn 503 after ComfyUI freezes: a few seconds, against the gateway's
 /// 1 s silence limit in these tests (the default is 5 s). Before the fix it took the probe's 10 s
 /// request timeout and more.
 const NOTICED_WITHIN: Duration = Duration::from_secs(5);
-
-/// Polls `check` every 20 ms until it gives a value, failing the test after `limit`.
-async fn within<T, F>(limit: Duration, what: &str, mut check: impl FnMut() -> F) -> T
-where
-    F: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn readiness(app: &TestApp) -> Readiness {
     let answer = app.get("/readyz").await;
@@ -51,7 +32,7 @@ async fn readiness(app: &TestApp) -> Readiness {
 /// Freezes the simulator and waits for `/readyz` to say so.
 async fn freeze(app: &TestApp) -> Readiness {
     app.sim.faults().stall(true);
-    within(NOTICED_WITHIN, "/readyz turning 503", || async {
+    poll_within(NOTICED_WITHIN, "/readyz turning 503", || async {
         Some(readiness(app).await).filter(|readiness| !readiness.ready)
     })
     .await
@@ -129,7 +110,7 @@ async fn a_restarted_comfyui_is_probed_again() {
     assert_eq!(probes, 1);
 
     faults.restart();
-    within(PATIENCE, "a probe of the new connection", || async {
+    poll_within(PATIENCE, "a probe of the new connection", || async {
         (faults.requests_to("GET /system_stats") > probes).then_some(())
     })
     .await;

@@ -6,36 +6,11 @@
     reason = "test helpers unwrap: a failure there is the test failing"
 )]
 
-use std::time::Duration;
-
 use app::api::{HistoryPage, JobEvent};
 use serde_json::Value;
 
-use crate::support::{PATIENCE, TestApp};
-
-/// How often [`eventually`] looks again: quick enough not to slow a test, slow enough not to load the
-/// gateway under test.
-const POLL_EVERY: Duration = Duration::from_millis(50);
-
-/// Asks `check` until it answers `Some`, giving up (failing the test, naming `what`) after
-/// [`PATIENCE`]. The one way these tests wait for something that has no event of its own.
-pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting after {PATIENCE:?}: {what}"
-        );
-        tokio::time::sleep(POLL_EVERY).await;
-    }
-}
+use crate::support::TestApp;
+pub(crate) use crate::support::eventually;
 
 /// The simulator's `GET /queue`: `queue_running` and `queue_pending`, each item
 /// `[number, prompt_id, prompt, extra_data, outputs]`.

@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::support::{
-    PATIENCE, TestApp, quick_sim, spawn_app, spawn_app_with_args, start_gateway_with_args, workspace_file,
+    PATIENCE, TestApp, eventually, quick_sim, spawn_app, spawn_app_with_args, start_gateway_with_args,
+    workspace_file,
 };
 
 const SECRET: &str = "correct horse battery staple";
@@ -810,18 +811,11 @@ async fn a_client_may_hold_only_so_many_event_streams_at_once() {
     app.sim.faults().release();
     first.until_end().await;
     second.until_end().await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    eventually("the places to be freed", || async {
         let response = app.http.get(app.url(&path)).send().await.unwrap();
-        if response.status() == StatusCode::OK {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the places were never freed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -992,17 +986,10 @@ async fn an_image_from_comfyui_that_is_not_a_png_fails_the_job_and_nothing_is_ke
     app.sim.faults().slow_view(Some(Duration::MAX));
     let job = app.create_job(small_job("fox")).await;
     let output = app.sim.output_dir();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let image = loop {
-        if let Some(image) = png_files(&output).into_iter().next() {
-            break image;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the simulator wrote no image"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let image = eventually("the simulator to write an image", || async {
+        png_files(&output).into_iter().next()
+    })
+    .await;
     std::fs::write(&image, b"<html><script>alert(1)</script></html>").unwrap();
     app.sim.faults().slow_view(None);
 

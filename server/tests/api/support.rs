@@ -24,6 +24,39 @@ use zimage::config::{Cli, Command};
 /// and never part of what a test asserts.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
+/// How often [`poll_within`] looks again: quick enough not to slow a test, slow enough not to load the
+/// gateway under test.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// The one way these tests wait for something that has no event of its own: asks `check` until it
+/// answers `Some`, failing the test (naming `what`) once `limit` has passed.
+pub(crate) async fn poll_within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting after {limit:?}: {what}"
+        );
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// [`poll_within`] the tests' [`PATIENCE`].
+pub(crate) async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    poll_within(PATIENCE, what, check).await
+}
+
 /// A running gateway in front of a running simulator.
 pub(crate) struct TestApp {
     pub(crate) address: String,
@@ -253,24 +286,19 @@ impl TestApp {
     /// Waits until the gateway has looked at ComfyUI once (jobs are accepted only while it is ready),
     /// whatever it found: tests of a ComfyUI that is not ready start from there too.
     async fn wait_probed(&self, secret: Option<&str>) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while tokio::time::Instant::now() < deadline {
+        eventually("the gateway's first look at ComfyUI", || async {
             let mut request = self.http.get(self.url("/readyz"));
             if let Some(secret) = secret {
                 request = request.bearer_auth(secret);
             }
-            let Ok(response) = request.send().await else {
-                continue;
-            };
+            let response = request.send().await.ok()?;
             // The door's own tests may not be let in: they start as they are.
             let Ok(readiness) = response.json::<Readiness>().await else {
-                return;
+                return Some(());
             };
-            if readiness.ready || readiness.state != app::api::BackendState::Unreachable {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (readiness.ready || readiness.state != app::api::BackendState::Unreachable).then_some(())
+        })
+        .await;
     }
 
     /// Waits until `/readyz` answers 200.
@@ -280,37 +308,22 @@ impl TestApp {
 
     /// Waits until `/readyz` says ready (or not).
     pub(crate) async fn wait_readiness(&self, ready: bool) -> Readiness {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
+        eventually(&format!("/readyz to say ready: {ready}"), || async {
             let answer = self.get("/readyz").await;
             let readiness: Readiness = serde_json::from_value(answer.body).unwrap();
             assert_eq!(answer.status == 200, readiness.ready);
-            if readiness.ready == ready {
-                return readiness;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "readiness stayed {readiness:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            (readiness.ready == ready).then_some(readiness)
+        })
+        .await
     }
 
     /// Waits until the simulator has received `count` prompts.
     pub(crate) async fn wait_prompts_received(&self, count: usize) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
+        eventually(&format!("the simulator to get {count} prompts"), || async {
             let prompts = self.sim.faults().prompts_received();
-            if prompts.len() >= count {
-                return prompts;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the simulator got {} prompts",
-                prompts.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (prompts.len() >= count).then_some(prompts)
+        })
+        .await
     }
 }
 
