@@ -1,13 +1,11 @@
 //! `zimage serve --demo`: the gateway starts its own simulator, says so, and makes images alone.
 
-use std::time::Duration;
-
 use app::api::{BackendState, Readiness};
 use clap::Parser as _;
 use tokio::net::TcpListener;
 use zimage::config::{Cli, Command};
 
-use crate::support::{PATIENCE, quick_tuning, workspace_file};
+use crate::support::{eventually, quick_tuning, workspace_file};
 
 #[tokio::test]
 async fn demo_mode_needs_no_comfyui_says_so_and_makes_images() {
@@ -41,8 +39,7 @@ async fn demo_mode_needs_no_comfyui_says_so_and_makes_images() {
     ));
     let http = reqwest::Client::new();
 
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let readiness = loop {
+    let readiness = eventually("the demo to be ready", || async {
         let readiness: Readiness = http
             .get(format!("{address}/readyz"))
             .send()
@@ -51,12 +48,9 @@ async fn demo_mode_needs_no_comfyui_says_so_and_makes_images() {
             .json()
             .await
             .unwrap();
-        if readiness.ready {
-            break readiness;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{readiness:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        readiness.ready.then_some(readiness)
+    })
+    .await;
     assert!(readiness.demo);
     assert_eq!(readiness.state, BackendState::Ready);
     assert!(
@@ -74,8 +68,7 @@ async fn demo_mode_needs_no_comfyui_says_so_and_makes_images() {
         .json()
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    let job = eventually("the demo job to end", || async {
         let job: app::api::JobView = http
             .get(format!("{address}/api/jobs/{}", accepted.id))
             .send()
@@ -84,13 +77,10 @@ async fn demo_mode_needs_no_comfyui_says_so_and_makes_images() {
             .json()
             .await
             .unwrap();
-        if job.status.is_terminal() {
-            assert_eq!(job.status, app::api::JobStatus::Completed, "{job:?}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{job:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        job.status.is_terminal().then_some(job)
+    })
+    .await;
+    assert_eq!(job.status, app::api::JobStatus::Completed, "{job:?}");
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
