@@ -289,11 +289,155 @@ mod tests {
         assert!("studio.lan,http://x".parse::<AllowedHosts>().is_err());
     }
 
+    /// The host part of a `Host` value as a person reads it: the port dropped (an IPv6 address without
+    /// its brackets), lower-cased, one trailing dot removed.
+    fn bare_host(value: &str) -> String {
+        let host = match value.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(rest),
+            None => value.rsplit_once(':').map_or(value, |(host, _)| host),
+        };
+        host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
+    }
+
+    /// The address `host` spells, IPv4-mapped IPv6 addresses read as IPv4.
+    fn address(host: &str) -> Option<IpAddr> {
+        host.parse::<IpAddr>().ok().map(|address| address.to_canonical())
+    }
+
+    fn is_localhost(host: &str) -> bool {
+        host == "localhost" || host.ends_with(".localhost")
+    }
+
+    /// Names and addresses the policies below allow, and some they do not.
+    const SHAPES: [&str; 18] = [
+        "studio.lan",
+        "localhost",
+        "app.localhost",
+        "10.8.0.1",
+        "192.168.1.20",
+        "[::ffff:192.168.1.20]",
+        "[::1]",
+        "127.0.0.1",
+        "localhost.evil.example",
+        "studio.lan.evil.example",
+        "evil.example",
+        "lan",
+        "192.168.1.21",
+        "[fe80::1]",
+        "[::ffff:10.0.0.1]",
+        "0.0.0.0",
+        "evillocalhost",
+        "localhost.",
+    ];
+
+    /// `name` with the letters whose bit is set in `mask` upper-cased.
+    fn mixed_case(name: &str, mask: u64) -> String {
+        name.chars()
+            .enumerate()
+            .map(|(at, character)| {
+                if (mask >> (at % 64)) & 1 == 1 {
+                    character.to_ascii_uppercase()
+                } else {
+                    character
+                }
+            })
+            .collect()
+    }
+
+    /// `Host` values: arbitrary text, and the shapes real ones have, in any case, with or without a
+    /// trailing dot and a (possibly malformed) port.
+    fn host_header() -> impl Strategy<Value = String> {
+        let shaped = (
+            prop_oneof![
+                prop::sample::select(SHAPES.to_vec()).prop_map(str::to_owned),
+                "[a-zA-Z0-9._-]{1,24}",
+            ],
+            any::<u64>(),
+            any::<bool>(),
+            prop::option::of("[0-9]{0,6}"),
+        )
+            .prop_map(|(name, mask, dot, port)| {
+                let mut value = mixed_case(&name, mask);
+                if dot {
+                    value.push('.');
+                }
+                if let Some(port) = port {
+                    value = format!("{value}:{port}");
+                }
+                value
+            });
+        prop_oneof![".{0,80}", shaped]
+    }
+
     proptest! {
         #[test]
-        fn any_host_header_is_admitted_or_refused_without_panicking(value in ".{0,80}") {
-            let _ = policy(&["studio.lan"], "0.0.0.0:7860").admits(&value);
-            let _ = value.parse::<AllowedHost>();
+        fn an_admitted_host_is_localhost_a_configured_name_or_an_address_listened_on(value in host_header()) {
+            let bare = bare_host(&value);
+            let configured = ["studio.lan", "10.8.0.1"];
+            let is_configured = configured.contains(&bare.as_str())
+                || address(&bare).is_some_and(|address| address == "10.8.0.1".parse::<IpAddr>().unwrap());
+            // On every interface any address is the studio's; a name must be localhost or configured.
+            if policy(&configured, "0.0.0.0:7860").admits(&value) {
+                prop_assert!(is_localhost(&bare) || is_configured || address(&bare).is_some(), "{value}");
+            }
+            // On one address only that one is (besides the configured ones).
+            let listen: IpAddr = "192.168.1.20".parse().unwrap();
+            if policy(&configured, "192.168.1.20:7860").admits(&value) {
+                prop_assert!(
+                    is_localhost(&bare) || is_configured || address(&bare) == Some(listen),
+                    "{value}"
+                );
+            }
+        }
+
+        #[test]
+        fn an_allowed_name_is_admitted_in_any_case_with_or_without_dot_and_port(
+            name in prop::sample::select(vec!["studio.lan", "localhost", "app.localhost", "10.8.0.1"]),
+            mask in any::<u64>(),
+            dot in any::<bool>(),
+            port in prop::option::of(any::<u16>()),
+        ) {
+            let mut value = mixed_case(name, mask);
+            if dot {
+                value.push('.');
+            }
+            if let Some(port) = port {
+                value = format!("{value}:{port}");
+            }
+            prop_assert!(policy(&["studio.lan", "10.8.0.1"], "192.168.1.20:7860").admits(&value), "{value}");
+            prop_assert!(policy(&["studio.lan", "10.8.0.1"], "0.0.0.0:7860").admits(&value), "{value}");
+        }
+
+        #[test]
+        fn a_configured_host_reads_back_from_its_text_and_is_admitted(value in host_header()) {
+            let Ok(allowed) = value.parse::<AllowedHost>() else {
+                return Ok(());
+            };
+            let text = allowed.to_string();
+            // Addresses in their canonical spelling, names lower-cased without the trailing dot.
+            let trimmed = value.trim();
+            let expected = address(trimmed)
+                .or_else(|| address(&bare_host(trimmed)))
+                .map_or_else(|| bare_host(trimmed), |address| address.to_string());
+            prop_assert_eq!(&text, &expected);
+            prop_assert_eq!(text.parse::<AllowedHost>(), Ok(allowed.clone()));
+            // A policy that lists it answers to it, on any port, even when listening elsewhere.
+            let header = if text.contains(':') { format!("[{text}]") } else { text };
+            let policy = HostPolicy::new(&[allowed], "192.168.1.20:7860".parse().unwrap());
+            prop_assert!(policy.admits(&header), "{header}");
+            let with_port = format!("{header}:8080");
+            prop_assert!(policy.admits(&with_port), "{with_port}");
+        }
+
+        #[test]
+        fn a_host_list_reads_back_from_its_text(values in prop::collection::vec(host_header(), 0..4)) {
+            let text = values.join(",");
+            if let Ok(hosts) = text.parse::<AllowedHosts>() {
+                // One host for every item that is not blank.
+                let items = text.split(',').filter(|item| !item.trim().is_empty()).count();
+                prop_assert_eq!(hosts.0.len(), items);
+                prop_assert_eq!(hosts.to_string().parse::<AllowedHosts>(), Ok(hosts));
+            }
         }
 
         #[test]

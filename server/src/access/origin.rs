@@ -157,11 +157,179 @@ mod tests {
         );
     }
 
+    /// Hosts to build `Host` and `Origin` values from: spellings of the same host, and other hosts.
+    const HOSTS: [&str; 9] = [
+        "studio.lan",
+        "Studio.LAN",
+        "studio.lan.",
+        "other.lan",
+        "192.168.1.20",
+        "192.168.1.21",
+        "[::1]",
+        "[0:0::1]",
+        "[::2]",
+    ];
+
+    /// What a host is, whatever its spelling: the address, or the name lower-cased without its dot.
+    fn host_key(host: &str) -> String {
+        match host.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+            Some(address) => address.parse::<std::net::Ipv6Addr>().unwrap().to_string(),
+            None => host.trim_end_matches('.').to_ascii_lowercase(),
+        }
+    }
+
+    fn with_port(host: &str, port: Option<u16>) -> String {
+        match port {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        }
+    }
+
+    /// Ports, mostly none and the schemes' defaults, which are equal when written out or left out.
+    fn port() -> impl Strategy<Value = Option<u16>> {
+        prop_oneof![
+            3 => Just(None),
+            2 => Just(Some(80)),
+            2 => Just(Some(443)),
+            1 => prop::sample::select(vec![7860, 8080]).prop_map(Some),
+            1 => any::<u16>().prop_map(Some),
+        ]
+    }
+
+    /// The hosts of an origin and of a `Host` header: half the time the same entry of `HOSTS`.
+    fn host_pair() -> impl Strategy<Value = (&'static str, &'static str)> {
+        prop_oneof![
+            prop::sample::select(HOSTS.to_vec()).prop_map(|host| (host, host)),
+            (
+                prop::sample::select(HOSTS.to_vec()),
+                prop::sample::select(HOSTS.to_vec())
+            ),
+        ]
+    }
+
+    fn scheme() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "http", "https", "HTTP", "Https", "ftp", "ws", "file", "null",
+        ])
+    }
+
+    /// `Sec-Fetch-Site` values: absent, same-origin in any case and spacing, and the others.
+    fn fetch_site() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            2 => Just(None),
+            2 => prop::sample::select(vec!["same-origin", " Same-Origin ", "SAME-ORIGIN"])
+                .prop_map(|site| Some(site.to_owned())),
+            1 => prop::sample::select(vec!["cross-site", "same-site", "none", ""]).prop_map(|site| Some(site.to_owned())),
+            1 => ".{0,20}".prop_map(Some),
+        ]
+    }
+
+    fn is_same_origin_site(site: Option<&str>) -> bool {
+        site.is_none_or(|site| site.trim().eq_ignore_ascii_case("same-origin"))
+    }
+
+    /// How a refusal quotes a header: printable ASCII, at most 100 characters.
+    fn is_harmless(quoted: &str) -> bool {
+        quoted.chars().count() <= 100
+            && quoted
+                .chars()
+                .all(|character| character.is_ascii_graphic() || character == ' ')
+    }
+
     proptest! {
         #[test]
-        fn any_headers_are_judged_without_panicking(host in ".{0,40}", origin in ".{0,60}", site in ".{0,20}") {
-            let _ = check_same_origin(Some(&host), Some(&origin), Some(&site));
-            let _ = check_same_origin(Some(&host), Some(&origin), None);
+        fn an_origin_is_admitted_exactly_when_it_names_the_hosts_host_and_port(
+            scheme in scheme(),
+            (origin_host, host_host) in host_pair(),
+            origin_port in port(),
+            host_port in port(),
+            site in fetch_site(),
+        ) {
+            let origin = format!("{scheme}://{}", with_port(origin_host, origin_port));
+            let host = with_port(host_host, host_port);
+            let result = check_same_origin(Some(&host), Some(&origin), site.as_deref());
+            // The scheme only sets the default port: behind a TLS proxy the browser says https.
+            let default_port = match scheme.to_ascii_lowercase().as_str() {
+                "http" => Some(80),
+                "https" => Some(443),
+                _ => None,
+            };
+            let same_place = default_port.is_some_and(|default| {
+                host_key(origin_host) == host_key(host_host)
+                    && origin_port.unwrap_or(default) == host_port.unwrap_or(default)
+            });
+            if !is_same_origin_site(site.as_deref()) {
+                prop_assert!(matches!(result, Err(CrossSite::FetchSite(_))), "{result:?}");
+            } else if same_place {
+                prop_assert_eq!(result, Ok(()));
+            } else {
+                prop_assert!(matches!(result, Err(CrossSite::Origin(_))), "{result:?}");
+            }
+        }
+
+        #[test]
+        fn an_origin_copied_from_the_host_or_with_its_default_port_is_admitted_and_another_host_or_port_refused(
+            scheme in prop::sample::select(vec!["http", "https"]),
+            host_name in prop::sample::select(HOSTS.to_vec()),
+            port in port(),
+            other_host in prop::sample::select(HOSTS.to_vec()),
+        ) {
+            let host = with_port(host_name, port);
+            let same = format!("{scheme}://{host}");
+            prop_assert_eq!(check_same_origin(Some(&host), Some(&same), Some("same-origin")), Ok(()));
+            prop_assert_eq!(check_same_origin(Some(&host), Some(&same), None), Ok(()));
+            let default = if scheme == "http" { 80 } else { 443 };
+            // The scheme's default port may be written out on either side or left out.
+            let written_out = format!("{scheme}://{}", with_port(host_name, Some(default)));
+            let left_out = format!("{scheme}://{host_name}");
+            let default_host = with_port(host_name, Some(default));
+            prop_assert_eq!(check_same_origin(Some(host_name), Some(&written_out), None), Ok(()));
+            prop_assert_eq!(check_same_origin(Some(&default_host), Some(&left_out), None), Ok(()));
+            let other_port = format!("{scheme}://{}", with_port(host_name, Some(port.unwrap_or(default).wrapping_add(1))));
+            prop_assert!(matches!(
+                check_same_origin(Some(&host), Some(&other_port), None),
+                Err(CrossSite::Origin(_))
+            ));
+            if host_key(other_host) != host_key(host_name) {
+                let elsewhere = format!("{scheme}://{}", with_port(other_host, port));
+                prop_assert!(matches!(
+                    check_same_origin(Some(&host), Some(&elsewhere), None),
+                    Err(CrossSite::Origin(_))
+                ));
+            }
+        }
+
+        #[test]
+        fn arbitrary_headers_are_admitted_only_from_an_http_origin_naming_the_host(
+            host in prop_oneof![".{0,40}", (prop::sample::select(HOSTS.to_vec()), port())
+                .prop_map(|(host, port)| with_port(host, port))],
+            origin in prop_oneof![".{0,60}", (scheme(), prop::sample::select(HOSTS.to_vec()), port())
+                .prop_map(|(scheme, host, port)| format!("{scheme}://{}", with_port(host, port)))],
+            site in fetch_site(),
+        ) {
+            let result = check_same_origin(Some(&host), Some(&origin), site.as_deref());
+            match &result {
+                Ok(()) => {
+                    prop_assert!(is_same_origin_site(site.as_deref()));
+                    let (scheme, rest) = origin.trim().split_once("://").unwrap();
+                    prop_assert!(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"));
+                    let origin_host = parse_authority(rest).unwrap().host;
+                    prop_assert_eq!(Some(origin_host), parse_authority(&host).map(|host| host.host));
+                }
+                Err(CrossSite::FetchSite(quoted)) => {
+                    prop_assert!(!is_same_origin_site(site.as_deref()));
+                    prop_assert!(is_harmless(quoted), "{quoted:?}");
+                }
+                Err(CrossSite::Origin(quoted)) => {
+                    prop_assert!(is_same_origin_site(site.as_deref()));
+                    prop_assert!(is_harmless(quoted), "{quoted:?}");
+                }
+            }
+            // Without an Origin only Sec-Fetch-Site counts.
+            prop_assert_eq!(
+                check_same_origin(Some(&host), None, site.as_deref()).is_ok(),
+                is_same_origin_site(site.as_deref())
+            );
         }
     }
 }

@@ -1254,38 +1254,339 @@ mod tests {
         }
     }
 
+    /// The message types `decode_text` reads; every other type is ignored.
+    const KNOWN_TYPES: [&str; 10] = [
+        "status",
+        "feature_flags",
+        "execution_start",
+        "execution_cached",
+        "executing",
+        "progress",
+        "executed",
+        "execution_success",
+        "execution_error",
+        "execution_interrupted",
+    ];
+
+    /// The wire type a decoded message came from (`preview` for binary frames).
+    fn message_type(message: &ServerMessage) -> &'static str {
+        match message {
+            ServerMessage::Status { .. } => "status",
+            ServerMessage::FeatureFlags { .. } => "feature_flags",
+            ServerMessage::ExecutionStart { .. } => "execution_start",
+            ServerMessage::ExecutionCached { .. } => "execution_cached",
+            ServerMessage::Executing { .. } => "executing",
+            ServerMessage::Progress { .. } => "progress",
+            ServerMessage::Executed { .. } => "executed",
+            ServerMessage::ExecutionSuccess { .. } => "execution_success",
+            ServerMessage::ExecutionError { .. } => "execution_error",
+            ServerMessage::ExecutionInterrupted { .. } => "execution_interrupted",
+            ServerMessage::Preview(_) => "preview",
+        }
+    }
+
+    /// The prompt id a decoded message carries (`""` for none), or `None` for types without one.
+    fn message_prompt_id(message: &ServerMessage) -> Option<&str> {
+        match message {
+            ServerMessage::Status { .. } | ServerMessage::FeatureFlags { .. } => None,
+            ServerMessage::ExecutionStart { prompt_id }
+            | ServerMessage::ExecutionCached { prompt_id, .. }
+            | ServerMessage::Executed { prompt_id, .. }
+            | ServerMessage::ExecutionSuccess { prompt_id }
+            | ServerMessage::ExecutionError { prompt_id, .. }
+            | ServerMessage::ExecutionInterrupted { prompt_id, .. } => Some(prompt_id),
+            ServerMessage::Executing { prompt_id, .. } | ServerMessage::Progress { prompt_id, .. } => {
+                Some(prompt_id.as_deref().unwrap_or_default())
+            }
+            ServerMessage::Preview(preview) => Some(preview.prompt_id.as_deref().unwrap_or_default()),
+        }
+    }
+
+    /// A field of a struct as serde reads it from JSON: by name from an object, by position from an
+    /// array (serde reads structs from both).
+    fn struct_field<'a>(value: &'a Value, name: &str, position: usize) -> Option<&'a Value> {
+        match value {
+            Value::Object(fields) => fields.get(name),
+            Value::Array(items) => items.get(position),
+            _ => None,
+        }
+    }
+
+    /// Every string anywhere in `value`.
+    fn strings_in(value: &Value) -> Vec<&str> {
+        match value {
+            Value::String(text) => vec![text],
+            Value::Array(items) => items.iter().flat_map(strings_in).collect(),
+            Value::Object(fields) => fields.values().flat_map(strings_in).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {
+        let word: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(u32::from_be_bytes(word))
+    }
+
+    /// The image type the magic bytes say.
+    fn magic_mime(image: &[u8]) -> Option<&'static str> {
+        if image.starts_with(b"\xff\xd8\xff") {
+            Some("image/jpeg")
+        } else if image.starts_with(b"\x89PNG") {
+            Some("image/png")
+        } else {
+            None
+        }
+    }
+
+    /// Decodes `frame` and checks what came out against the frame's own bytes: its event type (first
+    /// word), its format or metadata length (second word) and the image after them.
+    fn check_binary_frame(frame: &[u8]) -> Result<(), TestCaseError> {
+        let event = be_u32(frame, 0);
+        let word = be_u32(frame, 4);
+        match decode_binary(&Bytes::copy_from_slice(frame)) {
+            Ok(None) => prop_assert!(event.is_some_and(|event| event != 1 && event != 4), "{event:?}"),
+            Err(DecodeError::TooShort { len }) => {
+                prop_assert_eq!(len, frame.len());
+                prop_assert!(event.is_none() || (matches!(event, Some(1 | 4)) && word.is_none()));
+            }
+            Err(DecodeError::UnknownImageFormat(format)) => {
+                prop_assert_eq!(event, Some(1));
+                prop_assert_eq!(word, Some(format));
+                prop_assert!(format != 1 && format != 2);
+            }
+            Err(DecodeError::MetadataTooLong { claimed, available }) => {
+                prop_assert_eq!(event, Some(4));
+                prop_assert_eq!(word.map(|word| word as usize), Some(claimed));
+                prop_assert_eq!(available, frame.len() - 8);
+                prop_assert!(claimed > available);
+            }
+            Err(DecodeError::BadMetadata(_)) => {
+                prop_assert_eq!(event, Some(4));
+                prop_assert!(word.is_some_and(|claimed| claimed as usize <= frame.len() - 8));
+            }
+            Err(DecodeError::UnknownImageType(kind)) => {
+                prop_assert_eq!(event, Some(4));
+                prop_assert!(kind != "image/jpeg" && kind != "image/png", "{kind}");
+                // Named by the metadata, or not named and not recognisable by its magic bytes.
+                let claimed = word.unwrap() as usize;
+                let metadata: Value = serde_json::from_slice(&frame[8..8 + claimed]).unwrap();
+                let named = struct_field(&metadata, "image_type", 3).and_then(Value::as_str);
+                prop_assert_eq!(named.unwrap_or_default(), kind.as_str());
+                if named.is_none() {
+                    prop_assert_eq!(magic_mime(&frame[8 + claimed..]), None);
+                }
+            }
+            Ok(Some(ServerMessage::Preview(preview))) => {
+                prop_assert!(frame.ends_with(&preview.image));
+                match event {
+                    Some(1) => {
+                        prop_assert_eq!(&preview.image[..], &frame[8..]);
+                        prop_assert!(preview.prompt_id.is_none() && preview.node.is_none());
+                        let expected = if word == Some(1) {
+                            "image/jpeg"
+                        } else {
+                            "image/png"
+                        };
+                        prop_assert!(matches!(word, Some(1 | 2)), "{word:?}");
+                        prop_assert_eq!(preview.mime, expected);
+                    }
+                    Some(4) => {
+                        let claimed = word.unwrap() as usize;
+                        prop_assert_eq!(&preview.image[..], &frame[8 + claimed..]);
+                        let metadata: Value = serde_json::from_slice(&frame[8..8 + claimed]).unwrap();
+                        let text = |name: &str, position: usize| {
+                            struct_field(&metadata, name, position).and_then(Value::as_str)
+                        };
+                        prop_assert_eq!(preview.prompt_id.as_deref(), text("prompt_id", 0));
+                        prop_assert_eq!(
+                            preview.node.as_deref(),
+                            text("display_node_id", 2).or(text("node_id", 1))
+                        );
+                        let mime = text("image_type", 3).or(magic_mime(&preview.image));
+                        prop_assert_eq!(Some(preview.mime), mime);
+                    }
+                    other => {
+                        return Err(TestCaseError::fail(format!(
+                            "event {other:?} decoded to a preview"
+                        )));
+                    }
+                }
+            }
+            other => {
+                return Err(TestCaseError::fail(format!(
+                    "a binary frame decoded to {other:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A type-4 frame: event type, metadata length, metadata, image.
+    fn type_four_frame(metadata: &[u8], image: &[u8]) -> Vec<u8> {
+        let mut frame = 4u32.to_be_bytes().to_vec();
+        frame.extend_from_slice(&u32::try_from(metadata.len()).unwrap().to_be_bytes());
+        frame.extend_from_slice(metadata);
+        frame.extend_from_slice(image);
+        frame
+    }
+
     proptest! {
         #[test]
-        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = decode_binary(&Bytes::from(bytes));
+        fn a_decoded_binary_frame_agrees_with_its_bytes(
+            frame in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..64),
+                // The event types and formats of previews, which arbitrary bytes would never hit.
+                (0u32..6, 0u32..4, proptest::collection::vec(any::<u8>(), 0..60)).prop_map(|(event, word, rest)| {
+                    let mut frame = event.to_be_bytes().to_vec();
+                    frame.extend_from_slice(&word.to_be_bytes());
+                    frame.extend(rest);
+                    frame
+                }),
+            ],
+        ) {
+            check_binary_frame(&frame)?;
         }
 
         #[test]
-        fn decoding_arbitrary_binary_headers_never_panics(
+        fn a_decoded_binary_header_agrees_with_its_bytes(
             event in 0u32..6,
-            length in any::<u32>(),
+            length in prop_oneof![0u32..48, any::<u32>()],
+            metadata in prop_oneof![
+                Just(Vec::new()),
+                arbitrary_json().prop_map(|metadata| metadata.to_string().into_bytes()),
+            ],
             tail in proptest::collection::vec(any::<u8>(), 0..32),
         ) {
             let mut frame = event.to_be_bytes().to_vec();
             frame.extend_from_slice(&length.to_be_bytes());
+            frame.extend_from_slice(&metadata);
             frame.extend_from_slice(&tail);
-            let _ = decode_binary(&Bytes::from(frame));
+            check_binary_frame(&frame)?;
         }
 
         #[test]
-        fn decoding_arbitrary_text_never_panics(text in ".{0,64}") {
-            let _ = decode_text(&text);
+        fn a_type_one_frame_decodes_to_its_format_and_image(
+            format in 1u32..=2,
+            image in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut frame = 1u32.to_be_bytes().to_vec();
+            frame.extend_from_slice(&format.to_be_bytes());
+            frame.extend_from_slice(&image);
+            let decoded = decode_binary(&Bytes::from(frame)).unwrap();
+            let mime = if format == 1 { "image/jpeg" } else { "image/png" };
+            prop_assert_eq!(
+                decoded,
+                Some(ServerMessage::Preview(Preview { prompt_id: None, node: None, image: Bytes::from(image), mime }))
+            );
         }
 
         #[test]
-        fn decoding_arbitrary_data_of_known_types_never_panics(
-            kind in prop::sample::select(vec!["status", "progress", "executing", "executed",
-                "execution_start", "execution_cached", "execution_success", "execution_error",
-                "execution_interrupted", "feature_flags"]),
+        fn a_type_four_frame_decodes_to_the_metadata_and_image_it_was_built_from(
+            prompt_id in prop::option::of("[a-z0-9-]{0,12}"),
+            node_id in prop::option::of("[0-9]{1,3}"),
+            display_node_id in prop::option::of("[0-9]{1,3}"),
+            image_type in prop::option::of(prop::sample::select(vec!["image/jpeg", "image/png", "image/webp", ""])),
+            magic in prop::sample::select(vec![&b""[..], b"\xff\xd8\xff", b"\x89PNG"]),
+            rest in proptest::collection::vec(any::<u8>(), 0..32),
+        ) {
+            let mut metadata = serde_json::Map::new();
+            for (key, value) in [
+                ("prompt_id", prompt_id.as_deref()),
+                ("node_id", node_id.as_deref()),
+                ("display_node_id", display_node_id.as_deref()),
+                ("image_type", image_type),
+            ] {
+                if let Some(value) = value {
+                    metadata.insert(key.to_owned(), Value::from(value));
+                }
+            }
+            let image = [magic, &rest[..]].concat();
+            let frame = type_four_frame(Value::Object(metadata).to_string().as_bytes(), &image);
+            let decoded = decode_binary(&Bytes::from(frame));
+            let mime = match image_type {
+                Some(kind @ ("image/jpeg" | "image/png")) => Some(kind),
+                Some(_) => None,
+                None => magic_mime(&image),
+            };
+            match (decoded, mime) {
+                (Ok(Some(ServerMessage::Preview(preview))), Some(mime)) => prop_assert_eq!(
+                    preview,
+                    Preview { prompt_id, node: display_node_id.or(node_id), image: Bytes::from(image), mime }
+                ),
+                (Err(DecodeError::UnknownImageType(kind)), None) => {
+                    prop_assert_eq!(kind.as_str(), image_type.unwrap_or_default());
+                }
+                (decoded, mime) => {
+                    return Err(TestCaseError::fail(format!("{decoded:?} where {mime:?} was expected")));
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_decodes_only_to_the_message_its_type_names(
+            text in prop_oneof![
+                ".{0,64}",
+                (
+                    prop_oneof![prop::sample::select(KNOWN_TYPES.to_vec()), Just("progress_state"), Just("crystools.monitor")],
+                    prop::sample::select(vec![
+                        "", ", \"data\": null", ", \"data\": {}", ", \"data\": []", ", \"data\": 7",
+                        ", \"data\": {\"prompt_id\": \"p\"}", ", \"data\": {\"value\": 1, \"max\": 2}",
+                    ]),
+                    any::<bool>(),
+                )
+                    .prop_map(|(kind, data, array)| if array {
+                        format!("[\"{kind}\"]")
+                    } else {
+                        format!("{{\"type\": \"{kind}\"{data}}}")
+                    }),
+            ],
+        ) {
+            let json: Option<Value> = serde_json::from_str(&text).ok();
+            let kind = json.as_ref().and_then(|json| struct_field(json, "type", 0)).and_then(Value::as_str);
+            let decoded = decode_text(&text);
+            if json.is_none() {
+                prop_assert!(matches!(decoded, Err(DecodeError::NotAMessage(_))), "{decoded:?}");
+            }
+            match decoded {
+                Ok(Some(message)) => prop_assert_eq!(Some(message_type(&message)), kind),
+                // Types from newer releases or custom nodes are reported as not ours.
+                Ok(None) => prop_assert!(kind.is_some_and(|kind| !KNOWN_TYPES.contains(&kind)), "{kind:?}"),
+                Err(DecodeError::BadShape { kind: named, .. }) => {
+                    prop_assert_eq!(Some(named.as_str()), kind);
+                    prop_assert!(KNOWN_TYPES.contains(&named.as_str()));
+                }
+                Err(DecodeError::NotAMessage(_)) => {}
+                Err(other) => return Err(TestCaseError::fail(format!("a text frame failed as {other}"))),
+            }
+        }
+
+        #[test]
+        fn a_message_decodes_as_its_known_type_or_a_shape_error_and_other_types_are_ignored(
+            kind in prop_oneof![
+                3 => prop::sample::select(KNOWN_TYPES.to_vec()).prop_map(str::to_owned),
+                1 => prop::sample::select(vec!["progress_state", "crystools.monitor", "", "Status"]).prop_map(str::to_owned),
+                1 => "[a-z_.]{1,16}",
+            ],
             data in arbitrary_json(),
         ) {
             let text = json!({"type": kind, "data": data}).to_string();
-            let _ = decode_text(&text);
+            let known = KNOWN_TYPES.contains(&kind.as_str());
+            match decode_text(&text) {
+                Ok(Some(message)) => {
+                    prop_assert_eq!(message_type(&message), kind.as_str());
+                    // The prompt id comes from the data (missing ones read as empty).
+                    if let (Some(prompt_id), Value::Object(fields)) = (message_prompt_id(&message), &data) {
+                        let sent = fields.get("prompt_id").and_then(Value::as_str).unwrap_or_default();
+                        prop_assert_eq!(prompt_id, sent);
+                    }
+                }
+                Ok(None) => prop_assert!(!known, "{kind} was ignored"),
+                Err(DecodeError::BadShape { kind: named, .. }) => {
+                    prop_assert!(known);
+                    prop_assert_eq!(named, kind);
+                }
+                Err(other) => return Err(TestCaseError::fail(format!("{kind} failed as {other}"))),
+            }
         }
     }
 
@@ -1324,6 +1625,167 @@ mod tests {
         })
     }
 
+    /// `body` as an object with `key` set to `value` (a body that is no object is replaced).
+    fn with_key(body: Value, key: &str, value: Value) -> Value {
+        let mut fields = match body {
+            Value::Object(fields) => fields,
+            _ => serde_json::Map::new(),
+        };
+        fields.insert(key.to_owned(), value);
+        Value::Object(fields)
+    }
+
+    /// Job records: arbitrary bodies, and bodies with each status ComfyUI reports (and a few it does not).
+    fn job_record() -> impl Strategy<Value = Value> {
+        let status = prop::sample::select(vec![
+            "pending",
+            "in_progress",
+            "completed",
+            "failed",
+            "cancelled",
+            "bogus",
+            "",
+        ]);
+        prop_oneof![
+            arbitrary_http_json(),
+            (status, arbitrary_http_json()).prop_map(|(status, body)| with_key(
+                body,
+                "status",
+                Value::from(status)
+            )),
+        ]
+    }
+
+    /// History entries: arbitrary ones, and ones whose `status` has the shape ComfyUI gives it.
+    fn history_entry() -> impl Strategy<Value = Value> {
+        let messages = prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "execution_start",
+                    "execution_error",
+                    "execution_interrupted",
+                    "p",
+                ]),
+                arbitrary_http_json(),
+            )
+                .prop_map(|(kind, data)| json!([kind, data])),
+            0..3,
+        );
+        prop_oneof![
+            arbitrary_http_json(),
+            (
+                prop::sample::select(vec!["success", "error", "p"]),
+                messages,
+                arbitrary_http_json(),
+            )
+                .prop_map(|(status_str, messages, body)| {
+                    with_key(
+                        body,
+                        "status",
+                        json!({"status_str": status_str, "messages": messages}),
+                    )
+                }),
+        ]
+    }
+
+    /// `GET /queue` answers: arbitrary ones, and ones made of items of the `[number, prompt_id, ...]` shape
+    /// (some cut short, some with a number or id of another type).
+    fn queue_body() -> impl Strategy<Value = Value> {
+        let item = (
+            prop_oneof![
+                any::<i64>().prop_map(Value::from),
+                (-5i64..5).prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                Just(Value::Null),
+            ],
+            prop_oneof![
+                4 => "[a-e]{1,2}".prop_map(Value::from),
+                1 => Just(Value::Null),
+                1 => any::<i64>().prop_map(Value::from),
+            ],
+            0usize..=5,
+        )
+            .prop_map(|(number, id, length)| {
+                let mut item = vec![number, id, json!({}), json!({}), json!([])];
+                item.truncate(length);
+                Value::from(item)
+            });
+        prop_oneof![
+            arbitrary_http_json(),
+            (
+                prop::collection::vec(item.clone(), 0..3),
+                prop::collection::vec(item, 0..6)
+            )
+                .prop_map(|(running, pending)| json!({"queue_running": running, "queue_pending": pending})),
+        ]
+    }
+
+    /// `(number, prompt id)` of the queue items that have an id, a missing number counting as the largest.
+    fn queued(items: Option<&Value>) -> Vec<(f64, String)> {
+        items
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| {
+                let id = item.get(1)?.as_str()?.to_owned();
+                Some((item.get(0).and_then(Value::as_f64).unwrap_or(f64::MAX), id))
+            })
+            .collect()
+    }
+
+    /// `GET /system_stats` answers: arbitrary ones, and ones with a version and devices, some of whose
+    /// fields are missing or of another type.
+    fn system_stats() -> impl Strategy<Value = Value> {
+        let number = prop_oneof![
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            Just(Value::from("1")),
+        ];
+        let device = (
+            prop::option::of("[a-z0-9 ]{0,8}".prop_map(Value::from)),
+            prop::option::of(prop::sample::select(vec!["cuda", "cpu", "mps"]).prop_map(Value::from)),
+            prop::option::of(number.clone()),
+            prop::option::of(number),
+        )
+            .prop_map(|(name, kind, vram_total, vram_free)| {
+                let mut device = serde_json::Map::new();
+                for (key, value) in [
+                    ("name", name),
+                    ("type", kind),
+                    ("vram_total", vram_total),
+                    ("vram_free", vram_free),
+                ] {
+                    if let Some(value) = value {
+                        device.insert(key.to_owned(), value);
+                    }
+                }
+                Value::Object(device)
+            });
+        prop_oneof![
+            arbitrary_http_json(),
+            (
+                prop::option::of("[0-9.]{1,8}"),
+                prop::collection::vec(device, 0..4)
+            )
+                .prop_map(
+                    |(version, devices)| json!({"system": {"comfyui_version": version}, "devices": devices})
+                ),
+        ]
+    }
+
+    /// Checks that every image of a state names a file the body names.
+    fn images_come_from(state: &RemoteState, body: &Value) -> Result<(), TestCaseError> {
+        if let RemoteState::Completed { images } = state {
+            let strings = strings_in(body);
+            for image in images {
+                prop_assert!(strings.contains(&image.filename.as_str()), "{}", image.filename);
+            }
+        }
+        Ok(())
+    }
+
     // ComfyUI's HTTP answers are outside input too: whatever a broken or hostile ComfyUI answers,
     // reading it must not panic, and a refusal always becomes a sentence a person can read.
     proptest! {
@@ -1334,18 +1796,108 @@ mod tests {
         }
 
         #[test]
-        fn any_job_record_history_queue_or_stats_body_is_read_without_panicking(body in arbitrary_http_json()) {
-            if let Ok(record) = serde_json::from_value::<JobRecord>(body.clone()) {
-                let _ = record.remote_state();
+        fn a_job_record_reads_as_the_state_its_status_names(body in job_record()) {
+            let Ok(record) = serde_json::from_value::<JobRecord>(body.clone()) else {
+                return Ok(());
+            };
+            // A record that reads has a status: serde takes it by name, or first from an array.
+            let status = struct_field(&body, "status", 0).and_then(Value::as_str).unwrap();
+            let state = record.remote_state();
+            match (status, &state) {
+                ("pending", Ok(RemoteState::Pending))
+                | ("in_progress", Ok(RemoteState::Running))
+                | ("completed", Ok(RemoteState::Completed { .. }))
+                | ("failed", Ok(RemoteState::Failed { .. }))
+                | ("cancelled", Ok(RemoteState::Cancelled)) => {}
+                // 0.8.0 reports an interruption as a failure, with the interruption among the messages.
+                ("failed", Ok(RemoteState::Cancelled)) => {
+                    prop_assert!(strings_in(&body).contains(&"execution_interrupted"));
+                }
+                (status, Err(_)) if !["pending", "in_progress", "completed", "failed", "cancelled"].contains(&status) => {}
+                (status, state) => {
+                    return Err(TestCaseError::fail(format!("status {status:?} read as {state:?}")));
+                }
             }
-            let _ = history_state(&json!({"p": body.clone()}), "p");
-            if let Ok(queue) = serde_json::from_value::<QueueSnapshot>(body.clone()) {
-                let _ = queue.order();
-                let _ = queue.state_of("p");
+            if let Ok(state) = &state {
+                images_come_from(state, &body)?;
             }
-            if let Ok(stats) = serde_json::from_value::<SystemStats>(body) {
-                let _ = stats.device();
-                let _ = stats.comfyui_version();
+        }
+
+        #[test]
+        fn a_history_entry_is_completed_exactly_when_its_status_says_success(body in history_entry()) {
+            prop_assert_eq!(history_state(&json!({"q": body.clone()}), "p"), None);
+            let state = history_state(&json!({"p": body.clone()}), "p");
+            let status = body
+                .get("status")
+                .and_then(|status| serde_json::from_value::<ExecutionStatus>(status.clone()).ok());
+            let success = status.is_some_and(|status| status.status_str.as_deref() == Some("success"));
+            match &state {
+                Some(RemoteState::Completed { .. }) => prop_assert!(success),
+                Some(RemoteState::Failed { .. }) => prop_assert!(!success),
+                Some(RemoteState::Cancelled) => {
+                    prop_assert!(!success);
+                    prop_assert!(strings_in(&body).contains(&"execution_interrupted"));
+                }
+                other => return Err(TestCaseError::fail(format!("a history entry read as {other:?}"))),
+            }
+            images_come_from(state.as_ref().unwrap(), &body)?;
+        }
+
+        #[test]
+        fn the_queue_lists_running_prompts_first_then_pending_ones_by_number(body in queue_body()) {
+            let Ok(queue) = serde_json::from_value::<QueueSnapshot>(body.clone()) else {
+                return Ok(());
+            };
+            let running: Vec<String> = queued(struct_field(&body, "queue_running", 0))
+                .into_iter()
+                .map(|(_, id)| id)
+                .collect();
+            let mut pending = queued(struct_field(&body, "queue_pending", 1));
+            pending.sort_by(|(left, _), (right, _)| left.total_cmp(right));
+            let expected: Vec<String> = running.iter().cloned().chain(pending.into_iter().map(|(_, id)| id)).collect();
+            let order = queue.order();
+            prop_assert_eq!(&order, &expected);
+            // A prompt has a queue state exactly when the order lists it: running ones as running.
+            for id in order.iter().map(String::as_str).chain(["p", "zz"]) {
+                let state = queue.state_of(id);
+                prop_assert_eq!(state.is_some(), order.iter().any(|listed| listed == id), "{}", id);
+                if running.iter().any(|listed| listed == id) {
+                    prop_assert_eq!(state, Some(RemoteState::Running));
+                }
+            }
+        }
+
+        #[test]
+        fn system_stats_give_the_first_devices_numbers_and_the_version(body in system_stats()) {
+            let Ok(stats) = serde_json::from_value::<SystemStats>(body.clone()) else {
+                return Ok(());
+            };
+            let version = struct_field(&body, "system", 0)
+                .and_then(|system| struct_field(system, "comfyui_version", 0))
+                .and_then(Value::as_str);
+            let read = stats.comfyui_version();
+            prop_assert_eq!(read.as_deref(), version);
+            let first = struct_field(&body, "devices", 1)
+                .and_then(Value::as_array)
+                .and_then(|devices| devices.first());
+            match (stats.device(), first) {
+                (None, None) => {}
+                (Some(device), Some(first)) => {
+                    let text = |name: &str, position: usize| {
+                        struct_field(first, name, position).and_then(Value::as_str).unwrap_or_default()
+                    };
+                    // Bytes, floats read as such and saturated, absent ones as 0.
+                    let bytes = |name: &str, position: usize| {
+                        struct_field(first, name, position).and_then(Value::as_f64).map_or(0, |bytes| bytes as u64)
+                    };
+                    prop_assert_eq!(device.name.as_str(), text("name", 0));
+                    prop_assert_eq!(device.kind.as_str(), text("type", 1));
+                    prop_assert_eq!(device.vram_total_bytes, bytes("vram_total", 2));
+                    prop_assert_eq!(device.vram_free_bytes, bytes("vram_free", 3));
+                }
+                (device, first) => {
+                    return Err(TestCaseError::fail(format!("device {device:?} from {first:?}")));
+                }
             }
         }
     }

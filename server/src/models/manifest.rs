@@ -522,23 +522,479 @@ role = "vae"
 
     mod properties {
         //! The manifest is read from disk and names files that become paths under the models folder:
-        //! whatever it says, parsing must not panic, and an accepted file never leaves its folder.
+        //! whatever it says, parsing must not panic, what it accepts keeps every rule, and an accepted
+        //! file never leaves its folder.
 
         use super::*;
         use proptest::prelude::*;
 
+        /// Checks what `Manifest::parse` promises of a manifest it accepts: at least one set, each with
+        /// exactly one listed file per role, and every file with an `owner/name` repository, a revision,
+        /// a path that keeps inside its folder, no size of 0 and a well-formed digest.
+        fn keeps_the_rules(manifest: &Manifest) -> Result<(), TestCaseError> {
+            prop_assert!(manifest.set_names().next().is_some());
+            for name in manifest.set_names() {
+                prop_assert!(!name.is_empty());
+                let set = manifest
+                    .set(name)
+                    .map_err(|error| TestCaseError::fail(error.to_string()))?;
+                prop_assert_eq!(set.name, name);
+                prop_assert_eq!(set.files.len(), Role::ALL.len(), "{}", name);
+                for role in Role::ALL {
+                    prop_assert_eq!(set.files.iter().filter(|file| file.role == role).count(), 1);
+                    prop_assert!(set.file_for(role).is_some());
+                }
+                for file in &set.files {
+                    prop_assert!(manifest.files().any(|listed| listed == *file), "{}", file.id);
+                }
+            }
+            for file in manifest.files() {
+                let parts: Vec<&str> = file.repo.split('/').collect();
+                prop_assert_eq!(parts.len(), 2, "{}", file.repo);
+                prop_assert!(
+                    parts
+                        .iter()
+                        .all(|part| !part.is_empty() && !part.starts_with('.')),
+                    "{}",
+                    file.repo
+                );
+                prop_assert!(!file.revision.is_empty(), "{}", file.id);
+                prop_assert!(
+                    !file.revision.chars().any(|c| c.is_whitespace() || c.is_control()),
+                    "{}",
+                    file.revision
+                );
+                prop_assert!(
+                    file.file
+                        .split('/')
+                        .all(|part| !part.is_empty() && part != "." && part != ".."),
+                    "{}",
+                    file.file
+                );
+                prop_assert!(
+                    !file.file.contains('\\') && !file.file.contains(char::is_control),
+                    "{}",
+                    file.file
+                );
+                prop_assert!(
+                    !file.name().starts_with('.') && !file.name().ends_with(".part"),
+                    "{}",
+                    file.file
+                );
+                let path = file.relative_path();
+                prop_assert!(path.starts_with(file.folder.as_str()), "{}", path.display());
+                prop_assert_eq!(path.components().count(), 2, "{}", path.display());
+                prop_assert!(
+                    path.components()
+                        .all(|part| matches!(part, std::path::Component::Normal(_))),
+                    "{}",
+                    path.display()
+                );
+                prop_assert!(file.size != Some(0) && file.approx_size != Some(0), "{}", file.id);
+                if let Some(digest) = &file.sha256 {
+                    prop_assert!(
+                        digest.as_str().len() == 64
+                            && digest
+                                .as_str()
+                                .bytes()
+                                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')),
+                        "{}",
+                        digest
+                    );
+                }
+            }
+            Ok(())
+        }
+
+        /// Checks what `Manifest::parse` says of `text`: if it accepts it, the manifest keeps the rules;
+        /// if the text is not even TOML, the refusal says so.
+        fn check_parse(text: &str) -> Result<(), TestCaseError> {
+            match Manifest::parse(text) {
+                Ok(manifest) => keeps_the_rules(&manifest)?,
+                Err(error) => {
+                    if toml::from_str::<toml::Table>(text).is_err() {
+                        prop_assert!(matches!(error, ManifestError::Parse(_)), "{error}");
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        fn role_key(role: Role) -> &'static str {
+            match role {
+                Role::Unet => "unet",
+                Role::TextEncoder => "text_encoder",
+                Role::Vae => "vae",
+            }
+        }
+
+        /// A valid file of `role` (its id is set later).
+        fn model_file(role: Role) -> impl Strategy<Value = ModelFile> {
+            let size = || prop::option::of(1..=i64::MAX.unsigned_abs());
+            (
+                "[a-z0-9][a-z0-9._-]{0,10}/[A-Za-z0-9][A-Za-z0-9._-]{0,10}",
+                prop_oneof!["[0-9a-f]{40}", "[a-z][a-z0-9._/-]{0,12}"],
+                "([a-z0-9_-]{1,8}/){0,2}[a-z0-9_-]{1,10}\\.(gguf|safetensors)",
+                prop::sample::select(vec![Folder::DiffusionModels, Folder::TextEncoders, Folder::Vae]),
+                size(),
+                size(),
+                prop::option::of("[0-9a-fA-F]{64}"),
+            )
+                .prop_map(move |(repo, revision, file, folder, size, approx_size, sha256)| {
+                    ModelFile {
+                        id: String::new(),
+                        repo,
+                        revision,
+                        file,
+                        folder,
+                        role,
+                        size,
+                        approx_size,
+                        sha256: sha256.map(|text| Sha256Digest::parse(&text).unwrap()),
+                    }
+                })
+        }
+
+        /// A set: description and its three files, in any order.
+        fn model_set() -> impl Strategy<Value = (String, Vec<ModelFile>)> {
+            (
+                ".{0,20}",
+                model_file(Role::Unet),
+                model_file(Role::TextEncoder),
+                model_file(Role::Vae),
+            )
+                .prop_flat_map(|(description, unet, text_encoder, vae)| {
+                    (
+                        Just(description),
+                        Just(vec![unet, text_encoder, vae]).prop_shuffle(),
+                    )
+                })
+        }
+
+        /// The manifest text of `sets`, each file an entry `<set>.<role>` under `[files]`.
+        fn manifest_text(sets: &BTreeMap<String, (String, Vec<ModelFile>)>) -> String {
+            use toml::Value as Toml;
+            let mut set_tables = toml::Table::new();
+            let mut file_tables = toml::Table::new();
+            for (name, (description, files)) in sets {
+                let mut set = toml::Table::new();
+                set.insert("description".to_owned(), Toml::String(description.clone()));
+                let ids = files.iter().map(|file| Toml::String(file.id.clone())).collect();
+                set.insert("files".to_owned(), Toml::Array(ids));
+                set_tables.insert(name.clone(), Toml::Table(set));
+                for file in files {
+                    let mut entry = toml::Table::new();
+                    entry.insert("repo".to_owned(), Toml::String(file.repo.clone()));
+                    entry.insert("revision".to_owned(), Toml::String(file.revision.clone()));
+                    entry.insert("file".to_owned(), Toml::String(file.file.clone()));
+                    entry.insert("folder".to_owned(), Toml::String(file.folder.as_str().to_owned()));
+                    entry.insert("role".to_owned(), Toml::String(role_key(file.role).to_owned()));
+                    for (key, size) in [("size", file.size), ("approx_size", file.approx_size)] {
+                        if let Some(size) = size {
+                            entry.insert(key.to_owned(), Toml::Integer(i64::try_from(size).unwrap()));
+                        }
+                    }
+                    if let Some(digest) = &file.sha256 {
+                        // Either case is read; write it shouting.
+                        entry.insert(
+                            "sha256".to_owned(),
+                            Toml::String(digest.as_str().to_ascii_uppercase()),
+                        );
+                    }
+                    file_tables.insert(file.id.clone(), Toml::Table(entry));
+                }
+            }
+            let mut manifest = toml::Table::new();
+            manifest.insert("schema".to_owned(), Toml::Integer(i64::from(SCHEMA)));
+            manifest.insert("sets".to_owned(), Toml::Table(set_tables));
+            manifest.insert("files".to_owned(), Toml::Table(file_tables));
+            manifest.to_string()
+        }
+
+        /// VALID with one of its lines replaced by `line`, or dropped when `line` is `None`.
+        fn valid_with_line(at: usize, line: Option<&str>) -> String {
+            let mut lines: Vec<&str> = VALID.lines().collect();
+            let at = at % lines.len();
+            match line {
+                Some(line) => lines[at] = line,
+                None => {
+                    lines.remove(at);
+                }
+            }
+            lines.join("\n")
+        }
+
+        /// Values on the edge of the rules (and some of the wrong type), each for the key it replaces
+        /// in one of VALID's files (`files` replaces the set's list), and whether it keeps the rules
+        /// there (a role does only where it is the file's own: each role needs exactly one file).
+        fn edge_values() -> Vec<(&'static str, toml::Value, bool)> {
+            use toml::Value as Toml;
+            let text = |text: &str| Toml::String(text.to_owned());
+            let mut edges = Vec::new();
+            for (value, keeps) in [
+                ("owner/name", true),
+                ("o/n-1.2_x", true),
+                ("owner/.x", false),
+                (".o/n", false),
+                ("owner/name/more", false),
+                ("owner", false),
+                ("", false),
+                ("a b/c", false),
+            ] {
+                edges.push(("repo", text(value), keeps));
+            }
+            for (value, keeps) in [
+                ("main", true),
+                ("v1.0", true),
+                ("0123456789abcdef0123456789abcdef01234567", true),
+                ("", false),
+                ("main branch", false),
+                ("v1\t", false),
+            ] {
+                edges.push(("revision", text(value), keeps));
+            }
+            for (value, keeps) in [
+                ("a.gguf", true),
+                ("dir/a.gguf", true),
+                ("a/../b.gguf", false),
+                ("a//b.gguf", false),
+                ("./a.gguf", false),
+                ("/abs.gguf", false),
+                ("x.gguf.part", false),
+                ("dir/.hidden", false),
+                ("a\\b.gguf", false),
+                ("a\u{7}.gguf", false),
+                ("", false),
+            ] {
+                edges.push(("file", text(value), keeps));
+            }
+            for key in ["size", "approx_size"] {
+                edges.push((key, Toml::Integer(1), true));
+                edges.push((key, Toml::Integer(0), false));
+                edges.push((key, Toml::Integer(-1), false));
+                edges.push((key, text("10"), false));
+            }
+            for (value, keeps) in [
+                (
+                    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                    true,
+                ),
+                (
+                    "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B85",
+                    false,
+                ),
+                (
+                    "g3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                    false,
+                ),
+            ] {
+                edges.push(("sha256", text(value), keeps));
+            }
+            for (value, keeps) in [
+                ("vae", true),
+                ("text_encoders", true),
+                ("diffusion_models", true),
+                ("unet", false),
+            ] {
+                edges.push(("folder", text(value), keeps));
+            }
+            for (value, keeps) in [
+                ("unet", true),
+                ("text_encoder", true),
+                ("vae", true),
+                ("clip", false),
+            ] {
+                edges.push(("role", text(value), keeps));
+            }
+            for (ids, keeps) in [
+                (&["te", "vae", "unet"][..], true),
+                (&["unet", "unet", "te", "vae"], false),
+                (&["unet", "te"], false),
+                (&["unet", "te", "vae", "nope"], false),
+                (&[], false),
+            ] {
+                edges.push((
+                    "files",
+                    Toml::Array(ids.iter().map(|id| text(id)).collect()),
+                    keeps,
+                ));
+            }
+            edges
+        }
+
+        /// `text` with `value` under `key` of file `id` (of the set `small`, for `files`).
+        fn with_value(text: &str, id: &str, key: &str, value: toml::Value) -> String {
+            let mut manifest: toml::Table = toml::from_str(text).unwrap();
+            let table = if key == "files" {
+                manifest.get_mut("sets").and_then(|sets| sets.get_mut("small"))
+            } else {
+                manifest.get_mut("files").and_then(|files| files.get_mut(id))
+            };
+            table
+                .and_then(toml::Value::as_table_mut)
+                .unwrap()
+                .insert(key.to_owned(), value);
+            manifest.to_string()
+        }
+
+        /// VALID with some values replaced by edge values: `(file, edge)` pairs, each picking one of
+        /// VALID's files and one of `edge_values()`.
+        fn valid_with_edges(changes: &[(&str, usize)]) -> String {
+            let edges = edge_values();
+            changes.iter().fold(VALID.to_owned(), |text, &(id, edge)| {
+                let (key, value, _) = edges[edge % edges.len()].clone();
+                with_value(&text, id, key, value)
+            })
+        }
+
+        /// Puts one edge value into VALID and checks that the manifest is accepted exactly when the value
+        /// keeps the rules, that the value accepted is the one read, and that a refused file is named.
+        fn check_edge_value(
+            id: &str,
+            key: &str,
+            value: toml::Value,
+            keeps: bool,
+        ) -> Result<(), TestCaseError> {
+            let own_role = match id {
+                "unet" => "unet",
+                "te" => "text_encoder",
+                _ => "vae",
+            };
+            let keeps = keeps && (key != "role" || value.as_str() == Some(own_role));
+            match Manifest::parse(&with_value(VALID, id, key, value.clone())) {
+                Ok(manifest) => {
+                    prop_assert!(keeps, "{id}: {key} = {value} was accepted");
+                    keeps_the_rules(&manifest)?;
+                    let file = manifest.files().find(|file| file.id == id).unwrap();
+                    let read = match key {
+                        "repo" => Some(file.repo.clone()),
+                        "revision" => Some(file.revision.clone()),
+                        "file" => Some(file.file.clone()),
+                        "sha256" => file.sha256.as_ref().map(|digest| digest.as_str().to_owned()),
+                        "folder" => Some(file.folder.as_str().to_owned()),
+                        _ => None,
+                    };
+                    if let Some(read) = read {
+                        prop_assert_eq!(Some(read.as_str()), value.as_str());
+                    }
+                    if key == "size" || key == "approx_size" {
+                        let size = if key == "size" {
+                            file.size
+                        } else {
+                            file.approx_size
+                        };
+                        prop_assert_eq!(size.and_then(|size| i64::try_from(size).ok()), value.as_integer());
+                    }
+                }
+                Err(error) => {
+                    prop_assert!(!keeps, "{id}: {key} = {value} was refused: {error}");
+                    if let ManifestError::File { id: named, .. } = &error {
+                        prop_assert_eq!(named.as_str(), id);
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        #[test]
+        fn every_edge_value_in_a_valid_manifest_is_accepted_exactly_when_it_keeps_the_rules() {
+            for id in ["unet", "te", "vae"] {
+                for (key, value, keeps) in edge_values() {
+                    if let Err(failure) = check_edge_value(id, key, value, keeps) {
+                        panic!("{failure}");
+                    }
+                }
+            }
+        }
+
         proptest! {
             #[test]
-            fn any_text_parses_or_is_refused_without_panicking(text in "(?s).{0,400}") {
-                let _ = Manifest::parse(&text);
+            fn accepted_text_is_a_manifest_that_keeps_the_rules_and_non_toml_a_parse_error(
+                text in prop_oneof![
+                    "(?s).{0,400}",
+                    (any::<usize>(), prop::option::of("[a-z_]{1,12} = .{0,40}"))
+                        .prop_map(|(at, line)| valid_with_line(at, line.as_deref())),
+                    prop::collection::vec((prop::sample::select(vec!["unet", "te", "vae"]), any::<usize>()), 1..3)
+                        .prop_map(|changes| valid_with_edges(&changes)),
+                ],
+            ) {
+                check_parse(&text)?;
             }
 
             #[test]
-            fn any_line_spliced_into_a_valid_manifest_is_handled(line in "[a-z_]{1,12} = .{0,40}", at in 0usize..40) {
+            fn any_line_spliced_into_a_valid_manifest_is_refused_or_keeps_the_rules(
+                line in "[a-z_]{1,12} = .{0,40}",
+                at in 0usize..40,
+            ) {
                 let mut lines: Vec<&str> = VALID.lines().collect();
                 let at = at.min(lines.len());
                 lines.insert(at, &line);
-                let _ = Manifest::parse(&lines.join("\n"));
+                check_parse(&lines.join("\n"))?;
+            }
+
+            #[test]
+            fn a_manifest_written_from_sets_and_files_reads_back_the_same(
+                sets in prop::collection::btree_map("[a-z][a-z0-9_-]{0,8}", model_set(), 1..4),
+            ) {
+                // Each set its own files, ids `<set>.<role>`.
+                let sets: BTreeMap<String, (String, Vec<ModelFile>)> = sets
+                    .into_iter()
+                    .map(|(name, (description, files))| {
+                        let files = files
+                            .into_iter()
+                            .map(|file| ModelFile { id: format!("{name}.{}", role_key(file.role)), ..file })
+                            .collect();
+                        (name, (description, files))
+                    })
+                    .collect();
+                let text = manifest_text(&sets);
+                let manifest = Manifest::parse(&text).map_err(|error| TestCaseError::fail(format!("{error}\n{text}")))?;
+                prop_assert!(manifest.set_names().eq(sets.keys().map(String::as_str)));
+                for (name, (description, files)) in &sets {
+                    let set = manifest.set(name).unwrap();
+                    prop_assert_eq!(set.description, description.as_str());
+                    prop_assert_eq!(set.files, files.iter().collect::<Vec<_>>());
+                }
+                let mut all: Vec<&ModelFile> = sets.values().flat_map(|(_, files)| files).collect();
+                all.sort_by(|left, right| left.id.cmp(&right.id));
+                prop_assert_eq!(manifest.files().collect::<Vec<_>>(), all);
+                keeps_the_rules(&manifest)?;
+            }
+
+            #[test]
+            fn a_file_without_a_required_field_is_refused_and_without_an_optional_one_read_as_absent(
+                id in prop::sample::select(vec!["unet", "te", "vae"]),
+                key in prop::sample::select(vec![
+                    "repo", "revision", "file", "folder", "role", "size", "approx_size", "sha256",
+                ]),
+            ) {
+                let mut manifest: toml::Table = toml::from_str(VALID).unwrap();
+                let entry = manifest
+                    .get_mut("files")
+                    .and_then(|files| files.get_mut(id))
+                    .and_then(toml::Value::as_table_mut)
+                    .unwrap();
+                entry.remove(key);
+                let text = manifest.to_string();
+                let required = ["repo", "revision", "file", "folder", "role"].contains(&key);
+                match Manifest::parse(&text) {
+                    Err(ManifestError::Parse(error)) if required => {
+                        prop_assert!(error.to_string().contains(&format!("`{key}`")), "{error}");
+                    }
+                    Ok(manifest) if !required => {
+                        let file = manifest.files().find(|file| file.id == id).unwrap();
+                        let absent = match key {
+                            "size" => file.size.is_none(),
+                            "approx_size" => file.approx_size.is_none(),
+                            _ => file.sha256.is_none(),
+                        };
+                        prop_assert!(absent, "{key}");
+                        keeps_the_rules(&manifest)?;
+                    }
+                    other => {
+                        return Err(TestCaseError::fail(format!("without {key}: {other:?}")));
+                    }
+                }
             }
 
             #[test]
