@@ -13,7 +13,8 @@ WASM_BINDGEN_VERSION=0.2.130
 TRUNK_VERSION=0.21.14
 BINARYEN_VERSION=132
 
-ZIMAGE_CACHE_DIR="${ZIMAGE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/z-image-local}"
+# Without a home folder (some CI runners), the cache lives in the clone, as it used to.
+ZIMAGE_CACHE_DIR="${ZIMAGE_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-$PWD/.tools}/.cache}/z-image-local}"
 # One folder per tool and pinned version: a version bump installs beside the old one, never over it.
 WASM_BINDGEN_HOME="$ZIMAGE_CACHE_DIR/tools/wasm-bindgen-$WASM_BINDGEN_VERSION"
 TRUNK_HOME="$ZIMAGE_CACHE_DIR/tools/trunk-$TRUNK_VERSION"
