@@ -40,6 +40,26 @@ async fn start_sim() -> SimHandle {
     Simulator::spawn(listener, options).await.unwrap()
 }
 
+/// The one way this file waits for something that has no event of its own: asks `check` every 50 ms
+/// until it answers `Some`, failing the test (naming `what`) once `limit` has passed.
+async fn poll_within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting after {limit:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn workspace_file(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -117,22 +137,18 @@ impl Gateway {
 
     /// Waits until `/readyz` answers 200; `Err` when the process exited first.
     async fn wait_ready(&mut self) -> Result<(), ExitStatus> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Err(status);
+        poll_within(PATIENCE, "the gateway to be ready", || {
+            let exited = self.child.try_wait().unwrap();
+            let readyz = self.http.get(self.url("/readyz"));
+            async move {
+                if let Some(status) = exited {
+                    return Some(Err(status));
+                }
+                let response = readyz.send().await.ok()?;
+                (response.status() == 200).then_some(Ok(()))
             }
-            if let Ok(response) = self.http.get(self.url("/readyz")).send().await
-                && response.status() == 200
-            {
-                return Ok(());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the gateway was not ready within {PATIENCE:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     async fn create_job(&self, body: Value) -> JobAccepted {
@@ -223,17 +239,10 @@ impl Gateway {
 
     /// Waits for the process to exit, failing the test if it takes longer than `within`.
     async fn exit_within(&mut self, within: Duration) -> ExitStatus {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the gateway still runs {within:?} after SIGTERM"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        poll_within(within, "the gateway to exit after SIGTERM", || {
+            std::future::ready(self.child.try_wait().unwrap())
+        })
+        .await
     }
 
     fn log_tail(&self) -> String {
