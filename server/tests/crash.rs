@@ -9,6 +9,8 @@
     reason = "a test unwraps: a failure there is the test failing"
 )]
 
+mod common;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -19,6 +21,8 @@ use comfy_sim::{SimHandle, SimOptions, Simulator};
 use eventsource_stream::Eventsource as _;
 use futures_util::{Stream, StreamExt as _};
 use rustix::process::{Pid, Signal, kill_process};
+
+use crate::common::poll_within;
 use serde_json::{Value, json};
 
 /// Every wait here ends by this deadline. Longer than the API tests' because the binary runs with its
@@ -38,26 +42,6 @@ async fn start_sim() -> SimHandle {
         ..SimOptions::default()
     };
     Simulator::spawn(listener, options).await.unwrap()
-}
-
-/// The one way this file waits for something that has no event of its own: asks `check` every 50 ms
-/// until it answers `Some`, failing the test (naming `what`) once `limit` has passed.
-async fn poll_within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting after {limit:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn workspace_file(relative: &str) -> PathBuf {

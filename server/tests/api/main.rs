@@ -1,6 +1,9 @@
 //! Integration tests: the real gateway on port 0 in front of the ComfyUI simulator, spoken to over
 //! HTTP and SSE exactly as the browser does.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod cancel;
 mod comfy_link;
 mod completion;

@@ -20,33 +20,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use zimage::config::{Cli, Command};
 
+pub(crate) use crate::common::poll_within;
+
 /// Every wait in these tests ends by this deadline: generous, because CI machines are shared and slow,
 /// and never part of what a test asserts.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
-
-/// How often [`poll_within`] looks again: quick enough not to slow a test, slow enough not to load the
-/// gateway under test.
-const POLL_EVERY: Duration = Duration::from_millis(20);
-
-/// The one way these tests wait for something that has no event of its own: asks `check` until it
-/// answers `Some`, failing the test (naming `what`) once `limit` has passed.
-pub(crate) async fn poll_within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting after {limit:?}: {what}"
-        );
-        tokio::time::sleep(POLL_EVERY).await;
-    }
-}
 
 /// [`poll_within`] the tests' [`PATIENCE`].
 pub(crate) async fn eventually<T, F, Fut>(what: &str, check: F) -> T
