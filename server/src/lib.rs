@@ -161,13 +161,11 @@ pub async fn serve_tuned(
     tracing::info!(address = %listener.local_addr()?, comfyui = %comfy_url, demo = config.demo, "studio listening");
     // The door needs each client's address.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let (stop_requested, mut stop_seen) = tokio::sync::watch::channel(false);
     let stopping = engine.clone();
     let shutdown = async move {
         shutdown.await;
         // Streams end with `restarting`, no job is sent to ComfyUI any more, new ones are refused.
         stopping.begin_shutdown();
-        let _ = stop_requested.send(true);
     };
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -177,7 +175,7 @@ pub async fn serve_tuned(
     let served = tokio::select! {
         served = server => served,
         () = async {
-            let _ = stop_seen.wait_for(|stopped| *stopped).await;
+            engine.shutdown_begun().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => {
             tracing::warn!("connections still open after the shutdown grace; closing them");

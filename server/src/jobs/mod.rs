@@ -516,11 +516,8 @@ impl Jobs {
                 .map(|job| job.log.after(after))
                 .unwrap_or_default()
         });
-        let mut stopping = self.inner.stopping.subscribe();
-        let stop = async move {
-            // A closed channel means the engine is gone: stop as well.
-            let _ = stopping.wait_for(|stopping| *stopping).await;
-        };
+        let engine = self.clone();
+        let stop = async move { engine.shutdown_begun().await };
         let events: Pin<Box<dyn Stream<Item = Arc<Sequenced>> + Send>> = Box::pin(events);
         let stop: Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(stop);
         Some(futures_util::stream::unfold(
@@ -579,6 +576,13 @@ impl Jobs {
     /// on after the restart; ComfyUI finishes the one it holds meanwhile.
     pub fn begin_shutdown(&self) {
         self.inner.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Jobs::begin_shutdown`] has been called.
+    pub async fn shutdown_begun(&self) {
+        let mut stopping = self.inner.stopping.subscribe();
+        // The sender lives as long as `self`, so the wait ends only by the shutdown.
+        let _ = stopping.wait_for(|stopping| *stopping).await;
     }
 
     /// Waits until no finished image is half-way to the disk; the server calls it when shutting down.

@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 
 use crate::access::headers::HeadTooLarge;
 use crate::access::rate::retry_after_seconds;
-use crate::comfy;
 use crate::history::HistoryError;
 use crate::images::ImageError;
 use crate::jobs::JobError;
@@ -37,8 +36,6 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(&'static str),
-    #[error(transparent)]
-    Backend(#[from] comfy::Error),
     /// ComfyUI cannot take jobs now (not reachable, or a node pack or model file is missing).
     #[error("{message}")]
     NotReady { code: &'static str, message: String },
@@ -129,7 +126,6 @@ impl ApiError {
             ),
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", (*message).to_owned(), None),
             ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", (*message).to_owned(), None),
-            ApiError::Backend(error) => backend_parts(error),
             ApiError::NotReady { code, message } => {
                 (StatusCode::SERVICE_UNAVAILABLE, code, message.clone(), None)
             }
@@ -179,34 +175,6 @@ impl ApiError {
                 None,
             ),
         }
-    }
-}
-
-fn backend_parts(error: &comfy::Error) -> (StatusCode, &'static str, String, Option<String>) {
-    match error {
-        comfy::Error::Unreachable => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "comfyui_unreachable",
-            "ComfyUI is not reachable right now; it may still be starting. Try again in a moment.".to_owned(),
-            None,
-        ),
-        comfy::Error::Timeout => (
-            StatusCode::GATEWAY_TIMEOUT,
-            "comfyui_timeout",
-            "ComfyUI did not answer in time. Try again in a moment.".to_owned(),
-            None,
-        ),
-        // ComfyUI refused the workflow: a node pack or model file is missing. Nothing the person
-        // typed can fix that, so it is the backend that is not ready.
-        comfy::Error::Rejected { code, message } => {
-            (StatusCode::SERVICE_UNAVAILABLE, code, message.clone(), None)
-        }
-        _ => (
-            StatusCode::BAD_GATEWAY,
-            "comfyui_error",
-            "ComfyUI answered something unexpected; the log has the details.".to_owned(),
-            None,
-        ),
     }
 }
 
