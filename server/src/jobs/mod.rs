@@ -295,10 +295,15 @@ impl Registry {
                 _ => now_ms(),
             });
         }
-        if job.phase != Phase::Waiting {
-            self.line.remove(&id);
+        // Places in line change only when the line does: not on every progress step.
+        let line_changed = if job.phase == Phase::Waiting {
+            transition.requeue
+        } else {
+            self.line.remove(&id)
+        };
+        if line_changed {
+            self.reposition();
         }
-        self.reposition();
         Followup {
             effects: transition.effects,
             ended,
