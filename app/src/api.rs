@@ -214,6 +214,9 @@ pub struct JobView {
     pub preview_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JobFailure>,
+    /// The name of the ComfyUI backend running or that ran the job (never its address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 /// One finished image in `GET /api/history`.
@@ -230,6 +233,9 @@ pub struct HistoryItem {
     pub created_at: u64,
     pub image_url: String,
     pub thumbnail_url: String,
+    /// The name of the ComfyUI backend that made it; absent for images made before backends had names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 /// Answer to `GET /api/history?limit=N&before=ID`, newest first.
@@ -254,6 +260,14 @@ pub enum JobEvent {
         position: u32,
     },
     Running {},
+    /// The backend running the job was lost (it died, restarted or stopped answering): the job is sent
+    /// again, to the same or another backend, with the same prompt, seed and size.
+    Retrying {
+        /// A sentence saying why, e.g. "the backend gpu0 stopped answering".
+        reason: String,
+        /// 1 for the first retry.
+        attempt: u32,
+    },
     Progress {
         step: u32,
         total: u32,
@@ -282,6 +296,7 @@ impl JobEvent {
         match self {
             JobEvent::Queued { .. } => "queued",
             JobEvent::Running {} => "running",
+            JobEvent::Retrying { .. } => "retrying",
             JobEvent::Progress { .. } => "progress",
             JobEvent::Preview { .. } => "preview",
             JobEvent::Completed { .. } => "completed",
@@ -398,6 +413,47 @@ pub struct Readiness {
     /// Milliseconds since the Unix epoch of the probe that produced this answer.
     #[serde(default)]
     pub checked_at: u64,
+    /// Every configured ComfyUI backend (the gateway is ready while at least one is).
+    #[serde(default)]
+    pub backends: Vec<BackendView>,
+}
+
+/// What a backend can do right now, as `GET /api/backends` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendStatus {
+    /// Up, with every node and model the workflow needs, and idle.
+    Ready,
+    /// Up and running one of the gateway's jobs.
+    Busy,
+    /// Does not answer.
+    Down,
+    /// Answers, but something the workflow needs is missing (see `reason`).
+    NotReady,
+}
+
+/// One ComfyUI backend, by name; its address is never shown to the LAN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendView {
+    pub name: String,
+    pub state: BackendStatus,
+    /// Why it is `down` or `not_ready`, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Its GPU, from its `/system_stats`, once it has answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceInfo>,
+    /// Images it finished since the gateway started.
+    pub jobs_done: u64,
+    /// The median seconds per image of its recent jobs, from submission to the image; absent before one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_seconds_per_image: Option<f64>,
+}
+
+/// Answer to `GET /api/backends`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendList {
+    pub backends: Vec<BackendView>,
 }
 
 /// ComfyUI's compute device.

@@ -107,6 +107,7 @@ mod tests {
             device: None,
             warnings: Vec::new(),
             checked_at: 0,
+            backends: Vec::new(),
         }
     }
 

@@ -117,6 +117,7 @@ mod tests {
             created_at: 0,
             image_url: paths::image(id),
             thumbnail_url: paths::thumbnail(id),
+            backend: None,
         }
     }
 

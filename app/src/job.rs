@@ -115,6 +115,11 @@ impl JobProgress {
                     };
                 }
             }
+            JobEvent::Retrying { .. } => {
+                // The image starts over on another backend: back in line until it runs again.
+                self.preview_url = None;
+                self.phase = Phase::Queued { position: None };
+            }
             JobEvent::Progress { step, total } => {
                 let total = total_or_default(*total);
                 let done = match self.phase {
@@ -334,6 +339,7 @@ mod tests {
             thumbnail_url: None,
             preview_url: None,
             error: None,
+            backend: None,
         }
     }
 

@@ -160,6 +160,7 @@ fn record(id: JobId, side: u32) -> HistoryRecord {
             finished_at: Some(3_000),
         },
         elapsed_ms: 3_000,
+        backend: None,
     }
 }
 

@@ -28,6 +28,9 @@ pub struct HistoryRecord {
     pub height: u32,
     pub timings: Timings,
     pub elapsed_ms: u64,
+    /// The name of the ComfyUI backend that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }
 
 impl HistoryRecord {
@@ -44,6 +47,7 @@ impl HistoryRecord {
             height: self.height,
             timings: self.timings,
             created_at: self.timings.queued_at,
+            backend: self.backend.clone(),
         }
     }
 }
@@ -240,6 +244,7 @@ mod tests {
                 finished_at: Some(3),
             },
             elapsed_ms: 2,
+            backend: None,
         }
     }
 

@@ -140,6 +140,7 @@ fn unreachable(comfy_url: &str, demo: bool, reason: &str) -> Readiness {
         device: None,
         warnings: Vec::new(),
         checked_at: now_ms(),
+        backends: Vec::new(),
     }
 }
 
@@ -194,6 +195,7 @@ pub fn from_probe(probe: Probe, comfy_url: &str, demo: bool) -> Readiness {
         device: probe.device,
         warnings,
         checked_at: now_ms(),
+        backends: Vec::new(),
     }
 }
 

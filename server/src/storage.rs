@@ -482,6 +482,7 @@ mod tests {
                 finished_at: Some(3),
             },
             elapsed_ms: 2,
+            backend: None,
         }
     }
 

@@ -239,6 +239,7 @@ impl Job {
                 Phase::Failed { failure } => Some(failure.clone()),
                 _ => None,
             },
+            backend: None,
         }
     }
 }
@@ -837,6 +838,7 @@ impl Jobs {
                     ..job.timings
                 },
                 elapsed_ms: finished_at.saturating_sub(job.timings.queued_at),
+                backend: None,
             }
         }) else {
             return Input::SaveFailed {
@@ -1102,6 +1104,7 @@ fn completed_view(record: &HistoryRecord) -> JobView {
         thumbnail_url: Some(item.thumbnail_url),
         preview_url: None,
         error: None,
+        backend: item.backend,
     }
 }
 

@@ -518,6 +518,7 @@ mod tests {
             height: 512,
             timings: app::api::Timings::default(),
             elapsed_ms: 900,
+            backend: None,
         }
     }
 
