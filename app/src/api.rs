@@ -28,6 +28,8 @@ pub mod paths {
     pub const HISTORY: &str = "/api/history";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
+    /// Every ComfyUI backend, by name ([`super::BackendList`]).
+    pub const BACKENDS: &str = "/api/backends";
 
     /// `GET`/`DELETE` one job.
     pub fn job(id: &str) -> String {

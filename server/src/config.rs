@@ -46,9 +46,15 @@ pub struct ServeConfig {
     #[arg(long, env = "ZIMAGE_LISTEN", default_value = "0.0.0.0:7860")]
     pub listen: SocketAddr,
 
-    /// Base URL of ComfyUI (never exposed to the LAN).
-    #[arg(long, env = "COMFYUI_URL", default_value = "http://comfyui:8188")]
-    pub comfyui: Url,
+    /// ComfyUI backends (never exposed to the LAN): a base URL, optionally named (`gpu0=http://comfyui:8188`; the name defaults to host:port). Repeat the option, or separate them by commas in COMFYUI_URL, to spread jobs over several GPUs.
+    #[arg(
+        long,
+        env = "COMFYUI_URL",
+        default_value = "http://comfyui:8188",
+        value_delimiter = ',',
+        value_parser = parse_backend
+    )]
+    pub comfyui: Vec<BackendSpec>,
 
     /// Folder for stored images and the history.
     #[arg(long, env = "ZIMAGE_DATA_DIR", default_value = "./data")]
@@ -73,6 +79,68 @@ pub struct ServeConfig {
     /// Who may come in and how much each client may ask for.
     #[command(flatten)]
     pub access: AccessConfig,
+}
+
+/// One ComfyUI backend as configured: the name people see (in `/api/backends`, on each image) and the
+/// address only the gateway uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub name: String,
+    pub url: Url,
+}
+
+/// The longest backend name: it is shown on every image card.
+const MAX_BACKEND_NAME: usize = 40;
+
+/// `NAME=URL` or `URL` (named host:port). Names are letters, digits and `.-_:`, so they read well and
+/// never need escaping wherever they are shown.
+fn parse_backend(text: &str) -> Result<BackendSpec, String> {
+    let text = text.trim();
+    // A URL has `://` before any `=` of its query; a name never contains `:/`.
+    let (name, address) = match text.split_once('=') {
+        Some((name, address)) if !name.contains("://") => (Some(name.trim()), address.trim()),
+        _ => (None, text),
+    };
+    let url = Url::parse(address).map_err(|error| format!("`{address}` is not a URL: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("`{address}` is not an http:// or https:// address"));
+    }
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None => {
+            let host = url.host_str().unwrap_or_default();
+            match url.port_or_known_default() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            }
+        }
+    };
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']');
+    if name.is_empty() || name.len() > MAX_BACKEND_NAME || !name.chars().all(valid) {
+        return Err(format!(
+            "backend name `{name}`: use 1 to {MAX_BACKEND_NAME} letters, digits, `.`, `-`, `_` or `:`"
+        ));
+    }
+    Ok(BackendSpec { name, url })
+}
+
+impl ServeConfig {
+    /// The backends, each name once.
+    pub fn backends(&self) -> anyhow::Result<Vec<BackendSpec>> {
+        let mut seen = std::collections::HashSet::new();
+        for backend in &self.comfyui {
+            if !seen.insert(backend.name.as_str()) {
+                anyhow::bail!(
+                    "two ComfyUI backends are named `{}`: name them (`--comfyui gpu1=http://...`)",
+                    backend.name
+                );
+            }
+        }
+        if self.comfyui.is_empty() {
+            anyhow::bail!("no ComfyUI backend is configured (--comfyui / COMFYUI_URL)");
+        }
+        Ok(self.comfyui.clone())
+    }
 }
 
 /// A whole number of seconds, 1 to a day.
@@ -388,5 +456,48 @@ mod tests {
             source(&["--password=a", "--password-file=/run/secrets/x"]),
             Err(TwoSecrets)
         );
+    }
+
+    #[test]
+    fn one_comfyui_url_is_one_backend_named_by_its_host_and_port() {
+        let backends = serve(&[]).backends().unwrap();
+        assert_eq!(backends.len(), 1);
+        assert_eq!(backends[0].name, "comfyui:8188");
+        assert_eq!(backends[0].url.as_str(), "http://comfyui:8188/");
+        let backends = serve(&["--comfyui=https://gpu.lan"]).backends().unwrap();
+        assert_eq!(backends[0].name, "gpu.lan:443");
+    }
+
+    #[test]
+    fn several_backends_come_from_repeated_options_or_commas_each_optionally_named() {
+        let repeated = serve(&[
+            "--comfyui",
+            "gpu0=http://comfyui:8188",
+            "--comfyui",
+            "den=http://192.0.2.7:8188/?x=a=b",
+        ])
+        .backends()
+        .unwrap();
+        let names: Vec<&str> = repeated.iter().map(|backend| backend.name.as_str()).collect();
+        assert_eq!(names, ["gpu0", "den"]);
+        assert_eq!(repeated[1].url.as_str(), "http://192.0.2.7:8188/?x=a=b");
+
+        let listed = serve(&["--comfyui=http://a:1, b=http://b:2"]).backends().unwrap();
+        let names: Vec<&str> = listed.iter().map(|backend| backend.name.as_str()).collect();
+        assert_eq!(names, ["a:1", "b"]);
+    }
+
+    #[test]
+    fn backend_options_refuse_nonsense_and_twins() {
+        let parsed = |value: &str| {
+            Cli::try_parse_from(["zimage", "serve", "--comfyui", value]).map(|_| ())
+        };
+        assert!(parsed("not a url").is_err());
+        assert!(parsed("ftp://comfyui:21").is_err());
+        assert!(parsed("bad name=http://comfyui:8188").is_err());
+        assert!(parsed(&format!("{}=http://comfyui:8188", "n".repeat(41))).is_err());
+        assert!(parsed("=http://comfyui:8188").is_err());
+        let twins = serve(&["--comfyui=http://a:1", "--comfyui=http://a:1"]).backends();
+        assert!(twins.unwrap_err().to_string().contains("a:1"));
     }
 }

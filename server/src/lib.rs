@@ -43,7 +43,7 @@ use crate::access::Access;
 use crate::comfy::client::ComfyClient;
 use crate::comfy::socket;
 use crate::comfy::workflow::ModelFiles;
-use crate::config::ServeConfig;
+use crate::config::{BackendSpec, ServeConfig};
 use crate::history::History;
 use crate::images::ImageStore;
 use crate::jobs::{JobTuning, Jobs};
@@ -103,24 +103,76 @@ pub async fn serve_tuned(
     } else {
         None
     };
-    let comfy_url = match &simulator {
-        Some(simulator) => simulator
-            .url()
-            .parse()
-            .context("the simulator's address is not a URL")?,
-        None => config.comfyui.clone(),
+    let specs = match &simulator {
+        Some(simulator) => vec![BackendSpec {
+            name: "demo".to_owned(),
+            url: simulator
+                .url()
+                .parse()
+                .context("the simulator's address is not a URL")?,
+        }],
+        None => config.backends()?,
     };
 
-    let comfy = ComfyClient::with_timeouts(comfy_url.clone(), tuning.comfy);
+    // Each backend has a life of its own: its socket, its readiness probe, its client. Their events
+    // reach the engine tagged with the backend's index.
     let (events_sender, events) = mpsc::channel(1024);
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
-    let shutdown_socket = async move {
-        let mut stopped = background_stopped;
-        let _ = stopped.wait_for(|stopped| *stopped).await;
-    };
-    let socket = socket::spawn_with(comfy_url.clone(), events_sender, shutdown_socket, tuning.socket);
+    let mut backends = Vec::new();
+    let mut background = Vec::new();
+    let mut sockets = Vec::new();
+    for (index, spec) in specs.iter().enumerate() {
+        let comfy = ComfyClient::with_timeouts(spec.url.clone(), tuning.comfy);
+        let (own_sender, mut own_events) = mpsc::channel(256);
+        let mut stopped = background_stopped.clone();
+        let shutdown_socket = async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        };
+        let socket = socket::spawn_with(spec.url.clone(), own_sender, shutdown_socket, tuning.socket);
+        let tagged = events_sender.clone();
+        background.push(tokio::spawn(async move {
+            while let Some(event) = own_events.recv().await {
+                if tagged.send((index, event)).await.is_err() {
+                    return;
+                }
+            }
+        }));
+        let shown = if config.demo {
+            "the built-in simulator".to_owned()
+        } else {
+            spec.name.clone()
+        };
+        let (readiness, probe_task) = readiness::spawn(
+            comfy.clone(),
+            Arc::clone(&workflow),
+            socket.link(),
+            shown,
+            config.demo,
+            tuning.probe,
+        );
+        background.push(probe_task);
+        sockets.push(socket);
+        backends.push(jobs::Backend {
+            name: spec.name.clone(),
+            comfy,
+            readiness,
+        });
+    }
+    drop(events_sender);
+    let each: Vec<(String, tokio::sync::watch::Receiver<app::api::Readiness>)> = backends
+        .iter()
+        .map(|backend| (backend.name.clone(), backend.readiness.clone()))
+        .collect();
+    let (combined, readiness) = tokio::sync::watch::channel(readiness::combine(
+        &each
+            .iter()
+            .map(|(name, readiness)| (name.clone(), readiness.borrow().clone()))
+            .collect::<Vec<_>>(),
+    ));
+    background.push(tokio::spawn(readiness::follow(each, combined)));
+
     let jobs = Jobs::open(
-        comfy.clone(),
+        backends,
         Arc::clone(&workflow),
         images.clone(),
         history.clone(),
@@ -136,19 +188,6 @@ pub async fn serve_tuned(
     .context("cannot open the journal of unfinished jobs")?;
     let jobs_task = tokio::spawn(jobs.clone().run(events));
     let engine = jobs.clone();
-    let shown_url = if config.demo {
-        "the built-in simulator".to_owned()
-    } else {
-        comfy_url.to_string()
-    };
-    let (readiness, probe_task) = readiness::spawn(
-        comfy,
-        workflow,
-        socket.link(),
-        shown_url,
-        config.demo,
-        tuning.probe,
-    );
 
     let state = AppState {
         access,
@@ -158,7 +197,8 @@ pub async fn serve_tuned(
         readiness,
     };
     let app = routes::router(state, &config.site_root);
-    tracing::info!(address = %listener.local_addr()?, comfyui = %comfy_url, demo = config.demo, "studio listening");
+    let names: Vec<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
+    tracing::info!(address = %listener.local_addr()?, backends = ?names, demo = config.demo, "studio listening");
     // The door needs each client's address.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let stopping = engine.clone();
@@ -192,9 +232,11 @@ pub async fn serve_tuned(
         tracing::warn!("an image was still being saved at shutdown; it is saved after the restart");
     }
     let _ = stop_background.send(true);
-    probe_task.abort();
+    for task in background {
+        task.abort();
+    }
     jobs_task.abort();
-    drop(socket);
+    drop(sockets);
     if let Some(simulator) = simulator {
         simulator.shutdown();
     }

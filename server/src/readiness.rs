@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use app::api::{BackendState, Readiness};
+use app::api::{BackendState, BackendStatus, BackendView, Readiness};
 use tokio::sync::watch;
 
 use crate::comfy::Link;
@@ -120,6 +120,93 @@ impl Prober {
             tracing::info!(state = ?readiness.state, message = %readiness.message, "backend readiness changed");
         }
         self.sender.send_replace(readiness);
+    }
+}
+
+/// One backend as people see it, from its readiness and what the engine knows of it.
+pub fn backend_view(
+    name: &str,
+    readiness: &Readiness,
+    busy: bool,
+    jobs_done: u64,
+    median: Option<Duration>,
+) -> BackendView {
+    let (state, reason) = match readiness.state {
+        BackendState::Ready if busy => (BackendStatus::Busy, None),
+        BackendState::Ready => (BackendStatus::Ready, None),
+        BackendState::Starting => (BackendStatus::NotReady, Some(readiness.message.clone())),
+        BackendState::Unreachable => (BackendStatus::Down, Some(readiness.message.clone())),
+    };
+    BackendView {
+        name: name.to_owned(),
+        state,
+        reason,
+        device: readiness.device.clone(),
+        jobs_done,
+        median_seconds_per_image: median.map(|median| (median.as_secs_f64() * 10.0).round() / 10.0),
+    }
+}
+
+/// The studio's readiness over all its backends: ready while at least one is. With one backend it is
+/// that backend's answer; with several, the message counts the ready ones and says what is wrong with
+/// each of the others, by name.
+pub fn combine(each: &[(String, Readiness)]) -> Readiness {
+    if let [(_, only)] = each {
+        return only.clone();
+    }
+    let ready: Vec<&(String, Readiness)> = each.iter().filter(|(_, readiness)| readiness.ready).collect();
+    let state = if !ready.is_empty() {
+        BackendState::Ready
+    } else if each.iter().any(|(_, readiness)| readiness.state == BackendState::Starting) {
+        BackendState::Starting
+    } else {
+        BackendState::Unreachable
+    };
+    let mut message = format!("{} of {} GPUs ready.", ready.len(), each.len());
+    let mut missing_nodes: Vec<String> = Vec::new();
+    let mut missing_models: Vec<String> = Vec::new();
+    let mut warnings = Vec::new();
+    for (name, readiness) in each {
+        if !readiness.ready {
+            message.push_str(&format!(" {name}: {}", readiness.message));
+            missing_nodes.extend(readiness.missing_nodes.iter().cloned());
+            missing_models.extend(readiness.missing_models.iter().cloned());
+        }
+        warnings.extend(readiness.warnings.iter().map(|warning| format!("{name}: {warning}")));
+    }
+    for list in [&mut missing_nodes, &mut missing_models] {
+        list.sort();
+        list.dedup();
+    }
+    Readiness {
+        ready: !ready.is_empty(),
+        state,
+        demo: each.iter().any(|(_, readiness)| readiness.demo),
+        message,
+        missing_nodes,
+        missing_models,
+        device: ready.first().and_then(|(_, readiness)| readiness.device.clone()),
+        warnings,
+        checked_at: each.iter().map(|(_, readiness)| readiness.checked_at).max().unwrap_or(0),
+        backends: Vec::new(),
+    }
+}
+
+/// Keeps `combined` up to date with every backend's readiness until all their senders are gone.
+pub async fn follow(mut each: Vec<(String, watch::Receiver<Readiness>)>, combined: watch::Sender<Readiness>) {
+    loop {
+        let current: Vec<(String, Readiness)> = each
+            .iter_mut()
+            .map(|(name, readiness)| (name.clone(), readiness.borrow_and_update().clone()))
+            .collect();
+        combined.send_replace(combine(&current));
+        let changes = each
+            .iter_mut()
+            .map(|(_, readiness)| Box::pin(readiness.changed()));
+        let (changed, _, _) = futures_util::future::select_all(changes).await;
+        if changed.is_err() {
+            return;
+        }
     }
 }
 

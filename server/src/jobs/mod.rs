@@ -1,8 +1,9 @@
 //! The job engine: every generation request from acceptance to its end. It owns the waiting line (the
-//! gateway's, not ComfyUI's: ComfyUI only ever holds the one job it is running), hands the next job to
-//! ComfyUI when the socket is up and ComfyUI is free, follows it through the socket's events, checks it
-//! against ComfyUI's records whenever events may have been lost, stores the finished image and its
-//! record, and only then announces it.
+//! gateway's, not ComfyUI's: each ComfyUI backend only ever holds the one job it is running), hands
+//! the next job (fair share between clients, [`schedule`]) to an idle, ready backend, follows it through
+//! that backend's socket events, checks it against the backend's records whenever events may have been
+//! lost, moves it to another backend when its own dies, stores the finished image and its record, and
+//! only then announces it.
 //!
 //! A job's life is the state machine of [`state`]; this module runs its effects (I/O, in tasks the
 //! engine owns) and feeds their results back. A request handler only asks and awaits an answer, so a
@@ -10,19 +11,21 @@
 //! crash or a restart of the gateway loses none: they are checked against ComfyUI and carried on.
 
 pub mod journal;
+pub mod schedule;
 pub mod state;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use app::api::{self, JobAccepted, JobEvent, JobFailure, JobStatus, JobView, Timings};
+use app::api::{self, BackendView, JobAccepted, JobEvent, JobFailure, JobStatus, JobView, Readiness, Timings};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use tokio::sync::{mpsc, watch};
 
 use self::journal::{Entry, Journal};
+use self::schedule::{Candidate, FairShare};
 use self::state::{CancelRefused, Effect, Input, Phase, Transition};
 use crate::access::identity::{ClientId, Requester};
 use crate::comfy::{self, ComfyEvent, OutputImage, RemoteState, client::ComfyClient, workflow::Workflow};
@@ -46,6 +49,13 @@ const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The longest wait between two checks of a silent job whose checks keep failing.
 const MAX_RECONCILE_BACKOFF: Duration = Duration::from_secs(10);
+
+/// How long a backend that did not answer a submission gets no other job: long enough for its socket
+/// to notice it is gone, short enough that a blip costs little.
+const SUBMIT_FAILURE_PAUSE: Duration = Duration::from_secs(2);
+
+/// How many recent jobs a backend's median time per image is taken over.
+const TIMING_WINDOW: usize = 32;
 
 /// Timing knobs and limits of the job machinery; tests shorten them.
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +122,16 @@ pub enum StreamItem {
     Restarting,
 }
 
+/// One ComfyUI backend the engine hands jobs to.
+pub struct Backend {
+    /// The name people see (in `/api/backends`, on each image); never its address.
+    pub name: String,
+    pub comfy: ComfyClient,
+    /// Whether it can run the workflow now (connected, every node and model file there), as
+    /// [`crate::readiness`] keeps it.
+    pub readiness: watch::Receiver<Readiness>,
+}
+
 /// Everything the jobs need. Cheap to clone.
 #[derive(Clone)]
 pub struct Jobs {
@@ -120,7 +140,7 @@ pub struct Jobs {
 
 struct Inner {
     registry: Mutex<Registry>,
-    comfy: ComfyClient,
+    backends: Vec<Backend>,
     workflow: Arc<Workflow>,
     images: ImageStore,
     history: History,
@@ -140,13 +160,46 @@ struct Inner {
 /// The engine's state, behind one lock taken briefly and never across an await.
 struct Registry {
     jobs: HashMap<JobId, Job>,
-    /// The waiting line: jobs in [`Phase::Waiting`], oldest first (ids are time-ordered, so a job sent
-    /// back to the line takes its old place).
-    line: BTreeSet<JobId>,
-    /// The client id of the socket connection that is up, if one is.
+    /// The waiting line: jobs in [`Phase::Waiting`] by fair-share tag, then age ([`schedule`]); a job
+    /// sent back to the line keeps its tag and so its turn.
+    line: BTreeSet<(u64, JobId)>,
+    fair: FairShare<Option<ClientId>>,
+    /// One per backend, in the order of [`Inner::backends`].
+    slots: Vec<Slot>,
+    /// Jobs taken back from the journal whose backend is not known yet: until one of the backends
+    /// claims them (or none does), nothing new is dispatched, so none is sent twice.
+    unplaced: HashSet<JobId>,
+}
+
+/// What the engine keeps of one backend.
+struct Slot {
+    /// The client id of its socket connection that is up, if one is.
     link: Option<String>,
     /// Since when no connection has been up.
     link_down_since: Instant,
+    /// The job of ours it holds (or is being handed).
+    held: Option<JobId>,
+    /// Since when it has held none.
+    idle_since: Instant,
+    /// No jobs before this (it did not answer a submission).
+    paused_until: Option<Instant>,
+    jobs_done: u64,
+    /// Times from hand-over to saved image of its latest jobs.
+    timings: VecDeque<Duration>,
+}
+
+impl Slot {
+    fn new(now: Instant) -> Slot {
+        Slot {
+            link: None,
+            link_down_since: now,
+            held: None,
+            idle_since: now,
+            paused_until: None,
+            jobs_done: 0,
+            timings: VecDeque::with_capacity(TIMING_WINDOW),
+        }
+    }
 }
 
 /// One job the gateway is following (or followed recently).
@@ -166,6 +219,10 @@ struct Job {
     previews_sent: u32,
     /// How often ComfyUI lost it and it was sent again.
     resubmits: u32,
+    /// Its fair-share tag: its place in the waiting line.
+    tag: u64,
+    /// The backend it is at (or was last at, once it ended), as an index into [`Inner::backends`].
+    backend: Option<usize>,
     /// The socket connection it was handed over under; its events go to that connection only.
     client_id: Option<String>,
     /// When it was handed to ComfyUI: its deadline runs from here.
@@ -203,6 +260,8 @@ impl Job {
             preview: None,
             previews_sent: 0,
             resubmits: 0,
+            tag: 0,
+            backend: None,
             client_id: None,
             dispatched_at: None,
             last_heard: now,
@@ -215,7 +274,7 @@ impl Job {
         }
     }
 
-    fn view(&self, id: JobId) -> JobView {
+    fn view(&self, id: JobId, backends: &[Backend]) -> JobView {
         let id_text = id.to_string();
         let completed = matches!(self.phase, Phase::Completed { .. });
         JobView {
@@ -239,7 +298,10 @@ impl Job {
                 Phase::Failed { failure } => Some(failure.clone()),
                 _ => None,
             },
-            backend: None,
+            backend: self
+                .backend
+                .and_then(|index| backends.get(index))
+                .map(|backend| backend.name.clone()),
         }
     }
 }
@@ -282,15 +344,40 @@ impl Registry {
                 }
             });
         }
+        let now = Instant::now();
+        // The backend is free once the job no longer holds it (finished there, or moved away).
+        if let Some(index) = job.backend
+            && (transition.requeue || !job.phase.holds_comfy())
+            && let Some(slot) = self.slots.get_mut(index)
+            && slot.held == Some(id)
+        {
+            slot.held = None;
+            slot.idle_since = now;
+        }
+        if let (Phase::Completed { .. }, Some(index), Some(dispatched)) =
+            (&job.phase, job.backend, job.dispatched_at)
+            && let Some(slot) = self.slots.get_mut(index)
+        {
+            slot.jobs_done += 1;
+            if slot.timings.len() == TIMING_WINDOW {
+                slot.timings.pop_front();
+            }
+            slot.timings.push_back(now.duration_since(dispatched));
+        }
         if transition.requeue {
             job.resubmits += 1;
             job.client_id = None;
             job.dispatched_at = None;
-            self.line.insert(id);
+            // Events its old backend may still send are not its any more.
+            job.backend = None;
+            self.line.insert((job.tag, id));
+        }
+        if transition.requeue || job.phase.is_final() {
+            self.unplaced.remove(&id);
         }
         let ended = job.phase.is_final();
         if ended {
-            job.ended = Some(Instant::now());
+            job.ended = Some(now);
             job.timings.finished_at = Some(match &job.phase {
                 Phase::Completed { record } => record.timings.finished_at.unwrap_or_else(now_ms),
                 _ => now_ms(),
@@ -300,7 +387,7 @@ impl Registry {
         let line_changed = if job.phase == Phase::Waiting {
             transition.requeue
         } else {
-            self.line.remove(&id)
+            self.line.remove(&(job.tag, id))
         };
         if line_changed {
             self.reposition();
@@ -313,7 +400,7 @@ impl Registry {
 
     /// Brings every waiting job's place in line up to date, telling its watchers when it changed.
     fn reposition(&mut self) {
-        for (index, id) in self.line.iter().enumerate() {
+        for (index, (_, id)) in self.line.iter().enumerate() {
             let Some(job) = self.jobs.get_mut(id) else {
                 continue;
             };
@@ -324,15 +411,26 @@ impl Registry {
             }
         }
         for (id, job) in &mut self.jobs {
-            if job.position.is_some() && !self.line.contains(id) {
+            if job.position.is_some() && !self.line.contains(&(job.tag, *id)) {
                 job.position = None;
             }
         }
     }
 
-    /// True while a job of ours is at ComfyUI (or being handed to it).
-    fn comfy_busy(&self) -> bool {
-        self.jobs.values().any(|job| job.phase.holds_comfy())
+    /// What the scheduler needs to know of each backend now.
+    fn candidates(&self, backends: &[Backend], now: Instant) -> Vec<Candidate> {
+        self.slots
+            .iter()
+            .zip(backends)
+            .map(|(slot, backend)| Candidate {
+                available: slot.link.is_some()
+                    && slot.held.is_none()
+                    && slot.paused_until.is_none_or(|until| now >= until)
+                    && backend.readiness.borrow().ready,
+                median: schedule::median(slot.timings.iter().copied()),
+                idle_since: slot.idle_since,
+            })
+            .collect()
     }
 
     fn unfinished(&self) -> usize {
@@ -351,10 +449,10 @@ fn now_ms() -> u64 {
 }
 
 impl Jobs {
-    /// Builds the engine and takes back the unfinished jobs of the journal at `journal_dir`. Call
-    /// [`Jobs::run`] to start following ComfyUI.
+    /// Builds the engine over `backends` (at least one) and takes back the unfinished jobs of the
+    /// journal at `journal_dir`. Call [`Jobs::run`] to start following the backends.
     pub async fn open(
-        comfy: ComfyClient,
+        backends: Vec<Backend>,
         workflow: Arc<Workflow>,
         images: ImageStore,
         history: History,
@@ -367,18 +465,21 @@ impl Jobs {
         // and still exact in a JavaScript number.
         let first_event_id = now_ms().saturating_mul(1000).saturating_add(1);
         let mut jobs = HashMap::new();
+        let mut unplaced = HashSet::new();
         for entry in &unfinished {
             if history.get(entry.id).is_some() {
                 // Saved just before the crash that kept its journal entry.
                 let _ = journal.remove(entry.id).await;
                 continue;
             }
-            // ComfyUI may hold it, may have finished it, or may never have seen it: until its records
-            // say, it counts as held (so nothing else is sent) and is checked once the socket is up.
+            // A backend may hold it, may have finished it, or none may ever have seen it: until their
+            // records say, it counts as held (so nothing new is sent) and is looked for as they come up.
             let mut job = Job::new(entry, Phase::Queued, EventLog::starting_at(first_event_id));
             job.dispatched_at = Some(Instant::now());
             jobs.insert(entry.id, job);
+            unplaced.insert(entry.id);
         }
+        let now = Instant::now();
         if !jobs.is_empty() {
             tracing::info!(count = jobs.len(), "unfinished jobs taken back from the journal");
         }
@@ -387,10 +488,11 @@ impl Jobs {
                 registry: Mutex::new(Registry {
                     jobs,
                     line: BTreeSet::new(),
-                    link: None,
-                    link_down_since: Instant::now(),
+                    fair: FairShare::default(),
+                    slots: backends.iter().map(|_| Slot::new(now)).collect(),
+                    unplaced,
                 }),
-                comfy,
+                backends,
                 workflow,
                 images,
                 history,
@@ -404,19 +506,59 @@ impl Jobs {
         })
     }
 
-    /// Follows ComfyUI's events and runs the watchdog until the event channel closes.
-    pub async fn run(self, mut events: mpsc::Receiver<ComfyEvent>) {
+    /// Follows the backends' events (each tagged with its backend's index) and runs the watchdog until
+    /// the event channel closes.
+    pub async fn run(self, mut events: mpsc::Receiver<(usize, ComfyEvent)>) {
+        // A backend turning ready gets its job at once, not at the watchdog's next round.
+        let watchers: Vec<tokio::task::JoinHandle<()>> = self
+            .inner
+            .backends
+            .iter()
+            .map(|backend| {
+                let mut readiness = backend.readiness.clone();
+                let jobs = self.clone();
+                tokio::spawn(async move {
+                    while readiness.changed().await.is_ok() {
+                        if readiness.borrow_and_update().ready {
+                            jobs.pump();
+                        }
+                    }
+                })
+            })
+            .collect();
         let mut watchdog = tokio::time::interval(self.inner.tuning.watchdog_interval);
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 event = events.recv() => match event {
-                    Some(event) => self.on_comfy_event(event),
+                    Some((backend, event)) => self.on_comfy_event(backend, event),
                     None => break,
                 },
                 _ = watchdog.tick() => self.watch(),
             }
         }
+        for watcher in watchers {
+            watcher.abort();
+        }
+    }
+
+    /// Every backend as people see it: its state, device, jobs done and median time per image.
+    pub fn backends(&self) -> Vec<BackendView> {
+        let registry = self.registry();
+        self.inner
+            .backends
+            .iter()
+            .zip(&registry.slots)
+            .map(|(backend, slot)| {
+                crate::readiness::backend_view(
+                    &backend.name,
+                    &backend.readiness.borrow(),
+                    slot.held.is_some(),
+                    slot.jobs_done,
+                    schedule::median(slot.timings.iter().copied()),
+                )
+            })
+            .collect()
     }
 
     /// Accepts validated parameters into the waiting line. Returns once the job is journaled, whatever
@@ -462,7 +604,9 @@ impl Jobs {
                 });
             }
             let log = EventLog::starting_at(self.inner.first_event_id);
-            registry.jobs.insert(id, Job::new(&entry, Phase::Waiting, log));
+            let mut job = Job::new(&entry, Phase::Waiting, log);
+            job.tag = registry.fair.tag(owner);
+            registry.jobs.insert(id, job);
         }
         if let Err(error) = self.inner.journal.add(&entry).await {
             self.registry().jobs.remove(&id);
@@ -471,7 +615,8 @@ impl Jobs {
         }
         {
             let mut registry = self.registry();
-            registry.line.insert(id);
+            let tag = registry.jobs.get(&id).map_or(0, |job| job.tag);
+            registry.line.insert((tag, id));
             registry.reposition();
         }
         tracing::info!(%id, seed = entry.seed, width = entry.width, height = entry.height, "job accepted");
@@ -488,7 +633,7 @@ impl Jobs {
     /// The job as the API shows it, from memory or, after a restart, from the history.
     pub fn view(&self, id: JobId) -> Option<JobView> {
         if let Some(job) = self.registry().jobs.get(&id) {
-            return Some(job.view(id));
+            return Some(job.view(id, &self.inner.backends));
         }
         self.inner.history.get(id).map(|record| completed_view(&record))
     }
@@ -635,37 +780,103 @@ impl Jobs {
         }
     }
 
-    /// Hands the next waiting job to ComfyUI when the socket is up and ComfyUI holds none of ours.
+    /// Moves jobs off backends that are gone when another can take them, then hands waiting jobs, in
+    /// fair-share order, to the backends that can take one ([`schedule::pick_backend`]).
     fn pump(&self) {
-        let dispatched = {
-            let mut registry = self.registry();
-            if *self.inner.stopping.borrow() || registry.comfy_busy() {
-                return;
-            }
-            let Some(client_id) = registry.link.clone() else {
-                return;
-            };
-            let Some(id) = registry.line.first().copied() else {
-                return;
-            };
-            let Some(job) = registry.jobs.get_mut(&id) else {
-                return;
-            };
-            match state::advance(&job.phase, Input::Dispatch, job.resubmits) {
-                Ok(transition) => {
-                    job.client_id = Some(client_id);
-                    job.dispatched_at = Some(Instant::now());
-                    Some((id, registry.enter(id, transition, &self.inner.saving)))
+        self.fail_over();
+        loop {
+            let dispatched = {
+                let mut registry = self.registry();
+                if *self.inner.stopping.borrow() || !registry.unplaced.is_empty() {
+                    return;
                 }
-                Err(illegal) => {
-                    // Only waiting jobs are in the line; anything else is a bug worth seeing.
-                    tracing::error!(%id, %illegal, "a job in the waiting line cannot be dispatched");
-                    registry.line.remove(&id);
-                    None
+                let Some(&(tag, id)) = registry.line.first() else {
+                    return;
+                };
+                let candidates = registry.candidates(&self.inner.backends, Instant::now());
+                let Some(index) = schedule::pick_backend(&candidates) else {
+                    return;
+                };
+                let Some(client_id) = registry.slots[index].link.clone() else {
+                    return;
+                };
+                let Some(job) = registry.jobs.get_mut(&id) else {
+                    registry.line.remove(&(tag, id));
+                    continue;
+                };
+                match state::advance(&job.phase, Input::Dispatch, job.resubmits) {
+                    Ok(transition) => {
+                        job.client_id = Some(client_id);
+                        job.dispatched_at = Some(Instant::now());
+                        job.backend = Some(index);
+                        registry.slots[index].held = Some(id);
+                        registry.fair.served(tag);
+                        (id, registry.enter(id, transition, &self.inner.saving))
+                    }
+                    Err(illegal) => {
+                        // Only waiting jobs are in the line; anything else is a bug worth seeing.
+                        tracing::error!(%id, %illegal, "a job in the waiting line cannot be dispatched");
+                        registry.line.remove(&(tag, id));
+                        registry.reposition();
+                        continue;
+                    }
                 }
-            }
+            };
+            let (id, followup) = dispatched;
+            self.follow_up(id, followup);
+        }
+    }
+
+    /// A backend that died or stopped answering while holding a job: when another backend is ready,
+    /// the job goes back to the line (keeping its turn) to be sent there. With no other backend ready
+    /// it stays, and is checked against its backend's records when that one comes back, as with a
+    /// single ComfyUI.
+    fn fail_over(&self) {
+        let stranded: Vec<(JobId, String)> = {
+            let registry = self.registry();
+            let now = Instant::now();
+            let elsewhere = |gone: usize| {
+                registry.slots.iter().zip(&self.inner.backends).enumerate().any(|(index, (slot, backend))| {
+                    index != gone
+                        && slot.link.is_some()
+                        && slot.paused_until.is_none_or(|until| now >= until)
+                        && backend.readiness.borrow().ready
+                })
+            };
+            registry
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(index, slot)| slot.link.is_none() && elsewhere(*index))
+                .filter_map(|(index, slot)| {
+                    let id = slot.held?;
+                    let job = registry.jobs.get(&id)?;
+                    // Mid-submission the submission's own answer comes first.
+                    (job.phase != Phase::Submitting).then(|| {
+                        (
+                            id,
+                            format!(
+                                "The backend {} stopped answering; the image is made again on another.",
+                                self.inner.backends[index].name
+                            ),
+                        )
+                    })
+                })
+                .collect()
         };
-        if let Some((id, followup)) = dispatched {
+        for (id, reason) in stranded {
+            tracing::warn!(%id, %reason, "moving the job to another backend");
+            let followup = {
+                let mut registry = self.registry();
+                let Some(job) = registry.jobs.get(&id) else { continue };
+                match state::advance(&job.phase, Input::BackendLost { reason }, job.resubmits) {
+                    Ok(transition) => registry.enter(id, transition, &self.inner.saving),
+                    Err(illegal) => {
+                        tracing::debug!(%id, %illegal, "input ignored");
+                        continue;
+                    }
+                }
+            };
             self.follow_up(id, followup);
         }
     }
@@ -677,7 +888,7 @@ impl Jobs {
             Effect::Submit => self.submit_to_comfy(id),
             Effect::Reconcile => self.reconcile(id),
             Effect::DeletePending => {
-                let comfy = self.inner.comfy.clone();
+                let Some((_, comfy)) = self.backend_of(id) else { return };
                 tokio::spawn(async move {
                     if let Err(error) = comfy.delete_pending(&id.to_string()).await {
                         tracing::warn!(%id, %error, "cannot remove the job from ComfyUI's queue");
@@ -685,7 +896,7 @@ impl Jobs {
                 });
             }
             Effect::Interrupt => {
-                let comfy = self.inner.comfy.clone();
+                let Some((_, comfy)) = self.backend_of(id) else { return };
                 tokio::spawn(async move {
                     if let Err(error) = comfy.interrupt(&id.to_string()).await {
                         tracing::warn!(%id, %error, "cannot interrupt the job");
@@ -702,6 +913,13 @@ impl Jobs {
         }
     }
 
+    /// The backend a job is at: its index and client.
+    fn backend_of(&self, id: JobId) -> Option<(usize, ComfyClient)> {
+        let index = self.registry().jobs.get(&id)?.backend?;
+        let backend = self.inner.backends.get(index)?;
+        Some((index, backend.comfy.clone()))
+    }
+
     fn submit_to_comfy(&self, id: JobId) {
         let submission = {
             let registry = self.registry();
@@ -710,18 +928,17 @@ impl Jobs {
                     .inner
                     .workflow
                     .fill(&job.prompt, job.seed, job.width, job.height);
-                job.client_id.clone().map(|client_id| (graph, client_id))
+                Some((graph, job.client_id.clone()?, job.backend?))
             })
         };
-        let Some((graph, client_id)) = submission else {
+        let Some((graph, client_id, index)) = submission else {
             return;
         };
+        let comfy = self.inner.backends[index].comfy.clone();
         let jobs = self.clone();
         tokio::spawn(async move {
             let prompt_id = id.to_string();
-            let input = match jobs
-                .inner
-                .comfy
+            let input = match comfy
                 .submit(&prompt_id, &client_id, graph, jobs.inner.previews)
                 .await
             {
@@ -735,7 +952,14 @@ impl Jobs {
                         },
                     }
                 }
-                Err(comfy::Error::Unreachable) => Input::SubmitUnreachable,
+                Err(comfy::Error::Unreachable) => {
+                    // Another backend, if any, gets the job meanwhile.
+                    if let Some(slot) = jobs.registry().slots.get_mut(index) {
+                        slot.paused_until = Some(Instant::now() + SUBMIT_FAILURE_PAUSE);
+                    }
+                    tracing::warn!(%id, backend = %jobs.inner.backends[index].name, "the backend did not answer the submission");
+                    Input::SubmitUnreachable
+                }
                 Err(error) => {
                     tracing::warn!(%id, %error, "no clear answer to the submission; asking ComfyUI");
                     Input::SubmitUncertain
@@ -746,7 +970,11 @@ impl Jobs {
             if accepted {
                 tracing::info!(%id, "job handed to ComfyUI");
                 // The connection it went under was replaced meanwhile: its events are lost, ask.
-                let replaced = jobs.registry().link.as_deref() != Some(client_id.as_str());
+                let replaced = jobs
+                    .registry()
+                    .slots
+                    .get(index)
+                    .is_none_or(|slot| slot.link.as_deref() != Some(client_id.as_str()));
                 if replaced {
                     jobs.reconcile(id);
                 }
@@ -754,8 +982,9 @@ impl Jobs {
         });
     }
 
-    /// Asks ComfyUI what became of a job and feeds the answer back. A failed check is retried with
-    /// backoff by the watchdog (and the deadline ends the job if ComfyUI never answers).
+    /// Asks the job's backend what became of it (or, for a job taken back from the journal, every
+    /// backend that is up: [`Jobs::locate`]) and feeds the answer back. A failed check is retried with
+    /// backoff by the watchdog (and the deadline ends the job if no backend ever answers).
     fn reconcile(&self, id: JobId) {
         let claimed = {
             let mut registry = self.registry();
@@ -770,9 +999,13 @@ impl Jobs {
         if !claimed {
             return;
         }
+        let placed = self.backend_of(id);
         let jobs = self.clone();
         tokio::spawn(async move {
-            let answer = jobs.inner.comfy.remote_state(&id.to_string()).await;
+            let answer = match placed {
+                Some((_, comfy)) => comfy.remote_state(&id.to_string()).await,
+                None => jobs.locate(id).await,
+            };
             {
                 let mut registry = jobs.registry();
                 let Some(job) = registry.jobs.get_mut(&id) else {
@@ -797,20 +1030,98 @@ impl Jobs {
         });
     }
 
+    /// Looks for a job taken back from the journal at every backend that is up. The first that knows
+    /// it gets it (its records are the answer). When every backend says it does not know the job, it
+    /// is lost ([`RemoteState::Unknown`]: sent again); so it is too when the backends that answered do
+    /// not know it and the others stayed out of reach for a while, rather than holding every new job
+    /// back (at worst a backend that comes back later makes the same image twice).
+    async fn locate(&self, id: JobId) -> Result<RemoteState, comfy::Error> {
+        let up: Vec<usize> = {
+            let registry = self.registry();
+            registry
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, slot)| slot.link.is_some())
+                .map(|(index, _)| index)
+                .collect()
+        };
+        let prompt_id = id.to_string();
+        let answers = futures_util::future::join_all(up.iter().map(|index| {
+            let comfy = self.inner.backends[*index].comfy.clone();
+            let prompt_id = prompt_id.clone();
+            async move { comfy.remote_state(&prompt_id).await }
+        }))
+        .await;
+        let mut unknown = 0;
+        let mut last_error = None;
+        for (index, answer) in up.iter().zip(answers) {
+            match answer {
+                Ok(RemoteState::Unknown) => unknown += 1,
+                Ok(state) => {
+                    let mut registry = self.registry();
+                    if let Some(job) = registry.jobs.get_mut(&id) {
+                        job.backend = Some(*index);
+                        job.last_heard = Instant::now();
+                        registry.unplaced.remove(&id);
+                        let slot = &mut registry.slots[*index];
+                        slot.held.get_or_insert(id);
+                        if let Some(client_id) = slot.link.clone() {
+                            registry.jobs.entry(id).and_modify(|job| job.client_id = Some(client_id));
+                        }
+                    }
+                    tracing::info!(%id, backend = %self.inner.backends[*index].name, "a backend still knows the job");
+                    return Ok(state);
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        let waited = self
+            .registry()
+            .jobs
+            .get(&id)
+            .and_then(|job| job.dispatched_at)
+            .is_some_and(|since| since.elapsed() >= self.inner.tuning.silence.saturating_mul(3));
+        if unknown == self.inner.backends.len() || (unknown > 0 && waited) {
+            Ok(RemoteState::Unknown)
+        } else {
+            Err(last_error.unwrap_or(comfy::Error::Unreachable))
+        }
+    }
+
     /// Fetches the finished image and writes it and its record to disk: the input that completes the
     /// job, or fails it with a sentence.
     async fn save(&self, id: JobId, outputs: Vec<OutputImage>) -> Input {
+        let Some((index, comfy)) = self.backend_of(id) else {
+            return Input::SaveFailed {
+                failure: JobFailure {
+                    code: "image_unavailable".to_owned(),
+                    message: "The studio lost track of the backend that made this image.".to_owned(),
+                },
+            };
+        };
         let outputs = if outputs.is_empty() {
             // The `executed` message was lost: ComfyUI's records name the file.
-            match self.inner.comfy.remote_state(&id.to_string()).await {
+            match comfy.remote_state(&id.to_string()).await {
                 Ok(RemoteState::Completed { images }) => images,
                 _ => Vec::new(),
             }
         } else {
             outputs
         };
-        let (png, (width, height)) = match self.fetch_image(id, outputs).await {
+        let (png, (width, height)) = match self.fetch_image(id, &comfy, outputs).await {
             Ok(fetched) => fetched,
+            Err(message) if self.registry().slots[index].link.is_none() && self.inner.backends.len() > 1 => {
+                // The backend died with the image: another makes it again.
+                tracing::warn!(%id, %message, "the backend went away before its image was fetched");
+                return Input::BackendLost {
+                    reason: format!(
+                        "The backend {} went away before its image could be fetched; the image is made \
+                         again on another.",
+                        self.inner.backends[index].name
+                    ),
+                };
+            }
             Err(message) => {
                 tracing::warn!(%id, %message, "cannot keep the finished image");
                 return Input::SaveFailed {
@@ -838,7 +1149,7 @@ impl Jobs {
                     ..job.timings
                 },
                 elapsed_ms: finished_at.saturating_sub(job.timings.queued_at),
-                backend: None,
+                backend: Some(self.inner.backends[index].name.clone()),
             }
         }) else {
             return Input::SaveFailed {
@@ -876,7 +1187,12 @@ impl Jobs {
     }
 
     /// Fetches the finished image (retrying a few times) and reads its size from its header.
-    async fn fetch_image(&self, id: JobId, outputs: Vec<OutputImage>) -> Result<(Bytes, (u32, u32)), String> {
+    async fn fetch_image(
+        &self,
+        id: JobId,
+        comfy: &ComfyClient,
+        outputs: Vec<OutputImage>,
+    ) -> Result<(Bytes, (u32, u32)), String> {
         let image = outputs
             .into_iter()
             .next()
@@ -884,7 +1200,7 @@ impl Jobs {
         let mut attempt = 0;
         let png = loop {
             attempt += 1;
-            match self.inner.comfy.fetch_output(&image, MAX_IMAGE_BYTES).await {
+            match comfy.fetch_output(&image, MAX_IMAGE_BYTES).await {
                 Ok(bytes) => break bytes,
                 Err(error) if attempt < self.inner.tuning.fetch_attempts => {
                     tracing::warn!(%id, %error, attempt, "fetching the image failed; retrying");
@@ -897,21 +1213,29 @@ impl Jobs {
         Ok((png, size))
     }
 
-    /// Applies one socket event.
-    fn on_comfy_event(&self, event: ComfyEvent) {
+    /// Applies one socket event of backend `backend`.
+    fn on_comfy_event(&self, backend: usize, event: ComfyEvent) {
+        let Some(name) = self.inner.backends.get(backend).map(|backend| backend.name.as_str()) else {
+            return;
+        };
         let (prompt_id, input) = match event {
             ComfyEvent::Connected { client_id } => {
-                tracing::info!("ComfyUI socket connected; checking the jobs it may hold");
-                self.registry().link = Some(client_id);
-                self.reconcile_held();
+                tracing::info!(backend = name, "ComfyUI socket connected; checking the jobs it may hold");
+                if let Some(slot) = self.registry().slots.get_mut(backend) {
+                    slot.link = Some(client_id);
+                }
+                self.reconcile_held(backend);
                 self.pump();
                 return;
             }
             ComfyEvent::Disconnected => {
-                tracing::warn!("ComfyUI socket lost");
-                let mut registry = self.registry();
-                registry.link = None;
-                registry.link_down_since = Instant::now();
+                tracing::warn!(backend = name, "ComfyUI socket lost");
+                if let Some(slot) = self.registry().slots.get_mut(backend) {
+                    slot.link = None;
+                    slot.link_down_since = Instant::now();
+                }
+                // Its job moves to another backend, if one is ready.
+                self.pump();
                 return;
             }
             // The gateway's own line decides positions; ComfyUI's queue holds one job of ours at most.
@@ -921,7 +1245,7 @@ impl Jobs {
                 image,
                 mime,
             } => {
-                self.on_preview(&prompt_id, image, mime);
+                self.on_preview(backend, &prompt_id, image, mime);
                 return;
             }
             ComfyEvent::Started { prompt_id } | ComfyEvent::NodeStarted { prompt_id, .. } => {
@@ -966,23 +1290,25 @@ impl Jobs {
             ComfyEvent::Interrupted { prompt_id } => (prompt_id, Input::Interrupted),
             ComfyEvent::Finished { prompt_id } => (prompt_id, Input::Finished),
         };
-        // Prompts the gateway did not submit (someone using ComfyUI directly) are none of our business.
+        // Prompts the gateway did not submit (someone using ComfyUI directly) are none of our business,
+        // and neither is a job's news from a backend it was moved away from.
         let Ok(id) = prompt_id.parse::<JobId>() else {
             return;
         };
-        if let Some(job) = self.registry().jobs.get_mut(&id) {
-            job.last_heard = Instant::now();
+        match self.registry().jobs.get_mut(&id) {
+            Some(job) if job.backend == Some(backend) => job.last_heard = Instant::now(),
+            _ => return,
         }
         self.apply(id, input);
     }
 
-    fn on_preview(&self, prompt_id: &str, image: Bytes, mime: &'static str) {
+    fn on_preview(&self, backend: usize, prompt_id: &str, image: Bytes, mime: &'static str) {
         let Ok(id) = prompt_id.parse::<JobId>() else {
             return;
         };
         let serial = {
             let mut registry = self.registry();
-            let Some(job) = registry.jobs.get_mut(&id) else {
+            let Some(job) = registry.jobs.get_mut(&id).filter(|job| job.backend == Some(backend)) else {
                 return;
             };
             job.last_heard = Instant::now();
@@ -1015,13 +1341,16 @@ impl Jobs {
         });
     }
 
-    /// Checks every job ComfyUI may hold against its records (after a reconnect, events may be lost).
-    fn reconcile_held(&self) {
+    /// Checks every job `backend` may hold against its records (after a reconnect, events may be lost),
+    /// and looks there for the jobs taken back from the journal.
+    fn reconcile_held(&self, backend: usize) {
         let held: Vec<JobId> = self
             .registry()
             .jobs
             .iter()
-            .filter(|(_, job)| job.phase.holds_comfy())
+            .filter(|(_, job)| {
+                job.phase.holds_comfy() && job.backend.is_none_or(|index| index == backend)
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in held {
@@ -1060,11 +1389,11 @@ impl Jobs {
                 })
                 .map(|(id, _)| *id)
                 .collect();
-            // ComfyUI out of reach for a whole deadline: the line cannot move, so it ends.
-            let unreachable_line: Vec<JobId> = if registry.link.is_none()
-                && now.duration_since(registry.link_down_since) >= tuning.deadline
-            {
-                registry.line.iter().copied().collect()
+            // Every backend out of reach for a whole deadline: the line cannot move, so it ends.
+            let unreachable_line: Vec<JobId> = if registry.slots.iter().all(|slot| {
+                slot.link.is_none() && now.duration_since(slot.link_down_since) >= tuning.deadline
+            }) {
+                registry.line.iter().map(|(_, id)| *id).collect()
             } else {
                 Vec::new()
             };
@@ -1113,11 +1442,14 @@ mod tests {
     use super::*;
 
     fn registry_with_waiting(count: usize) -> (Registry, Vec<JobId>) {
+        let mut slot = Slot::new(Instant::now());
+        slot.link = Some("zimage-test".to_owned());
         let mut registry = Registry {
             jobs: HashMap::new(),
             line: BTreeSet::new(),
-            link: Some("zimage-test".to_owned()),
-            link_down_since: Instant::now(),
+            fair: FairShare::default(),
+            slots: vec![slot],
+            unplaced: HashSet::new(),
         };
         let mut ids = Vec::new();
         for index in 0..count {
@@ -1129,10 +1461,10 @@ mod tests {
                 width: 512,
                 height: 512,
             };
-            registry
-                .jobs
-                .insert(entry.id, Job::new(&entry, Phase::Waiting, EventLog::new()));
-            registry.line.insert(entry.id);
+            let mut job = Job::new(&entry, Phase::Waiting, EventLog::new());
+            job.tag = registry.fair.tag(None);
+            registry.line.insert((job.tag, entry.id));
+            registry.jobs.insert(entry.id, job);
             ids.push(entry.id);
         }
         registry.reposition();
@@ -1156,6 +1488,12 @@ mod tests {
     }
 
     fn step(registry: &mut Registry, id: JobId, input: Input, saving: &watch::Sender<usize>) -> Followup {
+        if input == Input::Dispatch {
+            // As the engine's pump does.
+            registry.jobs.get_mut(&id).unwrap().backend = Some(0);
+            registry.jobs.get_mut(&id).unwrap().dispatched_at = Some(Instant::now());
+            registry.slots[0].held = Some(id);
+        }
         let job = &registry.jobs[&id];
         let transition = state::advance(&job.phase, input, job.resubmits).unwrap();
         registry.enter(id, transition, saving)
@@ -1166,11 +1504,11 @@ mod tests {
         let saving = watch::channel(0).0;
         let (mut registry, ids) = registry_with_waiting(3);
         assert_eq!(positions(&registry, &ids), vec![Some(1), Some(2), Some(3)]);
-        assert!(!registry.comfy_busy());
+        assert!(registry.slots[0].held.is_none());
 
         let followup = step(&mut registry, ids[0], Input::Dispatch, &saving);
         assert_eq!(followup.effects, vec![Effect::Submit]);
-        assert!(registry.comfy_busy());
+        assert!(registry.slots[0].held.is_some());
         assert_eq!(positions(&registry, &ids), vec![None, Some(1), Some(2)]);
         assert_eq!(queued_events(&registry, ids[2]), vec![3, 2]);
 
@@ -1195,9 +1533,10 @@ mod tests {
         );
         let job = &registry.jobs[&ids[0]];
         assert_eq!((job.resubmits, job.phase.clone()), (1, Phase::Waiting));
-        assert_eq!(registry.line.first(), Some(&ids[0]));
+        assert_eq!(registry.line.first().map(|(_, id)| *id), Some(ids[0]));
+        assert_eq!(job.backend, None, "its old backend's news is not its own any more");
         assert_eq!(positions(&registry, &ids), vec![Some(1), Some(2), Some(3)]);
-        assert!(!registry.comfy_busy());
+        assert!(registry.slots[0].held.is_none());
     }
 
     #[test]
@@ -1214,10 +1553,10 @@ mod tests {
 
         step(&mut registry, id, Input::Succeeded, &saving);
         assert!(registry.jobs[&id].preview.is_none());
-        assert!(registry.jobs[&id].view(id).preview_url.is_none());
+        assert!(registry.jobs[&id].view(id, &[]).preview_url.is_none());
         assert_eq!(*saving.borrow(), 1);
         // Saving leaves ComfyUI free for the next job.
-        assert!(!registry.comfy_busy());
+        assert!(registry.slots[0].held.is_none());
 
         let failure = JobFailure {
             code: "storage_failed".to_owned(),
@@ -1226,7 +1565,7 @@ mod tests {
         let followup = step(&mut registry, id, Input::SaveFailed { failure }, &saving);
         assert!(followup.ended);
         assert_eq!(*saving.borrow(), 0);
-        let view = registry.jobs[&id].view(id);
+        let view = registry.jobs[&id].view(id, &[]);
         assert_eq!(view.status, JobStatus::Failed);
         assert_eq!(
             view.error.map(|error| error.code),

@@ -9,6 +9,7 @@
 //!    └────────────────────┴──────────────────────┴────────────────┘ (sent again)         └─▶ Failed
 //! any unfinished ─Cancel─▶ Cancelled (waiting) or Cancelling ─Interrupted/gone─▶ Cancelled
 //! at ComfyUI ─Deadline─▶ Failed (timed_out)      ComfyUI's verdict ─▶ Failed
+//! at a backend ─BackendLost─▶ Waiting (retrying, for another backend) or Failed (backend_lost)
 //! ```
 
 use std::time::Duration;
@@ -21,6 +22,9 @@ use crate::history::HistoryRecord;
 /// How often a job ComfyUI lost (it restarted, or a submission's answer never came) is sent again
 /// before it fails. Sending again is safe: the same prompt, seed and size make the same image.
 pub const MAX_RESUBMITS: u32 = 3;
+
+/// How often a job whose backend died or stopped answering is moved to another before it fails.
+pub const MAX_FAILOVERS: u32 = 2;
 
 /// Where a job is in its life. Each variant holds what exists at that stage and nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +91,9 @@ pub enum Input {
     Cancel,
     /// The job held ComfyUI for longer than its deadline.
     Deadline { limit: Duration },
+    /// The backend holding the job died or stopped answering, and another backend is ready: `reason`
+    /// says which and how, for people.
+    BackendLost { reason: String },
 }
 
 /// I/O the engine starts after a transition.
@@ -204,6 +211,7 @@ impl Input {
             Input::SaveFailed { .. } => "save failed",
             Input::Cancel => "cancel",
             Input::Deadline { .. } => "deadline",
+            Input::BackendLost { .. } => "backend lost",
         }
     }
 }
@@ -231,10 +239,7 @@ pub fn advance(phase: &Phase, input: Input, resubmits: u32) -> Result<Transition
     };
     let lost = |why: &str| {
         if resubmits < MAX_RESUBMITS {
-            Transition {
-                requeue: true,
-                ..to(Phase::Waiting)
-            }
+            retrying(why.to_owned(), resubmits)
         } else {
             fail(
                 "lost",
@@ -395,6 +400,24 @@ pub fn advance(phase: &Phase, input: Input, resubmits: u32) -> Result<Transition
             ),
         ),
 
+        // The backend is gone: the job starts over elsewhere (same prompt, seed and size, so the same
+        // image), unless it moved too often already. Mid-submission, the submission's own answer
+        // decides; a cancel in progress has nothing left to cancel.
+        (Phase::Queued | Phase::Running { .. } | Phase::Saving, Input::BackendLost { reason }) => {
+            if resubmits < MAX_FAILOVERS {
+                retrying(reason, resubmits)
+            } else {
+                fail(
+                    "backend_lost",
+                    format!(
+                        "{reason} This image was already sent again {resubmits} times and no backend \
+                         finished it; please generate it again."
+                    ),
+                )
+            }
+        }
+        (Phase::Cancelling, Input::BackendLost { .. }) => cancelled(),
+
         (_, input) => return Err(illegal(&input)),
     };
     Ok(transition)
@@ -410,6 +433,19 @@ pub fn completed_event(record: &HistoryRecord) -> JobEvent {
         width: record.width,
         height: record.height,
         elapsed_ms: record.elapsed_ms,
+    }
+}
+
+/// Back to the line, to be sent again, telling the watchers why.
+fn retrying(reason: String, resubmits: u32) -> Transition {
+    Transition {
+        next: Phase::Waiting,
+        events: vec![JobEvent::Retrying {
+            reason,
+            attempt: resubmits.saturating_add(1),
+        }],
+        effects: Vec::new(),
+        requeue: true,
     }
 }
 
@@ -778,12 +814,54 @@ mod tests {
             for resubmits in 0..MAX_RESUBMITS {
                 let again = advance(&phase, Input::Remote(RemoteState::Unknown), resubmits).unwrap();
                 assert_eq!((again.next, again.requeue), (Phase::Waiting, true), "{phase:?}");
-                assert!(again.events.is_empty());
+                assert!(
+                    matches!(&again.events[..], [JobEvent::Retrying { reason, attempt }]
+                        if reason.contains("restarted") && *attempt == resubmits + 1),
+                    "{:?}",
+                    again.events
+                );
             }
             let lost = advance(&phase, Input::Remote(RemoteState::Unknown), MAX_RESUBMITS).unwrap();
             assert!(!lost.requeue);
             assert!(failed_with("lost", &lost).contains("generate it again"));
         }
+    }
+
+    #[test]
+    fn a_job_whose_backend_is_lost_moves_to_another_at_most_twice_then_fails_with_a_sentence() {
+        let lost = || Input::BackendLost {
+            reason: "The backend gpu0 stopped answering.".to_owned(),
+        };
+        for phase in [Phase::Queued, running(5), Phase::Saving] {
+            for resubmits in 0..MAX_FAILOVERS {
+                let again = advance(&phase, lost(), resubmits).unwrap();
+                assert_eq!((again.next, again.requeue), (Phase::Waiting, true), "{phase:?}");
+                assert_eq!(
+                    again.events,
+                    vec![JobEvent::Retrying {
+                        reason: "The backend gpu0 stopped answering.".to_owned(),
+                        attempt: resubmits + 1,
+                    }]
+                );
+                assert!(again.effects.is_empty());
+            }
+            let given_up = advance(&phase, lost(), MAX_FAILOVERS).unwrap();
+            assert!(!given_up.requeue);
+            let message = failed_with("backend_lost", &given_up);
+            assert!(message.contains("gpu0 stopped answering"), "{message}");
+            assert!(message.contains("no backend finished it"), "{message}");
+        }
+        // A cancel under way has nothing left to cancel; a submission's own answer decides for it.
+        check(
+            Phase::Cancelling,
+            lost(),
+            Phase::Cancelled,
+            vec![JobEvent::Cancelled {}],
+            vec![],
+            false,
+        );
+        assert!(advance(&Phase::Submitting, lost(), 0).is_err());
+        assert!(advance(&Phase::Waiting, lost(), 0).is_err());
     }
 
     #[test]
