@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod backends;
 mod cancel;
 mod comfy_link;
 mod completion;
