@@ -284,6 +284,9 @@ pub enum JobEvent {
         width: u32,
         height: u32,
         elapsed_ms: u64,
+        /// The name of the backend that made it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backend: Option<String>,
     },
     Failed {
         code: String,
@@ -507,6 +510,11 @@ mod tests {
                 width: 1024,
                 height: 576,
                 elapsed_ms: 3000,
+                backend: Some("gpu0".to_owned()),
+            },
+            JobEvent::Retrying {
+                reason: "The backend gpu0 stopped answering.".to_owned(),
+                attempt: 1,
             },
             JobEvent::Cancelled {},
         ];

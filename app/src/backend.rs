@@ -1,6 +1,6 @@
 //! The backend status light: what `GET /readyz` says, in a word and a sentence.
 
-use crate::api::{BackendState, Readiness};
+use crate::api::{self, BackendState, Readiness};
 
 /// The colour of the light.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,9 +82,26 @@ impl BackendStatus {
                     (BackendState::Starting, _) => (Tone::Starting, "Starting"),
                     (BackendState::Unreachable, _) => (Tone::Down, "Unreachable"),
                 };
+                // With several GPUs the word becomes a count: "2 of 3 GPUs ready".
+                let label = match readiness.backends.len() {
+                    0 | 1 => label.to_owned(),
+                    total => {
+                        let ready = readiness
+                            .backends
+                            .iter()
+                            .filter(|backend| {
+                                matches!(
+                                    backend.state,
+                                    api::BackendStatus::Ready | api::BackendStatus::Busy
+                                )
+                            })
+                            .count();
+                        format!("{ready} of {total} GPUs ready")
+                    }
+                };
                 StatusLight {
                     tone,
-                    label: label.to_owned(),
+                    label,
                     detail: lines.join("\n"),
                 }
             }
@@ -133,5 +150,29 @@ mod tests {
         assert!(light.detail.contains("Missing model files: ae.safetensors"));
         assert!(light.detail.contains("Missing node packs: UnetLoaderGGUF"));
         assert!(light.detail.ends_with("ComfyUI runs on the CPU"));
+    }
+
+    #[test]
+    fn several_gpus_are_counted_in_the_label() {
+        let backend = |name: &str, state| api::BackendView {
+            name: name.to_owned(),
+            state,
+            reason: None,
+            device: None,
+            jobs_done: 0,
+            median_seconds_per_image: None,
+        };
+        let mut ready = readiness(BackendState::Ready, false);
+        ready.backends = vec![
+            backend("gpu0", api::BackendStatus::Busy),
+            backend("gpu1", api::BackendStatus::Ready),
+            backend("den", api::BackendStatus::Down),
+        ];
+        assert_eq!(
+            BackendStatus::Known(ready.clone()).light().label,
+            "2 of 3 GPUs ready"
+        );
+        ready.backends.truncate(1);
+        assert_eq!(BackendStatus::Known(ready).light().label, "Ready");
     }
 }

@@ -34,6 +34,8 @@ pub struct FinishedImage {
     pub height: u32,
     /// From queued to stored, as the gateway measured it.
     pub elapsed_ms: u64,
+    /// The backend (GPU) that made it.
+    pub backend: Option<String>,
 }
 
 /// The watched job: what was asked, where it is, and the latest preview.
@@ -143,6 +145,7 @@ impl JobProgress {
                 width,
                 height,
                 elapsed_ms,
+                backend,
             } => {
                 self.seed = *seed;
                 self.width = *width;
@@ -155,6 +158,7 @@ impl JobProgress {
                     width: *width,
                     height: *height,
                     elapsed_ms: *elapsed_ms,
+                    backend: backend.clone(),
                 });
             }
             JobEvent::Failed { code, message } => {
@@ -267,6 +271,7 @@ fn events_of_view(view: &JobView) -> Vec<JobEvent> {
                     .timings
                     .finished_at
                     .map_or(0, |finished| finished.saturating_sub(view.timings.queued_at)),
+                backend: view.backend.clone(),
             },
             None => JobEvent::Failed {
                 code: "missing_image".to_owned(),
@@ -316,6 +321,7 @@ mod tests {
             width: 1024,
             height: 576,
             elapsed_ms: 3_400,
+            backend: Some("gpu0".to_owned()),
         }
     }
 

@@ -3,12 +3,14 @@
 //! the gateway's added latency per job (`overhead`), progress relay latency and memory per SSE watcher
 //! (`relay`), API throughput under load (`load`), cold start and binary size (`startup`), the web
 //! bundle's size and page load on a phone (`bundle`), `zimage bench` against the simulator
-//! (`studio`), and what saving a finished image durably adds per job (`saving`). Prints a Markdown
+//! (`studio`), what saving a finished image durably adds per job (`saving`), and how throughput grows
+//! with several ComfyUI backends, with the scheduler's own cost per job (`backends`). Prints a Markdown
 //! table and writes every number as JSON, the table beside it.
 //!
 //! The simulator runs in this process on a runtime of its own; the gateway under test is the release
 //! `zimage` binary in its own process, optionally pinned to chosen CPUs.
 
+mod backends;
 mod bundle;
 mod gateway;
 mod load;
@@ -103,6 +105,16 @@ struct Args {
     /// Images saved (and as many baseline writes) in the saving measurement.
     #[arg(long, default_value_t = 200)]
     saves: usize,
+    /// Backend counts of the scaling measurement.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
+    backend_counts: Vec<usize>,
+    /// Jobs per backend in each scaling run.
+    #[arg(long, default_value_t = 6)]
+    backend_jobs: usize,
+    /// Milliseconds per sampling step of the simulated backends in the scaling measurement (eight steps
+    /// make an image).
+    #[arg(long, default_value_t = 100)]
+    backend_step_ms: u64,
     /// Only these sections (all when absent).
     #[arg(long, value_delimiter = ',')]
     only: Vec<Section>,
@@ -121,6 +133,7 @@ enum Section {
     Bundle,
     Studio,
     Saving,
+    Backends,
 }
 
 impl Args {
@@ -138,6 +151,7 @@ impl Args {
             self.page_runs = self.page_runs.min(1);
             self.studio_runs = self.studio_runs.min(2);
             self.saves = self.saves.min(20);
+            self.backend_jobs = self.backend_jobs.min(2);
         }
     }
 }
@@ -153,6 +167,7 @@ fn main() -> anyhow::Result<()> {
         Section::Relay,
         Section::Bundle,
         Section::Studio,
+        Section::Backends,
     ]
     .into_iter()
     .any(|section| args.wants(section));
@@ -367,6 +382,21 @@ async fn run(
                 results.saving = Some(saving);
             }
             Err(error) => skip(&mut results, "saving", &error),
+        }
+    }
+
+    if args.wants(Section::Backends) {
+        section("9. several backends: images per minute and the scheduler's cost");
+        match backends::measure(
+            &spec,
+            &args.backend_counts,
+            args.backend_jobs,
+            args.backend_step_ms,
+        )
+        .await
+        {
+            Ok(report) => results.backends = Some(report),
+            Err(error) => skip(&mut results, "backends", &error),
         }
     }
 

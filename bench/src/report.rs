@@ -46,6 +46,7 @@ pub(crate) struct Results {
     pub(crate) page_load: Option<PageLoadReport>,
     pub(crate) studio_bench: Option<StudioBench>,
     pub(crate) saving: Option<SavingReport>,
+    pub(crate) backends: Option<crate::backends::BackendsReport>,
     pub(crate) budgets: BTreeMap<String, u64>,
     pub(crate) skipped: BTreeMap<String, String>,
 }
@@ -290,6 +291,47 @@ pub(crate) fn table(results: &Results) -> String {
             ),
             format!("< {SHARE_TARGET_PERCENT} % of a {IMAGE_SECONDS} s image (median)"),
             verdict(saving.share_percent < SHARE_TARGET_PERCENT).to_owned(),
+        );
+    }
+    if let Some(backends) = &results.backends {
+        for run in &backends.runs {
+            let target = run.backends > 1;
+            row(
+                format!(
+                    "9. Images per minute with {} backend(s), {} jobs at once, {} ms per step",
+                    run.backends, run.jobs, backends.step_ms
+                ),
+                format!(
+                    "{:.1} images/min ({:.0} % of ideal)",
+                    run.images_per_minute,
+                    100.0 * run.efficiency
+                ),
+                format!(
+                    "{} x the one-backend rate: {:.1} images/min",
+                    run.backends, run.ideal_images_per_minute
+                ),
+                if target {
+                    format!(">= {:.0} % of ideal", 100.0 * crate::backends::SCALING_TARGET)
+                } else {
+                    "-".to_owned()
+                },
+                if target {
+                    verdict(run.efficiency >= crate::backends::SCALING_TARGET).to_owned()
+                } else {
+                    "-".to_owned()
+                },
+            );
+        }
+        let cost = &backends.scheduler;
+        row(
+            format!(
+                "9. Scheduler's own cost per job ({} waiting, {} clients, {} backends)",
+                cost.line_length, cost.clients, cost.backends
+            ),
+            format!("{:.0} ns per job", cost.fair_ns_per_job),
+            format!("plain FIFO queue: {:.0} ns per job", cost.fifo_ns_per_job),
+            "-".to_owned(),
+            "-".to_owned(),
         );
     }
     let mut text = String::new();

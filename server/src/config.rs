@@ -489,9 +489,7 @@ mod tests {
 
     #[test]
     fn backend_options_refuse_nonsense_and_twins() {
-        let parsed = |value: &str| {
-            Cli::try_parse_from(["zimage", "serve", "--comfyui", value]).map(|_| ())
-        };
+        let parsed = |value: &str| Cli::try_parse_from(["zimage", "serve", "--comfyui", value]).map(|_| ());
         assert!(parsed("not a url").is_err());
         assert!(parsed("ftp://comfyui:21").is_err());
         assert!(parsed("bad name=http://comfyui:8188").is_err());

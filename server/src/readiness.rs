@@ -157,7 +157,10 @@ pub fn combine(each: &[(String, Readiness)]) -> Readiness {
     let ready: Vec<&(String, Readiness)> = each.iter().filter(|(_, readiness)| readiness.ready).collect();
     let state = if !ready.is_empty() {
         BackendState::Ready
-    } else if each.iter().any(|(_, readiness)| readiness.state == BackendState::Starting) {
+    } else if each
+        .iter()
+        .any(|(_, readiness)| readiness.state == BackendState::Starting)
+    {
         BackendState::Starting
     } else {
         BackendState::Unreachable
@@ -172,7 +175,12 @@ pub fn combine(each: &[(String, Readiness)]) -> Readiness {
             missing_nodes.extend(readiness.missing_nodes.iter().cloned());
             missing_models.extend(readiness.missing_models.iter().cloned());
         }
-        warnings.extend(readiness.warnings.iter().map(|warning| format!("{name}: {warning}")));
+        warnings.extend(
+            readiness
+                .warnings
+                .iter()
+                .map(|warning| format!("{name}: {warning}")),
+        );
     }
     for list in [&mut missing_nodes, &mut missing_models] {
         list.sort();
@@ -187,7 +195,11 @@ pub fn combine(each: &[(String, Readiness)]) -> Readiness {
         missing_models,
         device: ready.first().and_then(|(_, readiness)| readiness.device.clone()),
         warnings,
-        checked_at: each.iter().map(|(_, readiness)| readiness.checked_at).max().unwrap_or(0),
+        checked_at: each
+            .iter()
+            .map(|(_, readiness)| readiness.checked_at)
+            .max()
+            .unwrap_or(0),
         backends: Vec::new(),
     }
 }

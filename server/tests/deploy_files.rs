@@ -221,6 +221,22 @@ fn comfyui_gets_one_nvidia_gpu() {
 }
 
 #[test]
+fn a_second_gpu_is_a_comfyui_pinned_to_its_card_behind_a_profile_and_never_published() {
+    let compose = compose();
+    let second = service(&compose, "comfyui-gpu1");
+    assert_eq!(strings(&second["profiles"]), ["gpu1"]);
+    let device = &second["deploy"]["resources"]["reservations"]["devices"][0];
+    assert_eq!(str_of(&device["driver"]), "nvidia");
+    assert_eq!(strings(&device["device_ids"]).len(), 1);
+    assert!(device["count"].is_badvalue(), "pinned by device id, not by count");
+    assert!(second["ports"].is_badvalue(), "a ComfyUI never publishes a port");
+    assert_eq!(networks(second), networks(service(&compose, "comfyui")));
+    // The gateway's backends are a setting, one ComfyUI by default.
+    let backends = environment(service(&compose, "gateway"))["COMFYUI_URL"].clone();
+    assert_eq!(backends, "http://comfyui:8188");
+}
+
+#[test]
 fn comfyui_publishes_no_port_and_sits_on_internal_networks_only() {
     let compose = compose();
     let comfyui = service(&compose, "comfyui");

@@ -17,6 +17,8 @@ pub struct ShownImage {
     pub width: u32,
     pub height: u32,
     pub elapsed_ms: Option<u64>,
+    /// The backend (GPU) that made it, when the studio has several or named it.
+    pub backend: Option<String>,
 }
 
 impl ShownImage {
@@ -30,6 +32,7 @@ impl ShownImage {
             width: image.width,
             height: image.height,
             elapsed_ms: Some(image.elapsed_ms),
+            backend: image.backend.clone(),
         }
     }
 
@@ -46,6 +49,7 @@ impl ShownImage {
                 .timings
                 .finished_at
                 .map(|finished| finished.saturating_sub(item.timings.queued_at)),
+            backend: item.backend.clone(),
         }
     }
 }
@@ -62,6 +66,7 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> AnyView {
         width,
         height,
         elapsed_ms,
+        backend,
     } = image;
     let download_name = format!("z-image-{seed}.png");
     let reuse_prompt = prompt.clone();
@@ -93,6 +98,15 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> AnyView {
                                 <div>
                                     <dt>"Time"</dt>
                                     <dd>{format_elapsed(elapsed)}</dd>
+                                </div>
+                            }
+                        })}
+                    {backend
+                        .map(|backend| {
+                            view! {
+                                <div>
+                                    <dt>"GPU"</dt>
+                                    <dd class="result-backend">{backend}</dd>
                                 </div>
                             }
                         })}

@@ -19,7 +19,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use app::api::{self, BackendView, JobAccepted, JobEvent, JobFailure, JobStatus, JobView, Readiness, Timings};
+use app::api::{
+    self, BackendView, JobAccepted, JobEvent, JobFailure, JobStatus, JobView, Readiness, Timings,
+};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use tokio::sync::{mpsc, watch};
@@ -835,14 +837,17 @@ impl Jobs {
         let stranded: Vec<(JobId, String)> = {
             let registry = self.registry();
             let now = Instant::now();
-            let elsewhere = |gone: usize| {
-                registry.slots.iter().zip(&self.inner.backends).enumerate().any(|(index, (slot, backend))| {
-                    index != gone
-                        && slot.link.is_some()
-                        && slot.paused_until.is_none_or(|until| now >= until)
-                        && backend.readiness.borrow().ready
-                })
-            };
+            let elsewhere =
+                |gone: usize| {
+                    registry.slots.iter().zip(&self.inner.backends).enumerate().any(
+                        |(index, (slot, backend))| {
+                            index != gone
+                                && slot.link.is_some()
+                                && slot.paused_until.is_none_or(|until| now >= until)
+                                && backend.readiness.borrow().ready
+                        },
+                    )
+                };
             registry
                 .slots
                 .iter()
@@ -868,7 +873,9 @@ impl Jobs {
             tracing::warn!(%id, %reason, "moving the job to another backend");
             let followup = {
                 let mut registry = self.registry();
-                let Some(job) = registry.jobs.get(&id) else { continue };
+                let Some(job) = registry.jobs.get(&id) else {
+                    continue;
+                };
                 match state::advance(&job.phase, Input::BackendLost { reason }, job.resubmits) {
                     Ok(transition) => registry.enter(id, transition, &self.inner.saving),
                     Err(illegal) => {
@@ -888,7 +895,9 @@ impl Jobs {
             Effect::Submit => self.submit_to_comfy(id),
             Effect::Reconcile => self.reconcile(id),
             Effect::DeletePending => {
-                let Some((_, comfy)) = self.backend_of(id) else { return };
+                let Some((_, comfy)) = self.backend_of(id) else {
+                    return;
+                };
                 tokio::spawn(async move {
                     if let Err(error) = comfy.delete_pending(&id.to_string()).await {
                         tracing::warn!(%id, %error, "cannot remove the job from ComfyUI's queue");
@@ -896,7 +905,9 @@ impl Jobs {
                 });
             }
             Effect::Interrupt => {
-                let Some((_, comfy)) = self.backend_of(id) else { return };
+                let Some((_, comfy)) = self.backend_of(id) else {
+                    return;
+                };
                 tokio::spawn(async move {
                     if let Err(error) = comfy.interrupt(&id.to_string()).await {
                         tracing::warn!(%id, %error, "cannot interrupt the job");
@@ -1067,7 +1078,10 @@ impl Jobs {
                         let slot = &mut registry.slots[*index];
                         slot.held.get_or_insert(id);
                         if let Some(client_id) = slot.link.clone() {
-                            registry.jobs.entry(id).and_modify(|job| job.client_id = Some(client_id));
+                            registry
+                                .jobs
+                                .entry(id)
+                                .and_modify(|job| job.client_id = Some(client_id));
                         }
                     }
                     tracing::info!(%id, backend = %self.inner.backends[*index].name, "a backend still knows the job");
@@ -1215,12 +1229,20 @@ impl Jobs {
 
     /// Applies one socket event of backend `backend`.
     fn on_comfy_event(&self, backend: usize, event: ComfyEvent) {
-        let Some(name) = self.inner.backends.get(backend).map(|backend| backend.name.as_str()) else {
+        let Some(name) = self
+            .inner
+            .backends
+            .get(backend)
+            .map(|backend| backend.name.as_str())
+        else {
             return;
         };
         let (prompt_id, input) = match event {
             ComfyEvent::Connected { client_id } => {
-                tracing::info!(backend = name, "ComfyUI socket connected; checking the jobs it may hold");
+                tracing::info!(
+                    backend = name,
+                    "ComfyUI socket connected; checking the jobs it may hold"
+                );
                 if let Some(slot) = self.registry().slots.get_mut(backend) {
                     slot.link = Some(client_id);
                 }
@@ -1308,7 +1330,11 @@ impl Jobs {
         };
         let serial = {
             let mut registry = self.registry();
-            let Some(job) = registry.jobs.get_mut(&id).filter(|job| job.backend == Some(backend)) else {
+            let Some(job) = registry
+                .jobs
+                .get_mut(&id)
+                .filter(|job| job.backend == Some(backend))
+            else {
                 return;
             };
             job.last_heard = Instant::now();
@@ -1348,9 +1374,7 @@ impl Jobs {
             .registry()
             .jobs
             .iter()
-            .filter(|(_, job)| {
-                job.phase.holds_comfy() && job.backend.is_none_or(|index| index == backend)
-            })
+            .filter(|(_, job)| job.phase.holds_comfy() && job.backend.is_none_or(|index| index == backend))
             .map(|(id, _)| *id)
             .collect();
         for id in held {
@@ -1534,7 +1558,10 @@ mod tests {
         let job = &registry.jobs[&ids[0]];
         assert_eq!((job.resubmits, job.phase.clone()), (1, Phase::Waiting));
         assert_eq!(registry.line.first().map(|(_, id)| *id), Some(ids[0]));
-        assert_eq!(job.backend, None, "its old backend's news is not its own any more");
+        assert_eq!(
+            job.backend, None,
+            "its old backend's news is not its own any more"
+        );
         assert_eq!(positions(&registry, &ids), vec![Some(1), Some(2), Some(3)]);
         assert!(registry.slots[0].held.is_none());
     }

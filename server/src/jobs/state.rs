@@ -433,6 +433,7 @@ pub fn completed_event(record: &HistoryRecord) -> JobEvent {
         width: record.width,
         height: record.height,
         elapsed_ms: record.elapsed_ms,
+        backend: record.backend.clone(),
     }
 }
 

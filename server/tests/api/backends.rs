@@ -3,6 +3,11 @@
 //! another with a `retrying` event; one that is down, or lacks a model file, gets nothing until it is
 //! fit, and `/readyz` and `/api/backends` say which is which, by name and never by address.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a failure there is the test failing"
+)]
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -18,6 +23,18 @@ use crate::support::{TestApp, quick_sim, start_gateway_with_args};
 struct Fleet {
     app: TestApp,
     sims: Vec<SimHandle>,
+    arguments: Vec<String>,
+}
+
+impl Fleet {
+    /// Stops the gateway (the simulators go on) and starts a new one on the same data and backends.
+    async fn restart(mut self) -> Fleet {
+        self.app.stop().await;
+        let arguments: Vec<&str> = self.arguments.iter().map(String::as_str).collect();
+        let app =
+            start_gateway_with_args(self.sims[0].clone(), Arc::clone(&self.app.data_dir), &arguments).await;
+        Fleet { app, ..self }
+    }
 }
 
 async fn simulator(options: SimOptions) -> SimHandle {
@@ -27,16 +44,20 @@ async fn simulator(options: SimOptions) -> SimHandle {
 
 /// The gateway over `sims` plus `extra` backend addresses (named after them, `b<n>`, in order).
 async fn fleet_with(sims: Vec<SimHandle>, extra: &[String]) -> Fleet {
-    let addresses: Vec<String> = sims.iter().map(SimHandle::url).chain(extra.iter().cloned()).collect();
+    let addresses: Vec<String> = sims
+        .iter()
+        .map(SimHandle::url)
+        .chain(extra.iter().cloned())
+        .collect();
     let arguments: Vec<String> = addresses
         .iter()
         .enumerate()
         .map(|(index, url)| format!("--comfyui=b{index}={url}"))
         .collect();
-    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let borrowed: Vec<&str> = arguments.iter().map(String::as_str).collect();
     let data_dir = Arc::new(tempfile::tempdir().unwrap());
-    let app = start_gateway_with_args(sims[0].clone(), data_dir, &arguments).await;
-    Fleet { app, sims }
+    let app = start_gateway_with_args(sims[0].clone(), data_dir, &borrowed).await;
+    Fleet { app, sims, arguments }
 }
 
 async fn fleet(count: usize, options: impl Fn(usize) -> SimOptions) -> Fleet {
@@ -56,7 +77,10 @@ async fn backends(app: &TestApp) -> BackendList {
     let answer = app.get("/api/backends").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let text = answer.body.to_string();
-    assert!(!text.contains("127.0.0.1") && !text.contains("http"), "an address leaked: {text}");
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("http"),
+        "an address leaked: {text}"
+    );
     serde_json::from_value(answer.body).unwrap()
 }
 
@@ -84,7 +108,10 @@ fn prompts_at(sim: &SimHandle) -> Vec<String> {
 async fn made_by(app: &TestApp) -> Vec<(String, Option<String>)> {
     let answer = app.get("/api/history?limit=100").await;
     let page: HistoryPage = serde_json::from_value(answer.body).unwrap();
-    page.items.into_iter().map(|item| (item.id, item.backend)).collect()
+    page.items
+        .into_iter()
+        .map(|item| (item.id, item.backend))
+        .collect()
 }
 
 #[tokio::test]
@@ -110,7 +137,10 @@ async fn jobs_spread_over_every_backend_one_at_a_time_each() {
         );
     }
     let makers: BTreeSet<String> = made_by(app).await.into_iter().filter_map(|(_, by)| by).collect();
-    assert_eq!(makers, BTreeSet::from(["b0".to_owned(), "b1".to_owned(), "b2".to_owned()]));
+    assert_eq!(
+        makers,
+        BTreeSet::from(["b0".to_owned(), "b1".to_owned(), "b2".to_owned()])
+    );
     for sim in &fleet.sims {
         assert!(!prompts_at(sim).is_empty());
         assert!(
@@ -119,7 +149,10 @@ async fn jobs_spread_over_every_backend_one_at_a_time_each() {
         );
     }
     let list = backends(app).await;
-    assert_eq!(list.backends.iter().map(|backend| backend.jobs_done).sum::<u64>(), 9);
+    assert_eq!(
+        list.backends.iter().map(|backend| backend.jobs_done).sum::<u64>(),
+        9
+    );
     for backend in &list.backends {
         assert_eq!(backend.state, BackendStatus::Ready, "{backend:?}");
         assert!(backend.median_seconds_per_image.is_some(), "{backend:?}");
@@ -191,16 +224,17 @@ async fn a_backend_down_at_start_is_taken_into_use_once_it_comes_up() {
     let fleet = fleet_with(vec![first], &[format!("http://127.0.0.1:{port}")]).await;
     let app = &fleet.app;
     let readiness = app.wait_ready().await;
-    assert!(readiness.message.contains("1 of 2 GPUs ready"), "{}", readiness.message);
+    assert!(
+        readiness.message.contains("1 of 2 GPUs ready"),
+        "{}",
+        readiness.message
+    );
     wait_backend(app, "b1", BackendStatus::Down).await;
     let (before, _) = app.run_small_job("a fox before").await;
 
-    let late = Simulator::spawn(
-        TcpListener::bind(("127.0.0.1", port)).await.unwrap(),
-        quick_sim(),
-    )
-    .await
-    .unwrap();
+    let late = Simulator::spawn(TcpListener::bind(("127.0.0.1", port)).await.unwrap(), quick_sim())
+        .await
+        .unwrap();
     wait_backend(app, "b1", BackendStatus::Ready).await;
     // b0 has a measured time per image, b1 none yet: the next job goes to b1 to measure it.
     let (after, events) = app.run_small_job("a fox after").await;
@@ -325,4 +359,48 @@ async fn a_backend_missing_a_model_file_gets_no_jobs_and_readyz_names_it() {
     }
     assert!(prompts_at(&fleet.sims[1]).is_empty());
     assert_eq!(prompts_at(&fleet.sims[0]).len(), 3);
+}
+
+#[tokio::test]
+async fn after_a_restart_a_job_is_found_at_the_backend_that_holds_it_and_not_sent_twice() {
+    let fleet = fleet(2, |_| quick_sim()).await;
+    wait_backend(&fleet.app, "b0", BackendStatus::Ready).await;
+    wait_backend(&fleet.app, "b1", BackendStatus::Ready).await;
+    for sim in &fleet.sims {
+        sim.faults().hold_at_step(Some(3));
+    }
+    let accepted = fleet.app.create_job(small_job("kept across a restart")).await;
+    let mut events = fleet.app.events(&accepted.id, None).await;
+    events
+        .until(|event| matches!(event, JobEvent::Progress { step: 2, .. }))
+        .await;
+    drop(events);
+    let holder = usize::from(!prompts_at(&fleet.sims[0]).contains(&accepted.id));
+
+    let fleet = fleet.restart().await;
+    let app = &fleet.app;
+    for sim in &fleet.sims {
+        sim.faults().hold_at_step(None);
+        sim.faults().release();
+    }
+    let events = app.events_until_end(&accepted.id).await;
+    assert!(
+        matches!(events.last(), Some((_, JobEvent::Completed { .. }))),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|(_, event)| matches!(event, JobEvent::Retrying { .. }))
+    );
+    let sent: Vec<String> = fleet.sims.iter().flat_map(prompts_at).collect();
+    assert_eq!(
+        sent,
+        std::slice::from_ref(&accepted.id),
+        "sent once, to one backend"
+    );
+    assert_eq!(
+        made_by(app).await,
+        vec![(accepted.id, Some(format!("b{holder}")))]
+    );
 }
