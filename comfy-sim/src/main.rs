@@ -9,6 +9,10 @@ use comfy_sim::{SimOptions, Simulator};
 use tracing_subscriber::EnvFilter;
 
 /// A ComfyUI 0.8.0 simulator: the real HTTP and WebSocket protocol, seed-determined images.
+///
+/// Several can run side by side, one per port, each with its own queue, history and output folder:
+/// `comfy-sim --listen 127.0.0.1:8188 & comfy-sim --listen 127.0.0.1:8189 &` stands for two GPUs, for
+/// a gateway started with `--comfyui gpu0=http://127.0.0.1:8188 --comfyui gpu1=http://127.0.0.1:8189`.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
