@@ -171,6 +171,9 @@ struct Registry {
     /// Jobs taken back from the journal whose backend is not known yet: until one of the backends
     /// claims them (or none does), nothing new is dispatched, so none is sent twice.
     unplaced: HashSet<JobId>,
+    /// Jobs moved away from a backend that was out of reach: if it comes back still holding one, it
+    /// is told to drop it, so its GPU is free for the jobs the gateway sends it next.
+    orphans: Vec<(usize, JobId)>,
 }
 
 /// What the engine keeps of one backend.
@@ -493,6 +496,7 @@ impl Jobs {
                     fair: FairShare::default(),
                     slots: backends.iter().map(|_| Slot::new(now)).collect(),
                     unplaced,
+                    orphans: Vec::new(),
                 }),
                 backends,
                 workflow,
@@ -834,7 +838,7 @@ impl Jobs {
     /// it stays, and is checked against its backend's records when that one comes back, as with a
     /// single ComfyUI.
     fn fail_over(&self) {
-        let stranded: Vec<(JobId, String)> = {
+        let stranded: Vec<(usize, JobId, String)> = {
             let registry = self.registry();
             let now = Instant::now();
             let elsewhere =
@@ -859,6 +863,7 @@ impl Jobs {
                     // Mid-submission the submission's own answer comes first.
                     (job.phase != Phase::Submitting).then(|| {
                         (
+                            index,
                             id,
                             format!(
                                 "The backend {} stopped answering; the image is made again on another.",
@@ -869,10 +874,11 @@ impl Jobs {
                 })
                 .collect()
         };
-        for (id, reason) in stranded {
+        for (from, id, reason) in stranded {
             tracing::warn!(%id, %reason, "moving the job to another backend");
             let followup = {
                 let mut registry = self.registry();
+                registry.orphans.push((from, id));
                 let Some(job) = registry.jobs.get(&id) else {
                     continue;
                 };
@@ -1243,9 +1249,18 @@ impl Jobs {
                     backend = name,
                     "ComfyUI socket connected; checking the jobs it may hold"
                 );
-                if let Some(slot) = self.registry().slots.get_mut(backend) {
-                    slot.link = Some(client_id);
-                }
+                let orphans: Vec<JobId> = {
+                    let mut registry = self.registry();
+                    if let Some(slot) = registry.slots.get_mut(backend) {
+                        slot.link = Some(client_id);
+                    }
+                    let (here, elsewhere) = std::mem::take(&mut registry.orphans)
+                        .into_iter()
+                        .partition(|(index, _)| *index == backend);
+                    registry.orphans = elsewhere;
+                    here.into_iter().map(|(_, id)| id).collect()
+                };
+                self.drop_orphans(backend, orphans);
                 self.reconcile_held(backend);
                 self.pump();
                 return;
@@ -1367,6 +1382,26 @@ impl Jobs {
         });
     }
 
+    /// Tells a backend that came back to drop the jobs that were moved away from it while it was out of
+    /// reach (each by its prompt id: nothing of anyone else's is touched).
+    fn drop_orphans(&self, backend: usize, orphans: Vec<JobId>) {
+        if orphans.is_empty() {
+            return;
+        }
+        let comfy = self.inner.backends[backend].comfy.clone();
+        tokio::spawn(async move {
+            for id in orphans {
+                let prompt_id = id.to_string();
+                if let Err(error) = comfy.delete_pending(&prompt_id).await {
+                    tracing::debug!(%id, %error, "cannot remove a moved job from its old backend's queue");
+                }
+                if let Err(error) = comfy.interrupt(&prompt_id).await {
+                    tracing::debug!(%id, %error, "cannot interrupt a moved job on its old backend");
+                }
+            }
+        });
+    }
+
     /// Checks every job `backend` may hold against its records (after a reconnect, events may be lost),
     /// and looks there for the jobs taken back from the journal.
     fn reconcile_held(&self, backend: usize) {
@@ -1474,6 +1509,7 @@ mod tests {
             fair: FairShare::default(),
             slots: vec![slot],
             unplaced: HashSet::new(),
+            orphans: Vec::new(),
         };
         let mut ids = Vec::new();
         for index in 0..count {

@@ -404,3 +404,50 @@ async fn after_a_restart_a_job_is_found_at_the_backend_that_holds_it_and_not_sen
         vec![(accepted.id, Some(format!("b{holder}")))]
     );
 }
+
+#[tokio::test]
+async fn a_backend_that_froze_gets_its_job_moved_and_is_told_to_drop_it_when_it_thaws() {
+    let fleet = fleet(2, |_| quick_sim()).await;
+    let app = &fleet.app;
+    wait_backend(app, "b0", BackendStatus::Ready).await;
+    wait_backend(app, "b1", BackendStatus::Ready).await;
+    for sim in &fleet.sims {
+        sim.faults().hold_at_step(Some(3));
+    }
+    let accepted = app.create_job(small_job("a frozen lake")).await;
+    let mut events = app.events(&accepted.id, None).await;
+    events
+        .until(|event| matches!(event, JobEvent::Progress { step: 2, .. }))
+        .await;
+    let (frozen, survivor) = if prompts_at(&fleet.sims[0]).contains(&accepted.id) {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    // Frozen, not dead: its socket goes silent and the gateway gives up on it.
+    fleet.sims[frozen].faults().stall(true);
+    fleet.sims[survivor].faults().hold_at_step(None);
+    fleet.sims[survivor].faults().release();
+    let (_, retrying) = events
+        .until(|event| matches!(event, JobEvent::Retrying { .. }))
+        .await;
+    assert!(matches!(retrying, JobEvent::Retrying { attempt: 1, .. }));
+    let rest = events.until_end().await;
+    assert!(
+        matches!(rest.last(), Some((_, JobEvent::Completed { .. }))),
+        "{rest:?}"
+    );
+    assert_eq!(app.job(&accepted.id).await.backend, Some(format!("b{survivor}")));
+
+    // Thawed, it still holds the job: the gateway has it dropped there.
+    fleet.sims[frozen].faults().stall(false);
+    eventually("the old backend told to drop the moved job", || async {
+        (fleet.sims[frozen].faults().requests_to("POST /interrupt") > 0).then_some(())
+    })
+    .await;
+    wait_backend(app, &format!("b{frozen}"), BackendStatus::Ready).await;
+    // Its late news of the job changes nothing.
+    let view = app.job(&accepted.id).await;
+    assert_eq!(view.status, JobStatus::Completed);
+    assert_eq!(view.backend, Some(format!("b{survivor}")));
+}
