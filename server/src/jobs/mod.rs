@@ -17,10 +17,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use app::api::{self, JobAccepted, JobEvent, JobFailure, JobStatus, JobView, Timings};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use tokio::sync::{mpsc, watch};
+use zimage_contract::{self as api, JobAccepted, JobEvent, JobFailure, JobStatus, JobView, Timings};
 
 use self::journal::{Entry, Journal};
 use self::state::{CancelRefused, Effect, Input, Phase, Transition};

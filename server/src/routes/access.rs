@@ -8,7 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::api::{PairingLink, SessionRequest, SessionStatus, paths};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
@@ -18,6 +17,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt as _;
+use zimage_contract::{PairingLink, SessionRequest, SessionStatus, paths};
 
 use super::error::{ApiError, ApiJson};
 use crate::access::headers as security;
@@ -548,7 +548,7 @@ fn sign_in_error(error: SignInError) -> ApiError {
 /// The door's own small pages, rendered here so that signing in works before (and without) the web
 /// UI's bundle. Their inline style and script carry the page's nonce.
 mod pages {
-    use app::api::PairingLink;
+    use zimage_contract::PairingLink;
 
     const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;min-height:100vh;display:grid;place-items:center;\
         background:#f6f5f2;color:#1d1d1f}main{max-width:22rem;padding:1.5rem}h1{font-size:1.3rem}\

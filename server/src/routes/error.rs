@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use app::api::{ErrorBody, ErrorDetail, MAX_BODY_BYTES};
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use zimage_contract::{ErrorBody, ErrorDetail, MAX_BODY_BYTES};
 
 use crate::access::headers::HeadTooLarge;
 use crate::access::rate::retry_after_seconds;
@@ -332,7 +332,7 @@ mod mime_type {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::api::CreateJobRequest;
+    use zimage_contract::CreateJobRequest;
 
     fn field_of(json: &str) -> (StatusCode, Option<String>) {
         let error = parse_json::<CreateJobRequest>(json.as_bytes()).err().unwrap();

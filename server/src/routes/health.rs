@@ -2,12 +2,12 @@
 //! can run the workflow, and the data folder's disk has room: 503 otherwise, the body saying why; a disk
 //! getting full is a warning before it is a 503). Both read state only; neither waits on ComfyUI.
 
-use app::api::paths;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use zimage_contract::paths;
 
 use crate::state::AppState;
 use crate::storage::DiskSpace;

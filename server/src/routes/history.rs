@@ -1,11 +1,11 @@
 //! `GET /api/history` (newest first, paged with `before`) and `DELETE /api/history/{id}`.
 
-use app::api::{self, HistoryPage};
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use zimage_contract::{self as api, HistoryPage};
 
 use super::JobIdParam;
 use super::access::Caller;

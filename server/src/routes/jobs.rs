@@ -1,11 +1,11 @@
 //! `POST /api/jobs`, `GET` and `DELETE /api/jobs/{id}`, and the job's live preview image.
 
-use app::api::{BackendState, CreateJobRequest, paths};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use zimage_contract::{BackendState, CreateJobRequest, paths};
 
 use super::JobIdParam;
 use super::access::Caller;

@@ -12,13 +12,13 @@ mod site;
 
 use std::time::Duration;
 
-use app::api::MAX_BODY_BYTES;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::middleware::from_fn_with_state;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use zimage_contract::MAX_BODY_BYTES;
 
 pub use error::ApiError;
 

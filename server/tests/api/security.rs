@@ -12,12 +12,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::api::{JobEvent, PairingLink, SessionStatus};
 use comfy_sim::Simulator;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Client, Method, StatusCode, redirect};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use zimage_contract::{JobEvent, PairingLink, SessionStatus};
 
 use crate::support::{
     PATIENCE, TestApp, eventually, quick_sim, spawn_app, spawn_app_with_args, start_gateway_with_args,

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::api::{JobAccepted, JobEvent, JobView, Readiness};
 use clap::Parser as _;
 use comfy_sim::{SimHandle, SimOptions, Simulator};
 use eventsource_stream::Eventsource as _;
@@ -19,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use zimage::config::{Cli, Command};
+use zimage_contract::{JobAccepted, JobEvent, JobView, Readiness};
 
 pub(crate) use crate::common::poll_within;
 
@@ -274,7 +274,7 @@ impl TestApp {
             let Ok(readiness) = response.json::<Readiness>().await else {
                 return Some(());
             };
-            (readiness.ready || readiness.state != app::api::BackendState::Unreachable).then_some(())
+            (readiness.ready || readiness.state != zimage_contract::BackendState::Unreachable).then_some(())
         })
         .await;
     }

@@ -1,5 +1,7 @@
-//! The HTTP contract between the studio UI and the gateway: request and response bodies, SSE payloads,
-//! route paths and limits. Defined once here; the gateway and the browser both use these types.
+//! The HTTP contract of the gateway: request and response bodies, SSE payloads, route paths and limits.
+//! Defined once here, free of any UI or web framework; the gateway, the browser UI, the command line
+//! and the benchmarks all use these types. With the `openapi` feature (the gateway's alone) every type
+//! also derives utoipa's `ToSchema`, so the OpenAPI document is generated from these very types.
 
 use serde::{Deserialize, Serialize};
 
