@@ -23,6 +23,7 @@ pub mod images;
 pub mod job_id;
 pub mod jobs;
 pub mod models;
+pub mod openai;
 pub mod readiness;
 pub mod relay;
 pub mod routes;

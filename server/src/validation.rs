@@ -12,7 +12,7 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    fn new(field: &'static str, message: impl Into<String>) -> ValidationError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> ValidationError {
         ValidationError {
             field,
             message: message.into(),

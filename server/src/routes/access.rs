@@ -186,7 +186,7 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
             return decorate(forbidden("cross_origin", message), &nonce, None);
         }
         // A body the API reads is JSON; HTML forms cannot send that, so no page can forge one.
-        if path.starts_with("/api/") && has_body(headers) && !is_json(headers) {
+        if is_api(&path) && has_body(headers) && !is_json(headers) {
             return decorate(unsupported_media_type().into_response(), &nonce, None);
         }
         // The identity is handed out with the first change a browser makes (its first job), never
@@ -374,6 +374,11 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/pkg/")
 }
 
+/// The studio's API and the OpenAI-compatible one: programs, answered in JSON, never sent to a page.
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/v1/")
+}
+
 /// The answer to someone who must sign in first: a page visit goes to the sign-in page, an API call
 /// gets 401.
 fn sign_in_first(
@@ -383,8 +388,7 @@ fn sign_in_first(
     headers: &HeaderMap,
     has_session: bool,
 ) -> Response {
-    let is_page =
-        matches!(*method, Method::GET | Method::HEAD) && !path.starts_with("/api/") && path != paths::READYZ;
+    let is_page = matches!(*method, Method::GET | Method::HEAD) && !is_api(path) && path != paths::READYZ;
     if !is_page {
         let error = ApiError::Unauthorized {
             code: "sign_in_required",

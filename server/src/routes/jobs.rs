@@ -28,6 +28,20 @@ async fn create(
     ApiJson(request): ApiJson<CreateJobRequest>,
 ) -> Result<Response, ApiError> {
     let params = GenerationParams::try_from(request)?;
+    admit(&state, &caller, 1)?;
+    let accepted = state.jobs.submit(params, caller.requester.client).await?;
+    let location = paths::job(&accepted.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(accepted),
+    )
+        .into_response())
+}
+
+/// Whether `count` new jobs of `caller` may start now: ComfyUI can take them, the disk has room, and
+/// the caller is within its rate. Shared by `POST /api/jobs` and `POST /v1/images/generations`.
+pub(super) fn admit(state: &AppState, caller: &Caller, count: u32) -> Result<(), ApiError> {
     // A job is accepted only while ComfyUI can take it: a missing model is not something waiting in
     // line would fix, and the person learns it now rather than at the job's deadline. (Jobs accepted
     // before ComfyUI went away wait for it.)
@@ -50,20 +64,22 @@ async fn create(
     }
     state
         .access
-        .admit_job(caller.address)
-        .map_err(|retry_after| ApiError::TooManyRequests {
-            code: "too_many_jobs",
-            message: "This device is starting jobs faster than the studio allows; wait a moment.".to_owned(),
-            retry_after,
-        })?;
-    let accepted = state.jobs.submit(params, caller.requester.client).await?;
-    let location = paths::job(&accepted.id);
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        Json(accepted),
-    )
-        .into_response())
+        .admit_jobs(caller.address, count)
+        .map_err(|wait| match wait {
+            Some(retry_after) => ApiError::TooManyRequests {
+                code: "too_many_jobs",
+                message: "This device is starting jobs faster than the studio allows; wait a moment."
+                    .to_owned(),
+                retry_after,
+            },
+            None => ApiError::BadRequest {
+                code: "too_many_jobs",
+                message: format!(
+                    "This studio starts fewer than {count} jobs at once for one device; ask for fewer images."
+                ),
+                field: Some("n".to_owned()),
+            },
+        })
 }
 
 async fn show(State(state): State<AppState>, JobIdParam(id): JobIdParam) -> Result<Response, ApiError> {
