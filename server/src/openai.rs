@@ -2,6 +2,8 @@
 //! (one [`GenerationParams`] per image, seeds consecutive), and [`generate`] runs the plan as jobs of the
 //! engine, waits for their images and cancels every one of them if the wait is abandoned.
 
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use futures_util::StreamExt as _;
 use zimage_contract::openai::{self, ImagesRequest, ResponseFormat};
 use zimage_contract::{self as api, CreateJobRequest, JobEvent};
@@ -161,24 +163,37 @@ pub async fn generate(
     let mut batch = Batch {
         jobs: jobs.clone(),
         requester,
-        ids: Vec::with_capacity(plan.images.len()),
-        collected: false,
+        claim: Arc::new(Mutex::new(Claim::default())),
     };
-    let mut made = Vec::with_capacity(plan.images.len());
-    for params in &plan.images {
-        let accepted = jobs.submit(params.clone(), requester.client).await?;
-        let id: JobId = accepted
-            .id
-            .parse()
-            .map_err(|_| JobError::Journal(std::io::Error::other("the engine gave an unparsable job id")))?;
-        batch.ids.push(id);
-        made.push(Made {
-            id,
-            seed: accepted.seed,
-        });
-    }
+    // In a task of its own, so that a job the engine accepts after the client hung up is still
+    // claimed by the batch, and so cancelled: the claim's lock orders the two.
+    let submitting = {
+        let (jobs, claim) = (jobs.clone(), Arc::clone(&batch.claim));
+        let images = plan.images.clone();
+        tokio::spawn(async move {
+            let mut made = Vec::with_capacity(images.len());
+            for params in images {
+                let accepted = jobs.submit(params, requester.client).await?;
+                let id: JobId = accepted.id.parse().map_err(|_| {
+                    JobError::Journal(std::io::Error::other("the engine gave an unparsable job id"))
+                })?;
+                if !lock(&claim).take(id) {
+                    cancel(&jobs, id, requester);
+                    return Err(GenerateError::Restarting);
+                }
+                made.push(Made {
+                    id,
+                    seed: accepted.seed,
+                });
+            }
+            Ok(made)
+        })
+    };
+    let made = submitting
+        .await
+        .map_err(|error| JobError::Journal(std::io::Error::other(error)))??;
     futures_util::future::try_join_all(made.iter().map(|made| finished(jobs, made.id))).await?;
-    batch.collected = true;
+    batch.collected();
     Ok(made)
 }
 
@@ -207,25 +222,62 @@ async fn finished(jobs: &Jobs, id: JobId) -> Result<(), GenerateError> {
     Err(GenerateError::Restarting)
 }
 
+/// The jobs of one request, as far as they were accepted.
+#[derive(Debug, Default)]
+struct Claim {
+    ids: Vec<JobId>,
+    /// The request was dropped before its images were collected: later jobs are cancelled at once.
+    abandoned: bool,
+}
+
+impl Claim {
+    /// Records an accepted job; false when the request was abandoned meanwhile.
+    fn take(&mut self, id: JobId) -> bool {
+        if self.abandoned {
+            return false;
+        }
+        self.ids.push(id);
+        true
+    }
+}
+
+fn lock(claim: &Mutex<Claim>) -> MutexGuard<'_, Claim> {
+    // A claim is a list and a flag, consistent after every update.
+    claim.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn cancel(jobs: &Jobs, id: JobId, requester: Requester) {
+    // A job that already ended refuses, which is just as good.
+    match jobs.cancel(id, requester) {
+        Ok(_) => tracing::info!(%id, "job cancelled: its OpenAI-compatible request was abandoned"),
+        Err(error) => tracing::debug!(%id, %error, "abandoned job not cancelled"),
+    }
+}
+
 /// The jobs of one request; those not collected when it is dropped are cancelled.
 struct Batch {
     jobs: Jobs,
     requester: Requester,
-    ids: Vec<JobId>,
-    collected: bool,
+    claim: Arc<Mutex<Claim>>,
+}
+
+impl Batch {
+    /// Every image exists: nothing is left to cancel.
+    fn collected(&mut self) {
+        lock(&self.claim).ids.clear();
+    }
 }
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        if self.collected {
-            return;
-        }
-        for &id in &self.ids {
-            // A job that already ended refuses, which is just as good.
-            match self.jobs.cancel(id, self.requester) {
-                Ok(_) => tracing::info!(%id, "job cancelled: its OpenAI-compatible request was abandoned"),
-                Err(error) => tracing::debug!(%id, %error, "abandoned job not cancelled"),
-            }
+        let ids = {
+            let mut claim = lock(&self.claim);
+            claim.abandoned = true;
+            std::mem::take(&mut claim.ids)
+        };
+        // The last first: the ones still waiting leave the line before the one at ComfyUI frees it.
+        for id in ids.into_iter().rev() {
+            cancel(&self.jobs, id, self.requester);
         }
     }
 }
