@@ -30,6 +30,8 @@ pub const MAX_HISTORY_LIMIT: usize = 100;
 pub mod paths {
     pub const JOBS: &str = "/api/jobs";
     pub const HISTORY: &str = "/api/history";
+    /// The OpenAPI 3.1 document of `/api` and `/v1`.
+    pub const OPENAPI: &str = "/api/openapi.json";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
 
@@ -403,7 +405,9 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+    /// The request field at fault, or null.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub field: Option<String>,
 }
 

@@ -171,8 +171,10 @@ pub struct OpenAiError {
     #[serde(rename = "type")]
     pub kind: OpenAiErrorType,
     /// The request field at fault, if one is (`prompt`, `n`, `size`, `model`, `seed`...).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub param: Option<String>,
     /// The studio's stable code for programs (the same as the studio API's `error.code`).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub code: Option<String>,
 }
 

@@ -17,7 +17,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt as _;
-use zimage_contract::{PairingLink, SessionRequest, SessionStatus, paths};
+use zimage_contract::{ErrorBody, PairingLink, SessionRequest, SessionStatus, paths};
 
 use super::error::{ApiError, ApiJson};
 use crate::access::headers as security;
@@ -231,14 +231,25 @@ pub(super) async fn limit_streams(
     Response::from_parts(parts, Body::from_stream(body))
 }
 
-async fn session_status(State(state): State<AppState>, caller: Caller) -> Json<SessionStatus> {
+#[utoipa::path(get, path = "/api/session", tag = "access",
+    responses((status = 200, description = "Whether a secret is required and this client is signed in.", body = SessionStatus)))]
+pub(super) async fn session_status(State(state): State<AppState>, caller: Caller) -> Json<SessionStatus> {
     Json(SessionStatus {
         secret_required: state.access.secret_required(),
         signed_in: caller.requester.signed_in,
     })
 }
 
-async fn sign_in(
+#[utoipa::path(post, path = "/api/session", tag = "access", request_body = SessionRequest,
+    responses(
+        (status = 200, description = "Signed in: the session cookie is set.", body = SessionStatus),
+        (status = 400, description = "Not JSON (`malformed_json`, `unsupported_media_type`).", body = ErrorBody),
+        (status = 401, description = "Not the secret (`wrong_secret`).", body = ErrorBody),
+        (status = 409, description = "The studio has no secret (`conflict`).", body = ErrorBody),
+        (status = 413, description = "The body is too large (`body_too_large`).", body = ErrorBody),
+        (status = 422, description = "A field is missing or unknown (`invalid_field`).", body = ErrorBody),
+    ))]
+pub(super) async fn sign_in(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(request): ApiJson<SessionRequest>,
@@ -254,7 +265,9 @@ async fn sign_in(
     Ok(with_session_cookie(Json(status).into_response(), &token))
 }
 
-async fn sign_out(State(state): State<AppState>) -> Response {
+#[utoipa::path(delete, path = "/api/session", tag = "access",
+    responses((status = 200, description = "Signed out: the session cookie is cleared.", body = SessionStatus)))]
+pub(super) async fn sign_out(State(state): State<AppState>) -> Response {
     let status = SessionStatus {
         secret_required: state.access.secret_required(),
         signed_in: false,
@@ -264,7 +277,15 @@ async fn sign_out(State(state): State<AppState>) -> Response {
     response
 }
 
-async fn create_pairing(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/pairings", tag = "access",
+    responses(
+        (status = 201, description = "A one-time link that signs a phone in, and its QR code.", body = PairingLink),
+        (status = 400, description = "A body that is not JSON (`unsupported_media_type`).", body = ErrorBody),
+    ))]
+pub(super) async fn create_pairing(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let link = pairing_link(&state, &headers)?;
     Ok((
         StatusCode::CREATED,
@@ -365,12 +386,15 @@ fn is_health_probe(method: &Method, path: &str) -> bool {
     matches!(*method, Method::GET | Method::HEAD) && matches!(path, paths::HEALTHZ | paths::READYZ)
 }
 
-/// Paths that work without signing in: health, the door's own pages and routes, and the static bundle
+/// Paths that work without signing in: health, the door's own pages and routes, the API's description,
+/// and the static bundle
 /// (it holds no data; the manifest and icons are fetched without cookies when a phone adds the studio
 /// to its home screen).
 fn is_public(path: &str) -> bool {
-    matches!(path, paths::HEALTHZ | paths::SESSION | paths::SIGN_IN_PAGE)
-        || path.starts_with("/pair/")
+    matches!(
+        path,
+        paths::HEALTHZ | paths::SESSION | paths::SIGN_IN_PAGE | paths::OPENAPI
+    ) || path.starts_with("/pair/")
         || path.starts_with("/pkg/")
 }
 

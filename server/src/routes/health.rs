@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use zimage_contract::paths;
+use zimage_contract::{Readiness, paths};
 
 use crate::state::AppState;
 use crate::storage::DiskSpace;
@@ -19,11 +19,18 @@ pub(super) fn router() -> Router<AppState> {
         .route(paths::READYZ, get(readyz))
 }
 
-async fn healthz() -> &'static str {
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process answers.", content_type = "text/plain", body = String, example = "ok")))]
+pub(super) async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready: jobs are accepted.", body = Readiness),
+        (status = 503, description = "Not ready; `message` says why.", body = Readiness),
+    ))]
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let mut readiness = state.readiness.borrow().clone();
     // The disk is the other half of being ready: a job that cannot be saved is no use.
     let disk = DiskSpace::of(state.images.dir());

@@ -9,6 +9,7 @@ mod history;
 mod images;
 mod jobs;
 mod openai;
+mod openapi;
 mod site;
 
 use std::time::Duration;
@@ -22,6 +23,7 @@ use tower_http::trace::TraceLayer;
 use zimage_contract::MAX_BODY_BYTES;
 
 pub use error::ApiError;
+pub use openapi::{ApiDoc, OPENAPI_PATH, document_json};
 
 use crate::job_id::JobId;
 use crate::state::AppState;
@@ -40,6 +42,7 @@ pub fn router(state: AppState, site_root: &std::path::Path) -> Router {
         .merge(health::router())
         .merge(access::router())
         .merge(openai::router())
+        .merge(openapi::router())
         .with_state(state.clone());
     // Answered when its images exist, however long the line: added after the timeout layer, which
     // then does not wrap it.

@@ -11,7 +11,8 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use zimage_contract::openai::{
-    self, ImageData, ImagesRequest, ImagesResponse, ListObject, Model, ModelList, ModelObject, ResponseFormat,
+    self, ImageData, ImagesRequest, ImagesResponse, ListObject, Model, ModelList, ModelObject,
+    OpenAiErrorBody, ResponseFormat,
 };
 use zimage_contract::paths;
 
@@ -40,6 +41,8 @@ pub(super) fn waiting_router() -> Router<AppState> {
     Router::new().route(openai::paths::IMAGES_GENERATIONS, post(generations))
 }
 
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, description = "The model the studio offers.", body = ModelList)))]
 pub(super) async fn models() -> Json<ModelList> {
     Json(ModelList {
         object: ListObject::List,
@@ -56,6 +59,18 @@ async fn unknown() -> ApiError {
     ApiError::NotFound("There is no such route of the OpenAI-compatible API.")
 }
 
+#[utoipa::path(post, path = "/v1/images/generations", tag = "openai", request_body = ImagesRequest,
+    responses(
+        (status = 200, description = "Answered once every image exists (no request timeout). Each image is a job of the studio's and lands in its history. A client that hangs up first cancels its jobs.", body = ImagesResponse),
+        (status = 400, description = "A parameter broke a rule; `param` names it (`invalid_field`, `too_many_jobs` for `n` above the rate's burst), or the body is not JSON.", body = OpenAiErrorBody),
+        (status = 409, description = "A job was cancelled from the studio's page (`cancelled`).", body = OpenAiErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (`body_too_large`).", body = OpenAiErrorBody),
+        (status = 429, description = "This device starts jobs too fast (`too_many_jobs`) or the line is full (`queue_full`).",
+            body = OpenAiErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 500, description = "A generation failed (`generation_failed`), answered with `x-should-retry: false`; or the studio's own fault (`internal`).", body = OpenAiErrorBody),
+        (status = 503, description = "No backend is ready (`comfyui_unreachable`, `comfyui_not_ready`), or the studio is restarting (`restarting`).", body = OpenAiErrorBody),
+        (status = 507, description = "The disk holding the images is full (`disk_full`).", body = OpenAiErrorBody),
+    ))]
 pub(super) async fn generations(
     State(state): State<AppState>,
     caller: Caller,

@@ -16,7 +16,8 @@ use zimage_contract::openai::{ImagesResponse, ModelList};
 use zimage_contract::{HistoryPage, JobStatus};
 
 use crate::support::{
-    TestApp, eventually, fetch_image, quick_sim, spawn_app, spawn_app_with, spawn_app_with_args,
+    TestApp, check_documented, eventually, fetch_image, is_json, quick_sim, spawn_app, spawn_app_with,
+    spawn_app_with_args,
 };
 
 const SECRET: &str = "correct horse battery staple";
@@ -37,14 +38,18 @@ async fn generate(app: &TestApp, key: &str, body: &Value) -> (StatusCode, Header
         .send()
         .await
         .unwrap();
-    read(response).await
+    read("post", response).await
 }
 
-async fn read(response: reqwest::Response) -> (StatusCode, HeaderMap, Value) {
+/// Status, headers and JSON body of an answer, checked against the OpenAPI document.
+async fn read(method: &str, response: reqwest::Response) -> (StatusCode, HeaderMap, Value) {
     let status = response.status();
     let headers = response.headers().clone();
+    let path = response.url().path().to_owned();
     let text = response.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    assert!(is_json(&headers), "{status} {path} is not labelled JSON");
+    check_documented(method, &path, status.as_u16(), Some(&body));
     (status, headers, body)
 }
 
@@ -159,6 +164,7 @@ async fn openai_sizes_are_made_at_their_aspect_with_the_longer_side_1024() {
 async fn the_model_list_names_z_image_turbo() {
     let app = spawn_app().await;
     let (status, _, body) = read(
+        "get",
         sdk()
             .get(app.url("/v1/models"))
             .bearer_auth("sk-x")
@@ -218,7 +224,7 @@ async fn refusals_are_openai_errors_naming_the_parameter() {
         .send()
         .await
         .unwrap();
-    let (status, _, answer) = read(response).await;
+    let (status, _, answer) = read("post", response).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(openai_error(&answer).1, None);
     assert!(app.sim.faults().prompts_received().is_empty());
@@ -227,10 +233,10 @@ async fn refusals_are_openai_errors_naming_the_parameter() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_in_openais_shape_too() {
     let app = spawn_app().await;
-    let (status, _, body) = read(sdk().get(app.url("/v1/embeddings")).send().await.unwrap()).await;
+    let (status, _, body) = read("get", sdk().get(app.url("/v1/embeddings")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(openai_error(&body).0, "invalid_request_error");
-    let (status, _, body) = read(sdk().get(app.url(GENERATIONS)).send().await.unwrap()).await;
+    let (status, _, body) = read("get", sdk().get(app.url(GENERATIONS)).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     openai_error(&body);
 }
@@ -243,6 +249,7 @@ async fn with_a_secret_the_key_is_the_secret() {
 
     // No key: 401 (an API, so never the sign-in page), in OpenAI's shape, for both routes.
     let (status, headers, body) = read(
+        "post",
         sdk()
             .post(app.url(GENERATIONS))
             .json(&small)
@@ -254,7 +261,7 @@ async fn with_a_secret_the_key_is_the_secret() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(headers.contains_key("www-authenticate"));
     assert_eq!(openai_error(&body).0, "authentication_error");
-    let (status, _, body) = read(sdk().get(app.url("/v1/models")).send().await.unwrap()).await;
+    let (status, _, body) = read("get", sdk().get(app.url("/v1/models")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     openai_error(&body);
 
@@ -376,4 +383,47 @@ async fn a_client_that_hangs_up_cancels_its_jobs() {
     let page = history(&app).await;
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].prompt, "after");
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_to_anyone_on_the_allowed_networks() {
+    let password = format!("--password={SECRET}");
+    let app = spawn_app_with_args(&[&password]).await;
+    let (status, _, body) = read(
+        "get",
+        sdk().get(app.url("/api/openapi.json")).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, *crate::support::OPENAPI);
+    assert!(body["paths"]["/v1/images/generations"]["post"].is_object());
+}
+
+#[test]
+fn the_document_check_refuses_an_answer_that_breaks_the_document() {
+    let wrong_type = std::panic::catch_unwind(|| {
+        check_documented(
+            "post",
+            GENERATIONS,
+            200,
+            Some(&json!({"created": "yesterday", "data": []})),
+        );
+    });
+    assert!(wrong_type.is_err());
+    let undocumented_status = std::panic::catch_unwind(|| check_documented("get", "/v1/models", 418, None));
+    assert!(undocumented_status.is_err());
+    let bad_event = std::panic::catch_unwind(|| {
+        crate::support::check_schema(
+            &json!({"$ref": "#/components/schemas/JobEvent"}),
+            &json!({"event": "progress", "data": {"step": "three"}}),
+            "an SSE event",
+        );
+    });
+    assert!(bad_event.is_err());
+    check_documented(
+        "get",
+        "/v1/models",
+        200,
+        Some(&json!({"object": "list", "data": []})),
+    );
 }
