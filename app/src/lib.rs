@@ -1,11 +1,11 @@
 //! The studio's user interface, compiled twice: with `ssr` inside the gateway, with `hydrate` for the
 //! browser (the `hydrate` crate, which Trunk builds, is the bundle's entry point).
 //!
-//! [`api`] is the wire contract between this UI and the gateway; both sides use the same types.
+//! [`api`] is the wire contract (the `zimage-contract` crate) shared with the gateway.
 //! The UI's decisions live in plain, unit-tested types ([`form`], [`job`], [`history`], [`backend`]);
 //! [`studio`] wires them to signals and the gateway, and the components only render.
 
-pub mod api;
+pub use zimage_contract as api;
 pub mod app;
 pub mod backend;
 pub mod browser;

@@ -134,8 +134,8 @@ async fn wait_all_ready(gateway: &Gateway, count: usize) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let list: app::api::BackendList = http
-            .get(gateway.url(app::api::paths::BACKENDS))
+        let list: zimage_contract::BackendList = http
+            .get(gateway.url(zimage_contract::paths::BACKENDS))
             .send()
             .await?
             .json()
@@ -143,7 +143,7 @@ async fn wait_all_ready(gateway: &Gateway, count: usize) -> anyhow::Result<()> {
         let ready = list
             .backends
             .iter()
-            .filter(|backend| backend.state == app::api::BackendStatus::Ready)
+            .filter(|backend| backend.state == zimage_contract::BackendStatus::Ready)
             .count();
         if ready == count {
             return Ok(());

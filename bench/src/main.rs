@@ -465,19 +465,23 @@ async fn measure_load(
     );
     let history_path = format!(
         "{}?limit={}",
-        app::api::paths::HISTORY,
-        app::api::DEFAULT_HISTORY_LIMIT
+        zimage_contract::paths::HISTORY,
+        zimage_contract::DEFAULT_HISTORY_LIMIT
     );
     let history = client.get_bytes(&history_path).await?;
-    let page: app::api::HistoryPage = serde_json::from_slice(&history)?;
+    let page: zimage_contract::HistoryPage = serde_json::from_slice(&history)?;
     let newest = page.items.first().context("the history is empty")?;
-    let job_path = app::api::paths::job(&newest.id);
+    let job_path = zimage_contract::paths::job(&newest.id);
     let job = client.get_bytes(&job_path).await?;
     let static_path = load::write_static_copy(site_root, "history-page.json", &history)?;
-    let healthz = client.get_bytes(app::api::paths::HEALTHZ).await?;
+    let healthz = client.get_bytes(zimage_contract::paths::HEALTHZ).await?;
     let endpoints = [
         ("static", static_path, history.len()),
-        ("healthz", app::api::paths::HEALTHZ.to_owned(), healthz.len()),
+        (
+            "healthz",
+            zimage_contract::paths::HEALTHZ.to_owned(),
+            healthz.len(),
+        ),
         ("job status", job_path, job.len()),
         ("history page", history_path, history.len()),
     ];

@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use app::api::{CreateJobRequest, JobAccepted, JobEvent};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use zimage_contract::{CreateJobRequest, JobAccepted, JobEvent};
 
 use crate::sse::SseStream;
 use crate::stats::{Summary, median};
@@ -251,7 +251,7 @@ impl GatewayClient {
         let started = Instant::now();
         let id = self.submit(seed).await?.id;
         let accepted = Instant::now();
-        let mut events = SseStream::open(self.addr, &app::api::paths::job_events(&id)).await?;
+        let mut events = SseStream::open(self.addr, &zimage_contract::paths::job_events(&id)).await?;
         let mut read_at = Instant::now();
         let (image_url, thumbnail_url) = loop {
             let event = tokio::time::timeout(Duration::from_secs(60), events.next(&mut read_at))

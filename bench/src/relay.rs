@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use app::api::JobEvent;
 use comfy_sim::Faults;
 use futures_util::StreamExt as _;
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
+use zimage_contract::JobEvent;
 
 use crate::gateway::Gateway;
 use crate::overhead::GatewayClient;
@@ -71,7 +71,7 @@ pub(crate) async fn measure(
     let rss_idle_kib = gateway.rss_kib().unwrap_or(0);
     let mut rss_watching_kib = 0;
     let mut latencies = Vec::with_capacity(watchers * jobs * 8);
-    let mut by_step: Vec<Vec<f64>> = vec![Vec::new(); app::api::STEPS as usize];
+    let mut by_step: Vec<Vec<f64>> = vec![Vec::new(); zimage_contract::STEPS as usize];
     let mut missing_events = 0;
     faults.set_step_ms(step_ms);
     for _ in 0..jobs {
@@ -81,7 +81,7 @@ pub(crate) async fn measure(
         let opening = Arc::new(Semaphore::new(OPENING_AT_ONCE));
         let mut tasks = Vec::with_capacity(watchers);
         for _ in 0..watchers {
-            let path = app::api::paths::job_events(&accepted.id);
+            let path = zimage_contract::paths::job_events(&accepted.id);
             let opening = Arc::clone(&opening);
             let ready = ready_sender.clone();
             tasks.push(tokio::spawn(watch(gateway.addr, path, opening, ready)));
@@ -101,7 +101,7 @@ pub(crate) async fn measure(
             .context("the job hung")?
         {
             let watched = result??;
-            missing_events += (app::api::STEPS as usize).saturating_sub(watched.progress.len());
+            missing_events += (zimage_contract::STEPS as usize).saturating_sub(watched.progress.len());
             for (step, read_at) in watched.progress {
                 let sent = clock
                     .sent_at(&accepted.id, step)

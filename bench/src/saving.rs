@@ -154,7 +154,7 @@ fn record(id: JobId, side: u32) -> HistoryRecord {
         seed: 42,
         width: side,
         height: side,
-        timings: app::api::Timings {
+        timings: zimage_contract::Timings {
             queued_at: 1,
             started_at: Some(2),
             finished_at: Some(3_000),

@@ -202,7 +202,7 @@ pub struct RunReport {
 pub struct BenchReport {
     pub comfyui: String,
     pub comfyui_version: Option<String>,
-    pub device: Option<app::api::DeviceInfo>,
+    pub device: Option<zimage_contract::DeviceInfo>,
     pub vram_free_after_bytes: Option<u64>,
     pub models: BTreeMap<&'static str, String>,
     pub width: u32,
@@ -259,7 +259,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
         let prompt = format!("{} (benchmark {nonce} run {})", config.prompt, index + 1);
         let graph = workflow.fill(
             &prompt,
-            rand::random::<u64>() % app::api::MAX_SEED,
+            rand::random::<u64>() % zimage_contract::MAX_SEED,
             config.width,
             config.height,
         );
@@ -306,7 +306,7 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
         ]),
         width: config.width,
         height: config.height,
-        steps: app::api::STEPS,
+        steps: zimage_contract::STEPS,
         unloaded_first,
         cold_ms: runs.first().map(|run| run.stages_ms.clone()).unwrap_or_default(),
         warm_median_ms: warm_medians(&runs),
@@ -462,7 +462,7 @@ fn gib(bytes: u64) -> String {
 fn describe_backend(
     config: &BenchConfig,
     version: &Option<String>,
-    device: Option<&app::api::DeviceInfo>,
+    device: Option<&zimage_contract::DeviceInfo>,
 ) -> String {
     let version = version.as_deref().unwrap_or("(version unknown)");
     // The usual cause of minutes-long images: the container does not see the GPU.
@@ -490,7 +490,7 @@ fn describe_backend(
         config.workflow.vae,
         config.width,
         config.height,
-        app::api::STEPS,
+        zimage_contract::STEPS,
         config.runs
     )
 }

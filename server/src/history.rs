@@ -8,8 +8,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use app::api::{self, HistoryItem, Timings};
 use serde::{Deserialize, Serialize};
+use zimage_contract::{self as api, HistoryItem, Timings};
 
 use crate::access::identity::ClientId;
 use crate::atomic_file;

@@ -23,6 +23,7 @@ pub mod images;
 pub mod job_id;
 pub mod jobs;
 pub mod models;
+pub mod openai;
 pub mod readiness;
 pub mod relay;
 pub mod routes;
@@ -159,7 +160,7 @@ pub async fn serve_tuned(
         });
     }
     drop(events_sender);
-    let each: Vec<(String, tokio::sync::watch::Receiver<app::api::Readiness>)> = backends
+    let each: Vec<(String, tokio::sync::watch::Receiver<zimage_contract::Readiness>)> = backends
         .iter()
         .map(|backend| (backend.name.clone(), backend.readiness.clone()))
         .collect();

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use app::api::{BackendState, BackendStatus, BackendView, Readiness};
 use tokio::sync::watch;
+use zimage_contract::{BackendState, BackendStatus, BackendView, Readiness};
 
 use crate::comfy::Link;
 use crate::comfy::client::{ComfyClient, Probe};

@@ -7,9 +7,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use app::api::JobEvent;
 use futures_util::Stream;
 use tokio::sync::broadcast;
+use zimage_contract::JobEvent;
 
 /// How many events a watcher may fall behind before it re-reads the log.
 const CHANNEL_CAPACITY: usize = 64;

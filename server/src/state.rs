@@ -1,8 +1,8 @@
 //! The state every request handler shares: handles to the jobs, the history, the images and the
 //! latest readiness. Built once in [`crate::serve`]; cloning is cheap.
 
-use app::api::Readiness;
 use tokio::sync::watch;
+use zimage_contract::Readiness;
 
 use crate::access::Access;
 use crate::history::History;

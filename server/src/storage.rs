@@ -446,7 +446,7 @@ mod disk_space_tests {
 mod tests {
     use std::path::PathBuf;
 
-    use app::api::Timings;
+    use zimage_contract::Timings;
 
     use super::*;
     use crate::images::LOST_AND_FOUND;

@@ -1,7 +1,7 @@
 //! Parse, don't validate: a [`CreateJobRequest`] from the wire becomes [`GenerationParams`], whose
 //! newtypes can only hold values the studio accepts. Every refusal names the request field.
 
-use app::api::{self, CreateJobRequest};
+use zimage_contract::{self as api, CreateJobRequest};
 
 /// A request field broke a rule. `field` is the JSON name, so the UI can point at the control.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,7 +12,7 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    fn new(field: &'static str, message: impl Into<String>) -> ValidationError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> ValidationError {
         ValidationError {
             field,
             message: message.into(),
@@ -176,8 +176,8 @@ impl TryFrom<CreateJobRequest> for GenerationParams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::api::AspectRatio;
     use proptest::prelude::*;
+    use zimage_contract::AspectRatio;
 
     fn request(prompt: &str) -> CreateJobRequest {
         CreateJobRequest {

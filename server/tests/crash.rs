@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use app::api::{HistoryPage, JobAccepted, JobStatus, JobView};
 use comfy_sim::{SimHandle, SimOptions, Simulator};
 use eventsource_stream::Eventsource as _;
 use futures_util::{Stream, StreamExt as _};
 use rustix::process::{Pid, Signal, kill_process};
+use zimage_contract::{HistoryPage, JobAccepted, JobStatus, JobView};
 
 use crate::common::poll_within;
 use serde_json::{Value, json};

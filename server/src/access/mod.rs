@@ -306,6 +306,11 @@ impl Access {
         self.inner.job_rate.try_take(ClientKey::of(address))
     }
 
+    /// Admits `count` jobs of `address` at once, or none (see [`RateLimiter::try_take_n`]).
+    pub fn admit_jobs(&self, address: IpAddr, count: u32) -> Result<(), Option<Duration>> {
+        self.inner.job_rate.try_take_n(ClientKey::of(address), count)
+    }
+
     /// A place for one more event stream of `address`, unless it holds its limit.
     pub fn open_stream(&self, address: IpAddr) -> Option<StreamPermit> {
         self.inner.streams.try_open(address)

@@ -177,6 +177,22 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         self.ask(Probe { key, record: true })
     }
 
+    /// Takes `count` tokens for `key` at once, or none. `Err(Some(wait))`: they are there after
+    /// `wait`; `Err(None)`: `count` is more than the burst, so they never are at once.
+    pub fn try_take_n(&self, key: K, count: u32) -> Result<(), Option<Duration>> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        let Some(count) = NonZeroU32::new(count) else {
+            return Ok(());
+        };
+        match limiter.check_key_n(&Probe { key, record: true }, count) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(Some(not_until.wait_time_from(self.clock.now()))),
+            Err(_) => Err(None),
+        }
+    }
+
     /// Whether a token is there for `key`, without taking it.
     pub fn check(&self, key: K) -> Result<(), Duration> {
         self.ask(Probe { key, record: false })
@@ -240,6 +256,19 @@ mod tests {
             assert_eq!(limiter.try_take(ip(1)), Ok(()));
         }
         assert!(limiter.try_take(ip(1)).is_err());
+    }
+
+    #[test]
+    fn several_tokens_are_taken_all_at_once_or_not_at_all() {
+        let clock = DoorClock::manual();
+        let limiter = RateLimiter::new(Rate::per_minute(3), &clock);
+        assert_eq!(limiter.try_take_n(ip(1), 2), Ok(()));
+        // One token left: two are refused, and the one is still there afterwards.
+        assert_eq!(limiter.try_take_n(ip(1), 2), Err(Some(Duration::from_secs(20))));
+        assert_eq!(limiter.try_take(ip(1)), Ok(()));
+        // More than the burst never fits.
+        assert_eq!(limiter.try_take_n(ip(2), 4), Err(None));
+        assert_eq!(limiter.try_take_n(ip(2), 3), Ok(()));
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub struct Probe {
     /// Anything else ComfyUI would refuse (options not offered, numbers out of range), in words.
     pub other_problems: Vec<String>,
     /// The device ComfyUI computes on (the first of `/system_stats`), with its VRAM in bytes.
-    pub device: Option<app::api::DeviceInfo>,
+    pub device: Option<zimage_contract::DeviceInfo>,
     /// ComfyUI's release, e.g. `0.8.0`.
     pub comfyui_version: Option<String>,
 }

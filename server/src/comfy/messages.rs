@@ -763,8 +763,8 @@ impl SystemStats {
     }
 
     /// The first device: the one ComfyUI computes on.
-    pub(super) fn device(&self) -> Option<app::api::DeviceInfo> {
-        self.devices.first().map(|device| app::api::DeviceInfo {
+    pub(super) fn device(&self) -> Option<zimage_contract::DeviceInfo> {
+        self.devices.first().map(|device| zimage_contract::DeviceInfo {
             name: device.name.clone(),
             kind: device.kind.clone(),
             // Bytes; floats because some releases report them as such. `as` saturates.

@@ -19,12 +19,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use app::api::{
-    self, BackendView, JobAccepted, JobEvent, JobFailure, JobStatus, JobView, Readiness, Timings,
-};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use tokio::sync::{mpsc, watch};
+use zimage_contract::{
+    self as api, BackendView, JobAccepted, JobEvent, JobFailure, JobStatus, JobView, Readiness, Timings,
+};
 
 use self::journal::{Entry, Journal};
 use self::schedule::{Candidate, FairShare};

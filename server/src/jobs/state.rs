@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use app::api::{JobEvent, JobFailure, JobStatus};
+use zimage_contract::{JobEvent, JobFailure, JobStatus};
 
 use crate::comfy::{OutputImage, RemoteState};
 use crate::history::HistoryRecord;
@@ -171,7 +171,7 @@ impl Phase {
     pub fn step(&self) -> u32 {
         match self {
             Phase::Running { step, .. } => *step,
-            Phase::Saving | Phase::Completed { .. } => app::api::STEPS,
+            Phase::Saving | Phase::Completed { .. } => zimage_contract::STEPS,
             _ => 0,
         }
     }
@@ -553,7 +553,7 @@ mod tests {
             seed: 1,
             width: 512,
             height: 512,
-            timings: app::api::Timings::default(),
+            timings: zimage_contract::Timings::default(),
             elapsed_ms: 900,
             backend: None,
         }

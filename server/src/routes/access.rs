@@ -8,7 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::api::{PairingLink, SessionRequest, SessionStatus, paths};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
@@ -18,6 +17,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt as _;
+use zimage_contract::{ErrorBody, PairingLink, SessionRequest, SessionStatus, paths};
 
 use super::error::{ApiError, ApiJson};
 use crate::access::headers as security;
@@ -186,7 +186,7 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
             return decorate(forbidden("cross_origin", message), &nonce, None);
         }
         // A body the API reads is JSON; HTML forms cannot send that, so no page can forge one.
-        if path.starts_with("/api/") && has_body(headers) && !is_json(headers) {
+        if is_api(&path) && has_body(headers) && !is_json(headers) {
             return decorate(unsupported_media_type().into_response(), &nonce, None);
         }
         // The identity is handed out with the first change a browser makes (its first job), never
@@ -231,14 +231,25 @@ pub(super) async fn limit_streams(
     Response::from_parts(parts, Body::from_stream(body))
 }
 
-async fn session_status(State(state): State<AppState>, caller: Caller) -> Json<SessionStatus> {
+#[utoipa::path(get, path = "/api/session", tag = "access",
+    responses((status = 200, description = "Whether a secret is required and this client is signed in.", body = SessionStatus)))]
+pub(super) async fn session_status(State(state): State<AppState>, caller: Caller) -> Json<SessionStatus> {
     Json(SessionStatus {
         secret_required: state.access.secret_required(),
         signed_in: caller.requester.signed_in,
     })
 }
 
-async fn sign_in(
+#[utoipa::path(post, path = "/api/session", tag = "access", request_body = SessionRequest,
+    responses(
+        (status = 200, description = "Signed in: the session cookie is set.", body = SessionStatus),
+        (status = 400, description = "Not JSON (`malformed_json`, `unsupported_media_type`).", body = ErrorBody),
+        (status = 401, description = "Not the secret (`wrong_secret`).", body = ErrorBody),
+        (status = 409, description = "The studio has no secret (`conflict`).", body = ErrorBody),
+        (status = 413, description = "The body is too large (`body_too_large`).", body = ErrorBody),
+        (status = 422, description = "A field is missing or unknown (`invalid_field`).", body = ErrorBody),
+    ))]
+pub(super) async fn sign_in(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(request): ApiJson<SessionRequest>,
@@ -254,7 +265,9 @@ async fn sign_in(
     Ok(with_session_cookie(Json(status).into_response(), &token))
 }
 
-async fn sign_out(State(state): State<AppState>) -> Response {
+#[utoipa::path(delete, path = "/api/session", tag = "access",
+    responses((status = 200, description = "Signed out: the session cookie is cleared.", body = SessionStatus)))]
+pub(super) async fn sign_out(State(state): State<AppState>) -> Response {
     let status = SessionStatus {
         secret_required: state.access.secret_required(),
         signed_in: false,
@@ -264,7 +277,15 @@ async fn sign_out(State(state): State<AppState>) -> Response {
     response
 }
 
-async fn create_pairing(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/pairings", tag = "access",
+    responses(
+        (status = 201, description = "A one-time link that signs a phone in, and its QR code.", body = PairingLink),
+        (status = 400, description = "A body that is not JSON (`unsupported_media_type`).", body = ErrorBody),
+    ))]
+pub(super) async fn create_pairing(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let link = pairing_link(&state, &headers)?;
     Ok((
         StatusCode::CREATED,
@@ -365,13 +386,21 @@ fn is_health_probe(method: &Method, path: &str) -> bool {
     matches!(*method, Method::GET | Method::HEAD) && matches!(path, paths::HEALTHZ | paths::READYZ)
 }
 
-/// Paths that work without signing in: health, the door's own pages and routes, and the static bundle
+/// Paths that work without signing in: health, the door's own pages and routes, the API's description,
+/// and the static bundle
 /// (it holds no data; the manifest and icons are fetched without cookies when a phone adds the studio
 /// to its home screen).
 fn is_public(path: &str) -> bool {
-    matches!(path, paths::HEALTHZ | paths::SESSION | paths::SIGN_IN_PAGE)
-        || path.starts_with("/pair/")
+    matches!(
+        path,
+        paths::HEALTHZ | paths::SESSION | paths::SIGN_IN_PAGE | paths::OPENAPI
+    ) || path.starts_with("/pair/")
         || path.starts_with("/pkg/")
+}
+
+/// The studio's API and the OpenAI-compatible one: programs, answered in JSON, never sent to a page.
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/v1/")
 }
 
 /// The answer to someone who must sign in first: a page visit goes to the sign-in page, an API call
@@ -383,8 +412,7 @@ fn sign_in_first(
     headers: &HeaderMap,
     has_session: bool,
 ) -> Response {
-    let is_page =
-        matches!(*method, Method::GET | Method::HEAD) && !path.starts_with("/api/") && path != paths::READYZ;
+    let is_page = matches!(*method, Method::GET | Method::HEAD) && !is_api(path) && path != paths::READYZ;
     if !is_page {
         let error = ApiError::Unauthorized {
             code: "sign_in_required",
@@ -548,7 +576,7 @@ fn sign_in_error(error: SignInError) -> ApiError {
 /// The door's own small pages, rendered here so that signing in works before (and without) the web
 /// UI's bundle. Their inline style and script carry the page's nonce.
 mod pages {
-    use app::api::PairingLink;
+    use zimage_contract::PairingLink;
 
     const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;min-height:100vh;display:grid;place-items:center;\
         background:#f6f5f2;color:#1d1d1f}main{max-width:22rem;padding:1.5rem}h1{font-size:1.3rem}\

@@ -1,20 +1,24 @@
 //! The one place where errors become HTTP answers: every failure turns into a status code and the
 //! JSON body `{"error": {"code", "message", "field"}}` that the UI shows next to the field it names.
-//! Also home of [`ApiJson`], our JSON extractor, so malformed bodies get the same shape.
+//! Also home of [`ApiJson`], our JSON extractor, so malformed bodies get the same shape, and of
+//! [`openai_dialect`], which gives every error under `/v1` OpenAI's shape instead.
 
 use std::time::Duration;
 
-use app::api::{ErrorBody, ErrorDetail, MAX_BODY_BYTES};
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use zimage_contract::openai::{OpenAiError, OpenAiErrorBody, OpenAiErrorType};
+use zimage_contract::{ErrorBody, ErrorDetail, MAX_BODY_BYTES};
 
 use crate::access::headers::HeadTooLarge;
 use crate::access::rate::retry_after_seconds;
 use crate::history::HistoryError;
 use crate::images::ImageError;
 use crate::jobs::JobError;
+use crate::openai::GenerateError;
 use crate::validation::ValidationError;
 
 /// Everything a request can fail with.
@@ -64,6 +68,12 @@ pub enum ApiError {
     },
     #[error(transparent)]
     HeadTooLarge(#[from] HeadTooLarge),
+    /// A job the request waited for failed (`code` and `message` as its `failed` event says).
+    #[error("{message}")]
+    JobFailed { code: String, message: String },
+    /// A job the request waited for was cancelled by someone else.
+    #[error("the job was cancelled")]
+    JobCancelled,
     /// Our bug; the message goes to the log only.
     #[error("{0}")]
     Internal(String),
@@ -96,6 +106,17 @@ impl From<JobError> for ApiError {
                           studio's secret)."
                         .to_owned(),
             },
+        }
+    }
+}
+
+impl From<GenerateError> for ApiError {
+    fn from(error: GenerateError) -> ApiError {
+        match error {
+            GenerateError::Job(error) => error.into(),
+            GenerateError::Failed { code, message } => ApiError::JobFailed { code, message },
+            GenerateError::Cancelled => ApiError::JobCancelled,
+            GenerateError::Restarting => ApiError::ShuttingDown,
         }
     }
 }
@@ -168,6 +189,18 @@ impl ApiError {
                 sentence(&self.to_string()),
                 None,
             ),
+            ApiError::JobFailed { code, message } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "generation_failed",
+                format!("The image could not be made ({code}): {message}"),
+                None,
+            ),
+            ApiError::JobCancelled => (
+                StatusCode::CONFLICT,
+                "cancelled",
+                "The job was cancelled from the studio before its image was done.".to_owned(),
+                None,
+            ),
             ApiError::History(_) | ApiError::Image(_) | ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -188,14 +221,17 @@ impl IntoResponse for ApiError {
         } else if status.is_server_error() {
             tracing::warn!(error = %self, "request failed");
         }
+        let detail = ErrorDetail {
+            code: code.to_owned(),
+            message,
+            field,
+        };
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: code.to_owned(),
-                message,
-                field,
-            },
+            error: detail.clone(),
         };
         let mut response = (status, axum::Json(body)).into_response();
+        // For `openai_dialect`, which answers the same error in OpenAI's shape under `/v1`.
+        response.extensions_mut().insert(detail);
         match &self {
             ApiError::Unauthorized { .. } => {
                 let challenge = HeaderValue::from_static("Bearer realm=\"z-image-local\"");
@@ -206,10 +242,77 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, retry_after_seconds(*retry_after).into());
             }
+            ApiError::JobFailed { .. } => {
+                // OpenAI's SDKs would otherwise send a failed generation again, twice.
+                response
+                    .headers_mut()
+                    .insert("x-should-retry", HeaderValue::from_static("false"));
+            }
             _ => {}
         }
         response
     }
+}
+
+/// The layer that speaks OpenAI's dialect under `/v1`: every error answer there, the door's included,
+/// becomes `{"error": {"message", "type", "param", "code"}}`, and a refused field (422 elsewhere) is a
+/// 400 naming `param`, as OpenAI's SDKs expect. Headers (`Retry-After`, `WWW-Authenticate`) stay.
+pub(super) async fn openai_dialect(request: Request, next: Next) -> Response {
+    let openai = request.uri().path().starts_with("/v1/");
+    let response = next.run(request).await;
+    let status = response.status();
+    if !openai || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let detail = parts.extensions.remove::<ErrorDetail>();
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    let body = openai_error(status, detail);
+    parts.status = status;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(json))
+}
+
+/// The OpenAI error for an answer of `status`; `detail` is the studio's own error, when it made one
+/// (an answer from elsewhere, such as a timeout or an unknown path, has only its status).
+pub(super) fn openai_error(status: StatusCode, detail: Option<ErrorDetail>) -> OpenAiErrorBody {
+    let kind = match status {
+        StatusCode::UNAUTHORIZED => OpenAiErrorType::AuthenticationError,
+        StatusCode::FORBIDDEN => OpenAiErrorType::PermissionError,
+        StatusCode::TOO_MANY_REQUESTS => OpenAiErrorType::RateLimitError,
+        status if status.is_server_error() && status != StatusCode::INSUFFICIENT_STORAGE => {
+            OpenAiErrorType::ServerError
+        }
+        _ => OpenAiErrorType::InvalidRequestError,
+    };
+    let error = match detail {
+        Some(detail) => OpenAiError {
+            message: detail.message,
+            kind,
+            param: detail.field,
+            code: Some(detail.code),
+        },
+        None => OpenAiError {
+            message: match status {
+                StatusCode::NOT_FOUND => "There is no such route of the OpenAI-compatible API.".to_owned(),
+                StatusCode::METHOD_NOT_ALLOWED => "This route does not take that method.".to_owned(),
+                StatusCode::GATEWAY_TIMEOUT => "The studio took too long to answer.".to_owned(),
+                status => status.canonical_reason().unwrap_or("Error").to_owned() + ".",
+            },
+            kind,
+            param: None,
+            code: None,
+        },
+    };
+    OpenAiErrorBody { error }
 }
 
 /// A JSON body parsed into `T`, whose every failure is an [`ApiError`] naming the field at fault.
@@ -332,7 +435,7 @@ mod mime_type {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::api::CreateJobRequest;
+    use zimage_contract::CreateJobRequest;
 
     fn field_of(json: &str) -> (StatusCode, Option<String>) {
         let error = parse_json::<CreateJobRequest>(json.as_bytes()).err().unwrap();

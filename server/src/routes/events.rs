@@ -10,6 +10,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::StreamExt as _;
+use zimage_contract::{ErrorBody, JobEvent};
 
 use super::JobIdParam;
 use super::error::ApiError;
@@ -24,7 +25,20 @@ pub(super) fn router() -> Router<AppState> {
     Router::new().route("/api/jobs/{id}/events", get(events))
 }
 
-async fn events(
+#[utoipa::path(get, path = "/api/jobs/{id}/events", tag = "jobs", params(("id" = String, Path, description = "The job's id (a UUID), which is also its image's id."),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id (browsers' EventSource sends it by itself).")),
+    responses(
+        (status = 200, description = "Server-sent events until the job's end. Each event's `event:` field is one of the names of `JobEvent` \
+(`queued`, `running`, `retrying`, `progress`, `preview`, `completed`, `failed`, `cancelled`) and its `data:` field the JSON of that variant's `data`; \
+each has an `id:` to resume from. The last is `completed`, `failed` or `cancelled`, or `restarting` (data `{}`, no id) when the gateway shuts down first: \
+reconnect with `Last-Event-ID` once it is back. Comment lines keep idle streams open.",
+            content_type = "text/event-stream", body = JobEvent),
+        (status = 400, description = "`Last-Event-ID` is not a number (`invalid_header`).", body = ErrorBody),
+        (status = 404, description = "No such job (`not_found`).", body = ErrorBody),
+        (status = 429, description = "This device follows too many jobs at once (`too_many_streams`).", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ))]
+pub(super) async fn events(
     State(state): State<AppState>,
     JobIdParam(id): JobIdParam,
     headers: HeaderMap,

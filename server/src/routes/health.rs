@@ -4,12 +4,12 @@
 //! `GET /api/backends` (each backend by name: state, GPU, jobs done, median time per image; never its
 //! address). All read state only; none waits on ComfyUI.
 
-use app::api::{BackendList, paths};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use zimage_contract::{BackendList, Readiness, paths};
 
 use crate::state::AppState;
 use crate::storage::DiskSpace;
@@ -22,7 +22,9 @@ pub(super) fn router() -> Router<AppState> {
         .route(paths::BACKENDS, get(backends))
 }
 
-async fn backends(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/api/backends", tag = "health",
+    responses((status = 200, description = "Every ComfyUI backend by name (never its address): state, GPU, jobs done, median seconds per image.", body = BackendList)))]
+pub(super) async fn backends(State(state): State<AppState>) -> Response {
     (
         [(axum::http::header::CACHE_CONTROL, "no-store")],
         Json(BackendList {
@@ -32,11 +34,18 @@ async fn backends(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn healthz() -> &'static str {
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process answers.", content_type = "text/plain", body = String, example = "ok")))]
+pub(super) async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready: jobs are accepted.", body = Readiness),
+        (status = 503, description = "Not ready; `message` says why.", body = Readiness),
+    ))]
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let mut readiness = state.readiness.borrow().clone();
     readiness.backends = state.jobs.backends();
     // The disk is the other half of being ready: a job that cannot be saved is no use.

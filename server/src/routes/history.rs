@@ -1,11 +1,11 @@
 //! `GET /api/history` (newest first, paged with `before`) and `DELETE /api/history/{id}`.
 
-use app::api::{self, HistoryPage};
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
+use zimage_contract::{self as api, ErrorBody, HistoryPage};
 
 use super::JobIdParam;
 use super::access::Caller;
@@ -20,7 +20,16 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/history/{id}", delete(remove))
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/history", tag = "images",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size; 24 when left out."),
+        ("before" = Option<String>, Query, description = "`next_before` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "Finished images, newest first.", body = HistoryPage),
+        (status = 422, description = "`limit` or `before` is not acceptable (`invalid_field`).", body = ErrorBody),
+    ))]
+pub(super) async fn list(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<HistoryPage>, ApiError> {
@@ -32,7 +41,13 @@ async fn list(
     }))
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/api/history/{id}", tag = "images", params(("id" = String, Path, description = "The job's id (a UUID), which is also its image's id.")),
+    responses(
+        (status = 204, description = "Deleted, image and record."),
+        (status = 403, description = "Another browser's image (`not_yours`), or the door refused.", body = ErrorBody),
+        (status = 404, description = "No such image (`not_found`).", body = ErrorBody),
+    ))]
+pub(super) async fn remove(
     State(state): State<AppState>,
     caller: Caller,
     JobIdParam(id): JobIdParam,

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use zimage_contract::ErrorBody;
 
 use super::JobIdParam;
 use super::error::ApiError;
@@ -18,11 +19,21 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/images/{id}/thumbnail", get(thumbnail))
 }
 
-async fn full(state: State<AppState>, id: JobIdParam) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/api/images/{id}", tag = "images", params(("id" = String, Path, description = "The job's id (a UUID), which is also its image's id.")),
+    responses(
+        (status = 200, description = "The PNG, cacheable forever.", content_type = "image/png"),
+        (status = 404, description = "No such image (`not_found`).", body = ErrorBody),
+    ))]
+pub(super) async fn full(state: State<AppState>, id: JobIdParam) -> Result<Response, ApiError> {
     serve(state, id, Variant::Full).await
 }
 
-async fn thumbnail(state: State<AppState>, id: JobIdParam) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/api/images/{id}/thumbnail", tag = "images", params(("id" = String, Path, description = "The job's id (a UUID), which is also its image's id.")),
+    responses(
+        (status = 200, description = "A small JPEG of the image, cacheable forever.", content_type = "image/jpeg"),
+        (status = 404, description = "No such image (`not_found`).", body = ErrorBody),
+    ))]
+pub(super) async fn thumbnail(state: State<AppState>, id: JobIdParam) -> Result<Response, ApiError> {
     serve(state, id, Variant::Thumbnail).await
 }
 

@@ -1,11 +1,11 @@
 //! `POST /api/jobs`, `GET` and `DELETE /api/jobs/{id}`, and the job's live preview image.
 
-use app::api::{BackendState, CreateJobRequest, paths};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use zimage_contract::{BackendState, CreateJobRequest, ErrorBody, JobAccepted, JobView, paths};
 
 use super::JobIdParam;
 use super::access::Caller;
@@ -22,12 +22,39 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/jobs/{id}/preview", get(preview))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/jobs", tag = "jobs",
+    request_body = CreateJobRequest,
+    responses(
+        (status = 202, description = "Accepted: the job waits in line.", body = JobAccepted,
+            headers(("Location" = String, description = "The job's URL."))),
+        (status = 400, description = "Not JSON (`malformed_json`) or not sent as JSON (`unsupported_media_type`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (`body_too_large`).", body = ErrorBody),
+        (status = 422, description = "A field broke a rule (`invalid_field`); `error.field` names it.", body = ErrorBody),
+        (status = 429, description = "This device starts jobs too fast (`too_many_jobs`) or the line is full (`queue_full`).",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "ComfyUI cannot take jobs (`comfyui_unreachable`, `comfyui_not_ready`), the studio is restarting (`restarting`) or cannot write its data (`storage_unavailable`).", body = ErrorBody),
+        (status = 507, description = "The disk holding the images is full (`disk_full`).", body = ErrorBody),
+    ))]
+pub(super) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(request): ApiJson<CreateJobRequest>,
 ) -> Result<Response, ApiError> {
     let params = GenerationParams::try_from(request)?;
+    admit(&state, &caller, 1)?;
+    let accepted = state.jobs.submit(params, caller.requester.client).await?;
+    let location = paths::job(&accepted.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(accepted),
+    )
+        .into_response())
+}
+
+/// Whether `count` new jobs of `caller` may start now: ComfyUI can take them, the disk has room, and
+/// the caller is within its rate. Shared by `POST /api/jobs` and `POST /v1/images/generations`.
+pub(super) fn admit(state: &AppState, caller: &Caller, count: u32) -> Result<(), ApiError> {
     // A job is accepted only while ComfyUI can take it: a missing model is not something waiting in
     // line would fix, and the person learns it now rather than at the job's deadline. (Jobs accepted
     // before ComfyUI went away wait for it.)
@@ -50,23 +77,33 @@ async fn create(
     }
     state
         .access
-        .admit_job(caller.address)
-        .map_err(|retry_after| ApiError::TooManyRequests {
-            code: "too_many_jobs",
-            message: "This device is starting jobs faster than the studio allows; wait a moment.".to_owned(),
-            retry_after,
-        })?;
-    let accepted = state.jobs.submit(params, caller.requester.client).await?;
-    let location = paths::job(&accepted.id);
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        Json(accepted),
-    )
-        .into_response())
+        .admit_jobs(caller.address, count)
+        .map_err(|wait| match wait {
+            Some(retry_after) => ApiError::TooManyRequests {
+                code: "too_many_jobs",
+                message: "This device is starting jobs faster than the studio allows; wait a moment."
+                    .to_owned(),
+                retry_after,
+            },
+            None => ApiError::BadRequest {
+                code: "too_many_jobs",
+                message: format!(
+                    "This studio starts fewer than {count} jobs at once for one device; ask for fewer images."
+                ),
+                field: Some("n".to_owned()),
+            },
+        })
 }
 
-async fn show(State(state): State<AppState>, JobIdParam(id): JobIdParam) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "The job's id (a UUID), which is also its image's id.")),
+    responses(
+        (status = 200, description = "The job now.", body = JobView),
+        (status = 404, description = "No such job (`not_found`).", body = ErrorBody),
+    ))]
+pub(super) async fn show(
+    State(state): State<AppState>,
+    JobIdParam(id): JobIdParam,
+) -> Result<Response, ApiError> {
     let view = state
         .jobs
         .view(id)
@@ -74,7 +111,15 @@ async fn show(State(state): State<AppState>, JobIdParam(id): JobIdParam) -> Resu
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
 }
 
-async fn cancel(
+#[utoipa::path(delete, path = "/api/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "The job's id (a UUID), which is also its image's id.")),
+    responses(
+        (status = 202, description = "Cancelling: a waiting job ends at once, one at ComfyUI when ComfyUI confirms.", body = JobView),
+        (status = 403, description = "Another browser's job (`not_yours`), or the door refused.", body = ErrorBody),
+        (status = 404, description = "No such job (`not_found`).", body = ErrorBody),
+        (status = 409, description = "The job has already ended or its image is being saved (`conflict`).", body = ErrorBody),
+        (status = 503, description = "The studio is restarting (`restarting`).", body = ErrorBody),
+    ))]
+pub(super) async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     JobIdParam(id): JobIdParam,
@@ -83,7 +128,15 @@ async fn cancel(
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
-async fn preview(State(state): State<AppState>, JobIdParam(id): JobIdParam) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/api/jobs/{id}/preview", tag = "jobs", params(("id" = String, Path, description = "The job's id (a UUID), which is also its image's id.")),
+    responses(
+        (status = 200, description = "The latest live preview of a running job (JPEG or PNG).", content_type = "image/jpeg"),
+        (status = 404, description = "No such job, or no preview yet (`not_found`).", body = ErrorBody),
+    ))]
+pub(super) async fn preview(
+    State(state): State<AppState>,
+    JobIdParam(id): JobIdParam,
+) -> Result<Response, ApiError> {
     let (image, mime) = state
         .jobs
         .preview(id)

@@ -8,19 +8,22 @@ mod health;
 mod history;
 mod images;
 mod jobs;
+mod openai;
+mod openapi;
 mod site;
 
 use std::time::Duration;
 
-use app::api::MAX_BODY_BYTES;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::middleware::from_fn_with_state;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use zimage_contract::MAX_BODY_BYTES;
 
 pub use error::ApiError;
+pub use openapi::{ApiDoc, OPENAPI_PATH, document_json};
 
 use crate::job_id::JobId;
 use crate::state::AppState;
@@ -38,16 +41,24 @@ pub fn router(state: AppState, site_root: &std::path::Path) -> Router {
         .merge(history::router())
         .merge(health::router())
         .merge(access::router())
+        .merge(openai::router())
+        .merge(openapi::router())
         .with_state(state.clone());
+    // Answered when its images exist, however long the line: added after the timeout layer, which
+    // then does not wrap it.
+    let waiting = openai::waiting_router().with_state(state.clone());
     api.merge(site::router(site_root))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::GATEWAY_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .merge(waiting)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http().on_failure(()))
-        // Outermost, so a client outside the allowlist meets nothing else.
+        // Outermost but for the dialect, so a client outside the allowlist meets nothing else.
         .layer(from_fn_with_state(state, access::door))
+        // Outside the door, so the door's refusals under `/v1` take OpenAI's shape too.
+        .layer(axum::middleware::from_fn(error::openai_dialect))
 }
 
 /// A job id from the path. Anything that is not one of our ids is simply not found: client text

@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use app::api::{ErrorBody, ErrorDetail};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +14,7 @@ use leptos::config::LeptosOptions;
 use leptos_axum::{LeptosRoutes as _, generate_route_list};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
+use zimage_contract::{ErrorBody, ErrorDetail};
 
 /// The bundle's file stem: Trunk names it after the `hydrate` crate (`hydrate.js`, `hydrate_bg.wasm`),
 /// and the rendered pages load it under that name.

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use app::api::{BackendList, BackendStatus, HistoryPage, JobEvent, JobStatus};
+use zimage_contract::{BackendList, BackendStatus, HistoryPage, JobEvent, JobStatus};
 use comfy_sim::{SimHandle, SimOptions, Simulator};
 use serde_json::json;
 use tokio::net::TcpListener;

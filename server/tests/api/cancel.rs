@@ -1,7 +1,7 @@
 //! Cancelling: a pending job leaves ComfyUI's queue, a running one is interrupted by its prompt id.
 
-use app::api::{JobEvent, JobStatus};
 use serde_json::json;
+use zimage_contract::{JobEvent, JobStatus};
 
 use crate::support::spawn_app;
 

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use app::api::{BackendState, JobEvent, Readiness};
+use zimage_contract::{BackendState, JobEvent, Readiness};
 
 use crate::support::{PATIENCE, TestApp, completed_image, poll_within, spawn_app};
 

@@ -2,8 +2,8 @@
 //! right behind: whatever a client does the moment `completed` arrives (show the image, load the
 //! thumbnail, refresh the gallery, delete the image, or stop the gateway) sees a consistent studio.
 
-use app::api::JobEvent;
 use serde_json::json;
+use zimage_contract::JobEvent;
 
 use crate::support::{fetch_image, spawn_app};
 

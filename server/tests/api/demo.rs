@@ -1,9 +1,9 @@
 //! `zimage serve --demo`: the gateway starts its own simulator, says so, and makes images alone.
 
-use app::api::{BackendState, Readiness};
 use clap::Parser as _;
 use tokio::net::TcpListener;
 use zimage::config::{Cli, Command};
+use zimage_contract::{BackendState, Readiness};
 
 use crate::support::{eventually, quick_tuning, workspace_file};
 
@@ -59,7 +59,7 @@ async fn demo_mode_needs_no_comfyui_says_so_and_makes_images() {
         readiness.message
     );
 
-    let accepted: app::api::JobAccepted = http
+    let accepted: zimage_contract::JobAccepted = http
         .post(format!("{address}/api/jobs"))
         .json(&serde_json::json!({"prompt": "a demo fox", "width": 256, "height": 256}))
         .send()
@@ -69,7 +69,7 @@ async fn demo_mode_needs_no_comfyui_says_so_and_makes_images() {
         .await
         .unwrap();
     let job = eventually("the demo job to end", || async {
-        let job: app::api::JobView = http
+        let job: zimage_contract::JobView = http
             .get(format!("{address}/api/jobs/{}", accepted.id))
             .send()
             .await
@@ -80,7 +80,7 @@ async fn demo_mode_needs_no_comfyui_says_so_and_makes_images() {
         job.status.is_terminal().then_some(job)
     })
     .await;
-    assert_eq!(job.status, app::api::JobStatus::Completed, "{job:?}");
+    assert_eq!(job.status, zimage_contract::JobStatus::Completed, "{job:?}");
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }

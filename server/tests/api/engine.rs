@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use app::api::{JobAccepted, JobEvent, JobStatus};
 use serde_json::json;
+use zimage_contract::{JobAccepted, JobEvent, JobStatus};
 
 use crate::engine_support::{
     comfy_queue, eventually, history_ids, is_sentence, prompt_ids_received, queue_ids, queued_positions,

@@ -6,8 +6,8 @@
     reason = "test helpers unwrap: a failure there is the test failing"
 )]
 
-use app::api::{HistoryPage, JobEvent};
 use serde_json::Value;
+use zimage_contract::{HistoryPage, JobEvent};
 
 use crate::support::TestApp;
 pub(crate) use crate::support::eventually;

@@ -1,7 +1,7 @@
 //! The SSE contract: ids, resuming with Last-Event-ID, late subscribers, unknown jobs.
 
-use app::api::JobEvent;
 use serde_json::json;
+use zimage_contract::JobEvent;
 
 use crate::support::spawn_app;
 

@@ -1,8 +1,8 @@
 //! The happy path: a request becomes a ComfyUI prompt, progress streams back, the image is stored.
 
-use app::api::{HistoryPage, JobEvent, JobStatus};
 use image::GenericImageView as _;
 use serde_json::json;
+use zimage_contract::{HistoryPage, JobEvent, JobStatus};
 
 use crate::support::{fetch_image, spawn_app};
 
@@ -130,7 +130,7 @@ async fn the_same_seed_and_size_give_the_same_image_and_another_seed_another() {
 async fn a_seed_left_out_is_chosen_and_returned() {
     let app = spawn_app().await;
     let accepted = app.create_job(json!({"prompt": "fox"})).await;
-    assert!(accepted.seed <= app::api::MAX_SEED);
+    assert!(accepted.seed <= zimage_contract::MAX_SEED);
     assert_eq!((accepted.width, accepted.height), (1024, 1024));
     app.events_until_end(&accepted.id).await;
     let prompts = app.wait_prompts_received(1).await;

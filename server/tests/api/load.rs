@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use app::api::{JobAccepted, JobEvent};
 use futures_util::future::join_all;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
+use zimage_contract::{JobAccepted, JobEvent};
 
 use crate::support::{PATIENCE, TestApp, spawn_app_with_args};
 

@@ -14,6 +14,7 @@ mod engine_support;
 mod events;
 mod generate;
 mod load;
+mod openai;
 mod pacing;
 mod resilience;
 mod security;

@@ -1,8 +1,8 @@
 //! Which event goes first when ComfyUI sends a step's progress and its live preview back to back: the
 //! progress, at once, to every watcher; the preview a moment later, and only the newest.
 
-use app::api::JobEvent;
 use serde_json::json;
+use zimage_contract::JobEvent;
 
 use crate::support::spawn_app;
 

@@ -1,9 +1,9 @@
 //! When ComfyUI misbehaves: down at start, sockets dropped or stalled mid-job, nodes failing, a
 //! restart that loses the queue, and a gateway restart. No job may hang and no image may be lost.
 
-use app::api::{BackendState, JobEvent, JobStatus};
 use comfy_sim::{FailureKind, SimOptions};
 use serde_json::json;
+use zimage_contract::{BackendState, JobEvent, JobStatus};
 
 use crate::support::{completed_image, fetch_image, quick_sim, spawn_app, spawn_app_with};
 

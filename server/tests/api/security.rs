@@ -12,16 +12,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::api::{JobEvent, PairingLink, SessionStatus};
 use comfy_sim::Simulator;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Client, Method, StatusCode, redirect};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use zimage_contract::{JobEvent, PairingLink, SessionStatus};
 
 use crate::support::{
-    PATIENCE, TestApp, eventually, quick_sim, spawn_app, spawn_app_with_args, start_gateway_with_args,
-    workspace_file,
+    PATIENCE, TestApp, check_documented, eventually, is_json, quick_sim, spawn_app, spawn_app_with_args,
+    start_gateway_with_args, workspace_file,
 };
 
 const SECRET: &str = "correct horse battery staple";
@@ -39,16 +39,21 @@ fn browser() -> Client {
         .unwrap()
 }
 
-/// Status and JSON body (or `Value::Null`) of any response.
-async fn read(response: reqwest::Response) -> (StatusCode, HeaderMap, Value) {
+/// Status and JSON body (or `Value::Null`) of any response, checked against the OpenAPI document.
+async fn read(method: &Method, response: reqwest::Response) -> (StatusCode, HeaderMap, Value) {
     let status = response.status();
     let headers = response.headers().clone();
+    let path = response.url().path().to_owned();
     let text = response.text().await.unwrap();
-    (
-        status,
-        headers,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-    )
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let method = method.as_str().to_ascii_lowercase();
+    check_documented(
+        &method,
+        &path,
+        status.as_u16(),
+        is_json(&headers).then_some(&body),
+    );
+    (status, headers, body)
 }
 
 async fn send(
@@ -58,11 +63,11 @@ async fn send(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (StatusCode, HeaderMap, Value) {
-    let mut request = client.request(method, app.url(path));
+    let mut request = client.request(method.clone(), app.url(path));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    read(request.send().await.unwrap()).await
+    read(&method, request.send().await.unwrap()).await
 }
 
 async fn post_job(
@@ -74,7 +79,7 @@ async fn post_job(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    read(request.send().await.unwrap()).await
+    read(&Method::POST, request.send().await.unwrap()).await
 }
 
 fn code(body: &Value) -> Option<&str> {
@@ -92,7 +97,7 @@ async fn sign_in(app: &TestApp, client: &Client, password: &str) -> (StatusCode,
     let request = client
         .post(app.url("/api/session"))
         .json(&json!({"password": password}));
-    read(request.send().await.unwrap()).await
+    read(&Method::POST, request.send().await.unwrap()).await
 }
 
 #[tokio::test]
@@ -277,7 +282,7 @@ async fn changes_from_other_sites_are_refused_and_the_studios_own_pages_pass() {
         .post(app.url("/api/jobs"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("prompt=fox");
-    let (status, _, body) = read(form.send().await.unwrap()).await;
+    let (status, _, body) = read(&Method::POST, form.send().await.unwrap()).await;
     assert_eq!(
         (status, code(&body)),
         (StatusCode::BAD_REQUEST, Some("unsupported_media_type"))

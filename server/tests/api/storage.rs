@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use app::api::JobEvent;
 use zimage::job_id::JobId;
+use zimage_contract::JobEvent;
 
 use crate::support::{fetch_image, spawn_app, start_gateway};
 

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::api::{JobAccepted, JobEvent, JobView, Readiness};
 use clap::Parser as _;
 use comfy_sim::{SimHandle, SimOptions, Simulator};
 use eventsource_stream::Eventsource as _;
@@ -19,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use zimage::config::{Cli, Command};
+use zimage_contract::{JobAccepted, JobEvent, JobView, Readiness};
 
 pub(crate) use crate::common::poll_within;
 
@@ -190,15 +190,15 @@ impl TestApp {
 
     pub(crate) async fn post_json(&self, path: &str, body: &Value) -> Answer {
         let response = self.http.post(self.url(path)).json(body).send().await.unwrap();
-        answer(response).await
+        answer("post", response).await
     }
 
     pub(crate) async fn get(&self, path: &str) -> Answer {
-        answer(self.http.get(self.url(path)).send().await.unwrap()).await
+        answer("get", self.http.get(self.url(path)).send().await.unwrap()).await
     }
 
     pub(crate) async fn delete(&self, path: &str) -> Answer {
-        answer(self.http.delete(self.url(path)).send().await.unwrap()).await
+        answer("delete", self.http.delete(self.url(path)).send().await.unwrap()).await
     }
 
     /// Submits a job and expects it accepted.
@@ -274,7 +274,7 @@ impl TestApp {
             let Ok(readiness) = response.json::<Readiness>().await else {
                 return Some(());
             };
-            (readiness.ready || readiness.state != app::api::BackendState::Unreachable).then_some(())
+            (readiness.ready || readiness.state != zimage_contract::BackendState::Unreachable).then_some(())
         })
         .await;
     }
@@ -305,15 +305,93 @@ impl TestApp {
     }
 }
 
-async fn answer(response: reqwest::Response) -> Answer {
+/// Reads an answer, checking it against the OpenAPI document (see [`check_documented`]).
+async fn answer(method: &str, response: reqwest::Response) -> Answer {
     let status = response.status().as_u16();
+    let path = response.url().path().to_owned();
+    let is_json = is_json(response.headers());
     let text = response.text().await.unwrap();
     let body = if text.is_empty() {
         Value::Null
     } else {
         serde_json::from_str(&text).unwrap_or(json!(text))
     };
+    check_documented(method, &path, status, is_json.then_some(&body));
     Answer { status, body }
+}
+
+/// True when a response says its body is JSON.
+pub(crate) fn is_json(headers: &reqwest::header::HeaderMap) -> bool {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"))
+}
+
+/// The gateway's OpenAPI document, as `GET /api/openapi.json` serves it.
+pub(crate) static OPENAPI: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(zimage::routes::document_json);
+
+/// Checks one real answer against the OpenAPI document, so that the document stays true: a route the
+/// document has must list `status`, and a JSON body must validate against that status's schema.
+/// Paths the document does not describe (the pages, `/pkg`) and methods a route does not take are
+/// left alone.
+pub(crate) fn check_documented(method: &str, path: &str, status: u16, json_body: Option<&Value>) {
+    let Some((template, operation)) = documented_operation(method, path) else {
+        return;
+    };
+    let response = &operation["responses"][status.to_string()];
+    assert!(
+        response.is_object(),
+        "{} {path} answered {status}, which the OpenAPI document does not list for {template}",
+        method.to_uppercase()
+    );
+    let Some(body) = json_body else { return };
+    let schema = &response["content"]["application/json"]["schema"];
+    assert!(
+        !schema.is_null(),
+        "{} {path} answered {status} with JSON, which the document does not describe: {body}",
+        method.to_uppercase()
+    );
+    check_schema(
+        schema,
+        body,
+        &format!("{} {template} {status}", method.to_uppercase()),
+    );
+}
+
+/// Validates `instance` against `schema`, a schema of the OpenAPI document (its `$ref`s point into the
+/// document's components).
+pub(crate) fn check_schema(schema: &Value, instance: &Value, what: &str) {
+    let root = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": OPENAPI["components"],
+        "allOf": [schema],
+    });
+    let validator = jsonschema::validator_for(&root).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|error| format!("{} at {}", error, error.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what}: the answer does not match the OpenAPI document: {errors:#?}\n{instance}"
+    );
+}
+
+/// The document's operation for `method` on a concrete `path`, and the path template it matched.
+fn documented_operation(method: &str, path: &str) -> Option<(String, &'static Value)> {
+    let segments: Vec<&str> = path.split('/').collect();
+    OPENAPI["paths"].as_object()?.iter().find_map(|(template, item)| {
+        let pattern: Vec<&str> = template.split('/').collect();
+        let matches = pattern.len() == segments.len()
+            && pattern
+                .iter()
+                .zip(&segments)
+                .all(|(pattern, segment)| pattern.starts_with('{') || pattern == segment);
+        let operation = &item[method];
+        (matches && operation.is_object()).then(|| (template.clone(), operation))
+    })
 }
 
 type SseStream = std::pin::Pin<
@@ -339,6 +417,13 @@ impl EventReader {
             .await
             .expect("no event in time")?;
         let event = event.unwrap();
+        // Each event, as `{"event", "data"}`, is a `JobEvent` of the OpenAPI document.
+        let data: Value = serde_json::from_str(&event.data).unwrap();
+        check_schema(
+            &json!({"$ref": "#/components/schemas/JobEvent"}),
+            &json!({"event": event.event, "data": data}),
+            "an SSE event",
+        );
         let parsed = JobEvent::from_sse(&event.event, &event.data).unwrap();
         Some((event.id.parse().unwrap(), parsed))
     }

@@ -1,7 +1,11 @@
-//! The HTTP contract between the studio UI and the gateway: request and response bodies, SSE payloads,
-//! route paths and limits. Defined once here; the gateway and the browser both use these types.
+//! The HTTP contract of the gateway: request and response bodies, SSE payloads, route paths and limits.
+//! Defined once here, free of any UI or web framework; the gateway, the browser UI, the command line
+//! and the benchmarks all use these types. With the `openapi` feature (the gateway's alone) every type
+//! also derives utoipa's `ToSchema`, so the OpenAPI document is generated from these very types.
 
 use serde::{Deserialize, Serialize};
+
+pub mod openai;
 
 /// Longest prompt accepted, in characters (Unicode scalar values) after trimming.
 pub const MAX_PROMPT_CHARS: usize = 2000;
@@ -26,6 +30,8 @@ pub const MAX_HISTORY_LIMIT: usize = 100;
 pub mod paths {
     pub const JOBS: &str = "/api/jobs";
     pub const HISTORY: &str = "/api/history";
+    /// The OpenAPI 3.1 document of `/api` and `/v1`.
+    pub const OPENAPI: &str = "/api/openapi.json";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
     /// Every ComfyUI backend, by name ([`super::BackendList`]).
@@ -69,6 +75,7 @@ pub mod paths {
 
 /// The aspect ratios the studio offers; each maps to a size whose longer side is [`MAX_SIDE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AspectRatio {
     #[serde(rename = "1:1")]
     Square,
@@ -129,23 +136,36 @@ impl AspectRatio {
 
 /// Body of `POST /api/jobs`. Unknown fields are refused; the gateway turns this into validated parameters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateJobRequest {
+    /// What to draw: 1 to 2000 characters after trimming, without control characters other than line breaks and tabs.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 2000))]
     pub prompt: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// 0 to 2^53 - 1; random when left out.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 9007199254740991.0))]
     pub seed: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Instead of `width` and `height`; 1:1 when all three are left out.
     pub aspect_ratio: Option<AspectRatio>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// 256 to 1024 pixels in steps of 16, with `height`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 256, maximum = 1024, multiple_of = 16))]
     pub width: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// 256 to 1024 pixels in steps of 16, with `width`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 256, maximum = 1024, multiple_of = 16))]
     pub height: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// One image per job: only 1 is accepted.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1))]
     pub batch_size: Option<u32>,
 }
 
 /// Answer to `POST /api/jobs` (202).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobAccepted {
     pub id: String,
     pub seed: u64,
@@ -156,6 +176,7 @@ pub struct JobAccepted {
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -177,6 +198,7 @@ impl JobStatus {
 
 /// When things happened, in milliseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Timings {
     pub queued_at: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,6 +209,7 @@ pub struct Timings {
 
 /// A failure a person can read: a stable `code` for programs and a `message` for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobFailure {
     pub code: String,
     pub message: String,
@@ -194,6 +217,7 @@ pub struct JobFailure {
 
 /// Answer to `GET /api/jobs/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
     pub id: String,
     pub prompt: String,
@@ -223,6 +247,7 @@ pub struct JobView {
 
 /// One finished image in `GET /api/history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryItem {
     /// The id of the job that made it (also the image id).
     pub id: String,
@@ -242,6 +267,7 @@ pub struct HistoryItem {
 
 /// Answer to `GET /api/history?limit=N&before=ID`, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryPage {
     pub items: Vec<HistoryItem>,
     /// Pass as `before` to get the next (older) page; absent on the last page.
@@ -256,6 +282,7 @@ pub struct HistoryPage {
 /// the job ended. The job goes on after the restart; a client reconnects with `Last-Event-ID` (browsers'
 /// `EventSource` does so by itself) and gets what it missed, then the job's end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
 pub enum JobEvent {
     Queued {
@@ -341,6 +368,7 @@ impl JobEvent {
 
 /// Body of `POST /api/session`: sign in with the studio's access secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SessionRequest {
     pub password: String,
@@ -348,6 +376,7 @@ pub struct SessionRequest {
 
 /// Answer to `GET`, `POST` and `DELETE /api/session`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionStatus {
     /// The studio has an access secret: without signing in, only the sign-in page works.
     pub secret_required: bool,
@@ -357,6 +386,7 @@ pub struct SessionStatus {
 
 /// Answer to `POST /api/pairings` (201): a link for a phone and its QR code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PairingLink {
     /// Opening it signs the phone in once (or, when the studio has no secret, simply opens it).
     pub url: String,
@@ -369,21 +399,26 @@ pub struct PairingLink {
 
 /// The JSON body of every error answer: `{"error": {"code", "message", "field"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// What went wrong, for people (`message`) and programs (`code`), and which request field, if any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+    /// The request field at fault, or null.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub field: Option<String>,
 }
 
 /// The state of the backend as `GET /readyz` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BackendState {
     /// ComfyUI answers and has every node and model the workflow needs.
@@ -396,6 +431,7 @@ pub enum BackendState {
 
 /// Answer to `GET /readyz` (200 when `ready`, 503 otherwise).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Readiness {
     pub ready: bool,
     pub state: BackendState,
@@ -425,6 +461,7 @@ pub struct Readiness {
 
 /// What a backend can do right now, as `GET /api/backends` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BackendStatus {
     /// Up, with every node and model the workflow needs, and idle.
@@ -439,6 +476,7 @@ pub enum BackendStatus {
 
 /// One ComfyUI backend, by name; its address is never shown to the LAN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackendView {
     pub name: String,
     pub state: BackendStatus,
@@ -457,12 +495,14 @@ pub struct BackendView {
 
 /// Answer to `GET /api/backends`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BackendList {
     pub backends: Vec<BackendView>,
 }
 
 /// ComfyUI's compute device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceInfo {
     pub name: String,
     /// `cuda`, `cpu`, `mps`...
