@@ -16,6 +16,7 @@
 pub mod access;
 pub mod atomic_file;
 pub mod bench;
+pub mod cli;
 pub mod comfy;
 pub mod config;
 pub mod history;
@@ -23,10 +24,12 @@ pub mod images;
 pub mod job_id;
 pub mod jobs;
 pub mod models;
+pub mod png_story;
 pub mod readiness;
 pub mod relay;
 pub mod routes;
 pub mod shutdown;
+pub mod site_bundle;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
@@ -80,6 +83,8 @@ pub async fn serve_tuned(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // `zimage serve` refused already unless told to go on; in-process users (the tests) only hear it.
+    site_bundle::warn_if_missing(&config.site_root);
     let models = config.workflow.model_files();
     let workflow = Arc::new(config.workflow.load()?);
     let history = History::open(&config.data_dir.join("history"))
