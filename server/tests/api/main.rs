@@ -12,6 +12,7 @@ mod engine;
 mod engine_support;
 mod events;
 mod generate;
+mod generate_command;
 mod load;
 mod pacing;
 mod resilience;
