@@ -7,10 +7,10 @@ use std::process::{ExitStatus, Stdio};
 use app::api::{JobStatus, MAX_PROMPT_CHARS};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::support::{PATIENCE, TestApp, eventually, spawn_app, spawn_app_with_args};
+use crate::support::{PATIENCE, TestApp, eventually, line_containing, spawn_app, spawn_app_with_args};
 
 /// `zimage generate ARGS --server <the app>`, with a clean environment plus `env`.
 fn generate(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -194,21 +194,6 @@ async fn the_secret_is_sent_as_a_bearer_token_and_its_absence_is_explained() {
     assert!(ran.status.success(), "{}", ran.stderr);
     let file = PathBuf::from(ran.stdout.trim());
     assert_eq!(read_png(&file).0, (256, 256));
-}
-
-/// Reads `stream` line by line until a line contains `wanted`; returns that line.
-async fn line_containing(lines: &mut tokio::io::Lines<BufReader<impl AsyncRead + Unpin>>, wanted: &str) -> String {
-    let found = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains(wanted) {
-                return line;
-            }
-        }
-        panic!("the output ended without a line containing {wanted:?}")
-    };
-    tokio::time::timeout(PATIENCE, found)
-        .await
-        .unwrap_or_else(|_| panic!("no line containing {wanted:?} in time"))
 }
 
 async fn wait(child: &mut Child) -> ExitStatus {

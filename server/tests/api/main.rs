@@ -17,6 +17,7 @@ mod load;
 mod pacing;
 mod resilience;
 mod security;
+mod site_bundle;
 mod storage;
 mod support;
 mod validation;
