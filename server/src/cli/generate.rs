@@ -470,7 +470,8 @@ impl Progress {
         let bar = terminal.then(|| {
             let bar = ProgressBar::with_draw_target(Some(u64::from(STEPS)), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{prefix} {msg:<18} [{bar:24}] step {pos}/{len}  ETA {eta}  {elapsed}",
+                // The message last and as wide as the terminal leaves room for: one line, never wrapped.
+                "{prefix} [{bar:20}] step {pos}/{len}  ETA {eta:<3} {wide_msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
@@ -643,10 +644,12 @@ impl Output {
 
 /// `png` in a temporary file of `dir`, flushed.
 fn staged(dir: &Path, png: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
-    let mut file = tempfile::Builder::new()
-        .prefix(".zimage-")
-        .suffix(".png.tmp")
-        .tempfile_in(dir)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".zimage-").suffix(".png.tmp");
+    // An image is an ordinary file (readable as the umask allows), not a private temporary (0600).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut file = builder.tempfile_in(dir)?;
     file.write_all(png)?;
     file.as_file().sync_all()?;
     Ok(file)
