@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use app::api::AspectRatio;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
-use app::api::AspectRatio;
 use url::Url;
 
 use crate::comfy::workflow::{ModelFiles, Workflow};
@@ -326,10 +326,7 @@ fn parse_aspect(text: &str) -> Result<AspectRatio, String> {
 /// `WxH`, e.g. `768x1024`. The studio checks the limits (and names the field it refuses).
 fn parse_size(text: &str) -> Result<(u32, u32), String> {
     let expected = || "expected WIDTHxHEIGHT in pixels, e.g. 768x1024".to_owned();
-    let (width, height) = text
-        .trim()
-        .split_once(['x', 'X', '×'])
-        .ok_or_else(expected)?;
+    let (width, height) = text.trim().split_once(['x', 'X', '×']).ok_or_else(expected)?;
     match (width.trim().parse(), height.trim().parse()) {
         (Ok(width), Ok(height)) => Ok((width, height)),
         _ => Err(expected()),

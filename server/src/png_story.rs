@@ -105,7 +105,10 @@ fn encode_text(out: &mut Vec<u8>, keyword: &'static str, text: String) -> Result
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "a test unwraps: a failure there is the test failing")]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "a test unwraps: a failure there is the test failing"
+    )]
 
     use std::collections::BTreeMap;
 

@@ -52,16 +52,16 @@ pub fn check(site_root: &Path, allow_missing: bool) -> Result<(), BundleMissing>
 pub fn warn_if_missing(site_root: &Path) {
     let missing = missing(site_root);
     if !missing.is_empty() {
-        tracing::error!(
-            "{}",
-            BundleMissing { missing }
-        );
+        tracing::error!("{}", BundleMissing { missing });
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "a test unwraps: a failure there is the test failing")]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "a test unwraps: a failure there is the test failing"
+    )]
 
     use super::*;
 

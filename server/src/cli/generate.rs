@@ -64,7 +64,11 @@ pub enum GenerateError {
     },
     /// The job ran and failed at the studio.
     #[error("job {id} failed: {message} ({code})")]
-    JobFailed { id: String, code: String, message: String },
+    JobFailed {
+        id: String,
+        code: String,
+        message: String,
+    },
     /// Someone cancelled the job (from the page, or another command).
     #[error("job {id} was cancelled on the studio")]
     JobCancelled { id: String },
@@ -339,7 +343,9 @@ impl Studio {
 
     async fn job(&self, id: &str) -> Result<JobView, GenerateError> {
         let doing = "show the job";
-        let response = self.send(self.request(Method::GET, &paths::job(id)), doing).await?;
+        let response = self
+            .send(self.request(Method::GET, &paths::job(id)), doing)
+            .await?;
         self.read_json(response, doing).await
     }
 
@@ -364,7 +370,10 @@ impl Studio {
         };
         let doing = "send the image";
         let response = self.send(self.request(Method::GET, &path), doing).await?;
-        let png = response.bytes().await.map_err(|source| self.unreachable(source))?;
+        let png = response
+            .bytes()
+            .await
+            .map_err(|source| self.unreachable(source))?;
         png_size(&png).map_err(|error| GenerateError::NotAnImage {
             id: id.to_owned(),
             reason: error.to_string(),
@@ -690,7 +699,10 @@ fn file_stem(prompt: &str, seed: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "a test unwraps: a failure there is the test failing")]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "a test unwraps: a failure there is the test failing"
+    )]
 
     use super::*;
 
@@ -707,7 +719,8 @@ mod tests {
         for prompt in ["a/b", "..", "c:\\x", "x\u{202e}y"] {
             let stem = file_stem(prompt, 5);
             assert!(
-                stem.chars().all(|character| character.is_alphanumeric() || character == '-'),
+                stem.chars()
+                    .all(|character| character.is_alphanumeric() || character == '-'),
                 "{stem}"
             );
         }
@@ -715,7 +728,10 @@ mod tests {
 
     #[test]
     fn several_images_into_one_file_name_get_their_seeds() {
-        assert_eq!(with_seed(Path::new("out/fox.png"), 7), PathBuf::from("out/fox-7.png"));
+        assert_eq!(
+            with_seed(Path::new("out/fox.png"), 7),
+            PathBuf::from("out/fox-7.png")
+        );
         assert_eq!(with_seed(Path::new("fox"), 7), PathBuf::from("fox-7.png"));
     }
 

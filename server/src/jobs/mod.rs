@@ -29,8 +29,8 @@ use crate::comfy::{self, ComfyEvent, OutputImage, RemoteState, client::ComfyClie
 use crate::history::{History, HistoryRecord};
 use crate::images::{ImageError, ImageStore, Variant, png_size};
 use crate::job_id::JobId;
-use crate::relay::{EventLog, Sequenced};
 use crate::png_story::{self, ImageStory};
+use crate::relay::{EventLog, Sequenced};
 use crate::storage;
 use crate::validation::GenerationParams;
 

@@ -1,6 +1,11 @@
 //! `zimage generate`: the real binary, run as a child process against the gateway and its simulator,
 //! as a person runs it from a shell (standard error is a pipe here, so progress comes as plain lines).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a failure there is the test failing"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
@@ -51,7 +56,9 @@ async fn run(mut command: Command) -> Ran {
 /// A whole PNG's size and its text chunks (Latin-1 and UTF-8 together), decoded to the last pixel.
 fn read_png(path: &Path) -> ((u32, u32), Vec<(String, String)>) {
     let bytes = std::fs::read(path).unwrap();
-    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
     let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
     let frame = reader.next_frame(&mut pixels).unwrap();
     let info = reader.info();
@@ -95,7 +102,11 @@ async fn a_prompt_becomes_a_png_of_the_asked_size_that_keeps_its_story() {
     .await;
     assert!(ran.status.success(), "{}", ran.stderr);
     assert_eq!(ran.stdout.trim(), file.display().to_string());
-    assert!(ran.stderr.contains("step 8/8"), "plain progress lines: {}", ran.stderr);
+    assert!(
+        ran.stderr.contains("step 8/8"),
+        "plain progress lines: {}",
+        ran.stderr
+    );
 
     let (size, texts) = read_png(&file);
     assert_eq!(size, (256, 320));
@@ -105,7 +116,10 @@ async fn a_prompt_becomes_a_png_of_the_asked_size_that_keeps_its_story() {
     assert_eq!(text(&texts, "Model"), "z_image_turbo-Q8_0.gguf");
     assert_eq!(text(&texts, "Text encoder"), "Qwen3-4B-Q4_K_M.gguf");
     assert_eq!(text(&texts, "VAE"), "ae.safetensors");
-    assert!(text(&texts, "Software").starts_with("z-image-local "), "{texts:?}");
+    assert!(
+        text(&texts, "Software").starts_with("z-image-local "),
+        "{texts:?}"
+    );
     let entries: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
     assert_eq!(entries.len(), 1, "nothing but the image is left in the folder");
 }
@@ -136,7 +150,10 @@ async fn two_images_get_consecutive_seeds_names_from_the_prompt_and_json_records
         assert_eq!(record["seed"], seed);
         assert_eq!(record["status"], "completed");
         assert_eq!(record["prompt"], prompt);
-        assert_eq!((record["width"].clone(), record["height"].clone()), (1024.into(), 576.into()));
+        assert_eq!(
+            (record["width"].clone(), record["height"].clone()),
+            (1024.into(), 576.into())
+        );
         let expected = folder.join(format!("雪地里的红狐狸-cinematic-{seed}.png"));
         assert_eq!(record["file"], expected.display().to_string());
         let (size, texts) = read_png(&expected);
@@ -154,7 +171,12 @@ async fn a_refusal_exits_non_zero_with_the_studios_sentence_and_the_field() {
     let app = spawn_app().await;
     let out = tempfile::tempdir().unwrap();
     let too_long = "fox ".repeat(MAX_PROMPT_CHARS);
-    let ran = run(generate(&app, &[&too_long, "-o", out.path().to_str().unwrap()], &[])).await;
+    let ran = run(generate(
+        &app,
+        &[&too_long, "-o", out.path().to_str().unwrap()],
+        &[],
+    ))
+    .await;
     assert_eq!(ran.status.code(), Some(1), "{}", ran.stderr);
     assert!(ran.stdout.is_empty(), "{}", ran.stdout);
     assert!(
@@ -188,9 +210,18 @@ async fn the_secret_is_sent_as_a_bearer_token_and_its_absence_is_explained() {
     );
     let ran = run(generate(&app, &args, &[("ZIMAGE_PASSWORD", "wrong")])).await;
     assert_eq!(ran.status.code(), Some(1), "{}", ran.stderr);
-    assert!(ran.stderr.contains("not this studio's access secret"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("not this studio's access secret"),
+        "{}",
+        ran.stderr
+    );
 
-    let ran = run(generate(&app, &args, &[("ZIMAGE_PASSWORD", "correct horse battery")])).await;
+    let ran = run(generate(
+        &app,
+        &args,
+        &[("ZIMAGE_PASSWORD", "correct horse battery")],
+    ))
+    .await;
     assert!(ran.status.success(), "{}", ran.stderr);
     let file = PathBuf::from(ran.stdout.trim());
     assert_eq!(read_png(&file).0, (256, 256));
@@ -211,7 +242,12 @@ async fn ctrl_c_cancels_the_job_on_the_studio_before_exiting() {
     app.sim.faults().hold_at_step(Some(2));
     let mut child = generate(
         &app,
-        &["a fox that never finishes", "--size=256x256", "-o", out.path().to_str().unwrap()],
+        &[
+            "a fox that never finishes",
+            "--size=256x256",
+            "-o",
+            out.path().to_str().unwrap(),
+        ],
         &[],
     )
     .spawn()

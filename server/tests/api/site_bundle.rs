@@ -1,6 +1,11 @@
 //! `zimage serve` and the web UI's bundle: the binary refuses a site folder without it, naming the
 //! missing files and the fix, and starts once the files are there.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a failure there is the test failing"
+)]
+
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -46,7 +51,9 @@ async fn serve_refuses_a_site_folder_without_the_bundle_and_starts_with_it() {
     assert!(!output.status.success(), "{log}");
     assert!(log.contains("the web UI is not built"), "{log}");
     assert!(
-        log.contains("pkg/hydrate_bg.wasm") && log.contains("pkg/main.css") && !log.contains("pkg/hydrate.js"),
+        log.contains("pkg/hydrate_bg.wasm")
+            && log.contains("pkg/main.css")
+            && !log.contains("pkg/hydrate.js"),
         "names exactly the missing files: {log}"
     );
     assert!(log.contains("scripts/demo"), "names the fix: {log}");
