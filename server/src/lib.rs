@@ -10,6 +10,9 @@
 //! - [`access`]: the door to the LAN: who may come in (addresses, hosts, origins, the secret) and the
 //!   abuse limits, as plain decisions that `routes` applies to every request.
 //! - [`routes`]: HTTP only: extract, call one of the above, answer.
+//! - [`png_story`]: the prompt, seed and model files written into each saved PNG as text chunks.
+//! - [`site_bundle`]: whether the site folder holds the built web UI.
+//! - [`cli`]: `zimage generate`, a client of a running studio over its HTTP API.
 //!
 //! [`serve`] wires them together on an already bound listener, so tests run it on port 0.
 
