@@ -103,14 +103,15 @@ pub async fn run(config: GenerateConfig) -> u8 {
     let unfinished = Mutex::new(Vec::new());
     let outcome = tokio::select! {
         outcome = generate(&studio, &config, &unfinished) => outcome,
-        _ = tokio::signal::ctrl_c() => {
+        // Only a signal that arrived: a handler that could not be installed disables this branch.
+        Ok(()) = tokio::signal::ctrl_c() => {
             eprintln!("\nzimage generate: interrupted; cancelling on the studio...");
             let ids = take_unfinished(&unfinished);
             let cancelled = cancel_all(&studio, &ids);
             // A second Ctrl+C leaves at once.
             tokio::select! {
                 () = cancelled => {}
-                _ = tokio::signal::ctrl_c() => {}
+                Ok(()) = tokio::signal::ctrl_c() => {}
             }
             return EXIT_INTERRUPTED;
         }
@@ -618,7 +619,12 @@ impl Output {
                     } else {
                         format!("{stem}-{attempt}.png")
                     };
-                    let path = dir.join(name);
+                    // In the current folder, the bare name.
+                    let path = if dir == Path::new(".") {
+                        PathBuf::from(name)
+                    } else {
+                        dir.join(name)
+                    };
                     match file.persist_noclobber(&path) {
                         Ok(_) => return Ok(path),
                         Err(error) if error.error.kind() == std::io::ErrorKind::AlreadyExists => {
