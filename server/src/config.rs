@@ -384,6 +384,39 @@ mod tests {
     }
 
     #[test]
+    fn generate_takes_an_aspect_or_a_size_and_a_bounded_count() {
+        let generate = |args: &[&str]| {
+            let mut argv = vec!["zimage", "generate", "a fox"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Generate(config) => config,
+                _ => unreachable!("asked for generate"),
+            })
+        };
+        let config = generate(&["--aspect", "16:9", "--count", "3"]).unwrap();
+        assert_eq!(
+            (config.aspect, config.size, config.count),
+            (Some(AspectRatio::Wide16x9), None, 3)
+        );
+        assert_eq!(config.server.as_str(), "http://127.0.0.1:7860/");
+        assert_eq!(generate(&["--size", "768x1024"]).unwrap().size, Some((768, 1024)));
+        assert_eq!(
+            generate(&["--size", " 512 X 256 "]).unwrap().size,
+            Some((512, 256))
+        );
+        for bad in [
+            &["--aspect", "2:1"][..],
+            &["--size", "768"],
+            &["--size", "axb"],
+            &["--aspect", "1:1", "--size", "256x256"],
+            &["--count", "0"],
+            &["--count", "9"],
+        ] {
+            assert!(generate(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn the_access_defaults_are_the_command_lines_defaults() {
         let parsed = serve(&[]).access;
         let default = AccessConfig::default();
