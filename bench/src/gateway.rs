@@ -69,6 +69,8 @@ impl Gateway {
             .arg(&spec.workflow)
             .arg("--site-root")
             .arg(&spec.site_root)
+            // The API is measured; the page's bundle may be absent from the site folder.
+            .arg("--allow-missing-bundle")
             // One address stands for a whole household here: the per-client abuse limits would
             // measure the limits, not the gateway. The checks themselves still run on every request.
             .arg("--jobs-per-minute")

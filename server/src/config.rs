@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use zimage_contract::AspectRatio;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use url::Url;
@@ -37,6 +38,8 @@ pub enum Command {
     },
     /// Run jobs against ComfyUI and show where the seconds go, stage by stage (cold and warm runs).
     Bench(BenchConfig),
+    /// Make images with a running studio from the command line and save the PNGs.
+    Generate(GenerateConfig),
 }
 
 /// Options of `zimage serve`.
@@ -71,6 +74,10 @@ pub struct ServeConfig {
     /// Folder of the built web UI: the hydrate bundle under `pkg/` (from `trunk build`) and the static files.
     #[arg(long, env = "ZIMAGE_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
+
+    /// Start even when the site folder lacks the built web UI (`pkg/hydrate.js`, `pkg/hydrate_bg.wasm`, `pkg/main.css`): the API works, the page cannot. Without it `zimage serve` refuses to start then; `scripts/demo` builds the bundle.
+    #[arg(long, env = "ZIMAGE_ALLOW_MISSING_BUNDLE")]
+    pub allow_missing_bundle: bool,
 
     /// Seconds a job may take at ComfyUI before it fails (and how long jobs wait in line while ComfyUI cannot be reached). Generous: the first job after a start loads the models from disk.
     #[arg(long = "job-deadline", env = "ZIMAGE_JOB_DEADLINE", default_value = "600", value_parser = parse_seconds)]
@@ -334,6 +341,66 @@ impl BenchConfig {
     }
 }
 
+/// Options of `zimage generate`: a client of a running studio, over its HTTP API.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateConfig {
+    /// What to draw (1 to 2000 characters; English or Chinese).
+    pub prompt: String,
+
+    /// Aspect ratio: 1:1, 3:4, 4:3, 16:9 or 9:16 (the longer side is 1024). The studio's default is 1:1.
+    #[arg(long, conflicts_with = "size", value_parser = parse_aspect)]
+    pub aspect: Option<AspectRatio>,
+
+    /// Width and height in pixels, e.g. 768x1024: each 256 to 1024, in steps of 16.
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(u32, u32)>,
+
+    /// Seed of the first image (the others take the next seeds); random when left out.
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// How many images: each is its own job, with consecutive seeds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_GENERATE_COUNT))]
+    pub count: u32,
+
+    /// The studio's address.
+    #[arg(long, env = "ZIMAGE_SERVER", default_value = "http://127.0.0.1:7860")]
+    pub server: Url,
+
+    /// The studio's access secret, when it has one (sent as `Authorization: Bearer`).
+    #[arg(long, env = "ZIMAGE_PASSWORD", hide_env_values = true)]
+    pub password: Option<Secret>,
+
+    /// Where to write the PNG: a file name, or a folder (created if needed) where each image is named from its prompt and seed. Default: the current folder.
+    #[arg(short = 'o', long = "output", value_name = "FILE_OR_DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Print the finished jobs' records as JSON (with the file each was written to) instead of the file names.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Most images one `zimage generate` asks for: within the studio's default of 10 jobs a minute per device.
+pub const MAX_GENERATE_COUNT: i64 = 8;
+
+/// An aspect ratio by its label.
+fn parse_aspect(text: &str) -> Result<AspectRatio, String> {
+    AspectRatio::from_label(text.trim()).ok_or_else(|| {
+        let labels: Vec<&str> = AspectRatio::ALL.iter().map(|ratio| ratio.label()).collect();
+        format!("expected one of {}", labels.join(", "))
+    })
+}
+
+/// `WxH`, e.g. `768x1024`. The studio checks the limits (and names the field it refuses).
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let expected = || "expected WIDTHxHEIGHT in pixels, e.g. 768x1024".to_owned();
+    let (width, height) = text.trim().split_once(['x', 'X', '×']).ok_or_else(expected)?;
+    match (width.trim().parse(), height.trim().parse()) {
+        (Ok(width), Ok(height)) => Ok((width, height)),
+        _ => Err(expected()),
+    }
+}
+
 /// Options shared by the `zimage models` actions.
 #[derive(Debug, Clone, Args)]
 pub struct ModelsConfig {
@@ -378,7 +445,42 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(config) => config,
-            Command::Models { .. } | Command::Bench(_) => unreachable!("asked for serve"),
+            Command::Models { .. } | Command::Bench(_) | Command::Generate(_) => {
+                unreachable!("asked for serve")
+            }
+        }
+    }
+
+    #[test]
+    fn generate_takes_an_aspect_or_a_size_and_a_bounded_count() {
+        let generate = |args: &[&str]| {
+            let mut argv = vec!["zimage", "generate", "a fox"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Generate(config) => config,
+                _ => unreachable!("asked for generate"),
+            })
+        };
+        let config = generate(&["--aspect", "16:9", "--count", "3"]).unwrap();
+        assert_eq!(
+            (config.aspect, config.size, config.count),
+            (Some(AspectRatio::Wide16x9), None, 3)
+        );
+        assert_eq!(config.server.as_str(), "http://127.0.0.1:7860/");
+        assert_eq!(generate(&["--size", "768x1024"]).unwrap().size, Some((768, 1024)));
+        assert_eq!(
+            generate(&["--size", " 512 X 256 "]).unwrap().size,
+            Some((512, 256))
+        );
+        for bad in [
+            &["--aspect", "2:1"][..],
+            &["--size", "768"],
+            &["--size", "axb"],
+            &["--aspect", "1:1", "--size", "256x256"],
+            &["--count", "0"],
+            &["--count", "9"],
+        ] {
+            assert!(generate(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -10,12 +10,16 @@
 //! - [`access`]: the door to the LAN: who may come in (addresses, hosts, origins, the secret) and the
 //!   abuse limits, as plain decisions that `routes` applies to every request.
 //! - [`routes`]: HTTP only: extract, call one of the above, answer.
+//! - [`png_story`]: the prompt, seed and model files written into each saved PNG as text chunks.
+//! - [`site_bundle`]: whether the site folder holds the built web UI.
+//! - [`cli`]: `zimage generate`, a client of a running studio over its HTTP API.
 //!
 //! [`serve`] wires them together on an already bound listener, so tests run it on port 0.
 
 pub mod access;
 pub mod atomic_file;
 pub mod bench;
+pub mod cli;
 pub mod comfy;
 pub mod config;
 pub mod history;
@@ -24,10 +28,12 @@ pub mod job_id;
 pub mod jobs;
 pub mod models;
 pub mod openai;
+pub mod png_story;
 pub mod readiness;
 pub mod relay;
 pub mod routes;
 pub mod shutdown;
+pub mod site_bundle;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
@@ -81,6 +87,8 @@ pub async fn serve_tuned(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // `zimage serve` refused already unless told to go on; in-process users (the tests) only hear it.
+    site_bundle::warn_if_missing(&config.site_root);
     let models = config.workflow.model_files();
     let workflow = Arc::new(config.workflow.load()?);
     let history = History::open(&config.data_dir.join("history"))

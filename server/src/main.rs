@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
     zimage::telemetry::init();
     match cli.command {
         Command::Serve(config) => {
+            zimage::site_bundle::check(&config.site_root, config.allow_missing_bundle)?;
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -17,5 +18,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Models { action } => zimage::models::run(action).await,
         Command::Bench(config) => zimage::bench::run(config).await,
+        Command::Generate(config) => {
+            let status = zimage::cli::generate::run(config).await;
+            std::process::exit(i32::from(status))
+        }
     }
 }

@@ -88,6 +88,8 @@ impl Gateway {
                     workspace_file("backend/workflows/z_image_turbo.json").display()
                 ))
                 .arg(format!("--site-root={}", workspace_file("target/site").display()))
+                // The API is what these tests use: the web UI's bundle need not be built.
+                .arg("--allow-missing-bundle")
                 // The tests submit several jobs at once from one address.
                 .arg("--jobs-per-minute=0")
                 .env_clear()

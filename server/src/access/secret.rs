@@ -43,6 +43,11 @@ impl Secret {
         self.0.is_empty()
     }
 
+    /// The secret itself, to send it (`zimage generate`'s bearer token); never to print it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// Length in characters, for the start-up warning about short secrets.
     pub fn chars(&self) -> usize {
         self.0.chars().count()

@@ -293,6 +293,11 @@ impl Workflow {
         Value::Object(graph)
     }
 
+    /// The model files written into the loaders.
+    pub fn models(&self) -> &ModelFiles {
+        &self.models
+    }
+
     /// Id of the KSampler node, whose `progress` messages count the sampling steps.
     pub fn sampler_node(&self) -> &str {
         &self.roles.sampler

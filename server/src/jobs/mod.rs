@@ -34,6 +34,7 @@ use crate::comfy::{self, ComfyEvent, OutputImage, RemoteState, client::ComfyClie
 use crate::history::{History, HistoryRecord};
 use crate::images::{ImageError, ImageStore, Variant, png_size};
 use crate::job_id::JobId;
+use crate::png_story::{self, ImageStory};
 use crate::relay::{EventLog, Sequenced};
 use crate::storage;
 use crate::validation::GenerationParams;
@@ -1179,6 +1180,7 @@ impl Jobs {
                 },
             };
         };
+        let png = self.with_story(png, &record);
         match self.persist(record.clone(), png).await {
             Ok(()) => {
                 tracing::info!(%id, elapsed_ms = record.elapsed_ms, "job completed");
@@ -1187,6 +1189,25 @@ impl Jobs {
             Err(failure) => {
                 tracing::error!(%id, code = %failure.code, message = %failure.message, "the finished image could not be written to disk");
                 Input::SaveFailed { failure }
+            }
+        }
+    }
+
+    /// The image with its prompt, seed, size and model files written into it as PNG text chunks
+    /// ([`png_story`]); as ComfyUI made it should that fail, since the image matters more than its story.
+    fn with_story(&self, png: Bytes, record: &HistoryRecord) -> Bytes {
+        let story = ImageStory {
+            prompt: &record.prompt,
+            seed: record.seed,
+            width: record.width,
+            height: record.height,
+            models: self.inner.workflow.models(),
+        };
+        match png_story::with_story(&png, &story) {
+            Ok(told) => Bytes::from(told),
+            Err(error) => {
+                tracing::warn!(id = %record.id, %error, "cannot write the prompt and seed into the PNG; keeping it as it is");
+                png
             }
         }
     }

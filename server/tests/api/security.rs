@@ -598,6 +598,7 @@ async fn start_binary(data_dir: &Path, environment: &[(&str, &str)]) -> Started 
             workspace_file("backend/workflows/z_image_turbo.json"),
         )
         .env("ZIMAGE_SITE_ROOT", workspace_file("target/site"))
+        .env("ZIMAGE_ALLOW_MISSING_BUNDLE", "true")
         .env("RUST_LOG", "info")
         .envs(environment.iter().copied())
         .stdout(std::process::Stdio::null())

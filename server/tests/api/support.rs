@@ -470,3 +470,21 @@ pub(crate) fn completed_image(events: &[(u64, JobEvent)]) -> String {
         _ => panic!("the job did not complete: {events:?}"),
     }
 }
+
+/// Reads a child's output line by line until a line contains `wanted`; returns that line.
+pub(crate) async fn line_containing(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<impl tokio::io::AsyncRead + Unpin>>,
+    wanted: &str,
+) -> String {
+    let found = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(wanted) {
+                return line;
+            }
+        }
+        panic!("the output ended without a line containing {wanted:?}")
+    };
+    tokio::time::timeout(PATIENCE, found)
+        .await
+        .unwrap_or_else(|_| panic!("no line containing {wanted:?} in time"))
+}
