@@ -12,8 +12,15 @@ use crate::pages::studio::StudioPage;
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    // The gateway provides the request's language before rendering; the browser reads the one the
+    // gateway rendered the document in.
+    #[cfg(feature = "hydrate")]
+    if use_context::<crate::i18n::Lang>().is_none() {
+        provide_context(crate::browser::document_lang());
+    }
+    let ui = crate::i18n::use_ui();
     view! {
-        <Title text="Z-Image-Turbo (Local)"/>
+        <Title text=ui.title/>
         <Router>
             <Routes fallback=NotFound>
                 <Route path=path!("/") view=StudioPage/>

@@ -177,6 +177,16 @@ mod platform {
         js_sys::Math::random()
     }
 
+    /// The language the gateway rendered the page in (`<html lang>`), so hydration uses the same words.
+    pub fn document_lang() -> crate::i18n::Lang {
+        web_sys::window()
+            .and_then(|window| window.document())
+            .and_then(|document| document.document_element())
+            .and_then(|root| root.get_attribute("lang"))
+            .and_then(|tag| crate::i18n::Lang::from_tag(&tag))
+            .unwrap_or_default()
+    }
+
     fn local_storage() -> Option<web_sys::Storage> {
         web_sys::window()?.local_storage().ok().flatten()
     }

@@ -12,16 +12,17 @@ pub const MANIFEST: &str = "/pkg/manifest.webmanifest";
 
 /// The document for every page; `options` names the bundle `<HydrationScripts>` loads.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let lang = crate::i18n::use_lang();
     view! {
         <!DOCTYPE html>
-        <html lang="en">
+        <html lang=lang.tag()>
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1, viewport-fit=cover"/>
                 <meta name="color-scheme" content="light dark"/>
                 <meta name="theme-color" media="(prefers-color-scheme: light)" content="#f6f5f2"/>
                 <meta name="theme-color" media="(prefers-color-scheme: dark)" content="#15161a"/>
-                <meta name="description" content="A private text-to-image studio on your own GPU."/>
+                <meta name="description" content=lang.ui().description/>
                 <meta name="referrer" content="no-referrer"/>
                 <link rel="manifest" href=MANIFEST/>
                 <link rel="icon" href="/pkg/icons/icon.svg" type="image/svg+xml"/>

@@ -16,11 +16,12 @@ pub fn HistoryGallery(studio: Studio) -> AnyView {
             .with(|gallery| gallery.is_loaded() && gallery.items.is_empty())
     };
     let has_more = move || studio.gallery.with(|gallery| gallery.has_more());
+    let ui = studio.ui;
     view! {
         <section class="gallery" aria-labelledby="gallery-title">
-            <h2 id="gallery-title">"History"</h2>
+            <h2 id="gallery-title">{ui.history}</h2>
             <Show when=is_empty>
-                <p class="hint">"No images yet. The ones you make appear here, on every device."</p>
+                <p class="hint">{ui.history_empty}</p>
             </Show>
             <ul class="thumbs">
                 <For each=items key=|item| item.id.clone() let(item)>
@@ -28,7 +29,7 @@ pub fn HistoryGallery(studio: Studio) -> AnyView {
                         <button
                             type="button"
                             class="thumb"
-                            aria-label=format!("Show image: {}", item.prompt)
+                            aria-label=(ui.show_image)(&item.prompt)
                             title=item.prompt.clone()
                             on:click={
                                 let item = item.clone();
@@ -51,7 +52,7 @@ pub fn HistoryGallery(studio: Studio) -> AnyView {
                         disabled=move || studio.gallery_loading.get() || !studio.hydrated.get()
                         on:click=move |_| studio.load_more()
                     >
-                        {move || if studio.gallery_loading.get() { "Loading..." } else { "Load more" }}
+                        {move || if studio.gallery_loading.get() { ui.loading } else { ui.load_more }}
                     </button>
                 </Show>
             </div>

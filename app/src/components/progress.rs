@@ -10,6 +10,7 @@ use crate::studio::Studio;
 /// Shown while a job runs, and after it failed or was cancelled.
 #[component]
 pub fn Progress(studio: Studio) -> AnyView {
+    let ui = studio.ui;
     let visible = move || {
         studio.job.with(|job| {
             job.as_ref()
@@ -19,7 +20,7 @@ pub fn Progress(studio: Studio) -> AnyView {
     let label = move || {
         studio
             .job
-            .with(|job| job.as_ref().map(|job| job.label()).unwrap_or_default())
+            .with(|job| job.as_ref().map(|job| job.label(ui)).unwrap_or_default())
     };
     let percent = move || {
         studio
@@ -30,7 +31,7 @@ pub fn Progress(studio: Studio) -> AnyView {
         let now = studio.now_ms.get();
         studio.job.with(|job| {
             job.as_ref()
-                .map(|job| format_elapsed(job.elapsed_ms(now)))
+                .map(|job| format_elapsed(job.elapsed_ms(now), ui))
                 .unwrap_or_default()
         })
     };
@@ -45,12 +46,12 @@ pub fn Progress(studio: Studio) -> AnyView {
         <div class="progress" class:hidden=move || !visible()>
             <div class="progress-head">
                 <span class="progress-label" aria-live="polite">{label}</span>
-                <span class="elapsed" aria-label="Elapsed time">{elapsed}</span>
+                <span class="elapsed" aria-label=ui.elapsed_time>{elapsed}</span>
             </div>
             <div
                 class="bar"
                 role="progressbar"
-                aria-label="Progress"
+                aria-label=ui.progress
                 aria-valuemin="0"
                 aria-valuemax="100"
                 aria-valuenow=move || format!("{:.0}", percent())
@@ -59,7 +60,7 @@ pub fn Progress(studio: Studio) -> AnyView {
                 <div class="bar-fill" style:width=move || format!("{:.1}%", percent())></div>
             </div>
             <Show when=reconnecting>
-                <p class="hint">"Connection lost; catching up..."</p>
+                <p class="hint">{ui.reconnecting}</p>
             </Show>
             <p class="job-error" role="alert" aria-live="assertive">
                 {failure}

@@ -23,6 +23,7 @@ enum Showing {
 /// The right column (desktop) or the block under the form (phone).
 #[component]
 pub fn Stage(studio: Studio) -> AnyView {
+    let ui = studio.ui;
     let showing = Memo::new(move |_| {
         if let Some(item) = studio.selected.get() {
             return Showing::Image(ShownImage::from_history(&item));
@@ -41,7 +42,7 @@ pub fn Stage(studio: Studio) -> AnyView {
         })
     });
     view! {
-        <section id=STAGE_ID class="stage" aria-label="Result">
+        <section id=STAGE_ID class="stage" aria-label=ui.result>
             <Progress studio/>
             {move || match showing.get() {
                 Showing::Image(image) => view! { <ImageCard studio image/> }.into_any(),
@@ -54,7 +55,7 @@ pub fn Stage(studio: Studio) -> AnyView {
                             {url
                                 .map(|url| {
                                     view! {
-                                        <img class="preview" src=url alt="Live preview of the image being made"/>
+                                        <img class="preview" src=url alt=ui.live_preview/>
                                     }
                                 })}
                         </div>
@@ -64,7 +65,7 @@ pub fn Stage(studio: Studio) -> AnyView {
                 Showing::Nothing => {
                     view! {
                         <div class="canvas empty">
-                            <p>"Your image appears here."</p>
+                            <p>{ui.image_appears_here}</p>
                         </div>
                     }
                         .into_any()

@@ -1,5 +1,6 @@
 //! `GET /api/history` (newest first, paged with `before`) and `DELETE /api/history/{id}`.
 
+use super::language::text;
 use app::api::{self, HistoryPage};
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -39,7 +40,7 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     state.jobs.authorize(id, caller.requester)?;
     if !state.history.remove(id).await? {
-        return Err(ApiError::NotFound("There is no such image."));
+        return Err(ApiError::NotFound(text().no_such_image));
     }
     state.images.remove(id).await?;
     tracing::info!(%id, "image deleted");
@@ -59,13 +60,13 @@ fn parse_query(query: &str) -> Result<(usize, Option<JobId>), ApiError> {
                     .filter(|limit| (1..=api::MAX_HISTORY_LIMIT).contains(limit))
                     .ok_or_else(|| ApiError::InvalidField {
                         field: Some("limit".to_owned()),
-                        message: format!("The limit must be a number from 1 to {}.", api::MAX_HISTORY_LIMIT),
+                        message: (text().history_limit)(api::MAX_HISTORY_LIMIT),
                     })?;
             }
             "before" => {
                 before = Some(value.parse::<JobId>().map_err(|_| ApiError::InvalidField {
                     field: Some("before".to_owned()),
-                    message: "`before` must be an image id from an earlier page.".to_owned(),
+                    message: text().history_before.to_owned(),
                 })?);
             }
             // Unknown parameters (cache busters and the like) are harmless.

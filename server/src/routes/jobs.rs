@@ -1,5 +1,6 @@
 //! `POST /api/jobs`, `GET` and `DELETE /api/jobs/{id}`, and the job's live preview image.
 
+use super::language::text;
 use app::api::{BackendState, CreateJobRequest, paths};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -53,7 +54,7 @@ async fn create(
         .admit_job(caller.address)
         .map_err(|retry_after| ApiError::TooManyRequests {
             code: "too_many_jobs",
-            message: "This device is starting jobs faster than the studio allows; wait a moment.".to_owned(),
+            message: text().too_fast.to_owned(),
             retry_after,
         })?;
     let accepted = state.jobs.submit(params, caller.requester.client).await?;
@@ -70,7 +71,7 @@ async fn show(State(state): State<AppState>, JobIdParam(id): JobIdParam) -> Resu
     let view = state
         .jobs
         .view(id)
-        .ok_or(ApiError::NotFound("There is no such job."))?;
+        .ok_or_else(|| ApiError::NotFound(text().no_such_job))?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
 }
 
@@ -87,7 +88,7 @@ async fn preview(State(state): State<AppState>, JobIdParam(id): JobIdParam) -> R
     let (image, mime) = state
         .jobs
         .preview(id)
-        .ok_or(ApiError::NotFound("This job has no preview."))?;
+        .ok_or_else(|| ApiError::NotFound(text().no_preview))?;
     Ok((
         [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-store")],
         image,

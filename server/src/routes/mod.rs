@@ -8,6 +8,7 @@ mod health;
 mod history;
 mod images;
 mod jobs;
+mod language;
 mod site;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::middleware::from_fn_with_state;
+use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -38,6 +40,7 @@ pub fn router(state: AppState, site_root: &std::path::Path) -> Router {
         .merge(history::router())
         .merge(health::router())
         .merge(access::router())
+        .merge(language::router())
         .with_state(state.clone());
     api.merge(site::router(site_root))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -46,8 +49,16 @@ pub fn router(state: AppState, site_root: &std::path::Path) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(TraceLayer::new_for_http().on_failure(()))
-        // Outermost, so a client outside the allowlist meets nothing else.
+        // Every text answer (pages, JSON, the pairing and sign-in pages) in br or gzip, as the browser
+        // asks. The default predicate leaves out what must not or need not be: `text/event-stream` (a
+        // compressor would hold events back until its buffer fills), images (PNG and JPEG are
+        // compressed already), bodies under 32 bytes, and answers already encoded (ServeDir's
+        // precompressed `.gz` files under /pkg).
+        .layer(CompressionLayer::new().br(true).gzip(true))
+        // The door is the first check, so a client outside the allowlist meets nothing else...
         .layer(from_fn_with_state(state, access::door))
+        // ...and its refusals too are in the request's language.
+        .layer(axum::middleware::from_fn(language::scope))
 }
 
 /// A job id from the path. Anything that is not one of our ids is simply not found: client text
@@ -58,7 +69,7 @@ impl<S: Send + Sync> FromRequestParts<S> for JobIdParam {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<JobIdParam, ApiError> {
-        let not_found = || ApiError::NotFound("There is no such job or image.");
+        let not_found = || ApiError::NotFound(language::text().no_such_job_or_image);
         let Path(text) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| not_found())?;
