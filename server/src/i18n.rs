@@ -2,6 +2,9 @@
 //! and `field` are the same in every language) and the door's sign-in and pairing pages. The page's
 //! words are `app::i18n`; [`Lang`] and its negotiation are shared from there.
 //!
+//! [`Cli`] holds what `zimage models` prints for people, in the terminal's language
+//! (`crate::config::terminal_language`).
+//!
 //! One [`Text`] value per language, so a sentence missing in one of them is a compile error; adding
 //! one is a field here and a line in each of [`Text::EN`] and [`Text::ZH_CN`].
 
@@ -261,6 +264,125 @@ impl Text {
     }
 }
 
+/// What the command line prints for people, in one language (file names, hashes, sizes and commands
+/// stay as they are).
+#[derive(Debug)]
+pub struct Cli {
+    pub already_in_place: &'static str,
+    pub checked_in_place: &'static str,
+    pub downloaded: fn(&str) -> String,
+    pub fetched: fn(&str, &str, &str, &str) -> String,
+    pub all_in_place: fn(usize, &str) -> String,
+    pub verified_ok: fn(&str, &str) -> String,
+    pub unreferenced: fn(&str) -> String,
+    pub missing_file: &'static str,
+    pub wrong_size: fn(u64, u64) -> String,
+    pub wrong_hash: fn(&str, &str, &str) -> String,
+    pub failed_verification: fn(usize, usize, &str) -> String,
+    pub all_verified: fn(usize, &str) -> String,
+    pub model_set: fn(&str, &str) -> String,
+    pub other_sets: fn(&str) -> String,
+    pub models_folder: fn(&str) -> String,
+    pub size_unknown: &'static str,
+    pub present_checked: &'static str,
+    pub present_unchecked: &'static str,
+    pub partly_downloaded: fn(&str) -> String,
+    pub missing: &'static str,
+    pub pinned: &'static str,
+    pub follows_branch: &'static str,
+    pub follows_branch_at: fn(&str) -> String,
+    pub from: &'static str,
+    pub gateway_settings: fn(&str) -> String,
+}
+
+impl Cli {
+    pub const EN: Cli = Cli {
+        already_in_place: "already in place",
+        checked_in_place: "found in place and checked",
+        downloaded: |size| format!("downloaded ({size})"),
+        fetched: |path, what, sha256, source| format!("{path}: {what}; sha256 {sha256} ({source})"),
+        all_in_place: |count, set| format!("All {count} files of set `{set}` are in place."),
+        verified_ok: |sha256, reference| format!("ok, sha256 {sha256} ({reference})"),
+        unreferenced: |sha256| {
+            format!("present, sha256 {sha256}, but nothing to compare it with (no published or recorded hash)")
+        },
+        missing_file: "MISSING (run `zimage models fetch`)",
+        wrong_size: |actual, expected| {
+            format!("WRONG SIZE: {actual} bytes, expected {expected} (run `zimage models fetch` to replace it)")
+        },
+        wrong_hash: |actual, expected, reference| {
+            format!(
+                "WRONG SHA256: {actual}, expected {expected} ({reference}) (run `zimage models fetch` to replace it)"
+            )
+        },
+        failed_verification: |problems, total, set| {
+            format!("{problems} of {total} model files of set `{set}` failed verification")
+        },
+        all_verified: |count, set| format!("All {count} files of set `{set}` verified."),
+        model_set: |name, description| format!("Model set `{name}`: {description}"),
+        other_sets: |names| format!("(other sets: {names}; choose with --set or ZIMAGE_MODEL_SET)"),
+        models_folder: |path| format!("Models folder: {path}"),
+        size_unknown: "size unknown",
+        present_checked: "present, checked",
+        present_unchecked: "present, not checked yet",
+        partly_downloaded: |size| format!("partly downloaded ({size})"),
+        missing: "missing",
+        pinned: "pinned",
+        follows_branch: "follows the branch",
+        follows_branch_at: |commit| format!("follows the branch; downloaded at commit {commit}"),
+        from: "from",
+        gateway_settings: |set| format!("Gateway settings for set `{set}`:"),
+    };
+
+    pub const ZH_CN: Cli = Cli {
+        already_in_place: "已就位",
+        checked_in_place: "已存在并通过校验",
+        downloaded: |size| format!("已下载（{size}）"),
+        fetched: |path, what, sha256, source| format!("{path}：{what}；sha256 {sha256}（{source}）"),
+        all_in_place: |count, set| format!("模型集 `{set}` 的全部 {count} 个文件均已就位。"),
+        verified_ok: |sha256, reference| format!("正常，sha256 {sha256}（{reference}）"),
+        unreferenced: |sha256| format!("存在，sha256 {sha256}，但没有可比对的哈希（未公布也未记录）"),
+        missing_file: "缺失（请运行 `zimage models fetch`）",
+        wrong_size: |actual, expected| {
+            format!("大小不对：{actual} 字节，应为 {expected}（运行 `zimage models fetch` 替换它）")
+        },
+        wrong_hash: |actual, expected, reference| {
+            format!("SHA256 不对：{actual}，应为 {expected}（{reference}）（运行 `zimage models fetch` 替换它）")
+        },
+        failed_verification: |problems, total, set| {
+            format!("模型集 `{set}` 的 {total} 个模型文件中有 {problems} 个未通过校验")
+        },
+        all_verified: |count, set| format!("模型集 `{set}` 的全部 {count} 个文件均已通过校验。"),
+        model_set: |name, description| format!("模型集 `{name}`：{description}"),
+        other_sets: |names| format!("（其他模型集：{names}；用 --set 或 ZIMAGE_MODEL_SET 选择）"),
+        models_folder: |path| format!("模型文件夹：{path}"),
+        size_unknown: "大小未知",
+        present_checked: "已存在，已校验",
+        present_unchecked: "已存在，尚未校验",
+        partly_downloaded: |size| format!("部分下载（{size}）"),
+        missing: "缺失",
+        pinned: "固定版本",
+        follows_branch: "跟随分支",
+        follows_branch_at: |commit| format!("跟随分支；下载时的提交为 {commit}"),
+        from: "来自",
+        gateway_settings: |set| format!("模型集 `{set}` 对应的网关设置："),
+    };
+
+    /// The words of `lang`.
+    pub const fn of(lang: Lang) -> &'static Cli {
+        match lang {
+            Lang::En => &Cli::EN,
+            Lang::ZhCn => &Cli::ZH_CN,
+        }
+    }
+}
+
+/// The language of a POSIX locale (`zh_CN.UTF-8`, `en_US`, `C`): any `zh` is Chinese, the rest English.
+pub fn lang_of_posix_locale(locale: &str) -> Lang {
+    let primary = locale.split(['_', '.', '@', '-']).next().unwrap_or_default();
+    if primary.eq_ignore_ascii_case("zh") { Lang::ZhCn } else { Lang::En }
+}
+
 /// A side's name in Chinese (the JSON names stay as they are in `field`).
 fn side_name(field: &str) -> &str {
     match field {
@@ -287,5 +409,15 @@ mod tests {
             "宽度必须是 16 像素的整数倍。"
         );
         assert_eq!(Text::of(Lang::ZhCn).prompt_empty, Text::ZH_CN.prompt_empty);
+    }
+
+    #[test]
+    fn the_terminal_language_comes_from_the_posix_locale() {
+        assert_eq!(lang_of_posix_locale("zh_CN.UTF-8"), Lang::ZhCn);
+        assert_eq!(lang_of_posix_locale("zh_TW"), Lang::ZhCn);
+        assert_eq!(lang_of_posix_locale("en_US.UTF-8"), Lang::En);
+        assert_eq!(lang_of_posix_locale("C.UTF-8"), Lang::En);
+        assert_eq!(lang_of_posix_locale(""), Lang::En);
+        assert_eq!((Cli::ZH_CN.all_verified)(3, "light"), "模型集 `light` 的全部 3 个文件均已通过校验。");
     }
 }
