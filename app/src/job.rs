@@ -189,6 +189,12 @@ impl JobProgress {
         }
     }
 
+    /// [`JobProgress::fraction`] in thousandths, for the bar's width: whole numbers keep floating-point
+    /// formatting out of the browser bundle.
+    pub fn permille(&self) -> u32 {
+        (self.fraction() * 1000.0).round() as u32
+    }
+
     /// The one-line status under the bar, e.g. "Sampling: step 3 of 8".
     pub fn label(&self, ui: &Ui) -> String {
         if self.cancel_requested && self.is_active() {
@@ -223,6 +229,11 @@ impl Phase {
     pub fn is_terminal(&self) -> bool {
         matches!(self, Phase::Completed(_) | Phase::Failed(_) | Phase::Cancelled)
     }
+}
+
+/// A width in percent with one decimal, from thousandths: 425 is "42.5%".
+pub fn percent_text(permille: u32) -> String {
+    format!("{}.{}%", permille / 10, permille % 10)
 }
 
 /// "3.4 s" below a minute, "1 min 05 s" above (in the page's language).

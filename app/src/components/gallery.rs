@@ -6,23 +6,23 @@ use crate::studio::Studio;
 
 /// The gallery below the form and the stage.
 #[component]
-pub fn HistoryGallery(studio: Studio) -> AnyView {
+pub fn HistoryGallery(studio: Studio) -> impl IntoView {
     let end_marker = NodeRef::<leptos::html::Div>::new();
     watch_end_marker(studio, end_marker);
     let items = move || studio.gallery.with(|gallery| gallery.items.clone());
-    let is_empty = move || {
+    // Memos, so the parts they show are made again only when the answer changes (as `<Show>` does,
+    // without its type-erased children: see `components::erase`).
+    let is_empty = Memo::new(move |_| {
         studio
             .gallery
             .with(|gallery| gallery.is_loaded() && gallery.items.is_empty())
-    };
-    let has_more = move || studio.gallery.with(|gallery| gallery.has_more());
+    });
+    let has_more = Memo::new(move |_| studio.gallery.with(|gallery| gallery.has_more()));
     let ui = studio.ui;
-    view! {
+    crate::components::erase(view! {
         <section class="gallery" aria-labelledby="gallery-title">
             <h2 id="gallery-title">{ui.history}</h2>
-            <Show when=is_empty>
-                <p class="hint">{ui.history_empty}</p>
-            </Show>
+            {move || is_empty.get().then(|| view! { <p class="hint">{ui.history_empty}</p> })}
             <ul class="thumbs">
                 <For each=items key=|item| item.id.clone() let(item)>
                     <li>
@@ -45,7 +45,7 @@ pub fn HistoryGallery(studio: Studio) -> AnyView {
                 {move || studio.gallery_error.get()}
             </p>
             <div class="gallery-end" node_ref=end_marker>
-                <Show when=has_more>
+                {move || has_more.get().then(|| view! {
                     <button
                         type="button"
                         class="button"
@@ -54,11 +54,10 @@ pub fn HistoryGallery(studio: Studio) -> AnyView {
                     >
                         {move || if studio.gallery_loading.get() { ui.loading } else { ui.load_more }}
                     </button>
-                </Show>
+                })}
             </div>
         </section>
-    }
-    .into_any()
+    })
 }
 
 /// Loads the next page whenever the end of the gallery comes near the screen.

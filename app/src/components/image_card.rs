@@ -1,6 +1,7 @@
 //! A finished image, large and fitting the screen, with its prompt, seed and size, and what can be done
 //! with it: open at full size, download, reuse, delete.
 
+use leptos::either::Either;
 use leptos::prelude::*;
 
 use crate::api::HistoryItem;
@@ -52,7 +53,7 @@ impl ShownImage {
 
 /// The image and its details.
 #[component]
-pub fn ImageCard(studio: Studio, image: ShownImage) -> AnyView {
+pub fn ImageCard(studio: Studio, image: ShownImage) -> impl IntoView {
     let confirming = RwSignal::new(false);
     let ShownImage {
         id,
@@ -67,7 +68,7 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> AnyView {
     let ui = studio.ui;
     let reuse_prompt = prompt.clone();
     let delete_id = id.clone();
-    view! {
+    crate::components::erase(view! {
         <figure class="result">
             <a class="canvas" href=image_url.clone() target="_blank" rel="noopener" title=ui.open_full_size_title>
                 <img class="result-image" src=image_url.clone() alt=prompt.clone() width=width height=height/>
@@ -108,16 +109,14 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> AnyView {
                     >
                         {ui.reuse_settings}
                     </button>
-                    <Show
-                        when=move || confirming.get()
-                        fallback=move || {
-                            view! {
-                                <button type="button" class="button danger-outline" on:click=move |_| confirming.set(true)>
-                                    {ui.delete}
-                                </button>
-                            }
-                        }
-                    >
+                    {move || if !confirming.get() {
+                        Either::Left(view! {
+                            <button type="button" class="button danger-outline" on:click=move |_| confirming.set(true)>
+                                {ui.delete}
+                            </button>
+                        })
+                    } else {
+                        Either::Right(view! {
                         <span class="confirm" role="group" aria-label=ui.confirm_deletion>
                             <span>{ui.delete_question}</span>
                             <button
@@ -137,10 +136,10 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> AnyView {
                                 {ui.keep}
                             </button>
                         </span>
-                    </Show>
+                        })
+                    }}
                 </div>
             </figcaption>
         </figure>
-    }
-    .into_any()
+    })
 }

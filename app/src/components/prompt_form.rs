@@ -10,7 +10,7 @@ use crate::studio::{FORM_ID, Studio};
 
 /// The form on the left (desktop) or on top (phone).
 #[component]
-pub fn PromptForm(studio: Studio) -> AnyView {
+pub fn PromptForm(studio: Studio) -> impl IntoView {
     let error_for = move |field: Field| {
         move || {
             studio.form_error.with(|error| {
@@ -51,7 +51,7 @@ pub fn PromptForm(studio: Studio) -> AnyView {
     let seed_error = error_for(Field::Seed);
     let ratio_error = error_for(Field::AspectRatio);
 
-    view! {
+    crate::components::erase(view! {
         <form id=FORM_ID class="composer" on:submit=on_submit novalidate aria-label=ui.form_label>
             <div class="field">
                 <div class="field-head">
@@ -183,18 +183,17 @@ pub fn PromptForm(studio: Studio) -> AnyView {
                 </button>
             </div>
         </form>
-    }
-    .into_any()
+    })
 }
 
 /// One aspect ratio: a radio button drawn as a chip with the shape and the pixel size it gives.
 #[component]
-fn RatioChip(studio: Studio, ratio: AspectRatio) -> AnyView {
+fn RatioChip(studio: Studio, ratio: AspectRatio) -> impl IntoView {
     let (width, height) = ratio.size();
     let selected = move || studio.form.with(|form| form.aspect_ratio == ratio);
     // The shape inside the chip, at most 24 px on its longer side.
     let shape_style = format!("width: {}px; height: {}px", width * 24 / 1024, height * 24 / 1024);
-    view! {
+    crate::components::erase(view! {
         <label class="chip" class:selected=selected>
             <input
                 type="radio"
@@ -213,8 +212,7 @@ fn RatioChip(studio: Studio, ratio: AspectRatio) -> AnyView {
             <span class="chip-label">{ratio.label()}</span>
             <span class="chip-size">{format!("{width}×{height}")}</span>
         </label>
-    }
-    .into_any()
+    })
 }
 
 /// The thin bar above the button, so a phone shows progress while the form is on screen.
@@ -224,12 +222,12 @@ fn MiniProgress(studio: Studio) -> impl IntoView {
         studio.job.with(|job| {
             job.as_ref()
                 .filter(|job| job.is_active())
-                .map_or(0.0, |job| job.fraction() * 100.0)
+                .map_or(0, |job| job.permille())
         })
     };
     view! {
         <div class="mini-progress" aria-hidden="true" class:visible=move || studio.job_is_active()>
-            <div class="mini-progress-fill" style:width=move || format!("{:.1}%", width())></div>
+            <div class="mini-progress-fill" style:width=move || crate::job::percent_text(width())></div>
         </div>
     }
 }

@@ -1,14 +1,12 @@
 //! The page for any address the studio does not have (the gateway answers it with 404).
 
 use leptos::prelude::*;
-use leptos_meta::Title;
 
 /// "Page not found", with the way back.
 #[component]
 pub fn NotFound() -> impl IntoView {
     let ui = crate::i18n::use_ui();
     view! {
-        <Title text=ui.not_found_title/>
         <main class="not-found">
             <h1>{ui.not_found_heading}</h1>
             <p>{ui.not_found_text}</p>

@@ -13,13 +13,13 @@ use crate::studio::Studio;
 
 /// The one page people use, at `/`.
 #[component]
-pub fn StudioPage() -> AnyView {
+pub fn StudioPage() -> impl IntoView {
     let studio = Studio::new();
     let ui = studio.ui;
     let other = crate::i18n::use_lang().other();
     // Effects run only in the browser, once the bundle has hydrated the server-rendered page.
     Effect::new(move |_| untrack(|| studio.start()));
-    view! {
+    crate::components::erase(view! {
         <div class="studio" data-hydrated=move || studio.hydrated.get().then_some("true")>
             <header class="topbar">
                 <h1 class="title">{ui.title}</h1>
@@ -50,6 +50,5 @@ pub fn StudioPage() -> AnyView {
                 </nav>
             </footer>
         </div>
-    }
-    .into_any()
+    })
 }

@@ -51,6 +51,9 @@ pub(super) fn router(site_root: &Path) -> Router {
 fn page_context() {
     super::access::provide_page_nonce();
     super::language::provide_for_page();
+    let path = leptos::prelude::use_context::<axum::http::request::Parts>()
+        .map_or_else(|| "/".to_owned(), |parts| parts.uri.path().to_owned());
+    leptos::prelude::provide_context(app::app::Page::at(&path));
 }
 
 /// Any other address: a JSON 404 for API clients, the UI's "not found" page (status 404) for people.
