@@ -66,6 +66,9 @@ mod tests {
         assert_eq!(Page::at("/"), Page::Studio);
         assert_eq!(Page::at("/no/such/page"), Page::NotFound);
         assert_eq!(Page::at(""), Page::NotFound);
-        assert_eq!(Page::NotFound.title(&crate::i18n::ZH_CN), crate::i18n::ZH_CN.not_found_title);
+        assert_eq!(
+            Page::NotFound.title(&crate::i18n::ZH_CN),
+            crate::i18n::ZH_CN.not_found_title
+        );
     }
 }

@@ -240,7 +240,9 @@ pub const EN: Ui = Ui {
     roll_seed: "Roll a random seed",
     random_every_time: "Random seed for every image",
     seed_hint: "Empty: a new random seed for each image.",
-    seed_invalid: |max| format!("The seed must be a whole number from 0 to {max}, or empty for a random one."),
+    seed_invalid: |max| {
+        format!("The seed must be a whole number from 0 to {max}, or empty for a random one.")
+    },
     needs_javascript: "The studio needs JavaScript (and WebAssembly) to make images.",
     generate: "Generate",
     sending: "Sending...",
@@ -317,7 +319,10 @@ pub const ZH_CN: Ui = Ui {
     prompt_placeholder: "描述你想要的画面……",
     examples: "示例",
     example_prompts: [
-        ("灯塔", "黄昏时分礁石海岸上的灯塔，浪花拍岸，窗口透出暖光，油画风格"),
+        (
+            "灯塔",
+            "黄昏时分礁石海岸上的灯塔，浪花拍岸，窗口透出暖光，油画风格",
+        ),
         ("茶馆", "雨后山中安静的茶馆，松林间薄雾缭绕，清晨柔和的光线"),
         ("小熊猫", "小熊猫在纸灯笼下看书，水彩画，色彩柔和"),
     ],
@@ -396,7 +401,10 @@ mod tests {
     fn accept_language_picks_the_heaviest_language_we_speak() {
         assert_eq!(Lang::from_accept_language("zh-CN,zh;q=0.9,en;q=0.8"), Lang::ZhCn);
         assert_eq!(Lang::from_accept_language("en-US,en;q=0.9,zh-CN;q=0.8"), Lang::En);
-        assert_eq!(Lang::from_accept_language("fr-FR, zh-TW;q=0.7, en;q=0.5"), Lang::ZhCn);
+        assert_eq!(
+            Lang::from_accept_language("fr-FR, zh-TW;q=0.7, en;q=0.5"),
+            Lang::ZhCn
+        );
         assert_eq!(Lang::from_accept_language("en;q=0.2, zh-Hans;q=0.9"), Lang::ZhCn);
         assert_eq!(Lang::from_accept_language("ZH"), Lang::ZhCn);
         assert_eq!(Lang::from_accept_language("fr, de"), Lang::En);
@@ -527,7 +535,10 @@ mod tests {
         }
         // Product names (Z-Image-Turbo, ComfyUI, GPU, JavaScript) stay Latin; every sentence is Chinese.
         for text in all_strings(&ZH_CN) {
-            assert!(has_cjk(&text) || text == "x" || text.starts_with("Z-Image"), "{text}");
+            assert!(
+                has_cjk(&text) || text == "x" || text.starts_with("Z-Image"),
+                "{text}"
+            );
         }
     }
 }

@@ -307,8 +307,8 @@ fn total_or_default(total: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::i18n::{EN, ZH_CN};
     use crate::api::Timings;
+    use crate::i18n::{EN, ZH_CN};
 
     fn accepted() -> JobProgress {
         let accepted = JobAccepted {
@@ -463,8 +463,14 @@ mod tests {
 
         let mut queued = view(JobStatus::Queued);
         queued.queue_position = Some(3);
-        assert_eq!(JobProgress::from_view(&queued, &EN).label(&EN), "Queued: 3 in line");
-        assert_eq!(JobProgress::from_view(&queued, &ZH_CN).label(&ZH_CN), "排队中：第 3 位");
+        assert_eq!(
+            JobProgress::from_view(&queued, &EN).label(&EN),
+            "Queued: 3 in line"
+        );
+        assert_eq!(
+            JobProgress::from_view(&queued, &ZH_CN).label(&ZH_CN),
+            "排队中：第 3 位"
+        );
 
         let mut done = view(JobStatus::Completed);
         done.image_url = Some("/api/images/job1".to_owned());

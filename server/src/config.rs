@@ -303,6 +303,10 @@ pub enum ModelsAction {
 
 /// The language of what the command line prints for people: the terminal's POSIX locale (`LC_ALL`, then
 /// `LC_MESSAGES`, then `LANG`, the first one set and not empty), as other command-line tools read it.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the locale is the terminal's, not an option of the studio: clap has no fallback chain of variables"
+)]
 pub fn terminal_language() -> crate::i18n::Lang {
     let locale = ["LC_ALL", "LC_MESSAGES", "LANG"]
         .into_iter()

@@ -92,7 +92,9 @@ pub struct Text {
 impl Text {
     pub const EN: Text = Text {
         prompt_empty: "Describe the image: the prompt is empty.",
-        prompt_too_long: |length, limit| format!("The prompt is {length} characters long; the limit is {limit}."),
+        prompt_too_long: |length, limit| {
+            format!("The prompt is {length} characters long; the limit is {limit}.")
+        },
         prompt_control: "The prompt contains control characters.",
         seed_range: |max| format!("The seed must be between 0 and {max}."),
         side_range: |field, min, max| format!("The {field} must be between {min} and {max} pixels."),
@@ -127,7 +129,9 @@ impl Text {
         storage_unavailable: "The studio cannot write to its data folder; the log has the details.",
         internal: "Something went wrong inside the studio; the log has the details.",
         queue_full: |unfinished| {
-            format!("The studio already has {unfinished} jobs waiting or running; try again when some have finished.")
+            format!(
+                "The studio already has {unfinished} jobs waiting or running; try again when some have finished."
+            )
         },
         too_fast: "This device is starting jobs faster than the studio allows; wait a moment.",
         not_yours: "Only the browser that started this job can change it (or someone signed in with the studio's secret).",
@@ -227,7 +231,9 @@ impl Text {
         pair_title: "配对手机 · Z-Image 工作室",
         pair_heading: "配对手机",
         pair_with_secret: |minutes| {
-            format!("用手机相机扫描这个二维码。链接只能让手机登录一次，且只在 {minutes} 分钟内有效；刷新本页可获得新的链接。")
+            format!(
+                "用手机相机扫描这个二维码。链接只能让手机登录一次，且只在 {minutes} 分钟内有效；刷新本页可获得新的链接。"
+            )
         },
         pair_without_secret: "用手机相机扫描这个二维码即可打开工作室。",
         pair_on_localhost: "本页是通过 <b>localhost</b> 打开的，手机无法访问：请改用工作室的网络地址打开（例如 \
@@ -304,11 +310,15 @@ impl Cli {
         all_in_place: |count, set| format!("All {count} files of set `{set}` are in place."),
         verified_ok: |sha256, reference| format!("ok, sha256 {sha256} ({reference})"),
         unreferenced: |sha256| {
-            format!("present, sha256 {sha256}, but nothing to compare it with (no published or recorded hash)")
+            format!(
+                "present, sha256 {sha256}, but nothing to compare it with (no published or recorded hash)"
+            )
         },
         missing_file: "MISSING (run `zimage models fetch`)",
         wrong_size: |actual, expected| {
-            format!("WRONG SIZE: {actual} bytes, expected {expected} (run `zimage models fetch` to replace it)")
+            format!(
+                "WRONG SIZE: {actual} bytes, expected {expected} (run `zimage models fetch` to replace it)"
+            )
         },
         wrong_hash: |actual, expected, reference| {
             format!(
@@ -347,7 +357,9 @@ impl Cli {
             format!("大小不对：{actual} 字节，应为 {expected}（运行 `zimage models fetch` 替换它）")
         },
         wrong_hash: |actual, expected, reference| {
-            format!("SHA256 不对：{actual}，应为 {expected}（{reference}）（运行 `zimage models fetch` 替换它）")
+            format!(
+                "SHA256 不对：{actual}，应为 {expected}（{reference}）（运行 `zimage models fetch` 替换它）"
+            )
         },
         failed_verification: |problems, total, set| {
             format!("模型集 `{set}` 的 {total} 个模型文件中有 {problems} 个未通过校验")
@@ -380,7 +392,11 @@ impl Cli {
 /// The language of a POSIX locale (`zh_CN.UTF-8`, `en_US`, `C`): any `zh` is Chinese, the rest English.
 pub fn lang_of_posix_locale(locale: &str) -> Lang {
     let primary = locale.split(['_', '.', '@', '-']).next().unwrap_or_default();
-    if primary.eq_ignore_ascii_case("zh") { Lang::ZhCn } else { Lang::En }
+    if primary.eq_ignore_ascii_case("zh") {
+        Lang::ZhCn
+    } else {
+        Lang::En
+    }
 }
 
 /// A side's name in Chinese (the JSON names stay as they are in `field`).
@@ -403,7 +419,10 @@ mod tests {
             Text::EN.rule(rule, "prompt"),
             "The prompt is 2001 characters long; the limit is 2000."
         );
-        assert_eq!(Text::ZH_CN.rule(rule, "prompt"), "提示词有 2001 个字符，上限是 2000 个。");
+        assert_eq!(
+            Text::ZH_CN.rule(rule, "prompt"),
+            "提示词有 2001 个字符，上限是 2000 个。"
+        );
         assert_eq!(
             Text::ZH_CN.rule(Rule::SideNotAStep, "width"),
             "宽度必须是 16 像素的整数倍。"
@@ -418,6 +437,9 @@ mod tests {
         assert_eq!(lang_of_posix_locale("en_US.UTF-8"), Lang::En);
         assert_eq!(lang_of_posix_locale("C.UTF-8"), Lang::En);
         assert_eq!(lang_of_posix_locale(""), Lang::En);
-        assert_eq!((Cli::ZH_CN.all_verified)(3, "light"), "模型集 `light` 的全部 3 个文件均已通过校验。");
+        assert_eq!(
+            (Cli::ZH_CN.all_verified)(3, "light"),
+            "模型集 `light` 的全部 3 个文件均已通过校验。"
+        );
     }
 }

@@ -17,7 +17,9 @@ pub struct ValidationError {
 pub enum Rule {
     PromptEmpty,
     /// The prompt's length in characters (Unicode scalar values, as the limit counts them).
-    PromptTooLong { length: usize },
+    PromptTooLong {
+        length: usize,
+    },
     PromptControlCharacters,
     SeedOutOfRange,
     SideOutOfRange,

@@ -244,9 +244,12 @@ async fn run_fetch(config: &ModelsConfig) -> anyhow::Result<()> {
             FetchOutcome::Downloaded { transferred } => (say.downloaded)(&format_bytes(transferred)),
         };
         let source = file.hash_source.describe();
-        println!("{}", (say.fetched)(&file.path, &what, &file.sha256.to_string(), &source));
+        println!(
+            "{}",
+            (say.fetched)(&file.path, &what, &file.sha256.to_string(), source)
+        );
     }
-    println!("{}", (say.all_in_place)(fetched.len(), &set.name));
+    println!("{}", (say.all_in_place)(fetched.len(), set.name));
     print_gateway_settings(&set, say);
     Ok(())
 }
@@ -258,7 +261,9 @@ async fn run_verify(config: &ModelsConfig) -> anyhow::Result<()> {
     let say = Cli::of(terminal_language());
     for verdict in &verdicts {
         let line = match &verdict.status {
-            VerifyStatus::Ok { sha256, reference } => (say.verified_ok)(&sha256.to_string(), &reference.describe()),
+            VerifyStatus::Ok { sha256, reference } => {
+                (say.verified_ok)(&sha256.to_string(), reference.describe())
+            }
             VerifyStatus::Unreferenced { sha256 } => (say.unreferenced)(&sha256.to_string()),
             VerifyStatus::Missing => say.missing_file.to_owned(),
             VerifyStatus::WrongSize { expected, actual } => (say.wrong_size)(*actual, *expected),
@@ -266,7 +271,7 @@ async fn run_verify(config: &ModelsConfig) -> anyhow::Result<()> {
                 expected,
                 actual,
                 reference,
-            } => (say.wrong_hash)(&actual.to_string(), &expected.to_string(), &reference.describe()),
+            } => (say.wrong_hash)(&actual.to_string(), &expected.to_string(), reference.describe()),
         };
         println!("{}: {line}", verdict.path);
     }
@@ -275,9 +280,12 @@ async fn run_verify(config: &ModelsConfig) -> anyhow::Result<()> {
         .filter(|verdict| verdict.status.is_problem())
         .count();
     if problems > 0 {
-        anyhow::bail!("{}", (say.failed_verification)(problems, verdicts.len(), &set.name));
+        anyhow::bail!(
+            "{}",
+            (say.failed_verification)(problems, verdicts.len(), set.name)
+        );
     }
-    println!("{}", (say.all_verified)(verdicts.len(), &set.name));
+    println!("{}", (say.all_verified)(verdicts.len(), set.name));
     Ok(())
 }
 
@@ -286,11 +294,14 @@ async fn run_list(config: &ModelsConfig) -> anyhow::Result<()> {
     let set = manifest.set(&config.model_set)?;
     let others: Vec<&str> = manifest.set_names().filter(|name| *name != set.name).collect();
     let say = Cli::of(terminal_language());
-    println!("{}", (say.model_set)(&set.name, &set.description));
+    println!("{}", (say.model_set)(set.name, set.description));
     if !others.is_empty() {
         println!("{}", (say.other_sets)(&others.join(", ")));
     }
-    println!("{}", (say.models_folder)(&config.models_dir.display().to_string()));
+    println!(
+        "{}",
+        (say.models_folder)(&config.models_dir.display().to_string())
+    );
     for listed in list(&config.models_dir, &set).await? {
         let file = &listed.file;
         let size = match (file.size, file.approx_size) {
@@ -318,7 +329,10 @@ async fn run_list(config: &ModelsConfig) -> anyhow::Result<()> {
             file.display_path(),
             size
         );
-        println!("  {:<15} {} {} @ {} ({pin})", "", say.from, file.repo, file.revision);
+        println!(
+            "  {:<15} {} {} @ {} ({pin})",
+            "", say.from, file.repo, file.revision
+        );
     }
     print_gateway_settings(&set, say);
     Ok(())
@@ -326,7 +340,7 @@ async fn run_list(config: &ModelsConfig) -> anyhow::Result<()> {
 
 /// The gateway must name these files: prints the settings for the chosen set.
 fn print_gateway_settings(set: &ModelSet<'_>, say: &Cli) {
-    println!("{}", (say.gateway_settings)(&set.name));
+    println!("{}", (say.gateway_settings)(set.name));
     for role in Role::ALL {
         if let Some(file) = set.file_for(role) {
             println!("  {}={}", role.env_var(), file.name());

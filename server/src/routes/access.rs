@@ -86,11 +86,7 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
     // 1. The client's address, before anything else is looked at.
     let Some(address) = peer_address(&request) else {
         tracing::error!("no client address on the request: the server must be started with connect info");
-        return decorate(
-            forbidden("no_address", text().no_address),
-            &nonce,
-            None,
-        );
+        return decorate(forbidden("no_address", text().no_address), &nonce, None);
     };
     // The health check runs on the machine itself and must work whatever the allowlist says.
     let health_probe = is_health_probe(request.method(), request.uri().path());
@@ -535,9 +531,7 @@ fn too_many_attempts(retry_after: Duration) -> ApiError {
 
 fn sign_in_error(error: SignInError) -> ApiError {
     match error {
-        SignInError::NoSecret => {
-            ApiError::Conflict(text().no_secret)
-        }
+        SignInError::NoSecret => ApiError::Conflict(text().no_secret),
         SignInError::TooManyAttempts { retry_after } => too_many_attempts(retry_after),
         SignInError::WrongSecret | SignInError::UnknownLink => ApiError::Unauthorized {
             code: "wrong_secret",

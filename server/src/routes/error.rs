@@ -123,9 +123,12 @@ impl ApiError {
             ),
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", (*message).to_owned(), None),
             ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", (*message).to_owned(), None),
-            ApiError::NotReady { code, message } => {
-                (StatusCode::SERVICE_UNAVAILABLE, code, (text.not_ready)(message), None)
-            }
+            ApiError::NotReady { code, message } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                code,
+                (text.not_ready)(message),
+                None,
+            ),
             ApiError::ShuttingDown => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "restarting",

@@ -70,10 +70,8 @@ async fn fallback(uri: Uri, State(options): State<LeptosOptions>, request: Reque
         return (StatusCode::NOT_FOUND, Json(body)).into_response();
     }
     // Renders the app, whose route table shows "not found" for this path, and answers 404.
-    let render = leptos_axum::file_and_error_handler_with_context::<LeptosOptions, _>(
-        page_context,
-        app::shell::shell,
-    );
+    let render =
+        leptos_axum::file_and_error_handler_with_context::<LeptosOptions, _>(page_context, app::shell::shell);
     render(uri, State(options), request).await
 }
 

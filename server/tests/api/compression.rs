@@ -35,7 +35,12 @@ async fn the_page_comes_back_in_brotli_or_gzip_as_the_browser_asks() {
         .read_to_string(&mut html)
         .unwrap();
     assert!(html.contains("<textarea"), "{html}");
-    assert!(compressed.len() < html.len() / 2, "{} of {}", compressed.len(), html.len());
+    assert!(
+        compressed.len() < html.len() / 2,
+        "{} of {}",
+        compressed.len(),
+        html.len()
+    );
 
     let gzip = app
         .http

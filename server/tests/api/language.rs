@@ -1,6 +1,11 @@
 //! Two languages: the page and the API's error messages follow the remembered choice (a cookie) or
 //! `Accept-Language`; `code` and `field` never change; Chinese prompts round-trip exactly.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a failure there is the test failing"
+)]
+
 use app::api::{HistoryPage, JobView, MAX_PROMPT_CHARS};
 use serde_json::{Value, json};
 
@@ -26,7 +31,9 @@ async fn page(app: &TestApp, accept_language: Option<&str>, cookie: Option<&str>
 
 /// The page's text without what is meant to name the other language (the switch carries `lang`).
 fn without_switch(html: &str) -> String {
-    let start = html.find("<nav ").unwrap_or_else(|| panic!("no language switch: {html}"));
+    let start = html
+        .find("<nav ")
+        .unwrap_or_else(|| panic!("no language switch: {html}"));
     let end = html[start..].find("</nav>").map_or(html.len(), |end| start + end);
     format!("{}{}", &html[..start], &html[end..])
 }
@@ -36,10 +43,23 @@ async fn the_first_render_follows_accept_language_with_the_right_html_lang() {
     let app = spawn_app().await;
     let chinese = page(&app, Some("zh-CN,zh;q=0.9,en;q=0.8"), None).await;
     assert!(chinese.contains(r#"<html lang="zh-CN""#), "{chinese}");
-    assert!(chinese.contains(r#"placeholder="描述你想要的画面……""#), "{chinese}");
+    assert!(
+        chinese.contains(r#"placeholder="描述你想要的画面……""#),
+        "{chinese}"
+    );
     assert!(chinese.contains("生成"));
-    for english in ["Generate", "Prompt", "Seed", "History", "Pair a phone", "Describe the image"] {
-        assert!(!without_switch(&chinese).contains(english), "{english} on the Chinese page");
+    for english in [
+        "Generate",
+        "Prompt",
+        "Seed",
+        "History",
+        "Pair a phone",
+        "Describe the image",
+    ] {
+        assert!(
+            !without_switch(&chinese).contains(english),
+            "{english} on the Chinese page"
+        );
     }
     // The switch offers English, marked as English.
     assert!(chinese.contains(r#"href="/language/en""#), "{chinese}");
@@ -150,7 +170,10 @@ async fn the_prompt_limit_counts_characters_not_bytes() {
     assert_eq!(body["error"]["field"], "prompt");
     assert_eq!(
         body["error"]["message"],
-        format!("提示词有 {} 个字符，上限是 {MAX_PROMPT_CHARS} 个。", MAX_PROMPT_CHARS + 1)
+        format!(
+            "提示词有 {} 个字符，上限是 {MAX_PROMPT_CHARS} 个。",
+            MAX_PROMPT_CHARS + 1
+        )
     );
 }
 
