@@ -1,6 +1,7 @@
 //! The backend status light: what `GET /readyz` says, in a word and a sentence.
 
 use crate::api::{self, BackendState, Readiness};
+use crate::i18n::Ui;
 
 /// The colour of the light.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,39 +49,33 @@ pub enum BackendStatus {
 
 impl BackendStatus {
     /// The light for this state.
-    pub fn light(&self) -> StatusLight {
+    pub fn light(&self, ui: &Ui) -> StatusLight {
         match self {
             BackendStatus::Unknown => StatusLight {
                 tone: Tone::Unknown,
-                label: "Checking".to_owned(),
-                detail: "Asking the gateway whether ComfyUI is ready.".to_owned(),
+                label: ui.checking.to_owned(),
+                detail: ui.checking_detail.to_owned(),
             },
             BackendStatus::GatewayUnreachable => StatusLight {
                 tone: Tone::Down,
-                label: "Offline".to_owned(),
-                detail: "The studio's gateway does not answer. Check the network.".to_owned(),
+                label: ui.offline.to_owned(),
+                detail: ui.offline_detail.to_owned(),
             },
             BackendStatus::Known(readiness) => {
                 let mut lines = vec![readiness.message.clone()];
                 if !readiness.missing_nodes.is_empty() {
-                    lines.push(format!(
-                        "Missing node packs: {}",
-                        readiness.missing_nodes.join(", ")
-                    ));
+                    lines.push((ui.missing_nodes)(&readiness.missing_nodes.join(", ")));
                 }
                 if !readiness.missing_models.is_empty() {
-                    lines.push(format!(
-                        "Missing model files: {}",
-                        readiness.missing_models.join(", ")
-                    ));
+                    lines.push((ui.missing_models)(&readiness.missing_models.join(", ")));
                 }
                 lines.extend(readiness.warnings.iter().cloned());
                 lines.retain(|line| !line.trim().is_empty());
                 let (tone, label) = match (readiness.state, readiness.demo) {
-                    (BackendState::Ready, true) => (Tone::Demo, "Demo"),
-                    (BackendState::Ready, false) => (Tone::Ready, "Ready"),
-                    (BackendState::Starting, _) => (Tone::Starting, "Starting"),
-                    (BackendState::Unreachable, _) => (Tone::Down, "Unreachable"),
+                    (BackendState::Ready, true) => (Tone::Demo, ui.demo),
+                    (BackendState::Ready, false) => (Tone::Ready, ui.ready),
+                    (BackendState::Starting, _) => (Tone::Starting, ui.backend_starting),
+                    (BackendState::Unreachable, _) => (Tone::Down, ui.unreachable),
                 };
                 // With several GPUs the word becomes a count: "2 of 3 GPUs ready".
                 let label = match readiness.backends.len() {
@@ -96,7 +91,7 @@ impl BackendStatus {
                                 )
                             })
                             .count();
-                        format!("{ready} of {total} GPUs ready")
+                        (ui.gpus_ready)(ready, total)
                     }
                 };
                 StatusLight {
@@ -112,6 +107,7 @@ impl BackendStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::i18n::{EN, ZH_CN};
 
     fn readiness(state: BackendState, demo: bool) -> Readiness {
         Readiness {
@@ -130,13 +126,13 @@ mod tests {
 
     #[test]
     fn each_backend_state_has_its_own_light() {
-        let tone = |state, demo| BackendStatus::Known(readiness(state, demo)).light().tone;
+        let tone = |state, demo| BackendStatus::Known(readiness(state, demo)).light(&EN).tone;
         assert_eq!(tone(BackendState::Ready, false), Tone::Ready);
         assert_eq!(tone(BackendState::Ready, true), Tone::Demo);
         assert_eq!(tone(BackendState::Starting, false), Tone::Starting);
         assert_eq!(tone(BackendState::Unreachable, false), Tone::Down);
-        assert_eq!(BackendStatus::Unknown.light().tone, Tone::Unknown);
-        assert_eq!(BackendStatus::GatewayUnreachable.light().tone, Tone::Down);
+        assert_eq!(BackendStatus::Unknown.light(&EN).tone, Tone::Unknown);
+        assert_eq!(BackendStatus::GatewayUnreachable.light(&EN).tone, Tone::Down);
     }
 
     #[test]
@@ -145,7 +141,7 @@ mod tests {
         starting.missing_models = vec!["ae.safetensors".to_owned()];
         starting.missing_nodes = vec!["UnetLoaderGGUF".to_owned()];
         starting.warnings = vec!["ComfyUI runs on the CPU".to_owned()];
-        let light = BackendStatus::Known(starting).light();
+        let light = BackendStatus::Known(starting).light(&EN);
         assert_eq!(light.label, "Starting");
         assert!(light.detail.contains("Missing model files: ae.safetensors"));
         assert!(light.detail.contains("Missing node packs: UnetLoaderGGUF"));
@@ -169,10 +165,14 @@ mod tests {
             backend("den", api::BackendStatus::Down),
         ];
         assert_eq!(
-            BackendStatus::Known(ready.clone()).light().label,
+            BackendStatus::Known(ready.clone()).light(&EN).label,
             "2 of 3 GPUs ready"
         );
+        assert_eq!(
+            BackendStatus::Known(ready.clone()).light(&ZH_CN).label,
+            "3 块显卡中 2 块就绪"
+        );
         ready.backends.truncate(1);
-        assert_eq!(BackendStatus::Known(ready).light().label, "Ready");
+        assert_eq!(BackendStatus::Known(ready).light(&EN).label, "Ready");
     }
 }

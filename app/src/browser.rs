@@ -42,6 +42,13 @@ mod platform {
         "cancelled",
     ];
 
+    /// A job event from its SSE name and data, read in one pass: the same JSON as
+    /// [`JobEvent::from_sse`] reads, without going through `serde_json::Value` (whose code would
+    /// otherwise be in the bundle for this alone). `name` is one of [`JOB_EVENT_NAMES`].
+    fn decode_event(name: &str, data: &str) -> Result<JobEvent, serde_json::Error> {
+        serde_json::from_str(&format!(r#"{{"event":"{name}","data":{data}}}"#))
+    }
+
     /// Sends a request and returns the status and body text. Only a missing answer is an error here.
     pub async fn fetch_text(
         method: &str,
@@ -111,7 +118,7 @@ mod platform {
             let on_event = on_event.clone();
             let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
                 let data = message.data().as_string().unwrap_or_default();
-                match JobEvent::from_sse(name, &data) {
+                match decode_event(name, &data) {
                     Ok(event) => on_event(event),
                     Err(error) => leptos::logging::warn!("ignored an unreadable {name} event: {error}"),
                 }
@@ -175,6 +182,23 @@ mod platform {
     /// A random number in [0, 1).
     pub fn random_unit() -> f64 {
         js_sys::Math::random()
+    }
+
+    /// The path of the page's address (`/` for the studio).
+    pub fn path() -> String {
+        web_sys::window()
+            .and_then(|window| window.location().pathname().ok())
+            .unwrap_or_default()
+    }
+
+    /// The language the gateway rendered the page in (`<html lang>`), so hydration uses the same words.
+    pub fn document_lang() -> crate::i18n::Lang {
+        web_sys::window()
+            .and_then(|window| window.document())
+            .and_then(|document| document.document_element())
+            .and_then(|root| root.get_attribute("lang"))
+            .and_then(|tag| crate::i18n::Lang::from_tag(&tag))
+            .unwrap_or_default()
     }
 
     fn local_storage() -> Option<web_sys::Storage> {

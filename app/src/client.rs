@@ -10,29 +10,42 @@ use crate::api::{
 };
 use crate::browser;
 use crate::form::FormError;
+use crate::i18n::Ui;
 
-/// Why a call to the gateway failed, worded for people.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a call to the gateway failed; [`ClientError::message`] words it for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientError {
-    /// The gateway answered with an error; `detail.message` is written for people.
-    #[error("{}", .detail.message)]
+    /// The gateway answered with an error; `detail.message` is written for people, in the language the
+    /// page asked for (the gateway follows the same cookie and `Accept-Language`).
     Api { status: u16, detail: ErrorDetail },
+    /// An error status without the gateway's JSON (a proxy in the way, or a crash).
+    Status(u16),
     /// No answer at all: the network or the gateway is down.
-    #[error("The studio could not be reached. Check the connection and try again.")]
     Network,
     /// An answer this page cannot read (an old page after an upgrade, or a proxy in the way).
-    #[error("The studio answered in a way this page does not understand. Reload the page.")]
     Unexpected,
 }
 
 impl ClientError {
+    /// The sentence people read.
+    pub fn message(&self, ui: &Ui) -> String {
+        match self {
+            ClientError::Api { detail, .. } => detail.message.clone(),
+            // Said in words, never as a bare number.
+            ClientError::Status(status) if *status >= 500 => ui.server_trouble.to_owned(),
+            ClientError::Status(_) => ui.request_refused.to_owned(),
+            ClientError::Network => ui.network_error.to_owned(),
+            ClientError::Unexpected => ui.unexpected_answer.to_owned(),
+        }
+    }
+
     /// The error as the form shows it, beside the field the gateway named.
-    pub fn to_form_error(&self) -> FormError {
+    pub fn to_form_error(&self, ui: &Ui) -> FormError {
         match self {
             ClientError::Api { detail, .. } => FormError::from_detail(detail),
             other => FormError {
                 field: None,
-                message: other.to_string(),
+                message: other.message(ui),
             },
         }
     }
@@ -40,12 +53,19 @@ impl ClientError {
     /// True when the gateway wants this browser to sign in (401: an access secret is set and the
     /// session expired or was signed out).
     pub fn needs_sign_in(&self) -> bool {
-        matches!(self, ClientError::Api { status: 401, .. })
+        self.status() == Some(401)
     }
 
     /// True when the gateway says the thing asked about does not exist (404).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, ClientError::Api { status: 404, .. })
+        self.status() == Some(404)
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } | ClientError::Status(status) => Some(*status),
+            ClientError::Network | ClientError::Unexpected => None,
+        }
     }
 }
 
@@ -99,26 +119,20 @@ fn expect_success(status: u16, text: &str) -> Result<(), ClientError> {
     if (200..300).contains(&status) {
         return Ok(());
     }
-    let detail = match serde_json::from_str::<ErrorBody>(text) {
-        Ok(body) => body.error,
-        // Not the gateway's JSON (a proxy, or a crash): say it in words, never as a bare number.
-        Err(_) => ErrorDetail {
-            code: "unexpected_status".to_owned(),
-            message: if status >= 500 {
-                "The studio is having trouble right now. Try again in a moment.".to_owned()
-            } else {
-                "The studio refused the request. Reload the page and try again.".to_owned()
-            },
-            field: None,
-        },
-    };
-    Err(ClientError::Api { status, detail })
+    match serde_json::from_str::<ErrorBody>(text) {
+        Ok(body) => Err(ClientError::Api {
+            status,
+            detail: body.error,
+        }),
+        Err(_) => Err(ClientError::Status(status)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::form::Field;
+    use crate::i18n::{EN, ZH_CN};
 
     #[test]
     fn a_success_decodes_the_body() {
@@ -135,8 +149,8 @@ mod tests {
         let body =
             r#"{"error":{"code":"invalid_prompt","message":"Write a prompt first.","field":"prompt"}}"#;
         let error = decode::<JobAccepted>(422, body).unwrap_err();
-        assert_eq!(error.to_string(), "Write a prompt first.");
-        let form_error = error.to_form_error();
+        assert_eq!(error.message(&EN), "Write a prompt first.");
+        let form_error = error.to_form_error(&ZH_CN);
         assert_eq!(form_error.field, Some(Field::Prompt));
         assert_eq!(form_error.message, "Write a prompt first.");
     }
@@ -145,9 +159,10 @@ mod tests {
     fn an_error_without_the_gateways_json_is_still_words_without_a_status_code() {
         for status in [400_u16, 404, 500, 502, 504] {
             let error = decode::<JobAccepted>(status, "<html>Bad Gateway</html>").unwrap_err();
-            let message = error.to_string();
+            let message = error.message(&EN);
             assert!(!message.contains(&status.to_string()), "{message}");
             assert!(message.starts_with("The studio"), "{message}");
+            assert!(error.message(&ZH_CN).starts_with("工作室"));
         }
     }
 

@@ -5,6 +5,7 @@
 //! what cannot even be sent, such as a seed that is not a number.
 
 use crate::api::{AspectRatio, CreateJobRequest, ErrorDetail, MAX_PROMPT_CHARS, MAX_SEED};
+use crate::i18n::Ui;
 
 /// The controls of the form, as typed by the person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +83,7 @@ impl StudioForm {
     }
 
     /// The fixed seed, `None` when the field is empty (random), or an error naming the seed field.
-    pub fn seed(&self) -> Result<Option<u64>, FormError> {
+    pub fn seed(&self, ui: &Ui) -> Result<Option<u64>, FormError> {
         let text = self.seed.trim();
         if text.is_empty() {
             return Ok(None);
@@ -91,19 +92,17 @@ impl StudioForm {
             Ok(seed) if seed <= MAX_SEED => Ok(Some(seed)),
             _ => Err(FormError {
                 field: Some(Field::Seed),
-                message: format!(
-                    "The seed must be a whole number from 0 to {MAX_SEED}, or empty for a random one."
-                ),
+                message: (ui.seed_invalid)(MAX_SEED),
             }),
         }
     }
 
     /// The body of `POST /api/jobs`. The prompt goes as typed: the gateway trims it and explains what
     /// is wrong with it.
-    pub fn request(&self) -> Result<CreateJobRequest, FormError> {
+    pub fn request(&self, ui: &Ui) -> Result<CreateJobRequest, FormError> {
         Ok(CreateJobRequest {
             prompt: self.prompt.clone(),
-            seed: self.seed()?,
+            seed: self.seed(ui)?,
             aspect_ratio: Some(self.aspect_ratio),
             ..CreateJobRequest::default()
         })
@@ -142,6 +141,7 @@ pub fn seed_from_random(unit_interval: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::i18n::EN;
 
     #[test]
     fn an_empty_seed_field_means_a_random_seed() {
@@ -149,7 +149,7 @@ mod tests {
             seed: "  ".to_owned(),
             ..StudioForm::default()
         };
-        assert_eq!(form.seed(), Ok(None));
+        assert_eq!(form.seed(&EN), Ok(None));
     }
 
     #[test]
@@ -159,15 +159,15 @@ mod tests {
             seed: "42".to_owned(),
             ..StudioForm::default()
         };
-        assert_eq!(form.request().unwrap().seed, Some(42));
+        assert_eq!(form.request(&EN).unwrap().seed, Some(42));
         form.seed = MAX_SEED.to_string();
-        assert_eq!(form.seed(), Ok(Some(MAX_SEED)));
+        assert_eq!(form.seed(&EN), Ok(Some(MAX_SEED)));
         form.seed = (MAX_SEED + 1).to_string();
-        assert_eq!(form.request().unwrap_err().field, Some(Field::Seed));
+        assert_eq!(form.request(&EN).unwrap_err().field, Some(Field::Seed));
         form.seed = "-3".to_owned();
-        assert_eq!(form.seed().unwrap_err().field, Some(Field::Seed));
+        assert_eq!(form.seed(&EN).unwrap_err().field, Some(Field::Seed));
         form.seed = "twelve".to_owned();
-        assert!(form.seed().is_err());
+        assert!(form.seed(&EN).is_err());
     }
 
     #[test]
@@ -177,7 +177,7 @@ mod tests {
             seed: String::new(),
             aspect_ratio: AspectRatio::Wide16x9,
         };
-        let request = form.request().unwrap();
+        let request = form.request(&EN).unwrap();
         assert_eq!(request.prompt, " 一只猫 ");
         assert_eq!(request.aspect_ratio, Some(AspectRatio::Wide16x9));
         assert_eq!(

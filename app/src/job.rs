@@ -4,6 +4,7 @@
 //! so the state only moves forward: a phase never goes back and a terminal state is final.
 
 use crate::api::{JobAccepted, JobEvent, JobFailure, JobStatus, JobView, STEPS};
+use crate::i18n::Ui;
 
 /// Where the job is, as the progress bar tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +73,7 @@ impl JobProgress {
     }
 
     /// A job picked up again from `GET /api/jobs/{id}` (after a reload).
-    pub fn from_view(view: &JobView) -> JobProgress {
+    pub fn from_view(view: &JobView, ui: &Ui) -> JobProgress {
         let mut job = JobProgress {
             id: view.id.clone(),
             prompt: view.prompt.clone(),
@@ -84,14 +85,14 @@ impl JobProgress {
             queued_at_ms: view.timings.queued_at,
             cancel_requested: false,
         };
-        job.catch_up(view);
+        job.catch_up(view, ui);
         job
     }
 
     /// Brings the job up to what `GET /api/jobs/{id}` says (after a lost stream), through the same
     /// forward-only rules as the stream's events.
-    pub fn catch_up(&mut self, view: &JobView) {
-        for event in events_of_view(view) {
+    pub fn catch_up(&mut self, view: &JobView, ui: &Ui) {
+        for event in events_of_view(view, ui) {
             self.apply(&event);
         }
     }
@@ -192,23 +193,29 @@ impl JobProgress {
         }
     }
 
+    /// [`JobProgress::fraction`] in thousandths, for the bar's width: whole numbers keep floating-point
+    /// formatting out of the browser bundle.
+    pub fn permille(&self) -> u32 {
+        (self.fraction() * 1000.0).round() as u32
+    }
+
     /// The one-line status under the bar, e.g. "Sampling: step 3 of 8".
-    pub fn label(&self) -> String {
+    pub fn label(&self, ui: &Ui) -> String {
         if self.cancel_requested && self.is_active() {
-            return "Cancelling...".to_owned();
+            return ui.cancelling.to_owned();
         }
         match &self.phase {
-            Phase::Queued { position: Some(1) } => "Queued: next in line".to_owned(),
+            Phase::Queued { position: Some(1) } => ui.queued_next.to_owned(),
             Phase::Queued {
                 position: Some(position),
-            } => format!("Queued: {position} in line"),
-            Phase::Queued { position: None } => "Queued".to_owned(),
-            Phase::Sampling { step: 0, .. } => "Starting...".to_owned(),
-            Phase::Sampling { step, total } => format!("Sampling: step {step} of {total}"),
-            Phase::Decoding => "Decoding".to_owned(),
-            Phase::Completed(_) => "Done".to_owned(),
-            Phase::Failed(_) => "Failed".to_owned(),
-            Phase::Cancelled => "Cancelled".to_owned(),
+            } => (ui.queued_at)(*position),
+            Phase::Queued { position: None } => ui.queued.to_owned(),
+            Phase::Sampling { step: 0, .. } => ui.starting.to_owned(),
+            Phase::Sampling { step, total } => (ui.sampling)(*step, *total),
+            Phase::Decoding => ui.decoding.to_owned(),
+            Phase::Completed(_) => ui.done.to_owned(),
+            Phase::Failed(_) => ui.failed.to_owned(),
+            Phase::Cancelled => ui.cancelled.to_owned(),
         }
     }
 
@@ -228,19 +235,24 @@ impl Phase {
     }
 }
 
-/// "3.4 s" below a minute, "1 min 05 s" above.
-pub fn format_elapsed(elapsed_ms: u64) -> String {
+/// A width in percent with one decimal, from thousandths: 425 is "42.5%".
+pub fn percent_text(permille: u32) -> String {
+    format!("{}.{}%", permille / 10, permille % 10)
+}
+
+/// "3.4 s" below a minute, "1 min 05 s" above (in the page's language).
+pub fn format_elapsed(elapsed_ms: u64, ui: &Ui) -> String {
     let tenths = elapsed_ms / 100;
     if tenths < 600 {
-        format!("{}.{} s", tenths / 10, tenths % 10)
+        (ui.seconds)(tenths / 10, tenths % 10)
     } else {
         let seconds = elapsed_ms / 1000;
-        format!("{} min {:02} s", seconds / 60, seconds % 60)
+        (ui.minutes_seconds)(seconds / 60, seconds % 60)
     }
 }
 
 /// The events that bring a fresh job to the state a [`JobView`] describes.
-fn events_of_view(view: &JobView) -> Vec<JobEvent> {
+fn events_of_view(view: &JobView, ui: &Ui) -> Vec<JobEvent> {
     let mut events = Vec::new();
     match view.status {
         JobStatus::Queued => {
@@ -275,13 +287,13 @@ fn events_of_view(view: &JobView) -> Vec<JobEvent> {
             },
             None => JobEvent::Failed {
                 code: "missing_image".to_owned(),
-                message: "The image of this job is no longer available.".to_owned(),
+                message: ui.image_missing.to_owned(),
             },
         }),
         JobStatus::Failed => {
             let failure = view.error.clone().unwrap_or_else(|| JobFailure {
                 code: "failed".to_owned(),
-                message: "The image could not be made.".to_owned(),
+                message: ui.image_not_made.to_owned(),
             });
             events.push(JobEvent::Failed {
                 code: failure.code,
@@ -301,6 +313,7 @@ fn total_or_default(total: u32) -> u32 {
 mod tests {
     use super::*;
     use crate::api::Timings;
+    use crate::i18n::{EN, ZH_CN};
 
     fn accepted() -> JobProgress {
         let accepted = JobAccepted {
@@ -354,15 +367,15 @@ mod tests {
         let mut job = accepted();
         assert_eq!(job.prompt, "a fox");
         job.apply(&JobEvent::Queued { position: 2 });
-        assert_eq!(job.label(), "Queued: 2 in line");
+        assert_eq!(job.label(&EN), "Queued: 2 in line");
         job.apply(&JobEvent::Queued { position: 1 });
-        assert_eq!(job.label(), "Queued: next in line");
+        assert_eq!(job.label(&EN), "Queued: next in line");
         job.apply(&JobEvent::Running {});
         assert_eq!(job.phase, Phase::Sampling { step: 0, total: 8 });
         let mut last_fraction = job.fraction();
         for step in 1..8 {
             job.apply(&JobEvent::Progress { step, total: 8 });
-            assert_eq!(job.label(), format!("Sampling: step {step} of 8"));
+            assert_eq!(job.label(&EN), format!("Sampling: step {step} of 8"));
             assert!(job.fraction() > last_fraction);
             last_fraction = job.fraction();
         }
@@ -372,7 +385,7 @@ mod tests {
         assert!(job.is_active());
         job.apply(&completed_event());
         assert!(!job.is_active());
-        assert_eq!(job.label(), "Done");
+        assert_eq!(job.label(&EN), "Done");
         assert_eq!(job.fraction(), 1.0);
         assert_eq!(job.elapsed_ms(99_999), 3_400);
     }
@@ -398,7 +411,7 @@ mod tests {
         job.apply(&JobEvent::Progress { step: 3, total: 8 });
         job.apply(&completed_event());
         assert_eq!(job.phase, Phase::Cancelled);
-        assert_eq!(job.label(), "Cancelled");
+        assert_eq!(job.label(&EN), "Cancelled");
     }
 
     #[test]
@@ -439,30 +452,37 @@ mod tests {
         let mut job = accepted();
         job.apply(&JobEvent::Running {});
         job.cancel_requested = true;
-        assert_eq!(job.label(), "Cancelling...");
+        assert_eq!(job.label(&EN), "Cancelling...");
         job.apply(&JobEvent::Cancelled {});
-        assert_eq!(job.label(), "Cancelled");
+        assert_eq!(job.label(&EN), "Cancelled");
     }
 
     #[test]
     fn a_job_picked_up_after_a_reload_resumes_where_the_gateway_says() {
         let mut running = view(JobStatus::Running);
         running.step = 3;
-        let job = JobProgress::from_view(&running);
+        let job = JobProgress::from_view(&running, &EN);
         assert_eq!(job.phase, Phase::Sampling { step: 3, total: 8 });
         assert_eq!(job.queued_at_ms, 1_000);
         running.step = 8;
-        assert_eq!(JobProgress::from_view(&running).phase, Phase::Decoding);
+        assert_eq!(JobProgress::from_view(&running, &EN).phase, Phase::Decoding);
 
         let mut queued = view(JobStatus::Queued);
         queued.queue_position = Some(3);
-        assert_eq!(JobProgress::from_view(&queued).label(), "Queued: 3 in line");
+        assert_eq!(
+            JobProgress::from_view(&queued, &EN).label(&EN),
+            "Queued: 3 in line"
+        );
+        assert_eq!(
+            JobProgress::from_view(&queued, &ZH_CN).label(&ZH_CN),
+            "排队中：第 3 位"
+        );
 
         let mut done = view(JobStatus::Completed);
         done.image_url = Some("/api/images/job1".to_owned());
         done.thumbnail_url = Some("/api/images/job1/thumbnail".to_owned());
         done.timings.finished_at = Some(4_500);
-        let job = JobProgress::from_view(&done);
+        let job = JobProgress::from_view(&done, &EN);
         assert!(!job.is_active());
         assert_eq!(job.elapsed_ms(0), 3_500);
     }
@@ -473,26 +493,28 @@ mod tests {
         job.apply(&JobEvent::Progress { step: 6, total: 8 });
         let mut behind = view(JobStatus::Running);
         behind.step = 4;
-        job.catch_up(&behind);
+        job.catch_up(&behind, &EN);
         assert_eq!(job.phase, Phase::Sampling { step: 6, total: 8 });
         let mut cancelled = view(JobStatus::Cancelled);
         cancelled.step = 7;
-        job.catch_up(&cancelled);
+        job.catch_up(&cancelled, &EN);
         assert_eq!(job.phase, Phase::Cancelled);
     }
 
     #[test]
     fn a_failed_view_without_an_error_still_explains_itself() {
-        let job = JobProgress::from_view(&view(JobStatus::Failed));
+        let job = JobProgress::from_view(&view(JobStatus::Failed), &EN);
         assert!(matches!(job.phase, Phase::Failed(ref failure) if !failure.message.is_empty()));
     }
 
     #[test]
     fn elapsed_time_reads_in_seconds_then_minutes() {
-        assert_eq!(format_elapsed(0), "0.0 s");
-        assert_eq!(format_elapsed(3_456), "3.4 s");
-        assert_eq!(format_elapsed(59_999), "59.9 s");
-        assert_eq!(format_elapsed(65_000), "1 min 05 s");
+        assert_eq!(format_elapsed(0, &EN), "0.0 s");
+        assert_eq!(format_elapsed(3_456, &EN), "3.4 s");
+        assert_eq!(format_elapsed(59_999, &EN), "59.9 s");
+        assert_eq!(format_elapsed(65_000, &EN), "1 min 05 s");
+        assert_eq!(format_elapsed(3_456, &ZH_CN), "3.4 秒");
+        assert_eq!(format_elapsed(65_000, &ZH_CN), "1 分 05 秒");
         assert_eq!(accepted().elapsed_ms(500), 0);
     }
 }

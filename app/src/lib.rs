@@ -13,6 +13,7 @@ pub mod client;
 pub mod components;
 pub mod form;
 pub mod history;
+pub mod i18n;
 pub mod job;
 pub mod pages;
 pub mod shell;

@@ -14,6 +14,7 @@ use crate::browser::{self, StreamState};
 use crate::client;
 use crate::form::{FormError, StudioForm, seed_from_random};
 use crate::history::{Gallery, first_page_url};
+use crate::i18n::Ui;
 use crate::job::{JobProgress, Phase};
 
 /// `localStorage` key of the job this browser watches, so a reload picks it up again.
@@ -43,6 +44,8 @@ pub struct Studio {
     pub now_ms: RwSignal<u64>,
     /// True once the WebAssembly bundle took over the server-rendered page.
     pub hydrated: RwSignal<bool>,
+    /// The words of the page's language (chosen once per page: switching reloads it).
+    pub ui: &'static Ui,
 }
 
 impl Studio {
@@ -61,6 +64,7 @@ impl Studio {
             backend: RwSignal::new(BackendStatus::Unknown),
             now_ms: RwSignal::new(0),
             hydrated: RwSignal::new(false),
+            ui: crate::i18n::use_ui(),
         }
     }
 
@@ -98,7 +102,7 @@ impl Studio {
         {
             return;
         }
-        let request = match self.form.with_untracked(StudioForm::request) {
+        let request = match self.form.with_untracked(|form| form.request(self.ui)) {
             Ok(request) => request,
             Err(error) => {
                 self.form_error.set(Some(error));
@@ -122,7 +126,7 @@ impl Studio {
                     browser::scroll_into_view(STAGE_ID);
                 }
                 Err(error) if self.sign_in_again(&error) => {}
-                Err(error) => self.form_error.set(Some(error.to_form_error())),
+                Err(error) => self.form_error.set(Some(error.to_form_error(self.ui))),
             }
             self.submitting.set(false);
         });
@@ -147,7 +151,7 @@ impl Studio {
                 if self.sign_in_again(&error) {
                     return;
                 }
-                self.form_error.set(Some(error.to_form_error()));
+                self.form_error.set(Some(error.to_form_error(self.ui)));
                 self.job.update(|job| {
                     if let Some(job) = job {
                         job.cancel_requested = false;
@@ -209,7 +213,7 @@ impl Studio {
                     self.gallery_error.set(None);
                 }
                 Err(error) if self.sign_in_again(&error) => {}
-                Err(error) => self.gallery_error.set(Some(error.to_string())),
+                Err(error) => self.gallery_error.set(Some(error.message(self.ui))),
             }
         });
     }
@@ -230,7 +234,7 @@ impl Studio {
                     self.gallery_error.set(None);
                 }
                 Err(error) if self.sign_in_again(&error) => {}
-                Err(error) => self.gallery_error.set(Some(error.to_string())),
+                Err(error) => self.gallery_error.set(Some(error.message(self.ui))),
             }
             self.gallery_loading.set(false);
         });
@@ -316,7 +320,7 @@ impl Studio {
                 Ok(view) => {
                     self.job.update(|job| {
                         if let Some(job) = job.as_mut().filter(|job| job.id == view.id) {
-                            job.catch_up(&view);
+                            job.catch_up(&view, self.ui);
                         }
                     });
                     if self.job_is_active() {
@@ -336,8 +340,7 @@ impl Studio {
                         if let Some(job) = job {
                             job.apply(&JobEvent::Failed {
                                 code: "job_lost".to_owned(),
-                                message: "The studio no longer knows this job (it may have restarted). Generate again."
-                                    .to_owned(),
+                                message: self.ui.job_lost.to_owned(),
                             });
                         }
                     });
@@ -355,7 +358,7 @@ impl Studio {
         spawn_local(async move {
             match client::get_job(&id).await {
                 Ok(view) => {
-                    let job = JobProgress::from_view(&view);
+                    let job = JobProgress::from_view(&view, self.ui);
                     let active = job.is_active();
                     if !active && !matches!(job.phase, Phase::Completed(_)) {
                         browser::forget(WATCHED_JOB_KEY);

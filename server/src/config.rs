@@ -436,6 +436,20 @@ pub enum ModelsAction {
     List(ModelsConfig),
 }
 
+/// The language of what the command line prints for people: the terminal's POSIX locale (`LC_ALL`, then
+/// `LC_MESSAGES`, then `LANG`, the first one set and not empty), as other command-line tools read it.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the locale is the terminal's, not an option of the studio: clap has no fallback chain of variables"
+)]
+pub fn terminal_language() -> crate::i18n::Lang {
+    let locale = ["LC_ALL", "LC_MESSAGES", "LANG"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        .unwrap_or_default();
+    crate::i18n::lang_of_posix_locale(&locale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

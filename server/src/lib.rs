@@ -23,6 +23,7 @@ pub mod cli;
 pub mod comfy;
 pub mod config;
 pub mod history;
+pub mod i18n;
 pub mod images;
 pub mod job_id;
 pub mod jobs;

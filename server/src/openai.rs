@@ -11,7 +11,7 @@ use zimage_contract::{self as api, CreateJobRequest, JobEvent};
 use crate::access::identity::Requester;
 use crate::job_id::JobId;
 use crate::jobs::{JobError, Jobs, StreamItem};
-use crate::validation::{GenerationParams, Seed, ValidationError};
+use crate::validation::{GenerationParams, Rule, Seed, ValidationError};
 
 /// OpenAI's fixed sizes that lie beyond the studio's 1024 px cap, and what each becomes: the same
 /// aspect with the longer side 1024 and the shorter rounded down to a multiple of 16.
@@ -39,42 +39,24 @@ impl TryFrom<ImagesRequest> for ImagesPlan {
         if let Some(model) = &request.model
             && model != openai::MODEL_ID
         {
-            return Err(ValidationError::new(
-                "model",
-                format!(
-                    "The studio has no model named {model:?}; the one it offers is {:?}.",
-                    openai::MODEL_ID
-                ),
-            ));
+            return Err(ValidationError::new("model", Rule::UnknownModel));
         }
         let count = request.n.unwrap_or(1);
         if !(1..=openai::MAX_IMAGES).contains(&count) {
-            return Err(ValidationError::new(
-                "n",
-                format!("n must be between 1 and {}.", openai::MAX_IMAGES),
-            ));
+            return Err(ValidationError::new("n", Rule::ImageCount));
         }
         let size = match request.size.as_deref().map(str::trim) {
             None | Some("auto") => None,
             Some(text) => Some(parse_size(text)?),
         };
         if size.is_some() && request.aspect_ratio.is_some() {
-            return Err(ValidationError::new(
-                "aspect_ratio",
-                "Give either a size or an aspect ratio, not both.",
-            ));
+            return Err(ValidationError::new("aspect_ratio", Rule::SizeOrRatio));
         }
         let first_seed = match request.seed {
             Some(seed) => {
                 let last = seed.checked_add(u64::from(count - 1));
                 if last.is_none_or(|last| last > api::MAX_SEED) {
-                    return Err(ValidationError::new(
-                        "seed",
-                        format!(
-                            "The seeds of the {count} images must stay between 0 and {}.",
-                            api::MAX_SEED
-                        ),
-                    ));
+                    return Err(ValidationError::new("seed", Rule::SeedsOutOfRange { count }));
                 }
                 seed
             }
@@ -93,7 +75,7 @@ impl TryFrom<ImagesRequest> for ImagesPlan {
                 };
                 // The studio's own rules, with its field names turned into this API's.
                 GenerationParams::try_from(job).map_err(|error| match error.field {
-                    "width" | "height" => ValidationError::new("size", error.message),
+                    "width" | "height" => ValidationError::new("size", error.rule),
                     _ => error,
                 })
             })
@@ -108,17 +90,7 @@ impl TryFrom<ImagesRequest> for ImagesPlan {
 
 /// `WxH`, OpenAI's large sizes mapped to the studio's; the studio's limits are checked afterwards.
 fn parse_size(text: &str) -> Result<(u32, u32), ValidationError> {
-    let invalid = || {
-        ValidationError::new(
-            "size",
-            format!(
-                "The size must be \"auto\" or WIDTHxHEIGHT, e.g. \"1024x576\" (sides of {} to {} pixels in steps of {}).",
-                api::MIN_SIDE,
-                api::MAX_SIDE,
-                api::SIDE_STEP
-            ),
-        )
-    };
+    let invalid = || ValidationError::new("size", Rule::SizeFormat);
     let (width, height) = text.split_once(['x', 'X']).ok_or_else(invalid)?;
     let side = |text: &str| text.parse::<u32>().map_err(|_| invalid());
     let asked = (side(width)?, side(height)?);

@@ -3,20 +3,49 @@
 
 use zimage_contract::{self as api, CreateJobRequest};
 
-/// A request field broke a rule. `field` is the JSON name, so the UI can point at the control.
+/// A request field broke a rule. `field` is the JSON name, so the UI can point at the control; the
+/// sentence people read is the rule's, in their language (`crate::i18n`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
+#[error("{field}: {}", crate::i18n::Text::EN.rule(*.rule, .field))]
 pub struct ValidationError {
     pub field: &'static str,
-    pub message: String,
+    pub rule: Rule,
+}
+
+/// The rule a request broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    PromptEmpty,
+    /// The prompt's length in characters (Unicode scalar values, as the limit counts them).
+    PromptTooLong {
+        length: usize,
+    },
+    PromptControlCharacters,
+    SeedOutOfRange,
+    SideOutOfRange,
+    SideNotAStep,
+    OneImageAtATime,
+    RatioOrSize,
+    WidthNeedsHeight,
+    HeightNeedsWidth,
+    // The OpenAI-compatible images API's own (`crate::openai`).
+    /// A `model` other than the one the studio offers.
+    UnknownModel,
+    /// `n` outside 1..=[`api::openai::MAX_IMAGES`].
+    ImageCount,
+    /// Both `size` and `aspect_ratio`.
+    SizeOrRatio,
+    /// A first seed whose following ones would pass [`api::MAX_SEED`].
+    SeedsOutOfRange {
+        count: u32,
+    },
+    /// A `size` that is neither `auto` nor `WIDTHxHEIGHT`.
+    SizeFormat,
 }
 
 impl ValidationError {
-    pub fn new(field: &'static str, message: impl Into<String>) -> ValidationError {
-        ValidationError {
-            field,
-            message: message.into(),
-        }
+    pub fn new(field: &'static str, rule: Rule) -> ValidationError {
+        ValidationError { field, rule }
     }
 }
 
@@ -30,29 +59,17 @@ impl Prompt {
     pub fn parse(raw: &str) -> Result<Prompt, ValidationError> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
-            return Err(ValidationError::new(
-                "prompt",
-                "Describe the image: the prompt is empty.",
-            ));
+            return Err(ValidationError::new("prompt", Rule::PromptEmpty));
         }
         let length = trimmed.chars().count();
         if length > api::MAX_PROMPT_CHARS {
-            return Err(ValidationError::new(
-                "prompt",
-                format!(
-                    "The prompt is {length} characters long; the limit is {}.",
-                    api::MAX_PROMPT_CHARS
-                ),
-            ));
+            return Err(ValidationError::new("prompt", Rule::PromptTooLong { length }));
         }
         if trimmed
             .chars()
             .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
         {
-            return Err(ValidationError::new(
-                "prompt",
-                "The prompt contains control characters.",
-            ));
+            return Err(ValidationError::new("prompt", Rule::PromptControlCharacters));
         }
         Ok(Prompt(trimmed.to_owned()))
     }
@@ -70,10 +87,7 @@ impl Seed {
     /// Checks a seed the client chose.
     pub fn parse(value: u64) -> Result<Seed, ValidationError> {
         if value > api::MAX_SEED {
-            return Err(ValidationError::new(
-                "seed",
-                format!("The seed must be between 0 and {}.", api::MAX_SEED),
-            ));
+            return Err(ValidationError::new("seed", Rule::SeedOutOfRange));
         }
         Ok(Seed(value))
     }
@@ -96,20 +110,10 @@ impl Side {
     /// Checks a side length; `field` is `width` or `height`.
     pub fn parse(field: &'static str, value: u32) -> Result<Side, ValidationError> {
         if !(api::MIN_SIDE..=api::MAX_SIDE).contains(&value) {
-            return Err(ValidationError::new(
-                field,
-                format!(
-                    "The {field} must be between {} and {} pixels.",
-                    api::MIN_SIDE,
-                    api::MAX_SIDE
-                ),
-            ));
+            return Err(ValidationError::new(field, Rule::SideOutOfRange));
         }
         if !value.is_multiple_of(api::SIDE_STEP) {
-            return Err(ValidationError::new(
-                field,
-                format!("The {field} must be a multiple of {} pixels.", api::SIDE_STEP),
-            ));
+            return Err(ValidationError::new(field, Rule::SideNotAStep));
         }
         Ok(Side(value))
     }
@@ -140,28 +144,19 @@ impl TryFrom<CreateJobRequest> for GenerationParams {
         if let Some(batch_size) = request.batch_size
             && batch_size != 1
         {
-            return Err(ValidationError::new(
-                "batch_size",
-                "The studio makes one image at a time: batch_size must be 1.",
-            ));
+            return Err(ValidationError::new("batch_size", Rule::OneImageAtATime));
         }
         let (width, height) = match (request.aspect_ratio, request.width, request.height) {
             (Some(_), Some(_), _) => {
-                return Err(ValidationError::new(
-                    "width",
-                    "Give either an aspect ratio or a width and height, not both.",
-                ));
+                return Err(ValidationError::new("width", Rule::RatioOrSize));
             }
             (Some(_), None, Some(_)) => {
-                return Err(ValidationError::new(
-                    "height",
-                    "Give either an aspect ratio or a width and height, not both.",
-                ));
+                return Err(ValidationError::new("height", Rule::RatioOrSize));
             }
             (Some(ratio), None, None) => ratio.size(),
             (None, Some(width), Some(height)) => (width, height),
-            (None, Some(_), None) => return Err(ValidationError::new("height", "A width needs a height.")),
-            (None, None, Some(_)) => return Err(ValidationError::new("width", "A height needs a width.")),
+            (None, Some(_), None) => return Err(ValidationError::new("height", Rule::WidthNeedsHeight)),
+            (None, None, Some(_)) => return Err(ValidationError::new("width", Rule::HeightNeedsWidth)),
             (None, None, None) => api::AspectRatio::Square.size(),
         };
         Ok(GenerationParams {

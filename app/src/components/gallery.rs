@@ -6,29 +6,30 @@ use crate::studio::Studio;
 
 /// The gallery below the form and the stage.
 #[component]
-pub fn HistoryGallery(studio: Studio) -> AnyView {
+pub fn HistoryGallery(studio: Studio) -> impl IntoView {
     let end_marker = NodeRef::<leptos::html::Div>::new();
     watch_end_marker(studio, end_marker);
     let items = move || studio.gallery.with(|gallery| gallery.items.clone());
-    let is_empty = move || {
+    // Memos, so the parts they show are made again only when the answer changes (as `<Show>` does,
+    // without its type-erased children: see `components::erase`).
+    let is_empty = Memo::new(move |_| {
         studio
             .gallery
             .with(|gallery| gallery.is_loaded() && gallery.items.is_empty())
-    };
-    let has_more = move || studio.gallery.with(|gallery| gallery.has_more());
-    view! {
+    });
+    let has_more = Memo::new(move |_| studio.gallery.with(|gallery| gallery.has_more()));
+    let ui = studio.ui;
+    crate::components::erase(view! {
         <section class="gallery" aria-labelledby="gallery-title">
-            <h2 id="gallery-title">"History"</h2>
-            <Show when=is_empty>
-                <p class="hint">"No images yet. The ones you make appear here, on every device."</p>
-            </Show>
+            <h2 id="gallery-title">{ui.history}</h2>
+            {move || is_empty.get().then(|| view! { <p class="hint">{ui.history_empty}</p> })}
             <ul class="thumbs">
                 <For each=items key=|item| item.id.clone() let(item)>
                     <li>
                         <button
                             type="button"
                             class="thumb"
-                            aria-label=format!("Show image: {}", item.prompt)
+                            aria-label=(ui.show_image)(&item.prompt)
                             title=item.prompt.clone()
                             on:click={
                                 let item = item.clone();
@@ -44,20 +45,19 @@ pub fn HistoryGallery(studio: Studio) -> AnyView {
                 {move || studio.gallery_error.get()}
             </p>
             <div class="gallery-end" node_ref=end_marker>
-                <Show when=has_more>
+                {move || has_more.get().then(|| view! {
                     <button
                         type="button"
                         class="button"
                         disabled=move || studio.gallery_loading.get() || !studio.hydrated.get()
                         on:click=move |_| studio.load_more()
                     >
-                        {move || if studio.gallery_loading.get() { "Loading..." } else { "Load more" }}
+                        {move || if studio.gallery_loading.get() { ui.loading } else { ui.load_more }}
                     </button>
-                </Show>
+                })}
             </div>
         </section>
-    }
-    .into_any()
+    })
 }
 
 /// Loads the next page whenever the end of the gallery comes near the screen.

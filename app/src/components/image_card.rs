@@ -1,6 +1,7 @@
 //! A finished image, large and fitting the screen, with its prompt, seed and size, and what can be done
 //! with it: open at full size, download, reuse, delete.
 
+use leptos::either::Either;
 use leptos::prelude::*;
 
 use crate::api::HistoryItem;
@@ -56,7 +57,7 @@ impl ShownImage {
 
 /// The image and its details.
 #[component]
-pub fn ImageCard(studio: Studio, image: ShownImage) -> AnyView {
+pub fn ImageCard(studio: Studio, image: ShownImage) -> impl IntoView {
     let confirming = RwSignal::new(false);
     let ShownImage {
         id,
@@ -69,35 +70,36 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> AnyView {
         backend,
     } = image;
     let download_name = format!("z-image-{seed}.png");
+    let ui = studio.ui;
     let reuse_prompt = prompt.clone();
     let delete_id = id.clone();
-    view! {
+    crate::components::erase(view! {
         <figure class="result">
-            <a class="canvas" href=image_url.clone() target="_blank" rel="noopener" title="Open at full size">
+            <a class="canvas" href=image_url.clone() target="_blank" rel="noopener" title=ui.open_full_size_title>
                 <img class="result-image" src=image_url.clone() alt=prompt.clone() width=width height=height/>
             </a>
             <figcaption class="details">
                 <p class="result-prompt">{prompt}</p>
                 <dl class="facts">
                     <div>
-                        <dt>"Seed"</dt>
+                        <dt>{ui.seed}</dt>
                         <dd>
                             <span class="result-seed">{seed}</span>
                             <button type="button" class="link-button" on:click=move |_| studio.reuse_seed(seed)>
-                                "reuse"
+                                {ui.reuse}
                             </button>
                         </dd>
                     </div>
                     <div>
-                        <dt>"Size"</dt>
+                        <dt>{ui.size}</dt>
                         <dd class="result-size">{format!("{width} × {height}")}</dd>
                     </div>
                     {elapsed_ms
                         .map(|elapsed| {
                             view! {
                                 <div>
-                                    <dt>"Time"</dt>
-                                    <dd>{format_elapsed(elapsed)}</dd>
+                                    <dt>{ui.time}</dt>
+                                    <dd>{format_elapsed(elapsed, ui)}</dd>
                                 </div>
                             }
                         })}
@@ -105,34 +107,32 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> AnyView {
                         .map(|backend| {
                             view! {
                                 <div>
-                                    <dt>"GPU"</dt>
+                                    <dt>{ui.gpu}</dt>
                                     <dd class="result-backend">{backend}</dd>
                                 </div>
                             }
                         })}
                 </dl>
                 <div class="actions">
-                    <a class="button" href=image_url.clone() target="_blank" rel="noopener">"Open full size"</a>
-                    <a class="button" href=image_url download=download_name>"Download"</a>
+                    <a class="button" href=image_url.clone() target="_blank" rel="noopener">{ui.open_full_size}</a>
+                    <a class="button" href=image_url download=download_name>{ui.download}</a>
                     <button
                         type="button"
                         class="button"
                         on:click=move |_| studio.reuse_settings(&reuse_prompt, seed, width, height)
                     >
-                        "Reuse settings"
+                        {ui.reuse_settings}
                     </button>
-                    <Show
-                        when=move || confirming.get()
-                        fallback=move || {
-                            view! {
-                                <button type="button" class="button danger-outline" on:click=move |_| confirming.set(true)>
-                                    "Delete"
-                                </button>
-                            }
-                        }
-                    >
-                        <span class="confirm" role="group" aria-label="Confirm deletion">
-                            <span>"Delete this image?"</span>
+                    {move || if !confirming.get() {
+                        Either::Left(view! {
+                            <button type="button" class="button danger-outline" on:click=move |_| confirming.set(true)>
+                                {ui.delete}
+                            </button>
+                        })
+                    } else {
+                        Either::Right(view! {
+                        <span class="confirm" role="group" aria-label=ui.confirm_deletion>
+                            <span>{ui.delete_question}</span>
                             <button
                                 type="button"
                                 class="button danger"
@@ -144,16 +144,16 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> AnyView {
                                     }
                                 }
                             >
-                                "Yes, delete"
+                                {ui.yes_delete}
                             </button>
                             <button type="button" class="button" on:click=move |_| confirming.set(false)>
-                                "Keep"
+                                {ui.keep}
                             </button>
                         </span>
-                    </Show>
+                        })
+                    }}
                 </div>
             </figcaption>
         </figure>
-    }
-    .into_any()
+    })
 }

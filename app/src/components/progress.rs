@@ -4,12 +4,13 @@
 use leptos::prelude::*;
 
 use crate::browser::StreamState;
-use crate::job::{Phase, format_elapsed};
+use crate::job::{Phase, format_elapsed, percent_text};
 use crate::studio::Studio;
 
 /// Shown while a job runs, and after it failed or was cancelled.
 #[component]
-pub fn Progress(studio: Studio) -> AnyView {
+pub fn Progress(studio: Studio) -> impl IntoView {
+    let ui = studio.ui;
     let visible = move || {
         studio.job.with(|job| {
             job.as_ref()
@@ -19,18 +20,18 @@ pub fn Progress(studio: Studio) -> AnyView {
     let label = move || {
         studio
             .job
-            .with(|job| job.as_ref().map(|job| job.label()).unwrap_or_default())
+            .with(|job| job.as_ref().map(|job| job.label(ui)).unwrap_or_default())
     };
-    let percent = move || {
+    let permille = move || {
         studio
             .job
-            .with(|job| job.as_ref().map_or(0.0, |job| job.fraction() * 100.0))
+            .with(|job| job.as_ref().map_or(0, |job| job.permille()))
     };
     let elapsed = move || {
         let now = studio.now_ms.get();
         studio.job.with(|job| {
             job.as_ref()
-                .map(|job| format_elapsed(job.elapsed_ms(now)))
+                .map(|job| format_elapsed(job.elapsed_ms(now), ui))
                 .unwrap_or_default()
         })
     };
@@ -40,31 +41,28 @@ pub fn Progress(studio: Studio) -> AnyView {
             _ => None,
         })
     };
-    let reconnecting = move || studio.job_is_active() && studio.stream.get() != StreamState::Open;
-    view! {
+    let reconnecting = Memo::new(move |_| studio.job_is_active() && studio.stream.get() != StreamState::Open);
+    crate::components::erase(view! {
         <div class="progress" class:hidden=move || !visible()>
             <div class="progress-head">
                 <span class="progress-label" aria-live="polite">{label}</span>
-                <span class="elapsed" aria-label="Elapsed time">{elapsed}</span>
+                <span class="elapsed" aria-label=ui.elapsed_time>{elapsed}</span>
             </div>
             <div
                 class="bar"
                 role="progressbar"
-                aria-label="Progress"
+                aria-label=ui.progress
                 aria-valuemin="0"
                 aria-valuemax="100"
-                aria-valuenow=move || format!("{:.0}", percent())
+                aria-valuenow=move || (permille() / 10).to_string()
                 aria-valuetext=label
             >
-                <div class="bar-fill" style:width=move || format!("{:.1}%", percent())></div>
+                <div class="bar-fill" style:width=move || percent_text(permille())></div>
             </div>
-            <Show when=reconnecting>
-                <p class="hint">"Connection lost; catching up..."</p>
-            </Show>
+            {move || reconnecting.get().then(|| view! { <p class="hint">{ui.reconnecting}</p> })}
             <p class="job-error" role="alert" aria-live="assertive">
                 {failure}
             </p>
         </div>
-    }
-    .into_any()
+    })
 }

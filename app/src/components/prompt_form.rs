@@ -10,7 +10,7 @@ use crate::studio::{FORM_ID, Studio};
 
 /// The form on the left (desktop) or on top (phone).
 #[component]
-pub fn PromptForm(studio: Studio) -> AnyView {
+pub fn PromptForm(studio: Studio) -> impl IntoView {
     let error_for = move |field: Field| {
         move || {
             studio.form_error.with(|error| {
@@ -46,15 +46,16 @@ pub fn PromptForm(studio: Studio) -> AnyView {
         }
     };
     let prompt_chars = move || studio.form.with(|form| form.prompt_chars());
+    let ui = studio.ui;
     let prompt_error = error_for(Field::Prompt);
     let seed_error = error_for(Field::Seed);
     let ratio_error = error_for(Field::AspectRatio);
 
-    view! {
-        <form id=FORM_ID class="composer" on:submit=on_submit novalidate aria-label="Generate an image">
+    crate::components::erase(view! {
+        <form id=FORM_ID class="composer" on:submit=on_submit novalidate aria-label=ui.form_label>
             <div class="field">
                 <div class="field-head">
-                    <label for="prompt">"Prompt"</label>
+                    <label for="prompt">{ui.prompt}</label>
                     <span
                         id="prompt-count"
                         class="counter"
@@ -68,7 +69,7 @@ pub fn PromptForm(studio: Studio) -> AnyView {
                 <textarea
                     id="prompt"
                     rows="4"
-                    placeholder="Describe the image..."
+                    placeholder=ui.prompt_placeholder
                     aria-describedby="prompt-count prompt-error"
                     aria-invalid=move || prompt_error().is_some().then_some("true")
                     prop:value=move || studio.form.with(|form| form.prompt.clone())
@@ -82,10 +83,31 @@ pub fn PromptForm(studio: Studio) -> AnyView {
                 <p id="prompt-error" class="field-error" aria-live="polite">
                     {prompt_error}
                 </p>
+                <div class="examples" role="group" aria-label=ui.examples>
+                    {ui
+                        .example_prompts
+                        .into_iter()
+                        .map(|(label, prompt)| {
+                            view! {
+                                <button
+                                    type="button"
+                                    class="link-button example"
+                                    title=prompt
+                                    on:click=move |_| {
+                                        studio.form.update(|form| prompt.clone_into(&mut form.prompt));
+                                        studio.clear_error_of(Field::Prompt);
+                                    }
+                                >
+                                    {label}
+                                </button>
+                            }
+                        })
+                        .collect_view()}
+                </div>
             </div>
 
             <fieldset class="field ratios" aria-describedby="ratio-error">
-                <legend>"Aspect ratio"</legend>
+                <legend>{ui.aspect_ratio}</legend>
                 <div class="chips">
                     {AspectRatio::ALL.into_iter().map(|ratio| view! { <RatioChip studio ratio/> }).collect_view()}
                 </div>
@@ -95,14 +117,14 @@ pub fn PromptForm(studio: Studio) -> AnyView {
             </fieldset>
 
             <div class="field">
-                <label for="seed">"Seed"</label>
+                <label for="seed">{ui.seed}</label>
                 <div class="seed-row">
                     <input
                         id="seed"
                         type="text"
                         inputmode="numeric"
                         autocomplete="off"
-                        placeholder="Random"
+                        placeholder=ui.seed_placeholder
                         aria-describedby="seed-hint seed-error"
                         aria-invalid=move || seed_error().is_some().then_some("true")
                         prop:value=move || studio.form.with(|form| form.seed.clone())
@@ -115,8 +137,8 @@ pub fn PromptForm(studio: Studio) -> AnyView {
                     <button
                         type="button"
                         class="icon-button"
-                        aria-label="Roll a random seed"
-                        title="Roll a random seed"
+                        aria-label=ui.roll_seed
+                        title=ui.roll_seed
                         on:click=move |_| studio.roll_dice()
                     >
                         <DiceIcon/>
@@ -124,8 +146,8 @@ pub fn PromptForm(studio: Studio) -> AnyView {
                     <button
                         type="button"
                         class="icon-button"
-                        aria-label="Random seed for every image"
-                        title="Random seed for every image"
+                        aria-label=ui.random_every_time
+                        title=ui.random_every_time
                         disabled=move || studio.form.with(|form| form.seed.is_empty())
                         on:click=move |_| {
                             studio.form.update(|form| form.seed.clear());
@@ -135,14 +157,14 @@ pub fn PromptForm(studio: Studio) -> AnyView {
                         <ClearIcon/>
                     </button>
                 </div>
-                <p id="seed-hint" class="hint">"Empty: a new random seed for each image."</p>
+                <p id="seed-hint" class="hint">{ui.seed_hint}</p>
                 <p id="seed-error" class="field-error" aria-live="polite">
                     {seed_error}
                 </p>
             </div>
 
             <noscript>
-                <p class="form-error">"The studio needs JavaScript (and WebAssembly) to make images."</p>
+                <p class="form-error">{ui.needs_javascript}</p>
             </noscript>
             <p class="form-error" role="alert" aria-live="assertive">
                 {general_error}
@@ -157,22 +179,21 @@ pub fn PromptForm(studio: Studio) -> AnyView {
                     disabled=move || studio.submitting.get() || studio.job.with(|job| job.as_ref().is_some_and(|job| job.cancel_requested && job.is_active()))
                     aria-keyshortcuts="Control+Enter Meta+Enter"
                 >
-                    {move || if active() { "Cancel" } else if studio.submitting.get() { "Sending..." } else { "Generate" }}
+                    {move || if active() { ui.cancel } else if studio.submitting.get() { ui.sending } else { ui.generate }}
                 </button>
             </div>
         </form>
-    }
-    .into_any()
+    })
 }
 
 /// One aspect ratio: a radio button drawn as a chip with the shape and the pixel size it gives.
 #[component]
-fn RatioChip(studio: Studio, ratio: AspectRatio) -> AnyView {
+fn RatioChip(studio: Studio, ratio: AspectRatio) -> impl IntoView {
     let (width, height) = ratio.size();
     let selected = move || studio.form.with(|form| form.aspect_ratio == ratio);
     // The shape inside the chip, at most 24 px on its longer side.
     let shape_style = format!("width: {}px; height: {}px", width * 24 / 1024, height * 24 / 1024);
-    view! {
+    crate::components::erase(view! {
         <label class="chip" class:selected=selected>
             <input
                 type="radio"
@@ -191,8 +212,7 @@ fn RatioChip(studio: Studio, ratio: AspectRatio) -> AnyView {
             <span class="chip-label">{ratio.label()}</span>
             <span class="chip-size">{format!("{width}×{height}")}</span>
         </label>
-    }
-    .into_any()
+    })
 }
 
 /// The thin bar above the button, so a phone shows progress while the form is on screen.
@@ -202,12 +222,12 @@ fn MiniProgress(studio: Studio) -> impl IntoView {
         studio.job.with(|job| {
             job.as_ref()
                 .filter(|job| job.is_active())
-                .map_or(0.0, |job| job.fraction() * 100.0)
+                .map_or(0, |job| job.permille())
         })
     };
     view! {
         <div class="mini-progress" aria-hidden="true" class:visible=move || studio.job_is_active()>
-            <div class="mini-progress-fill" style:width=move || format!("{:.1}%", width())></div>
+            <div class="mini-progress-fill" style:width=move || crate::job::percent_text(width())></div>
         </div>
     }
 }

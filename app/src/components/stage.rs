@@ -1,6 +1,7 @@
 //! The stage: progress and the live preview while a job runs, then the image; or a history image the
 //! person tapped.
 
+use leptos::either::EitherOf3;
 use leptos::prelude::*;
 
 use crate::components::image_card::{ImageCard, ShownImage};
@@ -22,7 +23,8 @@ enum Showing {
 
 /// The right column (desktop) or the block under the form (phone).
 #[component]
-pub fn Stage(studio: Studio) -> AnyView {
+pub fn Stage(studio: Studio) -> impl IntoView {
+    let ui = studio.ui;
     let showing = Memo::new(move |_| {
         if let Some(item) = studio.selected.get() {
             return Showing::Image(ShownImage::from_history(&item));
@@ -40,37 +42,32 @@ pub fn Stage(studio: Studio) -> AnyView {
             None => Showing::Nothing,
         })
     });
-    view! {
-        <section id=STAGE_ID class="stage" aria-label="Result">
+    crate::components::erase(view! {
+        <section id=STAGE_ID class="stage" aria-label=ui.result>
             <Progress studio/>
             {move || match showing.get() {
-                Showing::Image(image) => view! { <ImageCard studio image/> }.into_any(),
+                Showing::Image(image) => EitherOf3::A(view! { <ImageCard studio image/> }),
                 Showing::Preview { url, width, height } => {
                     let ratio = format!("{width} / {height}");
                     // As wide as the column allows while the height stays within the screen.
                     let fitted_width = format!("min(100%, calc(62svh * {width} / {height}))");
-                    view! {
+                    EitherOf3::B(view! {
                         <div class="canvas pending" style:aspect-ratio=ratio style:width=fitted_width>
                             {url
                                 .map(|url| {
                                     view! {
-                                        <img class="preview" src=url alt="Live preview of the image being made"/>
+                                        <img class="preview" src=url alt=ui.live_preview/>
                                     }
                                 })}
                         </div>
-                    }
-                        .into_any()
+                    })
                 }
-                Showing::Nothing => {
-                    view! {
-                        <div class="canvas empty">
-                            <p>"Your image appears here."</p>
-                        </div>
-                    }
-                        .into_any()
-                }
+                Showing::Nothing => EitherOf3::C(view! {
+                    <div class="canvas empty">
+                        <p>{ui.image_appears_here}</p>
+                    </div>
+                }),
             }}
         </section>
-    }
-    .into_any()
+    })
 }

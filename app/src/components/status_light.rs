@@ -7,10 +7,11 @@ use crate::studio::Studio;
 
 /// A coloured dot and a word (Ready, Starting, Unreachable, Demo); the details open on tap.
 #[component]
-pub fn StatusLight(studio: Studio) -> AnyView {
-    let light = Memo::new(move |_| studio.backend.with(|backend| backend.light()));
-    let is_demo = move || light.with(|light| light.tone == Tone::Demo);
-    view! {
+pub fn StatusLight(studio: Studio) -> impl IntoView {
+    let ui = studio.ui;
+    let light = Memo::new(move |_| studio.backend.with(|backend| backend.light(ui)));
+    let is_demo = Memo::new(move |_| light.with(|light| light.tone == Tone::Demo));
+    crate::components::erase(view! {
         <details class="status">
             <summary class="status-summary">
                 <span
@@ -18,7 +19,7 @@ pub fn StatusLight(studio: Studio) -> AnyView {
                     aria-hidden="true"
                 ></span>
                 <span class="status-label" aria-live="polite">
-                    <span class="visually-hidden">"Backend: "</span>
+                    <span class="visually-hidden">{ui.backend}</span>
                     {move || light.with(|light| light.label.clone())}
                 </span>
             </summary>
@@ -32,11 +33,6 @@ pub fn StatusLight(studio: Studio) -> AnyView {
                 }}
             </div>
         </details>
-        <Show when=is_demo>
-            <p class="demo-banner">
-                "Demo mode: a built-in simulator makes test patterns instead of real images."
-            </p>
-        </Show>
-    }
-    .into_any()
+        {move || is_demo.get().then(|| view! { <p class="demo-banner">{ui.demo_banner}</p> })}
+    })
 }

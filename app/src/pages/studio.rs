@@ -13,14 +13,16 @@ use crate::studio::Studio;
 
 /// The one page people use, at `/`.
 #[component]
-pub fn StudioPage() -> AnyView {
+pub fn StudioPage() -> impl IntoView {
     let studio = Studio::new();
+    let ui = studio.ui;
+    let other = crate::i18n::use_lang().other();
     // Effects run only in the browser, once the bundle has hydrated the server-rendered page.
     Effect::new(move |_| untrack(|| studio.start()));
-    view! {
+    crate::components::erase(view! {
         <div class="studio" data-hydrated=move || studio.hydrated.get().then_some("true")>
             <header class="topbar">
-                <h1 class="title">"Z-Image-Turbo (Local)"</h1>
+                <h1 class="title">{ui.title}</h1>
                 <StatusLight studio/>
             </header>
             <main class="workspace">
@@ -30,11 +32,23 @@ pub fn StudioPage() -> AnyView {
             <HistoryGallery studio/>
             <footer class="footer">
                 <a class="button" href=paths::PAIR_PAGE>
-                    "Pair a phone"
+                    {ui.pair_phone}
                 </a>
-                <span class="hint">"A QR code that opens the studio on a phone of this network."</span>
+                <span class="hint">{ui.pair_hint}</span>
+                // The switch names the other language in that language (and says so, for screen readers
+                // and for the check that no word of the other language is on screen).
+                <nav class="language" aria-label=ui.language>
+                    <a
+                        class="button"
+                        href=other.switch_path()
+                        hreflang=other.tag()
+                        lang=other.tag()
+                        rel="alternate"
+                    >
+                        {other.ui().name}
+                    </a>
+                </nav>
             </footer>
         </div>
-    }
-    .into_any()
+    })
 }

@@ -27,7 +27,8 @@ pub use manifest::{Folder, Manifest, ManifestError, ModelFile, ModelSet, Role, S
 pub use progress::ProgressMode;
 pub use record::{HashSource, RECORD_FILE, Record, RecordedFile};
 
-use crate::config::{ModelsAction, ModelsConfig};
+use crate::config::{ModelsAction, ModelsConfig, terminal_language};
+use crate::i18n::Cli;
 use hub::{Hub, HubError};
 use progress::format_bytes;
 
@@ -235,21 +236,21 @@ async fn run_fetch(config: &ModelsConfig) -> anyhow::Result<()> {
     )?
     .with_progress(ProgressMode::detect());
     let fetched = fetcher.fetch(&set).await?;
+    let say = Cli::of(terminal_language());
     for file in &fetched {
         let what = match file.outcome {
-            FetchOutcome::Present => "already in place".to_owned(),
-            FetchOutcome::Checked => "found in place and checked".to_owned(),
-            FetchOutcome::Downloaded { transferred } => format!("downloaded ({})", format_bytes(transferred)),
+            FetchOutcome::Present => say.already_in_place.to_owned(),
+            FetchOutcome::Checked => say.checked_in_place.to_owned(),
+            FetchOutcome::Downloaded { transferred } => (say.downloaded)(&format_bytes(transferred)),
         };
+        let source = file.hash_source.describe();
         println!(
-            "{}: {what}; sha256 {} ({})",
-            file.path,
-            file.sha256,
-            file.hash_source.describe()
+            "{}",
+            (say.fetched)(&file.path, &what, &file.sha256.to_string(), source)
         );
     }
-    println!("All {} files of set `{}` are in place.", fetched.len(), set.name);
-    print_gateway_settings(&set);
+    println!("{}", (say.all_in_place)(fetched.len(), set.name));
+    print_gateway_settings(&set, say);
     Ok(())
 }
 
@@ -257,30 +258,20 @@ async fn run_verify(config: &ModelsConfig) -> anyhow::Result<()> {
     let manifest = load_manifest(config)?;
     let set = manifest.set(&config.model_set)?;
     let verdicts = verify(&config.models_dir, &set).await?;
+    let say = Cli::of(terminal_language());
     for verdict in &verdicts {
         let line = match &verdict.status {
             VerifyStatus::Ok { sha256, reference } => {
-                format!("ok, sha256 {sha256} ({})", reference.describe())
+                (say.verified_ok)(&sha256.to_string(), reference.describe())
             }
-            VerifyStatus::Unreferenced { sha256 } => {
-                format!(
-                    "present, sha256 {sha256}, but nothing to compare it with (no published or recorded hash)"
-                )
-            }
-            VerifyStatus::Missing => "MISSING (run `zimage models fetch`)".to_owned(),
-            VerifyStatus::WrongSize { expected, actual } => {
-                format!(
-                    "WRONG SIZE: {actual} bytes, expected {expected} (run `zimage models fetch` to replace it)"
-                )
-            }
+            VerifyStatus::Unreferenced { sha256 } => (say.unreferenced)(&sha256.to_string()),
+            VerifyStatus::Missing => say.missing_file.to_owned(),
+            VerifyStatus::WrongSize { expected, actual } => (say.wrong_size)(*actual, *expected),
             VerifyStatus::WrongHash {
                 expected,
                 actual,
                 reference,
-            } => format!(
-                "WRONG SHA256: {actual}, expected {expected} ({}) (run `zimage models fetch` to replace it)",
-                reference.describe()
-            ),
+            } => (say.wrong_hash)(&actual.to_string(), &expected.to_string(), reference.describe()),
         };
         println!("{}: {line}", verdict.path);
     }
@@ -290,12 +281,11 @@ async fn run_verify(config: &ModelsConfig) -> anyhow::Result<()> {
         .count();
     if problems > 0 {
         anyhow::bail!(
-            "{problems} of {} model files of set `{}` failed verification",
-            verdicts.len(),
-            set.name
+            "{}",
+            (say.failed_verification)(problems, verdicts.len(), set.name)
         );
     }
-    println!("All {} files of set `{}` verified.", verdicts.len(), set.name);
+    println!("{}", (say.all_verified)(verdicts.len(), set.name));
     Ok(())
 }
 
@@ -303,33 +293,34 @@ async fn run_list(config: &ModelsConfig) -> anyhow::Result<()> {
     let manifest = load_manifest(config)?;
     let set = manifest.set(&config.model_set)?;
     let others: Vec<&str> = manifest.set_names().filter(|name| *name != set.name).collect();
-    println!("Model set `{}`: {}", set.name, set.description);
+    let say = Cli::of(terminal_language());
+    println!("{}", (say.model_set)(set.name, set.description));
     if !others.is_empty() {
-        println!(
-            "(other sets: {}; choose with --set or ZIMAGE_MODEL_SET)",
-            others.join(", ")
-        );
+        println!("{}", (say.other_sets)(&others.join(", ")));
     }
-    println!("Models folder: {}", config.models_dir.display());
+    println!(
+        "{}",
+        (say.models_folder)(&config.models_dir.display().to_string())
+    );
     for listed in list(&config.models_dir, &set).await? {
         let file = &listed.file;
         let size = match (file.size, file.approx_size) {
             (Some(size), _) => format_bytes(size),
             (None, Some(approx)) => format!("~{}", format_bytes(approx)),
-            (None, None) => "size unknown".to_owned(),
+            (None, None) => say.size_unknown.to_owned(),
         };
         let state = match listed.presence {
-            Presence::Present { .. } if listed.recorded.is_some() => "present, checked".to_owned(),
-            Presence::Present { .. } => "present, not checked yet".to_owned(),
-            Presence::Partial { size } => format!("partly downloaded ({})", format_bytes(size)),
-            Presence::Missing => "missing".to_owned(),
+            Presence::Present { .. } if listed.recorded.is_some() => say.present_checked.to_owned(),
+            Presence::Present { .. } => say.present_unchecked.to_owned(),
+            Presence::Partial { size } => (say.partly_downloaded)(&format_bytes(size)),
+            Presence::Missing => say.missing.to_owned(),
         };
         let pin = if file.is_pinned() {
-            "pinned".to_owned()
+            say.pinned.to_owned()
         } else {
             match listed.recorded.as_ref().and_then(|entry| entry.commit.as_deref()) {
-                Some(commit) => format!("follows the branch; downloaded at commit {commit}"),
-                None => "follows the branch".to_owned(),
+                Some(commit) => (say.follows_branch_at)(commit),
+                None => say.follows_branch.to_owned(),
             }
         };
         println!(
@@ -338,15 +329,18 @@ async fn run_list(config: &ModelsConfig) -> anyhow::Result<()> {
             file.display_path(),
             size
         );
-        println!("  {:<15} from {} @ {} ({pin})", "", file.repo, file.revision);
+        println!(
+            "  {:<15} {} {} @ {} ({pin})",
+            "", say.from, file.repo, file.revision
+        );
     }
-    print_gateway_settings(&set);
+    print_gateway_settings(&set, say);
     Ok(())
 }
 
 /// The gateway must name these files: prints the settings for the chosen set.
-fn print_gateway_settings(set: &ModelSet<'_>) {
-    println!("Gateway settings for set `{}`:", set.name);
+fn print_gateway_settings(set: &ModelSet<'_>, say: &Cli) {
+    println!("{}", (say.gateway_settings)(set.name));
     for role in Role::ALL {
         if let Some(file) = set.file_for(role) {
             println!("  {}={}", role.env_var(), file.name());

@@ -4,6 +4,7 @@
 //!
 //! The decisions are [`crate::access`]'s; this file only reads headers, asks, and answers.
 
+use super::language::text;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +57,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             tracing::error!(path = %parts.uri.path(), "a route runs without the door");
             ApiError::Forbidden {
                 code: "no_door",
-                message: "This address is not served.".to_owned(),
+                message: text().not_served.to_owned(),
             }
         })
     }
@@ -85,11 +86,7 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
     // 1. The client's address, before anything else is looked at.
     let Some(address) = peer_address(&request) else {
         tracing::error!("no client address on the request: the server must be started with connect info");
-        return decorate(
-            forbidden("no_address", "The studio cannot tell who is asking."),
-            &nonce,
-            None,
-        );
+        return decorate(forbidden("no_address", text().no_address), &nonce, None);
     };
     // The health check runs on the machine itself and must work whatever the allowlist says.
     let health_probe = is_health_probe(request.method(), request.uri().path());
@@ -99,7 +96,7 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
             tracing::warn!(%address, method = %request.method(), path = %request.uri().path(),
                 "refused a client outside the address allowlist (ZIMAGE_ALLOW)");
         }
-        let message = "This studio does not accept requests from your network address.";
+        let message = text().address_not_allowed;
         return decorate(forbidden("address_not_allowed", message), &nonce, None);
     }
 
@@ -126,8 +123,7 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
             tracing::warn!(%address, host = host.as_deref().unwrap_or_default(),
                 "refused a request for a host name the studio does not answer to (ZIMAGE_ALLOWED_HOSTS)");
         }
-        let message =
-            "This studio does not answer to that name. If it is yours, add it to ZIMAGE_ALLOWED_HOSTS.";
+        let message = text().unknown_host;
         return decorate(forbidden("unknown_host", message), &nonce, None);
     }
 
@@ -153,7 +149,7 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
         Some(_) => {
             let error = ApiError::Unauthorized {
                 code: "wrong_token",
-                message: "The bearer token is not this studio's access secret.".to_owned(),
+                message: text().wrong_token.to_owned(),
             };
             return decorate(error.into_response(), &nonce, None);
         }
@@ -182,7 +178,7 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
         let fetch_site = optional_text(headers, "sec-fetch-site").unwrap_or(Some("invalid"));
         if let Err(cross_site) = check_same_origin(host.as_deref(), origin, fetch_site) {
             tracing::info!(%address, %path, reason = %cross_site, "refused a cross-site request");
-            let message = "The studio accepts changes only from its own pages.";
+            let message = text().cross_origin;
             return decorate(forbidden("cross_origin", message), &nonce, None);
         }
         // A body the API reads is JSON; HTML forms cannot send that, so no page can forge one.
@@ -215,8 +211,7 @@ pub(super) async fn limit_streams(
     let Some(permit) = state.access.open_stream(caller.address) else {
         let error = ApiError::TooManyRequests {
             code: "too_many_streams",
-            message: "This device already follows the most jobs the studio allows at once; close a tab and try again."
-                .to_owned(),
+            message: text().too_many_streams.to_owned(),
             retry_after: Duration::from_secs(5),
         };
         return error.into_response();
@@ -396,6 +391,8 @@ fn is_public(path: &str) -> bool {
         paths::HEALTHZ | paths::SESSION | paths::SIGN_IN_PAGE | paths::OPENAPI
     ) || path.starts_with("/pair/")
         || path.starts_with("/pkg/")
+        // Choosing a language only sets a cookie; the sign-in page offers it too.
+        || path.starts_with("/language/")
 }
 
 /// The studio's API and the OpenAI-compatible one: programs, answered in JSON, never sent to a page.
@@ -416,7 +413,7 @@ fn sign_in_first(
     if !is_page {
         let error = ApiError::Unauthorized {
             code: "sign_in_required",
-            message: "Sign in first: this studio is protected by an access secret.".to_owned(),
+            message: text().sign_in_first.to_owned(),
         };
         return error.into_response();
     }
@@ -547,7 +544,7 @@ fn forbidden(code: &'static str, message: &str) -> Response {
 fn unsupported_media_type() -> ApiError {
     ApiError::BadRequest {
         code: "unsupported_media_type",
-        message: "Send the request as JSON (Content-Type: application/json).".to_owned(),
+        message: text().json_required.to_owned(),
         field: None,
     }
 }
@@ -555,20 +552,18 @@ fn unsupported_media_type() -> ApiError {
 fn too_many_attempts(retry_after: Duration) -> ApiError {
     ApiError::TooManyRequests {
         code: "too_many_attempts",
-        message: "Too many wrong attempts; wait a little before trying again.".to_owned(),
+        message: text().too_many_attempts.to_owned(),
         retry_after,
     }
 }
 
 fn sign_in_error(error: SignInError) -> ApiError {
     match error {
-        SignInError::NoSecret => {
-            ApiError::Conflict("This studio has no access secret; there is nothing to sign in to.")
-        }
+        SignInError::NoSecret => ApiError::Conflict(text().no_secret),
         SignInError::TooManyAttempts { retry_after } => too_many_attempts(retry_after),
         SignInError::WrongSecret | SignInError::UnknownLink => ApiError::Unauthorized {
             code: "wrong_secret",
-            message: "That is not the studio's access secret.".to_owned(),
+            message: text().wrong_secret.to_owned(),
         },
     }
 }
@@ -578,7 +573,10 @@ fn sign_in_error(error: SignInError) -> ApiError {
 mod pages {
     use zimage_contract::PairingLink;
 
-    const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;min-height:100vh;display:grid;place-items:center;\
+    use super::super::language;
+
+    const STYLE: &str = "body{font:16px/1.5 system-ui,-apple-system,\"Segoe UI\",Roboto,\"Noto Sans\",\
+        \"Noto Sans CJK SC\",\"PingFang SC\",\"Microsoft YaHei\",sans-serif;line-break:strict;margin:0;min-height:100vh;display:grid;place-items:center;\
         background:#f6f5f2;color:#1d1d1f}main{max-width:22rem;padding:1.5rem}h1{font-size:1.3rem}\
         input,button{font:inherit;width:100%;box-sizing:border-box;padding:.6rem;margin:.3rem 0;border-radius:.5rem;\
         border:1px solid #aaa}button{background:#1d1d1f;color:#fff;border:0}#message{color:#b00020;min-height:1.5em}\
@@ -604,7 +602,7 @@ form.addEventListener("submit", async (event) => {
     const body = await response.json();
     message.textContent = body.error.message;
   } catch (error) {
-    message.textContent = "The studio did not answer; try again.";
+    message.textContent = form.dataset.noAnswer;
   }
 });
 "#;
@@ -614,62 +612,80 @@ form.addEventListener("submit", async (event) => {
             .map(|script| format!("<script nonce=\"{nonce}\">{script}</script>"))
             .unwrap_or_default();
         format!(
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+            "<!DOCTYPE html><html lang=\"{}\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
              <meta name=\"referrer\" content=\"no-referrer\"><title>{title}</title>\
-             <style nonce=\"{nonce}\">{STYLE}</style></head><body><main>{body}</main>{script}</body></html>"
+             <style nonce=\"{nonce}\">{STYLE}</style></head><body><main>{body}</main>{script}</body></html>",
+            language::current().tag()
         )
     }
 
     /// The sign-in form; it returns to `next` (a local path) once signed in.
     pub(super) fn sign_in(nonce: &str, next: &str) -> String {
+        let text = language::text();
         let body = format!(
-            "<h1>Z-Image studio</h1><p>This studio is private. Enter its access secret to continue.</p>\
-             <form id=\"sign-in\" data-next=\"{}\"><input name=\"password\" type=\"password\" \
-             autocomplete=\"current-password\" placeholder=\"Access secret\" required autofocus>\
-             <button type=\"submit\">Sign in</button><p id=\"message\" role=\"alert\"></p></form>\
-             <noscript>Signing in needs JavaScript.</noscript>\
-             <p>On a phone, you can instead scan the pairing code shown by a signed-in device (Pair a phone).</p>",
-            escape(next)
+            "<h1>{}</h1><p>{}</p>\
+             <form id=\"sign-in\" data-next=\"{}\" data-no-answer=\"{}\"><input name=\"password\" \
+             type=\"password\" autocomplete=\"current-password\" placeholder=\"{}\" required autofocus>\
+             <button type=\"submit\">{}</button><p id=\"message\" role=\"alert\"></p></form>\
+             <noscript>{}</noscript><p>{}</p>{}",
+            text.studio,
+            text.sign_in_intro,
+            escape(next),
+            escape(text.no_answer),
+            text.secret_placeholder,
+            text.sign_in,
+            text.sign_in_needs_javascript,
+            text.pair_instead,
+            language_switch(),
         );
-        document(nonce, "Sign in · Z-Image studio", &body, Some(SIGN_IN_SCRIPT))
+        document(nonce, text.sign_in_title, &body, Some(SIGN_IN_SCRIPT))
+    }
+
+    /// The link to the other language (its name in that language); it comes back to the studio, which
+    /// sends a browser that is not signed in here again.
+    fn language_switch() -> String {
+        let other = language::current().other();
+        format!(
+            "<p><a href=\"{}\" hreflang=\"{tag}\" lang=\"{tag}\">{}</a></p>",
+            other.switch_path(),
+            other.ui().name,
+            tag = other.tag(),
+        )
     }
 
     /// The pairing code for a phone.
     pub(super) fn pair(nonce: &str, link: &PairingLink, secret: bool, loopback: bool) -> String {
+        let text = language::text();
         let explanation = if secret {
             let minutes = link.expires_in_s.unwrap_or_default() / 60;
-            format!(
-                "<p>Scan this code with the phone's camera. The link signs the phone in once, and only \
-                 within {minutes} minutes; reload this page for a new one.</p>"
-            )
+            (text.pair_with_secret)(minutes)
         } else {
-            "<p>Scan this code with the phone's camera to open the studio.</p>".to_owned()
+            text.pair_without_secret.to_owned()
         };
         let warning = if loopback {
-            "<p id=\"message\">This page was opened as <b>localhost</b>, which a phone cannot reach: open it \
-             from the studio's network address (for example http://192.168.1.20:7860/pair) instead.</p>"
+            format!("<p id=\"message\">{}</p>", text.pair_on_localhost)
         } else {
-            ""
+            String::new()
         };
         let body = format!(
-            "<h1>Pair a phone</h1>{explanation}{warning}{}<p><code>{}</code></p><p><a href=\"/\">Back to the studio</a></p>",
+            "<h1>{}</h1><p>{explanation}</p>{warning}{}<p><code>{}</code></p><p><a href=\"/\">{}</a></p>",
+            text.pair_heading,
             link.qr_svg,
-            escape(&link.url)
+            escape(&link.url),
+            text.back_to_studio,
         );
-        document(nonce, "Pair a phone · Z-Image studio", &body, None)
+        document(nonce, text.pair_title, &body, None)
     }
 
     /// A used or expired pairing link.
     pub(super) fn stale_link() -> String {
-        document(
-            "",
-            "Pairing link expired · Z-Image studio",
-            "<h1>This pairing link no longer works</h1><p>Each link signs in one device once, within ten \
-             minutes. Open <b>Pair a phone</b> on a signed-in device for a new code, or sign in with the \
-             access secret.</p><p><a href=\"/sign-in\">Sign in</a></p>",
-            None,
-        )
+        let text = language::text();
+        let body = format!(
+            "<h1>{}</h1><p>{}</p><p><a href=\"/sign-in\">{}</a></p>",
+            text.stale_heading, text.stale_text, text.sign_in
+        );
+        document("", text.stale_title, &body, None)
     }
 
     /// Reloads the page from itself, so the browser sends its SameSite=Strict cookies.

@@ -1,5 +1,7 @@
 //! The one place where errors become HTTP answers: every failure turns into a status code and the
 //! JSON body `{"error": {"code", "message", "field"}}` that the UI shows next to the field it names.
+//! The `message` is in the request's language (`language.rs`, `crate::i18n`); `code` and `field` are
+//! the same in every language.
 //! Also home of [`ApiJson`], our JSON extractor, so malformed bodies get the same shape, and of
 //! [`openai_dialect`], which gives every error under `/v1` OpenAI's shape instead.
 
@@ -13,7 +15,8 @@ use serde::de::DeserializeOwned;
 use zimage_contract::openai::{OpenAiError, OpenAiErrorBody, OpenAiErrorType};
 use zimage_contract::{ErrorBody, ErrorDetail, MAX_BODY_BYTES};
 
-use crate::access::headers::HeadTooLarge;
+use super::language::text;
+use crate::access::headers::{HeadTooLarge, MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_URI_BYTES};
 use crate::access::rate::retry_after_seconds;
 use crate::history::HistoryError;
 use crate::images::ImageError;
@@ -82,11 +85,9 @@ pub enum ApiError {
 impl From<JobError> for ApiError {
     fn from(error: JobError) -> ApiError {
         match error {
-            JobError::NotFound => ApiError::NotFound("There is no such job."),
-            JobError::AlreadyEnded => ApiError::Conflict("The job has already ended."),
-            JobError::AlreadySaving => ApiError::Conflict(
-                "The image is already finished and being saved; delete it from the gallery instead.",
-            ),
+            JobError::NotFound => ApiError::NotFound(text().no_such_job),
+            JobError::AlreadyEnded => ApiError::Conflict(text().job_ended),
+            JobError::AlreadySaving => ApiError::Conflict(text().already_saving),
             JobError::ShuttingDown => ApiError::ShuttingDown,
             JobError::Journal(error) => ApiError::Storage(error),
             JobError::QueueFull {
@@ -94,17 +95,12 @@ impl From<JobError> for ApiError {
                 retry_after,
             } => ApiError::TooManyRequests {
                 code: "queue_full",
-                message: format!(
-                    "The studio already has {unfinished} jobs waiting or running; try again when some have finished."
-                ),
+                message: (text().queue_full)(unfinished),
                 retry_after,
             },
             JobError::NotYours => ApiError::Forbidden {
                 code: "not_yours",
-                message:
-                    "Only the browser that started this job can change it (or someone signed in with the \
-                          studio's secret)."
-                        .to_owned(),
+                message: text().not_yours.to_owned(),
             },
         }
     }
@@ -123,11 +119,12 @@ impl From<GenerateError> for ApiError {
 
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String, Option<String>) {
+        let text = text();
         match self {
             ApiError::Validation(error) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_field",
-                error.message.clone(),
+                text.rule(error.rule, error.field),
                 Some(error.field.to_owned()),
             ),
             ApiError::BadRequest { code, message, field } => {
@@ -142,31 +139,33 @@ impl ApiError {
             ApiError::BodyTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                self.to_string(),
+                (text.body_too_large)(MAX_BODY_BYTES),
                 None,
             ),
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", (*message).to_owned(), None),
             ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", (*message).to_owned(), None),
-            ApiError::NotReady { code, message } => {
-                (StatusCode::SERVICE_UNAVAILABLE, code, message.clone(), None)
-            }
+            ApiError::NotReady { code, message } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                code,
+                (text.not_ready)(message),
+                None,
+            ),
             ApiError::ShuttingDown => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "restarting",
-                "The studio is restarting; try again in a few seconds.".to_owned(),
+                text.restarting.to_owned(),
                 None,
             ),
             ApiError::Storage(error) if error.kind() == std::io::ErrorKind::StorageFull => (
                 StatusCode::INSUFFICIENT_STORAGE,
                 "disk_full",
-                "The disk holding the studio's images is full; delete some images or free space, then try again."
-                    .to_owned(),
+                text.disk_full.to_owned(),
                 None,
             ),
             ApiError::Storage(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",
-                "The studio cannot write to its data folder; the log has the details.".to_owned(),
+                text.storage_unavailable.to_owned(),
                 None,
             ),
             // Our own storage failing is our problem: the details go to the log, not to the client.
@@ -180,31 +179,31 @@ impl ApiError {
             ApiError::HeadTooLarge(HeadTooLarge::Uri) => (
                 StatusCode::URI_TOO_LONG,
                 "uri_too_long",
-                sentence(&self.to_string()),
+                (text.uri_too_long)(MAX_URI_BYTES),
                 None,
             ),
             ApiError::HeadTooLarge(HeadTooLarge::Headers) => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers_too_large",
-                sentence(&self.to_string()),
+                (text.headers_too_large)(MAX_HEADER_BYTES, MAX_HEADER_COUNT),
                 None,
             ),
             ApiError::JobFailed { code, message } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "generation_failed",
-                format!("The image could not be made ({code}): {message}"),
+                (text.generation_failed)(code, message),
                 None,
             ),
             ApiError::JobCancelled => (
                 StatusCode::CONFLICT,
                 "cancelled",
-                "The job was cancelled from the studio before its image was done.".to_owned(),
+                text.generation_cancelled.to_owned(),
                 None,
             ),
             ApiError::History(_) | ApiError::Image(_) | ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
-                "Something went wrong inside the studio; the log has the details.".to_owned(),
+                text.internal.to_owned(),
                 None,
             ),
         }
@@ -335,7 +334,7 @@ where
         if !is_json {
             return Err(ApiError::BadRequest {
                 code: "unsupported_media_type",
-                message: "Send the request as JSON (Content-Type: application/json).".to_owned(),
+                message: text().json_required.to_owned(),
                 field: None,
             });
         }
@@ -347,7 +346,7 @@ where
                 } else {
                     ApiError::BadRequest {
                         code: "unreadable_body",
-                        message: rejection.body_text(),
+                        message: (text().unreadable_body)(&rejection.body_text()),
                         field: None,
                     }
                 }
@@ -360,7 +359,7 @@ where
 pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let malformed = |error: serde_json::Error| ApiError::BadRequest {
         code: "malformed_json",
-        message: format!("The request body is not valid JSON: {error}."),
+        message: (text().malformed_json)(&error.to_string()),
         field: None,
     };
     // Syntax first, so that broken JSON is a 400 whatever its shape.
@@ -369,7 +368,7 @@ pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     if bytes.trim_ascii_start().first() != Some(&b'{') {
         return Err(ApiError::InvalidField {
             field: None,
-            message: "The request body must be a JSON object.".to_owned(),
+            message: text().json_object.to_owned(),
         });
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
@@ -386,7 +385,7 @@ pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             .or((path != ".").then_some(path));
         ApiError::InvalidField {
             field,
-            message: sentence(&message),
+            message: (text().invalid_field)(&sentence(&message)),
         }
     })?;
     deserializer.end().map_err(malformed)?;

@@ -1,5 +1,6 @@
 //! `GET /api/jobs/{id}/events`: the job's events as server-sent events, resumable with `Last-Event-ID`.
 
+use super::language::text;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ pub(super) async fn events(
     let stream = state
         .jobs
         .events(id, last_seen)
-        .ok_or(ApiError::NotFound("There is no such job."))?;
+        .ok_or_else(|| ApiError::NotFound(text().no_such_job))?;
     let stream = stream.map(|item| {
         Ok::<Event, Infallible>(match item {
             StreamItem::Event(sequenced) => Event::default()
@@ -75,7 +76,7 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     };
     let invalid = || ApiError::BadRequest {
         code: "invalid_header",
-        message: "Last-Event-ID must be the id of an event this stream sent.".to_owned(),
+        message: text().last_event_id.to_owned(),
         field: Some("Last-Event-ID".to_owned()),
     };
     let text = value.to_str().map_err(|_| invalid())?.trim();

@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use zimage_contract::{self as api, ErrorBody, HistoryPage};
 
 use super::JobIdParam;
+use super::language::text;
 use super::access::Caller;
 use super::error::ApiError;
 use crate::job_id::JobId;
@@ -54,7 +55,7 @@ pub(super) async fn remove(
 ) -> Result<Response, ApiError> {
     state.jobs.authorize(id, caller.requester)?;
     if !state.history.remove(id).await? {
-        return Err(ApiError::NotFound("There is no such image."));
+        return Err(ApiError::NotFound(text().no_such_image));
     }
     state.images.remove(id).await?;
     tracing::info!(%id, "image deleted");
@@ -74,13 +75,13 @@ fn parse_query(query: &str) -> Result<(usize, Option<JobId>), ApiError> {
                     .filter(|limit| (1..=api::MAX_HISTORY_LIMIT).contains(limit))
                     .ok_or_else(|| ApiError::InvalidField {
                         field: Some("limit".to_owned()),
-                        message: format!("The limit must be a number from 1 to {}.", api::MAX_HISTORY_LIMIT),
+                        message: (text().history_limit)(api::MAX_HISTORY_LIMIT),
                     })?;
             }
             "before" => {
                 before = Some(value.parse::<JobId>().map_err(|_| ApiError::InvalidField {
                     field: Some("before".to_owned()),
-                    message: "`before` must be an image id from an earlier page.".to_owned(),
+                    message: text().history_before.to_owned(),
                 })?);
             }
             // Unknown parameters (cache busters and the like) are harmless.

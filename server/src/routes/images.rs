@@ -1,5 +1,6 @@
 //! `GET /api/images/{id}` and `/thumbnail`: stored images by opaque id, cacheable forever.
 
+use super::language::text;
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
@@ -47,7 +48,7 @@ async fn serve(
         .jobs
         .image(id, variant)
         .await?
-        .ok_or(ApiError::NotFound("There is no such image."))?;
+        .ok_or_else(|| ApiError::NotFound(text().no_such_image))?;
     let disposition = format!(
         "inline; filename=\"z-image-{id}.{}\"",
         if variant == Variant::Full { "png" } else { "jpg" }

@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use zimage_contract::{BackendState, CreateJobRequest, ErrorBody, JobAccepted, JobView, paths};
 
 use super::JobIdParam;
+use super::language::text;
 use super::access::Caller;
 use super::error::{ApiError, ApiJson};
 use crate::state::AppState;
@@ -81,15 +82,12 @@ pub(super) fn admit(state: &AppState, caller: &Caller, count: u32) -> Result<(),
         .map_err(|wait| match wait {
             Some(retry_after) => ApiError::TooManyRequests {
                 code: "too_many_jobs",
-                message: "This device is starting jobs faster than the studio allows; wait a moment."
-                    .to_owned(),
+                message: text().too_fast.to_owned(),
                 retry_after,
             },
             None => ApiError::BadRequest {
                 code: "too_many_jobs",
-                message: format!(
-                    "This studio starts fewer than {count} jobs at once for one device; ask for fewer images."
-                ),
+                message: (text().too_many_at_once)(count),
                 field: Some("n".to_owned()),
             },
         })
@@ -107,7 +105,7 @@ pub(super) async fn show(
     let view = state
         .jobs
         .view(id)
-        .ok_or(ApiError::NotFound("There is no such job."))?;
+        .ok_or_else(|| ApiError::NotFound(text().no_such_job))?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
 }
 
@@ -140,7 +138,7 @@ pub(super) async fn preview(
     let (image, mime) = state
         .jobs
         .preview(id)
-        .ok_or(ApiError::NotFound("This job has no preview."))?;
+        .ok_or_else(|| ApiError::NotFound(text().no_preview))?;
     Ok((
         [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-store")],
         image,

@@ -10,6 +10,7 @@ mod images;
 mod jobs;
 mod openai;
 mod openapi;
+mod language;
 mod site;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::middleware::from_fn_with_state;
+use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use zimage_contract::MAX_BODY_BYTES;
@@ -43,6 +45,7 @@ pub fn router(state: AppState, site_root: &std::path::Path) -> Router {
         .merge(access::router())
         .merge(openai::router())
         .merge(openapi::router())
+        .merge(language::router())
         .with_state(state.clone());
     // Answered when its images exist, however long the line: added after the timeout layer, which
     // then does not wrap it.
@@ -55,10 +58,19 @@ pub fn router(state: AppState, site_root: &std::path::Path) -> Router {
         .merge(waiting)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http().on_failure(()))
-        // Outermost but for the dialect, so a client outside the allowlist meets nothing else.
+        // The door is the first check, so a client outside the allowlist meets nothing else.
         .layer(from_fn_with_state(state, access::door))
         // Outside the door, so the door's refusals under `/v1` take OpenAI's shape too.
         .layer(axum::middleware::from_fn(error::openai_dialect))
+        // Every text answer (pages, JSON, the pairing and sign-in pages) in br or gzip, as the browser
+        // asks. Outside the dialect, which replaces error bodies (and would otherwise keep a
+        // `content-encoding` for a body it wrote plain). The default predicate leaves out what must not
+        // or need not be: `text/event-stream` (a compressor would hold events back until its buffer
+        // fills), images (PNG and JPEG are compressed already), bodies under 32 bytes, and answers
+        // already encoded (ServeDir's precompressed `.gz` files under /pkg).
+        .layer(CompressionLayer::new().br(true).gzip(true))
+        // Outermost: every answer, the door's refusals included, is in the request's language.
+        .layer(axum::middleware::from_fn(language::scope))
 }
 
 /// A job id from the path. Anything that is not one of our ids is simply not found: client text
@@ -69,7 +81,7 @@ impl<S: Send + Sync> FromRequestParts<S> for JobIdParam {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<JobIdParam, ApiError> {
-        let not_found = || ApiError::NotFound("There is no such job or image.");
+        let not_found = || ApiError::NotFound(language::text().no_such_job_or_image);
         let Path(text) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| not_found())?;

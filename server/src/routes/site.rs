@@ -39,12 +39,21 @@ pub(super) fn router(site_root: &Path) -> Router {
         .service(ServeDir::new(site_root.join(PKG_DIR)).precompressed_gzip());
     let page_options = options.clone();
     Router::new()
-        .leptos_routes_with_context(&options, routes, super::access::provide_page_nonce, move || {
+        .leptos_routes_with_context(&options, routes, page_context, move || {
             app::shell::shell(page_options.clone())
         })
         .nest_service("/pkg", bundle)
         .fallback(fallback)
         .with_state(options)
+}
+
+/// What every rendered page gets from its request: the nonce of its inline scripts and its language.
+fn page_context() {
+    super::access::provide_page_nonce();
+    super::language::provide_for_page();
+    let path = leptos::prelude::use_context::<axum::http::request::Parts>()
+        .map_or_else(|| "/".to_owned(), |parts| parts.uri.path().to_owned());
+    leptos::prelude::provide_context(app::app::Page::at(&path));
 }
 
 /// Any other address: a JSON 404 for API clients, the UI's "not found" page (status 404) for people.
@@ -54,17 +63,15 @@ async fn fallback(uri: Uri, State(options): State<LeptosOptions>, request: Reque
         let body = ErrorBody {
             error: ErrorDetail {
                 code: "not_found".to_owned(),
-                message: "There is no such API endpoint.".to_owned(),
+                message: super::language::text().no_endpoint.to_owned(),
                 field: None,
             },
         };
         return (StatusCode::NOT_FOUND, Json(body)).into_response();
     }
     // Renders the app, whose route table shows "not found" for this path, and answers 404.
-    let render = leptos_axum::file_and_error_handler_with_context::<LeptosOptions, _>(
-        super::access::provide_page_nonce,
-        app::shell::shell,
-    );
+    let render =
+        leptos_axum::file_and_error_handler_with_context::<LeptosOptions, _>(page_context, app::shell::shell);
     render(uri, State(options), request).await
 }
 
