@@ -92,8 +92,11 @@ impl TryFrom<ImagesRequest> for ImagesPlan {
                     batch_size: None,
                 };
                 // The studio's own rules, with its field names turned into this API's.
-                GenerationParams::try_from(job).map_err(|error| match error.field {
-                    "width" | "height" => ValidationError::new("size", error.message),
+                GenerationParams::try_from(job).map_err(|error| match (error.field, size) {
+                    ("width" | "height", Some((width, height))) => ValidationError::new(
+                        "size",
+                        format!("The size {width}x{height} does not fit: {}", error.message),
+                    ),
                     _ => error,
                 })
             })
