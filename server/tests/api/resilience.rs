@@ -227,6 +227,8 @@ async fn a_hostile_comfyui_socket_neither_crashes_the_gateway_nor_derails_the_jo
     faults.release();
     let (_, last) = events.until(JobEvent::is_terminal).await;
     assert!(matches!(last, JobEvent::Completed { .. }), "{last:?}");
+    // The new connection is probed before it takes new jobs again.
+    app.wait_ready().await;
     let (_, events) = app.run_small_job("fox again").await;
     completed_image(&events);
 }
