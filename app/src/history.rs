@@ -118,6 +118,7 @@ mod tests {
             image_url: paths::image(id),
             thumbnail_url: paths::thumbnail(id),
             backend: None,
+            starred: false,
         }
     }
 

@@ -82,7 +82,7 @@ pub async fn serve_tuned(
 ) -> anyhow::Result<()> {
     let models = config.workflow.model_files();
     let workflow = Arc::new(config.workflow.load()?);
-    let history = History::open(&config.data_dir.join("history"))
+    let history = History::open(&config.data_dir)
         .await
         .context("cannot open the history")?;
     let images = ImageStore::open(&config.data_dir.join("images"))
