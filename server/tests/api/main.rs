@@ -11,6 +11,7 @@ mod demo;
 mod engine;
 mod engine_support;
 mod events;
+mod gallery;
 mod generate;
 mod load;
 mod pacing;
