@@ -37,6 +37,21 @@ pub enum Command {
     },
     /// Run jobs against ComfyUI and show where the seconds go, stage by stage (cold and warm runs).
     Bench(BenchConfig),
+    /// Copy the history (stars and search included) and the images into a folder; safe while the studio runs. A folder of an earlier backup is brought up to date.
+    Backup(BackupConfig),
+    /// Bring a backup back into an empty data folder, after checking it.
+    Restore(BackupConfig),
+}
+
+/// Options of `zimage backup` and `zimage restore`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupConfig {
+    /// The backup folder.
+    pub dir: PathBuf,
+
+    /// The studio's data folder.
+    #[arg(long, env = "ZIMAGE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
 }
 
 /// Options of `zimage serve`.
@@ -310,7 +325,9 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(config) => config,
-            Command::Models { .. } | Command::Bench(_) => unreachable!("asked for serve"),
+            Command::Models { .. } | Command::Bench(_) | Command::Backup(_) | Command::Restore(_) => {
+                unreachable!("asked for serve")
+            }
         }
     }
 

@@ -442,17 +442,6 @@ impl History {
         Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
-    /// Writes a consistent copy of the database to `to` (SQLite's online backup: the studio may go on
-    /// writing meanwhile).
-    pub fn backup_to(&self, to: &Path) -> Result<(), HistoryError> {
-        self.reader()
-            .backup(rusqlite::MAIN_DB, to, None)
-            .map_err(|source| HistoryError::Database {
-                path: to.to_owned(),
-                source,
-            })
-    }
-
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -485,6 +474,82 @@ impl History {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// A consistent copy of the database `from` (a studio may be writing it: SQLite's online backup copies
+/// a snapshot) written to `to` as a single file (no WAL), for backups.
+pub fn copy_database(from: &Path, to: &Path) -> Result<(), HistoryError> {
+    let database = |path: &Path| {
+        let path = path.to_owned();
+        move |source| HistoryError::Database { path, source }
+    };
+    if !from.is_file() {
+        return Err(HistoryError::Folder {
+            path: from.to_owned(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no history database"),
+        });
+    }
+    let source = Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(database(from))?;
+    source
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(database(from))?;
+    source.backup(rusqlite::MAIN_DB, to, None).map_err(database(to))?;
+    let copy = Connection::open(to).map_err(database(to))?;
+    copy.pragma_update(None, "journal_mode", "DELETE")
+        .map_err(database(to))?;
+    Ok(())
+}
+
+/// Checks a database file (SQLite's integrity check, the schema this build knows or an older one)
+/// and lists its ids.
+pub fn check_database(path: &Path) -> Result<BTreeSet<JobId>, HistoryError> {
+    let database = |source| HistoryError::Database {
+        path: path.to_owned(),
+        source,
+    };
+    let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(database)?;
+    let verdict: String = connection
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .map_err(database)?;
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(database)?;
+    if verdict != "ok" || version < 1 || version > MIGRATIONS.len() as i64 {
+        return Err(database(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(format!("integrity check: {verdict}; schema version {version}")),
+        )));
+    }
+    let mut statement = connection.prepare("SELECT id FROM history").map_err(database)?;
+    let ids = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(Iterator::collect::<rusqlite::Result<Vec<String>>>)
+        .map_err(database)?;
+    ids.iter()
+        .map(|id| {
+            id.parse().map_err(|_| {
+                database(rusqlite::Error::InvalidColumnType(0, id.clone(), rusqlite::types::Type::Text))
+            })
+        })
+        .collect()
+}
+
+/// Deletes rows from a database file that no studio uses (a backup whose images went away meanwhile).
+pub fn delete_rows(path: &Path, ids: &[JobId]) -> Result<(), HistoryError> {
+    let database = |source| HistoryError::Database {
+        path: path.to_owned(),
+        source,
+    };
+    let mut connection = Connection::open(path).map_err(database)?;
+    let transaction = connection.transaction().map_err(database)?;
+    for id in ids {
+        transaction
+            .execute("DELETE FROM history WHERE id = ?1", [id.to_string()])
+            .map_err(database)?;
+    }
+    transaction.commit().map_err(database)
 }
 
 /// Runs SQLite's blocking work off the async threads.

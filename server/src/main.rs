@@ -17,5 +17,26 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Models { action } => zimage::models::run(action).await,
         Command::Bench(config) => zimage::bench::run(config).await,
+        Command::Backup(config) => {
+            let report = zimage::backup::backup(config.data_dir, config.dir.clone()).await?;
+            println!(
+                "backed up {} images into {} ({} copied, {} already there, {} removed)",
+                report.records,
+                config.dir.display(),
+                report.images_copied,
+                report.images_kept,
+                report.images_removed
+            );
+            Ok(())
+        }
+        Command::Restore(config) => {
+            let report = zimage::backup::restore(config.dir, config.data_dir.clone()).await?;
+            println!(
+                "restored {} images into {}",
+                report.records,
+                config.data_dir.display()
+            );
+            Ok(())
+        }
     }
 }

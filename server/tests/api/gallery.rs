@@ -206,3 +206,61 @@ async fn starring_refuses_unknown_images_and_malformed_bodies_naming_the_field()
     // Nothing was starred by the refusals.
     assert!(listed(&app, "starred=true").await.0.is_empty());
 }
+
+/// `zimage backup` while the studio runs, `zimage restore` into a new folder, and a studio on that
+/// folder shows the same gallery: images, stars and search.
+#[tokio::test]
+async fn the_backup_and_restore_commands_round_trip_a_running_studio() {
+    let (app, ids) = gallery_of(&[("一只在雪地里的红狐狸", 1), ("a heron", 2)]).await;
+    let starred = app
+        .patch_json(&format!("/api/history/{}", ids[1]), &json!({"starred": true}))
+        .await;
+    assert_eq!(starred.status, 200);
+    let kept = tempfile::tempdir().unwrap();
+    let zimage = |args: &[&std::ffi::OsStr]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_zimage"))
+            .args(args)
+            .env_remove("ZIMAGE_DATA_DIR")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let (ok, said) = zimage(&[
+        "backup".as_ref(),
+        kept.path().as_os_str(),
+        "--data-dir".as_ref(),
+        app.data_dir.path().as_os_str(),
+    ]);
+    assert!(ok, "{said}");
+    assert!(said.contains("backed up 2 images"), "{said}");
+
+    // Restoring over the running studio's folder is refused.
+    let (ok, said) = zimage(&[
+        "restore".as_ref(),
+        kept.path().as_os_str(),
+        "--data-dir".as_ref(),
+        app.data_dir.path().as_os_str(),
+    ]);
+    assert!(!ok && said.contains("not empty"), "{said}");
+
+    let restored = Arc::new(tempfile::tempdir().unwrap());
+    let (ok, said) = zimage(&[
+        "restore".as_ref(),
+        kept.path().as_os_str(),
+        "--data-dir".as_ref(),
+        restored.path().as_os_str(),
+    ]);
+    assert!(ok, "{said}");
+    let copy = start_gateway(app.sim.clone(), restored).await;
+    assert_eq!(listed(&copy, "").await.0, vec![ids[1].clone(), ids[0].clone()]);
+    assert_eq!(listed(&copy, "starred=true").await.0, vec![ids[1].clone()]);
+    assert_eq!(listed(&copy, &format!("q={}", encode("狐狸"))).await.0, vec![ids[0].clone()]);
+    let original = app.get(&format!("/api/images/{}", ids[0])).await;
+    assert_eq!(original.status, 200);
+    let image = copy.http.get(copy.url(&format!("/api/images/{}", ids[0]))).send().await.unwrap();
+    let direct = app.http.get(app.url(&format!("/api/images/{}", ids[0]))).send().await.unwrap();
+    assert_eq!(image.bytes().await.unwrap(), direct.bytes().await.unwrap());
+}
