@@ -11,6 +11,7 @@ use crate::load::LoadReport;
 use crate::overhead::OverheadReport;
 use crate::relay::RelayReport;
 use crate::saving::{IMAGE_SECONDS, SHARE_TARGET_PERCENT, SavingReport};
+use crate::gallery::GalleryReport;
 use crate::startup::StartupReport;
 use crate::studio::StudioBench;
 
@@ -46,6 +47,7 @@ pub(crate) struct Results {
     pub(crate) page_load: Option<PageLoadReport>,
     pub(crate) studio_bench: Option<StudioBench>,
     pub(crate) saving: Option<SavingReport>,
+    pub(crate) gallery: Option<GalleryReport>,
     pub(crate) budgets: BTreeMap<String, u64>,
     pub(crate) skipped: BTreeMap<String, String>,
 }
@@ -211,6 +213,33 @@ pub(crate) fn table(results: &Results) -> String {
                 verdict(startup.gateway_binary_bytes <= budget).to_owned()
             }),
         );
+    }
+    if let Some(gallery) = &results.gallery {
+        row(
+            format!("9. Start-up with {} images, spawn to /healthz 200", gallery.records),
+            format!(
+                "{:.1} ms median, {:.1} ms p90",
+                gallery.start.median_ms, gallery.start.p90_ms
+            ),
+            format!(
+                "the previous JSON folder's load: {:.0} ms; first start, importing it: {:.0} ms",
+                gallery.json_folder_load.median_ms, gallery.first_start_ms
+            ),
+            "< 300 ms".to_owned(),
+            verdict(gallery.start.median_ms < 300.0).to_owned(),
+        );
+        for search in &gallery.searches {
+            row(
+                format!("9. Search, {} (`{}`)", search.kind, search.example),
+                format!(
+                    "p50 {:.2} ms, p90 {:.2} ms",
+                    search.latency.median_ms, search.latency.p90_ms
+                ),
+                format!("{} on the first page", search.found),
+                "p50 < 20 ms".to_owned(),
+                verdict(search.latency.median_ms < 20.0).to_owned(),
+            );
+        }
     }
     if let Some(bundle) = &results.bundle {
         let budget = results.budgets.get("BUNDLE_GZIP_MAX_BYTES").copied();

@@ -255,6 +255,9 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "FULL")?;
+    // A checkpointed WAL is cut back to this size, so a large import leaves no large file to scan at
+    // the next start.
+    connection.pragma_update(None, "journal_size_limit", 4 * 1024 * 1024)?;
     Ok(connection)
 }
 
