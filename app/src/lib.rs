@@ -16,4 +16,5 @@ pub mod history;
 pub mod job;
 pub mod pages;
 pub mod shell;
+pub mod strings;
 pub mod studio;

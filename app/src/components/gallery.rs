@@ -1,7 +1,10 @@
-//! The history gallery: thumbnails newest first from the gateway's history, more loaded on scroll.
+//! The history gallery: a search box and a "Starred" filter above thumbnails newest first from the
+//! gateway's history, more loaded on scroll, a star on each; tapping one opens the full-screen viewer.
 
 use leptos::prelude::*;
 
+use crate::components::viewer::Viewer;
+use crate::strings;
 use crate::studio::Studio;
 
 /// The gallery below the form and the stage.
@@ -10,33 +13,70 @@ pub fn HistoryGallery(studio: Studio) -> AnyView {
     let end_marker = NodeRef::<leptos::html::Div>::new();
     watch_end_marker(studio, end_marker);
     let items = move || studio.gallery.with(|gallery| gallery.items.clone());
+    let filtered = move || {
+        studio.gallery.with(|gallery| {
+            let filter = gallery.filter();
+            filter.starred_only || !filter.query.trim().is_empty()
+        })
+    };
     let is_empty = move || {
         studio
             .gallery
             .with(|gallery| gallery.is_loaded() && gallery.items.is_empty())
     };
     let has_more = move || studio.gallery.with(|gallery| gallery.has_more());
+    let starred_only = move || studio.gallery.with(|gallery| gallery.filter().starred_only);
     view! {
         <section class="gallery" aria-labelledby="gallery-title">
             <h2 id="gallery-title">"History"</h2>
+            <div class="gallery-tools" role="search">
+                <input
+                    type="search"
+                    id="gallery-search"
+                    class="gallery-search"
+                    aria-label=strings::SEARCH_LABEL
+                    placeholder=strings::SEARCH_PLACEHOLDER
+                    enterkeyhint="search"
+                    prop:value=move || studio.search_text.get()
+                    on:input=move |event| studio.search(event_target_value(&event))
+                />
+                <label class="starred-filter">
+                    <input
+                        type="checkbox"
+                        prop:checked=starred_only
+                        disabled=move || !studio.hydrated.get()
+                        on:change=move |event| studio.show_starred_only(event_target_checked(&event))
+                    />
+                    <span>{strings::STARRED_FILTER}</span>
+                </label>
+            </div>
             <Show when=is_empty>
-                <p class="hint">"No images yet. The ones you make appear here, on every device."</p>
+                <p class="hint">
+                    {move || {
+                        if filtered() {
+                            strings::NOTHING_FOUND
+                        } else {
+                            "No images yet. The ones you make appear here, on every device."
+                        }
+                    }}
+                </p>
             </Show>
             <ul class="thumbs">
-                <For each=items key=|item| item.id.clone() let(item)>
+                <For each=items key=|item| (item.id.clone(), item.starred) let(item)>
                     <li>
                         <button
                             type="button"
                             class="thumb"
-                            aria-label=format!("Show image: {}", item.prompt)
+                            aria-label=strings::show_image(&item.prompt)
                             title=item.prompt.clone()
                             on:click={
-                                let item = item.clone();
-                                move |_| studio.select(item.clone())
+                                let id = item.id.clone();
+                                move |_| studio.open_viewer(id.clone())
                             }
                         >
                             <img src=item.thumbnail_url.clone() alt="" loading="lazy" width=item.width height=item.height/>
                         </button>
+                        <StarButton studio id=item.id.clone() starred=item.starred class="thumb-star"/>
                     </li>
                 </For>
             </ul>
@@ -55,9 +95,29 @@ pub fn HistoryGallery(studio: Studio) -> AnyView {
                     </button>
                 </Show>
             </div>
+            <Viewer studio/>
         </section>
     }
     .into_any()
+}
+
+/// A star that stars or unstars one image.
+#[component]
+pub fn StarButton(studio: Studio, id: String, starred: bool, class: &'static str) -> impl IntoView {
+    let label = if starred { strings::UNSTAR } else { strings::STAR };
+    view! {
+        <button
+            type="button"
+            class=format!("star {class}")
+            class:starred=starred
+            aria-label=label
+            aria-pressed=if starred { "true" } else { "false" }
+            title=label
+            on:click=move |_| studio.star(id.clone(), !starred)
+        >
+            {if starred { "★" } else { "☆" }}
+        </button>
+    }
 }
 
 /// Loads the next page whenever the end of the gallery comes near the screen.
@@ -66,8 +126,10 @@ fn watch_end_marker(studio: Studio, end_marker: NodeRef<leptos::html::Div>) {
     let watch = StoredValue::new_local(None::<crate::browser::VisibilityWatch>);
     Effect::new(move |_| {
         // A fresh observer after every load reports at once whether the end is still in view (a tall
-        // screen may show a whole page), so loading goes on until the screen is full.
+        // screen may show a whole page), so loading goes on until the screen is full. A new filter
+        // starts over.
         let loading = studio.gallery_loading.get();
+        studio.gallery.with(|gallery| gallery.filter().clone());
         let element = end_marker.get();
         watch.set_value(None);
         if let (false, Some(element)) = (loading, element) {

@@ -10,3 +10,4 @@ pub mod progress;
 pub mod prompt_form;
 pub mod stage;
 pub mod status_light;
+pub mod viewer;
