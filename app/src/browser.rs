@@ -296,15 +296,16 @@ mod platform {
     /// when it returns true the browser's own action is prevented.
     pub fn on_key(callback: impl Fn(&str) -> bool + 'static) {
         let Some(window) = web_sys::window() else { return };
-        let listener = Closure::<dyn FnMut(web_sys::KeyboardEvent)>::new(move |event: web_sys::KeyboardEvent| {
-            let typing = event
-                .target()
-                .and_then(|target| target.dyn_into::<web_sys::Element>().ok())
-                .is_some_and(|element| matches!(element.tag_name().as_str(), "INPUT" | "TEXTAREA"));
-            if !typing && callback(&event.key()) {
-                event.prevent_default();
-            }
-        });
+        let listener =
+            Closure::<dyn FnMut(web_sys::KeyboardEvent)>::new(move |event: web_sys::KeyboardEvent| {
+                let typing = event
+                    .target()
+                    .and_then(|target| target.dyn_into::<web_sys::Element>().ok())
+                    .is_some_and(|element| matches!(element.tag_name().as_str(), "INPUT" | "TEXTAREA"));
+                if !typing && callback(&event.key()) {
+                    event.prevent_default();
+                }
+            });
         if window
             .add_event_listener_with_callback("keydown", listener.as_ref().unchecked_ref())
             .is_ok()
@@ -354,7 +355,9 @@ mod platform {
     /// permission).
     pub async fn copy_text(text: &str) -> bool {
         use js_sys::{Function, Promise, Reflect};
-        let Some(window) = web_sys::window() else { return false };
+        let Some(window) = web_sys::window() else {
+            return false;
+        };
         let write = || -> Option<Promise> {
             let navigator = Reflect::get(&window, &"navigator".into()).ok()?;
             let clipboard = Reflect::get(&navigator, &"clipboard".into()).ok()?;
@@ -365,7 +368,11 @@ mod platform {
                 .ok()?
                 .dyn_into::<Function>()
                 .ok()?;
-            write_text.call1(&clipboard, &text.into()).ok()?.dyn_into::<Promise>().ok()
+            write_text
+                .call1(&clipboard, &text.into())
+                .ok()?
+                .dyn_into::<Promise>()
+                .ok()
         };
         match write() {
             Some(promise) => JsFuture::from(promise).await.is_ok(),

@@ -326,13 +326,16 @@ mod tests {
             viewing: Some("d".to_owned()),
         };
         assert_eq!(PageState::from_query(&state.url()[1..]), state);
-        assert_eq!(PageState::from_query("?q=red+fox&starred=yes&x=1"), PageState {
-            filter: GalleryFilter {
-                query: "red fox".to_owned(),
-                starred_only: false,
-            },
-            viewing: None,
-        });
+        assert_eq!(
+            PageState::from_query("?q=red+fox&starred=yes&x=1"),
+            PageState {
+                filter: GalleryFilter {
+                    query: "red fox".to_owned(),
+                    starred_only: false,
+                },
+                viewing: None,
+            }
+        );
         assert_eq!(PageState::from_query("q=%zz%4").filter.query, "%zz%4");
         assert_eq!(PageState::default().url(), "/");
     }

@@ -227,7 +227,9 @@ impl Studio {
         set_timeout(
             move || {
                 if self.search_edits.get_untracked() == edit {
-                    let starred_only = self.gallery.with_untracked(|gallery| gallery.filter().starred_only);
+                    let starred_only = self
+                        .gallery
+                        .with_untracked(|gallery| gallery.filter().starred_only);
                     self.apply_filter(GalleryFilter {
                         query: self.search_text.get_untracked(),
                         starred_only,
@@ -246,7 +248,9 @@ impl Studio {
 
     /// Shows the gallery under another filter, from its first page; the URL keeps it.
     fn apply_filter(self, filter: GalleryFilter) {
-        let changed = self.gallery.try_update(|gallery| gallery.set_filter(filter.clone()));
+        let changed = self
+            .gallery
+            .try_update(|gallery| gallery.set_filter(filter.clone()));
         if changed != Some(true) {
             return;
         }
@@ -307,7 +311,9 @@ impl Studio {
     /// Moves the viewer `step` images on (positive: older) in the gallery as filtered; at the end of
     /// what is loaded, loads the next page.
     pub fn view_next(self, step: isize) {
-        let Some(id) = self.viewing.get_untracked() else { return };
+        let Some(id) = self.viewing.get_untracked() else {
+            return;
+        };
         let next = self
             .gallery
             .with_untracked(|gallery| gallery.neighbour(&id, step).map(str::to_owned));

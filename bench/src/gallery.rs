@@ -60,14 +60,58 @@ pub(crate) struct GalleryReport {
 }
 
 const ENGLISH: &[&str] = &[
-    "red", "fox", "snow", "lighthouse", "harbor", "dusk", "mountain", "lake", "portrait", "cinematic",
-    "watercolor", "city", "night", "rain", "neon", "forest", "cat", "dog", "owl", "heron", "garden",
-    "bridge", "river", "sunset", "golden", "light", "misty", "morning", "castle", "dragon", "tea",
-    "market", "street", "old", "woman", "man", "child", "boat", "ocean", "storm",
+    "red",
+    "fox",
+    "snow",
+    "lighthouse",
+    "harbor",
+    "dusk",
+    "mountain",
+    "lake",
+    "portrait",
+    "cinematic",
+    "watercolor",
+    "city",
+    "night",
+    "rain",
+    "neon",
+    "forest",
+    "cat",
+    "dog",
+    "owl",
+    "heron",
+    "garden",
+    "bridge",
+    "river",
+    "sunset",
+    "golden",
+    "light",
+    "misty",
+    "morning",
+    "castle",
+    "dragon",
+    "tea",
+    "market",
+    "street",
+    "old",
+    "woman",
+    "man",
+    "child",
+    "boat",
+    "ocean",
+    "storm",
 ];
 const CHINESE: &[&str] = &[
-    "一只在雪地里的红狐狸", "山间的小屋", "夜晚的城市", "水墨画风格", "古老的石桥", "樱花树下的猫",
-    "雨中的街道", "金色的夕阳", "湖边的白鹭", "云雾缭绕的山峰",
+    "一只在雪地里的红狐狸",
+    "山间的小屋",
+    "夜晚的城市",
+    "水墨画风格",
+    "古老的石桥",
+    "樱花树下的猫",
+    "雨中的街道",
+    "金色的夕阳",
+    "湖边的白鹭",
+    "云雾缭绕的山峰",
 ];
 
 /// A small deterministic generator (xorshift), so every run builds the same gallery.
@@ -128,7 +172,10 @@ fn build_folder(root: &Path, records: usize) -> anyhow::Result<Vec<u64>> {
             elapsed_ms: 3000,
             backend: (n % 2 == 0).then(|| "gpu-1".to_owned()),
         };
-        std::fs::write(history.join(format!("{id}.json")), serde_json::to_vec_pretty(&record)?)?;
+        std::fs::write(
+            history.join(format!("{id}.json")),
+            serde_json::to_vec_pretty(&record)?,
+        )?;
         std::fs::write(images.join(format!("{id}.png")), &png)?;
     }
     Ok(seeds)
@@ -164,7 +211,11 @@ pub(crate) fn measure(spec: &GallerySpec<'_>) -> anyhow::Result<GalleryReport> {
         let started = Instant::now();
         let loaded = load_json_folder(&root.join("history"))?;
         json_loads.push(started.elapsed());
-        anyhow::ensure!(loaded == spec.records, "loaded {loaded} of {} records", spec.records);
+        anyhow::ensure!(
+            loaded == spec.records,
+            "loaded {loaded} of {} records",
+            spec.records
+        );
     }
 
     let first = Server::start(spec, root)?;
@@ -181,16 +232,32 @@ pub(crate) fn measure(spec: &GallerySpec<'_>) -> anyhow::Result<GalleryReport> {
     let page: serde_json::Value = serde_json::from_str(&page)?;
     for item in page["items"].as_array().context("no items")?.iter().step_by(2) {
         let id = item["id"].as_str().context("no id")?;
-        server.request("PATCH", &format!("/api/history/{id}"), Some(r#"{"starred":true}"#))?;
+        server.request(
+            "PATCH",
+            &format!("/api/history/{id}"),
+            Some(r#"{"starred":true}"#),
+        )?;
     }
     let seed = seeds[seeds.len() / 2].to_string();
     let kinds: Vec<(&str, Vec<String>)> = vec![
         ("no search (the newest page)", vec![String::new()]),
-        ("an English word (trigram index)", vec!["lighthouse".into(), "heron".into(), "watercolor".into()]),
+        (
+            "an English word (trigram index)",
+            vec!["lighthouse".into(), "heron".into(), "watercolor".into()],
+        ),
         ("two English words", vec!["red fox".into(), "misty harbor".into()]),
-        ("Chinese, 3+ characters (trigram index)", vec!["红狐狸".into(), "水墨画".into(), "樱花树".into()]),
-        ("Chinese, 2 characters (LIKE, newest first)", vec!["狐狸".into(), "城市".into(), "白鹭".into()]),
-        ("2 characters, no match (LIKE, every row)", vec!["鲸鱼".into(), "qz".into()]),
+        (
+            "Chinese, 3+ characters (trigram index)",
+            vec!["红狐狸".into(), "水墨画".into(), "樱花树".into()],
+        ),
+        (
+            "Chinese, 2 characters (LIKE, newest first)",
+            vec!["狐狸".into(), "城市".into(), "白鹭".into()],
+        ),
+        (
+            "2 characters, no match (LIKE, every row)",
+            vec!["鲸鱼".into(), "qz".into()],
+        ),
         ("3+ characters, no match", vec!["unicorn".into(), "zqxj".into()]),
         ("a seed", vec![seed]),
         ("starred only", vec!["*starred".into()]),
@@ -296,7 +363,10 @@ impl Server {
 
     fn status(&self, path: &str) -> Option<u16> {
         let mut socket = TcpStream::connect(self.addr).ok()?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
         let mut head = [0_u8; 12];
         socket.write_all(request.as_bytes()).ok()?;
         socket.read_exact(&mut head).ok()?;
@@ -323,7 +393,10 @@ impl Server {
         socket.read_to_end(&mut answer)?;
         let text = String::from_utf8_lossy(&answer);
         let (head, body) = text.split_once("\r\n\r\n").context("no HTTP head")?;
-        anyhow::ensure!(parse_status(head.as_bytes()) == Some(200), "{method} {path}: {head}");
+        anyhow::ensure!(
+            parse_status(head.as_bytes()) == Some(200),
+            "{method} {path}: {head}"
+        );
         // The history answers with a length, not in chunks.
         Ok(body.to_owned())
     }

@@ -309,7 +309,8 @@ async fn run(
     if args.wants(Section::Startup) {
         section("5. cold start and binary size");
         let history = history_data.as_ref().map(|data| {
-            let records = zimage::history::History::open_blocking(data.path()).map_or(0, |history| history.len());
+            let records =
+                zimage::history::History::open_blocking(data.path()).map_or(0, |history| history.len());
             (data.path().to_owned(), records)
         });
         let comfy_sim = args.comfy_sim.is_file().then_some(args.comfy_sim.as_path());

@@ -7,11 +7,11 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::bundle::{BundleSizes, PageLoadReport};
+use crate::gallery::GalleryReport;
 use crate::load::LoadReport;
 use crate::overhead::OverheadReport;
 use crate::relay::RelayReport;
 use crate::saving::{IMAGE_SECONDS, SHARE_TARGET_PERCENT, SavingReport};
-use crate::gallery::GalleryReport;
 use crate::startup::StartupReport;
 use crate::studio::StudioBench;
 
@@ -216,7 +216,10 @@ pub(crate) fn table(results: &Results) -> String {
     }
     if let Some(gallery) = &results.gallery {
         row(
-            format!("9. Start-up with {} images, spawn to /healthz 200", gallery.records),
+            format!(
+                "9. Start-up with {} images, spawn to /healthz 200",
+                gallery.records
+            ),
             format!(
                 "{:.1} ms median, {:.1} ms p90",
                 gallery.start.median_ms, gallery.start.p90_ms

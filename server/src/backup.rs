@@ -52,7 +52,9 @@ pub struct Report {
 pub enum BackupError {
     #[error("{path} has no studio data (no {})", history::DATABASE_FILE)]
     NoData { path: PathBuf },
-    #[error("{path} is not empty and is not a backup folder: back up into an empty folder or an earlier backup")]
+    #[error(
+        "{path} is not empty and is not a backup folder: back up into an empty folder or an earlier backup"
+    )]
     NotABackupFolder { path: PathBuf },
     #[error("{path} is not a backup: {reason}")]
     NotABackup { path: PathBuf, reason: String },
@@ -102,15 +104,17 @@ pub fn backup_blocking(data_dir: &Path, dir: &Path) -> Result<Report, BackupErro
     }
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     // An earlier backup, or one cut short before its manifest (only this module's names in it).
-    let ours = [MANIFEST, history::DATABASE_FILE, "images", ".history.sqlite3.partial"];
+    let ours = [
+        MANIFEST,
+        history::DATABASE_FILE,
+        "images",
+        ".history.sqlite3.partial",
+    ];
     let mut names = std::fs::read_dir(dir).map_err(io_error(dir))?;
-    let only_ours = names.all(|entry| {
-        entry.is_ok_and(|entry| ours.iter().any(|name| entry.file_name() == *name))
-    });
+    let only_ours =
+        names.all(|entry| entry.is_ok_and(|entry| ours.iter().any(|name| entry.file_name() == *name)));
     if !only_ours {
-        return Err(BackupError::NotABackupFolder {
-            path: dir.to_owned(),
-        });
+        return Err(BackupError::NotABackupFolder { path: dir.to_owned() });
     }
     // The snapshot first: every image it names was durably on disk before its row was committed.
     let snapshot = dir.join(".history.sqlite3.partial");
@@ -206,7 +210,8 @@ pub fn check_backup(dir: &Path) -> Result<BTreeSet<JobId>, BackupError> {
         .map_err(|error| not_a_backup(format!("the database fails its check: {error:#}")))?;
     for id in &ids {
         let path = dir.join("images").join(format!("{id}.png"));
-        let png = std::fs::read(&path).map_err(|error| not_a_backup(format!("{}: {error}", path.display())))?;
+        let png =
+            std::fs::read(&path).map_err(|error| not_a_backup(format!("{}: {error}", path.display())))?;
         images::png_size(&png).map_err(|error| not_a_backup(format!("{}: {error}", path.display())))?;
     }
     Ok(ids)
@@ -244,7 +249,11 @@ pub fn restore_blocking(dir: &Path, data_dir: &Path) -> Result<Report, BackupErr
     atomic_file::sync_dir_blocking(data_dir).map_err(io_error(data_dir))?;
     // Opening it brings it to this build's schema, in WAL mode, as the studio will.
     let restored = History::open_blocking(data_dir)?;
-    tracing::info!(records = restored.len(), images = report.images_copied, "backup restored");
+    tracing::info!(
+        records = restored.len(),
+        images = report.images_copied,
+        "backup restored"
+    );
     Ok(report)
 }
 
@@ -356,25 +365,38 @@ mod tests {
 
     #[tokio::test]
     async fn a_backup_of_a_running_studio_restores_stars_search_and_images() {
-        let (data, kept, empty) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (history, _images, records) =
-            studio(data.path(), &["一只在雪地里的红狐狸", "a heron at dawn", "an owl"]).await;
+        let (data, kept, empty) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let (history, _images, records) = studio(
+            data.path(),
+            &["一只在雪地里的红狐狸", "a heron at dawn", "an owl"],
+        )
+        .await;
         assert!(history.set_starred(records[1].id, true).await.unwrap());
 
         // The studio stays open (and keeps its connections) while the backup runs.
-        let report = backup(data.path().to_owned(), kept.path().to_owned()).await.unwrap();
+        let report = backup(data.path().to_owned(), kept.path().to_owned())
+            .await
+            .unwrap();
         assert_eq!((report.records, report.images_copied), (3, 3));
         assert_eq!(check_backup(kept.path()).unwrap().len(), 3);
 
         let restored_dir = empty.path().join("data");
-        let report = restore(kept.path().to_owned(), restored_dir.clone()).await.unwrap();
+        let report = restore(kept.path().to_owned(), restored_dir.clone())
+            .await
+            .unwrap();
         assert_eq!((report.records, report.images_copied), (3, 3));
         let restored = History::open(&restored_dir).await.unwrap();
         assert_eq!(search(&restored, "狐狸", false).await, vec![records[0].id]);
         assert_eq!(search(&restored, "", true).await, vec![records[1].id]);
         assert_eq!(restored.get(records[2].id), Some(records[2].clone()));
         let restored_images = ImageStore::open(&restored_dir.join("images")).await.unwrap();
-        let recovery = crate::storage::recover(&restored_images, &restored).await.unwrap();
+        let recovery = crate::storage::recover(&restored_images, &restored)
+            .await
+            .unwrap();
         assert!(recovery.is_clean(), "{recovery:?}");
         for (n, record) in records.iter().enumerate() {
             let bytes = restored_images
@@ -395,7 +417,9 @@ mod tests {
         history.remove(records[0].id).await.unwrap();
         images.remove(records[0].id).await.unwrap();
         let added = record("four");
-        crate::storage::save(&images, &history, added.clone(), png(40)).await.unwrap();
+        crate::storage::save(&images, &history, added.clone(), png(40))
+            .await
+            .unwrap();
         let report = backup_blocking(data.path(), kept.path()).unwrap();
         assert_eq!(
             report,
@@ -408,7 +432,10 @@ mod tests {
             }
         );
         let ids = check_backup(kept.path()).unwrap();
-        assert_eq!(ids, [records[1].id, records[2].id, added.id].into_iter().collect());
+        assert_eq!(
+            ids,
+            [records[1].id, records[2].id, added.id].into_iter().collect()
+        );
     }
 
     #[tokio::test]
@@ -419,7 +446,10 @@ mod tests {
         std::fs::remove_file(data.path().join("images").join(format!("{}.png", records[0].id))).unwrap();
         let report = backup_blocking(data.path(), kept.path()).unwrap();
         assert_eq!((report.records, report.rows_left_out), (1, 1));
-        assert_eq!(check_backup(kept.path()).unwrap(), [records[1].id].into_iter().collect());
+        assert_eq!(
+            check_backup(kept.path()).unwrap(),
+            [records[1].id].into_iter().collect()
+        );
     }
 
     #[tokio::test]
@@ -455,13 +485,22 @@ mod tests {
         let bytes = std::fs::read(&image).unwrap();
         std::fs::write(&image, &bytes[..bytes.len() / 2]).unwrap();
         let target = other.path().join("restored");
-        assert!(matches!(restore_blocking(kept.path(), &target), Err(BackupError::NotABackup { .. })));
+        assert!(matches!(
+            restore_blocking(kept.path(), &target),
+            Err(BackupError::NotABackup { .. })
+        ));
         std::fs::remove_file(&image).unwrap();
-        assert!(matches!(restore_blocking(kept.path(), &target), Err(BackupError::NotABackup { .. })));
+        assert!(matches!(
+            restore_blocking(kept.path(), &target),
+            Err(BackupError::NotABackup { .. })
+        ));
         assert!(!target.exists(), "a refused restore writes nothing");
         // A damaged database.
         std::fs::write(&image, &bytes).unwrap();
         std::fs::write(kept.path().join(history::DATABASE_FILE), b"not a database at all").unwrap();
-        assert!(matches!(restore_blocking(kept.path(), &target), Err(BackupError::NotABackup { .. })));
+        assert!(matches!(
+            restore_blocking(kept.path(), &target),
+            Err(BackupError::NotABackup { .. })
+        ));
     }
 }

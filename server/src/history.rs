@@ -139,10 +139,7 @@ pub enum HistoryError {
     #[error("cannot write the history record of {id}")]
     Write { id: JobId, source: io::Error },
     #[error("the history database {path} cannot be used")]
-    Database {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Database { path: PathBuf, source: rusqlite::Error },
     #[error("the history database {path} cannot be brought to the current schema")]
     Schema {
         path: PathBuf,
@@ -511,8 +508,8 @@ pub fn check_database(path: &Path) -> Result<BTreeSet<JobId>, HistoryError> {
         path: path.to_owned(),
         source,
     };
-    let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(database)?;
+    let connection =
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(database)?;
     let verdict: String = connection
         .query_row("PRAGMA integrity_check", [], |row| row.get(0))
         .map_err(database)?;
@@ -533,7 +530,11 @@ pub fn check_database(path: &Path) -> Result<BTreeSet<JobId>, HistoryError> {
     ids.iter()
         .map(|id| {
             id.parse().map_err(|_| {
-                database(rusqlite::Error::InvalidColumnType(0, id.clone(), rusqlite::types::Type::Text))
+                database(rusqlite::Error::InvalidColumnType(
+                    0,
+                    id.clone(),
+                    rusqlite::types::Type::Text,
+                ))
             })
         })
         .collect()
@@ -560,9 +561,9 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, HistoryError> + Send + 'static,
 ) -> Result<T, HistoryError> {
     tokio::task::spawn_blocking(work).await.map_err(|error| {
-        HistoryError::Read(rusqlite::Error::ToSqlConversionFailure(Box::new(io::Error::other(
-            format!("the history task stopped: {error}"),
-        ))))
+        HistoryError::Read(rusqlite::Error::ToSqlConversionFailure(Box::new(
+            io::Error::other(format!("the history task stopped: {error}")),
+        )))
     })?
 }
 
@@ -659,11 +660,7 @@ fn like_pattern(term: &str) -> String {
 
 /// The query of one page and its values. Terms of three characters or more go to the trigram index
 /// (all in one `MATCH`: each must be there); shorter ones are `LIKE`s on the prompt.
-fn search_sql(
-    filter: &Filter,
-    limit: usize,
-    before: Option<JobId>,
-) -> (String, Vec<rusqlite::types::Value>) {
+fn search_sql(filter: &Filter, limit: usize, before: Option<JobId>) -> (String, Vec<rusqlite::types::Value>) {
     use rusqlite::types::Value;
     let mut conditions = Vec::new();
     let mut values = Vec::new();
@@ -736,7 +733,11 @@ fn import_json(connection: &mut Connection, data_dir: &Path) -> rusqlite::Result
         )?;
         transaction.commit()?;
         if !records.is_empty() {
-            tracing::info!(imported, found = records.len(), "imported the JSON history records");
+            tracing::info!(
+                imported,
+                found = records.len(),
+                "imported the JSON history records"
+            );
         }
     }
     if legacy.is_dir() {
@@ -834,10 +835,16 @@ mod tests {
         drop(history);
         let reopened = History::open(dir.path()).await.unwrap();
         let (first, next) = reopened.page(2, None).await.unwrap();
-        assert_eq!(super::tests::records(first), vec![records[4].clone(), records[3].clone()]);
+        assert_eq!(
+            super::tests::records(first),
+            vec![records[4].clone(), records[3].clone()]
+        );
         assert_eq!(next, Some(records[3].id));
         let (second, next) = reopened.page(2, next).await.unwrap();
-        assert_eq!(super::tests::records(second), vec![records[2].clone(), records[1].clone()]);
+        assert_eq!(
+            super::tests::records(second),
+            vec![records[2].clone(), records[1].clone()]
+        );
         let (last, next) = reopened.page(2, next).await.unwrap();
         assert_eq!(super::tests::records(last), vec![records[0].clone()]);
         assert_eq!(next, None);
@@ -848,10 +855,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let history = History::open(dir.path()).await.unwrap();
         let kept = record("abandoned");
-        assert!(!history.add_with(kept.clone(), || BeforeCommit::Abandon).await.unwrap());
+        assert!(
+            !history
+                .add_with(kept.clone(), || BeforeCommit::Abandon)
+                .await
+                .unwrap()
+        );
         assert!(history.get(kept.id).is_none());
         let error = history
-            .add_with(kept.clone(), || BeforeCommit::Fail(io::Error::from(io::ErrorKind::StorageFull)))
+            .add_with(kept.clone(), || {
+                BeforeCommit::Fail(io::Error::from(io::ErrorKind::StorageFull))
+            })
             .await
             .unwrap_err();
         assert_eq!(error.into_io().kind(), io::ErrorKind::StorageFull);
@@ -896,15 +910,27 @@ mod tests {
         }
         assert_eq!(find(&history, "fox").await, vec!["A red Fox in the snow"]);
         assert_eq!(find(&history, "SNOW red").await, vec!["A red Fox in the snow"]);
-        assert_eq!(find(&history, "狐狸").await, vec!["狐狸和兔子", "一只在雪地里的红狐狸"]);
+        assert_eq!(
+            find(&history, "狐狸").await,
+            vec!["狐狸和兔子", "一只在雪地里的红狐狸"]
+        );
         assert_eq!(find(&history, "红狐狸").await, vec!["一只在雪地里的红狐狸"]);
         assert_eq!(find(&history, "雪地 狐").await, vec!["一只在雪地里的红狐狸"]);
         assert_eq!(find(&history, "424242").await, vec!["a lighthouse at dusk"]);
-        assert_eq!(find(&history, &u64::MAX.to_string()).await, vec!["the largest seed"]);
-        assert_eq!(find(&history, "100%").await, vec!["a cat on a mat, 100% cute_ish"]);
+        assert_eq!(
+            find(&history, &u64::MAX.to_string()).await,
+            vec!["the largest seed"]
+        );
+        assert_eq!(
+            find(&history, "100%").await,
+            vec!["a cat on a mat, 100% cute_ish"]
+        );
         assert!(find(&history, "0%").await.len() == 1);
         assert!(find(&history, "e_i").await.len() == 1);
-        assert!(find(&history, "%").await.len() == 1, "% matches itself, not everything");
+        assert!(
+            find(&history, "%").await.len() == 1,
+            "% matches itself, not everything"
+        );
         assert!(find(&history, "unicorn").await.is_empty());
         assert!(find(&history, "fox unicorn").await.is_empty());
         // FTS5 syntax is text, not a query.
@@ -957,7 +983,10 @@ mod tests {
         assert_eq!(SearchText::parse("42").unwrap().unwrap().seed, Some(42));
         assert_eq!(SearchText::parse("42 fox").unwrap().unwrap().seed, None);
         assert_eq!(SearchText::parse("-42").unwrap().unwrap().seed, None);
-        assert_eq!(SearchText::parse("99999999999999999999").unwrap().unwrap().seed, None);
+        assert_eq!(
+            SearchText::parse("99999999999999999999").unwrap().unwrap().seed,
+            None
+        );
     }
 
     /// A data folder as older versions left it: one JSON record per job, some from before `owner` and
@@ -1016,7 +1045,10 @@ mod tests {
         assert_eq!(find(&history, "fox").await.len(), 20);
         // The folder is kept aside as it was, and not imported again.
         assert!(!root.path().join(LEGACY_DIR).exists());
-        assert_eq!(std::fs::read_dir(root.path().join(IMPORTED_DIR)).unwrap().count(), 32);
+        assert_eq!(
+            std::fs::read_dir(root.path().join(IMPORTED_DIR)).unwrap().count(),
+            32
+        );
         history.remove(expected[0].id).await.unwrap();
         drop(history);
         let reopened = History::open(root.path()).await.unwrap();
@@ -1030,7 +1062,9 @@ mod tests {
         // The import's transaction never committed: the database is there, the mark is not.
         {
             let mut connection = connect(&root.path().join(DATABASE_FILE)).unwrap();
-            Migrations::from_slice(MIGRATIONS).to_latest(&mut connection).unwrap();
+            Migrations::from_slice(MIGRATIONS)
+                .to_latest(&mut connection)
+                .unwrap();
             let transaction = connection.transaction().unwrap();
             for record in &expected {
                 insert(&transaction, record, true).unwrap();
@@ -1042,7 +1076,10 @@ mod tests {
         }
         let history = History::open(root.path()).await.unwrap();
         assert_eq!(history.len(), expected.len());
-        assert_eq!(history.ids().unwrap(), expected.iter().map(|record| record.id).collect());
+        assert_eq!(
+            history.ids().unwrap(),
+            expected.iter().map(|record| record.id).collect()
+        );
         // A crash after the commit but before the rename: the folder is back where it was.
         drop(history);
         std::fs::rename(root.path().join(IMPORTED_DIR), root.path().join(LEGACY_DIR)).unwrap();

@@ -165,7 +165,10 @@ mod tests {
         let query = parse_query("q=%E7%8B%90%E7%8B%B8+red&starred=true").unwrap();
         assert_eq!(query.filter.text.unwrap().terms(), ["狐狸", "red"]);
         assert!(query.filter.starred_only);
-        assert_eq!(parse_query("q=+&starred=false").unwrap().filter, Filter::default());
+        assert_eq!(
+            parse_query("q=+&starred=false").unwrap().filter,
+            Filter::default()
+        );
         let field = |query: &str| match parse_query(query) {
             Err(ApiError::InvalidField { field, .. }) => field,
             other => panic!("{query}: {other:?}"),

@@ -43,7 +43,10 @@ async fn gallery_of(prompts: &[(&str, u64)]) -> (TestApp, Vec<String>) {
     }
     std::fs::remove_file(images.join(format!("{first}.png"))).unwrap();
     drop(history);
-    (start_gateway(app.sim.clone(), Arc::clone(&app.data_dir)).await, ids)
+    (
+        start_gateway(app.sim.clone(), Arc::clone(&app.data_dir)).await,
+        ids,
+    )
 }
 
 /// The ids a history query lists, newest first, and the next page's `before`.
@@ -100,9 +103,17 @@ async fn search_finds_english_words_chinese_substrings_and_seeds() {
 #[tokio::test]
 async fn search_results_page_with_before_like_the_whole_history() {
     let prompts: Vec<(String, u64)> = (0..7)
-        .map(|n| (format!("{} number {n}", if n % 2 == 0 { "heron" } else { "owl" }), n))
+        .map(|n| {
+            (
+                format!("{} number {n}", if n % 2 == 0 { "heron" } else { "owl" }),
+                n,
+            )
+        })
         .collect();
-    let borrowed: Vec<(&str, u64)> = prompts.iter().map(|(prompt, seed)| (prompt.as_str(), *seed)).collect();
+    let borrowed: Vec<(&str, u64)> = prompts
+        .iter()
+        .map(|(prompt, seed)| (prompt.as_str(), *seed))
+        .collect();
     let (app, ids) = gallery_of(&borrowed).await;
     let herons: Vec<String> = [6, 4, 2, 0].iter().map(|&n| ids[n].clone()).collect();
     let mut seen = Vec::new();
@@ -147,7 +158,10 @@ async fn any_device_stars_and_unstars_and_the_filter_combines_with_a_search() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
-    assert_eq!(listed(&app, "starred=true").await.0, vec![ids[1].clone(), ids[0].clone()]);
+    assert_eq!(
+        listed(&app, "starred=true").await.0,
+        vec![ids[1].clone(), ids[0].clone()]
+    );
     assert_eq!(listed(&app, "starred=true&q=fox").await.0, vec![ids[0].clone()]);
     assert_eq!(listed(&app, "starred=false").await.0.len(), 3);
     let all = app.get("/api/history").await;
@@ -173,10 +187,15 @@ async fn any_device_stars_and_unstars_and_the_filter_combines_with_a_search() {
 async fn starring_refuses_unknown_images_and_malformed_bodies_naming_the_field() {
     let (app, ids) = gallery_of(&[("fox", 1)]).await;
     let unknown = app
-        .patch_json(&format!("/api/history/{}", JobId::new()), &json!({"starred": true}))
+        .patch_json(
+            &format!("/api/history/{}", JobId::new()),
+            &json!({"starred": true}),
+        )
         .await;
     assert_eq!(unknown.status, 404, "{}", unknown.body);
-    let not_an_id = app.patch_json("/api/history/not-an-id", &json!({"starred": true})).await;
+    let not_an_id = app
+        .patch_json("/api/history/not-an-id", &json!({"starred": true}))
+        .await;
     assert_eq!(not_an_id.status, 404);
     let path = format!("/api/history/{}", ids[0]);
     for (body, field) in [
@@ -193,7 +212,11 @@ async fn starring_refuses_unknown_images_and_malformed_bodies_naming_the_field()
         );
         let named = answer.body["error"]["field"].as_str().unwrap_or_default();
         let message = answer.body["error"]["message"].as_str().unwrap_or_default();
-        assert!(named == field || message.contains(field), "{body}: {}", answer.body);
+        assert!(
+            named == field || message.contains(field),
+            "{body}: {}",
+            answer.body
+        );
     }
     for (query, field) in [
         ("starred=yes", "starred"),
@@ -257,10 +280,23 @@ async fn the_backup_and_restore_commands_round_trip_a_running_studio() {
     let copy = start_gateway(app.sim.clone(), restored).await;
     assert_eq!(listed(&copy, "").await.0, vec![ids[1].clone(), ids[0].clone()]);
     assert_eq!(listed(&copy, "starred=true").await.0, vec![ids[1].clone()]);
-    assert_eq!(listed(&copy, &format!("q={}", encode("狐狸"))).await.0, vec![ids[0].clone()]);
+    assert_eq!(
+        listed(&copy, &format!("q={}", encode("狐狸"))).await.0,
+        vec![ids[0].clone()]
+    );
     let original = app.get(&format!("/api/images/{}", ids[0])).await;
     assert_eq!(original.status, 200);
-    let image = copy.http.get(copy.url(&format!("/api/images/{}", ids[0]))).send().await.unwrap();
-    let direct = app.http.get(app.url(&format!("/api/images/{}", ids[0]))).send().await.unwrap();
+    let image = copy
+        .http
+        .get(copy.url(&format!("/api/images/{}", ids[0])))
+        .send()
+        .await
+        .unwrap();
+    let direct = app
+        .http
+        .get(app.url(&format!("/api/images/{}", ids[0])))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(image.bytes().await.unwrap(), direct.bytes().await.unwrap());
 }
