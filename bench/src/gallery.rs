@@ -132,7 +132,7 @@ impl Rng {
 
 fn prompt(rng: &mut Rng) -> String {
     let mut words: Vec<&str> = (0..8 + rng.next() % 8).map(|_| rng.pick(ENGLISH)).collect();
-    if rng.next() % 4 == 0 {
+    if rng.next().is_multiple_of(4) {
         words.insert(0, rng.pick(CHINESE));
     }
     words.join(" ")
@@ -170,7 +170,7 @@ fn build_folder(root: &Path, records: usize) -> anyhow::Result<Vec<u64>> {
                 finished_at: Some(1_760_000_003_100 + n as u64),
             },
             elapsed_ms: 3000,
-            backend: (n % 2 == 0).then(|| "gpu-1".to_owned()),
+            backend: n.is_multiple_of(2).then(|| "gpu-1".to_owned()),
         };
         std::fs::write(
             history.join(format!("{id}.json")),

@@ -1,6 +1,11 @@
 //! The gallery's API: search (English words, Chinese substrings, seeds), paging through results,
 //! stars and the starred filter, on a gateway whose history holds real images.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers unwrap: a failure there is the test failing"
+)]
+
 use std::sync::Arc;
 
 use app::api::JobEvent;
