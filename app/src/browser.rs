@@ -276,6 +276,139 @@ mod platform {
         }
     }
 
+    /// The page URL's query string (`?q=...`), empty when it has none.
+    pub fn location_search() -> String {
+        web_sys::window()
+            .and_then(|window| window.location().search().ok())
+            .unwrap_or_default()
+    }
+
+    /// Adds a history entry for `url` (same page): the back button then comes back here.
+    pub fn push_url(url: &str) {
+        if let Some(history) = web_sys::window().and_then(|window| window.history().ok()) {
+            let _ = history.push_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(url));
+        }
+    }
+
+    /// Changes the current history entry's URL without adding one.
+    pub fn replace_url(url: &str) {
+        if let Some(history) = web_sys::window().and_then(|window| window.history().ok()) {
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(url));
+        }
+    }
+
+    /// The back button, pressed by the page.
+    pub fn history_back() {
+        if let Some(history) = web_sys::window().and_then(|window| window.history().ok()) {
+            let _ = history.back();
+        }
+    }
+
+    /// Calls `callback` when the person moves through the page's history (back, forward).
+    pub fn on_popstate(callback: impl Fn() + 'static) {
+        let Some(window) = web_sys::window() else { return };
+        let listener = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| callback());
+        if window
+            .add_event_listener_with_callback("popstate", listener.as_ref().unchecked_ref())
+            .is_ok()
+        {
+            listener.forget();
+        }
+    }
+
+    /// Calls `callback` with the key of every key press on the page (not while typing in a field);
+    /// when it returns true the browser's own action is prevented.
+    pub fn on_key(callback: impl Fn(&str) -> bool + 'static) {
+        let Some(window) = web_sys::window() else { return };
+        let listener =
+            Closure::<dyn FnMut(web_sys::KeyboardEvent)>::new(move |event: web_sys::KeyboardEvent| {
+                let typing = event
+                    .target()
+                    .and_then(|target| target.dyn_into::<web_sys::Element>().ok())
+                    .is_some_and(|element| matches!(element.tag_name().as_str(), "INPUT" | "TEXTAREA"));
+                if !typing && callback(&event.key()) {
+                    event.prevent_default();
+                }
+            });
+        if window
+            .add_event_listener_with_callback("keydown", listener.as_ref().unchecked_ref())
+            .is_ok()
+        {
+            listener.forget();
+        }
+    }
+
+    /// Horizontal swipes on `element`: `on_swipe(1)` for a swipe to the left (the next image),
+    /// `on_swipe(-1)` to the right. A mostly vertical move is a scroll, not a swipe.
+    pub fn on_swipe(element: &web_sys::Element, on_swipe: impl Fn(isize) + 'static) {
+        let start = std::rc::Rc::new(std::cell::Cell::new(None::<(i32, i32)>));
+        let first_touch = |event: &web_sys::TouchEvent| {
+            event
+                .changed_touches()
+                .get(0)
+                .map(|touch| (touch.client_x(), touch.client_y()))
+        };
+        let started = {
+            let start = start.clone();
+            Closure::<dyn FnMut(web_sys::TouchEvent)>::new(move |event: web_sys::TouchEvent| {
+                start.set(first_touch(&event));
+            })
+        };
+        let ended = Closure::<dyn FnMut(web_sys::TouchEvent)>::new(move |event: web_sys::TouchEvent| {
+            if let (Some((x0, y0)), Some((x1, y1))) = (start.take(), first_touch(&event)) {
+                let (dx, dy) = (x1 - x0, y1 - y0);
+                if dx.abs() >= 40 && dx.abs() > dy.abs() {
+                    on_swipe(if dx < 0 { 1 } else { -1 });
+                }
+            }
+        });
+        if element
+            .add_event_listener_with_callback("touchstart", started.as_ref().unchecked_ref())
+            .is_ok()
+            && element
+                .add_event_listener_with_callback("touchend", ended.as_ref().unchecked_ref())
+                .is_ok()
+        {
+            // The viewer's element lives as long as the page.
+            started.forget();
+            ended.forget();
+        }
+    }
+
+    /// Puts `text` on the clipboard; false when the browser refused (an insecure origin, no
+    /// permission).
+    pub async fn copy_text(text: &str) -> bool {
+        use js_sys::{Function, Promise, Reflect};
+        let Some(window) = web_sys::window() else {
+            return false;
+        };
+        let write = || -> Option<Promise> {
+            let navigator = Reflect::get(&window, &"navigator".into()).ok()?;
+            let clipboard = Reflect::get(&navigator, &"clipboard".into()).ok()?;
+            if clipboard.is_undefined() {
+                return None;
+            }
+            let write_text = Reflect::get(&clipboard, &"writeText".into())
+                .ok()?
+                .dyn_into::<Function>()
+                .ok()?;
+            write_text
+                .call1(&clipboard, &text.into())
+                .ok()?
+                .dyn_into::<Promise>()
+                .ok()
+        };
+        match write() {
+            Some(promise) => JsFuture::from(promise).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// The element with this id.
+    pub fn element_by_id(id: &str) -> Option<web_sys::Element> {
+        web_sys::window()?.document()?.get_element_by_id(id)
+    }
+
     /// An `IntersectionObserver` on one element; disconnected when dropped.
     pub struct VisibilityWatch {
         observer: web_sys::IntersectionObserver,
@@ -382,4 +515,29 @@ mod platform {
 
     /// Nothing to scroll.
     pub fn scroll_into_view(_element_id: &str) {}
+
+    /// No URL.
+    pub fn location_search() -> String {
+        String::new()
+    }
+
+    /// No history.
+    pub fn push_url(_url: &str) {}
+
+    /// No history.
+    pub fn replace_url(_url: &str) {}
+
+    /// No history.
+    pub fn history_back() {}
+
+    /// No history.
+    pub fn on_popstate(_callback: impl Fn() + 'static) {}
+
+    /// No keys.
+    pub fn on_key(_callback: impl Fn(&str) -> bool + 'static) {}
+
+    /// No clipboard.
+    pub async fn copy_text(_text: &str) -> bool {
+        false
+    }
 }

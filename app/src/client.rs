@@ -6,7 +6,8 @@
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    CreateJobRequest, ErrorBody, ErrorDetail, HistoryPage, JobAccepted, JobView, Readiness, paths,
+    CreateJobRequest, ErrorBody, ErrorDetail, HistoryItem, HistoryPage, HistoryPatch, JobAccepted, JobView,
+    Readiness, paths,
 };
 use crate::browser;
 use crate::form::FormError;
@@ -98,6 +99,13 @@ pub async fn history_page(url: &str) -> Result<HistoryPage, ClientError> {
 pub async fn delete_history_item(id: &str) -> Result<(), ClientError> {
     let (status, text) = browser::fetch_text("DELETE", &paths::history_item(id), None).await?;
     expect_success(status, &text)
+}
+
+/// `PATCH /api/history/{id}`: star or unstar.
+pub async fn star_history_item(id: &str, starred: bool) -> Result<HistoryItem, ClientError> {
+    let body = serde_json::to_string(&HistoryPatch { starred }).map_err(|_| ClientError::Unexpected)?;
+    let (status, text) = browser::fetch_text("PATCH", &paths::history_item(id), Some(body)).await?;
+    decode(status, &text)
 }
 
 /// `GET /readyz`, whose body is a [`Readiness`] whether the answer is 200 or 503.

@@ -13,7 +13,7 @@ use crate::backend::BackendStatus;
 use crate::browser::{self, StreamState};
 use crate::client;
 use crate::form::{FormError, StudioForm, seed_from_random};
-use crate::history::{Gallery, first_page_url};
+use crate::history::{Gallery, GalleryFilter, PageState, first_page_url};
 use crate::i18n::Ui;
 use crate::job::{JobProgress, Phase};
 
@@ -39,6 +39,16 @@ pub struct Studio {
     pub gallery: RwSignal<Gallery>,
     pub gallery_loading: RwSignal<bool>,
     pub gallery_error: RwSignal<Option<String>>,
+    /// The search box's text (applied to the gallery a moment after the last key).
+    pub search_text: RwSignal<String>,
+    /// Counts the search box's edits, so only the last one of a burst is applied.
+    search_edits: RwSignal<u64>,
+    /// The image open in the full-screen viewer.
+    pub viewing: RwSignal<Option<String>>,
+    /// True when opening the viewer added a history entry (closing it then goes back).
+    viewer_pushed: RwSignal<bool>,
+    /// A short word in the viewer after an action ("Copied").
+    pub viewer_note: RwSignal<Option<&'static str>>,
     pub backend: RwSignal<BackendStatus>,
     /// The browser clock, ticking while a job runs, for the elapsed time.
     pub now_ms: RwSignal<u64>,
@@ -61,6 +71,11 @@ impl Studio {
             gallery: RwSignal::new(Gallery::default()),
             gallery_loading: RwSignal::new(false),
             gallery_error: RwSignal::new(None),
+            search_text: RwSignal::new(String::new()),
+            search_edits: RwSignal::new(0),
+            viewing: RwSignal::new(None),
+            viewer_pushed: RwSignal::new(false),
+            viewer_note: RwSignal::new(None),
             backend: RwSignal::new(BackendStatus::Unknown),
             now_ms: RwSignal::new(0),
             hydrated: RwSignal::new(false),
@@ -74,6 +89,23 @@ impl Studio {
         self.hydrated.set(true);
         self.now_ms.set(browser::now_ms());
         self.poll_readiness();
+        // The search and filter of the URL (a reload keeps them); a viewer left open is not reopened.
+        let state = PageState::from_query(&browser::location_search());
+        if state.viewing.is_some() {
+            browser::replace_url(
+                &PageState {
+                    viewing: None,
+                    ..state.clone()
+                }
+                .url(),
+            );
+        }
+        self.search_text.set(state.filter.query.clone());
+        self.gallery.update(|gallery| {
+            gallery.set_filter(state.filter);
+        });
+        browser::on_popstate(move || self.url_changed());
+        browser::on_key(move |key| self.key_pressed(key));
         self.load_more();
         self.resume_saved_job();
         browser::on_page_resumed(move || self.resync());
@@ -191,11 +223,192 @@ impl Studio {
         browser::scroll_into_view(STAGE_ID);
     }
 
+    /// The search box changed: the gallery follows a moment after the last key.
+    pub fn search(self, text: String) {
+        self.search_text.set(text);
+        self.search_edits.update(|edits| *edits += 1);
+        let edit = self.search_edits.get_untracked();
+        set_timeout(
+            move || {
+                if self.search_edits.get_untracked() == edit {
+                    let starred_only = self
+                        .gallery
+                        .with_untracked(|gallery| gallery.filter().starred_only);
+                    self.apply_filter(GalleryFilter {
+                        query: self.search_text.get_untracked(),
+                        starred_only,
+                    });
+                }
+            },
+            Duration::from_millis(300),
+        );
+    }
+
+    /// The "Starred" filter.
+    pub fn show_starred_only(self, starred_only: bool) {
+        let query = self.search_text.get_untracked();
+        self.apply_filter(GalleryFilter { query, starred_only });
+    }
+
+    /// Shows the gallery under another filter, from its first page; the URL keeps it.
+    fn apply_filter(self, filter: GalleryFilter) {
+        let changed = self
+            .gallery
+            .try_update(|gallery| gallery.set_filter(filter.clone()));
+        if changed != Some(true) {
+            return;
+        }
+        browser::replace_url(
+            &PageState {
+                filter,
+                viewing: self.viewing.get_untracked(),
+            }
+            .url(),
+        );
+        self.load_more();
+    }
+
+    /// Stars or unstars an image (shown at once; taken back if the studio refuses).
+    pub fn star(self, id: String, starred: bool) {
+        self.gallery.update(|gallery| gallery.set_starred(&id, starred));
+        spawn_local(async move {
+            match client::star_history_item(&id, starred).await {
+                Ok(_) => self.gallery_error.set(None),
+                Err(error) if self.sign_in_again(&error) => {}
+                Err(error) => {
+                    self.gallery.update(|gallery| gallery.set_starred(&id, !starred));
+                    self.gallery_error.set(Some(error.to_string()));
+                }
+            }
+        });
+    }
+
+    /// Opens the full-screen viewer on an image: a history entry of its own, so the back button
+    /// closes it.
+    pub fn open_viewer(self, id: String) {
+        let filter = self.gallery.with_untracked(|gallery| gallery.filter().clone());
+        browser::push_url(
+            &PageState {
+                filter,
+                viewing: Some(id.clone()),
+            }
+            .url(),
+        );
+        self.viewer_pushed.set(true);
+        self.viewer_note.set(None);
+        self.viewing.set(Some(id));
+    }
+
+    /// Closes the viewer (Esc, the close button): back to the entry before it.
+    pub fn close_viewer(self) {
+        if self.viewing.get_untracked().is_none() {
+            return;
+        }
+        if self.viewer_pushed.get_untracked() {
+            // `popstate` then closes it.
+            browser::history_back();
+        } else {
+            self.viewing.set(None);
+        }
+    }
+
+    /// Moves the viewer `step` images on (positive: older) in the gallery as filtered; at the end of
+    /// what is loaded, loads the next page.
+    pub fn view_next(self, step: isize) {
+        let Some(id) = self.viewing.get_untracked() else {
+            return;
+        };
+        let next = self
+            .gallery
+            .with_untracked(|gallery| gallery.neighbour(&id, step).map(str::to_owned));
+        match next {
+            Some(next) => {
+                let filter = self.gallery.with_untracked(|gallery| gallery.filter().clone());
+                browser::replace_url(
+                    &PageState {
+                        filter,
+                        viewing: Some(next.clone()),
+                    }
+                    .url(),
+                );
+                self.viewer_note.set(None);
+                self.viewing.set(Some(next));
+            }
+            None if step > 0 => self.load_more(),
+            None => {}
+        }
+    }
+
+    /// "Copy prompt" in the viewer.
+    pub fn copy_prompt(self, prompt: String) {
+        spawn_local(async move {
+            let copied = browser::copy_text(&prompt).await;
+            self.viewer_note.set(Some(if copied {
+                self.ui.copied
+            } else {
+                self.ui.copy_failed
+            }));
+        });
+    }
+
+    /// "Reuse" in the viewer: the form takes the image's settings, the viewer closes.
+    pub fn reuse_from_viewer(self, item: &HistoryItem) {
+        self.close_viewer();
+        self.reuse_settings(&item.prompt, item.seed, item.width, item.height);
+    }
+
+    /// The back or forward button: the viewer follows the URL.
+    fn url_changed(self) {
+        let state = PageState::from_query(&browser::location_search());
+        let viewing = state
+            .viewing
+            .filter(|id| self.gallery.with_untracked(|gallery| gallery.get(id).is_some()));
+        self.viewer_pushed.set(viewing.is_some());
+        self.viewing.set(viewing);
+    }
+
+    /// Arrow keys and Esc while the viewer is open.
+    fn key_pressed(self, key: &str) -> bool {
+        if self.viewing.get_untracked().is_none() {
+            return false;
+        }
+        match key {
+            "ArrowRight" => self.view_next(1),
+            "ArrowLeft" => self.view_next(-1),
+            "Escape" => self.close_viewer(),
+            _ => return false,
+        }
+        true
+    }
+
     /// Deletes a history image (after the person confirmed).
     pub fn delete(self, id: String) {
         spawn_local(async move {
             match client::delete_history_item(&id).await {
                 Ok(()) => {
+                    if self.viewing.get_untracked().as_deref() == Some(id.as_str()) {
+                        // The viewer moves on to the next image, or closes after the last.
+                        let next = self.gallery.with_untracked(|gallery| {
+                            gallery
+                                .neighbour(&id, 1)
+                                .or_else(|| gallery.neighbour(&id, -1))
+                                .map(str::to_owned)
+                        });
+                        match next {
+                            Some(_) => {
+                                let step = if self
+                                    .gallery
+                                    .with_untracked(|gallery| gallery.neighbour(&id, 1).is_some())
+                                {
+                                    1
+                                } else {
+                                    -1
+                                };
+                                self.view_next(step);
+                            }
+                            None => self.close_viewer(),
+                        }
+                    }
                     self.gallery.update(|gallery| gallery.remove(&id));
                     if self
                         .selected
@@ -227,8 +440,16 @@ impl Studio {
             return;
         };
         self.gallery_loading.set(true);
+        let filter = self.gallery.with_untracked(|gallery| gallery.filter().clone());
         spawn_local(async move {
             match client::history_page(&url).await {
+                // The filter changed while the page was on its way: that page is not wanted; the new
+                // filter's first page is.
+                Ok(_) if self.gallery.with_untracked(|gallery| *gallery.filter() != filter) => {
+                    self.gallery_loading.set(false);
+                    self.load_more();
+                    return;
+                }
                 Ok(page) => {
                     self.gallery.update(|gallery| gallery.append_page(page));
                     self.gallery_error.set(None);
@@ -262,8 +483,13 @@ impl Studio {
 
     fn refresh_newest(self) {
         spawn_local(async move {
-            if let Ok(page) = client::history_page(&first_page_url()).await {
-                self.gallery.update(|gallery| gallery.merge_newest(page));
+            let filter = self.gallery.with_untracked(|gallery| gallery.filter().clone());
+            if let Ok(page) = client::history_page(&first_page_url(&filter)).await {
+                self.gallery.update(|gallery| {
+                    if *gallery.filter() == filter {
+                        gallery.merge_newest(page);
+                    }
+                });
             }
         });
     }

@@ -12,6 +12,7 @@
 
 mod backends;
 mod bundle;
+mod gallery;
 mod gateway;
 mod load;
 mod overhead;
@@ -102,6 +103,15 @@ struct Args {
     /// Runs of `zimage bench` against the simulator.
     #[arg(long, default_value_t = 4)]
     studio_runs: usize,
+    /// Images in the large-gallery measurement.
+    #[arg(long, default_value_t = 100_000)]
+    gallery_records: usize,
+    /// Start-ups measured on the large gallery.
+    #[arg(long, default_value_t = 5)]
+    gallery_starts: usize,
+    /// Requests per kind of search on the large gallery.
+    #[arg(long, default_value_t = 60)]
+    gallery_searches: usize,
     /// Images saved (and as many baseline writes) in the saving measurement.
     #[arg(long, default_value_t = 200)]
     saves: usize,
@@ -134,6 +144,7 @@ enum Section {
     Studio,
     Saving,
     Backends,
+    Gallery,
 }
 
 impl Args {
@@ -152,6 +163,9 @@ impl Args {
             self.studio_runs = self.studio_runs.min(2);
             self.saves = self.saves.min(20);
             self.backend_jobs = self.backend_jobs.min(2);
+            self.gallery_records = self.gallery_records.min(5_000);
+            self.gallery_starts = self.gallery_starts.min(2);
+            self.gallery_searches = self.gallery_searches.min(10);
         }
     }
 }
@@ -168,6 +182,7 @@ fn main() -> anyhow::Result<()> {
         Section::Bundle,
         Section::Studio,
         Section::Backends,
+        Section::Gallery,
     ]
     .into_iter()
     .any(|section| args.wants(section));
@@ -309,7 +324,8 @@ async fn run(
     if args.wants(Section::Startup) {
         section("5. cold start and binary size");
         let history = history_data.as_ref().map(|data| {
-            let records = std::fs::read_dir(data.path().join("history")).map_or(0, |entries| entries.count());
+            let records =
+                zimage::history::History::open_blocking(data.path()).map_or(0, |history| history.len());
             (data.path().to_owned(), records)
         });
         let comfy_sim = args.comfy_sim.is_file().then_some(args.comfy_sim.as_path());
@@ -331,6 +347,27 @@ async fn run(
         }
     }
     drop(history_data);
+
+    if args.wants(Section::Gallery) {
+        section("9. a large gallery: start-up and search");
+        let measured = tokio::task::block_in_place(|| {
+            gallery::measure(&gallery::GallerySpec {
+                zimage: &args.zimage,
+                comfyui: &sim.url(),
+                workflow: &args.workflow,
+                site_root: api_site.path(),
+                cpus: args.gateway_cpus.as_deref(),
+                data_parent: args.data_parent.as_deref(),
+                records: args.gallery_records,
+                starts: args.gallery_starts,
+                searches: args.gallery_searches,
+            })
+        });
+        match measured {
+            Ok(gallery) => results.gallery = Some(gallery),
+            Err(error) => skip(&mut results, "gallery", &error),
+        }
+    }
 
     if args.wants(Section::Relay) {
         section("2-3. progress relay latency and memory per watcher");
@@ -386,7 +423,7 @@ async fn run(
     }
 
     if args.wants(Section::Backends) {
-        section("9. several backends: images per minute and the scheduler's cost");
+        section("10. several backends: images per minute and the scheduler's cost");
         match backends::measure(
             &spec,
             &args.backend_counts,

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::bundle::{BundleSizes, PageLoadReport};
+use crate::gallery::GalleryReport;
 use crate::load::LoadReport;
 use crate::overhead::OverheadReport;
 use crate::relay::RelayReport;
@@ -47,6 +48,7 @@ pub(crate) struct Results {
     pub(crate) studio_bench: Option<StudioBench>,
     pub(crate) saving: Option<SavingReport>,
     pub(crate) backends: Option<crate::backends::BackendsReport>,
+    pub(crate) gallery: Option<GalleryReport>,
     pub(crate) budgets: BTreeMap<String, u64>,
     pub(crate) skipped: BTreeMap<String, String>,
 }
@@ -213,6 +215,36 @@ pub(crate) fn table(results: &Results) -> String {
             }),
         );
     }
+    if let Some(gallery) = &results.gallery {
+        row(
+            format!(
+                "9. Start-up with {} images, spawn to /healthz 200",
+                gallery.records
+            ),
+            format!(
+                "{:.1} ms median, {:.1} ms p90",
+                gallery.start.median_ms, gallery.start.p90_ms
+            ),
+            format!(
+                "the previous JSON folder's load: {:.0} ms; first start, importing it: {:.0} ms",
+                gallery.json_folder_load.median_ms, gallery.first_start_ms
+            ),
+            "< 300 ms".to_owned(),
+            verdict(gallery.start.median_ms < 300.0).to_owned(),
+        );
+        for search in &gallery.searches {
+            row(
+                format!("9. Search, {} (`{}`)", search.kind, search.example),
+                format!(
+                    "p50 {:.2} ms, p90 {:.2} ms",
+                    search.latency.median_ms, search.latency.p90_ms
+                ),
+                format!("{} on the first page", search.found),
+                "p50 < 20 ms".to_owned(),
+                verdict(search.latency.median_ms < 20.0).to_owned(),
+            );
+        }
+    }
     if let Some(bundle) = &results.bundle {
         let budget = results.budgets.get("BUNDLE_GZIP_MAX_BYTES").copied();
         row(
@@ -298,7 +330,7 @@ pub(crate) fn table(results: &Results) -> String {
             let target = run.backends > 1;
             row(
                 format!(
-                    "9. Images per minute with {} backend(s), {} jobs at once, {} ms per step",
+                    "10. Images per minute with {} backend(s), {} jobs at once, {} ms per step",
                     run.backends, run.jobs, backends.step_ms
                 ),
                 format!(
@@ -325,7 +357,7 @@ pub(crate) fn table(results: &Results) -> String {
         let cost = &backends.scheduler;
         row(
             format!(
-                "9. Scheduler's own cost per job ({} waiting, {} clients, {} backends)",
+                "10. Scheduler's own cost per job ({} waiting, {} clients, {} backends)",
                 cost.line_length, cost.clients, cost.backends
             ),
             format!("{:.0} ns per job", cost.fair_ns_per_job),

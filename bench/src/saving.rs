@@ -56,7 +56,7 @@ pub(crate) async fn measure(saves: usize, parent: Option<&Path>) -> anyhow::Resu
         None => tempfile::Builder::new().prefix("zimage-bench-saving").tempdir()?,
     };
     let images = ImageStore::open(&folder.path().join("images")).await?;
-    let history = History::open(&folder.path().join("history")).await?;
+    let history = History::open(folder.path()).await?;
     let baseline_dir = folder.path().join("baseline");
     std::fs::create_dir_all(&baseline_dir)?;
     let png = tokio::task::spawn_blocking(photo_like_png).await??;

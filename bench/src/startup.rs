@@ -67,8 +67,15 @@ pub(crate) fn measure(spec: &StartupSpec<'_>) -> anyhow::Result<StartupReport> {
 
         if let Some((history, _)) = spec.history_dir {
             let copy = tempfile::Builder::new().prefix("zimage-bench-start").tempdir()?;
-            // The records are what start-up reads; the images are only listed, so they stay behind.
-            copy_dir(&history.join("history"), &copy.path().join("history"))?;
+            // The history database and the images (start-up lists them, and drops rows without one).
+            for entry in std::fs::read_dir(history)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                if name.to_string_lossy().starts_with("history.sqlite3") {
+                    std::fs::copy(entry.path(), copy.path().join(&name))?;
+                }
+            }
+            copy_dir(&history.join("images"), &copy.path().join("images"))?;
             gateway_with_history.push(time_gateway(spec, copy.path())?);
         }
         if let Some(comfy_sim) = spec.comfy_sim {

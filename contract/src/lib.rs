@@ -263,9 +263,22 @@ pub struct HistoryItem {
     /// The name of the ComfyUI backend that made it; absent for images made before backends had names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// Kept apart by someone (the gallery is shared: any admitted device may star or unstar).
+    #[serde(default)]
+    pub starred: bool,
 }
 
-/// Answer to `GET /api/history?limit=N&before=ID`, newest first.
+/// Body of `PATCH /api/history/{id}`: star or unstar an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HistoryPatch {
+    pub starred: bool,
+}
+
+/// Answer to `GET /api/history?limit=N&before=ID&q=TEXT&starred=true`, newest first. `q` finds the
+/// images whose prompt holds every word (any part of a word, in any language; a number also matches
+/// the seed); `starred=true` keeps only starred images.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryPage {

@@ -1,5 +1,5 @@
 // The history gallery: it is the gateway's persisted history (it survives a reload), tapping an image
-// shows its settings, "reuse settings" fills the form, and deleting asks first.
+// opens it in the viewer with its settings, "reuse" fills the form, and deleting asks first.
 import { expect, type Route } from '@playwright/test';
 import { generate, openStudio, test, uniquePrompt, waitForHydration } from './studio';
 
@@ -20,17 +20,20 @@ test('history shows the image after a reload; reuse settings fills the form; del
   await page.getByLabel('Seed', { exact: true }).fill('');
 
   await thumbnail.click();
-  await expect(page.locator('.result-prompt')).toHaveText(prompt);
-  await expect(page.locator('.result-seed')).toHaveText('777');
-  await expect(page.locator('.result-size')).toHaveText('768 × 1024');
-  await page.getByRole('button', { name: 'Reuse settings' }).click();
+  const viewer = page.getByRole('dialog', { name: 'Image viewer' });
+  await expect(viewer.locator('.viewer-prompt')).toHaveText(prompt);
+  await expect(viewer.locator('.viewer-seed')).toHaveText('777');
+  await expect(viewer.locator('.viewer-size')).toHaveText('768 × 1024');
+  await viewer.getByRole('button', { name: 'Reuse', exact: true }).click();
+  await expect(viewer).toHaveCount(0);
   await expect(page.locator('#prompt')).toHaveValue(prompt);
   await expect(page.getByLabel('Seed', { exact: true })).toHaveValue('777');
   await expect(page.getByRole('radio', { name: '3:4' })).toBeChecked();
 
-  await page.getByRole('button', { name: 'Delete', exact: true }).click();
-  await expect(page.getByRole('group', { name: 'Confirm deletion' })).toBeVisible();
-  await page.getByRole('button', { name: 'Yes, delete' }).click();
+  await thumbnail.click();
+  await viewer.getByRole('button', { name: 'Delete', exact: true }).click();
+  await expect(viewer.getByRole('group', { name: 'Delete this image?' })).toBeVisible();
+  await viewer.getByRole('button', { name: 'Yes, delete' }).click();
   await expect(thumbnail).toHaveCount(0);
 
   const historyLoaded = page.waitForResponse((response) => response.url().includes('/api/history'));

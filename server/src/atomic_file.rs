@@ -166,6 +166,11 @@ fn sync_folder(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// [`sync_folder`] for callers already on a blocking thread (the history's import, backups).
+pub fn sync_dir_blocking(dir: &Path) -> io::Result<()> {
+    sync_folder(dir)
+}
+
 /// Runs blocking file work on tokio's blocking pool: one hand-off for the whole sequence of calls,
 /// where `tokio::fs` would take one per call.
 async fn in_blocking<T: Send + 'static>(

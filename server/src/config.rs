@@ -40,6 +40,21 @@ pub enum Command {
     Bench(BenchConfig),
     /// Make images with a running studio from the command line and save the PNGs.
     Generate(GenerateConfig),
+    /// Copy the history (stars and search included) and the images into a folder; safe while the studio runs. A folder of an earlier backup is brought up to date.
+    Backup(BackupConfig),
+    /// Bring a backup back into an empty data folder, after checking it.
+    Restore(BackupConfig),
+}
+
+/// Options of `zimage backup` and `zimage restore`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupConfig {
+    /// The backup folder.
+    pub dir: PathBuf,
+
+    /// The studio's data folder.
+    #[arg(long, env = "ZIMAGE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
 }
 
 /// Options of `zimage serve`.
@@ -459,7 +474,11 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(config) => config,
-            Command::Models { .. } | Command::Bench(_) | Command::Generate(_) => {
+            Command::Models { .. }
+            | Command::Bench(_)
+            | Command::Generate(_)
+            | Command::Backup(_)
+            | Command::Restore(_) => {
                 unreachable!("asked for serve")
             }
         }

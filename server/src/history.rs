@@ -1,13 +1,23 @@
-//! History: the record of every finished image, one JSON file per job under `<data>/history`, loaded
-//! at start-up and kept in memory ordered by id (so newest first is a reverse walk). A record is in
-//! memory only once its file is durably on disk; records whose image is missing are dropped by
-//! `storage::recover`.
+//! History: the record of every finished image, one row per job in the SQLite database
+//! `<data>/history.sqlite3`, with a full-text index of the prompts and the stars. A row is visible only
+//! once its transaction is committed (durably: WAL with `synchronous = FULL`); rows whose image is
+//! missing are dropped by `storage::recover`. The JSON records of older versions (`<data>/history/`)
+//! are imported once, then kept aside as `<data>/history.imported/`.
+//!
+//! Search: the prompt's full-text index uses FTS5's `trigram` tokenizer, which finds any substring of
+//! three characters or more, in English as in Chinese (which has no spaces between words). Shorter
+//! terms (狐狸 is two characters) cannot be looked up in a trigram index; they are matched with `LIKE`
+//! over the prompt column, walking the rows newest first and stopping at the page's end (BENCHMARKS.md
+//! has its cost at 100,000 records). A query that is a whole number also matches the seed.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use zimage_contract::{self as api, HistoryItem, Timings};
+use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite_migration::{M, Migrations};
 use serde::{Deserialize, Serialize};
 use zimage_contract::{self as api, HistoryItem, Timings};
 
@@ -15,7 +25,59 @@ use crate::access::identity::ClientId;
 use crate::atomic_file;
 use crate::job_id::JobId;
 
-/// What the history keeps of a finished job.
+/// The database's file name in the data folder.
+pub const DATABASE_FILE: &str = "history.sqlite3";
+/// The folder of one JSON record per job, as older versions kept the history.
+pub const LEGACY_DIR: &str = "history";
+/// Where that folder goes once imported, kept as it was.
+pub const IMPORTED_DIR: &str = "history.imported";
+/// Longest search text, in characters.
+pub const MAX_QUERY_CHARS: usize = 200;
+/// Most words in a search.
+pub const MAX_QUERY_TERMS: usize = 16;
+
+/// The schema, one migration per version (`PRAGMA user_version` counts them).
+const MIGRATIONS: &[M<'static>] = &[M::up(
+    "CREATE TABLE history (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        owner TEXT,
+        prompt TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        queued_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER,
+        elapsed_ms INTEGER NOT NULL,
+        backend TEXT,
+        starred INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX history_starred ON history (id) WHERE starred = 1;
+    CREATE INDEX history_seed ON history (seed);
+    CREATE VIRTUAL TABLE history_fts USING fts5 (
+        prompt, content = 'history', content_rowid = 'seq', tokenize = 'trigram'
+    );
+    CREATE TRIGGER history_inserted AFTER INSERT ON history BEGIN
+        INSERT INTO history_fts (rowid, prompt) VALUES (new.seq, new.prompt);
+    END;
+    CREATE TRIGGER history_deleted AFTER DELETE ON history BEGIN
+        INSERT INTO history_fts (history_fts, rowid, prompt) VALUES ('delete', old.seq, old.prompt);
+    END;
+    CREATE TRIGGER history_updated AFTER UPDATE OF prompt ON history BEGIN
+        INSERT INTO history_fts (history_fts, rowid, prompt) VALUES ('delete', old.seq, old.prompt);
+        INSERT INTO history_fts (rowid, prompt) VALUES (new.seq, new.prompt);
+    END;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+)];
+
+/// The `meta` key set, in the import's own transaction, once the JSON records are in.
+const JSON_IMPORTED: &str = "json_imported";
+
+const COLUMNS: &str = "id, owner, prompt, seed, width, height, queued_at, started_at, finished_at, \
+                       elapsed_ms, backend, starred";
+
+/// What the history keeps of a finished job (also the JSON record of older versions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryRecord {
     pub id: JobId,
@@ -34,7 +96,7 @@ pub struct HistoryRecord {
 }
 
 impl HistoryRecord {
-    /// The record as the API shows it.
+    /// The record as the API shows it, not starred (a record just made).
     pub fn item(&self) -> HistoryItem {
         let id = self.id.to_string();
         HistoryItem {
@@ -48,6 +110,24 @@ impl HistoryRecord {
             timings: self.timings,
             created_at: self.timings.queued_at,
             backend: self.backend.clone(),
+            starred: false,
+        }
+    }
+}
+
+/// A record as the gallery shows it: with its star.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub record: HistoryRecord,
+    pub starred: bool,
+}
+
+impl Entry {
+    /// The entry as the API shows it.
+    pub fn item(&self) -> HistoryItem {
+        HistoryItem {
+            starred: self.starred,
+            ..self.record.item()
         }
     }
 }
@@ -59,147 +139,320 @@ pub enum HistoryError {
     Folder { path: PathBuf, source: io::Error },
     #[error("cannot write the history record of {id}")]
     Write { id: JobId, source: io::Error },
+    #[error("the history database {path} cannot be used")]
+    Database { path: PathBuf, source: rusqlite::Error },
+    #[error("the history database {path} cannot be brought to the current schema")]
+    Schema {
+        path: PathBuf,
+        source: rusqlite_migration::Error,
+    },
+    #[error("cannot read the history")]
+    Read(#[source] rusqlite::Error),
 }
 
-/// A record written and flushed under a temporary name, not yet in place nor visible; dropping it
-/// removes the temporary.
-#[derive(Debug)]
-pub(crate) struct StagedRecord {
-    file: atomic_file::Staged,
-    record: HistoryRecord,
-}
-
-impl StagedRecord {
-    /// Leaves the temporary on the disk as a crash would (the crash tests).
-    pub(crate) fn abandon(self) -> io::Result<PathBuf> {
-        self.file.abandon()
+impl HistoryError {
+    /// The error as an `io::Error`, for the callers that sort failures by kind (a full disk).
+    pub fn into_io(self) -> io::Error {
+        match self {
+            HistoryError::Folder { source, .. } | HistoryError::Write { source, .. } => source,
+            HistoryError::Database { source, .. } | HistoryError::Read(source) => sqlite_io(source),
+            HistoryError::Schema { source, .. } => io::Error::other(source),
+        }
     }
 }
 
-/// The persisted history. Cheap to clone; all clones share one store.
+/// SQLite's "disk full" as the `io::Error` the rest of the studio recognises.
+fn sqlite_io(error: rusqlite::Error) -> io::Error {
+    match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => io::Error::new(io::ErrorKind::StorageFull, error),
+        _ => io::Error::other(error),
+    }
+}
+
+/// A search text that passed its limits: the words (split at white space) and, when the whole text
+/// is a number, the seed it may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchText {
+    terms: Vec<String>,
+    seed: Option<u64>,
+}
+
+/// A search text out of its limits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SearchTextError {
+    #[error("The search is longer than {MAX_QUERY_CHARS} characters.")]
+    TooLong,
+    #[error("The search has more than {MAX_QUERY_TERMS} words.")]
+    TooManyTerms,
+}
+
+impl SearchText {
+    /// `None` for a blank text (no search).
+    pub fn parse(text: &str) -> Result<Option<SearchText>, SearchTextError> {
+        if text.chars().count() > MAX_QUERY_CHARS {
+            return Err(SearchTextError::TooLong);
+        }
+        let terms: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+        if terms.len() > MAX_QUERY_TERMS {
+            return Err(SearchTextError::TooManyTerms);
+        }
+        if terms.is_empty() {
+            return Ok(None);
+        }
+        let seed = match terms.as_slice() {
+            [only] if only.bytes().all(|byte| byte.is_ascii_digit()) => only.parse().ok(),
+            _ => None,
+        };
+        Ok(Some(SearchText { terms, seed }))
+    }
+
+    /// The words.
+    pub fn terms(&self) -> &[String] {
+        &self.terms
+    }
+}
+
+/// Which records a page shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Records whose prompt holds every word (or whose seed is the number).
+    pub text: Option<SearchText>,
+    /// Starred records only.
+    pub starred_only: bool,
+}
+
+/// What [`History::add_with`] does just before its transaction commits (the crash tests stop there).
+#[derive(Debug)]
+pub(crate) enum BeforeCommit {
+    Commit,
+    /// Give up as a crash would: the transaction is never committed.
+    Abandon,
+    /// The commit fails with this error.
+    Fail(io::Error),
+}
+
+/// The persisted history. Cheap to clone; all clones share one database.
 #[derive(Debug, Clone)]
 pub struct History {
-    dir: PathBuf,
-    records: Arc<RwLock<BTreeMap<JobId, HistoryRecord>>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    /// Writes, one at a time.
+    writer: Mutex<Connection>,
+    /// Reads: WAL lets them run beside a write.
+    reader: Mutex<Connection>,
+}
+
+/// Opens a connection with the studio's settings: WAL (readers beside the writer, and the online
+/// backup while the studio runs) and a commit that is on the disk when it returns.
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    // A checkpointed WAL is cut back to this size, so a large import leaves no large file to scan at
+    // the next start.
+    connection.pragma_update(None, "journal_size_limit", 4 * 1024 * 1024)?;
+    Ok(connection)
 }
 
 impl History {
-    /// Opens (creating if needed) the history folder and loads every record in it. A record that
-    /// cannot be read is skipped with a warning rather than stopping the studio.
-    pub async fn open(dir: &Path) -> Result<History, HistoryError> {
-        let folder_error = |source| HistoryError::Folder {
-            path: dir.to_owned(),
+    /// Opens (creating if needed) the history of the data folder `data_dir`: the database brought to
+    /// the current schema, and the JSON records of an older version imported the first time. A JSON
+    /// record that cannot be read is skipped with a warning (its file stays in `history.imported/`).
+    pub async fn open(data_dir: &Path) -> Result<History, HistoryError> {
+        let data_dir = data_dir.to_owned();
+        blocking(move || History::open_blocking(&data_dir)).await
+    }
+
+    /// [`History::open`], on the calling thread.
+    pub fn open_blocking(data_dir: &Path) -> Result<History, HistoryError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| HistoryError::Folder {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(DATABASE_FILE);
+        let database = |source| HistoryError::Database {
+            path: path.clone(),
             source,
         };
-        atomic_file::create_dir(dir).await.map_err(folder_error)?;
-        let mut records = BTreeMap::new();
-        let mut entries = tokio::fs::read_dir(dir).await.map_err(folder_error)?;
-        while let Some(entry) = entries.next_entry().await.map_err(folder_error)? {
-            let path = entry.path();
-            if path.extension().is_none_or(|extension| extension != "json") {
-                continue;
+        let mut writer = connect(&path).map_err(database)?;
+        Migrations::from_slice(MIGRATIONS)
+            .to_latest(&mut writer)
+            .map_err(|source| HistoryError::Schema {
+                path: path.clone(),
+                source,
+            })?;
+        import_json(&mut writer, data_dir).map_err(database)?;
+        let reader = connect(&path).map_err(database)?;
+        let history = History {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                reader: Mutex::new(reader),
+            }),
+        };
+        tracing::info!(count = history.len(), "history opened");
+        Ok(history)
+    }
+
+    /// Persists a record durably, then makes it visible (both at its commit).
+    pub async fn add(&self, record: HistoryRecord) -> Result<(), HistoryError> {
+        self.add_with(record, || BeforeCommit::Commit).await.map(|_| ())
+    }
+
+    /// [`History::add`], asking `before_commit` what to do once the row is written but not committed.
+    /// True when it was committed.
+    pub(crate) async fn add_with(
+        &self,
+        record: HistoryRecord,
+        before_commit: impl FnOnce() -> BeforeCommit + Send + 'static,
+    ) -> Result<bool, HistoryError> {
+        let history = self.clone();
+        blocking(move || {
+            let id = record.id;
+            let write = |source: rusqlite::Error| HistoryError::Write {
+                id,
+                source: sqlite_io(source),
+            };
+            let mut writer = history.writer();
+            let transaction = writer.transaction().map_err(write)?;
+            insert(&transaction, &record, false).map_err(write)?;
+            match before_commit() {
+                BeforeCommit::Commit => transaction.commit().map_err(write).map(|()| true),
+                // Dropping the transaction rolls it back, as the next start would after a crash.
+                BeforeCommit::Abandon => Ok(false),
+                BeforeCommit::Fail(source) => Err(HistoryError::Write { id, source }),
             }
-            match tokio::fs::read(&path)
-                .await
-                .map(|bytes| serde_json::from_slice::<HistoryRecord>(&bytes))
-            {
-                Ok(Ok(record)) => {
-                    records.insert(record.id, record);
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(path = %path.display(), %error, "skipping an unreadable history record")
-                }
-                Err(error) => {
-                    tracing::warn!(path = %path.display(), %error, "skipping an unreadable history record")
-                }
+        })
+        .await
+    }
+
+    /// The record of one job (a lookup by key: quick enough for the async callers).
+    pub fn get(&self, id: JobId) -> Option<HistoryRecord> {
+        self.entry(id).map(|entry| entry.record)
+    }
+
+    /// The record of one job with its star.
+    pub fn entry(&self, id: JobId) -> Option<Entry> {
+        let reader = self.reader();
+        let found = reader
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM history WHERE id = ?1"))
+            .and_then(|mut statement| statement.query_row([id.to_string()], row_entry).optional());
+        match found {
+            Ok(entry) => entry,
+            Err(error) => {
+                tracing::error!(%id, %error, "cannot read a history record");
+                None
             }
         }
-        tracing::info!(count = records.len(), "history loaded");
-        Ok(History {
-            dir: dir.to_owned(),
-            records: Arc::new(RwLock::new(records)),
-        })
-    }
-
-    /// Persists a record durably, then makes it visible.
-    pub async fn add(&self, record: HistoryRecord) -> Result<(), HistoryError> {
-        let staged = self.stage(record).await?;
-        self.commit(staged).await
-    }
-
-    /// The first half of [`History::add`]: the record written and flushed under a temporary name.
-    pub(crate) async fn stage(&self, record: HistoryRecord) -> Result<StagedRecord, HistoryError> {
-        let id = record.id;
-        let json = serde_json::to_vec_pretty(&record).map_err(|error| HistoryError::Write {
-            id,
-            source: error.into(),
-        })?;
-        let file = atomic_file::stage(&self.record_path(id), json.into())
-            .await
-            .map_err(|source| HistoryError::Write { id, source })?;
-        Ok(StagedRecord { file, record })
-    }
-
-    /// The second half of [`History::add`]: the record put in place, flushed, then made visible.
-    pub(crate) async fn commit(&self, staged: StagedRecord) -> Result<(), HistoryError> {
-        let StagedRecord { file, record } = staged;
-        let id = record.id;
-        file.commit()
-            .await
-            .map_err(|source| HistoryError::Write { id, source })?;
-        self.write_records().insert(id, record);
-        Ok(())
-    }
-
-    /// The record of one job.
-    pub fn get(&self, id: JobId) -> Option<HistoryRecord> {
-        self.read_records().get(&id).cloned()
     }
 
     /// Up to `limit` records older than `before` (or the newest), newest first, and the id to pass as
     /// `before` for the next page when there is one.
-    pub fn page(&self, limit: usize, before: Option<JobId>) -> (Vec<HistoryRecord>, Option<JobId>) {
-        let records = self.read_records();
-        let older = match before {
-            Some(before) => records.range(..before),
-            None => records.range(..),
-        };
-        let mut page: Vec<HistoryRecord> = older
-            .rev()
-            .take(limit.saturating_add(1))
-            .map(|(_, record)| record.clone())
-            .collect();
+    pub async fn page(
+        &self,
+        limit: usize,
+        before: Option<JobId>,
+    ) -> Result<(Vec<Entry>, Option<JobId>), HistoryError> {
+        self.search(Filter::default(), limit, before).await
+    }
+
+    /// [`History::page`] of the records that pass `filter`.
+    pub async fn search(
+        &self,
+        filter: Filter,
+        limit: usize,
+        before: Option<JobId>,
+    ) -> Result<(Vec<Entry>, Option<JobId>), HistoryError> {
+        let history = self.clone();
+        blocking(move || history.search_blocking(&filter, limit, before)).await
+    }
+
+    /// [`History::search`] on the calling thread.
+    pub fn search_blocking(
+        &self,
+        filter: &Filter,
+        limit: usize,
+        before: Option<JobId>,
+    ) -> Result<(Vec<Entry>, Option<JobId>), HistoryError> {
+        let (sql, values) = search_sql(filter, limit, before);
+        let reader = self.reader();
+        let mut statement = reader.prepare_cached(&sql).map_err(HistoryError::Read)?;
+        let mut page = statement
+            .query_map(rusqlite::params_from_iter(values.iter()), row_entry)
+            .and_then(Iterator::collect::<rusqlite::Result<Vec<Entry>>>)
+            .map_err(HistoryError::Read)?;
         let next = if page.len() > limit {
             page.truncate(limit);
-            page.last().map(|record| record.id)
+            page.last().map(|entry| entry.record.id)
         } else {
             None
         };
-        (page, next)
+        Ok((page, next))
     }
 
-    /// Forgets a record and deletes its file durably. Returns whether it existed.
+    /// Stars or unstars a record. False when there is no such record.
+    pub async fn set_starred(&self, id: JobId, starred: bool) -> Result<bool, HistoryError> {
+        let history = self.clone();
+        blocking(move || {
+            history
+                .writer()
+                .execute(
+                    "UPDATE history SET starred = ?2 WHERE id = ?1",
+                    params![id.to_string(), starred],
+                )
+                .map(|changed| changed > 0)
+                .map_err(|source| HistoryError::Write {
+                    id,
+                    source: sqlite_io(source),
+                })
+        })
+        .await
+    }
+
+    /// Forgets a record, durably. Returns whether it existed.
     pub async fn remove(&self, id: JobId) -> Result<bool, HistoryError> {
-        let existed = self.write_records().remove(&id).is_some();
-        let deleted = atomic_file::remove(&self.record_path(id))
-            .await
-            .map_err(|source| HistoryError::Write { id, source })?;
-        Ok(existed || deleted)
+        let history = self.clone();
+        blocking(move || {
+            history
+                .writer()
+                .execute("DELETE FROM history WHERE id = ?1", [id.to_string()])
+                .map(|changed| changed > 0)
+                .map_err(|source| HistoryError::Write {
+                    id,
+                    source: sqlite_io(source),
+                })
+        })
+        .await
     }
 
     /// The ids of every record, oldest first.
-    pub fn ids(&self) -> Vec<JobId> {
-        self.read_records().keys().copied().collect()
+    pub fn ids(&self) -> Result<BTreeSet<JobId>, HistoryError> {
+        let reader = self.reader();
+        let mut statement = reader
+            .prepare_cached("SELECT id FROM history")
+            .map_err(HistoryError::Read)?;
+        let ids = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(Iterator::collect::<rusqlite::Result<Vec<String>>>)
+            .map_err(HistoryError::Read)?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
-    /// The history folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
     }
 
     /// How many records there are.
     pub fn len(&self) -> usize {
-        self.read_records().len()
+        self.reader()
+            .query_row("SELECT count(*) FROM history", [], |row| row.get::<_, i64>(0))
+            .map_or(0, |count| usize::try_from(count).unwrap_or(0))
     }
 
     /// True when no image was ever kept.
@@ -207,23 +460,334 @@ impl History {
         self.len() == 0
     }
 
-    fn record_path(&self, id: JobId) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
-    }
-
-    // A poisoned lock only means another thread panicked mid-update of a map whose every state is
-    // valid, so the data is still safe to use.
-    fn read_records(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<JobId, HistoryRecord>> {
-        self.records
-            .read()
+    // A poisoned lock only means another thread panicked mid-call; SQLite's transactions keep the
+    // data whole, so the connection is still safe to use.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.inner
+            .reader
+            .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write_records(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<JobId, HistoryRecord>> {
-        self.records
-            .write()
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        self.inner
+            .writer
+            .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// A consistent copy of the database `from` (a studio may be writing it: SQLite's online backup copies
+/// a snapshot) written to `to` as a single file (no WAL), for backups.
+pub fn copy_database(from: &Path, to: &Path) -> Result<(), HistoryError> {
+    let database = |path: &Path| {
+        let path = path.to_owned();
+        move |source| HistoryError::Database { path, source }
+    };
+    if !from.is_file() {
+        return Err(HistoryError::Folder {
+            path: from.to_owned(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no history database"),
+        });
+    }
+    let source = Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(database(from))?;
+    source
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(database(from))?;
+    source.backup(rusqlite::MAIN_DB, to, None).map_err(database(to))?;
+    let copy = Connection::open(to).map_err(database(to))?;
+    copy.pragma_update(None, "journal_mode", "DELETE")
+        .map_err(database(to))?;
+    Ok(())
+}
+
+/// Checks a database file (SQLite's integrity check, the schema this build knows or an older one)
+/// and lists its ids.
+pub fn check_database(path: &Path) -> Result<BTreeSet<JobId>, HistoryError> {
+    let database = |source| HistoryError::Database {
+        path: path.to_owned(),
+        source,
+    };
+    let connection =
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(database)?;
+    let verdict: String = connection
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .map_err(database)?;
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(database)?;
+    if verdict != "ok" || version < 1 || version > MIGRATIONS.len() as i64 {
+        return Err(database(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(format!("integrity check: {verdict}; schema version {version}")),
+        )));
+    }
+    let mut statement = connection.prepare("SELECT id FROM history").map_err(database)?;
+    let ids = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(Iterator::collect::<rusqlite::Result<Vec<String>>>)
+        .map_err(database)?;
+    ids.iter()
+        .map(|id| {
+            id.parse().map_err(|_| {
+                database(rusqlite::Error::InvalidColumnType(
+                    0,
+                    id.clone(),
+                    rusqlite::types::Type::Text,
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Deletes rows from a database file that no studio uses (a backup whose images went away meanwhile).
+pub fn delete_rows(path: &Path, ids: &[JobId]) -> Result<(), HistoryError> {
+    let database = |source| HistoryError::Database {
+        path: path.to_owned(),
+        source,
+    };
+    let mut connection = Connection::open(path).map_err(database)?;
+    let transaction = connection.transaction().map_err(database)?;
+    for id in ids {
+        transaction
+            .execute("DELETE FROM history WHERE id = ?1", [id.to_string()])
+            .map_err(database)?;
+    }
+    transaction.commit().map_err(database)
+}
+
+/// Runs SQLite's blocking work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, HistoryError> + Send + 'static,
+) -> Result<T, HistoryError> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| {
+        HistoryError::Read(rusqlite::Error::ToSqlConversionFailure(Box::new(
+            io::Error::other(format!("the history task stopped: {error}")),
+        )))
+    })?
+}
+
+/// SQLite keeps 64-bit signed integers: a seed above `i64::MAX` is kept by its bits.
+fn seed_to_sql(seed: u64) -> i64 {
+    i64::from_ne_bytes(seed.to_ne_bytes())
+}
+
+fn seed_from_sql(seed: i64) -> u64 {
+    u64::from_ne_bytes(seed.to_ne_bytes())
+}
+
+fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn from_sql(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn insert(connection: &Connection, record: &HistoryRecord, or_ignore: bool) -> rusqlite::Result<usize> {
+    let verb = if or_ignore { "INSERT OR IGNORE" } else { "INSERT" };
+    connection
+        .prepare_cached(&format!(
+            "{verb} INTO history ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0)"
+        ))?
+        .execute(params![
+            record.id.to_string(),
+            record.owner.map(|owner| owner.to_string()),
+            record.prompt,
+            seed_to_sql(record.seed),
+            record.width,
+            record.height,
+            to_sql(record.timings.queued_at),
+            record.timings.started_at.map(to_sql),
+            record.timings.finished_at.map(to_sql),
+            to_sql(record.elapsed_ms),
+            record.backend,
+        ])
+}
+
+fn row_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let text = |index: usize, value: String| -> rusqlite::Result<JobId> {
+        value.parse().map_err(|_| {
+            rusqlite::Error::FromSqlConversionFailure(
+                index,
+                rusqlite::types::Type::Text,
+                Box::new(io::Error::other("not a job id")),
+            )
+        })
+    };
+    let id = text(0, row.get(0)?)?;
+    // An owner that no longer parses only loses the right to delete without signing in.
+    let owner = row
+        .get::<_, Option<String>>(1)?
+        .and_then(|owner| owner.parse::<ClientId>().ok());
+    Ok(Entry {
+        record: HistoryRecord {
+            id,
+            owner,
+            prompt: row.get(2)?,
+            seed: seed_from_sql(row.get(3)?),
+            width: row.get(4)?,
+            height: row.get(5)?,
+            timings: Timings {
+                queued_at: from_sql(row.get(6)?),
+                started_at: row.get::<_, Option<i64>>(7)?.map(from_sql),
+                finished_at: row.get::<_, Option<i64>>(8)?.map(from_sql),
+            },
+            elapsed_ms: from_sql(row.get(9)?),
+            backend: row.get(10)?,
+        },
+        starred: row.get(11)?,
+    })
+}
+
+/// A term as an FTS5 string (double quotes doubled): matched as a substring, never as query syntax.
+fn fts_phrase(term: &str) -> String {
+    format!("\"{}\"", term.replace('"', "\"\""))
+}
+
+/// A term as a `LIKE` pattern with `\` as the escape: `%` and `_` match themselves.
+fn like_pattern(term: &str) -> String {
+    let mut pattern = String::from("%");
+    for character in term.chars() {
+        if matches!(character, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(character);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The query of one page and its values. Terms of three characters or more go to the trigram index
+/// (all in one `MATCH`: each must be there); shorter ones are `LIKE`s on the prompt.
+fn search_sql(filter: &Filter, limit: usize, before: Option<JobId>) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut conditions = Vec::new();
+    let mut values = Vec::new();
+    if let Some(before) = before {
+        values.push(Value::Text(before.to_string()));
+        conditions.push(format!("id < ?{}", values.len()));
+    }
+    if filter.starred_only {
+        conditions.push("starred = 1".to_owned());
+    }
+    if let Some(text) = &filter.text {
+        let (long, short): (Vec<&String>, Vec<&String>) =
+            text.terms.iter().partition(|term| term.chars().count() >= 3);
+        let mut words = Vec::new();
+        if !long.is_empty() {
+            let phrases: Vec<String> = long.iter().map(|term| fts_phrase(term)).collect();
+            values.push(Value::Text(phrases.join(" ")));
+            words.push(format!(
+                "seq IN (SELECT rowid FROM history_fts WHERE history_fts MATCH ?{})",
+                values.len()
+            ));
+        }
+        for term in short {
+            values.push(Value::Text(like_pattern(term)));
+            words.push(format!("prompt LIKE ?{} ESCAPE '\\'", values.len()));
+        }
+        let words = words.join(" AND ");
+        match text.seed {
+            Some(seed) => {
+                values.push(Value::Integer(seed_to_sql(seed)));
+                conditions.push(format!("(seed = ?{} OR ({words}))", values.len()));
+            }
+            None => conditions.push(format!("({words})")),
+        }
+    }
+    let conditions = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    values.push(Value::Integer(to_sql(limit as u64).saturating_add(1)));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM history {conditions} ORDER BY id DESC LIMIT ?{}",
+        values.len()
+    );
+    (sql, values)
+}
+
+/// Imports the JSON records of `<data>/history/` once, in one transaction with the mark that says it
+/// is done: a crash part way leaves no mark, and the next start imports again (rows already there are
+/// kept as they are). Then the folder is renamed `history.imported`, kept as it was.
+fn import_json(connection: &mut Connection, data_dir: &Path) -> rusqlite::Result<()> {
+    let legacy = data_dir.join(LEGACY_DIR);
+    let done = connection
+        .query_row("SELECT value FROM meta WHERE key = ?1", [JSON_IMPORTED], |row| {
+            row.get::<_, String>(0)
+        })
+        .optional()?
+        .is_some();
+    if !done {
+        let records = read_json_records(&legacy);
+        let transaction = connection.transaction()?;
+        let mut imported = 0;
+        for record in &records {
+            imported += insert(&transaction, record, true)?;
+        }
+        transaction.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            params![JSON_IMPORTED, records.len().to_string()],
+        )?;
+        transaction.commit()?;
+        if !records.is_empty() {
+            tracing::info!(
+                imported,
+                found = records.len(),
+                "imported the JSON history records"
+            );
+        }
+    }
+    if legacy.is_dir() {
+        let aside = data_dir.join(IMPORTED_DIR);
+        match std::fs::rename(&legacy, &aside) {
+            Ok(()) => {
+                if let Err(error) = atomic_file::sync_dir_blocking(data_dir) {
+                    tracing::warn!(%error, "cannot flush the data folder after moving the JSON records aside");
+                }
+            }
+            Err(error) => tracing::warn!(
+                from = %legacy.display(),
+                to = %aside.display(),
+                %error,
+                "cannot move the imported JSON history records aside; they stay (and are not imported again)"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Every readable record of the JSON folder, oldest first. A missing folder has none.
+fn read_json_records(dir: &Path) -> Vec<HistoryRecord> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Vec::new(),
+        Err(error) => {
+            tracing::error!(dir = %dir.display(), %error, "cannot read the JSON history records");
+            return Vec::new();
+        }
+    };
+    let mut records = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|extension| extension != "json") {
+            continue;
+        }
+        match std::fs::read(&path).map(|bytes| serde_json::from_slice::<HistoryRecord>(&bytes)) {
+            Ok(Ok(record)) => records.push(record),
+            Ok(Err(error)) => {
+                tracing::warn!(path = %path.display(), %error, "skipping an unreadable history record")
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "skipping an unreadable history record")
+            }
+        }
+    }
+    records.sort_by_key(|record| record.id);
+    records
 }
 
 #[cfg(test)]
@@ -248,6 +812,19 @@ mod tests {
         }
     }
 
+    fn records(entries: Vec<Entry>) -> Vec<HistoryRecord> {
+        entries.into_iter().map(|entry| entry.record).collect()
+    }
+
+    async fn find(history: &History, text: &str) -> Vec<String> {
+        let filter = Filter {
+            text: SearchText::parse(text).unwrap(),
+            starred_only: false,
+        };
+        let (found, _) = history.search(filter, 100, None).await.unwrap();
+        found.into_iter().map(|entry| entry.record.prompt).collect()
+    }
+
     #[tokio::test]
     async fn records_survive_a_reopen_and_list_newest_first_in_pages() {
         let dir = tempfile::tempdir().unwrap();
@@ -256,55 +833,273 @@ mod tests {
         for record in &records {
             history.add(record.clone()).await.unwrap();
         }
+        drop(history);
         let reopened = History::open(dir.path()).await.unwrap();
-        let (first, next) = reopened.page(2, None);
-        assert_eq!(first, vec![records[4].clone(), records[3].clone()]);
+        let (first, next) = reopened.page(2, None).await.unwrap();
+        assert_eq!(
+            super::tests::records(first),
+            vec![records[4].clone(), records[3].clone()]
+        );
         assert_eq!(next, Some(records[3].id));
-        let (second, next) = reopened.page(2, next);
-        assert_eq!(second, vec![records[2].clone(), records[1].clone()]);
-        let (last, next) = reopened.page(2, next);
-        assert_eq!(last, vec![records[0].clone()]);
+        let (second, next) = reopened.page(2, next).await.unwrap();
+        assert_eq!(
+            super::tests::records(second),
+            vec![records[2].clone(), records[1].clone()]
+        );
+        let (last, next) = reopened.page(2, next).await.unwrap();
+        assert_eq!(super::tests::records(last), vec![records[0].clone()]);
         assert_eq!(next, None);
     }
 
     #[tokio::test]
-    async fn a_record_is_visible_only_once_it_is_in_place() {
+    async fn a_record_is_visible_only_once_committed() {
         let dir = tempfile::tempdir().unwrap();
         let history = History::open(dir.path()).await.unwrap();
-        let kept = record("staged");
-        let staged = history.stage(kept.clone()).await.unwrap();
+        let kept = record("abandoned");
+        assert!(
+            !history
+                .add_with(kept.clone(), || BeforeCommit::Abandon)
+                .await
+                .unwrap()
+        );
         assert!(history.get(kept.id).is_none());
-        assert!(History::open(dir.path()).await.unwrap().is_empty());
-        history.commit(staged).await.unwrap();
+        let error = history
+            .add_with(kept.clone(), || {
+                BeforeCommit::Fail(io::Error::from(io::ErrorKind::StorageFull))
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(error.into_io().kind(), io::ErrorKind::StorageFull);
+        assert!(history.is_empty());
+        history.add(kept.clone()).await.unwrap();
         assert_eq!(history.get(kept.id), Some(kept.clone()));
-        assert_eq!(History::open(dir.path()).await.unwrap().ids(), vec![kept.id]);
+        drop(history);
+        let reopened = History::open(dir.path()).await.unwrap();
+        assert_eq!(reopened.ids().unwrap(), BTreeSet::from([kept.id]));
     }
 
     #[tokio::test]
-    async fn removing_a_record_deletes_its_file() {
+    async fn removing_a_record_forgets_it_for_good() {
         let dir = tempfile::tempdir().unwrap();
         let history = History::open(dir.path()).await.unwrap();
         let kept = record("kept");
         history.add(kept.clone()).await.unwrap();
         assert!(history.remove(kept.id).await.unwrap());
         assert!(!history.remove(kept.id).await.unwrap());
+        assert!(find(&history, "kept").await.is_empty());
+        drop(history);
         assert!(History::open(dir.path()).await.unwrap().is_empty());
     }
 
     #[tokio::test]
-    async fn an_unreadable_record_is_skipped_not_fatal() {
+    async fn search_finds_english_words_chinese_substrings_and_seeds() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("broken.json"), b"{ not json").unwrap();
         let history = History::open(dir.path()).await.unwrap();
-        assert!(history.is_empty());
+        let mut seeded = record("a lighthouse at dusk");
+        seeded.seed = 424242;
+        let mut big_seed = record("the largest seed");
+        big_seed.seed = u64::MAX;
+        for kept in [
+            record("A red Fox in the snow"),
+            record("一只在雪地里的红狐狸"),
+            record("狐狸和兔子"),
+            record("a cat on a mat, 100% cute_ish"),
+            seeded,
+            big_seed,
+        ] {
+            history.add(kept).await.unwrap();
+        }
+        assert_eq!(find(&history, "fox").await, vec!["A red Fox in the snow"]);
+        assert_eq!(find(&history, "SNOW red").await, vec!["A red Fox in the snow"]);
+        assert_eq!(
+            find(&history, "狐狸").await,
+            vec!["狐狸和兔子", "一只在雪地里的红狐狸"]
+        );
+        assert_eq!(find(&history, "红狐狸").await, vec!["一只在雪地里的红狐狸"]);
+        assert_eq!(find(&history, "雪地 狐").await, vec!["一只在雪地里的红狐狸"]);
+        assert_eq!(find(&history, "424242").await, vec!["a lighthouse at dusk"]);
+        assert_eq!(
+            find(&history, &u64::MAX.to_string()).await,
+            vec!["the largest seed"]
+        );
+        assert_eq!(
+            find(&history, "100%").await,
+            vec!["a cat on a mat, 100% cute_ish"]
+        );
+        assert!(find(&history, "0%").await.len() == 1);
+        assert!(find(&history, "e_i").await.len() == 1);
+        assert!(
+            find(&history, "%").await.len() == 1,
+            "% matches itself, not everything"
+        );
+        assert!(find(&history, "unicorn").await.is_empty());
+        assert!(find(&history, "fox unicorn").await.is_empty());
+        // FTS5 syntax is text, not a query.
+        for odd in ["\"", "fox\"", "NOT fox", "fox*", "a OR b", "(", "NEAR(", ":"] {
+            let _ = find(&history, odd).await;
+        }
+        assert!(find(&history, "NOT").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn stars_filter_and_page_with_a_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path()).await.unwrap();
+        let foxes: Vec<_> = (0..5).map(|n| record(&format!("fox {n}"))).collect();
+        for fox in &foxes {
+            history.add(fox.clone()).await.unwrap();
+        }
+        history.add(record("owl")).await.unwrap();
+        for fox in [&foxes[0], &foxes[2], &foxes[4]] {
+            assert!(history.set_starred(fox.id, true).await.unwrap());
+        }
+        assert!(history.set_starred(foxes[4].id, false).await.unwrap());
+        assert!(!history.set_starred(JobId::new(), true).await.unwrap());
+        let starred = Filter {
+            text: None,
+            starred_only: true,
+        };
+        let (page, next) = history.search(starred.clone(), 1, None).await.unwrap();
+        assert_eq!(records(page.clone()), vec![foxes[2].clone()]);
+        assert!(page[0].starred);
+        let (page, next) = history.search(starred, 1, next).await.unwrap();
+        assert_eq!(records(page), vec![foxes[0].clone()]);
+        assert_eq!(next, None);
+        let owls = Filter {
+            text: SearchText::parse("owl").unwrap(),
+            starred_only: true,
+        };
+        assert!(history.search(owls, 10, None).await.unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn search_text_has_limits() {
+        assert_eq!(SearchText::parse("  ").unwrap(), None);
+        assert_eq!(SearchText::parse(&"x".repeat(201)), Err(SearchTextError::TooLong));
+        assert!(SearchText::parse(&"狐".repeat(200)).unwrap().is_some());
+        assert_eq!(
+            SearchText::parse(&"a ".repeat(17)),
+            Err(SearchTextError::TooManyTerms)
+        );
+        assert_eq!(SearchText::parse("42").unwrap().unwrap().seed, Some(42));
+        assert_eq!(SearchText::parse("42 fox").unwrap().unwrap().seed, None);
+        assert_eq!(SearchText::parse("-42").unwrap().unwrap().seed, None);
+        assert_eq!(
+            SearchText::parse("99999999999999999999").unwrap().unwrap().seed,
+            None
+        );
+    }
+
+    /// A data folder as older versions left it: one JSON record per job, some from before `owner` and
+    /// `backend` existed, one unreadable, one temporary of an interrupted write.
+    fn legacy_folder(root: &Path) -> Vec<HistoryRecord> {
+        let dir = root.join(LEGACY_DIR);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut kept = Vec::new();
+        for n in 0..30u64 {
+            let id = JobId::new();
+            let json = if n % 3 == 0 {
+                // The oldest format: no owner, no backend.
+                format!(
+                    r#"{{
+  "id": "{id}",
+  "prompt": "old record {n} 红狐狸",
+  "seed": {n},
+  "width": 1024,
+  "height": 1024,
+  "timings": {{ "queued_at": 1700000000000 }},
+  "elapsed_ms": 0
+}}"#
+                )
+            } else {
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "id": id.to_string(),
+                    "owner": ClientId::default().to_string(),
+                    "prompt": format!("new record {n} fox"),
+                    "seed": u64::MAX - n,
+                    "width": 1024,
+                    "height": 576,
+                    "timings": {"queued_at": 1_800_000_000_000u64, "started_at": 1_800_000_000_100u64, "finished_at": 1_800_000_009_000u64},
+                    "elapsed_ms": 9000,
+                    "backend": "gpu-1",
+                }))
+                .unwrap()
+            };
+            std::fs::write(dir.join(format!("{id}.json")), &json).unwrap();
+            kept.push(serde_json::from_str::<HistoryRecord>(&json).unwrap());
+        }
+        std::fs::write(dir.join("broken.json"), b"{ not json").unwrap();
+        std::fs::write(dir.join(".0190.json.tmp"), b"{").unwrap();
+        kept
+    }
+
+    #[tokio::test]
+    async fn the_json_records_of_an_older_version_are_imported_once_nothing_lost() {
+        let root = tempfile::tempdir().unwrap();
+        let expected = legacy_folder(root.path());
+        let history = History::open(root.path()).await.unwrap();
+        let (page, _) = history.page(100, None).await.unwrap();
+        let mut imported = records(page);
+        imported.reverse();
+        assert_eq!(imported, expected);
+        assert_eq!(find(&history, "红狐狸").await.len(), 10);
+        assert_eq!(find(&history, "fox").await.len(), 20);
+        // The folder is kept aside as it was, and not imported again.
+        assert!(!root.path().join(LEGACY_DIR).exists());
+        assert_eq!(
+            std::fs::read_dir(root.path().join(IMPORTED_DIR)).unwrap().count(),
+            32
+        );
+        history.remove(expected[0].id).await.unwrap();
+        drop(history);
+        let reopened = History::open(root.path()).await.unwrap();
+        assert_eq!(reopened.len(), 29);
+    }
+
+    #[tokio::test]
+    async fn an_import_cut_short_runs_again_without_duplicates() {
+        let root = tempfile::tempdir().unwrap();
+        let expected = legacy_folder(root.path());
+        // The import's transaction never committed: the database is there, the mark is not.
+        {
+            let mut connection = connect(&root.path().join(DATABASE_FILE)).unwrap();
+            Migrations::from_slice(MIGRATIONS)
+                .to_latest(&mut connection)
+                .unwrap();
+            let transaction = connection.transaction().unwrap();
+            for record in &expected {
+                insert(&transaction, record, true).unwrap();
+            }
+            drop(transaction);
+            // And a run that got further: some rows in, the mark still missing (a crash before the
+            // folder was renamed cannot leave this, but an older build of the import could).
+            insert(&connection, &expected[3], false).unwrap();
+        }
+        let history = History::open(root.path()).await.unwrap();
+        assert_eq!(history.len(), expected.len());
+        assert_eq!(
+            history.ids().unwrap(),
+            expected.iter().map(|record| record.id).collect()
+        );
+        // A crash after the commit but before the rename: the folder is back where it was.
+        drop(history);
+        std::fs::rename(root.path().join(IMPORTED_DIR), root.path().join(LEGACY_DIR)).unwrap();
+        let history = History::open(root.path()).await.unwrap();
+        assert_eq!(history.len(), expected.len());
+        assert!(root.path().join(IMPORTED_DIR).is_dir());
     }
 
     #[test]
     fn an_item_links_to_the_image_by_id() {
         let record = record("fox");
-        let item = record.item();
+        let item = Entry {
+            record: record.clone(),
+            starred: true,
+        }
+        .item();
         assert_eq!(item.image_url, format!("/api/images/{}", record.id));
         assert_eq!(item.thumbnail_url, format!("/api/images/{}/thumbnail", record.id));
         assert_eq!(item.created_at, 1);
+        assert!(item.starred);
     }
 }

@@ -52,6 +52,7 @@ pub struct Text {
     pub already_saving: &'static str,
     pub history_limit: fn(usize) -> String,
     pub history_before: &'static str,
+    pub starred_bool: &'static str,
     pub last_event_id: &'static str,
     // The studio's state.
     /// Wraps readiness's explanation (it names ComfyUI's address and the technical reason).
@@ -140,6 +141,7 @@ impl Text {
         already_saving: "The image is already finished and being saved; delete it from the gallery instead.",
         history_limit: |max| format!("The limit must be a number from 1 to {max}."),
         history_before: "`before` must be an image id from an earlier page.",
+        starred_bool: "`starred` must be true or false.",
         last_event_id: "Last-Event-ID must be the id of an event this stream sent.",
         not_ready: str::to_owned,
         restarting: "The studio is restarting; try again in a few seconds.",
@@ -228,6 +230,7 @@ impl Text {
         already_saving: "图片已经生成完毕，正在保存；请改为在图库中删除它。",
         history_limit: |max| format!("limit 必须是 1 到 {max} 之间的数字。"),
         history_before: "`before` 必须是上一页中某张图片的 id。",
+        starred_bool: "`starred` 必须是 true 或 false。",
         last_event_id: "Last-Event-ID 必须是这个事件流发送过的事件 id。",
         not_ready: |detail| format!("工作室暂时不能生成图片（ComfyUI 未就绪）：{detail}"),
         restarting: "工作室正在重启，请几秒后再试。",

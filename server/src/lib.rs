@@ -5,7 +5,7 @@
 //! - [`validation`]: a job request becomes [`validation::GenerationParams`] or a field error.
 //! - [`comfy`]: everything that knows ComfyUI: HTTP client, WebSocket, messages, workflow.
 //! - [`jobs`]: a job's life from submission to stored image; [`relay`]: its events for watchers.
-//! - [`images`] and [`history`]: what is kept on disk under the data folder.
+//! - [`images`] and [`history`]: what is kept on disk under the data folder; [`backup`]: its copies.
 //! - [`readiness`]: `/readyz`'s answer: the socket's link plus a probe of each new connection.
 //! - [`access`]: the door to the LAN: who may come in (addresses, hosts, origins, the secret) and the
 //!   abuse limits, as plain decisions that `routes` applies to every request.
@@ -18,6 +18,7 @@
 
 pub mod access;
 pub mod atomic_file;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod comfy;
@@ -92,7 +93,7 @@ pub async fn serve_tuned(
     site_bundle::warn_if_missing(&config.site_root);
     let models = config.workflow.model_files();
     let workflow = Arc::new(config.workflow.load()?);
-    let history = History::open(&config.data_dir.join("history"))
+    let history = History::open(&config.data_dir)
         .await
         .context("cannot open the history")?;
     let images = ImageStore::open(&config.data_dir.join("images"))

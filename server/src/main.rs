@@ -22,5 +22,26 @@ async fn main() -> anyhow::Result<()> {
             let status = zimage::cli::generate::run(config).await;
             std::process::exit(i32::from(status))
         }
+        Command::Backup(config) => {
+            let report = zimage::backup::backup(config.data_dir, config.dir.clone()).await?;
+            println!(
+                "backed up {} images into {} ({} copied, {} already there, {} removed)",
+                report.records,
+                config.dir.display(),
+                report.images_copied,
+                report.images_kept,
+                report.images_removed
+            );
+            Ok(())
+        }
+        Command::Restore(config) => {
+            let report = zimage::backup::restore(config.dir, config.data_dir.clone()).await?;
+            println!(
+                "restored {} images into {}",
+                report.records,
+                config.data_dir.display()
+            );
+            Ok(())
+        }
     }
 }

@@ -1,8 +1,8 @@
-//! Keeping a finished image: the rule is **written, then announced**. [`save`] puts the PNG and then
-//! its history record durably on disk and returns only when both are there, so a job announced
+//! Keeping a finished image: the rule is **written, then announced**. [`save`] puts the PNG durably on
+//! disk and then commits its history row, and returns only when both are there, so a job announced
 //! `completed` after it survives a `kill -9` or a power cut. [`recover`], run at start-up, finishes
-//! what a crash interrupted so that every image has its record and every record its image: after a
-//! crash at any point of [`save`], a restart shows the image with its record, or neither.
+//! what a crash interrupted so that every image has its row and every row its image: after a crash at
+//! any point of [`save`], a restart shows the image with its row, or neither.
 //!
 //! Also the free space of the data folder ([`free_bytes`], [`LOW_FREE_SPACE_BYTES`]), since a full
 //! disk is how saving usually fails.
@@ -12,9 +12,9 @@
 //! | crash after | on disk | [`recover`] |
 //! |---|---|---|
 //! | the PNG's temporary is flushed | a hidden `.tmp` | removes it: neither |
-//! | the PNG is in place | a PNG without a record | moves it to the lost and found: neither |
-//! | the record's temporary is flushed | the PNG, a hidden `.tmp` | both of the above: neither |
-//! | the record is in place | both | nothing to do: both |
+//! | the PNG is in place | a PNG without a row | moves it to the lost and found: neither |
+//! | the row is written, not committed | the PNG, an uncommitted transaction | SQLite rolls it back when the database opens; the PNG as above: neither |
+//! | the row is committed | both | nothing to do: both |
 
 use std::collections::BTreeSet;
 use std::io;
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::atomic_file;
-use crate::history::{History, HistoryError, HistoryRecord};
+use crate::history::{BeforeCommit, History, HistoryError, HistoryRecord};
 use crate::images::{ImageError, ImageStore, Variant};
 use crate::job_id::JobId;
 
@@ -79,9 +79,7 @@ impl From<ImageError> for SaveError {
 
 impl From<HistoryError> for SaveError {
     fn from(error: HistoryError) -> SaveError {
-        match error {
-            HistoryError::Folder { source, .. } | HistoryError::Write { source, .. } => source.into(),
-        }
+        error.into_io().into()
     }
 }
 
@@ -109,9 +107,9 @@ pub(crate) enum SavePoint {
     ImageStaged,
     /// The PNG is in place (renamed, folder flushed).
     ImageInPlace,
-    /// The record is written and flushed under a temporary name.
+    /// The record's row is written in a transaction not yet committed.
     RecordStaged,
-    /// The record is in place and in the history.
+    /// The row is committed: the record is in the history.
     RecordInPlace,
 }
 
@@ -159,7 +157,7 @@ pub(crate) async fn save_with(
     let (images, history) = (images.clone(), history.clone());
     let id = record.id;
     let task = tokio::spawn(async move {
-        let saved = save_steps(&images, &history, record, png, &*observe).await;
+        let saved = save_steps(&images, &history, record, png, &observe).await;
         if let Err(error) = &saved {
             take_back(&images, &history, id, error).await;
         }
@@ -175,7 +173,7 @@ async fn save_steps(
     history: &History,
     record: HistoryRecord,
     png: Bytes,
-    observe: &(dyn Fn(SavePoint) -> AtPoint + Send + Sync),
+    observe: &Observer,
 ) -> Result<Outcome, SaveError> {
     // Each stop leaves its temporaries on the disk, as a crash would; a failure drops them, which
     // removes them.
@@ -194,16 +192,16 @@ async fn save_steps(
         AtPoint::Crash => return Ok(Outcome::Crashed(SavePoint::ImageInPlace)),
         AtPoint::Fail(error) => return Err(error.into()),
     }
-    let staged = history.stage(record).await?;
-    match observe(SavePoint::RecordStaged) {
-        AtPoint::Go => {}
-        AtPoint::Crash => {
-            staged.abandon()?;
-            return Ok(Outcome::Crashed(SavePoint::RecordStaged));
-        }
-        AtPoint::Fail(error) => return Err(error.into()),
+    // The observer runs on the history's blocking thread, between the row's insert and its commit.
+    let observer = observe.clone();
+    let before_commit = move || match observer(SavePoint::RecordStaged) {
+        AtPoint::Go => BeforeCommit::Commit,
+        AtPoint::Crash => BeforeCommit::Abandon,
+        AtPoint::Fail(error) => BeforeCommit::Fail(error),
+    };
+    if !history.add_with(record, before_commit).await? {
+        return Ok(Outcome::Crashed(SavePoint::RecordStaged));
     }
-    history.commit(staged).await?;
     match observe(SavePoint::RecordInPlace) {
         AtPoint::Go => Ok(Outcome::Saved),
         AtPoint::Crash => Ok(Outcome::Crashed(SavePoint::RecordInPlace)),
@@ -253,11 +251,8 @@ pub enum RecoverError {
         path: std::path::PathBuf,
         source: io::Error,
     },
-    #[error("cannot read the history folder {path}")]
-    History {
-        path: std::path::PathBuf,
-        source: io::Error,
-    },
+    #[error("cannot read the history")]
+    History(#[source] HistoryError),
 }
 
 /// Tidies what a crash left, before anything else uses the stores: removes the temporaries of
@@ -271,17 +266,10 @@ pub async fn recover(images: &ImageStore, history: &History) -> Result<Recovery,
         path: images.dir().to_owned(),
         source,
     };
-    let history_error = |source| RecoverError::History {
-        path: history.dir().to_owned(),
-        source,
-    };
     let mut recovery = Recovery {
         temporaries_removed: atomic_file::sweep_temporaries(images.dir())
             .await
-            .map_err(images_error)?
-            + atomic_file::sweep_temporaries(history.dir())
-                .await
-                .map_err(history_error)?,
+            .map_err(images_error)?,
         ..Recovery::default()
     };
     let files = images.files().await.map_err(|error| match error {
@@ -299,10 +287,8 @@ pub async fn recover(images: &ImageStore, history: &History) -> Result<Recovery,
         .map(|file| file.id)
         .collect();
 
-    for id in history.ids() {
-        if with_image.contains(&id) {
-            continue;
-        }
+    let with_record = history.ids().map_err(RecoverError::History)?;
+    for &id in with_record.difference(&with_image) {
         match history.remove(id).await {
             Ok(_) => {
                 tracing::warn!(%id, "dropped a history record whose image is missing");
@@ -314,10 +300,7 @@ pub async fn recover(images: &ImageStore, history: &History) -> Result<Recovery,
             }
         }
     }
-    for &id in &with_image {
-        if history.get(id).is_some() {
-            continue;
-        }
+    for &id in with_image.difference(&with_record) {
         match images.move_aside(id).await {
             Ok(path) => {
                 tracing::warn!(%id, path = %path.display(), "moved an image without a history record to the lost and found");
@@ -496,14 +479,14 @@ mod tests {
         async fn open(root: &Path) -> Data {
             Data {
                 images: ImageStore::open(&root.join("images")).await.unwrap(),
-                history: History::open(&root.join("history")).await.unwrap(),
+                history: History::open(root).await.unwrap(),
             }
         }
 
-        /// Every name in both folders (the lost and found's content as `lost+found/<name>`).
+        /// Every name in the image folder (the lost and found's content as `lost+found/<name>`).
         fn names(&self) -> Vec<String> {
             let mut names = Vec::new();
-            for dir in [self.images.dir(), self.history.dir()] {
+            for dir in [self.images.dir()] {
                 for entry in std::fs::read_dir(dir).unwrap() {
                     let entry = entry.unwrap();
                     let name = entry.file_name().to_string_lossy().into_owned();
@@ -546,7 +529,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(data.history.get(id), Some(record(id)));
-        assert_eq!(data.names(), vec![format!("{id}.json"), format!("{id}.png")]);
+        assert_eq!(data.names(), vec![format!("{id}.png")]);
 
         let reopened = Data::open(root.path()).await;
         assert!(
@@ -616,7 +599,6 @@ mod tests {
                 ..Recovery::default()
             },
             SavePoint::RecordStaged => Recovery {
-                temporaries_removed: 1,
                 images_moved_aside: vec![id],
                 ..Recovery::default()
             },
@@ -627,7 +609,7 @@ mod tests {
         assert_eq!(both, point == SavePoint::RecordInPlace, "{point:?}");
         let names = data.names();
         match point {
-            SavePoint::RecordInPlace => assert_eq!(names, vec![format!("{id}.json"), format!("{id}.png")]),
+            SavePoint::RecordInPlace => assert_eq!(names, vec![format!("{id}.png")]),
             SavePoint::ImageStaged => assert!(names.is_empty(), "{names:?}"),
             _ => {
                 assert_eq!(names, vec![format!("{LOST_AND_FOUND}/{id}.png")], "{point:?}");
@@ -742,14 +724,13 @@ mod tests {
         assert_eq!(
             data.names(),
             vec![
-                format!("{kept}.json"),
                 format!("{kept}.png"),
                 format!("{kept}.thumb.jpg"),
                 "notes.txt".to_owned()
             ]
         );
         assert!(
-            History::open(data.history.dir())
+            History::open(root.path())
                 .await
                 .unwrap()
                 .get(without_image)

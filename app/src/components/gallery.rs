@@ -1,7 +1,9 @@
-//! The history gallery: thumbnails newest first from the gateway's history, more loaded on scroll.
+//! The history gallery: a search box and a "Starred" filter above thumbnails newest first from the
+//! gateway's history, more loaded on scroll, a star on each; tapping one opens the full-screen viewer.
 
 use leptos::prelude::*;
 
+use crate::components::viewer::Viewer;
 use crate::studio::Studio;
 
 /// The gallery below the form and the stage.
@@ -10,21 +12,57 @@ pub fn HistoryGallery(studio: Studio) -> impl IntoView {
     let end_marker = NodeRef::<leptos::html::Div>::new();
     watch_end_marker(studio, end_marker);
     let items = move || studio.gallery.with(|gallery| gallery.items.clone());
-    // Memos, so the parts they show are made again only when the answer changes (as `<Show>` does,
-    // without its type-erased children: see `components::erase`).
-    let is_empty = Memo::new(move |_| {
+    let filtered = move || {
+        studio.gallery.with(|gallery| {
+            let filter = gallery.filter();
+            filter.starred_only || !filter.query.trim().is_empty()
+        })
+    };
+    let is_empty = move || {
         studio
             .gallery
             .with(|gallery| gallery.is_loaded() && gallery.items.is_empty())
-    });
-    let has_more = Memo::new(move |_| studio.gallery.with(|gallery| gallery.has_more()));
+    };
+    let has_more = move || studio.gallery.with(|gallery| gallery.has_more());
+    let starred_only = move || studio.gallery.with(|gallery| gallery.filter().starred_only);
     let ui = studio.ui;
     crate::components::erase(view! {
         <section class="gallery" aria-labelledby="gallery-title">
             <h2 id="gallery-title">{ui.history}</h2>
-            {move || is_empty.get().then(|| view! { <p class="hint">{ui.history_empty}</p> })}
+            <div class="gallery-tools" role="search">
+                <input
+                    type="search"
+                    id="gallery-search"
+                    class="gallery-search"
+                    aria-label=ui.search_label
+                    placeholder=ui.search_placeholder
+                    enterkeyhint="search"
+                    prop:value=move || studio.search_text.get()
+                    on:input=move |event| studio.search(event_target_value(&event))
+                />
+                <label class="starred-filter">
+                    <input
+                        type="checkbox"
+                        prop:checked=starred_only
+                        disabled=move || !studio.hydrated.get()
+                        on:change=move |event| studio.show_starred_only(event_target_checked(&event))
+                    />
+                    <span>{ui.starred_filter}</span>
+                </label>
+            </div>
+            <Show when=is_empty>
+                <p class="hint">
+                    {move || {
+                        if filtered() {
+                            ui.nothing_found
+                        } else {
+                            ui.history_empty
+                        }
+                    }}
+                </p>
+            </Show>
             <ul class="thumbs">
-                <For each=items key=|item| item.id.clone() let(item)>
+                <For each=items key=|item| (item.id.clone(), item.starred) let(item)>
                     <li>
                         <button
                             type="button"
@@ -32,12 +70,13 @@ pub fn HistoryGallery(studio: Studio) -> impl IntoView {
                             aria-label=(ui.show_image)(&item.prompt)
                             title=item.prompt.clone()
                             on:click={
-                                let item = item.clone();
-                                move |_| studio.select(item.clone())
+                                let id = item.id.clone();
+                                move |_| studio.open_viewer(id.clone())
                             }
                         >
                             <img src=item.thumbnail_url.clone() alt="" loading="lazy" width=item.width height=item.height/>
                         </button>
+                        <StarButton studio id=item.id.clone() starred=item.starred class="thumb-star"/>
                     </li>
                 </For>
             </ul>
@@ -56,8 +95,29 @@ pub fn HistoryGallery(studio: Studio) -> impl IntoView {
                     </button>
                 })}
             </div>
+            <Viewer studio/>
         </section>
     })
+}
+
+/// A star that stars or unstars one image.
+#[component]
+pub fn StarButton(studio: Studio, id: String, starred: bool, class: &'static str) -> impl IntoView {
+    let ui = studio.ui;
+    let label = if starred { ui.unstar } else { ui.star };
+    view! {
+        <button
+            type="button"
+            class=format!("star {class}")
+            class:starred=starred
+            aria-label=label
+            aria-pressed=if starred { "true" } else { "false" }
+            title=label
+            on:click=move |_| studio.star(id.clone(), !starred)
+        >
+            {if starred { "★" } else { "☆" }}
+        </button>
+    }
 }
 
 /// Loads the next page whenever the end of the gallery comes near the screen.
@@ -66,8 +126,10 @@ fn watch_end_marker(studio: Studio, end_marker: NodeRef<leptos::html::Div>) {
     let watch = StoredValue::new_local(None::<crate::browser::VisibilityWatch>);
     Effect::new(move |_| {
         // A fresh observer after every load reports at once whether the end is still in view (a tall
-        // screen may show a whole page), so loading goes on until the screen is full.
+        // screen may show a whole page), so loading goes on until the screen is full. A new filter
+        // starts over.
         let loading = studio.gallery_loading.get();
+        studio.gallery.with(|gallery| gallery.filter().clone());
         let element = end_marker.get();
         watch.set_value(None);
         if let (false, Some(element)) = (loading, element) {

@@ -12,6 +12,7 @@ pub mod progress;
 pub mod prompt_form;
 pub mod stage;
 pub mod status_light;
+pub mod viewer;
 
 use leptos::prelude::*;
 

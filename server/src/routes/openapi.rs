@@ -41,6 +41,7 @@ has an access secret, a session cookie or the secret as `Authorization: Bearer`.
         images::full,
         images::thumbnail,
         history::list,
+        history::star,
         history::remove,
         health::healthz,
         health::readyz,

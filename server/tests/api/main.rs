@@ -13,6 +13,7 @@ mod demo;
 mod engine;
 mod engine_support;
 mod events;
+mod gallery;
 mod generate;
 mod generate_command;
 mod language;

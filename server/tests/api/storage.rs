@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use zimage::history::History;
 use zimage::job_id::JobId;
 use zimage_contract::JobEvent;
 
@@ -20,7 +21,6 @@ async fn a_restart_tidies_what_a_crash_left_and_shows_each_image_with_its_record
     app.stop().await;
 
     let images = app.data_dir.path().join("images");
-    let history = app.data_dir.path().join("history");
     // A crash between an image and its record: an image without a record...
     let unrecorded = JobId::new().to_string();
     std::fs::copy(
@@ -28,21 +28,19 @@ async fn a_restart_tidies_what_a_crash_left_and_shows_each_image_with_its_record
         images.join(format!("{unrecorded}.png")),
     )
     .unwrap();
-    // ...a record whose image is gone (a delete interrupted the other way round)...
-    let imageless = JobId::new().to_string();
-    let record = std::fs::read_to_string(history.join(format!("{kept}.json"))).unwrap();
-    std::fs::write(
-        history.join(format!("{imageless}.json")),
-        record.replace(&kept, &imageless),
-    )
-    .unwrap();
+    // ...a row whose image is gone (a delete interrupted the other way round)...
+    let history = History::open(app.data_dir.path()).await.unwrap();
+    let mut record = history.get(kept.parse().unwrap()).unwrap();
+    record.id = JobId::new();
+    let imageless = record.id.to_string();
+    history.add(record).await.unwrap();
+    drop(history);
     // ...and writes cut short.
     std::fs::write(
         images.join(format!(".{unrecorded}.png.a1b2c3.tmp")),
         b"\x89PNG half",
     )
     .unwrap();
-    std::fs::write(history.join(format!(".{imageless}.json.d4e5f6.tmp")), b"{\"id\":").unwrap();
 
     let app = start_gateway(app.sim.clone(), Arc::clone(&app.data_dir)).await;
     let listed = app.get("/api/history").await;
@@ -64,17 +62,12 @@ async fn a_restart_tidies_what_a_crash_left_and_shows_each_image_with_its_record
         assert_eq!(app.get(&format!("/api/jobs/{gone}")).await.status, 404, "{gone}");
     }
 
-    let mut left: Vec<String> = [&images, &history]
-        .iter()
-        .flat_map(|dir| std::fs::read_dir(dir).unwrap())
+    let mut left: Vec<String> = std::fs::read_dir(&images)
+        .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    let mut expected = vec![
-        format!("{kept}.json"),
-        format!("{kept}.png"),
-        "lost+found".to_owned(),
-    ];
+    let mut expected = vec![format!("{kept}.png"), "lost+found".to_owned()];
     expected.sort();
     assert_eq!(left, expected);
     // The image without a record is kept aside for a person to find, not deleted.

@@ -193,6 +193,11 @@ impl TestApp {
         answer("post", response).await
     }
 
+    pub(crate) async fn patch_json(&self, path: &str, body: &Value) -> Answer {
+        let response = self.http.patch(self.url(path)).json(body).send().await.unwrap();
+        answer(response).await
+    }
+
     pub(crate) async fn get(&self, path: &str) -> Answer {
         answer("get", self.http.get(self.url(path)).send().await.unwrap()).await
     }

@@ -1,0 +1,208 @@
+//! The full-screen viewer: one image of the gallery over the page, with its prompt, seed, size, time
+//! taken and backend, and copy prompt, reuse, download, star and delete. Arrow keys and swipes move
+//! through the gallery as filtered; Esc, the close button and the phone's back button close it.
+
+use leptos::prelude::*;
+
+use crate::api::HistoryItem;
+use crate::components::gallery::StarButton;
+use crate::job::format_elapsed;
+use crate::studio::Studio;
+
+/// The element id of the viewer (swipes are watched on it).
+const VIEWER_ID: &str = "viewer";
+
+/// The viewer; renders nothing while no image is open.
+#[component]
+pub fn Viewer(studio: Studio) -> AnyView {
+    let ui = studio.ui;
+    watch_swipes(studio);
+    let shown = move || {
+        let id = studio.viewing.get()?;
+        studio.gallery.with(|gallery| gallery.get(&id).cloned())
+    };
+    let is_open = move || studio.viewing.with(Option::is_some);
+    view! {
+        <Show when=is_open>
+            <div id=VIEWER_ID class="viewer" role="dialog" aria-modal="true" aria-label=ui.viewer>
+                {move || shown().map(|item| view! { <ViewerContent studio item/> })}
+            </div>
+        </Show>
+    }
+    .into_any()
+}
+
+/// One image in the viewer: the bar, the image, and its details.
+#[component]
+fn ViewerContent(studio: Studio, item: HistoryItem) -> AnyView {
+    let ui = studio.ui;
+    let position = studio
+        .gallery
+        .with_untracked(|gallery| gallery.position(&item.id))
+        .map(|(at, of)| (ui.position)(at, of))
+        .unwrap_or_default();
+    view! {
+        <div class="viewer-bar">
+            <span class="viewer-position">{position}</span>
+            <button
+                type="button"
+                class="viewer-close"
+                aria-label=ui.close
+                title=ui.close
+                on:click=move |_| studio.close_viewer()
+            >
+                "✕"
+            </button>
+        </div>
+        <div class="viewer-stage">
+            <button
+                type="button"
+                class="viewer-step previous"
+                aria-label=ui.previous_image
+                on:click=move |_| studio.view_next(-1)
+            >
+                "‹"
+            </button>
+            <img
+                class="viewer-image"
+                src=item.image_url.clone()
+                alt=item.prompt.clone()
+                width=item.width
+                height=item.height
+            />
+            <button
+                type="button"
+                class="viewer-step next"
+                aria-label=ui.next_image
+                on:click=move |_| studio.view_next(1)
+            >
+                "›"
+            </button>
+        </div>
+        <ViewerDetails studio item/>
+    }
+    .into_any()
+}
+
+/// The image's facts and actions.
+#[component]
+fn ViewerDetails(studio: Studio, item: HistoryItem) -> AnyView {
+    let ui = studio.ui;
+    let elapsed = item
+        .timings
+        .finished_at
+        .map(|finished| format_elapsed(finished.saturating_sub(item.timings.queued_at)));
+    let download_name = format!("z-image-{}.png", item.seed);
+    view! {
+        <div class="viewer-details">
+            <p class="viewer-prompt">{item.prompt.clone()}</p>
+            <dl class="facts">
+                <div>
+                    <dt>{ui.seed}</dt>
+                    <dd class="viewer-seed">{item.seed}</dd>
+                </div>
+                <div>
+                    <dt>{ui.size}</dt>
+                    <dd class="viewer-size">{format!("{} × {}", item.width, item.height)}</dd>
+                </div>
+                {elapsed
+                    .map(|elapsed| {
+                        view! {
+                            <div>
+                                <dt>{ui.time}</dt>
+                                <dd>{elapsed}</dd>
+                            </div>
+                        }
+                    })}
+                {item
+                    .backend
+                    .clone()
+                    .map(|backend| {
+                        view! {
+                            <div>
+                                <dt>{ui.made_on}</dt>
+                                <dd class="viewer-backend">{backend}</dd>
+                            </div>
+                        }
+                    })}
+            </dl>
+            <ViewerActions studio item download_name/>
+        </div>
+    }
+    .into_any()
+}
+
+/// Star, copy prompt, reuse, download, delete.
+#[component]
+fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> AnyView {
+    let confirming = RwSignal::new(false);
+    let (copy_prompt, reuse_item, delete_id) = (item.prompt.clone(), item.clone(), item.id.clone());
+    view! {
+        <div class="actions">
+            <StarButton studio id=item.id.clone() starred=item.starred class="button"/>
+            <button type="button" class="button" on:click=move |_| studio.copy_prompt(copy_prompt.clone())>
+                {ui.copy_prompt}
+            </button>
+            <button type="button" class="button" on:click=move |_| studio.reuse_from_viewer(&reuse_item)>
+                {ui.reuse_settings}
+            </button>
+            <a class="button" href=item.image_url.clone() download=download_name>
+                {ui.download}
+            </a>
+            <Show
+                when=move || confirming.get()
+                fallback=move || {
+                    view! {
+                        <button type="button" class="button danger-outline" on:click=move |_| confirming.set(true)>
+                            {ui.delete}
+                        </button>
+                    }
+                }
+            >
+                <span class="confirm" role="group" aria-label=ui.delete_question>
+                    <span>{ui.delete_question}</span>
+                    <button
+                        type="button"
+                        class="button danger"
+                        on:click={
+                            let delete_id = delete_id.clone();
+                            move |_| {
+                                confirming.set(false);
+                                studio.delete(delete_id.clone());
+                            }
+                        }
+                    >
+                        {ui.yes_delete}
+                    </button>
+                    <button type="button" class="button" on:click=move |_| confirming.set(false)>
+                        {ui.keep}
+                    </button>
+                </span>
+            </Show>
+            <span class="viewer-note" aria-live="polite">
+                {move || studio.viewer_note.get()}
+            </span>
+        </div>
+    }
+    .into_any()
+}
+
+/// Swipes on the viewer move through the gallery; watched each time the viewer opens.
+#[cfg(feature = "hydrate")]
+fn watch_swipes(studio: Studio) {
+    let opened = Memo::new(move |_| studio.viewing.get().is_some());
+    Effect::new(move |_| {
+        if opened.get() {
+            // After this render, once the viewer's element is in the page.
+            request_animation_frame(move || {
+                if let Some(element) = crate::browser::element_by_id(VIEWER_ID) {
+                    crate::browser::on_swipe(&element, move |step| studio.view_next(step));
+                }
+            });
+        }
+    });
+}
+
+/// The server renders no open viewer.
+#[cfg(not(feature = "hydrate"))]
+fn watch_swipes(_studio: Studio) {}
