@@ -201,8 +201,6 @@ pub struct Ui {
     pub copy_prompt: &'static str,
     pub copied: &'static str,
     pub copy_failed: &'static str,
-    pub yes_delete: &'static str,
-    pub keep: &'static str,
     /// The fact naming the GPU that made an image, in the viewer.
     pub made_on: &'static str,
     /// "3 of 24": where the viewer stands in the loaded gallery.
@@ -323,8 +321,6 @@ pub const EN: Ui = Ui {
     copy_prompt: "Copy prompt",
     copied: "Copied",
     copy_failed: "Could not copy",
-    yes_delete: "Yes, delete",
-    keep: "Keep",
     made_on: "Made on",
     position: |at, of| format!("{at} of {of}"),
     backend: "Backend: ",
@@ -432,8 +428,6 @@ pub const ZH_CN: Ui = Ui {
     copy_prompt: "复制提示词",
     copied: "已复制",
     copy_failed: "无法复制",
-    yes_delete: "确定删除",
-    keep: "保留",
     made_on: "生成于",
     position: |at, of| format!("第 {at} 张，共 {of} 张"),
     backend: "后端：",

@@ -277,7 +277,7 @@ impl Studio {
                 Err(error) if self.sign_in_again(&error) => {}
                 Err(error) => {
                     self.gallery.update(|gallery| gallery.set_starred(&id, !starred));
-                    self.gallery_error.set(Some(error.to_string()));
+                    self.gallery_error.set(Some(error.message(self.ui)));
                 }
             }
         });

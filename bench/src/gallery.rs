@@ -164,7 +164,7 @@ fn build_folder(root: &Path, records: usize) -> anyhow::Result<Vec<u64>> {
             seed,
             width: 1024,
             height: 1024,
-            timings: app::api::Timings {
+            timings: zimage_contract::Timings {
                 queued_at: 1_760_000_000_000 + n as u64,
                 started_at: Some(1_760_000_000_100 + n as u64),
                 finished_at: Some(1_760_000_003_100 + n as u64),

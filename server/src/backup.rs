@@ -312,7 +312,7 @@ mod tests {
     use super::*;
     use crate::history::{Filter, HistoryRecord, SearchText};
     use crate::images::ImageStore;
-    use app::api::Timings;
+    use zimage_contract::Timings;
 
     fn png(side: u32) -> bytes::Bytes {
         let image = image::RgbImage::from_fn(side, side, |x, y| image::Rgb([x as u8, y as u8, 7]));

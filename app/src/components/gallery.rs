@@ -23,7 +23,7 @@ pub fn HistoryGallery(studio: Studio) -> impl IntoView {
             .gallery
             .with(|gallery| gallery.is_loaded() && gallery.items.is_empty())
     };
-    let has_more = move || studio.gallery.with(|gallery| gallery.has_more());
+    let has_more = Memo::new(move |_| studio.gallery.with(|gallery| gallery.has_more()));
     let starred_only = move || studio.gallery.with(|gallery| gallery.filter().starred_only);
     let ui = studio.ui;
     crate::components::erase(view! {

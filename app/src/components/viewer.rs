@@ -91,7 +91,7 @@ fn ViewerDetails(studio: Studio, item: HistoryItem) -> AnyView {
     let elapsed = item
         .timings
         .finished_at
-        .map(|finished| format_elapsed(finished.saturating_sub(item.timings.queued_at)));
+        .map(|finished| format_elapsed(finished.saturating_sub(item.timings.queued_at), ui));
     let download_name = format!("z-image-{}.png", item.seed);
     view! {
         <div class="viewer-details">
@@ -135,6 +135,7 @@ fn ViewerDetails(studio: Studio, item: HistoryItem) -> AnyView {
 /// Star, copy prompt, reuse, download, delete.
 #[component]
 fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> AnyView {
+    let ui = studio.ui;
     let confirming = RwSignal::new(false);
     let (copy_prompt, reuse_item, delete_id) = (item.prompt.clone(), item.clone(), item.id.clone());
     view! {
@@ -159,7 +160,7 @@ fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> An
                     }
                 }
             >
-                <span class="confirm" role="group" aria-label=ui.delete_question>
+                <span class="confirm" role="group" aria-label=ui.confirm_deletion>
                     <span>{ui.delete_question}</span>
                     <button
                         type="button"

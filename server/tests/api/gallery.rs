@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use app::api::JobEvent;
+use zimage_contract::JobEvent;
 use serde_json::{Value, json};
 use zimage::history::{History, HistoryRecord};
 use zimage::job_id::JobId;

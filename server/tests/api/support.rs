@@ -195,7 +195,7 @@ impl TestApp {
 
     pub(crate) async fn patch_json(&self, path: &str, body: &Value) -> Answer {
         let response = self.http.patch(self.url(path)).json(body).send().await.unwrap();
-        answer(response).await
+        answer("patch", response).await
     }
 
     pub(crate) async fn get(&self, path: &str) -> Answer {
