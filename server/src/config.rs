@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use zimage_contract::AspectRatio;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use url::Url;
+use zimage_contract::AspectRatio;
 
 use crate::comfy::workflow::{ModelFiles, Workflow};
 

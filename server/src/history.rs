@@ -15,10 +15,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use zimage_contract::{self as api, HistoryItem, Timings};
 use rusqlite::{Connection, OptionalExtension as _, params};
 use rusqlite_migration::{M, Migrations};
 use serde::{Deserialize, Serialize};
+use zimage_contract::{self as api, HistoryItem, Timings};
 
 use crate::access::identity::ClientId;
 use crate::atomic_file;

@@ -115,13 +115,17 @@ impl Text {
         ratio_or_size: "Give either an aspect ratio or a width and height, not both.",
         width_needs_height: "A width needs a height.",
         height_needs_width: "A height needs a width.",
-        unknown_model: |offered| format!("The studio has no model of that name; the one it offers is {offered:?}."),
+        unknown_model: |offered| {
+            format!("The studio has no model of that name; the one it offers is {offered:?}.")
+        },
         image_count: |most| format!("n must be between 1 and {most}."),
         size_or_ratio: "Give either a size or an aspect ratio, not both.",
         seeds_range: |count, most| format!("The seeds of the {count} images must stay between 0 and {most}."),
-        size_format: |least, most, step| format!(
-            "The size must be \"auto\" or WIDTHxHEIGHT, e.g. \"1024x576\" (sides of {least} to {most} pixels in steps of {step})."
-        ),
+        size_format: |least, most, step| {
+            format!(
+                "The size must be \"auto\" or WIDTHxHEIGHT, e.g. \"1024x576\" (sides of {least} to {most} pixels in steps of {step})."
+            )
+        },
         body_too_large: |max| format!("The request body is larger than {max} bytes."),
         json_required: "Send the request as JSON (Content-Type: application/json).",
         malformed_json: |detail| format!("The request body is not valid JSON: {detail}."),
@@ -154,7 +158,11 @@ impl Text {
             )
         },
         too_fast: "This device is starting jobs faster than the studio allows; wait a moment.",
-        too_many_at_once: |count| format!("This studio starts fewer than {count} jobs at once for one device; ask for fewer images."),
+        too_many_at_once: |count| {
+            format!(
+                "This studio starts fewer than {count} jobs at once for one device; ask for fewer images."
+            )
+        },
         not_yours: "Only the browser that started this job can change it (or someone signed in with the studio's secret).",
         generation_failed: |code, message| format!("The image could not be made ({code}): {message}"),
         generation_cancelled: "The job was cancelled from the studio before its image was done.",
@@ -210,9 +218,11 @@ impl Text {
         image_count: |most| format!("n 必须在 1 到 {most} 之间。"),
         size_or_ratio: "尺寸和宽高比只能给一个。",
         seeds_range: |count, most| format!("{count} 张图像的种子必须都在 0 到 {most} 之间。"),
-        size_format: |least, most, step| format!(
-            "尺寸必须是 \"auto\" 或 宽x高，例如 \"1024x576\"（每边 {least} 到 {most} 像素，以 {step} 为步长）。"
-        ),
+        size_format: |least, most, step| {
+            format!(
+                "尺寸必须是 \"auto\" 或 宽x高，例如 \"1024x576\"（每边 {least} 到 {most} 像素，以 {step} 为步长）。"
+            )
+        },
         body_too_large: |max| format!("请求体超过了 {max} 字节。"),
         json_required: "请以 JSON 发送请求（Content-Type: application/json）。",
         malformed_json: |detail| format!("请求体不是有效的 JSON：{detail}。"),
@@ -239,7 +249,9 @@ impl Text {
         internal: "工作室内部出错了；详情见日志。",
         queue_full: |unfinished| format!("工作室已有 {unfinished} 个任务在排队或运行；请等一些完成后再试。"),
         too_fast: "这台设备提交任务的速度超过了工作室的限制；请稍等片刻。",
-        too_many_at_once: |count| format!("本工作室一次为一台设备启动的任务少于 {count} 个；请少要几张图像。"),
+        too_many_at_once: |count| {
+            format!("本工作室一次为一台设备启动的任务少于 {count} 个；请少要几张图像。")
+        },
         not_yours: "只有发起这个任务的浏览器（或用工作室密钥登录的人）才能更改它。",
         generation_failed: |code, message| format!("图像未能生成（{code}）：{message}"),
         generation_cancelled: "图像完成之前，任务已在工作室中被取消。",

@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use zimage_contract::{CreateJobRequest, ErrorBody, JobAccepted, JobEvent, JobView, MAX_SEED, STEPS, paths};
 use bytes::Bytes;
 use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
+use zimage_contract::{CreateJobRequest, ErrorBody, JobAccepted, JobEvent, JobView, MAX_SEED, STEPS, paths};
 
 use crate::config::GenerateConfig;
 use crate::images::png_size;

@@ -8,9 +8,9 @@ use axum::{Json, Router};
 use zimage_contract::{BackendState, CreateJobRequest, ErrorBody, JobAccepted, JobView, paths};
 
 use super::JobIdParam;
-use super::language::text;
 use super::access::Caller;
 use super::error::{ApiError, ApiJson};
+use super::language::text;
 use crate::state::AppState;
 use crate::storage::DiskSpace;
 use crate::validation::GenerationParams;

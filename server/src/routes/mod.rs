@@ -8,9 +8,9 @@ mod health;
 mod history;
 mod images;
 mod jobs;
+mod language;
 mod openai;
 mod openapi;
-mod language;
 mod site;
 
 use std::time::Duration;

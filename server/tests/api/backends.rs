@@ -11,10 +11,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use zimage_contract::{BackendList, BackendStatus, HistoryPage, JobEvent, JobStatus};
 use comfy_sim::{SimHandle, SimOptions, Simulator};
 use serde_json::json;
 use tokio::net::TcpListener;
+use zimage_contract::{BackendList, BackendStatus, HistoryPage, JobEvent, JobStatus};
 
 use crate::engine_support::eventually;
 use crate::support::{TestApp, quick_sim, start_gateway_with_args};

@@ -3,10 +3,10 @@
 
 use std::io::Read as _;
 
-use zimage_contract::JobEvent;
 use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
 use serde_json::json;
+use zimage_contract::JobEvent;
 
 use crate::support::{PATIENCE, completed_image, spawn_app};
 

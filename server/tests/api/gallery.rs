@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
-use zimage_contract::JobEvent;
 use serde_json::{Value, json};
 use zimage::history::{History, HistoryRecord};
 use zimage::job_id::JobId;
+use zimage_contract::JobEvent;
 
 use crate::support::{TestApp, spawn_app, start_gateway};
 

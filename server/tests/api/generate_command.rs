@@ -9,11 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 
-use zimage_contract::{JobStatus, MAX_PROMPT_CHARS};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
+use zimage_contract::{JobStatus, MAX_PROMPT_CHARS};
 
 use crate::support::{PATIENCE, TestApp, eventually, line_containing, spawn_app, spawn_app_with_args};
 

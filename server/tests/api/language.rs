@@ -6,8 +6,8 @@
     reason = "test helpers unwrap: a failure there is the test failing"
 )]
 
-use zimage_contract::{HistoryPage, JobView, MAX_PROMPT_CHARS};
 use serde_json::{Value, json};
+use zimage_contract::{HistoryPage, JobView, MAX_PROMPT_CHARS};
 
 use crate::support::{TestApp, completed_image, spawn_app};
 
