@@ -201,6 +201,8 @@ pub struct Ui {
     pub copy_prompt: &'static str,
     pub copied: &'static str,
     pub copy_failed: &'static str,
+    /// The viewer's button that puts the image's settings in the form.
+    pub reuse_image: &'static str,
     /// The fact naming the GPU that made an image, in the viewer.
     pub made_on: &'static str,
     /// "3 of 24": where the viewer stands in the loaded gallery.
@@ -321,6 +323,7 @@ pub const EN: Ui = Ui {
     copy_prompt: "Copy prompt",
     copied: "Copied",
     copy_failed: "Could not copy",
+    reuse_image: "Reuse",
     made_on: "Made on",
     position: |at, of| format!("{at} of {of}"),
     backend: "Backend: ",
@@ -428,6 +431,7 @@ pub const ZH_CN: Ui = Ui {
     copy_prompt: "复制提示词",
     copied: "已复制",
     copy_failed: "无法复制",
+    reuse_image: "复用",
     made_on: "生成于",
     position: |at, of| format!("第 {at} 张，共 {of} 张"),
     backend: "后端：",

@@ -145,7 +145,7 @@ fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> An
                 {ui.copy_prompt}
             </button>
             <button type="button" class="button" on:click=move |_| studio.reuse_from_viewer(&reuse_item)>
-                {ui.reuse_settings}
+                {ui.reuse_image}
             </button>
             <a class="button" href=item.image_url.clone() download=download_name>
                 {ui.download}
@@ -160,7 +160,7 @@ fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> An
                     }
                 }
             >
-                <span class="confirm" role="group" aria-label=ui.confirm_deletion>
+                <span class="confirm" role="group" aria-label=ui.delete_question>
                     <span>{ui.delete_question}</span>
                     <button
                         type="button"
