@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::comfy::client::ComfyClient;
 use crate::comfy::{ComfyEvent, OutputImage, socket};
 use crate::config::BenchConfig;
+use crate::i18n::Report;
 
 /// The largest image accepted from `/view`.
 const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -85,20 +86,9 @@ impl Stage {
     }
 
     /// The stage's name in the printed table.
-    pub fn label(self) -> &'static str {
-        match self {
-            Stage::QueueWait => "queue wait",
-            Stage::ModelLoading => "model loading (loader nodes)",
-            Stage::TextEncoding => "text encoding",
-            Stage::Sampling => "sampling, all steps",
-            Stage::FirstStep => "  to the first step",
-            Stage::PerStep => "  per step (steady)",
-            Stage::Decoding => "decoding (VAE)",
-            Stage::Saving => "saving (PNG)",
-            Stage::OtherNodes => "other nodes",
-            Stage::ImageTransfer => "image transfer",
-            Stage::EndToEnd => "end to end",
-        }
+    pub fn label(self, say: &Report) -> &'static str {
+        let index = Stage::ALL.iter().position(|stage| *stage == self).unwrap_or(0);
+        say.stages[index]
     }
 
     /// The stage a node of this class belongs to.
@@ -233,9 +223,10 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
         probe.missing_models,
         probe.other_problems
     );
+    let say = Report::of(crate::config::terminal_language());
     println!(
         "{}",
-        describe_backend(&config, &probe.comfyui_version, probe.device.as_ref())
+        describe_backend(&config, &probe.comfyui_version, probe.device.as_ref(), say)
     );
 
     let (events_sender, mut events) = mpsc::channel(1024);
@@ -282,11 +273,13 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
                 .collect(),
         };
         println!(
-            "run {} of {}{}: {:.2} s end to end",
-            index + 1,
-            config.runs,
-            if index == 0 { " (cold)" } else { "" },
-            millis(stages.get(&Stage::EndToEnd).copied().unwrap_or_default()) / 1e3
+            "{}",
+            (say.run)(
+                index + 1,
+                config.runs,
+                index == 0,
+                millis(stages.get(&Stage::EndToEnd).copied().unwrap_or_default()) / 1e3
+            )
         );
         runs.push(report);
     }
@@ -312,11 +305,11 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
         warm_median_ms: warm_medians(&runs),
         runs,
     };
-    println!("\n{}", render(&report));
+    println!("\n{}", render(&report, say));
     if let Some(path) = &config.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        println!("Numbers written to {}.", path.display());
+        println!("{}", (say.written)(&path.display().to_string()));
     }
     Ok(())
 }
@@ -463,54 +456,51 @@ fn describe_backend(
     config: &BenchConfig,
     version: &Option<String>,
     device: Option<&zimage_contract::DeviceInfo>,
+    say: &Report,
 ) -> String {
-    let version = version.as_deref().unwrap_or("(version unknown)");
+    let version = version.as_deref().unwrap_or(say.version_unknown);
     // The usual cause of minutes-long images: the container does not see the GPU.
     let on_cpu = device.is_some_and(|device| device.kind == "cpu");
-    let warning = if on_cpu {
-        "\nWarning: ComfyUI runs on the CPU, so expect minutes per image; docs/deployment.md shows how \
-         to give its container the GPU."
-    } else {
-        ""
-    };
-    let device = device.map_or("an unknown device".to_owned(), |device| {
-        format!(
-            "{} ({}), {} of {} VRAM free",
-            device.name,
-            device.kind,
-            gib(device.vram_free_bytes),
-            gib(device.vram_total_bytes)
+    let warning = if on_cpu { say.on_cpu } else { "" };
+    let device = device.map_or(say.unknown_device.to_owned(), |device| {
+        (say.device)(
+            &device.name,
+            &device.kind,
+            &gib(device.vram_free_bytes),
+            &gib(device.vram_total_bytes),
         )
     });
-    format!(
-        "ComfyUI {version} at {}: {device}{warning}\nModels: {}, {}, {}\nImage {}x{}, {} steps, {} runs",
-        config.comfyui,
-        config.workflow.unet,
-        config.workflow.text_encoder,
-        config.workflow.vae,
+    let setup = (say.setup)(
+        &config.workflow.unet,
+        &config.workflow.text_encoder,
+        &config.workflow.vae,
         config.width,
         config.height,
         zimage_contract::STEPS,
-        config.runs
+        config.runs,
+    );
+    format!(
+        "{}{warning}\n{setup}",
+        (say.backend)(version, config.comfyui.as_str(), &device)
     )
 }
 
 /// The report as a table: one row per stage, the cold run beside the warm median and range.
-pub fn render(report: &BenchReport) -> String {
+pub fn render(report: &BenchReport, say: &Report) -> String {
     let warm: Vec<&RunReport> = report.runs.iter().skip(1).collect();
     let mut text = String::new();
     let _ = writeln!(
         text,
         "{:<30} {:>12} {:>12} {:>12} {:>12}",
-        "stage",
+        say.stage,
         if report.unloaded_first {
-            "cold run"
+            say.cold_run
         } else {
-            "first run"
+            say.first_run
         },
-        "warm median",
-        "warm min",
-        "warm max"
+        say.warm_median,
+        say.warm_min,
+        say.warm_max
     );
     let show = |value: Option<f64>| value.map_or("-".to_owned(), |ms| format!("{ms:.0} ms"));
     for stage in Stage::ALL {
@@ -523,7 +513,7 @@ pub fn render(report: &BenchReport) -> String {
         let _ = writeln!(
             text,
             "{:<30} {:>12} {:>12} {:>12} {:>12}",
-            stage.label(),
+            stage.label(say),
             show(report.cold_ms.get(stage.key()).copied()),
             show(report.warm_median_ms.get(stage.key()).copied()),
             show(min),
@@ -533,10 +523,12 @@ pub fn render(report: &BenchReport) -> String {
     if let (Some(device), Some(free_after)) = (&report.device, report.vram_free_after_bytes) {
         let _ = writeln!(
             text,
-            "\nVRAM free: {} before, {} after (of {})",
-            gib(device.vram_free_bytes),
-            gib(free_after),
-            gib(device.vram_total_bytes)
+            "{}",
+            (say.vram)(
+                &gib(device.vram_free_bytes),
+                &gib(free_after),
+                &gib(device.vram_total_bytes)
+            )
         );
     }
     text
@@ -661,7 +653,7 @@ mod tests {
             warm_median_ms: warm_medians(&runs),
             runs,
         };
-        let table = render(&report);
+        let table = render(&report, &Report::EN);
         assert_eq!(table.lines().count(), 1 + Stage::ALL.len());
         let end_to_end = table.lines().find(|line| line.starts_with("end to end")).unwrap();
         assert!(

@@ -53,6 +53,8 @@ pub struct Text {
     pub history_limit: fn(usize) -> String,
     pub history_before: &'static str,
     pub starred_bool: &'static str,
+    pub search_too_long: fn(usize) -> String,
+    pub search_too_many_words: fn(usize) -> String,
     pub last_event_id: &'static str,
     // The studio's state.
     /// Wraps readiness's explanation (it names ComfyUI's address and the technical reason).
@@ -146,6 +148,8 @@ impl Text {
         history_limit: |max| format!("The limit must be a number from 1 to {max}."),
         history_before: "`before` must be an image id from an earlier page.",
         starred_bool: "`starred` must be true or false.",
+        search_too_long: |most| format!("The search is longer than {most} characters."),
+        search_too_many_words: |most| format!("The search has more than {most} words."),
         last_event_id: "Last-Event-ID must be the id of an event this stream sent.",
         not_ready: str::to_owned,
         restarting: "The studio is restarting; try again in a few seconds.",
@@ -241,6 +245,8 @@ impl Text {
         history_limit: |max| format!("limit 必须是 1 到 {max} 之间的数字。"),
         history_before: "`before` 必须是上一页中某张图片的 id。",
         starred_bool: "`starred` 必须是 true 或 false。",
+        search_too_long: |most| format!("搜索内容超过 {most} 个字符。"),
+        search_too_many_words: |most| format!("搜索内容超过 {most} 个词。"),
         last_event_id: "Last-Event-ID 必须是这个事件流发送过的事件 id。",
         not_ready: |detail| format!("工作室暂时不能生成图片（ComfyUI 未就绪）：{detail}"),
         restarting: "工作室正在重启，请几秒后再试。",
@@ -440,6 +446,272 @@ impl Cli {
     }
 }
 
+/// What `zimage generate` prints for people, in one language (ids, seeds, file names and the studio's
+/// own sentences stay as they are).
+#[derive(Debug)]
+pub struct Generate {
+    pub unreachable: fn(&str, &str) -> String,
+    pub refused: fn(&str, &str) -> String,
+    pub field_note: fn(&str) -> String,
+    pub unexpected: fn(&str, u16, &str) -> String,
+    pub job_failed: fn(&str, &str, &str) -> String,
+    pub job_cancelled: fn(&str) -> String,
+    pub lost: fn(&str, &str) -> String,
+    pub not_an_image: fn(&str, &str) -> String,
+    pub bad_server: fn(&str) -> String,
+    pub cannot_write: fn(&str, &str) -> String,
+    pub hint_no_secret: &'static str,
+    pub hint_wrong_secret: &'static str,
+    pub hint_address: &'static str,
+    pub doing_start: &'static str,
+    pub doing_show: &'static str,
+    pub doing_cancel: &'static str,
+    pub doing_image: &'static str,
+    pub doing_follow: &'static str,
+    pub interrupted: &'static str,
+    pub cancelling_others: &'static str,
+    pub cancelled_note: fn(&str) -> String,
+    pub cannot_cancel: fn(&str, &str) -> String,
+    pub cancel_timed_out: &'static str,
+    pub seed_label: fn(u64) -> String,
+    pub seed_label_of: fn(usize, u32, u64) -> String,
+    pub bar_template: &'static str,
+    pub submitted: &'static str,
+    pub job_submitted: fn(&str) -> String,
+    pub queued: fn(u32) -> String,
+    pub retrying: fn(u32, &str) -> String,
+    pub running: &'static str,
+    pub sampling: &'static str,
+    pub decoding: &'static str,
+    pub step: fn(u32, u32) -> String,
+    pub downloading: &'static str,
+    pub studio_restarting: &'static str,
+    pub saved: fn(&str) -> String,
+    pub stream_ended: &'static str,
+    pub studio_restarted: &'static str,
+}
+
+impl Generate {
+    pub const EN: Generate = Generate {
+        unreachable: |server, source| format!("cannot reach the studio at {server}: {source}"),
+        refused: |doing, rest| format!("the studio refused to {doing}: {rest}"),
+        field_note: |field| format!(" (field `{field}`)"),
+        unexpected: |doing, status, text| {
+            format!(
+                "the studio answered {status} to the request to {doing}, which this command cannot read: {text}"
+            )
+        },
+        job_failed: |id, message, code| format!("job {id} failed: {message} ({code})"),
+        job_cancelled: |id| format!("job {id} was cancelled on the studio"),
+        lost: |id, reason| format!("lost the studio while following job {id}: {reason}"),
+        not_an_image: |id, reason| format!("the image of job {id} is not a whole PNG: {reason}"),
+        bad_server: |server| format!("--server must be an http:// or https:// address, not {server}"),
+        cannot_write: |path, source| format!("cannot write {path}: {source}"),
+        hint_no_secret: " Pass the studio's access secret with --password or ZIMAGE_PASSWORD.",
+        hint_wrong_secret: " Check the secret given with --password or ZIMAGE_PASSWORD.",
+        hint_address: " The studio's ZIMAGE_ALLOW decides which addresses may come in.",
+        doing_start: "start the job",
+        doing_show: "show the job",
+        doing_cancel: "cancel the job",
+        doing_image: "send the image",
+        doing_follow: "follow the job",
+        interrupted: "interrupted; cancelling on the studio...",
+        cancelling_others: "cancelling the other jobs on the studio...",
+        cancelled_note: |id| format!("job {id} cancelled"),
+        cannot_cancel: |id, error| format!("could not cancel job {id}: {error}"),
+        cancel_timed_out: "the studio did not answer the cancellation in time",
+        seed_label: |seed| format!("seed {seed}"),
+        seed_label_of: |index, count, seed| format!("[{index}/{count}] seed {seed}"),
+        bar_template: "{prefix} [{bar:20}] step {pos}/{len}  ETA {eta:<3} {wide_msg}",
+        submitted: "submitted",
+        job_submitted: |id| format!("job {id} submitted"),
+        queued: |position| format!("queued, #{position} in line"),
+        retrying: |attempt, reason| format!("retrying ({attempt}): {reason}"),
+        running: "running",
+        sampling: "sampling",
+        decoding: "decoding",
+        step: |step, total| format!("step {step}/{total}"),
+        downloading: "downloading",
+        studio_restarting: "studio restarting",
+        saved: |file| format!("saved {file}"),
+        stream_ended: "the event stream ended before the job did",
+        studio_restarted: "the studio restarted",
+    };
+
+    pub const ZH_CN: Generate = Generate {
+        unreachable: |server, source| format!("无法连接位于 {server} 的工作室：{source}"),
+        refused: |doing, rest| format!("工作室拒绝{doing}：{rest}"),
+        field_note: |field| format!("（字段 `{field}`）"),
+        unexpected: |doing, status, text| {
+            format!("工作室对{doing}的请求回答了 {status}，本命令无法读取：{text}")
+        },
+        job_failed: |id, message, code| format!("任务 {id} 失败：{message}（{code}）"),
+        job_cancelled: |id| format!("任务 {id} 已在工作室中被取消"),
+        lost: |id, reason| format!("跟踪任务 {id} 时与工作室失去联系：{reason}"),
+        not_an_image: |id, reason| format!("任务 {id} 的图像不是完整的 PNG：{reason}"),
+        bad_server: |server| format!("--server 必须是 http:// 或 https:// 地址，而不是 {server}"),
+        cannot_write: |path, source| format!("无法写入 {path}：{source}"),
+        hint_no_secret: " 请用 --password 或 ZIMAGE_PASSWORD 提供工作室的访问密钥。",
+        hint_wrong_secret: " 请检查 --password 或 ZIMAGE_PASSWORD 给出的密钥。",
+        hint_address: " 工作室的 ZIMAGE_ALLOW 决定哪些地址可以进入。",
+        doing_start: "启动任务",
+        doing_show: "显示任务",
+        doing_cancel: "取消任务",
+        doing_image: "发送图像",
+        doing_follow: "跟踪任务",
+        interrupted: "已中断；正在工作室中取消……",
+        cancelling_others: "正在工作室中取消其他任务……",
+        cancelled_note: |id| format!("任务 {id} 已取消"),
+        cannot_cancel: |id, error| format!("无法取消任务 {id}：{error}"),
+        cancel_timed_out: "工作室没有及时回应取消",
+        seed_label: |seed| format!("种子 {seed}"),
+        seed_label_of: |index, count, seed| format!("[{index}/{count}] 种子 {seed}"),
+        bar_template: "{prefix} [{bar:20}] 第 {pos}/{len} 步  剩余 {eta:<3} {wide_msg}",
+        submitted: "已提交",
+        job_submitted: |id| format!("任务 {id} 已提交"),
+        queued: |position| format!("排队中，第 {position} 位"),
+        retrying: |attempt, reason| format!("重试（{attempt}）：{reason}"),
+        running: "运行中",
+        sampling: "采样中",
+        decoding: "解码中",
+        step: |step, total| format!("第 {step}/{total} 步"),
+        downloading: "下载中",
+        studio_restarting: "工作室正在重启",
+        saved: |file| format!("已保存 {file}"),
+        stream_ended: "任务结束前事件流就断开了",
+        studio_restarted: "工作室已重启",
+    };
+
+    pub const fn of(lang: Lang) -> &'static Generate {
+        match lang {
+            Lang::En => &Generate::EN,
+            Lang::ZhCn => &Generate::ZH_CN,
+        }
+    }
+}
+
+/// What `zimage bench`, `zimage backup` and `zimage restore` print for people, in one language (numbers,
+/// file and node names stay as they are).
+#[derive(Debug)]
+pub struct Report {
+    pub version_unknown: &'static str,
+    pub on_cpu: &'static str,
+    pub unknown_device: &'static str,
+    pub device: fn(&str, &str, &str, &str) -> String,
+    pub backend: fn(&str, &str, &str) -> String,
+    pub setup: fn(&str, &str, &str, u32, u32, u32, u32) -> String,
+    pub run: fn(usize, u32, bool, f64) -> String,
+    pub stage: &'static str,
+    pub cold_run: &'static str,
+    pub first_run: &'static str,
+    pub warm_median: &'static str,
+    pub warm_min: &'static str,
+    pub warm_max: &'static str,
+    /// Stage labels, in `bench::Stage::ALL`'s order.
+    pub stages: [&'static str; 11],
+    pub vram: fn(&str, &str, &str) -> String,
+    pub written: fn(&str) -> String,
+    pub backed_up: fn(usize, &str, usize, usize, usize) -> String,
+    pub restored: fn(usize, &str) -> String,
+}
+
+impl Report {
+    pub const EN: Report = Report {
+        version_unknown: "(version unknown)",
+        on_cpu: "\nWarning: ComfyUI runs on the CPU, so expect minutes per image; docs/deployment.md shows how to give its container the GPU.",
+        unknown_device: "an unknown device",
+        device: |name, kind, free, total| format!("{name} ({kind}), {free} of {total} VRAM free"),
+        backend: |version, url, device| format!("ComfyUI {version} at {url}: {device}"),
+        setup: |unet, encoder, vae, width, height, steps, runs| {
+            format!("Models: {unet}, {encoder}, {vae}\nImage {width}x{height}, {steps} steps, {runs} runs")
+        },
+        run: |index, runs, cold, seconds| {
+            format!(
+                "run {index} of {runs}{}: {seconds:.2} s end to end",
+                if cold { " (cold)" } else { "" }
+            )
+        },
+        stage: "stage",
+        cold_run: "cold run",
+        first_run: "first run",
+        warm_median: "warm median",
+        warm_min: "warm min",
+        warm_max: "warm max",
+        stages: [
+            "queue wait",
+            "model loading (loader nodes)",
+            "text encoding",
+            "sampling, all steps",
+            "  to the first step",
+            "  per step (steady)",
+            "decoding (VAE)",
+            "saving (PNG)",
+            "other nodes",
+            "image transfer",
+            "end to end",
+        ],
+        vram: |before, after, total| format!("\nVRAM free: {before} before, {after} after (of {total})"),
+        written: |path| format!("Numbers written to {path}."),
+        backed_up: |records, dir, copied, kept, removed| {
+            format!(
+                "backed up {records} images into {dir} ({copied} copied, {kept} already there, {removed} removed)"
+            )
+        },
+        restored: |records, dir| format!("restored {records} images into {dir}"),
+    };
+
+    pub const ZH_CN: Report = Report {
+        version_unknown: "（版本未知）",
+        on_cpu: "\n警告：ComfyUI 在 CPU 上运行，每张图像需要几分钟；docs/deployment.md 说明了如何让它的容器使用 GPU。",
+        unknown_device: "未知设备",
+        device: |name, kind, free, total| format!("{name}（{kind}），显存 {total} 中空闲 {free}"),
+        backend: |version, url, device| format!("ComfyUI {version}，位于 {url}：{device}"),
+        setup: |unet, encoder, vae, width, height, steps, runs| {
+            format!("模型：{unet}、{encoder}、{vae}\n图像 {width}x{height}，{steps} 步，运行 {runs} 次")
+        },
+        run: |index, runs, cold, seconds| {
+            format!(
+                "第 {index} 次运行（共 {runs} 次）{}：端到端 {seconds:.2} 秒",
+                if cold { "（冷启动）" } else { "" }
+            )
+        },
+        stage: "阶段",
+        cold_run: "冷启动运行",
+        first_run: "首次运行",
+        warm_median: "热运行中位数",
+        warm_min: "热运行最小",
+        warm_max: "热运行最大",
+        stages: [
+            "排队等待",
+            "加载模型（加载节点）",
+            "文本编码",
+            "采样，全部步数",
+            "  到第一步",
+            "  每步（稳定）",
+            "解码（VAE）",
+            "保存（PNG）",
+            "其他节点",
+            "图像传输",
+            "端到端",
+        ],
+        vram: |before, after, total| format!("\n空闲显存：之前 {before}，之后 {after}（共 {total}）"),
+        written: |path| format!("数据已写入 {path}。"),
+        backed_up: |records, dir, copied, kept, removed| {
+            format!(
+                "已将 {records} 张图像备份到 {dir}（复制 {copied} 张，已有 {kept} 张，移除 {removed} 张）"
+            )
+        },
+        restored: |records, dir| format!("已将 {records} 张图像恢复到 {dir}"),
+    };
+
+    pub const fn of(lang: Lang) -> &'static Report {
+        match lang {
+            Lang::En => &Report::EN,
+            Lang::ZhCn => &Report::ZH_CN,
+        }
+    }
+}
+
 /// The language of a POSIX locale (`zh_CN.UTF-8`, `en_US`, `C`): any `zh` is Chinese, the rest English.
 pub fn lang_of_posix_locale(locale: &str) -> Lang {
     let primary = locale.split(['_', '.', '@', '-']).next().unwrap_or_default();
@@ -462,6 +734,66 @@ fn side_name(field: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn has_cjk(text: &str) -> bool {
+        text.chars().any(|c| matches!(c, '\u{4e00}'..='\u{9fff}'))
+    }
+
+    #[test]
+    fn the_bench_and_backup_reports_speak_both_languages() {
+        let sample = |say: &Report| {
+            let mut texts = vec![
+                (say.run)(1, 4, true, 3.2),
+                (say.backed_up)(3, "dir", 1, 2, 0),
+                (say.restored)(3, "dir"),
+                (say.vram)("1", "2", "3"),
+                say.stage.to_owned(),
+                say.warm_median.to_owned(),
+            ];
+            texts.extend(say.stages.iter().map(|stage| (*stage).to_owned()));
+            texts
+        };
+        for text in sample(&Report::EN) {
+            assert!(!has_cjk(&text), "{text}");
+        }
+        for text in sample(&Report::ZH_CN) {
+            assert!(has_cjk(&text), "{text}");
+        }
+    }
+
+    #[test]
+    fn zimage_generate_speaks_both_languages() {
+        let sample = |say: &Generate| {
+            vec![
+                (say.refused)(say.doing_start, "x"),
+                (say.queued)(2),
+                (say.retrying)(1, "x"),
+                (say.step)(3, 8),
+                (say.saved)("fox.png"),
+                (say.job_failed)("id", "x", "code"),
+                say.interrupted.to_owned(),
+                say.hint_no_secret.to_owned(),
+                say.sampling.to_owned(),
+                say.stream_ended.to_owned(),
+            ]
+        };
+        for text in sample(&Generate::EN) {
+            assert!(!has_cjk(&text), "{text}");
+        }
+        for text in sample(&Generate::ZH_CN) {
+            assert!(has_cjk(&text), "{text}");
+        }
+        assert_eq!(
+            (Generate::EN.refused)(Generate::EN.doing_start, "No."),
+            "the studio refused to start the job: No."
+        );
+        // The progress bar's template keeps indicatif's placeholders in both languages.
+        for say in [&Generate::EN, &Generate::ZH_CN] {
+            for key in ["{prefix}", "{bar:20}", "{pos}", "{len}", "{eta:<3}", "{wide_msg}"] {
+                assert!(say.bar_template.contains(key), "{key}");
+            }
+        }
+    }
 
     #[test]
     fn rules_read_in_both_languages_and_count_characters() {

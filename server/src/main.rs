@@ -24,22 +24,25 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Backup(config) => {
             let report = zimage::backup::backup(config.data_dir, config.dir.clone()).await?;
+            let say = zimage::i18n::Report::of(zimage::config::terminal_language());
             println!(
-                "backed up {} images into {} ({} copied, {} already there, {} removed)",
-                report.records,
-                config.dir.display(),
-                report.images_copied,
-                report.images_kept,
-                report.images_removed
+                "{}",
+                (say.backed_up)(
+                    report.records,
+                    &config.dir.display().to_string(),
+                    report.images_copied,
+                    report.images_kept,
+                    report.images_removed
+                )
             );
             Ok(())
         }
         Command::Restore(config) => {
             let report = zimage::backup::restore(config.dir, config.data_dir.clone()).await?;
+            let say = zimage::i18n::Report::of(zimage::config::terminal_language());
             println!(
-                "restored {} images into {}",
-                report.records,
-                config.data_dir.display()
+                "{}",
+                (say.restored)(report.records, &config.data_dir.display().to_string())
             );
             Ok(())
         }

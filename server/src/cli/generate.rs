@@ -20,6 +20,7 @@ use serde::Serialize;
 use zimage_contract::{CreateJobRequest, ErrorBody, JobAccepted, JobEvent, JobView, MAX_SEED, STEPS, paths};
 
 use crate::config::GenerateConfig;
+use crate::i18n::Generate;
 use crate::images::png_size;
 
 /// The exit status after Ctrl+C: 128 + SIGINT, as shells report it.
@@ -35,18 +36,12 @@ const CANCEL_PATIENCE: Duration = Duration::from_secs(10);
 /// Longest file-name stem taken from the prompt, in characters.
 const NAME_CHARS: usize = 48;
 
-/// What can go wrong, each a sentence for the person at the terminal.
-#[derive(Debug, thiserror::Error)]
+/// What can go wrong, each a sentence for the person at the terminal, in the terminal's language.
+#[derive(Debug)]
 pub enum GenerateError {
     /// The studio cannot be reached at all.
-    #[error("cannot reach the studio at {server}: {source}")]
-    Unreachable {
-        server: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    Unreachable { server: String, source: reqwest::Error },
     /// The studio answered with its error body: its sentence, the field it names, and a hint.
-    #[error("the studio refused to {doing}: {message}{}{hint}", field.as_deref().map(|field| format!(" (field `{field}`)")).unwrap_or_default())]
     Refused {
         doing: &'static str,
         status: u16,
@@ -56,38 +51,73 @@ pub enum GenerateError {
         hint: &'static str,
     },
     /// The studio (or something in front of it) answered with something else than the API's shapes.
-    #[error("the studio answered {status} to the request to {doing}, which this command cannot read: {text}")]
     Unexpected {
         doing: &'static str,
         status: u16,
         text: String,
     },
     /// The job ran and failed at the studio.
-    #[error("job {id} failed: {message} ({code})")]
     JobFailed {
         id: String,
         code: String,
         message: String,
     },
     /// Someone cancelled the job (from the page, or another command).
-    #[error("job {id} was cancelled on the studio")]
     JobCancelled { id: String },
     /// The event stream broke off and the studio did not come back in time.
-    #[error("lost the studio while following job {id}: {reason}")]
     Lost { id: String, reason: String },
     /// The downloaded image is not a whole PNG.
-    #[error("the image of job {id} is not a whole PNG: {reason}")]
     NotAnImage { id: String, reason: String },
     /// `--server` names something else than a web address.
-    #[error("--server must be an http:// or https:// address, not {0}")]
     BadServer(String),
     /// Writing the file failed.
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+impl std::fmt::Display for GenerateError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let say = say();
+        let text = match self {
+            GenerateError::Unreachable { server, source } => (say.unreachable)(server, &source.to_string()),
+            GenerateError::Refused {
+                doing,
+                message,
+                field,
+                hint,
+                ..
+            } => {
+                let note = field.as_deref().map(say.field_note).unwrap_or_default();
+                (say.refused)(doing, &format!("{message}{note}{hint}"))
+            }
+            GenerateError::Unexpected { doing, status, text } => (say.unexpected)(doing, *status, text),
+            GenerateError::JobFailed { id, code, message } => (say.job_failed)(id, message, code),
+            GenerateError::JobCancelled { id } => (say.job_cancelled)(id),
+            GenerateError::Lost { id, reason } => (say.lost)(id, reason),
+            GenerateError::NotAnImage { id, reason } => (say.not_an_image)(id, reason),
+            GenerateError::BadServer(server) => (say.bad_server)(server),
+            GenerateError::Write { path, source } => {
+                (say.cannot_write)(&path.display().to_string(), &source.to_string())
+            }
+        };
+        formatter.write_str(&text)
+    }
+}
+
+impl std::error::Error for GenerateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GenerateError::Unreachable { source, .. } => Some(source),
+            GenerateError::Write { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// The words of this command in the terminal's language (`LC_ALL`, `LC_MESSAGES`, `LANG`), chosen once.
+fn say() -> &'static Generate {
+    static SAY: std::sync::LazyLock<&'static Generate> =
+        std::sync::LazyLock::new(|| Generate::of(crate::config::terminal_language()));
+    *SAY
 }
 
 /// Runs `zimage generate`; returns the process's exit status (0, 1 on any failure, 130 after Ctrl+C),
@@ -105,7 +135,7 @@ pub async fn run(config: GenerateConfig) -> u8 {
         outcome = generate(&studio, &config, &unfinished) => outcome,
         // Only a signal that arrived: a handler that could not be installed disables this branch.
         Ok(()) = tokio::signal::ctrl_c() => {
-            eprintln!("\nzimage generate: interrupted; cancelling on the studio...");
+            eprintln!("\nzimage generate: {}", say().interrupted);
             let ids = take_unfinished(&unfinished);
             let cancelled = cancel_all(&studio, &ids);
             // A second Ctrl+C leaves at once.
@@ -122,7 +152,7 @@ pub async fn run(config: GenerateConfig) -> u8 {
             eprintln!("zimage generate: {error}");
             let ids = take_unfinished(&unfinished);
             if !ids.is_empty() {
-                eprintln!("zimage generate: cancelling the other jobs on the studio...");
+                eprintln!("zimage generate: {}", say().cancelling_others);
                 cancel_all(&studio, &ids).await;
             }
             1
@@ -169,9 +199,9 @@ async fn generate(
     let mut printed = Vec::new();
     for (index, job) in accepted.iter().enumerate() {
         let label = if config.count > 1 {
-            format!("[{}/{}] seed {}", index + 1, config.count, job.seed)
+            (say().seed_label_of)(index + 1, config.count, job.seed)
         } else {
-            format!("seed {}", job.seed)
+            (say().seed_label)(job.seed)
         };
         let progress = Progress::new(terminal, label, &job.id);
         let finished = studio.follow(job, &progress).await;
@@ -183,7 +213,7 @@ async fn generate(
                 return Err(error);
             }
         };
-        progress.stage("downloading");
+        progress.stage(say().downloading);
         let png = studio.image(&job.id, &image_url).await?;
         let file = output.write(&config.prompt, job.seed, &png).await?;
         progress.done(&file);
@@ -224,12 +254,15 @@ async fn cancel_all(studio: &Studio, ids: &[String]) {
         Ok(results) => {
             for (id, result) in ids.iter().zip(results) {
                 match result {
-                    Ok(()) => eprintln!("zimage generate: job {id} cancelled"),
-                    Err(error) => eprintln!("zimage generate: could not cancel job {id}: {error}"),
+                    Ok(()) => eprintln!("zimage generate: {}", (say().cancelled_note)(id)),
+                    Err(error) => eprintln!(
+                        "zimage generate: {}",
+                        (say().cannot_cancel)(id, &error.to_string())
+                    ),
                 }
             }
         }
-        Err(_) => eprintln!("zimage generate: the studio did not answer the cancellation in time"),
+        Err(_) => eprintln!("zimage generate: {}", say().cancel_timed_out),
     }
 }
 
@@ -253,6 +286,11 @@ impl Studio {
             .cookie_store(true)
             .connect_timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("zimage-generate/", env!("CARGO_PKG_VERSION")))
+            // The studio's own sentences (refusals, failures) in the terminal's language too.
+            .default_headers(reqwest::header::HeaderMap::from_iter([(
+                reqwest::header::ACCEPT_LANGUAGE,
+                reqwest::header::HeaderValue::from_static(crate::config::terminal_language().tag()),
+            )]))
             .build()
             .map_err(|source| GenerateError::Unreachable {
                 server: config.server.to_string(),
@@ -315,13 +353,9 @@ impl Studio {
             };
         };
         let hint = match status {
-            StatusCode::UNAUTHORIZED if self.secret.is_none() => {
-                " Pass the studio's access secret with --password or ZIMAGE_PASSWORD."
-            }
-            StatusCode::UNAUTHORIZED => " Check the secret given with --password or ZIMAGE_PASSWORD.",
-            StatusCode::FORBIDDEN if error.code == "address_not_allowed" => {
-                " The studio's ZIMAGE_ALLOW decides which addresses may come in."
-            }
+            StatusCode::UNAUTHORIZED if self.secret.is_none() => say().hint_no_secret,
+            StatusCode::UNAUTHORIZED => say().hint_wrong_secret,
+            StatusCode::FORBIDDEN if error.code == "address_not_allowed" => say().hint_address,
             _ => "",
         };
         GenerateError::Refused {
@@ -335,7 +369,7 @@ impl Studio {
     }
 
     async fn submit(&self, request: &CreateJobRequest) -> Result<JobAccepted, GenerateError> {
-        let doing = "start the job";
+        let doing = say().doing_start;
         let response = self
             .send(self.request(Method::POST, paths::JOBS).json(request), doing)
             .await?;
@@ -343,7 +377,7 @@ impl Studio {
     }
 
     async fn job(&self, id: &str) -> Result<JobView, GenerateError> {
-        let doing = "show the job";
+        let doing = say().doing_show;
         let response = self
             .send(self.request(Method::GET, &paths::job(id)), doing)
             .await?;
@@ -352,7 +386,7 @@ impl Studio {
 
     async fn cancel(&self, id: &str) -> Result<(), GenerateError> {
         match self
-            .send(self.request(Method::DELETE, &paths::job(id)), "cancel the job")
+            .send(self.request(Method::DELETE, &paths::job(id)), say().doing_cancel)
             .await
         {
             // 409: it ended meanwhile, so there is nothing left to cancel.
@@ -369,7 +403,7 @@ impl Studio {
         } else {
             paths::image(id)
         };
-        let doing = "send the image";
+        let doing = say().doing_image;
         let response = self.send(self.request(Method::GET, &path), doing).await?;
         let png = response
             .bytes()
@@ -406,7 +440,7 @@ impl Studio {
                 Ok(response) => {
                     lost_since = None;
                     let mut events = response.bytes_stream().eventsource();
-                    let mut reason = "the event stream ended before the job did".to_owned();
+                    let mut reason = say().stream_ended.to_owned();
                     while let Some(event) = events.next().await {
                         let event = match event {
                             Ok(event) => event,
@@ -419,8 +453,8 @@ impl Studio {
                             last_event_id = Some(event.id.clone());
                         }
                         if event.event == "restarting" {
-                            progress.stage("studio restarting");
-                            reason = "the studio restarted".to_owned();
+                            progress.stage(say().studio_restarting);
+                            reason = say().studio_restarted.to_owned();
                             break;
                         }
                         // An event this version does not know (a newer studio) is passed over.
@@ -464,7 +498,7 @@ impl Studio {
         if response.status().is_success() {
             Ok(response)
         } else {
-            Err(self.refusal(response, "follow the job").await)
+            Err(self.refusal(response, say().doing_follow).await)
         }
     }
 }
@@ -479,20 +513,18 @@ impl Progress {
     fn new(terminal: bool, label: String, id: &str) -> Progress {
         let bar = terminal.then(|| {
             let bar = ProgressBar::with_draw_target(Some(u64::from(STEPS)), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                // The message last and as wide as the terminal leaves room for: one line, never wrapped.
-                "{prefix} [{bar:20}] step {pos}/{len}  ETA {eta:<3} {wide_msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+            // The message last and as wide as the terminal leaves room for: one line, never wrapped.
+            let style = ProgressStyle::with_template(say().bar_template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
             bar.set_style(style);
             bar.set_prefix(label.clone());
-            bar.set_message("submitted");
+            bar.set_message(say().submitted);
             bar.enable_steady_tick(Duration::from_millis(250));
             bar
         });
         let progress = Progress { bar, label };
-        progress.line(&format!("job {id} submitted"));
+        progress.line(&(say().job_submitted)(id));
         progress
     }
 
@@ -514,28 +546,32 @@ impl Progress {
     /// Shows one event; returns the job's end once it has one (the image's path, or why there is none).
     fn show(&self, id: &str, event: JobEvent) -> Option<Result<String, GenerateError>> {
         match event {
-            JobEvent::Queued { position } => self.stage(&format!("queued, #{position} in line")),
+            JobEvent::Queued { position } => self.stage(&(say().queued)(position)),
             // The job was sent again after its backend was lost: back in line, from step 0.
             JobEvent::Retrying { reason, attempt } => {
                 if let Some(bar) = &self.bar {
                     bar.set_position(0);
                     bar.reset_eta();
                 }
-                self.stage(&format!("retrying ({attempt}): {reason}"));
+                self.stage(&(say().retrying)(attempt, &reason));
             }
             JobEvent::Running {} => {
                 if let Some(bar) = &self.bar {
                     bar.reset_eta();
                 }
-                self.stage("running");
+                self.stage(say().running);
             }
             JobEvent::Progress { step, total } => match &self.bar {
                 Some(bar) => {
                     bar.set_length(u64::from(total));
                     bar.set_position(u64::from(step));
-                    bar.set_message(if step >= total { "decoding" } else { "sampling" });
+                    bar.set_message(if step >= total {
+                        say().decoding
+                    } else {
+                        say().sampling
+                    });
                 }
-                None => self.line(&format!("step {step}/{total}")),
+                None => self.line(&(say().step)(step, total)),
             },
             JobEvent::Preview { .. } => {}
             JobEvent::Completed { image_url, .. } => return Some(Ok(image_url)),
@@ -553,8 +589,8 @@ impl Progress {
 
     fn done(&self, file: &Path) {
         match &self.bar {
-            Some(bar) => bar.finish_with_message(format!("saved {}", file.display())),
-            None => self.line(&format!("saved {}", file.display())),
+            Some(bar) => bar.finish_with_message((say().saved)(&file.display().to_string())),
+            None => self.line(&(say().saved)(&file.display().to_string())),
         }
     }
 

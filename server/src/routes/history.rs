@@ -12,7 +12,7 @@ use super::JobIdParam;
 use super::access::Caller;
 use super::error::{ApiError, ApiJson};
 use super::language::text;
-use crate::history::{Filter, SearchText};
+use crate::history::{Filter, MAX_QUERY_CHARS, MAX_QUERY_TERMS, SearchText, SearchTextError};
 use crate::job_id::JobId;
 use crate::state::AppState;
 
@@ -128,7 +128,10 @@ fn parse_query(query: &str) -> Result<HistoryQuery, ApiError> {
             "q" => {
                 filter.text = SearchText::parse(&value).map_err(|error| ApiError::InvalidField {
                     field: Some("q".to_owned()),
-                    message: error.to_string(),
+                    message: match error {
+                        SearchTextError::TooLong => (text().search_too_long)(MAX_QUERY_CHARS),
+                        SearchTextError::TooManyTerms => (text().search_too_many_words)(MAX_QUERY_TERMS),
+                    },
                 })?;
             }
             "starred" => {

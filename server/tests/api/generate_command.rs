@@ -195,6 +195,21 @@ async fn a_refusal_exits_non_zero_with_the_studios_sentence_and_the_field() {
 }
 
 #[tokio::test]
+async fn a_chinese_terminal_reads_the_command_and_the_studio_in_chinese() {
+    let app = spawn_app().await;
+    let too_long = "狐".repeat(MAX_PROMPT_CHARS + 1);
+    let ran = run(generate(&app, &[&too_long], &[("LANG", "zh_CN.UTF-8")])).await;
+    assert_eq!(ran.status.code(), Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("工作室拒绝启动任务")
+            && ran.stderr.contains("上限是 2000")
+            && ran.stderr.contains("（字段 `prompt`）"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[tokio::test]
 async fn the_secret_is_sent_as_a_bearer_token_and_its_absence_is_explained() {
     let app = spawn_app_with_args(&["--password=correct horse battery"]).await;
     let out = tempfile::tempdir().unwrap();
