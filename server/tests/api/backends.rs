@@ -14,10 +14,10 @@ use std::sync::Arc;
 use comfy_sim::{SimHandle, SimOptions, Simulator};
 use serde_json::json;
 use tokio::net::TcpListener;
-use zimage_contract::{BackendList, BackendStatus, HistoryPage, JobEvent, JobStatus};
+use zimage_contract::{BackendList, BackendStatus, HistoryPage, JobAccepted, JobEvent, JobStatus};
 
 use crate::engine_support::eventually;
-use crate::support::{TestApp, quick_sim, start_gateway_with_args};
+use crate::support::{EventReader, TestApp, quick_sim, start_gateway_with_args};
 
 /// Simulators and the gateway in front of all of them, named `b0`, `b1`...
 struct Fleet {
@@ -114,6 +114,30 @@ async fn made_by(app: &TestApp) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// Two ready backends, both holding before sampling step 3, and a job caught at step 2 on one of them:
+/// the fleet, the job, its event stream so far, and the index of the backend that holds it.
+async fn job_held_on_one_of_two(prompt: &str) -> (Fleet, JobAccepted, EventReader, usize) {
+    let fleet = fleet(2, |_| quick_sim()).await;
+    wait_backend(&fleet.app, "b0", BackendStatus::Ready).await;
+    wait_backend(&fleet.app, "b1", BackendStatus::Ready).await;
+    for sim in &fleet.sims {
+        sim.faults().hold_at_step(Some(3));
+    }
+    let accepted = fleet.app.create_job(small_job(prompt)).await;
+    let mut events = fleet.app.events(&accepted.id, None).await;
+    events
+        .until(|event| matches!(event, JobEvent::Progress { step: 2, .. }))
+        .await;
+    let holder = usize::from(!prompts_at(&fleet.sims[0]).contains(&accepted.id));
+    (fleet, accepted, events, holder)
+}
+
+/// Lets `sim` run its jobs to the end from now on.
+fn let_run(sim: &SimHandle) {
+    sim.faults().hold_at_step(None);
+    sim.faults().release();
+}
+
 #[tokio::test]
 async fn jobs_spread_over_every_backend_one_at_a_time_each() {
     let fleet = fleet(3, |_| SimOptions {
@@ -165,26 +189,11 @@ async fn jobs_spread_over_every_backend_one_at_a_time_each() {
 
 #[tokio::test]
 async fn a_backend_killed_mid_job_hands_the_job_to_another_with_a_retrying_event() {
-    let fleet = fleet(2, |_| quick_sim()).await;
+    let (fleet, accepted, mut events, dying) = job_held_on_one_of_two("a lighthouse in a storm").await;
     let app = &fleet.app;
-    wait_backend(app, "b0", BackendStatus::Ready).await;
-    wait_backend(app, "b1", BackendStatus::Ready).await;
-    for sim in &fleet.sims {
-        sim.faults().hold_at_step(Some(3));
-    }
-    let accepted = app.create_job(small_job("a lighthouse in a storm")).await;
-    let mut events = app.events(&accepted.id, None).await;
-    events
-        .until(|event| matches!(event, JobEvent::Progress { step: 2, .. }))
-        .await;
-    let (dying, survivor) = if prompts_at(&fleet.sims[0]).contains(&accepted.id) {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
+    let survivor = 1 - dying;
     fleet.sims[dying].shutdown();
-    fleet.sims[survivor].faults().hold_at_step(None);
-    fleet.sims[survivor].faults().release();
+    let_run(&fleet.sims[survivor]);
 
     let (_, retrying) = events
         .until(|event| matches!(event, JobEvent::Retrying { .. }))
@@ -272,8 +281,7 @@ async fn a_cancelled_waiting_job_never_reaches_any_backend() {
     assert_eq!(app.job(&waiting.id).await.status, JobStatus::Cancelled);
 
     for sim in &fleet.sims {
-        sim.faults().hold_at_step(None);
-        sim.faults().release();
+        let_run(sim);
     }
     for id in [&first.id, &second.id] {
         let events = app.events_until_end(id).await;
@@ -312,8 +320,7 @@ async fn waiting_jobs_take_turns_between_clients() {
     }
     assert_eq!(positions, [Some(1), Some(2), Some(3), Some(4)]);
 
-    fleet.sims[0].faults().hold_at_step(None);
-    fleet.sims[0].faults().release();
+    let_run(&fleet.sims[0]);
     for id in phone_jobs.iter().chain([&desk_job]) {
         app.events_until_end(id).await;
     }
@@ -363,25 +370,13 @@ async fn a_backend_missing_a_model_file_gets_no_jobs_and_readyz_names_it() {
 
 #[tokio::test]
 async fn after_a_restart_a_job_is_found_at_the_backend_that_holds_it_and_not_sent_twice() {
-    let fleet = fleet(2, |_| quick_sim()).await;
-    wait_backend(&fleet.app, "b0", BackendStatus::Ready).await;
-    wait_backend(&fleet.app, "b1", BackendStatus::Ready).await;
-    for sim in &fleet.sims {
-        sim.faults().hold_at_step(Some(3));
-    }
-    let accepted = fleet.app.create_job(small_job("kept across a restart")).await;
-    let mut events = fleet.app.events(&accepted.id, None).await;
-    events
-        .until(|event| matches!(event, JobEvent::Progress { step: 2, .. }))
-        .await;
+    let (fleet, accepted, events, holder) = job_held_on_one_of_two("kept across a restart").await;
     drop(events);
-    let holder = usize::from(!prompts_at(&fleet.sims[0]).contains(&accepted.id));
 
     let fleet = fleet.restart().await;
     let app = &fleet.app;
     for sim in &fleet.sims {
-        sim.faults().hold_at_step(None);
-        sim.faults().release();
+        let_run(sim);
     }
     let events = app.events_until_end(&accepted.id).await;
     assert!(
@@ -407,27 +402,12 @@ async fn after_a_restart_a_job_is_found_at_the_backend_that_holds_it_and_not_sen
 
 #[tokio::test]
 async fn a_backend_that_froze_gets_its_job_moved_and_is_told_to_drop_it_when_it_thaws() {
-    let fleet = fleet(2, |_| quick_sim()).await;
+    let (fleet, accepted, mut events, frozen) = job_held_on_one_of_two("a frozen lake").await;
     let app = &fleet.app;
-    wait_backend(app, "b0", BackendStatus::Ready).await;
-    wait_backend(app, "b1", BackendStatus::Ready).await;
-    for sim in &fleet.sims {
-        sim.faults().hold_at_step(Some(3));
-    }
-    let accepted = app.create_job(small_job("a frozen lake")).await;
-    let mut events = app.events(&accepted.id, None).await;
-    events
-        .until(|event| matches!(event, JobEvent::Progress { step: 2, .. }))
-        .await;
-    let (frozen, survivor) = if prompts_at(&fleet.sims[0]).contains(&accepted.id) {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
+    let survivor = 1 - frozen;
     // Frozen, not dead: its socket goes silent and the gateway gives up on it.
     fleet.sims[frozen].faults().stall(true);
-    fleet.sims[survivor].faults().hold_at_step(None);
-    fleet.sims[survivor].faults().release();
+    let_run(&fleet.sims[survivor]);
     let (_, retrying) = events
         .until(|event| matches!(event, JobEvent::Retrying { .. }))
         .await;
