@@ -195,6 +195,14 @@ struct Slot {
 }
 
 impl Slot {
+    /// Connected, ready (its probe passed) and not pausing after a failed submission: it could run a
+    /// job now, or as soon as it finishes the one it holds.
+    fn can_work(&self, backend: &Backend, now: Instant) -> bool {
+        self.link.is_some()
+            && self.paused_until.is_none_or(|until| now >= until)
+            && backend.readiness.borrow().ready
+    }
+
     fn new(now: Instant) -> Slot {
         Slot {
             link: None,
@@ -429,10 +437,7 @@ impl Registry {
             .iter()
             .zip(backends)
             .map(|(slot, backend)| Candidate {
-                available: slot.link.is_some()
-                    && slot.held.is_none()
-                    && slot.paused_until.is_none_or(|until| now >= until)
-                    && backend.readiness.borrow().ready,
+                available: slot.held.is_none() && slot.can_work(backend, now),
                 median: schedule::median(slot.timings.iter().copied()),
                 idle_since: slot.idle_since,
             })
@@ -842,17 +847,14 @@ impl Jobs {
         let stranded: Vec<(usize, JobId, String)> = {
             let registry = self.registry();
             let now = Instant::now();
-            let elsewhere =
-                |gone: usize| {
-                    registry.slots.iter().zip(&self.inner.backends).enumerate().any(
-                        |(index, (slot, backend))| {
-                            index != gone
-                                && slot.link.is_some()
-                                && slot.paused_until.is_none_or(|until| now >= until)
-                                && backend.readiness.borrow().ready
-                        },
-                    )
-                };
+            let elsewhere = |gone: usize| {
+                registry
+                    .slots
+                    .iter()
+                    .zip(&self.inner.backends)
+                    .enumerate()
+                    .any(|(index, (slot, backend))| index != gone && slot.can_work(backend, now))
+            };
             registry
                 .slots
                 .iter()
