@@ -47,6 +47,9 @@ pub struct Studio {
     pub viewing: RwSignal<Option<String>>,
     /// True when opening the viewer added a history entry (closing it then goes back).
     viewer_pushed: RwSignal<bool>,
+    /// The image the page's URL had open in the viewer at load, reopened once the first page of the
+    /// gallery shows it.
+    view_after_load: RwSignal<Option<String>>,
     /// A short word in the viewer after an action ("Copied").
     pub viewer_note: RwSignal<Option<&'static str>>,
     pub backend: RwSignal<BackendStatus>,
@@ -75,6 +78,7 @@ impl Studio {
             search_edits: RwSignal::new(0),
             viewing: RwSignal::new(None),
             viewer_pushed: RwSignal::new(false),
+            view_after_load: RwSignal::new(None),
             viewer_note: RwSignal::new(None),
             backend: RwSignal::new(BackendStatus::Unknown),
             now_ms: RwSignal::new(0),
@@ -89,7 +93,8 @@ impl Studio {
         self.hydrated.set(true);
         self.now_ms.set(browser::now_ms());
         self.poll_readiness();
-        // The search and filter of the URL (a reload keeps them); a viewer left open is not reopened.
+        // The search and filter of the URL (a reload keeps them). A viewer left open reopens once
+        // the gallery has its image, as a history entry above the gallery's, as if tapped.
         let state = PageState::from_query(&browser::location_search());
         if state.viewing.is_some() {
             browser::replace_url(
@@ -99,6 +104,7 @@ impl Studio {
                 }
                 .url(),
             );
+            self.view_after_load.set(state.viewing.clone());
         }
         self.search_text.set(state.filter.query.clone());
         self.gallery.update(|gallery| {
@@ -453,6 +459,11 @@ impl Studio {
                 Ok(page) => {
                     self.gallery.update(|gallery| gallery.append_page(page));
                     self.gallery_error.set(None);
+                    if let Some(id) = self.view_after_load.try_update(Option::take).flatten()
+                        && self.gallery.with_untracked(|gallery| gallery.get(&id).is_some())
+                    {
+                        self.open_viewer(id);
+                    }
                 }
                 Err(error) if self.sign_in_again(&error) => {}
                 Err(error) => self.gallery_error.set(Some(error.message(self.ui))),

@@ -1,6 +1,7 @@
 //! Measurement 9, a large gallery: a data folder of 100,000 images as older versions kept it (one JSON
 //! record per image), then `zimage serve` on it: the first start (which imports the records into the
-//! history database), later starts (spawn to `/healthz` 200), and searches through the API. Beside
+//! history database), later starts (spawn to `/healthz` 200) after a clean stop and after a kill, and
+//! searches through the API. Beside
 //! them, the JSON folder read as the previous history did at every start (every record read and
 //! parsed), in process.
 //!
@@ -54,8 +55,10 @@ pub(crate) struct GalleryReport {
     pub(crate) json_folder_load: Summary,
     /// The first start on the JSON folder, importing it: spawn to `/healthz` 200.
     pub(crate) first_start_ms: f64,
-    /// Later starts on the imported history: spawn to `/healthz` 200.
+    /// Later starts on the imported history after a clean stop (SIGTERM): spawn to `/healthz` 200.
     pub(crate) start: Summary,
+    /// Starts after the previous run was killed (SIGKILL): the crash recovery checks every image.
+    pub(crate) start_after_crash: Summary,
     pub(crate) searches: Vec<SearchTiming>,
 }
 
@@ -220,10 +223,18 @@ pub(crate) fn measure(spec: &GallerySpec<'_>) -> anyhow::Result<GalleryReport> {
 
     let first = Server::start(spec, root)?;
     let first_start_ms = first.started_in.as_secs_f64() * 1e3;
-    drop(first);
+    first.stop()?;
     let mut starts = Vec::new();
     for _ in 0..spec.starts {
-        starts.push(Server::start(spec, root)?.started_in);
+        let server = Server::start(spec, root)?;
+        starts.push(server.started_in);
+        server.stop()?;
+    }
+    // Each of these follows a kill, as after a power cut.
+    drop(Server::start(spec, root)?);
+    let mut starts_after_crash = Vec::new();
+    for _ in 0..spec.starts {
+        starts_after_crash.push(Server::start(spec, root)?.started_in);
     }
 
     let server = Server::start(spec, root)?;
@@ -251,13 +262,18 @@ pub(crate) fn measure(spec: &GallerySpec<'_>) -> anyhow::Result<GalleryReport> {
             vec!["红狐狸".into(), "水墨画".into(), "樱花树".into()],
         ),
         (
-            "Chinese, 2 characters (LIKE, newest first)",
+            "Chinese, 2 characters (the index's trigrams that begin with them)",
             vec!["狐狸".into(), "城市".into(), "白鹭".into()],
         ),
         (
-            "2 characters, no match (LIKE, every row)",
+            "2 characters in many prompts (LIKE, newest first)",
+            vec!["in".into(), "or".into()],
+        ),
+        (
+            "2 characters, no match (no trigram begins with them)",
             vec!["鲸鱼".into(), "qz".into()],
         ),
+        ("1 character (LIKE, newest first)", vec!["猫".into(), "k".into()]),
         ("3+ characters, no match", vec!["unicorn".into(), "zqxj".into()]),
         ("a seed", vec![seed]),
         ("starred only", vec!["*starred".into()]),
@@ -298,6 +314,7 @@ pub(crate) fn measure(spec: &GallerySpec<'_>) -> anyhow::Result<GalleryReport> {
         json_folder_load: Summary::of(&json_loads).context("no load measured")?,
         first_start_ms,
         start: Summary::of(&starts).context("no start measured")?,
+        start_after_crash: Summary::of(&starts_after_crash).context("no start measured")?,
         searches,
     })
 }
@@ -306,7 +323,8 @@ fn encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-/// A `zimage serve` on the gallery's folder; killed when dropped.
+/// A `zimage serve` on the gallery's folder; killed when dropped (a crash), or [`Server::stop`]ped
+/// as Docker stops it.
 struct Server {
     child: Child,
     addr: SocketAddr,
@@ -359,6 +377,19 @@ impl Server {
             }
             std::thread::sleep(Duration::from_micros(250));
         }
+    }
+
+    /// Stops the gateway with SIGTERM and waits for it to exit (it closes the history cleanly).
+    fn stop(mut self) -> anyhow::Result<()> {
+        let terminated = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .context("cannot run kill")?;
+        anyhow::ensure!(terminated.success(), "kill -TERM failed");
+        let status = self.child.wait()?;
+        anyhow::ensure!(status.success(), "the gateway exited with {status} after SIGTERM");
+        Ok(())
     }
 
     fn status(&self, path: &str) -> Option<u16> {

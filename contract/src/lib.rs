@@ -276,7 +276,8 @@ pub struct HistoryPatch {
     pub starred: bool,
 }
 
-/// Answer to `GET /api/history?limit=N&before=ID&q=TEXT&starred=true`, newest first. `q` finds the
+/// Answer to `GET /api/history?limit=N&before=ID&q=TEXT&starred=true`, newest first (in the order the
+/// images were saved, the order the gallery received them live). `q` finds the
 /// images whose prompt holds every word (any part of a word, in any language; a number also matches
 /// the seed); `starred=true` keeps only starred images.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

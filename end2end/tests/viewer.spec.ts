@@ -128,4 +128,15 @@ test('the viewer opens over the page, moves through the gallery, and the back bu
   await expect(viewer.locator('.viewer-prompt')).toHaveText('old image 1');
   await page.keyboard.press('Escape');
   await expect(viewer).toHaveCount(0);
+
+  // A reload with the viewer open opens it again, and the back button still closes it.
+  await page.getByRole('button', { name: 'Show image: old image 2' }).click();
+  await expect(page).toHaveURL(/[?&]view=fake-2/);
+  await page.reload();
+  await expect(viewer.locator('.viewer-prompt')).toHaveText('old image 2');
+  await expect(page).toHaveURL(/[?&]view=fake-2/);
+  await page.goBack();
+  await expect(viewer).toHaveCount(0);
+  await expect(page).not.toHaveURL(/view=/);
+  await expect(page.locator('.studio')).toBeVisible();
 });

@@ -125,19 +125,24 @@ pub async fn create_dir(dir: &Path) -> io::Result<()> {
 /// Removes leftovers of writes interrupted by a crash (hidden `.tmp` files) from `dir`. Returns how
 /// many there were.
 pub async fn sweep_temporaries(dir: &Path) -> io::Result<usize> {
-    let mut removed = 0;
-    let mut entries = tokio::fs::read_dir(dir).await?;
-    while let Some(entry) = entries.next_entry().await? {
-        if is_temporary(&entry.file_name().to_string_lossy()) && entry.file_type().await?.is_file() {
-            tokio::fs::remove_file(entry.path()).await?;
-            removed += 1;
+    let dir = dir.to_owned();
+    // One blocking pass: the folder may hold 100,000 images, and tokio's reader hops to a blocking
+    // thread for every 32 names.
+    in_blocking(move || {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if is_temporary(&entry.file_name().to_string_lossy()) && entry.file_type()?.is_file() {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
         }
-    }
-    if removed > 0 {
-        let dir = dir.to_owned();
-        in_blocking(move || sync_folder(&dir)).await?;
-    }
-    Ok(removed)
+        if removed > 0 {
+            sync_folder(&dir)?;
+        }
+        Ok(removed)
+    })
+    .await
 }
 
 /// Whether a file name is one of this module's temporaries.

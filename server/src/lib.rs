@@ -99,10 +99,20 @@ pub async fn serve_tuned(
     let images = ImageStore::open(&config.data_dir.join("images"))
         .await
         .context("cannot open the image folder")?;
-    // What a crash interrupted is finished before anything reads the stores.
-    storage::recover(&images, &history)
+    // What a crash interrupted is finished before anything reads the stores. After a clean close
+    // there is nothing to finish: every save ended, and whatever a request cut at the exit could
+    // leave (a file without a row) is harmless until the next recovery.
+    if history
+        .take_clean_close()
         .await
-        .context("cannot tidy the data folder")?;
+        .context("cannot open the history")?
+    {
+        tracing::debug!("the data folder was closed cleanly; no recovery needed");
+    } else {
+        storage::recover(&images, &history)
+            .await
+            .context("cannot tidy the data folder")?;
+    }
     // The door before anything runs: a missing secret file stops the start here.
     let access = Access::new(&config.access, listener.local_addr()?, &config.data_dir)
         .await
@@ -203,7 +213,7 @@ pub async fn serve_tuned(
     let state = AppState {
         access,
         jobs,
-        history,
+        history: history.clone(),
         images,
         readiness,
     };
@@ -236,10 +246,8 @@ pub async fn serve_tuned(
 
     // A finished image on its way to the disk is waited for; one cut short is still journaled and
     // saved after the restart, so the wait is bounded.
-    if tokio::time::timeout(SHUTDOWN_GRACE, engine.flush())
-        .await
-        .is_err()
-    {
+    let flushed = tokio::time::timeout(SHUTDOWN_GRACE, engine.flush()).await.is_ok();
+    if !flushed {
         tracing::warn!("an image was still being saved at shutdown; it is saved after the restart");
     }
     let _ = stop_background.send(true);
@@ -247,6 +255,13 @@ pub async fn serve_tuned(
         task.abort();
     }
     jobs_task.abort();
+    // With no save under way now that the engine is stopped, the next start may skip the recovery.
+    if flushed
+        && engine.saves_under_way() == 0
+        && let Err(error) = history.close_cleanly().await
+    {
+        tracing::warn!(%error, "cannot mark the history closed cleanly; the next start checks every image");
+    }
     drop(sockets);
     if let Some(simulator) = simulator {
         simulator.shutdown();

@@ -1,10 +1,10 @@
 //! A finished image, large and fitting the screen, with its prompt, seed and size, and what can be done
 //! with it: open at full size, download, reuse, delete.
 
-use leptos::either::Either;
 use leptos::prelude::*;
 
 use crate::api::HistoryItem;
+use crate::components::delete_button::DeleteButton;
 use crate::job::{FinishedImage, JobProgress, format_elapsed};
 use crate::studio::Studio;
 
@@ -58,7 +58,6 @@ impl ShownImage {
 /// The image and its details.
 #[component]
 pub fn ImageCard(studio: Studio, image: ShownImage) -> impl IntoView {
-    let confirming = RwSignal::new(false);
     let ShownImage {
         id,
         image_url,
@@ -123,35 +122,7 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> impl IntoView {
                     >
                         {ui.reuse_settings}
                     </button>
-                    {move || if !confirming.get() {
-                        Either::Left(view! {
-                            <button type="button" class="button danger-outline" on:click=move |_| confirming.set(true)>
-                                {ui.delete}
-                            </button>
-                        })
-                    } else {
-                        Either::Right(view! {
-                        <span class="confirm" role="group" aria-label=ui.confirm_deletion>
-                            <span>{ui.delete_question}</span>
-                            <button
-                                type="button"
-                                class="button danger"
-                                on:click={
-                                    let delete_id = delete_id.clone();
-                                    move |_| {
-                                        confirming.set(false);
-                                        studio.delete(delete_id.clone());
-                                    }
-                                }
-                            >
-                                {ui.yes_delete}
-                            </button>
-                            <button type="button" class="button" on:click=move |_| confirming.set(false)>
-                                {ui.keep}
-                            </button>
-                        </span>
-                        })
-                    }}
+                    <DeleteButton studio id=delete_id group_label=ui.confirm_deletion/>
                 </div>
             </figcaption>
         </figure>

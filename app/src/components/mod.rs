@@ -6,6 +6,7 @@
 //! browser they keep their concrete types, because every `AnyView` carries its own copy of the
 //! asynchronous hydration code (about a third of the bundle when every component was one).
 
+pub mod delete_button;
 pub mod gallery;
 pub mod image_card;
 pub mod progress;

@@ -5,6 +5,7 @@
 use leptos::prelude::*;
 
 use crate::api::HistoryItem;
+use crate::components::delete_button::DeleteButton;
 use crate::components::gallery::StarButton;
 use crate::job::format_elapsed;
 use crate::studio::Studio;
@@ -136,7 +137,6 @@ fn ViewerDetails(studio: Studio, item: HistoryItem) -> AnyView {
 #[component]
 fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> AnyView {
     let ui = studio.ui;
-    let confirming = RwSignal::new(false);
     let (copy_prompt, reuse_item, delete_id) = (item.prompt.clone(), item.clone(), item.id.clone());
     view! {
         <div class="actions">
@@ -150,36 +150,7 @@ fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> An
             <a class="button" href=item.image_url.clone() download=download_name>
                 {ui.download}
             </a>
-            <Show
-                when=move || confirming.get()
-                fallback=move || {
-                    view! {
-                        <button type="button" class="button danger-outline" on:click=move |_| confirming.set(true)>
-                            {ui.delete}
-                        </button>
-                    }
-                }
-            >
-                <span class="confirm" role="group" aria-label=ui.delete_question>
-                    <span>{ui.delete_question}</span>
-                    <button
-                        type="button"
-                        class="button danger"
-                        on:click={
-                            let delete_id = delete_id.clone();
-                            move |_| {
-                                confirming.set(false);
-                                studio.delete(delete_id.clone());
-                            }
-                        }
-                    >
-                        {ui.yes_delete}
-                    </button>
-                    <button type="button" class="button" on:click=move |_| confirming.set(false)>
-                        {ui.keep}
-                    </button>
-                </span>
-            </Show>
+            <DeleteButton studio id=delete_id group_label=ui.delete_question/>
             <span class="viewer-note" aria-live="polite">
                 {move || studio.viewer_note.get()}
             </span>

@@ -756,6 +756,11 @@ impl Jobs {
         let _ = saving.wait_for(|count| *count == 0).await;
     }
 
+    /// How many finished images are being saved right now.
+    pub fn saves_under_way(&self) -> usize {
+        *self.inner.saving.borrow()
+    }
+
     fn registry(&self) -> MutexGuard<'_, Registry> {
         // Every update leaves the registry consistent, so a poisoned lock's data is still good.
         self.inner.registry.lock().unwrap_or_else(PoisonError::into_inner)
