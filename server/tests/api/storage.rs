@@ -1,5 +1,6 @@
 //! What is kept on disk across a crash: the gateway's start-up finishes what an interrupted save or
-//! delete left, so the studio shows every image with its record, or neither, and no leftovers.
+//! delete left, so the studio shows every image with its record, or neither, and no leftovers; after a
+//! clean stop it has nothing to finish and skips the walk through every image.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ async fn a_restart_tidies_what_a_crash_left_and_shows_each_image_with_its_record
         "{events:?}"
     );
     let kept = job.id;
-    app.stop().await;
+    app.crash().await;
 
     let images = app.data_dir.path().join("images");
     // A crash between an image and its record: an image without a record...
@@ -77,4 +78,39 @@ async fn a_restart_tidies_what_a_crash_left_and_shows_each_image_with_its_record
             .join(format!("{unrecorded}.png"))
             .is_file()
     );
+}
+
+#[tokio::test]
+async fn a_clean_stop_lets_the_next_start_skip_the_recovery_and_a_crash_after_it_does_not() {
+    let mut app = spawn_app().await;
+    let (job, _) = app.run_small_job("a heron at dusk").await;
+    let kept = job.id;
+    app.stop().await;
+
+    // An image without a record, put there behind the studio's back after the clean stop: the next
+    // start reads no folder, so it stays where it is.
+    let images = app.data_dir.path().join("images");
+    let stray = JobId::new().to_string();
+    std::fs::copy(
+        images.join(format!("{kept}.png")),
+        images.join(format!("{stray}.png")),
+    )
+    .unwrap();
+    let mut app = start_gateway(app.sim.clone(), Arc::clone(&app.data_dir)).await;
+    assert!(images.join(format!("{stray}.png")).is_file());
+    let listed = app.get("/api/history").await;
+    assert_eq!(
+        listed.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        listed.body
+    );
+
+    // That start took the mark away: after a crash of this run, the next start checks every image.
+    app.crash().await;
+    let app = start_gateway(app.sim.clone(), Arc::clone(&app.data_dir)).await;
+    assert!(!images.join(format!("{stray}.png")).exists());
+    assert!(images.join("lost+found").join(format!("{stray}.png")).is_file());
+    let listed = app.get("/api/history").await;
+    assert_eq!(listed.body["items"][0]["id"], kept.as_str());
 }

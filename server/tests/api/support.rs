@@ -188,6 +188,16 @@ impl TestApp {
         }
     }
 
+    /// Ends the gateway as a crash would: its task is dropped where it stands, nothing is closed
+    /// cleanly (the simulator keeps running).
+    pub(crate) async fn crash(&mut self) {
+        self.shutdown.take();
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = server.await;
+        }
+    }
+
     pub(crate) async fn post_json(&self, path: &str, body: &Value) -> Answer {
         let response = self.http.post(self.url(path)).json(body).send().await.unwrap();
         answer("post", response).await
