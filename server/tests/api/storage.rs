@@ -10,6 +10,14 @@ use zimage_contract::JobEvent;
 
 use crate::support::{fetch_image, spawn_app, start_gateway};
 
+/// A copy of image `of` under a new id, with no record: what a crash between the two leaves.
+fn image_without_record(images: &std::path::Path, of: &str) -> String {
+    let id = JobId::new().to_string();
+    std::fs::copy(images.join(format!("{of}.png")), images.join(format!("{id}.png")))
+        .expect("cannot copy the image");
+    id
+}
+
 #[tokio::test]
 async fn a_restart_tidies_what_a_crash_left_and_shows_each_image_with_its_record_or_not_at_all() {
     let mut app = spawn_app().await;
@@ -23,12 +31,7 @@ async fn a_restart_tidies_what_a_crash_left_and_shows_each_image_with_its_record
 
     let images = app.data_dir.path().join("images");
     // A crash between an image and its record: an image without a record...
-    let unrecorded = JobId::new().to_string();
-    std::fs::copy(
-        images.join(format!("{kept}.png")),
-        images.join(format!("{unrecorded}.png")),
-    )
-    .unwrap();
+    let unrecorded = image_without_record(&images, &kept);
     // ...a row whose image is gone (a delete interrupted the other way round)...
     let history = History::open(app.data_dir.path()).await.unwrap();
     let mut record = history.get(kept.parse().unwrap()).unwrap();
@@ -90,12 +93,7 @@ async fn a_clean_stop_lets_the_next_start_skip_the_recovery_and_a_crash_after_it
     // An image without a record, put there behind the studio's back after the clean stop: the next
     // start reads no folder, so it stays where it is.
     let images = app.data_dir.path().join("images");
-    let stray = JobId::new().to_string();
-    std::fs::copy(
-        images.join(format!("{kept}.png")),
-        images.join(format!("{stray}.png")),
-    )
-    .unwrap();
+    let stray = image_without_record(&images, &kept);
     let mut app = start_gateway(app.sim.clone(), Arc::clone(&app.data_dir)).await;
     assert!(images.join(format!("{stray}.png")).is_file());
     let listed = app.get("/api/history").await;
