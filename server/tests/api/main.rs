@@ -25,4 +25,5 @@ mod security;
 mod site_bundle;
 mod storage;
 mod support;
+mod upgrade;
 mod validation;
