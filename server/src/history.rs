@@ -232,6 +232,7 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     // A checkpointed WAL is cut back to this size, so a large import leaves no large file to scan at
     // the next start.
     connection.pragma_update(None, "journal_size_limit", 4 * 1024 * 1024)?;
+    search::register_fold(&connection)?;
     Ok(connection)
 }
 

@@ -14,8 +14,9 @@
 //!   becomes "any of them" in the same `MATCH`. A term found nowhere has none and ends the search at
 //!   once.
 //! - A term too common for that list (more trigrams than [`MAX_TRIGRAMS_PER_TERM`], or found in many
-//!   of the newest prompts), and any one-character term, is a `LIKE` on the prompt: walking the
-//!   newest rows finds a page of a common term at once.
+//!   of the newest prompts), and any one-character term, is looked for in the prompt itself, case
+//!   folded as the index folds it ([`fold`]): walking the newest rows finds a page of a common term at
+//!   once. (SQLite's `LIKE` folds ASCII letters only: `É` would not find `é`.)
 //! - Starred only, with few stars ([`STAR_DRIVEN_MAX`]): the stars' index is walked instead, each
 //!   row checked against the `MATCH`.
 //! - A number also matches the seed: a second query on the seed's index, merged in order.
@@ -36,7 +37,7 @@ pub const MAX_QUERY_TERMS: usize = 16;
 const MAX_TRIGRAMS_PER_TERM: usize = 64;
 /// How many of the newest prompts a two-character term is first looked for in...
 const RECENT_WINDOW: usize = 2048;
-/// ...and in how many of them it must be found to count as common (a `LIKE` then fills a page
+/// ...and in how many of them it must be found to count as common (reading prompts then fills a page
 /// after about `RECENT_WINDOW / RECENT_COMMON` rows on average).
 const RECENT_COMMON: usize = 64;
 /// With at most this many stars in all, a starred search walks the stars: each is one lookup in the
@@ -106,16 +107,16 @@ enum Lookup {
     Phrase(String),
     /// Any of these trigrams of the index (a rare two-character term); none: found nowhere.
     AnyOf(Vec<String>),
-    /// A `LIKE` pattern on the prompt (one character, or a common two).
-    Like(String),
+    /// The term, case folded, looked for in each prompt (one character, or a common two).
+    InPrompt(String),
 }
 
 /// The words of a search, ready for SQL: one `MATCH` (empty when no term uses the index) and the
-/// `LIKE` patterns, or `None` when some term is found nowhere.
+/// folded terms looked for in the prompt, or `None` when some term is found nowhere.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Words {
     matching: Option<String>,
-    likes: Vec<String>,
+    in_prompt: Vec<String>,
 }
 
 /// One page: up to `limit` entries below `before` (newest first), and the id to pass as `before` for
@@ -183,7 +184,7 @@ fn cursor(connection: &Connection, before: Option<JobId>) -> rusqlite::Result<i6
 /// Decides how each term is looked for.
 fn words(connection: &Connection, terms: &[String]) -> rusqlite::Result<Option<Words>> {
     let mut groups = Vec::new();
-    let mut likes = Vec::new();
+    let mut in_prompt = Vec::new();
     for term in terms {
         match lookup(connection, term)? {
             Lookup::Phrase(phrase) => groups.push(phrase),
@@ -196,29 +197,29 @@ fn words(connection: &Connection, terms: &[String]) -> rusqlite::Result<Option<W
                     .collect::<Vec<_>>()
                     .join(" OR ")
             )),
-            Lookup::Like(pattern) => likes.push(pattern),
+            Lookup::InPrompt(folded) => in_prompt.push(folded),
         }
     }
     let matching = (!groups.is_empty()).then(|| groups.join(" AND "));
-    Ok(Some(Words { matching, likes }))
+    Ok(Some(Words { matching, in_prompt }))
 }
 
 fn lookup(connection: &Connection, term: &str) -> rusqlite::Result<Lookup> {
     match term.chars().count() {
-        0 | 1 => Ok(Lookup::Like(like_pattern(term))),
+        0 | 1 => Ok(Lookup::InPrompt(fold(term))),
         2 => {
-            let pattern = like_pattern(term);
+            let folded = fold(term);
             let recent: i64 = connection
                 .prepare_cached(
                     "SELECT count(*) FROM (SELECT prompt FROM history ORDER BY seq DESC LIMIT ?1) \
-                     WHERE prompt LIKE ?2 ESCAPE '\\'",
+                     WHERE instr(zimage_fold(prompt), ?2) > 0",
                 )?
-                .query_row(rusqlite::params![RECENT_WINDOW as i64, pattern], |row| row.get(0))?;
+                .query_row(rusqlite::params![RECENT_WINDOW as i64, folded], |row| row.get(0))?;
             if recent >= RECENT_COMMON as i64 {
-                return Ok(Lookup::Like(pattern));
+                return Ok(Lookup::InPrompt(folded));
             }
-            // The vocabulary is folded as the index folds it (lower case).
-            let start = term.to_lowercase();
+            // The vocabulary is folded as the index folds it.
+            let start = folded.clone();
             let trigrams = connection
                 .prepare_cached(
                     "SELECT term FROM history_terms WHERE term >= ?1 AND term <= ?1 || char(1114111) \
@@ -230,7 +231,7 @@ fn lookup(connection: &Connection, term: &str) -> rusqlite::Result<Lookup> {
                 )?
                 .collect::<rusqlite::Result<Vec<String>>>()?;
             Ok(if trigrams.len() > MAX_TRIGRAMS_PER_TERM {
-                Lookup::Like(pattern)
+                Lookup::InPrompt(folded)
             } else {
                 Lookup::AnyOf(trigrams)
             })
@@ -249,9 +250,9 @@ fn rows_with(
 ) -> rusqlite::Result<Vec<(i64, Entry)>> {
     let mut values = vec![Value::Integer(below)];
     let mut conditions = Vec::new();
-    for like in &words.likes {
-        values.push(Value::Text(like.clone()));
-        conditions.push(format!("AND h.prompt LIKE ?{} ESCAPE '\\'", values.len()));
+    for folded in &words.in_prompt {
+        values.push(Value::Text(folded.clone()));
+        conditions.push(format!("AND instr(zimage_fold(h.prompt), ?{}) > 0", values.len()));
     }
     if starred_only {
         conditions.push("AND h.starred = 1".to_owned());
@@ -334,17 +335,21 @@ fn fts_phrase(term: &str) -> String {
     format!("\"{}\"", term.replace('"', "\"\""))
 }
 
-/// A term as a `LIKE` pattern with `\` as the escape: `%` and `_` match themselves.
-fn like_pattern(term: &str) -> String {
-    let mut pattern = String::from("%");
-    for character in term.chars() {
-        if matches!(character, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(character);
-    }
-    pattern.push('%');
-    pattern
+/// Case folded as the trigram index folds (Unicode lower case): `Été` and `ÉTÉ` are both `été`.
+fn fold(text: &str) -> String {
+    text.to_lowercase()
+}
+
+/// Adds `zimage_fold(text)`, [`fold`] in SQL, to a connection: the terms looked for in the prompt
+/// itself are compared with the prompt folded by it.
+pub(super) fn register_fold(connection: &Connection) -> rusqlite::Result<()> {
+    connection.create_scalar_function(
+        "zimage_fold",
+        1,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8
+            | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+        |context| Ok(fold(&context.get::<String>(0)?)),
+    )
 }
 
 #[cfg(test)]
@@ -491,6 +496,12 @@ mod tests {
             "5 fox",
             "unicorn",
             "x",
+            "été",
+            "éclair",
+            "é",
+            "É",
+            "ét",
+            "Éc",
         ];
         for (stars, label) in [(10, "few stars"), (400, "many stars")] {
             let starred: Vec<JobId> = records
@@ -536,15 +547,15 @@ mod tests {
         let reader = history.reader();
         assert_eq!(
             lookup(&reader, "狐狸").unwrap(),
-            Lookup::Like("%狐狸%".to_owned())
+            Lookup::InPrompt("狐狸".to_owned())
         );
-        assert!(matches!(lookup(&reader, "城市").unwrap(), Lookup::Like(_)));
+        assert!(matches!(lookup(&reader, "城市").unwrap(), Lookup::InPrompt(_)));
         assert_eq!(
             lookup(&reader, "雪地").unwrap(),
             Lookup::AnyOf(vec!["雪地 ".to_owned()])
         );
         assert_eq!(lookup(&reader, "鲸鱼").unwrap(), Lookup::AnyOf(Vec::new()));
-        assert_eq!(lookup(&reader, "狐").unwrap(), Lookup::Like("%狐%".to_owned()));
+        assert_eq!(lookup(&reader, "狐").unwrap(), Lookup::InPrompt("狐".to_owned()));
         assert_eq!(
             lookup(&reader, "狐狸的").unwrap(),
             Lookup::Phrase("\"狐狸的\"".to_owned())
@@ -593,6 +604,5 @@ mod tests {
     #[test]
     fn terms_are_text_never_query_syntax() {
         assert_eq!(fts_phrase("fox\""), "\"fox\"\"\"");
-        assert_eq!(like_pattern("100%_\\"), "%100\\%\\_\\\\%");
     }
 }
