@@ -266,14 +266,17 @@ pub(crate) fn measure(spec: &GallerySpec<'_>) -> anyhow::Result<GalleryReport> {
             vec!["狐狸".into(), "城市".into(), "白鹭".into()],
         ),
         (
-            "2 characters in many prompts (LIKE, newest first)",
+            "2 characters in many prompts (read in the prompts, newest first)",
             vec!["in".into(), "or".into()],
         ),
         (
             "2 characters, no match (no trigram begins with them)",
             vec!["鲸鱼".into(), "qz".into()],
         ),
-        ("1 character (LIKE, newest first)", vec!["猫".into(), "k".into()]),
+        (
+            "1 character (read in the prompts, newest first)",
+            vec!["猫".into(), "k".into()],
+        ),
         ("3+ characters, no match", vec!["unicorn".into(), "zqxj".into()]),
         ("a seed", vec![seed]),
         ("starred only", vec!["*starred".into()]),
