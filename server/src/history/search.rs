@@ -470,7 +470,7 @@ mod tests {
             .collect()
     }
 
-    /// Each way of looking for a term (index phrase, vocabulary, `LIKE`; walking the full-text
+    /// Each way of looking for a term (index phrase, vocabulary, the prompt itself; walking the full-text
     /// index or the stars) finds exactly what reading every record finds, through every page.
     #[test]
     fn every_plan_finds_what_reading_every_record_finds() {
