@@ -19,7 +19,7 @@ use serde::Serialize;
 use zimage::history::HistoryRecord;
 use zimage::job_id::JobId;
 
-use crate::gateway::{free_port, parse_status};
+use crate::gateway::{free_port, parse_status, serve_command};
 use crate::stats::Summary;
 
 /// How a large-gallery measurement runs.
@@ -337,28 +337,16 @@ struct Server {
 impl Server {
     fn start(spec: &GallerySpec<'_>, data_dir: &Path) -> anyhow::Result<Server> {
         let addr = free_port()?;
-        let mut command = match spec.cpus {
-            Some(cpus) => {
-                let mut command = Command::new("taskset");
-                command.arg("-c").arg(cpus).arg(spec.zimage);
-                command
-            }
-            None => Command::new(spec.zimage),
-        };
+        let mut command = serve_command(
+            spec.zimage,
+            spec.cpus,
+            addr,
+            spec.comfyui,
+            data_dir,
+            spec.workflow,
+            spec.site_root,
+        );
         command
-            .arg("serve")
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--comfyui")
-            .arg(spec.comfyui)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--workflow")
-            .arg(spec.workflow)
-            .arg("--site-root")
-            .arg(spec.site_root)
-            // The gallery's numbers do not need the web bundle (a bare checkout has none).
-            .arg("--allow-missing-bundle")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

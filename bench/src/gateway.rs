@@ -3,7 +3,7 @@
 //! fresh data folder.
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,41 @@ pub(crate) struct Gateway {
     data_dir: tempfile::TempDir,
 }
 
+/// `zimage serve` on `addr` with the suite's files and `data_dir`, pinned with `taskset -c cpus` when
+/// given. The page's web bundle may be absent from the site folder: the measurements need the API.
+pub(crate) fn serve_command(
+    binary: &Path,
+    cpus: Option<&str>,
+    addr: SocketAddr,
+    comfyui: &str,
+    data_dir: &Path,
+    workflow: &Path,
+    site_root: &Path,
+) -> Command {
+    let mut command = match cpus {
+        Some(cpus) => {
+            let mut command = Command::new("taskset");
+            command.arg("-c").arg(cpus).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    command
+        .arg("serve")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--comfyui")
+        .arg(comfyui)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--workflow")
+        .arg(workflow)
+        .arg("--site-root")
+        .arg(site_root)
+        .arg("--allow-missing-bundle");
+    command
+}
+
 impl Gateway {
     /// Starts `zimage serve` on a free loopback port and waits for `/healthz`.
     pub(crate) async fn start(spec: &GatewaySpec) -> anyhow::Result<Gateway> {
@@ -49,28 +84,16 @@ impl Gateway {
         };
         let addr = free_port()?;
         let log = std::fs::File::create(data_dir.path().join("gateway.log"))?;
-        let mut command = match &spec.cpus {
-            Some(cpus) => {
-                let mut command = Command::new("taskset");
-                command.arg("-c").arg(cpus).arg(&spec.binary);
-                command
-            }
-            None => Command::new(&spec.binary),
-        };
+        let mut command = serve_command(
+            &spec.binary,
+            spec.cpus.as_deref(),
+            addr,
+            &spec.comfyui,
+            data_dir.path(),
+            &spec.workflow,
+            &spec.site_root,
+        );
         command
-            .arg("serve")
-            .arg("--listen")
-            .arg(addr.to_string())
-            .arg("--comfyui")
-            .arg(&spec.comfyui)
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .arg("--workflow")
-            .arg(&spec.workflow)
-            .arg("--site-root")
-            .arg(&spec.site_root)
-            // The API is measured; the page's bundle may be absent from the site folder.
-            .arg("--allow-missing-bundle")
             // One address stands for a whole household here: the per-client abuse limits would
             // measure the limits, not the gateway. The checks themselves still run on every request.
             .arg("--jobs-per-minute")

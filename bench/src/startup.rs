@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-use crate::gateway::{free_port, parse_status};
+use crate::gateway::{free_port, parse_status, serve_command};
 use crate::stats::Summary;
 
 /// How often a start-up is polled.
@@ -106,21 +106,16 @@ pub(crate) fn measure(spec: &StartupSpec<'_>) -> anyhow::Result<StartupReport> {
 
 fn time_gateway(spec: &StartupSpec<'_>, data_dir: &Path) -> anyhow::Result<Duration> {
     let addr = free_port()?;
-    let mut command = Command::new(spec.zimage);
-    command
-        .arg("serve")
-        .arg("--listen")
-        .arg(addr.to_string())
-        .arg("--comfyui")
-        .arg(spec.comfyui)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--workflow")
-        .arg(spec.workflow)
-        .arg("--site-root")
-        .arg(spec.site_root)
-        // Start-up is measured with or without the page's bundle (the check is a few file lookups).
-        .arg("--allow-missing-bundle");
+    // Start-up is measured with or without the page's bundle (the check is a few file lookups).
+    let command = serve_command(
+        spec.zimage,
+        None,
+        addr,
+        spec.comfyui,
+        data_dir,
+        spec.workflow,
+        spec.site_root,
+    );
     time_until_ok(command, addr, "/healthz")
 }
 
