@@ -6,8 +6,9 @@
 //!
 //! Search: the prompt's full-text index uses FTS5's `trigram` tokenizer, which finds any substring of
 //! three characters or more, in English as in Chinese (which has no spaces between words); shorter
-//! terms go through the index's vocabulary or a reading of the prompts ([`search`] has the plan). A query that is a
-//! whole number also matches the seed. Pages are newest first in the order the images were kept.
+//! terms go through the index's vocabulary or a reading of the prompts ([`search`] has the plan). A
+//! query that is a whole number also matches the seed. Pages are newest first in the order the images
+//! were kept.
 
 use std::collections::BTreeSet;
 use std::io;
