@@ -190,6 +190,15 @@ impl Faults {
         self.shared.knobs.hold_at_node.send_replace(node_id);
     }
 
+    /// While `true`, `POST /interrupt` changes nothing: as with a genuine ComfyUI whose prompt is past
+    /// the last point where it checks the flag (decoding or saving the image), the prompt finishes.
+    pub fn ignore_interrupts(&self, ignore: bool) {
+        self.shared
+            .knobs
+            .ignore_interrupts
+            .store(ignore, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Lets a held prompt go on and clears both holds.
     pub fn release(&self) {
         self.shared.knobs.hold_at_step.send_replace(None);

@@ -63,6 +63,8 @@ pub(crate) struct Knobs {
     pub(crate) fail_node: Mutex<Option<(String, FailureKind)>>,
     pub(crate) slow_view: watch::Sender<Option<Duration>>,
     pub(crate) slow_prompt: watch::Sender<Option<Duration>>,
+    /// `POST /interrupt` lands too late to change anything (see [`crate::Faults::ignore_interrupts`]).
+    pub(crate) ignore_interrupts: std::sync::atomic::AtomicBool,
 }
 
 /// Everything one simulated ComfyUI process shares between its tasks.
@@ -160,6 +162,7 @@ impl Shared {
                 fail_node: Mutex::new(None),
                 slow_view: watch::Sender::new(None),
                 slow_prompt: watch::Sender::new(None),
+                ignore_interrupts: std::sync::atomic::AtomicBool::new(false),
             },
             interrupt: watch::Sender::new(false),
             queue_wakeup: Notify::new(),
@@ -244,6 +247,17 @@ impl Shared {
 
     /// `POST /interrupt`: global, or only if `prompt_id` is the one running.
     pub(crate) fn interrupt(&self, prompt_id: Option<&str>) {
+        if self
+            .knobs
+            .ignore_interrupts
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::info!(
+                ?prompt_id,
+                "interrupt arrives after the last check; the prompt runs on"
+            );
+            return;
+        }
         if let Some(prompt_id) = prompt_id {
             let running = self
                 .state()

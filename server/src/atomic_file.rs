@@ -53,14 +53,7 @@ impl Staged {
 pub async fn stage(path: &Path, bytes: Bytes) -> io::Result<Staged> {
     let path = path.to_owned();
     in_blocking(move || {
-        let (folder, file_name) = split(&path)?;
-        let mut file = tempfile::Builder::new()
-            .prefix(&format!(".{file_name}."))
-            .suffix(TEMPORARY_SUFFIX)
-            // As `File::create` would (0666 less the umask), not tempfile's private 0600: the data
-            // folder is often a volume that people back up or browse from the host.
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-            .tempfile_in(folder)?;
+        let mut file = temporary_beside(&path)?;
         // On an error the temporary is dropped, which removes it.
         file.write_all(&bytes)?;
         file.as_file().sync_all()?;
@@ -70,6 +63,18 @@ pub async fn stage(path: &Path, bytes: Bytes) -> io::Result<Staged> {
         })
     })
     .await
+}
+
+/// A new temporary file in `path`'s folder, named as [`sweep_temporaries`] expects.
+fn temporary_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let (folder, file_name) = split(path)?;
+    tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(TEMPORARY_SUFFIX)
+        // As `File::create` would (0666 less the umask), not tempfile's private 0600: the data
+        // folder is often a volume that people back up or browse from the host.
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(folder)
 }
 
 /// Writes `bytes` to `path` atomically and durably: when this returns `Ok` the file has all of the new
@@ -82,6 +87,19 @@ pub async fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// [`write`] without copying `bytes`.
 pub async fn write_bytes(path: &Path, bytes: Bytes) -> io::Result<()> {
     stage(path, bytes).await?.commit().await
+}
+
+/// Writes `bytes` to `path` atomically but without flushing anything: a reader, or a start after this
+/// process was killed, sees the old content or the new (the page cache outlives the process), but a
+/// power cut may undo it. For notes that are worth keeping but not worth a disk flush on the hot path.
+pub async fn replace(path: &Path, bytes: Bytes) -> io::Result<()> {
+    let path = path.to_owned();
+    in_blocking(move || {
+        let mut file = temporary_beside(&path)?;
+        file.write_all(&bytes)?;
+        file.into_temp_path().persist(&path).map_err(|error| error.error)
+    })
+    .await
 }
 
 /// Removes a file durably (its folder is flushed). Returns whether it existed.

@@ -64,6 +64,8 @@ pub struct Text {
     pub storage_unavailable: &'static str,
     pub internal: &'static str,
     pub queue_full: fn(usize) -> String,
+    /// One client holds its whole share of the line.
+    pub share_full: fn(usize) -> String,
     pub too_fast: &'static str,
     /// More images in one request than one device may start at once.
     pub too_many_at_once: fn(u32) -> String,
@@ -161,6 +163,12 @@ impl Text {
                 "The studio already has {unfinished} jobs waiting or running; try again when some have finished."
             )
         },
+        share_full: |share| {
+            format!(
+                "You already have {share} jobs waiting or running, the most one person may hold so that \
+                 others can use the studio too; try again when some have finished."
+            )
+        },
         too_fast: "This device is starting jobs faster than the studio allows; wait a moment.",
         too_many_at_once: |count| {
             format!(
@@ -254,6 +262,11 @@ impl Text {
         storage_unavailable: "工作室无法写入数据文件夹；详情见日志。",
         internal: "工作室内部出错了；详情见日志。",
         queue_full: |unfinished| format!("工作室已有 {unfinished} 个任务在排队或运行；请等一些完成后再试。"),
+        share_full: |share| {
+            format!(
+                "你已有 {share} 个任务在排队或运行，这是每位用户可占的上限，以便其他人也能使用；请等一些完成后再试。"
+            )
+        },
         too_fast: "这台设备提交任务的速度超过了工作室的限制；请稍等片刻。",
         too_many_at_once: |count| {
             format!("本工作室一次为一台设备启动的任务少于 {count} 个；请少要几张图像。")

@@ -13,9 +13,19 @@ use uuid::Uuid;
 pub struct JobId(Uuid);
 
 impl JobId {
+    /// Below every id, for ranges.
+    pub const MIN: JobId = JobId(Uuid::nil());
+    /// Above every id, for ranges.
+    pub const MAX: JobId = JobId(Uuid::max());
+
     /// A fresh id, later than every id made before in this process.
     pub fn new() -> JobId {
         JobId(Uuid::now_v7())
+    }
+
+    /// The id made at `unix_ms` with these random bits: for the simulation test's replayable ids.
+    pub fn from_parts(unix_ms: u64, random: [u8; 10]) -> JobId {
+        JobId(uuid::Builder::from_unix_timestamp_millis(unix_ms, &random).into_uuid())
     }
 
     /// Milliseconds since the Unix epoch at which the id was made.

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: the command line and environment (the only reader of the environment).
-//! - [`validation`]: a job request becomes [`validation::GenerationParams`] or a field error.
+//! - [`validation`]: a job request becomes [`validation::JobSpec`] or a field error.
 //! - [`comfy`]: everything that knows ComfyUI: HTTP client, WebSocket, messages, workflow.
 //! - [`jobs`]: a job's life from submission to stored image; [`relay`]: its events for watchers.
 //! - [`images`] and [`history`]: what is kept on disk under the data folder; [`backup`]: its copies.
@@ -192,7 +192,7 @@ pub async fn serve_tuned(
     ));
     background.push(tokio::spawn(readiness::follow(each, combined)));
 
-    let jobs = Jobs::open(
+    let (jobs, engine_task) = Jobs::open(
         backends,
         Arc::clone(&workflow),
         images.clone(),
@@ -207,7 +207,7 @@ pub async fn serve_tuned(
     )
     .await
     .context("cannot open the journal of unfinished jobs")?;
-    let jobs_task = tokio::spawn(jobs.clone().run(events));
+    let jobs_task = tokio::spawn(engine_task.run(events));
     let engine = jobs.clone();
 
     let state = AppState {

@@ -1,5 +1,5 @@
 //! The OpenAI-compatible images API as plain decisions: an [`ImagesRequest`] becomes an [`ImagesPlan`]
-//! (one [`GenerationParams`] per image, seeds consecutive), and [`generate`] runs the plan as jobs of the
+//! (one [`JobSpec`] per image, seeds consecutive), and [`generate`] runs the plan as jobs of the
 //! engine, waits for their images and cancels every one of them if the wait is abandoned.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -11,7 +11,7 @@ use zimage_contract::{self as api, CreateJobRequest, JobEvent};
 use crate::access::identity::Requester;
 use crate::job_id::JobId;
 use crate::jobs::{JobError, Jobs, StreamItem};
-use crate::validation::{GenerationParams, Rule, Seed, ValidationError};
+use crate::validation::{JobSpec, Rule, Seed, ValidationError};
 
 /// OpenAI's fixed sizes that lie beyond the studio's 1024 px cap, and what each becomes: the same
 /// aspect with the longer side 1024 and the shorter rounded down to a multiple of 16.
@@ -26,7 +26,7 @@ pub const OPENAI_SIZES: [((u32, u32), (u32, u32)); 4] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImagesPlan {
     /// One job each, in seed order.
-    pub images: Vec<GenerationParams>,
+    pub images: Vec<JobSpec>,
     pub format: ResponseFormat,
     /// The prompt as sent, to tell whether trimming changed it.
     pub sent_prompt: String,
@@ -74,7 +74,7 @@ impl TryFrom<ImagesRequest> for ImagesPlan {
                     batch_size: None,
                 };
                 // The studio's own rules, with its field names turned into this API's.
-                GenerationParams::try_from(job).map_err(|error| match error.field {
+                JobSpec::try_from(job).map_err(|error| match error.field {
                     "width" | "height" => ValidationError::new("size", error.rule),
                     _ => error,
                 })
@@ -171,7 +171,7 @@ pub async fn generate(
 
 /// Waits for the job's last event.
 async fn finished(jobs: &Jobs, id: JobId) -> Result<(), GenerateError> {
-    let Some(events) = jobs.events(id, None) else {
+    let Some(events) = jobs.events(id, None).await else {
         return Err(JobError::NotFound.into());
     };
     let mut events = std::pin::pin!(events);
@@ -219,11 +219,15 @@ fn lock(claim: &Mutex<Claim>) -> MutexGuard<'_, Claim> {
 }
 
 fn cancel(jobs: &Jobs, id: JobId, requester: Requester) {
-    // A job that already ended refuses, which is just as good.
-    match jobs.cancel(id, requester) {
-        Ok(_) => tracing::info!(%id, "job cancelled: its OpenAI-compatible request was abandoned"),
-        Err(error) => tracing::debug!(%id, %error, "abandoned job not cancelled"),
-    }
+    let jobs = jobs.clone();
+    // Often called as the request is dropped, where nothing can be awaited.
+    tokio::spawn(async move {
+        // A job that already ended refuses, which is just as good.
+        match jobs.cancel(id, requester).await {
+            Ok(_) => tracing::info!(%id, "job cancelled: its OpenAI-compatible request was abandoned"),
+            Err(error) => tracing::debug!(%id, %error, "abandoned job not cancelled"),
+        }
+    });
 }
 
 /// The jobs of one request; those not collected when it is dropped are cancelled.

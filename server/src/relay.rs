@@ -5,6 +5,7 @@
 //! losing events, and the stream always ends with the terminal event.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::Stream;
@@ -96,7 +97,7 @@ impl EventLog {
     }
 
     /// Starts watching: what was missed after `last_seen` (everything when `None`), then live events.
-    /// The caller holds the lock around the log, so no event falls between the two.
+    /// The log's one owner calls it, so no event falls between the two.
     ///
     /// An id this log never gave (beyond its last event, or from before its first: a browser that
     /// watched the job before a gateway restart, or a client making ids up) cannot say what was
@@ -129,10 +130,12 @@ pub struct Subscription {
 
 impl Subscription {
     /// The events as a stream that ends after the terminal event (or when the job is forgotten).
-    /// `catch_up(last_seen)` re-reads the log when the watcher fell behind the channel.
-    pub fn into_stream<F>(self, catch_up: F) -> impl Stream<Item = Arc<Sequenced>> + Send + 'static
+    /// `catch_up(last_seen)` re-reads the log (from whoever owns it) when the watcher fell behind the
+    /// channel.
+    pub fn into_stream<F, R>(self, catch_up: F) -> impl Stream<Item = Arc<Sequenced>> + Send + 'static
     where
-        F: Fn(u64) -> Vec<Arc<Sequenced>> + Send + 'static,
+        F: Fn(u64) -> R + Send + 'static,
+        R: Future<Output = Vec<Arc<Sequenced>>> + Send,
     {
         futures_util::stream::unfold(
             (self, catch_up, false),
@@ -153,7 +156,9 @@ impl Subscription {
                     match receiver.recv().await {
                         Ok(next) => subscription.backlog.push_back(next),
                         Err(broadcast::error::RecvError::Lagged(_)) => {
-                            subscription.backlog.extend(catch_up(subscription.last_seen));
+                            subscription
+                                .backlog
+                                .extend(catch_up(subscription.last_seen).await);
                         }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     }
@@ -181,7 +186,9 @@ mod tests {
         let mut log = EventLog::new();
         log.push(JobEvent::Queued { position: 1 });
         log.push(JobEvent::Running {});
-        let stream = log.subscribe(None).into_stream(|_| Vec::new());
+        let stream = log
+            .subscribe(None)
+            .into_stream(|_| std::future::ready(Vec::new()));
         log.push(progress(1));
         log.push(JobEvent::Cancelled {});
         let received: Vec<_> = stream.collect().await;
@@ -199,7 +206,11 @@ mod tests {
             code: "x".to_owned(),
             message: "y".to_owned(),
         });
-        let received: Vec<_> = log.subscribe(Some(3)).into_stream(|_| Vec::new()).collect().await;
+        let received: Vec<_> = log
+            .subscribe(Some(3))
+            .into_stream(|_| std::future::ready(Vec::new()))
+            .collect()
+            .await;
         assert_eq!(ids(&received), vec![4, 5, 6]);
     }
 
@@ -213,7 +224,7 @@ mod tests {
         log.lock().unwrap().push(JobEvent::Cancelled {});
         let reader = Arc::clone(&log);
         let received: Vec<_> = subscription
-            .into_stream(move |last_seen| reader.lock().unwrap().after(last_seen))
+            .into_stream(move |last_seen| std::future::ready(reader.lock().unwrap().after(last_seen)))
             .collect()
             .await;
         let expected: Vec<u64> = (1..=(CHANNEL_CAPACITY as u64 * 3 + 1)).collect();
@@ -244,7 +255,7 @@ mod tests {
         for resumed_after in [None, Some(40), Some(4_999), Some(u64::MAX)] {
             let received: Vec<_> = log
                 .subscribe(resumed_after)
-                .into_stream(|_| Vec::new())
+                .into_stream(|_| std::future::ready(Vec::new()))
                 .collect()
                 .await;
             assert_eq!(ids(&received), vec![5_000], "{resumed_after:?}");
@@ -257,8 +268,12 @@ mod tests {
         let mut log = EventLog::starting_at(100);
         log.push(JobEvent::Queued { position: 1 });
         log.push(JobEvent::Running {});
-        let beyond = log.subscribe(Some(99_999_999)).into_stream(|_| Vec::new());
-        let before = log.subscribe(Some(7)).into_stream(|_| Vec::new());
+        let beyond = log
+            .subscribe(Some(99_999_999))
+            .into_stream(|_| std::future::ready(Vec::new()));
+        let before = log
+            .subscribe(Some(7))
+            .into_stream(|_| std::future::ready(Vec::new()));
         log.push(progress(1));
         log.push(JobEvent::Cancelled {});
         let beyond: Vec<_> = beyond.collect().await;

@@ -1,5 +1,7 @@
-//! Parse, don't validate: a [`CreateJobRequest`] from the wire becomes [`GenerationParams`], whose
-//! newtypes can only hold values the studio accepts. Every refusal names the request field.
+//! Parse, don't validate: a [`CreateJobRequest`] from the wire becomes a [`JobSpec`], whose newtypes
+//! can only hold values the studio accepts. Every refusal names the request field. The spec then
+//! travels whole: through the engine, the journal, the ComfyUI graph, the history record and the
+//! PNG's story.
 
 use zimage_contract::{self as api, CreateJobRequest};
 
@@ -123,19 +125,54 @@ impl Side {
     }
 }
 
-/// Everything a job may vary; the rest of the workflow is fixed by configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GenerationParams {
+/// Everything a job may vary, checked; the rest of the workflow is fixed by configuration. Stored (in
+/// the journal and the history) as its plain fields, and checked again when read back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "StoredSpec", into = "StoredSpec")]
+pub struct JobSpec {
     pub prompt: Prompt,
     pub seed: Seed,
     pub width: Side,
     pub height: Side,
 }
 
-impl TryFrom<CreateJobRequest> for GenerationParams {
+/// A [`JobSpec`] as it is written down: the same names as the request's fields.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSpec {
+    prompt: String,
+    seed: u64,
+    width: u32,
+    height: u32,
+}
+
+impl From<JobSpec> for StoredSpec {
+    fn from(spec: JobSpec) -> StoredSpec {
+        StoredSpec {
+            prompt: spec.prompt.0,
+            seed: spec.seed.get(),
+            width: spec.width.get(),
+            height: spec.height.get(),
+        }
+    }
+}
+
+impl TryFrom<StoredSpec> for JobSpec {
     type Error = ValidationError;
 
-    fn try_from(request: CreateJobRequest) -> Result<GenerationParams, ValidationError> {
+    fn try_from(stored: StoredSpec) -> Result<JobSpec, ValidationError> {
+        Ok(JobSpec {
+            prompt: Prompt::parse(&stored.prompt)?,
+            seed: Seed::parse(stored.seed)?,
+            width: Side::parse("width", stored.width)?,
+            height: Side::parse("height", stored.height)?,
+        })
+    }
+}
+
+impl TryFrom<CreateJobRequest> for JobSpec {
+    type Error = ValidationError;
+
+    fn try_from(request: CreateJobRequest) -> Result<JobSpec, ValidationError> {
         let prompt = Prompt::parse(&request.prompt)?;
         let seed = match request.seed {
             Some(value) => Seed::parse(value)?,
@@ -159,7 +196,7 @@ impl TryFrom<CreateJobRequest> for GenerationParams {
             (None, None, Some(_)) => return Err(ValidationError::new("width", Rule::HeightNeedsWidth)),
             (None, None, None) => api::AspectRatio::Square.size(),
         };
-        Ok(GenerationParams {
+        Ok(JobSpec {
             prompt,
             seed,
             width: Side::parse("width", width)?,
@@ -182,12 +219,12 @@ mod tests {
     }
 
     fn field_of(request: CreateJobRequest) -> &'static str {
-        GenerationParams::try_from(request).unwrap_err().field
+        JobSpec::try_from(request).unwrap_err().field
     }
 
     #[test]
     fn a_minimal_request_gets_a_square_image_and_a_random_seed_in_range() {
-        let params = GenerationParams::try_from(request("  a fox  ")).unwrap();
+        let params = JobSpec::try_from(request("  a fox  ")).unwrap();
         assert_eq!(params.prompt.as_str(), "a fox");
         assert_eq!((params.width.get(), params.height.get()), (1024, 1024));
         assert!(params.seed.get() <= api::MAX_SEED);
@@ -195,7 +232,7 @@ mod tests {
 
     #[test]
     fn an_aspect_ratio_becomes_its_size() {
-        let params = GenerationParams::try_from(CreateJobRequest {
+        let params = JobSpec::try_from(CreateJobRequest {
             aspect_ratio: Some(AspectRatio::Wide16x9),
             seed: Some(42),
             ..request("fox")
@@ -216,7 +253,7 @@ mod tests {
     #[test]
     fn prompts_are_counted_in_characters_not_bytes() {
         let chinese = "狐".repeat(api::MAX_PROMPT_CHARS);
-        assert!(GenerationParams::try_from(request(&chinese)).is_ok());
+        assert!(JobSpec::try_from(request(&chinese)).is_ok());
         assert_eq!(field_of(request(&format!("{chinese}狐"))), "prompt");
     }
 
@@ -224,7 +261,7 @@ mod tests {
     fn control_characters_are_refused_but_line_breaks_are_kept() {
         assert_eq!(field_of(request("a\u{0}b")), "prompt");
         assert_eq!(field_of(request("a\u{1b}[31mb")), "prompt");
-        let params = GenerationParams::try_from(request("line one\nline two")).unwrap();
+        let params = JobSpec::try_from(request("line one\nline two")).unwrap();
         assert_eq!(params.prompt.as_str(), "line one\nline two");
     }
 
@@ -245,7 +282,7 @@ mod tests {
             "batch_size"
         );
         assert!(
-            GenerationParams::try_from(CreateJobRequest {
+            JobSpec::try_from(CreateJobRequest {
                 batch_size: Some(1),
                 ..request("x")
             })
@@ -294,7 +331,7 @@ mod tests {
         #[test]
         fn every_in_range_size_is_accepted(width in 16u32..=64, height in 16u32..=64) {
             let (width, height) = (width * 16, height * 16);
-            let params = GenerationParams::try_from(CreateJobRequest {
+            let params = JobSpec::try_from(CreateJobRequest {
                 width: Some(width), height: Some(height), ..request("x")
             }).unwrap();
             prop_assert_eq!((params.width.get(), params.height.get()), (width, height));
@@ -304,7 +341,7 @@ mod tests {
         fn every_out_of_range_or_unaligned_side_is_refused_on_its_field(side in any::<u32>(), pick_width in any::<bool>()) {
             prop_assume!(!((api::MIN_SIDE..=api::MAX_SIDE).contains(&side) && side % api::SIDE_STEP == 0));
             let (width, height) = if pick_width { (side, 512) } else { (512, side) };
-            let error = GenerationParams::try_from(CreateJobRequest {
+            let error = JobSpec::try_from(CreateJobRequest {
                 width: Some(width), height: Some(height), ..request("x")
             }).unwrap_err();
             prop_assert_eq!(error.field, if pick_width { "width" } else { "height" });

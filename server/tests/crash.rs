@@ -329,8 +329,8 @@ fn is_progress_step(event: &Sse, step: u64) -> bool {
 
 /// Promise 3, durable then announced: the gateway is killed (SIGKILL) the moment each `completed`
 /// reaches a watcher, three times over 1024x1024 images; started again on the same data, it has every
-/// announced image in the gallery, served whole. Today `completed` goes out before the PNG and its
-/// record are written, so a kill right after it can lose them.
+/// announced image in the gallery, served whole. (Once `completed` went out before the PNG and its
+/// record were written, so a kill right after it could lose them.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_announced_just_before_a_kill_is_kept() {
     let sim = start_sim().await;
@@ -443,15 +443,15 @@ async fn unfinished_jobs_survive(stop: Stop) {
     assert_eq!(sim.faults().peak_queue_remaining(), 1);
 }
 
-/// Promise 4 after SIGKILL. Today the gateway keeps its jobs only in memory: after the restart they are
-/// unknown (404) and their images never reach the gallery.
+/// Promise 4 after SIGKILL. (Once the gateway kept its jobs only in memory: after the restart they were
+/// unknown (404) and their images never reached the gallery.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_jobs_complete_after_a_kill() {
     unfinished_jobs_survive(Stop::Kill).await;
 }
 
-/// Promise 4 after SIGTERM (no watcher connected at the time). Today, as after a kill, the jobs are
-/// unknown after the restart.
+/// Promise 4 after SIGTERM (no watcher connected at the time). (Once, as after a kill, the jobs were
+/// unknown after the restart.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_jobs_complete_after_sigterm() {
     unfinished_jobs_survive(Stop::Terminate).await;
@@ -459,8 +459,8 @@ async fn unfinished_jobs_complete_after_sigterm() {
 
 /// Promise 5: SIGTERM while three watchers follow a job held mid-sampling. The gateway exits with status
 /// 0 within seconds, and each open stream gets a last event `restarting` (data `{}`) before it closes,
-/// so the page knows to reconnect rather than to show an error. Today the graceful shutdown waits for
-/// every open stream to end, and these never end: the gateway does not exit.
+/// so the page knows to reconnect rather than to show an error. (Once the graceful shutdown waited for
+/// every open stream to end, and these never ended: the gateway did not exit.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_open_streams_with_restarting_and_exits_promptly() {
     let sim = start_sim().await;
@@ -492,7 +492,7 @@ async fn sigterm_ends_open_streams_with_restarting_and_exits_promptly() {
 }
 
 /// Promise 6 through the binary's environment: `ZIMAGE_JOB_DEADLINE` seconds of silence from ComfyUI
-/// fail the job with `timed_out`. Today the variable means nothing and the held job never ends.
+/// fail the job with `timed_out`. (Once the variable meant nothing and the held job never ended.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_deadline_comes_from_the_environment() {
     let sim = start_sim().await;

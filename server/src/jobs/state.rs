@@ -1,18 +1,23 @@
-//! A job's life as one enum and the one function that moves it: [`Phase`] owns each stage's data,
-//! [`advance`] takes a phase and an [`Input`] (something ComfyUI, the engine, a person or the clock
-//! said) and gives the next phase, the events for watchers and the I/O to start ([`Effect`]). No I/O
-//! happens here; the engine (`engine.rs`) runs the effects and feeds their results back as inputs.
+//! A job's life as one enum and the one function that moves it: [`Phase`] owns each stage's data
+//! (where a job is held and since when lives in the variants that hold it), [`advance`] takes a phase
+//! and an [`Input`] (something ComfyUI, the engine, a person or the clock said) and gives the next
+//! phase, the events for watchers and the I/O to start ([`Effect`], each naming the backend it goes
+//! to). No I/O happens here; the engine (`engine.rs`) runs the effects and feeds their results back.
+//! Which backend is busy is never stored: a backend holds the one job whose phase says it does.
 //!
 //! ```text
 //! Waiting ─Dispatch─▶ Submitting ─Accepted─▶ Queued ─Started─▶ Running ─Succeeded─▶ Saving ─Saved─▶ Completed
 //!    ▲                    │ unsure/lost          │ lost           │ lost                 │
 //!    └────────────────────┴──────────────────────┴────────────────┘ (sent again)         └─▶ Failed
-//! any unfinished ─Cancel─▶ Cancelled (waiting) or Cancelling ─Interrupted/gone─▶ Cancelled
+//! any unfinished but Saving ─Cancel─▶ Cancelled (waiting) or Cancelling ─anything ComfyUI says─▶ Cancelled
 //! at ComfyUI ─Deadline─▶ Failed (timed_out)      ComfyUI's verdict ─▶ Failed
 //! at a backend ─BackendLost─▶ Waiting (retrying, for another backend) or Failed (backend_lost)
 //! ```
+//!
+//! A cancel is final: once a person's cancel is accepted the job ends `cancelled` whatever ComfyUI
+//! does next, and an image it finishes anyway is never fetched.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use zimage_contract::{JobEvent, JobFailure, JobStatus};
 
@@ -26,24 +31,36 @@ pub const MAX_RESUBMITS: u32 = 3;
 /// How often a job whose backend died or stopped answering is moved to another before it fails.
 pub const MAX_FAILOVERS: u32 = 2;
 
+/// Where a job was handed: which backend, which hand-over of the job it is (answers about an earlier
+/// one are not this one's), and when (the deadline runs from here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    /// The backend's index.
+    pub backend: usize,
+    /// Counts the job's hand-overs, from 1.
+    pub attempt: u32,
+    pub since: Instant,
+}
+
 /// Where a job is in its life. Each variant holds what exists at that stage and nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
-    /// In the gateway's waiting line; ComfyUI has not seen it.
+    /// In the gateway's waiting line; no ComfyUI has it.
     Waiting,
-    /// Being handed to ComfyUI (`POST /prompt` under way).
-    Submitting,
-    /// ComfyUI holds it and has not started it.
-    Queued,
-    /// ComfyUI is working on it: the sampler's step so far and the output files announced so far.
+    /// Being handed to a backend (`POST /prompt` under way).
+    Submitting(At),
+    /// The backend holds it and has not started it.
+    Queued(At),
+    /// The backend is working on it: the sampler's step so far and the output files announced so far.
     Running {
+        at: At,
         step: u32,
         outputs: Vec<OutputImage>,
     },
-    /// A person cancelled it while ComfyUI held it; waiting for ComfyUI to confirm it dropped it.
-    Cancelling,
-    /// ComfyUI finished it; the image is being fetched and written to disk.
-    Saving,
+    /// A person cancelled it while a backend held it; waiting for the backend to let go of it.
+    Cancelling(At),
+    /// The backend finished it; the image is being fetched from there and written to disk.
+    Saving(At),
     /// The image and its record are on disk.
     Completed {
         record: HistoryRecord,
@@ -57,8 +74,8 @@ pub enum Phase {
 /// What can happen to a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
-    /// The engine picked the job to run next.
-    Dispatch,
+    /// The engine picked the job to run next, on this backend.
+    Dispatch { at: At },
     /// ComfyUI accepted the prompt.
     SubmitAccepted,
     /// ComfyUI refused the prompt, for a reason sending it again would not change.
@@ -89,27 +106,28 @@ pub enum Input {
     SaveFailed { failure: JobFailure },
     /// A person asked to cancel.
     Cancel,
-    /// The job held ComfyUI for longer than its deadline.
+    /// The job held its backend for longer than its deadline, or (waiting) no backend could take a
+    /// job for that long.
     Deadline { limit: Duration },
     /// The backend holding the job died or stopped answering, and another backend is ready: `reason`
     /// says which and how, for people.
     BackendLost { reason: String },
 }
 
-/// I/O the engine starts after a transition.
+/// I/O the engine starts after a transition, each at the backend it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// `POST /prompt` under the current connection's client id.
-    Submit,
-    /// Ask ComfyUI's records what became of the job.
-    Reconcile,
-    /// Drop the job from ComfyUI's queue (it has not started).
-    DeletePending,
+    /// `POST /prompt` under the backend's current connection's client id.
+    Submit(At),
+    /// Ask the backend's records what became of the job.
+    Reconcile(At),
+    /// Drop the job from the backend's queue (it has not started).
+    DeletePending { backend: usize },
     /// Interrupt the job (by its prompt id only, never someone else's).
-    Interrupt,
-    /// Fetch the finished image (from these files, or from ComfyUI's records when none are known) and
-    /// write it and its record to disk.
-    Save { outputs: Vec<OutputImage> },
+    Interrupt { backend: usize },
+    /// Fetch the finished image (from these files, or from the backend's records when none are
+    /// known) and write it and its record to disk.
+    Save { at: At, outputs: Vec<OutputImage> },
 }
 
 /// The result of a legal input.
@@ -118,7 +136,7 @@ pub struct Transition {
     pub next: Phase,
     pub events: Vec<JobEvent>,
     pub effects: Vec<Effect>,
-    /// The job goes back into the waiting line to be sent again (ComfyUI lost it).
+    /// The job goes back into the waiting line to be sent again (ComfyUI lost it, or its backend).
     pub requeue: bool,
 }
 
@@ -143,8 +161,8 @@ impl Phase {
     /// The status the API shows.
     pub fn status(&self) -> JobStatus {
         match self {
-            Phase::Waiting | Phase::Submitting | Phase::Queued => JobStatus::Queued,
-            Phase::Running { .. } | Phase::Cancelling | Phase::Saving => JobStatus::Running,
+            Phase::Waiting | Phase::Submitting(_) | Phase::Queued(_) => JobStatus::Queued,
+            Phase::Running { .. } | Phase::Cancelling(_) | Phase::Saving(_) => JobStatus::Running,
             Phase::Completed { .. } => JobStatus::Completed,
             Phase::Failed { .. } => JobStatus::Failed,
             Phase::Cancelled => JobStatus::Cancelled,
@@ -159,19 +177,33 @@ impl Phase {
         )
     }
 
-    /// True while ComfyUI holds (or is being handed) the job: the engine sends ComfyUI nothing else.
-    pub fn holds_comfy(&self) -> bool {
-        matches!(
-            self,
-            Phase::Submitting | Phase::Queued | Phase::Running { .. } | Phase::Cancelling
-        )
+    /// Where the job is at a backend (held there, or being saved from there).
+    pub fn at(&self) -> Option<At> {
+        match self {
+            Phase::Submitting(at)
+            | Phase::Queued(at)
+            | Phase::Running { at, .. }
+            | Phase::Cancelling(at)
+            | Phase::Saving(at) => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// The backend the job holds: it is handed to it, queued or running there, or being taken back.
+    /// That backend gets no other job meanwhile. A job being saved needs only the disk (and one
+    /// download): its backend can start the next job.
+    pub fn holder(&self) -> Option<At> {
+        match self {
+            Phase::Saving(_) => None,
+            phase => phase.at(),
+        }
     }
 
     /// The sampler step reached so far.
     pub fn step(&self) -> u32 {
         match self {
             Phase::Running { step, .. } => *step,
-            Phase::Saving | Phase::Completed { .. } => zimage_contract::STEPS,
+            Phase::Saving(_) | Phase::Completed { .. } => zimage_contract::STEPS,
             _ => 0,
         }
     }
@@ -179,11 +211,11 @@ impl Phase {
     fn name(&self) -> &'static str {
         match self {
             Phase::Waiting => "waiting",
-            Phase::Submitting => "submitting",
-            Phase::Queued => "queued",
+            Phase::Submitting(_) => "submitting",
+            Phase::Queued(_) => "queued",
             Phase::Running { .. } => "running",
-            Phase::Cancelling => "cancelling",
-            Phase::Saving => "saving",
+            Phase::Cancelling(_) => "cancelling",
+            Phase::Saving(_) => "saving",
             Phase::Completed { .. } => "completed",
             Phase::Failed { .. } => "failed",
             Phase::Cancelled => "cancelled",
@@ -194,7 +226,7 @@ impl Phase {
 impl Input {
     fn name(&self) -> &'static str {
         match self {
-            Input::Dispatch => "dispatch",
+            Input::Dispatch { .. } => "dispatch",
             Input::SubmitAccepted => "submit accepted",
             Input::SubmitRefused { .. } => "submit refused",
             Input::SubmitUnreachable => "submit unreachable",
@@ -219,7 +251,7 @@ impl Input {
 /// Checks a cancel before it is applied, so the person gets a clear answer.
 pub fn may_cancel(phase: &Phase) -> Result<(), CancelRefused> {
     match phase {
-        Phase::Saving => Err(CancelRefused::Saving),
+        Phase::Saving(_) => Err(CancelRefused::Saving),
         phase if phase.is_final() => Err(CancelRefused::AlreadyEnded),
         _ => Ok(()),
     }
@@ -230,12 +262,6 @@ pub fn advance(phase: &Phase, input: Input, resubmits: u32) -> Result<Transition
     let illegal = |input: &Input| Illegal {
         phase: phase.name(),
         input: input.name(),
-    };
-    let to = |next: Phase| Transition {
-        next,
-        events: Vec::new(),
-        effects: Vec::new(),
-        requeue: false,
     };
     let lost = |why: &str| {
         if resubmits < MAX_RESUBMITS {
@@ -251,29 +277,33 @@ pub fn advance(phase: &Phase, input: Input, resubmits: u32) -> Result<Transition
         (phase, input) if phase.is_final() => return Err(illegal(&input)),
 
         // Into ComfyUI.
-        (Phase::Waiting, Input::Dispatch) => with_effects(to(Phase::Submitting), [Effect::Submit]),
-        (Phase::Submitting, Input::SubmitAccepted) => to(Phase::Queued),
-        (Phase::Submitting, Input::SubmitRefused { failure }) => failed(failure),
-        (Phase::Submitting, Input::SubmitUnreachable) => Transition {
+        (Phase::Waiting, Input::Dispatch { at }) => {
+            with_effects(to(Phase::Submitting(at)), [Effect::Submit(at)])
+        }
+        (Phase::Submitting(at), Input::SubmitAccepted) => to(Phase::Queued(*at)),
+        (Phase::Submitting(_), Input::SubmitRefused { failure }) => failed(failure),
+        (Phase::Submitting(_), Input::SubmitUnreachable) => Transition {
             requeue: true,
             ..to(Phase::Waiting)
         },
-        (Phase::Submitting, Input::SubmitUncertain) => with_effects(to(Phase::Queued), [Effect::Reconcile]),
+        (Phase::Submitting(at), Input::SubmitUncertain) => {
+            with_effects(to(Phase::Queued(*at)), [Effect::Reconcile(*at)])
+        }
 
         // ComfyUI's events. A start or a step may arrive before the submission's own answer.
-        (Phase::Submitting | Phase::Queued, Input::Started) => started(0, Vec::new(), None),
-        (Phase::Submitting | Phase::Queued, Input::Progress { step, total }) => {
-            started(0, Vec::new(), Some((step, total)))
+        (Phase::Submitting(at) | Phase::Queued(at), Input::Started) => started(*at, Vec::new(), None),
+        (Phase::Submitting(at) | Phase::Queued(at), Input::Progress { step, total }) => {
+            started(*at, Vec::new(), Some((step, total)))
         }
         // Every node's start reads as `Started`; only the first one matters.
-        (Phase::Running { .. } | Phase::Cancelling, Input::Started) => to(phase.clone()),
-        (Phase::Cancelling, Input::Progress { .. } | Input::Output { .. }) => to(phase.clone()),
-        (Phase::Running { step, outputs }, Input::Progress { step: new, total }) => {
+        (Phase::Running { .. }, Input::Started) => to(phase.clone()),
+        (Phase::Running { at, step, outputs }, Input::Progress { step: new, total }) => {
             if new > *step {
                 let step = new.min(total);
                 Transition {
                     events: vec![JobEvent::Progress { step, total }],
                     ..to(Phase::Running {
+                        at: *at,
                         step,
                         outputs: outputs.clone(),
                     })
@@ -282,40 +312,39 @@ pub fn advance(phase: &Phase, input: Input, resubmits: u32) -> Result<Transition
                 to(phase.clone())
             }
         }
-        (Phase::Submitting | Phase::Queued, Input::Output { images }) => started(0, images, None),
-        (Phase::Running { step, .. }, Input::Output { images }) => to(Phase::Running {
+        (Phase::Submitting(at) | Phase::Queued(at), Input::Output { images }) => started(*at, images, None),
+        (Phase::Running { at, step, .. }, Input::Output { images }) => to(Phase::Running {
+            at: *at,
             step: *step,
             outputs: images,
         }),
-        (Phase::Running { outputs, .. }, Input::Succeeded) => saving(outputs.clone()),
-        (Phase::Submitting | Phase::Queued | Phase::Cancelling, Input::Succeeded) => saving(Vec::new()),
-        (Phase::Submitting | Phase::Queued | Phase::Running { .. }, Input::ComfyFailed { failure }) => {
+        (Phase::Running { at, outputs, .. }, Input::Succeeded) => saving(*at, outputs.clone()),
+        (Phase::Submitting(at) | Phase::Queued(at), Input::Succeeded) => saving(*at, Vec::new()),
+        (Phase::Submitting(_) | Phase::Queued(_) | Phase::Running { .. }, Input::ComfyFailed { failure }) => {
             failed(failure)
         }
-        (Phase::Cancelling, Input::ComfyFailed { .. }) => cancelled(),
         // Interrupted from outside the studio (ComfyUI's own page): the job ends as cancelled.
-        (
-            Phase::Submitting | Phase::Queued | Phase::Running { .. } | Phase::Cancelling,
-            Input::Interrupted,
-        ) => cancelled(),
-        (Phase::Submitting | Phase::Queued | Phase::Running { .. } | Phase::Cancelling, Input::Finished) => {
-            with_effects(to(phase.clone()), [Effect::Reconcile])
+        (Phase::Submitting(_) | Phase::Queued(_) | Phase::Running { .. }, Input::Interrupted) => cancelled(),
+        (Phase::Submitting(at) | Phase::Queued(at) | Phase::Running { at, .. }, Input::Finished) => {
+            with_effects(to(phase.clone()), [Effect::Reconcile(*at)])
         }
 
         // ComfyUI's records.
-        (Phase::Queued | Phase::Submitting, Input::Remote(RemoteState::Pending)) => to(Phase::Queued),
-        (Phase::Queued | Phase::Submitting, Input::Remote(RemoteState::Running)) => {
-            started(0, Vec::new(), None)
+        (Phase::Queued(at) | Phase::Submitting(at), Input::Remote(RemoteState::Pending)) => {
+            to(Phase::Queued(*at))
+        }
+        (Phase::Queued(at) | Phase::Submitting(at), Input::Remote(RemoteState::Running)) => {
+            started(*at, Vec::new(), None)
         }
         (Phase::Running { .. }, Input::Remote(RemoteState::Pending | RemoteState::Running)) => {
             to(phase.clone())
         }
         (
-            Phase::Submitting | Phase::Queued | Phase::Running { .. } | Phase::Cancelling,
+            Phase::Submitting(at) | Phase::Queued(at) | Phase::Running { at, .. },
             Input::Remote(RemoteState::Completed { images }),
-        ) => saving(images),
+        ) => saving(*at, images),
         (
-            Phase::Submitting | Phase::Queued | Phase::Running { .. },
+            Phase::Submitting(_) | Phase::Queued(_) | Phase::Running { .. },
             Input::Remote(RemoteState::Failed { failure }),
         ) => failed(failure.map_or_else(
             || JobFailure {
@@ -328,54 +357,91 @@ pub fn advance(phase: &Phase, input: Input, resubmits: u32) -> Result<Transition
             },
         )),
         (
-            Phase::Submitting | Phase::Queued | Phase::Running { .. },
+            Phase::Submitting(_) | Phase::Queued(_) | Phase::Running { .. },
             Input::Remote(RemoteState::Cancelled),
         ) => cancelled(),
-        (Phase::Submitting | Phase::Queued | Phase::Running { .. }, Input::Remote(RemoteState::Unknown)) => {
-            lost("ComfyUI no longer knows this job (it probably restarted).")
-        }
-        (Phase::Cancelling, Input::Remote(RemoteState::Pending)) => {
-            with_effects(to(Phase::Cancelling), [Effect::DeletePending, Effect::Reconcile])
-        }
-        (Phase::Cancelling, Input::Remote(RemoteState::Running)) => {
-            with_effects(to(Phase::Cancelling), [Effect::Interrupt])
-        }
         (
-            Phase::Cancelling,
-            Input::Remote(RemoteState::Cancelled | RemoteState::Unknown | RemoteState::Failed { .. }),
-        ) => cancelled(),
+            Phase::Submitting(_) | Phase::Queued(_) | Phase::Running { .. },
+            Input::Remote(RemoteState::Unknown),
+        ) => lost("ComfyUI no longer knows this job (it probably restarted)."),
 
         // Saving.
-        (Phase::Saving, Input::Saved { record }) => {
+        (Phase::Saving(_), Input::Saved { record }) => {
             let event = completed_event(&record);
             Transition {
                 events: vec![event],
                 ..to(Phase::Completed { record })
             }
         }
-        (Phase::Saving, Input::SaveFailed { failure }) => failed(failure),
+        (Phase::Saving(_), Input::SaveFailed { failure }) => failed(failure),
 
-        // A person.
+        // A person. The cancel is final: from here on the job ends `cancelled`, and the backend is only
+        // told to let go of it (the slot stays taken until it has, so the next job does not queue
+        // behind a prompt that is still running).
         (Phase::Waiting, Input::Cancel) => cancelled(),
-        (Phase::Submitting, Input::Cancel) => to(Phase::Cancelling),
-        (Phase::Queued, Input::Cancel) => {
-            with_effects(to(Phase::Cancelling), [Effect::DeletePending, Effect::Reconcile])
+        (Phase::Submitting(at), Input::Cancel) => to(Phase::Cancelling(*at)),
+        (Phase::Queued(at), Input::Cancel) => with_effects(
+            to(Phase::Cancelling(*at)),
+            [
+                Effect::DeletePending { backend: at.backend },
+                Effect::Reconcile(*at),
+            ],
+        ),
+        (Phase::Running { at, .. }, Input::Cancel) => with_effects(
+            to(Phase::Cancelling(*at)),
+            [Effect::Interrupt { backend: at.backend }],
+        ),
+        (Phase::Cancelling(at), Input::SubmitAccepted | Input::SubmitUncertain) => with_effects(
+            to(Phase::Cancelling(*at)),
+            [
+                Effect::DeletePending { backend: at.backend },
+                Effect::Reconcile(*at),
+            ],
+        ),
+        (Phase::Cancelling(at), Input::Remote(RemoteState::Pending)) => with_effects(
+            to(Phase::Cancelling(*at)),
+            [
+                Effect::DeletePending { backend: at.backend },
+                Effect::Reconcile(*at),
+            ],
+        ),
+        (Phase::Cancelling(at), Input::Remote(RemoteState::Running)) => with_effects(
+            to(Phase::Cancelling(*at)),
+            [Effect::Interrupt { backend: at.backend }],
+        ),
+        (Phase::Cancelling(_), Input::Started | Input::Progress { .. } | Input::Output { .. }) => {
+            to(phase.clone())
         }
-        (Phase::Running { .. }, Input::Cancel) => with_effects(to(Phase::Cancelling), [Effect::Interrupt]),
-        (Phase::Cancelling, Input::SubmitAccepted | Input::SubmitUncertain) => {
-            with_effects(to(Phase::Cancelling), [Effect::DeletePending, Effect::Reconcile])
-        }
-        (Phase::Cancelling, Input::SubmitRefused { .. } | Input::SubmitUnreachable) => cancelled(),
+        // Whatever ComfyUI's last word (it finished anyway, failed, stopped, forgot the job, or is
+        // gone), the person's cancel stands; a finished image is not fetched.
+        (
+            Phase::Cancelling(_),
+            Input::SubmitRefused { .. }
+            | Input::SubmitUnreachable
+            | Input::Succeeded
+            | Input::ComfyFailed { .. }
+            | Input::Interrupted
+            | Input::Finished
+            | Input::Remote(_)
+            | Input::BackendLost { .. },
+        ) => cancelled(),
+        (Phase::Cancelling(at), Input::Deadline { .. }) => with_effects(
+            cancelled(),
+            [
+                Effect::DeletePending { backend: at.backend },
+                Effect::Interrupt { backend: at.backend },
+            ],
+        ),
 
         // The clock. ComfyUI is told to drop the job, so the GPU is free for the next one.
         (
-            Phase::Submitting | Phase::Queued | Phase::Running { .. } | Phase::Cancelling,
+            Phase::Submitting(at) | Phase::Queued(at) | Phase::Running { at, .. },
             Input::Deadline { limit },
         ) => {
             let effect = if matches!(phase, Phase::Running { .. }) {
-                Effect::Interrupt
+                Effect::Interrupt { backend: at.backend }
             } else {
-                Effect::DeletePending
+                Effect::DeletePending { backend: at.backend }
             };
             with_effects(
                 fail(
@@ -390,20 +456,20 @@ pub fn advance(phase: &Phase, input: Input, resubmits: u32) -> Result<Transition
             )
         }
 
-        // ComfyUI out of reach for a whole deadline: the line cannot move.
+        // No backend could take a job for a whole deadline: the line cannot move.
         (Phase::Waiting, Input::Deadline { limit }) => fail(
             "timed_out",
             format!(
-                "ComfyUI could not be reached for {}, so this image was never started. Check that \
-                 ComfyUI is running, then generate it again.",
+                "No ComfyUI backend was ready for {}, so this image was never started. Check that \
+                 ComfyUI is running and has its models, then generate it again.",
                 human_duration(limit)
             ),
         ),
 
         // The backend is gone: the job starts over elsewhere (same prompt, seed and size, so the same
         // image), unless it moved too often already. Mid-submission, the submission's own answer
-        // decides; a cancel in progress has nothing left to cancel.
-        (Phase::Queued | Phase::Running { .. } | Phase::Saving, Input::BackendLost { reason }) => {
+        // decides.
+        (Phase::Queued(_) | Phase::Running { .. } | Phase::Saving(_), Input::BackendLost { reason }) => {
             if resubmits < MAX_FAILOVERS {
                 retrying(reason, resubmits)
             } else {
@@ -416,7 +482,6 @@ pub fn advance(phase: &Phase, input: Input, resubmits: u32) -> Result<Transition
                 )
             }
         }
-        (Phase::Cancelling, Input::BackendLost { .. }) => cancelled(),
 
         (_, input) => return Err(illegal(&input)),
     };
@@ -429,11 +494,20 @@ pub fn completed_event(record: &HistoryRecord) -> JobEvent {
     JobEvent::Completed {
         image_url: item.image_url,
         thumbnail_url: item.thumbnail_url,
-        seed: record.seed,
-        width: record.width,
-        height: record.height,
+        seed: item.seed,
+        width: item.width,
+        height: item.height,
         elapsed_ms: record.elapsed_ms,
         backend: record.backend.clone(),
+    }
+}
+
+fn to(next: Phase) -> Transition {
+    Transition {
+        next,
+        events: Vec::new(),
+        effects: Vec::new(),
+        requeue: false,
     }
 }
 
@@ -455,26 +529,26 @@ fn with_effects<const N: usize>(mut transition: Transition, effects: [Effect; N]
     transition
 }
 
-fn started(step: u32, outputs: Vec<OutputImage>, progress: Option<(u32, u32)>) -> Transition {
+fn started(at: At, outputs: Vec<OutputImage>, progress: Option<(u32, u32)>) -> Transition {
     let mut events = vec![JobEvent::Running {}];
-    let mut step = step;
+    let mut step = 0;
     if let Some((value, total)) = progress {
         step = value.min(total);
         events.push(JobEvent::Progress { step, total });
     }
     Transition {
-        next: Phase::Running { step, outputs },
+        next: Phase::Running { at, step, outputs },
         events,
         effects: Vec::new(),
         requeue: false,
     }
 }
 
-fn saving(outputs: Vec<OutputImage>) -> Transition {
+fn saving(at: At, outputs: Vec<OutputImage>) -> Transition {
     Transition {
-        next: Phase::Saving,
+        next: Phase::Saving(at),
         events: Vec::new(),
-        effects: vec![Effect::Save { outputs }],
+        effects: vec![Effect::Save { at, outputs }],
         requeue: false,
     }
 }
@@ -523,8 +597,19 @@ mod tests {
     use crate::comfy::ExecutionFailure;
     use crate::job_id::JobId;
 
+    /// One fixed place at backend 0, so phases compare equal.
+    fn at() -> At {
+        static SINCE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        At {
+            backend: 0,
+            attempt: 1,
+            since: *SINCE.get_or_init(Instant::now),
+        }
+    }
+
     fn running(step: u32) -> Phase {
         Phase::Running {
+            at: at(),
             step,
             outputs: Vec::new(),
         }
@@ -595,22 +680,22 @@ mod tests {
     fn the_happy_path_from_the_line_to_the_disk() {
         check(
             Phase::Waiting,
-            Input::Dispatch,
-            Phase::Submitting,
+            Input::Dispatch { at: at() },
+            Phase::Submitting(at()),
             vec![],
-            vec![Effect::Submit],
+            vec![Effect::Submit(at())],
             false,
         );
         check(
-            Phase::Submitting,
+            Phase::Submitting(at()),
             Input::SubmitAccepted,
-            Phase::Queued,
+            Phase::Queued(at()),
             vec![],
             vec![],
             false,
         );
         check(
-            Phase::Queued,
+            Phase::Queued(at()),
             Input::Started,
             running(0),
             vec![JobEvent::Running {}],
@@ -626,6 +711,7 @@ mod tests {
             false,
         );
         let with_output = Phase::Running {
+            at: at(),
             step: 8,
             outputs: vec![image()],
         };
@@ -642,16 +728,17 @@ mod tests {
         check(
             with_output,
             Input::Succeeded,
-            Phase::Saving,
+            Phase::Saving(at()),
             vec![],
             vec![Effect::Save {
+                at: at(),
                 outputs: vec![image()],
             }],
             false,
         );
         let record = record();
         check(
-            Phase::Saving,
+            Phase::Saving(at()),
             Input::Saved {
                 record: record.clone(),
             },
@@ -667,7 +754,7 @@ mod tests {
     #[test]
     fn events_that_overtake_the_submissions_answer_still_count() {
         check(
-            Phase::Submitting,
+            Phase::Submitting(at()),
             Input::Started,
             running(0),
             vec![JobEvent::Running {}],
@@ -675,7 +762,7 @@ mod tests {
             false,
         );
         check(
-            Phase::Queued,
+            Phase::Queued(at()),
             Input::Progress { step: 3, total: 8 },
             running(3),
             vec![JobEvent::Running {}, JobEvent::Progress { step: 3, total: 8 }],
@@ -706,7 +793,7 @@ mod tests {
     #[test]
     fn submissions_that_fail_end_or_go_back_to_the_line_as_their_cause_says() {
         let refused = advance(
-            &Phase::Submitting,
+            &Phase::Submitting(at()),
             Input::SubmitRefused {
                 failure: failure("model_not_installed"),
             },
@@ -715,7 +802,7 @@ mod tests {
         .unwrap();
         failed_with("model_not_installed", &refused);
         check(
-            Phase::Submitting,
+            Phase::Submitting(at()),
             Input::SubmitUnreachable,
             Phase::Waiting,
             vec![],
@@ -723,11 +810,11 @@ mod tests {
             true,
         );
         check(
-            Phase::Submitting,
+            Phase::Submitting(at()),
             Input::SubmitUncertain,
-            Phase::Queued,
+            Phase::Queued(at()),
             vec![],
-            vec![Effect::Reconcile],
+            vec![Effect::Reconcile(at())],
             false,
         );
     }
@@ -735,15 +822,15 @@ mod tests {
     #[test]
     fn comfyuis_records_decide_when_events_were_lost() {
         check(
-            Phase::Queued,
+            Phase::Queued(at()),
             Input::Remote(RemoteState::Pending),
-            Phase::Queued,
+            Phase::Queued(at()),
             vec![],
             vec![],
             false,
         );
         check(
-            Phase::Queued,
+            Phase::Queued(at()),
             Input::Remote(RemoteState::Running),
             running(0),
             vec![JobEvent::Running {}],
@@ -763,9 +850,10 @@ mod tests {
             Input::Remote(RemoteState::Completed {
                 images: vec![image()],
             }),
-            Phase::Saving,
+            Phase::Saving(at()),
             vec![],
             vec![Effect::Save {
+                at: at(),
                 outputs: vec![image()],
             }],
             false,
@@ -804,14 +892,14 @@ mod tests {
             Input::Finished,
             running(3),
             vec![],
-            vec![Effect::Reconcile],
+            vec![Effect::Reconcile(at())],
             false,
         );
     }
 
     #[test]
     fn a_job_comfyui_lost_is_sent_again_a_few_times_then_fails() {
-        for phase in [Phase::Submitting, Phase::Queued, running(4)] {
+        for phase in [Phase::Submitting(at()), Phase::Queued(at()), running(4)] {
             for resubmits in 0..MAX_RESUBMITS {
                 let again = advance(&phase, Input::Remote(RemoteState::Unknown), resubmits).unwrap();
                 assert_eq!((again.next, again.requeue), (Phase::Waiting, true), "{phase:?}");
@@ -833,7 +921,7 @@ mod tests {
         let lost = || Input::BackendLost {
             reason: "The backend gpu0 stopped answering.".to_owned(),
         };
-        for phase in [Phase::Queued, running(5), Phase::Saving] {
+        for phase in [Phase::Queued(at()), running(5), Phase::Saving(at())] {
             for resubmits in 0..MAX_FAILOVERS {
                 let again = advance(&phase, lost(), resubmits).unwrap();
                 assert_eq!((again.next, again.requeue), (Phase::Waiting, true), "{phase:?}");
@@ -854,14 +942,14 @@ mod tests {
         }
         // A cancel under way has nothing left to cancel; a submission's own answer decides for it.
         check(
-            Phase::Cancelling,
+            Phase::Cancelling(at()),
             lost(),
             Phase::Cancelled,
             vec![JobEvent::Cancelled {}],
             vec![],
             false,
         );
-        assert!(advance(&Phase::Submitting, lost(), 0).is_err());
+        assert!(advance(&Phase::Submitting(at()), lost(), 0).is_err());
         assert!(advance(&Phase::Waiting, lost(), 0).is_err());
     }
 
@@ -886,15 +974,18 @@ mod tests {
         );
         // Succeeded without an `executed` message: the records name the file.
         check(
-            Phase::Queued,
+            Phase::Queued(at()),
             Input::Succeeded,
-            Phase::Saving,
+            Phase::Saving(at()),
             vec![],
-            vec![Effect::Save { outputs: vec![] }],
+            vec![Effect::Save {
+                at: at(),
+                outputs: vec![],
+            }],
             false,
         );
         let unsaved = advance(
-            &Phase::Saving,
+            &Phase::Saving(at()),
             Input::SaveFailed {
                 failure: failure("storage_failed"),
             },
@@ -915,40 +1006,40 @@ mod tests {
             false,
         );
         check(
-            Phase::Submitting,
+            Phase::Submitting(at()),
             Input::Cancel,
-            Phase::Cancelling,
+            Phase::Cancelling(at()),
             vec![],
             vec![],
             false,
         );
         check(
-            Phase::Queued,
+            Phase::Queued(at()),
             Input::Cancel,
-            Phase::Cancelling,
+            Phase::Cancelling(at()),
             vec![],
-            vec![Effect::DeletePending, Effect::Reconcile],
+            vec![Effect::DeletePending { backend: 0 }, Effect::Reconcile(at())],
             false,
         );
         check(
             running(3),
             Input::Cancel,
-            Phase::Cancelling,
+            Phase::Cancelling(at()),
             vec![],
-            vec![Effect::Interrupt],
+            vec![Effect::Interrupt { backend: 0 }],
             false,
         );
         // The submission lands after the cancel: take it back at once.
         check(
-            Phase::Cancelling,
+            Phase::Cancelling(at()),
             Input::SubmitAccepted,
-            Phase::Cancelling,
+            Phase::Cancelling(at()),
             vec![],
-            vec![Effect::DeletePending, Effect::Reconcile],
+            vec![Effect::DeletePending { backend: 0 }, Effect::Reconcile(at())],
             false,
         );
         check(
-            Phase::Cancelling,
+            Phase::Cancelling(at()),
             Input::SubmitUnreachable,
             Phase::Cancelled,
             vec![JobEvent::Cancelled {}],
@@ -956,7 +1047,7 @@ mod tests {
             false,
         );
         check(
-            Phase::Cancelling,
+            Phase::Cancelling(at()),
             Input::Interrupted,
             Phase::Cancelled,
             vec![JobEvent::Cancelled {}],
@@ -964,7 +1055,7 @@ mod tests {
             false,
         );
         check(
-            Phase::Cancelling,
+            Phase::Cancelling(at()),
             Input::Remote(RemoteState::Unknown),
             Phase::Cancelled,
             vec![JobEvent::Cancelled {}],
@@ -972,23 +1063,59 @@ mod tests {
             false,
         );
         check(
-            Phase::Cancelling,
+            Phase::Cancelling(at()),
             Input::Remote(RemoteState::Running),
-            Phase::Cancelling,
+            Phase::Cancelling(at()),
             vec![],
-            vec![Effect::Interrupt],
+            vec![Effect::Interrupt { backend: 0 }],
             false,
         );
-        // It finished before the interrupt landed: the image is kept, not thrown away.
-        check(
-            Phase::Cancelling,
+        // The cancel is final: whatever ComfyUI says last, the job ends cancelled and a finished image
+        // is never fetched.
+        for last_word in [
             Input::Succeeded,
-            Phase::Saving,
+            Input::Remote(RemoteState::Completed {
+                images: vec![image()],
+            }),
+            Input::ComfyFailed {
+                failure: failure("execution_error"),
+            },
+            Input::Finished,
+            Input::Remote(RemoteState::Failed { failure: None }),
+        ] {
+            check(
+                Phase::Cancelling(at()),
+                last_word,
+                Phase::Cancelled,
+                vec![JobEvent::Cancelled {}],
+                vec![],
+                false,
+            );
+        }
+        // Its progress changes nothing.
+        check(
+            Phase::Cancelling(at()),
+            Input::Progress { step: 8, total: 8 },
+            Phase::Cancelling(at()),
             vec![],
-            vec![Effect::Save { outputs: vec![] }],
+            vec![],
             false,
         );
-        assert_eq!(may_cancel(&Phase::Saving), Err(CancelRefused::Saving));
+        // Out of time while ComfyUI still holds it: cancelled all the same, and told again to let go.
+        check(
+            Phase::Cancelling(at()),
+            Input::Deadline {
+                limit: Duration::from_secs(60),
+            },
+            Phase::Cancelled,
+            vec![JobEvent::Cancelled {}],
+            vec![
+                Effect::DeletePending { backend: 0 },
+                Effect::Interrupt { backend: 0 },
+            ],
+            false,
+        );
+        assert_eq!(may_cancel(&Phase::Saving(at())), Err(CancelRefused::Saving));
         assert_eq!(may_cancel(&Phase::Cancelled), Err(CancelRefused::AlreadyEnded));
         assert_eq!(may_cancel(&running(1)), Ok(()));
     }
@@ -999,9 +1126,9 @@ mod tests {
         let running = advance(&running(3), Input::Deadline { limit }, 0).unwrap();
         let message = failed_with("timed_out", &running);
         assert!(message.contains("10 minutes"), "{message}");
-        assert_eq!(running.effects, vec![Effect::Interrupt]);
-        let queued = advance(&Phase::Queued, Input::Deadline { limit }, 0).unwrap();
-        assert_eq!(queued.effects, vec![Effect::DeletePending]);
+        assert_eq!(running.effects, vec![Effect::Interrupt { backend: 0 }]);
+        let queued = advance(&Phase::Queued(at()), Input::Deadline { limit }, 0).unwrap();
+        assert_eq!(queued.effects, vec![Effect::DeletePending { backend: 0 }]);
         let waiting = advance(
             &Phase::Waiting,
             Input::Deadline {
@@ -1012,7 +1139,7 @@ mod tests {
         .unwrap();
         assert!(failed_with("timed_out", &waiting).contains("45 seconds"));
         // Saving has its own time limits (the download's); the deadline does not cut a save short.
-        assert!(advance(&Phase::Saving, Input::Deadline { limit }, 0).is_err());
+        assert!(advance(&Phase::Saving(at()), Input::Deadline { limit }, 0).is_err());
     }
 
     #[test]
@@ -1025,7 +1152,7 @@ mod tests {
             Phase::Cancelled,
         ];
         let inputs = [
-            Input::Dispatch,
+            Input::Dispatch { at: at() },
             Input::Started,
             Input::Succeeded,
             Input::Cancel,
@@ -1041,21 +1168,22 @@ mod tests {
             }
         }
         // A job is dispatched only from the line, and saved only once.
-        assert!(advance(&Phase::Queued, Input::Dispatch, 0).is_err());
-        assert!(advance(&Phase::Saving, Input::Succeeded, 0).is_err());
+        assert!(advance(&Phase::Queued(at()), Input::Dispatch { at: at() }, 0).is_err());
+        assert!(advance(&Phase::Saving(at()), Input::Succeeded, 0).is_err());
         assert!(advance(&Phase::Waiting, Input::Progress { step: 1, total: 8 }, 0).is_err());
     }
 
     #[test]
     fn only_jobs_handed_to_comfyui_hold_it() {
-        assert!(!Phase::Waiting.holds_comfy());
-        assert!(Phase::Submitting.holds_comfy());
-        assert!(Phase::Queued.holds_comfy());
-        assert!(running(1).holds_comfy());
-        assert!(Phase::Cancelling.holds_comfy());
+        assert_eq!(Phase::Waiting.holder(), None);
+        assert_eq!(Phase::Submitting(at()).holder(), Some(at()));
+        assert_eq!(Phase::Queued(at()).holder(), Some(at()));
+        assert_eq!(running(1).holder(), Some(at()));
+        assert_eq!(Phase::Cancelling(at()).holder(), Some(at()));
         // Saving needs only the disk: ComfyUI can start the next job meanwhile.
-        assert!(!Phase::Saving.holds_comfy());
-        assert_eq!(Phase::Saving.status(), JobStatus::Running);
-        assert_eq!(Phase::Submitting.status(), JobStatus::Queued);
+        assert_eq!(Phase::Saving(at()).holder(), None);
+        assert_eq!(Phase::Saving(at()).at(), Some(at()));
+        assert_eq!(Phase::Saving(at()).status(), JobStatus::Running);
+        assert_eq!(Phase::Submitting(at()).status(), JobStatus::Queued);
     }
 }

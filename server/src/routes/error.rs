@@ -98,6 +98,11 @@ impl From<JobError> for ApiError {
                 message: (text().queue_full)(unfinished),
                 retry_after,
             },
+            JobError::ShareFull { share, retry_after } => ApiError::TooManyRequests {
+                code: "queue_full",
+                message: (text().share_full)(share),
+                retry_after,
+            },
             JobError::NotYours => ApiError::Forbidden {
                 code: "not_yours",
                 message: text().not_yours.to_owned(),

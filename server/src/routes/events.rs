@@ -48,6 +48,7 @@ pub(super) async fn events(
     let stream = state
         .jobs
         .events(id, last_seen)
+        .await
         .ok_or_else(|| ApiError::NotFound(text().no_such_job))?;
     let stream = stream.map(|item| {
         Ok::<Event, Infallible>(match item {

@@ -28,7 +28,7 @@ pub(super) async fn backends(State(state): State<AppState>) -> Response {
     (
         [(axum::http::header::CACHE_CONTROL, "no-store")],
         Json(BackendList {
-            backends: state.jobs.backends(),
+            backends: state.jobs.backends().await,
         }),
     )
         .into_response()
@@ -47,7 +47,7 @@ pub(super) async fn healthz() -> &'static str {
     ))]
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let mut readiness = state.readiness.borrow().clone();
-    readiness.backends = state.jobs.backends();
+    readiness.backends = state.jobs.backends().await;
     // The disk is the other half of being ready: a job that cannot be saved is no use.
     let disk = DiskSpace::of(state.images.dir());
     if let Some(message) = disk.message() {

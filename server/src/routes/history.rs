@@ -84,7 +84,7 @@ pub(super) async fn remove(
     caller: Caller,
     JobIdParam(id): JobIdParam,
 ) -> Result<Response, ApiError> {
-    state.jobs.authorize(id, caller.requester)?;
+    state.jobs.authorize(id, caller.requester).await?;
     if !state.history.remove(id).await? {
         return Err(ApiError::NotFound(text().no_such_image));
     }

@@ -13,7 +13,7 @@ use super::error::{ApiError, ApiJson};
 use super::language::text;
 use crate::state::AppState;
 use crate::storage::DiskSpace;
-use crate::validation::GenerationParams;
+use crate::validation::JobSpec;
 
 /// The job routes.
 pub(super) fn router() -> Router<AppState> {
@@ -41,7 +41,7 @@ pub(super) async fn create(
     caller: Caller,
     ApiJson(request): ApiJson<CreateJobRequest>,
 ) -> Result<Response, ApiError> {
-    let params = GenerationParams::try_from(request)?;
+    let params = JobSpec::try_from(request)?;
     admit(&state, &caller, 1)?;
     let accepted = state.jobs.submit(params, caller.requester.client).await?;
     let location = paths::job(&accepted.id);
@@ -105,6 +105,7 @@ pub(super) async fn show(
     let view = state
         .jobs
         .view(id)
+        .await
         .ok_or_else(|| ApiError::NotFound(text().no_such_job))?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response())
 }
@@ -122,7 +123,7 @@ pub(super) async fn cancel(
     caller: Caller,
     JobIdParam(id): JobIdParam,
 ) -> Result<Response, ApiError> {
-    let view = state.jobs.cancel(id, caller.requester)?;
+    let view = state.jobs.cancel(id, caller.requester).await?;
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
@@ -138,6 +139,7 @@ pub(super) async fn preview(
     let (image, mime) = state
         .jobs
         .preview(id)
+        .await
         .ok_or_else(|| ApiError::NotFound(text().no_preview))?;
     Ok((
         [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-store")],

@@ -42,8 +42,9 @@ async fn simulator(options: SimOptions) -> SimHandle {
     Simulator::spawn(listener, options).await.unwrap()
 }
 
-/// The gateway over `sims` plus `extra` backend addresses (named after them, `b<n>`, in order).
-async fn fleet_with(sims: Vec<SimHandle>, extra: &[String]) -> Fleet {
+/// The gateway over `sims` plus `extra` backend addresses (named after them, `b<n>`, in order), with
+/// `options` on its command line.
+async fn fleet_with(sims: Vec<SimHandle>, extra: &[String], options: &[&str]) -> Fleet {
     let addresses: Vec<String> = sims
         .iter()
         .map(SimHandle::url)
@@ -53,6 +54,7 @@ async fn fleet_with(sims: Vec<SimHandle>, extra: &[String]) -> Fleet {
         .iter()
         .enumerate()
         .map(|(index, url)| format!("--comfyui=b{index}={url}"))
+        .chain(options.iter().map(|option| (*option).to_owned()))
         .collect();
     let borrowed: Vec<&str> = arguments.iter().map(String::as_str).collect();
     let data_dir = Arc::new(tempfile::tempdir().unwrap());
@@ -65,7 +67,7 @@ async fn fleet(count: usize, options: impl Fn(usize) -> SimOptions) -> Fleet {
     for index in 0..count {
         sims.push(simulator(options(index)).await);
     }
-    fleet_with(sims, &[]).await
+    fleet_with(sims, &[], &[]).await
 }
 
 fn small_job(prompt: &str) -> serde_json::Value {
@@ -230,7 +232,7 @@ async fn a_backend_down_at_start_is_taken_into_use_once_it_comes_up() {
         reserved.local_addr().unwrap().port()
     };
     let first = simulator(quick_sim()).await;
-    let fleet = fleet_with(vec![first], &[format!("http://127.0.0.1:{port}")]).await;
+    let fleet = fleet_with(vec![first], &[format!("http://127.0.0.1:{port}")], &[]).await;
     let app = &fleet.app;
     let readiness = app.wait_ready().await;
     assert!(
@@ -430,4 +432,93 @@ async fn a_backend_that_froze_gets_its_job_moved_and_is_told_to_drop_it_when_it_
     let view = app.job(&accepted.id).await;
     assert_eq!(view.status, JobStatus::Completed);
     assert_eq!(view.backend, Some(format!("b{survivor}")));
+}
+
+/// Every accepted job ends by its deadline: with one backend connected but not ready (its models are
+/// not the workflow's) and the only ready one killed while it holds the first job, the first job and
+/// the two waiting behind it all end `timed_out`, and their places are freed. (Once waiting jobs
+/// timed out only when every backend's socket was down: a connected-but-not-ready backend kept them
+/// `queued` for ever.)
+#[tokio::test]
+async fn waiting_jobs_end_by_their_deadline_when_no_ready_backend_is_left() {
+    let sims = vec![
+        simulator(SimOptions {
+            unet_models: vec!["another-model.gguf".to_owned()],
+            ..quick_sim()
+        })
+        .await,
+        simulator(quick_sim()).await,
+    ];
+    let fleet = fleet_with(sims, &[], &["--job-deadline=2", "--max-queued=3"]).await;
+    let app = &fleet.app;
+    wait_backend(app, "b0", BackendStatus::NotReady).await;
+    wait_backend(app, "b1", BackendStatus::Ready).await;
+    fleet.sims[1].faults().hold_at_step(Some(3));
+    let mut jobs = Vec::new();
+    for index in 0..3 {
+        jobs.push(app.create_job(small_job(&format!("stranded fox {index}"))).await);
+    }
+    let mut first = app.events(&jobs[0].id, None).await;
+    first
+        .until(|event| matches!(event, JobEvent::Progress { step: 2, .. }))
+        .await;
+    fleet.sims[1].shutdown();
+
+    for job in &jobs {
+        let events = app.events_until_end(&job.id).await;
+        match events.last() {
+            Some((_, JobEvent::Failed { code, .. })) => assert_eq!(code, "timed_out", "{events:?}"),
+            other => panic!("job {} ended {other:?}", job.id),
+        }
+    }
+    assert!(prompts_at(&fleet.sims[0]).is_empty());
+    // Their endings stay readable across a restart.
+    let fleet = fleet.restart().await;
+    for job in &jobs {
+        let view = fleet.app.job(&job.id).await;
+        assert_eq!(view.status, JobStatus::Failed);
+        assert_eq!(view.error.map(|error| error.code), Some("timed_out".to_owned()));
+        let events = fleet.app.events_until_end(&job.id).await;
+        assert!(
+            matches!(events.last(), Some((_, JobEvent::Failed { .. }))),
+            "{events:?}"
+        );
+    }
+}
+
+/// After a failover and a gateway restart, only the backend the job was last given to has a say: the
+/// abandoned copy's record (interrupted, when its backend came back and was told to drop it) does not
+/// end a job that is running fine elsewhere. (Once the first backend, in order, with any record of the
+/// job decided, and the job ended `cancelled`.)
+#[tokio::test]
+async fn after_a_failover_and_a_restart_the_abandoned_copy_has_no_say() {
+    let (fleet, accepted, mut events, frozen) = job_held_on_one_of_two("moved, then restarted").await;
+    let survivor = 1 - frozen;
+    fleet.sims[frozen].faults().stall(true);
+    events
+        .until(|event| matches!(event, JobEvent::Retrying { .. }))
+        .await;
+    // The survivor takes it and holds it mid-sampling.
+    events
+        .until(|event| matches!(event, JobEvent::Progress { step: 2, .. }))
+        .await;
+    drop(events);
+    // The frozen one thaws and is told to drop its copy: its record now says interrupted.
+    fleet.sims[frozen].faults().stall(false);
+    eventually("the abandoned copy interrupted", || async {
+        (fleet.sims[frozen].faults().requests_to("POST /interrupt") > 0).then_some(())
+    })
+    .await;
+
+    let fleet = fleet.restart().await;
+    let_run(&fleet.sims[survivor]);
+    let events = fleet.app.events_until_end(&accepted.id).await;
+    assert!(
+        matches!(events.last(), Some((_, JobEvent::Completed { .. }))),
+        "{events:?}"
+    );
+    assert_eq!(
+        made_by(&fleet.app).await,
+        vec![(accepted.id, Some(format!("b{survivor}")))]
+    );
 }

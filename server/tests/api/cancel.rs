@@ -73,3 +73,71 @@ async fn a_finished_job_cannot_be_cancelled_and_an_unknown_one_is_not_found() {
         404
     );
 }
+
+/// A cancel is final even when ComfyUI finishes the image anyway (the interrupt came after its last
+/// check): the job ends `cancelled`, and the image never enters the household's gallery. (Once the
+/// finished image was fetched and kept, and the job ended `completed` after its cancel was answered.)
+#[tokio::test]
+async fn a_cancel_answered_202_ends_cancelled_even_when_comfyui_finishes_the_image() {
+    let app = spawn_app().await;
+    let (accepted, mut events) = app.start_held_job("too late to stop", 3, 2).await;
+    app.sim.faults().ignore_interrupts(true);
+
+    let answer = app.delete(&format!("/api/jobs/{}", accepted.id)).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    app.sim.faults().release();
+    let (_, last) = events.until(JobEvent::is_terminal).await;
+    assert_eq!(last, JobEvent::Cancelled {});
+    // ComfyUI did make it: the gateway threw it away.
+    let at_comfyui: serde_json::Value = app
+        .http
+        .get(format!("{}/history/{}", app.sim.url(), accepted.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        at_comfyui[&accepted.id]["status"]["status_str"],
+        json!("success"),
+        "{at_comfyui}"
+    );
+    assert_eq!(app.job(&accepted.id).await.status, JobStatus::Cancelled);
+    let image = app.get(&format!("/api/images/{}", accepted.id)).await;
+    assert_eq!(image.status, 404);
+    let gallery = app.get("/api/history").await;
+    assert_eq!(gallery.body["items"], json!([]), "{}", gallery.body);
+}
+
+/// A cancel answered 202 is on disk before the answer: after the gateway is killed and started again
+/// (with its backend back), the job is `cancelled`, not sent again, and its ending is still readable.
+/// (Once the journal kept no cancel: the job came back `queued` and ran.)
+#[tokio::test]
+async fn a_cancel_answered_202_survives_a_kill_and_a_restart() {
+    let mut app = spawn_app().await;
+    let (accepted, events) = app
+        .start_held_job("cancelled while its backend is away", 3, 2)
+        .await;
+    drop(events);
+    // The backend goes away while holding the job; the person cancels meanwhile.
+    app.sim.faults().refuse_connections(true);
+    let answer = app.delete(&format!("/api/jobs/{}", accepted.id)).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+
+    app.crash().await;
+    app.sim.faults().release();
+    app.sim.faults().refuse_connections(false);
+    let app = crate::support::start_gateway(app.sim.clone(), std::sync::Arc::clone(&app.data_dir)).await;
+    let events = app.events_until_end(&accepted.id).await;
+    assert_eq!(
+        events.last().map(|(_, event)| event),
+        Some(&JobEvent::Cancelled {}),
+        "{events:?}"
+    );
+    assert_eq!(app.job(&accepted.id).await.status, JobStatus::Cancelled);
+    let sent = crate::engine_support::prompt_ids_received(&app);
+    assert_eq!(sent, vec![accepted.id.clone()], "sent once, never again");
+    let gallery = app.get("/api/history").await;
+    assert_eq!(gallery.body["items"], json!([]), "{}", gallery.body);
+}

@@ -43,8 +43,8 @@ async fn submit_impatiently(app: &TestApp, prompt: &str, patience: Duration) -> 
     }
 }
 
-/// Promise 1: the answer does not wait for ComfyUI. Today `POST /api/jobs` awaits ComfyUI's answer to
-/// `POST /prompt` and fails after the client's 10 s timeout instead of answering 202.
+/// Promise 1: the answer does not wait for ComfyUI. (Once `POST /api/jobs` awaited ComfyUI's answer
+/// to `POST /prompt` and failed after the client's 10 s timeout instead of answering 202.)
 #[tokio::test]
 async fn a_job_is_accepted_before_comfyui_has_answered_its_prompt() {
     let app = spawn_app().await;
@@ -70,8 +70,8 @@ async fn a_job_is_accepted_before_comfyui_has_answered_its_prompt() {
 /// `POST /prompt`, each given up after 150 ms, with room for 8 unfinished jobs: every job the gateway
 /// took (its 202 arrived, or its prompt reached ComfyUI) completes into the gallery, and afterwards the
 /// queue takes a later job and then a full load again, so no abandoned submission holds a place.
-/// Today the submission to ComfyUI runs in the request's future: where a hung-up client's future is
-/// dropped, the job stays queued forever, holding one of the 8 places.
+/// (Once the submission to ComfyUI ran in the request's future: where a hung-up client's future was
+/// dropped, the job stayed queued for ever, holding one of the 8 places.)
 #[tokio::test]
 async fn abandoned_submissions_to_a_slow_comfyui_never_wedge_the_queue() {
     let app = spawn_app_with_args(&["--max-queued=8"]).await;
@@ -131,8 +131,8 @@ async fn abandoned_submissions_to_a_slow_comfyui_never_wedge_the_queue() {
 
 /// Promise 2: the gateway owns the waiting line. With one job held mid-sampling and three behind it,
 /// ComfyUI holds only the running one; positions are 1, 2, 3 (1 = next to run) and count down as jobs
-/// ahead end (a cancel included); the cancelled waiting job never reaches ComfyUI. Today every job is
-/// sent to ComfyUI at once (its queue holds 4) and the first waiting job is told position 2.
+/// ahead end (a cancel included); the cancelled waiting job never reaches ComfyUI. (Once every job was
+/// sent to ComfyUI at once, its queue holding 4, and the first waiting job was told position 2.)
 #[tokio::test]
 async fn comfyui_holds_one_job_at_a_time_and_positions_count_down_in_the_gateways_line() {
     let app = spawn_app().await;
@@ -202,8 +202,8 @@ async fn comfyui_holds_one_job_at_a_time_and_positions_count_down_in_the_gateway
 
 /// Promise 6: a job whose ComfyUI stays silent past the deadline (`--job-deadline`) fails with
 /// `timed_out` and a sentence; ComfyUI is not left working on it, and the job waiting behind it then
-/// runs and completes (its wait in the gateway's line is not held against it). Today there is no
-/// deadline: the option is refused at start-up.
+/// runs and completes (its wait in the gateway's line is not held against it). (The deadline once did
+/// not exist.)
 #[tokio::test]
 async fn a_job_silent_past_its_deadline_fails_timed_out_and_the_queue_moves_on() {
     let app = spawn_app_with_args(&["--job-deadline=2"]).await;
@@ -232,8 +232,8 @@ async fn a_job_silent_past_its_deadline_fails_timed_out_and_the_queue_moves_on()
 }
 
 /// Promise 7: a `Last-Event-ID` past anything the job sent (a stale tab, an id from before a restart)
-/// replays the job from its first event and ends with its terminal event. Today the stream skips every
-/// event up to that id, the terminal one included, and stays open after the job ends.
+/// replays the job from its first event and ends with its terminal event. (Once the stream skipped every
+/// event up to that id, the terminal one included, and stayed open after the job ended.)
 #[tokio::test]
 async fn a_last_event_id_beyond_the_log_replays_the_job_and_ends_with_it() {
     let app = spawn_app().await;
@@ -256,8 +256,8 @@ async fn a_last_event_id_beyond_the_log_replays_the_job_and_ends_with_it() {
 }
 
 /// Promise 8: the live preview lives only while the job samples; once it has ended (completed or
-/// cancelled) `GET /api/jobs/{id}/preview` is 404. Today the last preview is served until the job is
-/// forgotten an hour later.
+/// cancelled) `GET /api/jobs/{id}/preview` is 404. (Once the last preview was served until the job was
+/// forgotten an hour later.)
 #[tokio::test]
 async fn a_finished_jobs_live_preview_is_gone() {
     let app = spawn_app().await;

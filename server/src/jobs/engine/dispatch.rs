@@ -1,0 +1,248 @@
+//! The engine's side that faces the backends: which waiting job goes to which backend and when
+//! ([`Engine::pump`]), moving jobs off backends that are gone, and what each backend's socket says.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use zimage_contract::JobFailure;
+
+use super::super::schedule::{self, Candidate};
+use super::super::state::{self, At, Input, Phase};
+use super::{Command, Engine, RESTART_GRACE_SILENCES};
+use crate::comfy::ComfyEvent;
+use crate::job_id::JobId;
+
+impl Engine {
+    /// Moves jobs off backends that are gone when another can take them, then hands waiting jobs, in
+    /// fair-share order, to the backends that can take one ([`schedule::pick_backend`]).
+    pub(super) fn pump(&mut self, now: Instant) {
+        if self.slots.iter().any(|slot| slot.can_work(now)) {
+            self.last_able = now;
+        }
+        if self.stopping {
+            return;
+        }
+        self.fail_over(now);
+        while let Some(&(tag, id)) = self.line.first() {
+            let busy = self.busy();
+            let candidates: Vec<Candidate> = self
+                .slots
+                .iter()
+                .zip(&busy)
+                .map(|(slot, busy)| Candidate {
+                    available: busy.is_none() && slot.can_work(now),
+                    median: schedule::median(slot.timings.iter().copied()),
+                    idle_since: slot.idle_since,
+                })
+                .collect();
+            let Some(backend) = schedule::pick_backend(&candidates) else {
+                return;
+            };
+            let Some(job) = self.jobs.get_mut(&id) else {
+                self.line.remove(&(tag, id));
+                continue;
+            };
+            job.dispatches += 1;
+            job.last_backend = Some(backend);
+            let at = At {
+                backend,
+                attempt: job.dispatches,
+                since: now,
+            };
+            self.fair.served(tag);
+            // A job sent back to a backend it was moved away from is its own again there.
+            self.orphans.remove(&(backend, id));
+            match state::advance(&job.phase, Input::Dispatch { at }, job.resubmits) {
+                Ok(transition) => self.enter(id, transition, now),
+                Err(illegal) => {
+                    // Only waiting jobs are in the line; anything else is a bug worth seeing.
+                    tracing::error!(%id, %illegal, "a job in the waiting line cannot be dispatched");
+                    self.line.remove(&(tag, id));
+                    self.reposition();
+                }
+            }
+        }
+    }
+
+    /// A backend that died or stopped answering while holding a job: when another backend is ready,
+    /// the job goes back to the line (keeping its turn) to be sent there. With no other backend ready
+    /// it stays, and is checked against its backend's records when that one comes back. After a
+    /// restart, a backend not connected yet keeps the journal's jobs for a few silences.
+    fn fail_over(&mut self, now: Instant) {
+        let grace = self.tuning.silence.saturating_mul(RESTART_GRACE_SILENCES);
+        let mut stranded = Vec::new();
+        for (id, job) in &self.jobs {
+            let Some(at) = job.phase.holder() else { continue };
+            // Mid-submission the submission's own answer comes first.
+            if matches!(job.phase, Phase::Submitting(_)) {
+                continue;
+            }
+            let Some(slot) = self.slots.get(at.backend) else {
+                continue;
+            };
+            let gone =
+                slot.link.is_none() && (slot.ever_up || now.duration_since(slot.link_down_since) >= grace);
+            let elsewhere = self
+                .slots
+                .iter()
+                .enumerate()
+                .any(|(index, other)| index != at.backend && other.can_work(now));
+            if gone && elsewhere {
+                stranded.push((*id, at.backend));
+            }
+        }
+        for (id, from) in stranded {
+            let reason = format!(
+                "The backend {} stopped answering; the image is made again on another.",
+                self.slots[from].name
+            );
+            tracing::warn!(%id, %reason, "moving the job to another backend");
+            self.orphans.insert((from, id));
+            self.apply(now, id, Input::BackendLost { reason });
+        }
+    }
+
+    /// Applies one socket event of backend `backend`.
+    pub(super) fn on_comfy_event(&mut self, now: Instant, backend: usize, event: ComfyEvent) {
+        let Some(slot) = self.slots.get_mut(backend) else {
+            return;
+        };
+        let (prompt_id, input) = match event {
+            ComfyEvent::Connected { client_id } => {
+                tracing::info!(backend = %slot.name, "ComfyUI socket connected; checking the jobs it may hold");
+                slot.link = Some(client_id);
+                slot.ever_up = true;
+                self.drop_orphans(backend);
+                // After a reconnect, events may be lost: ask about every job it may hold.
+                let held: Vec<JobId> = self
+                    .jobs
+                    .iter()
+                    .filter(|(_, job)| job.phase.holder().is_some_and(|at| at.backend == backend))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in held {
+                    self.reconcile(now, id);
+                }
+                return;
+            }
+            ComfyEvent::Disconnected => {
+                tracing::warn!(backend = %slot.name, "ComfyUI socket lost");
+                slot.link = None;
+                slot.link_down_since = now;
+                return;
+            }
+            // The gateway's own line decides positions; ComfyUI's queue holds one job of ours at most.
+            ComfyEvent::QueueRemaining(_) => return,
+            ComfyEvent::Preview {
+                prompt_id,
+                image,
+                mime,
+            } => {
+                self.on_preview(now, backend, &prompt_id, image, mime);
+                return;
+            }
+            ComfyEvent::Started { prompt_id } | ComfyEvent::NodeStarted { prompt_id, .. } => {
+                (prompt_id, Input::Started)
+            }
+            ComfyEvent::Progress {
+                prompt_id,
+                node,
+                value,
+                max,
+            } => {
+                if node != self.sampler_node {
+                    return;
+                }
+                (
+                    prompt_id,
+                    Input::Progress {
+                        step: value,
+                        total: max,
+                    },
+                )
+            }
+            ComfyEvent::Output {
+                prompt_id,
+                node,
+                images,
+            } => {
+                if node != self.output_node {
+                    return;
+                }
+                (prompt_id, Input::Output { images })
+            }
+            ComfyEvent::Succeeded { prompt_id } => (prompt_id, Input::Succeeded),
+            ComfyEvent::Failed { prompt_id, failure } => {
+                tracing::warn!(%prompt_id, node = %failure.node_type, error = %failure.exception_message, "ComfyUI failed the job");
+                let failure = JobFailure {
+                    code: failure.code().to_owned(),
+                    message: failure.human_message(),
+                };
+                (prompt_id, Input::ComfyFailed { failure })
+            }
+            ComfyEvent::Interrupted { prompt_id } => (prompt_id, Input::Interrupted),
+            ComfyEvent::Finished { prompt_id } => (prompt_id, Input::Finished),
+        };
+        // Prompts the gateway did not submit (someone using ComfyUI directly) are none of our business,
+        // and neither is a job's news from a backend it is not at (an abandoned copy).
+        let Ok(id) = prompt_id.parse::<JobId>() else {
+            return;
+        };
+        match self.jobs.get_mut(&id) {
+            Some(job) if job.phase.at().is_some_and(|at| at.backend == backend) => job.last_heard = now,
+            _ => return,
+        }
+        self.apply(now, id, input);
+    }
+
+    fn on_preview(
+        &mut self,
+        now: Instant,
+        backend: usize,
+        prompt_id: &str,
+        image: Bytes,
+        mime: &'static str,
+    ) {
+        let Ok(id) = prompt_id.parse::<JobId>() else {
+            return;
+        };
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let Phase::Running { at, .. } = job.phase else {
+            return;
+        };
+        if at.backend != backend {
+            return;
+        }
+        job.last_heard = now;
+        job.preview = Some((image, mime));
+        job.previews_sent += 1;
+        let serial = job.previews_sent;
+        self.out.push(Command::AnnouncePreviewLater { id, serial });
+    }
+
+    /// Tells a backend that (re)connected to drop the jobs that are not its any more (each by its
+    /// prompt id: nothing of anyone else's is touched).
+    fn drop_orphans(&mut self, backend: usize) {
+        let mine: Vec<JobId> = self
+            .orphans
+            .range((backend, JobId::MIN)..=(backend, JobId::MAX))
+            .map(|(_, id)| *id)
+            .collect();
+        for id in mine {
+            self.orphans.remove(&(backend, id));
+            let still_there = self
+                .jobs
+                .get(&id)
+                .and_then(|job| job.phase.at())
+                .is_some_and(|at| at.backend == backend);
+            if !still_there {
+                self.out.push(Command::Drop {
+                    id,
+                    backend,
+                    pending: true,
+                    interrupt: true,
+                });
+            }
+        }
+    }
+}

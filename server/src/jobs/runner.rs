@@ -1,0 +1,298 @@
+//! The engine's hands: each [`Command`] of the engine runs here, in a task of its own, against the
+//! job's backend, the disk or the clock, and its result goes back to the engine as a [`Msg`] on the
+//! engine's one channel. Journal writes go through one writer task, in order, so a job's later entry
+//! never loses to an earlier one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use zimage_contract::JobFailure;
+
+use super::engine::{Command, Msg, PREVIEW_ANNOUNCE_DELAY, SaveOutcome, SubmitOutcome, now_ms};
+use super::journal::{Entry, Journal};
+use crate::comfy::{self, OutputImage, RemoteState, client::ComfyClient, workflow::Workflow};
+use crate::history::{History, HistoryRecord};
+use crate::images::{ImageStore, png_size};
+use crate::job_id::JobId;
+use crate::png_story::{self, ImageStory};
+use crate::storage;
+use crate::validation::JobSpec;
+
+/// The largest image the gateway accepts from ComfyUI's `/view`: a 1024x1024 PNG is a few MiB.
+const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Runs the engine's commands.
+#[derive(Clone)]
+pub struct Runner {
+    /// One client per backend, in the engine's order.
+    pub backends: Vec<ComfyClient>,
+    pub workflow: Arc<Workflow>,
+    pub images: ImageStore,
+    pub history: History,
+    pub journal: JournalWriter,
+    pub inbox: mpsc::UnboundedSender<Msg>,
+    /// Ask ComfyUI for live previews.
+    pub previews: bool,
+    /// How many times a finished image is fetched before the job fails.
+    pub fetch_attempts: u32,
+}
+
+impl Runner {
+    /// Starts one command; its result (if it has one) comes back on the engine's channel.
+    pub fn start(&self, command: Command) {
+        match command {
+            Command::Journal {
+                id,
+                entry,
+                durable,
+                notice,
+            } => {
+                let done = self.journal.write(id, entry, durable);
+                if let Some(notice) = notice {
+                    let inbox = self.inbox.clone();
+                    tokio::spawn(async move {
+                        let ok = matches!(done.await, Ok(true));
+                        let _ = inbox.send(Msg::Journaled { id, notice, ok });
+                    });
+                }
+            }
+            Command::Submit { at, link, entry } => {
+                let runner = self.clone();
+                tokio::spawn(async move {
+                    let id = entry.id;
+                    let spec = entry.spec.clone();
+                    // Written before the hand-over: after a restart, only the backend the journal names
+                    // has a say about the job.
+                    let written = runner.journal.write(id, Some(entry), false).await;
+                    let outcome = if matches!(written, Ok(true)) {
+                        runner.submit(at.backend, id, &spec, &link).await
+                    } else {
+                        tracing::warn!(%id, "cannot note the job's backend in the journal; not sending it");
+                        SubmitOutcome::Unreachable
+                    };
+                    let _ = runner.inbox.send(Msg::Submitted {
+                        id,
+                        at,
+                        link,
+                        outcome,
+                    });
+                });
+            }
+            Command::Check { id, at } => {
+                let runner = self.clone();
+                tokio::spawn(async move {
+                    let answer = runner.backends[at.backend]
+                        .remote_state(&id.to_string())
+                        .await
+                        .map_err(|error| error.to_string());
+                    let _ = runner.inbox.send(Msg::Checked { id, at, answer });
+                });
+            }
+            Command::Drop {
+                id,
+                backend,
+                pending,
+                interrupt,
+            } => {
+                let comfy = self.backends[backend].clone();
+                tokio::spawn(async move {
+                    let prompt_id = id.to_string();
+                    if pending && let Err(error) = comfy.delete_pending(&prompt_id).await {
+                        tracing::debug!(%id, %error, "cannot remove the job from ComfyUI's queue");
+                    }
+                    if interrupt && let Err(error) = comfy.interrupt(&prompt_id).await {
+                        tracing::debug!(%id, %error, "cannot interrupt the job");
+                    }
+                });
+            }
+            Command::Save {
+                id,
+                at,
+                outputs,
+                draft,
+            } => {
+                let runner = self.clone();
+                tokio::spawn(async move {
+                    let outcome = runner.save(at.backend, outputs, draft).await;
+                    let _ = runner.inbox.send(Msg::SaveDone { id, at, outcome });
+                });
+            }
+            Command::AnnouncePreviewLater { id, serial } => {
+                let inbox = self.inbox.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(PREVIEW_ANNOUNCE_DELAY).await;
+                    let _ = inbox.send(Msg::AnnouncePreview { id, serial });
+                });
+            }
+        }
+    }
+
+    async fn submit(&self, backend: usize, id: JobId, spec: &JobSpec, link: &str) -> SubmitOutcome {
+        let graph = self.workflow.fill(
+            spec.prompt.as_str(),
+            spec.seed.get(),
+            spec.width.get(),
+            spec.height.get(),
+        );
+        match self.backends[backend]
+            .submit(&id.to_string(), link, graph, self.previews)
+            .await
+        {
+            Ok(()) => SubmitOutcome::Accepted,
+            Err(comfy::Error::Rejected { code, message }) => SubmitOutcome::Refused(JobFailure {
+                code: code.to_owned(),
+                message,
+            }),
+            Err(comfy::Error::Unreachable) => SubmitOutcome::Unreachable,
+            Err(error) => {
+                tracing::warn!(%id, %error, "no clear answer to the submission");
+                SubmitOutcome::Uncertain
+            }
+        }
+    }
+
+    /// Fetches the finished image and writes it and its record to disk (written, then announced).
+    async fn save(&self, backend: usize, outputs: Vec<OutputImage>, draft: HistoryRecord) -> SaveOutcome {
+        let comfy = &self.backends[backend];
+        let id = draft.id;
+        let outputs = if outputs.is_empty() {
+            // The `executed` message was lost: ComfyUI's records name the file.
+            match comfy.remote_state(&id.to_string()).await {
+                Ok(RemoteState::Completed { images }) => images,
+                _ => Vec::new(),
+            }
+        } else {
+            outputs
+        };
+        let (png, (width, height)) = match self.fetch_image(id, comfy, outputs).await {
+            Ok(fetched) => fetched,
+            Err(message) => return SaveOutcome::FetchFailed(message),
+        };
+        if (width, height) != (draft.width, draft.height) {
+            tracing::warn!(%id, width, height, "ComfyUI made an image of another size than asked");
+        }
+        let finished_at = now_ms();
+        let record = HistoryRecord {
+            width,
+            height,
+            timings: zimage_contract::Timings {
+                finished_at: Some(finished_at),
+                ..draft.timings
+            },
+            elapsed_ms: finished_at.saturating_sub(draft.timings.queued_at),
+            ..draft
+        };
+        let png = self.with_story(png, &record);
+        match storage::save(&self.images, &self.history, record.clone(), png).await {
+            Ok(()) => SaveOutcome::Saved(record),
+            Err(error) => SaveOutcome::Failed(JobFailure {
+                code: if error.is_disk_full() {
+                    "disk_full"
+                } else {
+                    "storage_failed"
+                }
+                .to_owned(),
+                message: error.to_string(),
+            }),
+        }
+    }
+
+    /// The image with its prompt, seed, size and model files written into it as PNG text chunks
+    /// ([`png_story`]); as ComfyUI made it should that fail, since the image matters more than its story.
+    fn with_story(&self, png: Bytes, record: &HistoryRecord) -> Bytes {
+        let story = ImageStory {
+            prompt: &record.prompt,
+            seed: record.seed,
+            width: record.width,
+            height: record.height,
+            models: self.workflow.models(),
+        };
+        match png_story::with_story(&png, &story) {
+            Ok(told) => Bytes::from(told),
+            Err(error) => {
+                tracing::warn!(id = %record.id, %error, "cannot write the prompt and seed into the PNG; keeping it as it is");
+                png
+            }
+        }
+    }
+
+    /// Fetches the finished image (retrying a few times) and reads its size from its header.
+    async fn fetch_image(
+        &self,
+        id: JobId,
+        comfy: &ComfyClient,
+        outputs: Vec<OutputImage>,
+    ) -> Result<(Bytes, (u32, u32)), String> {
+        let image = outputs
+            .into_iter()
+            .next()
+            .ok_or("ComfyUI finished without an image.")?;
+        let mut attempt = 0;
+        let png = loop {
+            attempt += 1;
+            match comfy.fetch_output(&image, MAX_IMAGE_BYTES).await {
+                Ok(bytes) => break bytes,
+                Err(error) if attempt < self.fetch_attempts => {
+                    tracing::warn!(%id, %error, attempt, "fetching the image failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(error) => return Err(format!("The image could not be fetched from ComfyUI: {error}")),
+            }
+        };
+        let size = png_size(&png).map_err(|error| format!("The image could not be stored: {error}"))?;
+        Ok((png, size))
+    }
+}
+
+/// One journal write: the entry (or its removal), and who waits for it.
+struct Write {
+    id: JobId,
+    entry: Option<Entry>,
+    durable: bool,
+    done: oneshot::Sender<bool>,
+}
+
+/// The journal's one writer: writes in the order they were asked for.
+#[derive(Clone)]
+pub struct JournalWriter {
+    sender: mpsc::UnboundedSender<Write>,
+}
+
+impl JournalWriter {
+    /// Starts the writer over `journal`; it stops when every handle is dropped.
+    pub fn spawn(journal: Journal) -> JournalWriter {
+        let (sender, mut receiver) = mpsc::unbounded_channel::<Write>();
+        tokio::spawn(async move {
+            while let Some(write) = receiver.recv().await {
+                let result = match &write.entry {
+                    Some(entry) => journal.write(entry, write.durable).await,
+                    None => journal.remove(write.id).await,
+                };
+                if let Err(error) = &result {
+                    tracing::warn!(id = %write.id, %error, "cannot write the job's journal entry");
+                }
+                let _ = write.done.send(result.is_ok());
+            }
+        });
+        JournalWriter { sender }
+    }
+
+    /// Queues a write (or, for `None`, a removal); the answer says whether it was done.
+    pub fn write(
+        &self,
+        id: JobId,
+        entry: Option<Entry>,
+        durable: bool,
+    ) -> impl Future<Output = Result<bool, oneshot::error::RecvError>> + use<> {
+        let (done, answer) = oneshot::channel();
+        let _ = self.sender.send(Write {
+            id,
+            entry,
+            durable,
+            done,
+        });
+        answer
+    }
+}
