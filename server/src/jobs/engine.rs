@@ -10,23 +10,23 @@
 
 mod answers;
 mod dispatch;
+mod job;
 mod requests;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use tokio::sync::oneshot;
-use zimage_contract::{
-    self as api, BackendState, BackendView, JobAccepted, JobEvent, JobStatus, JobView, Readiness, Timings,
-};
+use zimage_contract::{self as api, BackendView, JobEvent, JobStatus, JobView};
 
+pub use self::job::Slot;
 pub use super::messages::{Command, Msg, Notice, SaveOutcome, SubmitOutcome};
 
+use self::job::{Job, preview_url};
+
+use super::JobTuning;
 use super::journal::{Ending, Entry};
 use super::schedule::{self, FairShare};
 use super::state::{self, At, Effect, Input, Phase, Transition};
-use super::{JobError, JobTuning};
 use crate::access::identity::ClientId;
 use crate::history::HistoryRecord;
 use crate::job_id::JobId;
@@ -55,102 +55,6 @@ const TIMING_WINDOW: usize = 32;
 /// After a restart, how many silences a backend that has not connected yet keeps the jobs the journal
 /// says it holds before they are sent elsewhere.
 const RESTART_GRACE_SILENCES: u32 = 3;
-
-/// What the engine keeps of one backend.
-#[derive(Debug)]
-pub struct Slot {
-    pub name: String,
-    /// The client id of its socket connection that is up, if one is.
-    link: Option<String>,
-    /// Whether it has been connected in this run (after a restart, the journal's jobs wait for it a
-    /// while).
-    ever_up: bool,
-    link_down_since: Instant,
-    readiness: Readiness,
-    /// Since when it has held none of our jobs.
-    idle_since: Instant,
-    /// No jobs before this (it did not answer a submission).
-    paused_until: Option<Instant>,
-    jobs_done: u64,
-    /// Times from hand-over to saved image of its latest jobs.
-    timings: VecDeque<Duration>,
-}
-
-impl Slot {
-    fn new(name: String, now: Instant) -> Slot {
-        Slot {
-            name,
-            link: None,
-            ever_up: false,
-            link_down_since: now,
-            // Until its probe says otherwise (the actor forwards the current value at once).
-            readiness: Readiness {
-                ready: false,
-                state: BackendState::Unreachable,
-                demo: false,
-                message: String::new(),
-                missing_nodes: Vec::new(),
-                missing_models: Vec::new(),
-                device: None,
-                warnings: Vec::new(),
-                checked_at: 0,
-                backends: Vec::new(),
-            },
-            idle_since: now,
-            paused_until: None,
-            jobs_done: 0,
-            timings: VecDeque::with_capacity(TIMING_WINDOW),
-        }
-    }
-
-    /// Connected, ready (its probe passed) and not pausing after a failed submission: it could run a
-    /// job now, or as soon as it finishes the one it holds.
-    fn can_work(&self, now: Instant) -> bool {
-        self.link.is_some() && self.readiness.ready && self.paused_until.is_none_or(|until| now >= until)
-    }
-}
-
-/// One job the gateway is following (or followed recently).
-#[derive(Debug)]
-struct Job {
-    /// Its journal entry as it should be on disk: spec, owner, backend, cancel, ending.
-    entry: Entry,
-    phase: Phase,
-    /// Journaled and acknowledged: in the line, visible, cancellable.
-    accepted: bool,
-    accepted_at: Instant,
-    position: Option<u32>,
-    timings: Timings,
-    log: EventLog,
-    /// The latest live preview, while the job runs.
-    preview: Option<(Bytes, &'static str)>,
-    previews_sent: u32,
-    /// How often it went back to the line (lost by ComfyUI, or its backend).
-    resubmits: u32,
-    /// How often it was handed to a backend.
-    dispatches: u32,
-    /// The backend it was last handed to, while it is not back in the line.
-    last_backend: Option<usize>,
-    /// Its fair-share tag: its place in the waiting line.
-    tag: u64,
-    last_heard: Instant,
-    check: Check,
-    ended: Option<Instant>,
-    /// The submitter, until the journal has the job.
-    accept_reply: Option<oneshot::Sender<Result<JobAccepted, JobError>>>,
-    /// People waiting for the journal to have their cancel.
-    cancel_replies: Vec<oneshot::Sender<Result<JobView, JobError>>>,
-    /// The cancel is on disk.
-    cancel_journaled: bool,
-}
-
-/// The bookkeeping of checks against a backend's records (I/O state, not the job's life).
-#[derive(Debug, Clone, Copy)]
-struct Check {
-    in_flight: bool,
-    failures: u32,
-    not_before: Instant,
-}
 
 /// What an engine is made of.
 #[derive(Debug, Clone)]
@@ -661,77 +565,6 @@ pub fn per_client_share(cap: usize) -> usize {
     } else {
         (cap / 2).max(api::openai::MAX_IMAGES as usize).min(cap)
     }
-}
-
-impl Job {
-    fn new(entry: Entry, phase: Phase, log: EventLog, now: Instant) -> Job {
-        let queued_at = entry.id.created_at_ms();
-        Job {
-            entry,
-            phase,
-            accepted: false,
-            accepted_at: now,
-            position: None,
-            timings: Timings {
-                queued_at,
-                started_at: None,
-                finished_at: None,
-            },
-            log,
-            preview: None,
-            previews_sent: 0,
-            resubmits: 0,
-            dispatches: 0,
-            last_backend: None,
-            tag: 0,
-            last_heard: now,
-            check: Check {
-                in_flight: false,
-                failures: 0,
-                not_before: now,
-            },
-            ended: None,
-            accept_reply: None,
-            cancel_replies: Vec::new(),
-            cancel_journaled: false,
-        }
-    }
-
-    fn view(&self, id: JobId, slots: &[Slot]) -> JobView {
-        let id_text = id.to_string();
-        let completed = matches!(self.phase, Phase::Completed { .. });
-        let spec = &self.entry.spec;
-        JobView {
-            image_url: completed.then(|| api::paths::image(&id_text)),
-            thumbnail_url: completed.then(|| api::paths::thumbnail(&id_text)),
-            preview_url: self
-                .preview
-                .is_some()
-                .then(|| preview_url(&id_text, self.previews_sent)),
-            id: id_text,
-            prompt: spec.prompt.as_str().to_owned(),
-            seed: spec.seed.get(),
-            width: spec.width.get(),
-            height: spec.height.get(),
-            status: self.phase.status(),
-            queue_position: self.position,
-            step: self.phase.step(),
-            total_steps: api::STEPS,
-            timings: self.timings,
-            error: match &self.phase {
-                Phase::Failed { failure } => Some(failure.clone()),
-                _ => None,
-            },
-            backend: self
-                .last_backend
-                .and_then(|index| slots.get(index))
-                .map(|slot| slot.name.clone()),
-        }
-    }
-}
-
-fn preview_url(id: &str, serial: u32) -> String {
-    format!("{}?n={serial}", api::paths::job_preview(id))
 }
 
 /// Milliseconds since the Unix epoch (for people's timestamps; never for the engine's decisions).

@@ -118,11 +118,21 @@ async fn abandoned_submissions_to_a_slow_comfyui_never_wedge_the_queue() {
         );
     }
 
-    // Nothing abandoned holds a place: a full load is taken at once.
+    // Nothing abandoned holds a place: a full load is taken at once (from two browsers, since one may
+    // hold only half of the places).
     app.sim.faults().slow_prompt(None);
+    let other = reqwest::Client::builder().cookie_store(true).build().unwrap();
     let mut load = Vec::new();
     for n in 0..8 {
-        load.push(app.create_job(small_job(&format!("load {n}"))).await);
+        let browser = if n % 2 == 0 { &app.http } else { &other };
+        let answer = browser
+            .post(app.url("/api/jobs"))
+            .json(&small_job(&format!("load {n}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202, "load {n}");
+        load.push(answer.json::<JobAccepted>().await.unwrap());
     }
     for accepted in load {
         completed_image(&app.events_until_end(&accepted.id).await);
@@ -287,4 +297,33 @@ async fn a_finished_jobs_live_preview_is_gone() {
         assert_eq!(gone, 404, "the preview of an ended job");
         assert_eq!(app.job(&accepted.id).await.preview_url, None);
     }
+}
+
+/// One browser may hold half of `--max-queued` places (at least four), so nobody fills the line alone:
+/// its next job is refused with 429 and a sentence, while another browser's is still taken.
+#[tokio::test]
+async fn one_client_cannot_fill_the_line() {
+    let app = spawn_app_with_args(&["--max-queued=8"]).await;
+    app.wait_ready().await;
+    app.sim.faults().hold_at_step(Some(1));
+    for n in 0..4 {
+        app.create_job(small_job(&format!("mine {n}"))).await;
+    }
+    let refused = app.post_json("/api/jobs", &small_job("one too many")).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "queue_full");
+    assert!(
+        is_sentence(refused.body["error"]["message"].as_str().unwrap_or_default()),
+        "{}",
+        refused.body
+    );
+    let other = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let theirs = other
+        .post(app.url("/api/jobs"))
+        .json(&small_job("someone else's"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), 202);
+    app.sim.faults().release();
 }
