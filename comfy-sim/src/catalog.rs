@@ -9,6 +9,12 @@ use serde_json::{Map, Value};
 const RECORDED: &str = include_str!("../fixtures/object_info.json");
 /// Node classes the recorded protocol runs use besides the Z-Image graph, written from ComfyUI's source.
 const EXTRA: &str = include_str!("../fixtures/object_info_extra.json");
+/// Recorded `/object_info` entries of the nodes that bring a picture in (ComfyUI 0.8.0).
+const IMAGE_INPUT: &str = include_str!("../fixtures/object_info_image_input.json");
+/// Of [`IMAGE_INPUT`], the classes the simulator runs: image to image and painting over a part.
+const IMAGE_INPUT_CLASSES: [&str; 3] = ["LoadImage", "VAEEncode", "SetLatentNoiseMask"];
+/// The class whose `image` combo lists the files of the input folder (see [`Catalog::all_with_inputs`]).
+pub(crate) const LOAD_IMAGE: &str = "LoadImage";
 
 /// Where an input is declared in `INPUT_TYPES`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +83,12 @@ impl Catalog {
         let mut raw_entries: Map<String, Value> = serde_json::from_str(RECORDED).unwrap_or_default();
         let extra: Map<String, Value> = serde_json::from_str(EXTRA).unwrap_or_default();
         raw_entries.extend(extra);
+        let image_input: Map<String, Value> = serde_json::from_str(IMAGE_INPUT).unwrap_or_default();
+        raw_entries.extend(
+            image_input
+                .into_iter()
+                .filter(|(name, _)| IMAGE_INPUT_CLASSES.contains(&name.as_str())),
+        );
 
         let strings = |names: &[String]| -> Value { names.iter().cloned().map(Value::String).collect() };
         // VAELoader always offers `pixel_space` after the files (nodes.py `VAELoader.vae_list`).
@@ -106,18 +118,32 @@ impl Catalog {
         Self { classes }
     }
 
-    pub(crate) fn get(&self, class_type: &str) -> Option<&NodeClass> {
-        self.classes.get(class_type)
+    /// The `/object_info` entry of `class_type`, with `LoadImage` offering `input_files` as ComfyUI
+    /// lists them when asked (the files directly in input/, sorted; uploads in subfolders are not listed
+    /// but load all the same).
+    pub(crate) fn entry(&self, class_type: &str, input_files: &[String]) -> Option<Value> {
+        let mut raw = self.classes.get(class_type)?.raw.clone();
+        if class_type == LOAD_IMAGE
+            && let Some(Value::Array(spec)) = raw.pointer_mut("/input/required/image")
+            && let Some(first) = spec.first_mut()
+        {
+            *first = input_files.iter().cloned().map(Value::String).collect();
+        }
+        Some(raw)
     }
 
-    /// The full `/object_info` answer.
-    pub(crate) fn all(&self) -> Value {
+    /// [`Catalog::all`] with `LoadImage` offering `input_files` (see [`Catalog::entry`]).
+    pub(crate) fn all_with_inputs(&self, input_files: &[String]) -> Value {
         Value::Object(
             self.classes
-                .iter()
-                .map(|(name, class)| (name.clone(), class.raw.clone()))
+                .keys()
+                .filter_map(|name| Some((name.clone(), self.entry(name, input_files)?)))
                 .collect(),
         )
+    }
+
+    pub(crate) fn get(&self, class_type: &str) -> Option<&NodeClass> {
+        self.classes.get(class_type)
     }
 }
 
@@ -205,7 +231,7 @@ mod tests {
     #[test]
     fn loaders_offer_the_configured_model_files() {
         let catalog = Catalog::new(&models());
-        let all = catalog.all();
+        let all = catalog.all_with_inputs(&[]);
         assert_eq!(
             all.pointer("/UnetLoaderGGUF/input/required/unet_name/0"),
             Some(&json!(["z.gguf"]))
@@ -260,5 +286,30 @@ mod tests {
         assert_eq!(catalog.get("VAEDecode").unwrap().outputs, ["IMAGE"]);
         assert!(catalog.get("ImageScale").is_some());
         assert!(catalog.get("NoSuchNode").is_none());
+        assert_eq!(catalog.get("LoadImage").unwrap().outputs, ["IMAGE", "MASK"]);
+        assert_eq!(catalog.get("SetLatentNoiseMask").unwrap().outputs, ["LATENT"]);
+        // Only the image-input classes the simulator runs are offered.
+        assert!(catalog.get("VAEEncodeForInpaint").is_none());
+    }
+
+    #[test]
+    fn load_image_offers_the_files_of_the_input_folder() {
+        let catalog = Catalog::new(&models());
+        let files = ["a.png".to_owned(), "b (1).png".to_owned()];
+        let entry = catalog.entry("LoadImage", &files).unwrap();
+        assert_eq!(
+            entry.pointer("/input/required/image"),
+            Some(&json!([["a.png", "b (1).png"], {"image_upload": true}]))
+        );
+        assert_eq!(
+            catalog
+                .all_with_inputs(&[])
+                .pointer("/LoadImage/input/required/image/0"),
+            Some(&json!([]))
+        );
+        assert_eq!(
+            catalog.entry("KSampler", &files),
+            Some(catalog.get("KSampler").unwrap().raw.clone())
+        );
     }
 }

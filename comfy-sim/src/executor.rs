@@ -7,6 +7,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use image::{GrayImage, RgbImage};
 use serde_json::{Map, Value, json};
 
 use crate::FailureKind;
@@ -17,6 +18,7 @@ use crate::images::{self, Recipe};
 use crate::ordered::OValue;
 use crate::shared::{Shared, lock, now_ms, wait_adjustable, ws_text};
 use crate::state::{HistoryEntry, QueueItem};
+use crate::uploads;
 use crate::validation::converted_inputs;
 
 /// What a node produced, as far as the simulation needs to know.
@@ -29,11 +31,27 @@ pub(crate) enum NodeValue {
         height: u32,
         batch: u32,
         seed: Option<u64>,
+        /// The encoded picture this latent starts from (VAEEncode), if any.
+        init: Option<Init>,
     },
     Image {
         recipe: Recipe,
         batch: u32,
     },
+    /// LoadImage: the picture (slot 0) and the mask made from its alpha (slot 1).
+    Loaded {
+        picture: Arc<RgbImage>,
+        mask: Arc<GrayImage>,
+    },
+}
+
+/// A picture a latent starts from: what VAEEncode encoded, the noise mask SetLatentNoiseMask put on
+/// it, and how much the sampler let change (its `denoise`).
+#[derive(Debug, Clone)]
+pub(crate) struct Init {
+    picture: Arc<RgbImage>,
+    mask: Option<Arc<GrayImage>>,
+    denoise: f32,
 }
 
 /// A cached node output: its value and, for output nodes, the UI output `executed` replays.
@@ -244,7 +262,7 @@ impl<'a> Run<'a> {
         self.shared.interrupt.send_replace(false);
         self.add_message("execution_start", json!({"prompt_id": self.prompt_id()}), false);
 
-        let signatures = signatures(&self.nodes);
+        let signatures = signatures(&self.nodes, &self.files_changed().await);
         let live: HashSet<u64> = signatures.values().flatten().copied().collect();
         let mut cached_entries: HashMap<String, CacheEntry> = HashMap::new();
         let mut cached_ids = Vec::new();
@@ -367,6 +385,29 @@ impl<'a> Run<'a> {
         Outcome::Success
     }
 
+    /// LoadImage's `IS_CHANGED` for each of its nodes: a hash of the file it names, as it is now.
+    async fn files_changed(&self) -> HashMap<String, u64> {
+        let mut changed = HashMap::new();
+        for (id, node) in &self.nodes {
+            if node.get("class_type").and_then(OValue::as_str) != Some("LoadImage") {
+                continue;
+            }
+            let name = node
+                .get("inputs")
+                .and_then(|inputs| inputs.get("image"))
+                .map(|image| crate::pyfmt::str_of(&image.to_value()))
+                .unwrap_or_default();
+            let bytes = match uploads::load_image_path(self.shared, &name) {
+                Some(path) => tokio::fs::read(path).await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let mut hasher = DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            changed.insert(id.clone(), hasher.finish());
+        }
+        changed
+    }
+
     /// The interrupt flag and the fail-node fault, checked as a node begins (after `executing`).
     fn check_before_node(&self, node_id: &str) -> Result<(), NodeStop> {
         if *self.shared.interrupt.borrow() {
@@ -407,22 +448,96 @@ impl<'a> Run<'a> {
                 height: dimension("height") / 8 * 8,
                 batch: dimension("batch_size").max(1),
                 seed: None,
+                init: None,
             },
+            "LoadImage" => {
+                let name = widgets.get("image").map(crate::pyfmt::str_of).unwrap_or_default();
+                let path = uploads::load_image_path(self.shared, &name);
+                let loaded = tokio::task::spawn_blocking(move || images::load_picture(path.as_deref())).await;
+                match loaded {
+                    Ok(Ok((picture, mask))) => NodeValue::Loaded {
+                        picture: Arc::new(picture),
+                        mask: Arc::new(mask),
+                    },
+                    Ok(Err(message)) => {
+                        return Err(NodeStop::Failed(Exception {
+                            message: format!("{message}\n"),
+                            type_name: "PIL.UnidentifiedImageError".to_owned(),
+                            traceback: execution_frames(&[]),
+                        }));
+                    }
+                    Err(_) => return Err(NodeStop::Failed(missing_input(&class_type, "image"))),
+                }
+            }
+            "VAEEncode" => {
+                let picture = match self.linked(&inputs, "pixels") {
+                    Some(NodeValue::Loaded { picture, .. }) => picture,
+                    Some(NodeValue::Image { recipe, .. }) => Arc::new(recipe.render(0)),
+                    _ => return Err(NodeStop::Failed(missing_input(&class_type, "pixels"))),
+                };
+                // `vae_encode_crop_pixels`: the centre, in multiples of 8.
+                let (width, height) = (picture.width() / 8 * 8, picture.height() / 8 * 8);
+                NodeValue::Latent {
+                    width,
+                    height,
+                    batch: 1,
+                    seed: None,
+                    init: Some(Init {
+                        picture: Arc::new(images::crop_centre(&picture, width, height)),
+                        mask: None,
+                        denoise: 1.0,
+                    }),
+                }
+            }
+            "SetLatentNoiseMask" => {
+                let Some(NodeValue::Latent {
+                    width,
+                    height,
+                    batch,
+                    seed,
+                    init,
+                }) = self.linked(&inputs, "samples")
+                else {
+                    return Err(NodeStop::Failed(missing_input(&class_type, "samples")));
+                };
+                let Some(NodeValue::Loaded { mask, .. }) = self.linked(&inputs, "mask") else {
+                    return Err(NodeStop::Failed(missing_input(&class_type, "mask")));
+                };
+                NodeValue::Latent {
+                    width,
+                    height,
+                    batch,
+                    seed,
+                    init: init.map(|init| Init {
+                        mask: Some(mask),
+                        ..init
+                    }),
+                }
+            }
             "KSampler" => {
                 let Some(NodeValue::Latent {
-                    width, height, batch, ..
+                    width,
+                    height,
+                    batch,
+                    init,
+                    ..
                 }) = self.linked(&inputs, "latent_image")
                 else {
                     return Err(NodeStop::Failed(missing_input(&class_type, "latent_image")));
                 };
                 let seed = int("seed");
                 let steps = dimension("steps");
+                let denoise = widgets.get("denoise").and_then(Value::as_f64).unwrap_or(1.0);
                 self.sample(node_id, width, height, seed, steps).await?;
                 NodeValue::Latent {
                     width,
                     height,
                     batch,
                     seed: Some(seed),
+                    init: init.map(|init| Init {
+                        denoise: denoise.clamp(0.0, 1.0) as f32,
+                        ..init
+                    }),
                 }
             }
             "VAEDecode" => {
@@ -431,18 +546,25 @@ impl<'a> Run<'a> {
                     height,
                     batch,
                     seed,
+                    init,
                 }) = self.linked(&inputs, "samples")
                 else {
                     return Err(NodeStop::Failed(missing_input(&class_type, "samples")));
                 };
-                NodeValue::Image {
-                    recipe: Recipe::Sampled {
+                let seed = seed.unwrap_or(0);
+                let recipe = match init {
+                    // The sampled pattern over the picture, as far as the denoise and the mask let it.
+                    Some(init) => Recipe::Blended {
                         width,
                         height,
-                        seed: seed.unwrap_or(0),
+                        seed,
+                        picture: init.picture,
+                        mask: init.mask,
+                        strength: init.denoise,
                     },
-                    batch,
-                }
+                    None => Recipe::Sampled { width, height, seed },
+                };
+                NodeValue::Image { recipe, batch }
             }
             "EmptyImage" => NodeValue::Image {
                 recipe: Recipe::Solid {
@@ -815,11 +937,13 @@ fn link_source(value: &OValue) -> Option<&str> {
 
 /// Cache keys: a node's class and widget values plus the keys of everything upstream, so the same
 /// computation under other node ids hits too (`CacheKeySetInputSignature`). SaveImageWebsocket's
-/// `IS_CHANGED` returns the time, so it (and anything downstream) never hits.
-fn signatures(nodes: &[(String, OValue)]) -> HashMap<String, Option<u64>> {
+/// `IS_CHANGED` returns the time, so it (and anything downstream) never hits; LoadImage's is the hash
+/// of its file (`is_changed`, by node id), so a file replaced under its name is loaded again.
+fn signatures(nodes: &[(String, OValue)], is_changed: &HashMap<String, u64>) -> HashMap<String, Option<u64>> {
     fn visit(
         id: &str,
         nodes: &[(String, OValue)],
+        is_changed: &HashMap<String, u64>,
         memo: &mut HashMap<String, Option<u64>>,
         visiting: &mut HashSet<String>,
     ) -> Option<u64> {
@@ -839,10 +963,11 @@ fn signatures(nodes: &[(String, OValue)]) -> HashMap<String, Option<u64>> {
             inputs.sort_by(|a, b| a.0.cmp(b.0));
             let mut hasher = DefaultHasher::new();
             class_type.hash(&mut hasher);
+            is_changed.get(id).hash(&mut hasher);
             for (name, value) in inputs {
                 name.hash(&mut hasher);
                 if let (Some(source), OValue::Array(link)) = (link_source(value), value) {
-                    visit(source, nodes, memo, visiting)?.hash(&mut hasher);
+                    visit(source, nodes, is_changed, memo, visiting)?.hash(&mut hasher);
                     link[1].to_value().to_string().hash(&mut hasher);
                 } else {
                     value.to_value().to_string().hash(&mut hasher);
@@ -857,7 +982,7 @@ fn signatures(nodes: &[(String, OValue)]) -> HashMap<String, Option<u64>> {
     let mut memo = HashMap::new();
     let mut visiting = HashSet::new();
     for (id, _) in nodes {
-        visit(id, nodes, &mut memo, &mut visiting);
+        visit(id, nodes, is_changed, &mut memo, &mut visiting);
     }
     memo
 }
@@ -1063,9 +1188,9 @@ mod tests {
 
     #[test]
     fn signatures_ignore_node_ids_and_change_with_any_upstream_value() {
-        let a = signatures(&nodes(ZIMAGE));
+        let a = signatures(&nodes(ZIMAGE), &HashMap::new());
         let renamed = ZIMAGE.replace("\"a cat\"", "\"a dog\"");
-        let b = signatures(&nodes(&renamed));
+        let b = signatures(&nodes(&renamed), &HashMap::new());
         assert_eq!(a["1"], b["1"]);
         assert_eq!(a["2"], b["2"]);
         assert_ne!(a["3"], b["3"]);
@@ -1075,10 +1200,13 @@ mod tests {
 
     #[test]
     fn a_websocket_output_is_never_cached() {
-        let sigs = signatures(&nodes(
-            r#"{"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+        let sigs = signatures(
+            &nodes(
+                r#"{"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
                 "2": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}}}"#,
-        ));
+            ),
+            &HashMap::new(),
+        );
         assert!(sigs["1"].is_some());
         assert!(sigs["2"].is_none());
     }

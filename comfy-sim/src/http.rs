@@ -20,6 +20,7 @@ use crate::jobs;
 use crate::ordered::OValue;
 use crate::shared::{Shared, lock, now_ms, wait_adjustable};
 use crate::state::QueueItem;
+use crate::uploads;
 use crate::validation::validate_prompt;
 use crate::ws;
 
@@ -37,6 +38,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/history", get(get_history).post(post_history))
         .route("/history/{prompt_id}", get(get_history_entry))
         .route("/view", get(view))
+        .route(
+            "/upload/image",
+            axum::routing::post(uploads::upload_image)
+                .layer(axum::extract::DefaultBodyLimit::max(uploads::MAX_UPLOAD_BYTES)),
+        )
         .route("/system_stats", get(system_stats))
         .route("/object_info", get(object_info))
         .route("/object_info/{class}", get(object_info_class))
@@ -70,12 +76,12 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-fn ok_json(body: &Value) -> Response {
+pub(crate) fn ok_json(body: &Value) -> Response {
     json_response(StatusCode::OK, body)
 }
 
 /// aiohttp's answer when a handler raises (e.g. `await request.json()` on a non-JSON body).
-fn internal_error() -> Response {
+pub(crate) fn internal_error() -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -217,7 +223,8 @@ async fn post_prompt(State(shared): AppState, body: Bytes) -> Response {
         .get("partial_execution_targets")
         .and_then(Value::as_array)
         .map(|targets| targets.iter().map(crate::pyfmt::str_of).collect());
-    let validated = match validate_prompt(&shared.catalog, &prompt, partial.as_deref()) {
+    let input_files = |name: &str| uploads::load_image_path(&shared, name).is_some_and(|path| path.is_file());
+    let validated = match validate_prompt(&shared.catalog, &prompt, partial.as_deref(), &input_files) {
         Ok(validated) => validated,
         Err(error) => {
             tracing::warn!(%error, "prompt could not be processed");
@@ -490,12 +497,19 @@ async fn system_stats() -> Response {
 }
 
 async fn object_info(State(shared): AppState) -> Response {
-    ok_json(&shared.catalog.all())
+    ok_json(
+        &shared
+            .catalog
+            .all_with_inputs(&uploads::listed_files(&shared.dirs.input)),
+    )
 }
 
 async fn object_info_class(State(shared): AppState, UrlPath(class): UrlPath<String>) -> Response {
-    match shared.catalog.get(&class) {
-        Some(node) => ok_json(&json!({ class: node.raw })),
+    match shared
+        .catalog
+        .entry(&class, &uploads::listed_files(&shared.dirs.input))
+    {
+        Some(entry) => ok_json(&json!({ class: entry })),
         None => ok_json(&json!({})),
     }
 }

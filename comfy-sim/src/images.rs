@@ -1,10 +1,15 @@
 //! The pictures the simulator "generates": a deterministic pattern derived from the KSampler seed,
 //! encoded as real PNGs (SaveImage) and small JPEGs (live previews), and SaveImage's file naming.
+//! A graph that starts from a picture (LoadImage -> VAEEncode) gets the pattern mixed into that
+//! picture as much as the sampler's `denoise` says, and only where the noise mask is set, so a test
+//! can tell from the output which picture was used and which part was painted over.
 
 use std::io::Cursor;
 use std::path::{Component, Path, PathBuf};
 
-use image::{ImageFormat, RgbImage};
+use std::sync::Arc;
+
+use image::{GrayImage, ImageFormat, RgbImage};
 
 /// How an image value was produced; pixels are computed only when something is saved or sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +34,16 @@ pub(crate) enum Recipe {
         width: u32,
         height: u32,
     },
+    /// VAEDecode of a latent sampled from a picture: each pixel the picture's, moved towards the seed
+    /// pattern by `strength` (the denoise) times the mask (255: repaint; no mask: everywhere).
+    Blended {
+        width: u32,
+        height: u32,
+        seed: u64,
+        picture: Arc<RgbImage>,
+        mask: Option<Arc<GrayImage>>,
+        strength: f32,
+    },
 }
 
 impl Recipe {
@@ -36,7 +51,8 @@ impl Recipe {
         match self {
             Recipe::Sampled { width, height, .. }
             | Recipe::Solid { width, height, .. }
-            | Recipe::Scaled { width, height, .. } => (*width, *height),
+            | Recipe::Scaled { width, height, .. }
+            | Recipe::Blended { width, height, .. } => (*width, *height),
             Recipe::Inverted(inner) | Recipe::Blurred(inner) => inner.size(),
         }
     }
@@ -59,6 +75,34 @@ impl Recipe {
                 let sy = scale_coordinate(y, *height, inner_height);
                 inner.pixel(index, sx, sy)
             }
+            Recipe::Blended {
+                width,
+                height,
+                seed,
+                picture,
+                mask,
+                strength,
+            } => {
+                let pattern = seed_pixel(seed.wrapping_add(u64::from(index)), x, y, *width, *height);
+                if picture.width() == 0 || picture.height() == 0 {
+                    return pattern;
+                }
+                let (px, py) = (x.min(picture.width() - 1), y.min(picture.height() - 1));
+                let original = picture.get_pixel(px, py).0;
+                let masked = mask.as_ref().map_or(1.0, |mask| {
+                    let (mx, my) = (
+                        scale_coordinate(x, *width, mask.width()),
+                        scale_coordinate(y, *height, mask.height()),
+                    );
+                    f32::from(mask.get_pixel(mx, my).0[0]) / 255.0
+                });
+                let weight = (strength * masked).clamp(0.0, 1.0);
+                std::array::from_fn(|channel| {
+                    let mixed =
+                        f32::from(original[channel]) * (1.0 - weight) + f32::from(pattern[channel]) * weight;
+                    mixed.round().clamp(0.0, 255.0) as u8
+                })
+            }
         }
     }
 
@@ -69,6 +113,36 @@ impl Recipe {
             image::Rgb(self.pixel(index, x, y))
         })
     }
+}
+
+/// LoadImage: the file's picture and its mask, 255 where the file is transparent (to repaint), as
+/// ComfyUI makes `1 - alpha`. A file without alpha has a mask of zeros. The error is PIL's sentence.
+pub(crate) fn load_picture(path: Option<&Path>) -> Result<(RgbImage, GrayImage), String> {
+    let shown = path.map_or_else(String::new, |path| path.display().to_string());
+    let bytes = path
+        .and_then(|path| std::fs::read(path).ok())
+        .ok_or_else(|| format!("[Errno 2] No such file or directory: '{shown}'"))?;
+    let decoded =
+        image::load_from_memory(&bytes).map_err(|_| format!("cannot identify image file '{shown}'"))?;
+    let has_alpha = decoded.color().has_alpha();
+    let rgba = decoded.to_rgba8();
+    let mask = GrayImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        image::Luma([if has_alpha {
+            255 - rgba.get_pixel(x, y).0[3]
+        } else {
+            0
+        }])
+    });
+    Ok((decoded.to_rgb8(), mask))
+}
+
+/// The centred `width` x `height` part of `picture` (VAEEncode keeps whole multiples of 8).
+pub(crate) fn crop_centre(picture: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let (x, y) = (
+        (picture.width() - width.min(picture.width())) / 2,
+        (picture.height() - height.min(picture.height())) / 2,
+    );
+    image::imageops::crop_imm(picture, x, y, width, height).to_image()
 }
 
 fn scale_coordinate(v: u32, to: u32, from: u32) -> u32 {

@@ -7,7 +7,8 @@
 //!   node errors, slow `/view`, restarts) and count what the simulator was sent.
 //! - `http` and `ws` are the wire; `validation` is ComfyUI's prompt validator; `executor` runs one
 //!   prompt at a time and emits the recorded message sequence; `jobs` is the 0.8.0 jobs API;
-//!   `images` draws the seed-determined pictures.
+//!   `images` draws the seed-determined pictures (blended with the uploaded picture a graph starts
+//!   from); `uploads` is `/upload/image` and the input folder `LoadImage` reads.
 //! - `catalog` holds the recorded `/object_info`; `state` what a ComfyUI process keeps in memory.
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ mod ordered;
 mod pyfmt;
 mod shared;
 mod state;
+mod uploads;
 mod validation;
 mod ws;
 

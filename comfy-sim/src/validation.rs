@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Number, Value, json};
 
-use crate::catalog::{Catalog, InputCategory, InputDef, InputType};
+use crate::catalog::{Catalog, InputCategory, InputDef, InputType, LOAD_IMAGE};
 use crate::ordered::OValue;
 use crate::pyfmt;
 
@@ -34,11 +34,16 @@ impl Rejection {
 #[error("the prompt is not a JSON object")]
 pub(crate) struct Unprocessable;
 
-/// Validates a prompt graph; `partial` restricts the outputs like `partial_execution_targets`.
+/// Whether `LoadImage` can load a file of this name (`folder_paths.exists_annotated_filepath`).
+pub(crate) type InputFiles<'a> = &'a dyn Fn(&str) -> bool;
+
+/// Validates a prompt graph; `partial` restricts the outputs like `partial_execution_targets`;
+/// `input_files` answers `LoadImage`'s own check of its file.
 pub(crate) fn validate_prompt(
     catalog: &Catalog,
     prompt: &OValue,
     partial: Option<&[String]>,
+    input_files: InputFiles<'_>,
 ) -> Result<Result<Accepted, Rejection>, Unprocessable> {
     let nodes = prompt.entries().ok_or(Unprocessable)?;
     let mut outputs = Vec::new();
@@ -75,6 +80,7 @@ pub(crate) fn validate_prompt(
 
     let mut validator = Validator {
         catalog,
+        input_files,
         nodes: &nodes,
         validated: Vec::new(),
         in_progress: Vec::new(),
@@ -188,6 +194,7 @@ const TB_INNER: &str = "  File \"/app/ComfyUI/execution.py\", line 839, in valid
 
 struct Validator<'a> {
     catalog: &'a Catalog,
+    input_files: InputFiles<'a>,
     nodes: &'a [(&'a str, &'a OValue)],
     /// Results in the order ComfyUI's `validated` dict receives them.
     validated: Vec<(String, NodeResult)>,
@@ -242,7 +249,7 @@ impl<'a> Validator<'a> {
         };
         let declared = class.inputs.clone();
         self.in_progress.push(id.to_owned());
-        let outcome = self.check_inputs(inputs, &declared);
+        let outcome = self.check_inputs(&class_name, inputs, &declared);
         self.in_progress.retain(|k| k != id);
         let (valid, errors) = outcome?;
         let result = NodeResult {
@@ -255,11 +262,14 @@ impl<'a> Validator<'a> {
 
     fn check_inputs(
         &mut self,
+        class_name: &str,
         inputs: &OValue,
         declared: &[InputDef],
     ) -> Result<(bool, Vec<Value>), PyException> {
         let mut errors = Vec::new();
         let mut valid = true;
+        // `LoadImage.VALIDATE_INPUTS(image)`: its input skips the list check and is checked by it.
+        let custom_input = (class_name == LOAD_IMAGE).then_some("image");
         for input in declared {
             let Some(raw) = inputs.get(&input.name) else {
                 if input.category == InputCategory::Required {
@@ -280,8 +290,25 @@ impl<'a> Validator<'a> {
                 }
                 continue;
             }
+            if custom_input == Some(input.name.as_str()) {
+                continue;
+            }
             if let Some(error) = check_widget(input, raw) {
                 errors.push(error);
+            }
+        }
+        if let Some(name) = custom_input
+            && let Some(raw) = inputs.get(name)
+            && !matches!(raw, OValue::Array(_))
+        {
+            let file = pyfmt::str_of(&raw.to_value());
+            if !(self.input_files)(&file) {
+                errors.push(json!({
+                    "type": "custom_validation_failed",
+                    "message": "Custom validation failed for node",
+                    "details": format!("{name} - Invalid image file: {file}"),
+                    "extra_info": {"input_name": name},
+                }));
             }
         }
         Ok((valid, errors))
@@ -672,7 +699,7 @@ mod tests {
 
     fn run(prompt: &str) -> Result<Accepted, Rejection> {
         let prompt: OValue = serde_json::from_str(prompt).unwrap();
-        validate_prompt(&catalog(), &prompt, None).unwrap()
+        validate_prompt(&catalog(), &prompt, None, &|_| false).unwrap()
     }
 
     #[test]
@@ -853,7 +880,7 @@ mod tests {
             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
             "3": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["1", 0]}}}"#;
         let prompt: OValue = serde_json::from_str(prompt).unwrap();
-        let accepted = validate_prompt(&catalog(), &prompt, Some(&["3".to_owned()]))
+        let accepted = validate_prompt(&catalog(), &prompt, Some(&["3".to_owned()]), &|_| false)
             .unwrap()
             .unwrap();
         assert_eq!(accepted.outputs, ["3"]);
@@ -876,6 +903,6 @@ mod tests {
     #[test]
     fn a_prompt_that_is_not_an_object_cannot_be_processed() {
         let prompt: OValue = serde_json::from_str("[1, 2]").unwrap();
-        assert!(validate_prompt(&catalog(), &prompt, None).is_err());
+        assert!(validate_prompt(&catalog(), &prompt, None, &|_| false).is_err());
     }
 }

@@ -393,6 +393,18 @@ pub struct GenerateConfig {
     /// Print the finished jobs' records as JSON (with the file each was written to) instead of the file names.
     #[arg(long)]
     pub json: bool,
+
+    /// Start from this picture (PNG, JPEG or WebP, up to 25 MiB) instead of from noise. Without --aspect or --size the image has the picture's aspect (longer side at most 1024).
+    #[arg(long, value_name = "PICTURE")]
+    pub from: Option<PathBuf>,
+
+    /// How much of the picture may change, from 0.2 (a little) to 1.0 (everything). The studio's default is 0.6, or 1.0 with --mask.
+    #[arg(long, requires = "from")]
+    pub strength: Option<f32>,
+
+    /// Paint over a part only: a PNG of the picture's size (as the studio scaled it) whose transparent pixels mark what to change.
+    #[arg(long, value_name = "MASK", requires = "from")]
+    pub mask: Option<PathBuf>,
 }
 
 /// Most images one `zimage generate` asks for: within the studio's default of 10 jobs a minute per device.
@@ -512,9 +524,17 @@ mod tests {
             &["--aspect", "1:1", "--size", "256x256"],
             &["--count", "0"],
             &["--count", "9"],
+            &["--strength", "0.5"],
+            &["--mask", "mask.png"],
         ] {
             assert!(generate(bad).is_err(), "{bad:?}");
         }
+        let config = generate(&["--from", "photo.jpg", "--strength", "0.5", "--mask", "mask.png"]).unwrap();
+        assert_eq!(config.from.as_deref(), Some(std::path::Path::new("photo.jpg")));
+        assert_eq!(
+            (config.strength, config.mask.as_deref()),
+            (Some(0.5), Some(std::path::Path::new("mask.png")))
+        );
     }
 
     #[test]

@@ -103,6 +103,8 @@ pub struct Text {
     pub stale_title: &'static str,
     pub stale_heading: &'static str,
     pub stale_text: &'static str,
+    /// Taking pictures and masks, and a job's source (`pictures`).
+    pub pictures: &'static Pictures,
 }
 
 impl Text {
@@ -213,6 +215,7 @@ impl Text {
         stale_heading: "This pairing link no longer works",
         stale_text: "Each link signs in one device once, within ten minutes. Open <b>Pair a phone</b> on a \
                      signed-in device for a new code, or sign in with the access secret.",
+        pictures: &Pictures::EN,
     };
 
     pub const ZH_CN: Text = Text {
@@ -307,6 +310,7 @@ impl Text {
         stale_title: "配对链接已过期 · Z-Image 工作室",
         stale_heading: "这个配对链接已失效",
         stale_text: "每个链接只能在十分钟内让一台设备登录一次。请在已登录的设备上打开<b>配对手机</b>获取新的二维码，或用访问密钥登录。",
+        pictures: &Pictures::ZH_CN,
     };
 
     /// The words of `lang`.
@@ -338,6 +342,95 @@ impl Text {
             Rule::SizeFormat => (self.size_format)(MIN_SIDE, MAX_SIDE, SIDE_STEP),
         }
     }
+}
+
+/// The sentences about pictures a job starts from, masks, and a job's `source`.
+#[derive(Debug)]
+pub struct Pictures {
+    pub not_a_picture: &'static str,
+    /// A format people have but the studio does not take (GIF, HEIC...).
+    pub unsupported_format: fn(&str) -> String,
+    pub wrong_content_type: &'static str,
+    pub animated: &'static str,
+    pub unreadable: &'static str,
+    /// Most pixels a side, most megapixels.
+    pub too_large: fn(u32, u64) -> String,
+    /// Width, height, least side.
+    pub too_small: fn(u32, u32, u32) -> String,
+    /// Most mebibytes.
+    pub file_too_large: fn(usize) -> String,
+    pub mask_without_alpha: &'static str,
+    pub mask_without_transparency: &'static str,
+    /// Width, height, most side.
+    pub mask_too_large: fn(u32, u32, u32) -> String,
+    pub unknown: &'static str,
+    pub is_a_mask: &'static str,
+    pub is_a_picture: &'static str,
+    /// The mask's width and height, the picture's.
+    pub mask_size: fn(u32, u32, u32, u32) -> String,
+    /// Least and most strength.
+    pub strength_range: fn(f32, f32) -> String,
+    pub kind_values: &'static str,
+}
+
+impl Pictures {
+    pub const EN: Pictures = Pictures {
+        not_a_picture: "The file is not a picture: send a PNG, JPEG or WebP.",
+        unsupported_format: |format| format!("{format} files are not taken: send a PNG, JPEG or WebP."),
+        wrong_content_type: "Send the file's bytes as the body, with Content-Type image/png, image/jpeg, image/webp or application/octet-stream.",
+        animated: "Animated pictures are not taken: send a still PNG, JPEG or WebP.",
+        unreadable: "The picture cannot be read: the file is damaged or cut off.",
+        too_large: |side, megapixels| {
+            format!("The picture is too large: at most {side} pixels a side and {megapixels} megapixels.")
+        },
+        too_small: |width, height, least| {
+            format!("The picture ({width} x {height}) is too small: each side needs at least {least} pixels.")
+        },
+        file_too_large: |mebibytes| format!("The file is larger than {mebibytes} MiB."),
+        mask_without_alpha: "The mask needs transparency: a PNG or WebP whose transparent pixels mark what to repaint.",
+        mask_without_transparency: "The mask has no transparent pixel: nothing would be repainted.",
+        mask_too_large: |width, height, most| {
+            format!("The mask ({width} x {height}) is larger than any picture: at most {most} pixels a side.")
+        },
+        unknown: "There is no such picture: upload it first.",
+        is_a_mask: "This id is a mask: give it as the mask, and a picture as the picture.",
+        is_a_picture: "This id is a picture, not a mask: upload the mask with ?kind=mask.",
+        mask_size: |mask_width, mask_height, width, height| {
+            format!(
+                "The mask is {mask_width} x {mask_height} pixels but the picture is {width} x {height}: they must be the same size."
+            )
+        },
+        strength_range: |least, most| format!("The strength must be a number from {least} to {most}."),
+        kind_values: "kind must be picture or mask.",
+    };
+
+    pub const ZH_CN: Pictures = Pictures {
+        not_a_picture: "这个文件不是图片：请发送 PNG、JPEG 或 WebP。",
+        unsupported_format: |format| format!("不接受 {format} 文件：请发送 PNG、JPEG 或 WebP。"),
+        wrong_content_type: "请把文件内容直接作为请求体发送，Content-Type 为 image/png、image/jpeg、image/webp 或 application/octet-stream。",
+        animated: "不接受动图：请发送静态的 PNG、JPEG 或 WebP。",
+        unreadable: "无法读取这张图片：文件已损坏或不完整。",
+        too_large: |side, megapixels| {
+            format!("图片太大：每边最多 {side} 像素，总共最多 {megapixels} 百万像素。")
+        },
+        too_small: |width, height, least| {
+            format!("图片（{width} x {height}）太小：每边至少需要 {least} 像素。")
+        },
+        file_too_large: |mebibytes| format!("文件超过了 {mebibytes} MiB。"),
+        mask_without_alpha: "蒙版需要透明度：请使用 PNG 或 WebP，用透明像素标出要重画的部分。",
+        mask_without_transparency: "蒙版没有透明像素：没有要重画的部分。",
+        mask_too_large: |width, height, most| {
+            format!("蒙版（{width} x {height}）比任何图片都大：每边最多 {most} 像素。")
+        },
+        unknown: "没有这张图片：请先上传。",
+        is_a_mask: "这个 id 是蒙版：请把它作为蒙版，并给出一张图片作为原图。",
+        is_a_picture: "这个 id 是图片，不是蒙版：请用 ?kind=mask 上传蒙版。",
+        mask_size: |mask_width, mask_height, width, height| {
+            format!("蒙版是 {mask_width} x {mask_height} 像素，而图片是 {width} x {height}：两者必须一样大。")
+        },
+        strength_range: |least, most| format!("强度必须是 {least} 到 {most} 之间的数。"),
+        kind_values: "kind 必须是 picture 或 mask。",
+    };
 }
 
 /// What the command line prints for people, in one language (file names, hashes, sizes and commands
@@ -473,6 +566,10 @@ pub struct Generate {
     pub not_an_image: fn(&str, &str) -> String,
     pub bad_server: fn(&str) -> String,
     pub cannot_write: fn(&str, &str) -> String,
+    /// A file given with --from or --mask could not be read: its path and why.
+    pub cannot_read: fn(&str, &str) -> String,
+    pub doing_upload_picture: &'static str,
+    pub doing_upload_mask: &'static str,
     pub hint_no_secret: &'static str,
     pub hint_wrong_secret: &'static str,
     pub hint_address: &'static str,
@@ -520,6 +617,9 @@ impl Generate {
         not_an_image: |id, reason| format!("the image of job {id} is not a whole PNG: {reason}"),
         bad_server: |server| format!("--server must be an http:// or https:// address, not {server}"),
         cannot_write: |path, source| format!("cannot write {path}: {source}"),
+        cannot_read: |path, source| format!("cannot read {path}: {source}"),
+        doing_upload_picture: "take the picture",
+        doing_upload_mask: "take the mask",
         hint_no_secret: " Pass the studio's access secret with --password or ZIMAGE_PASSWORD.",
         hint_wrong_secret: " Check the secret given with --password or ZIMAGE_PASSWORD.",
         hint_address: " The studio's ZIMAGE_ALLOW decides which addresses may come in.",
@@ -564,6 +664,9 @@ impl Generate {
         not_an_image: |id, reason| format!("任务 {id} 的图像不是完整的 PNG：{reason}"),
         bad_server: |server| format!("--server 必须是 http:// 或 https:// 地址，而不是 {server}"),
         cannot_write: |path, source| format!("无法写入 {path}：{source}"),
+        cannot_read: |path, source| format!("无法读取 {path}：{source}"),
+        doing_upload_picture: "接收图片",
+        doing_upload_mask: "接收蒙版",
         hint_no_secret: " 请用 --password 或 ZIMAGE_PASSWORD 提供工作室的访问密钥。",
         hint_wrong_secret: " 请检查 --password 或 ZIMAGE_PASSWORD 给出的密钥。",
         hint_address: " 工作室的 ZIMAGE_ALLOW 决定哪些地址可以进入。",

@@ -6,6 +6,7 @@
 //! - [`comfy`]: everything that knows ComfyUI: HTTP client, WebSocket, messages, workflow.
 //! - [`jobs`]: a job's life from submission to stored image; [`relay`]: its events for watchers.
 //! - [`images`] and [`history`]: what is kept on disk under the data folder; [`backup`]: its copies.
+//! - [`pictures`]: the pictures and masks a job starts from: uploads checked, cleaned and kept.
 //! - [`readiness`]: `/readyz`'s answer: the socket's link plus a probe of each new connection.
 //! - [`access`]: the door to the LAN: who may come in (addresses, hosts, origins, the secret) and the
 //!   abuse limits, as plain decisions that `routes` applies to every request.
@@ -30,6 +31,7 @@ pub mod job_id;
 pub mod jobs;
 pub mod models;
 pub mod openai;
+pub mod pictures;
 pub mod png_story;
 pub mod readiness;
 pub mod relay;
@@ -56,6 +58,7 @@ use crate::config::{BackendSpec, ServeConfig};
 use crate::history::History;
 use crate::images::ImageStore;
 use crate::jobs::{JobTuning, Jobs};
+use crate::pictures::PictureStore;
 use crate::readiness::ProbeTuning;
 use crate::state::AppState;
 
@@ -99,6 +102,9 @@ pub async fn serve_tuned(
     let images = ImageStore::open(&config.data_dir.join("images"))
         .await
         .context("cannot open the image folder")?;
+    let pictures = PictureStore::open(&config.data_dir.join("pictures"))
+        .await
+        .context("cannot open the pictures folder")?;
     // What a crash interrupted is finished before anything reads the stores. After a clean close
     // there is nothing to finish: every save ended, and whatever a request cut at the exit could
     // leave (a file without a row) is harmless until the next recovery.
@@ -215,6 +221,7 @@ pub async fn serve_tuned(
         jobs,
         history: history.clone(),
         images,
+        pictures,
         readiness,
     };
     let app = routes::router(state, &config.site_root);

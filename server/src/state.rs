@@ -8,6 +8,7 @@ use crate::access::Access;
 use crate::history::History;
 use crate::images::ImageStore;
 use crate::jobs::Jobs;
+use crate::pictures::PictureStore;
 
 /// Shared handles for the HTTP layer.
 #[derive(Clone)]
@@ -17,5 +18,7 @@ pub struct AppState {
     pub jobs: Jobs,
     pub history: History,
     pub images: ImageStore,
+    /// The pictures and masks jobs start from.
+    pub pictures: PictureStore,
     pub readiness: watch::Receiver<Readiness>,
 }

@@ -4,4 +4,5 @@ mod faults;
 mod protocol;
 mod support;
 mod traces;
+mod uploads;
 mod validation;

@@ -4,7 +4,8 @@
 //! downloads the PNG and writes it. Progress goes to standard error (a bar on a terminal, plain lines
 //! otherwise), the written file names (or, with `--json`, the job records) to standard output.
 //! Ctrl+C cancels the unfinished jobs on the studio before exiting; any refusal exits non-zero with
-//! the studio's sentence and the field it names.
+//! the studio's sentence and the field it names. With `--from` (and `--mask`) the files go first to
+//! `POST /api/pictures`, and the jobs name them as their `source`.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,10 @@ use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
-use zimage_contract::{CreateJobRequest, ErrorBody, JobAccepted, JobEvent, JobView, MAX_SEED, STEPS, paths};
+use zimage_contract::{
+    CreateJobRequest, ErrorBody, JobAccepted, JobEvent, JobView, MAX_SEED, PictureKind, PictureUploaded,
+    STEPS, SourceRequest, paths, pictures,
+};
 
 use crate::config::GenerateConfig;
 use crate::i18n::Generate;
@@ -72,6 +76,8 @@ pub enum GenerateError {
     BadServer(String),
     /// Writing the file failed.
     Write { path: PathBuf, source: std::io::Error },
+    /// Reading the picture or mask to start from failed.
+    Read { path: PathBuf, source: std::io::Error },
 }
 
 impl std::fmt::Display for GenerateError {
@@ -98,6 +104,9 @@ impl std::fmt::Display for GenerateError {
             GenerateError::Write { path, source } => {
                 (say.cannot_write)(&path.display().to_string(), &source.to_string())
             }
+            GenerateError::Read { path, source } => {
+                (say.cannot_read)(&path.display().to_string(), &source.to_string())
+            }
         };
         formatter.write_str(&text)
     }
@@ -107,7 +116,7 @@ impl std::error::Error for GenerateError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             GenerateError::Unreachable { source, .. } => Some(source),
-            GenerateError::Write { source, .. } => Some(source),
+            GenerateError::Write { source, .. } | GenerateError::Read { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -183,6 +192,19 @@ async fn generate(
     };
     if let Some((width, height)) = config.size {
         (request.width, request.height) = (Some(width), Some(height));
+    }
+    if let Some(from) = &config.from {
+        // The studio checks and cleans both files; this command only sends them.
+        let picture = studio.upload(from, PictureKind::Picture).await?;
+        let mask = match &config.mask {
+            Some(mask) => Some(studio.upload(mask, PictureKind::Mask).await?.id),
+            None => None,
+        };
+        request.source = Some(SourceRequest {
+            picture: picture.id,
+            strength: config.strength,
+            mask,
+        });
     }
     // Every job is submitted first, so the studio can line them up (or share them out among its
     // backends) while the first one runs.
@@ -366,6 +388,29 @@ impl Studio {
             field: error.field,
             hint,
         }
+    }
+
+    /// Sends a file's bytes to `POST /api/pictures` (as a picture or a mask); the studio answers its id.
+    async fn upload(&self, path: &Path, kind: PictureKind) -> Result<PictureUploaded, GenerateError> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| GenerateError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        let (doing, route) = match kind {
+            PictureKind::Picture => (say().doing_upload_picture, pictures::paths::PICTURES.to_owned()),
+            PictureKind::Mask => (
+                say().doing_upload_mask,
+                format!("{}?kind=mask", pictures::paths::PICTURES),
+            ),
+        };
+        let request = self
+            .request(Method::POST, &route)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes);
+        let response = self.send(request, doing).await?;
+        self.read_json(response, doing).await
     }
 
     async fn submit(&self, request: &CreateJobRequest) -> Result<JobAccepted, GenerateError> {

@@ -466,3 +466,144 @@ async fn a_frozen_comfyui_takes_the_link_down_and_a_resumed_one_gets_a_new_conne
         "{events:?}"
     );
 }
+
+/// A solid 64 x 64 PNG, with a transparent left half when `masked` (the part to paint over).
+fn source_png(color: [u8; 3], masked: bool) -> bytes::Bytes {
+    let picture = image::RgbaImage::from_fn(64, 64, |x, _| {
+        image::Rgba([
+            color[0],
+            color[1],
+            color[2],
+            if masked && x < 32 { 0 } else { 255 },
+        ])
+    });
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgba8(picture)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    bytes::Bytes::from(png)
+}
+
+/// Submits `graph` as `prompt_id`, waits for its end and fetches its picture.
+async fn run_to_picture(setup: &mut Setup, prompt_id: &str, graph: serde_json::Value) -> image::RgbImage {
+    setup
+        .client
+        .submit(prompt_id, &setup.client_id, graph, false)
+        .await
+        .unwrap();
+    let events = events_until(&mut setup.events, finished(prompt_id)).await;
+    let images = events
+        .iter()
+        .find_map(|event| match event {
+            ComfyEvent::Output { images, .. } => Some(images.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no output: {events:?}"));
+    let png = setup.client.fetch_output(&images[0], 1 << 24).await.unwrap();
+    image::load_from_memory(&png).unwrap().to_rgb8()
+}
+
+#[tokio::test]
+async fn a_job_that_starts_from_an_uploaded_picture_uses_it() {
+    use super::workflow::SourceImage;
+    let mut setup = setup().await;
+    let probe = setup.client.probe(&setup.workflow).await.unwrap();
+    assert!(probe.source_problems.is_empty(), "{probe:?}");
+
+    let red = source_png([255, 0, 0], false);
+    let name = setup
+        .client
+        .upload_source(red.clone(), "digest-red")
+        .await
+        .unwrap();
+    assert_eq!(name, "zimage/source-0.png");
+    let source = SourceImage {
+        image: &name,
+        strength: 0.5,
+        masked: false,
+    };
+    let graph = setup.workflow.fill_from("a fox", 9, 64, 64, Some(&source));
+    let from_red = run_to_picture(&mut setup, "from-red", graph).await;
+    assert_eq!(from_red.dimensions(), (64, 64));
+    let pattern = comfy_sim::images::seed_pixel(9, 3, 3, 64, 64);
+    let half = |picture: u8, pattern: u8| ((f32::from(picture) + f32::from(pattern)) / 2.0).round() as u8;
+    assert_eq!(
+        from_red.get_pixel(3, 3).0,
+        [half(255, pattern[0]), half(0, pattern[1]), half(0, pattern[2])]
+    );
+
+    // Another picture takes the next of the reused names; the first keeps its own.
+    let blue = source_png([0, 0, 255], true);
+    let blue_name = setup.client.upload_source(blue, "digest-blue").await.unwrap();
+    assert_eq!(blue_name, "zimage/source-1.png");
+    assert_eq!(setup.client.upload_source(red, "digest-red").await.unwrap(), name);
+    let source = SourceImage {
+        image: &blue_name,
+        strength: 1.0,
+        masked: true,
+    };
+    let graph = setup.workflow.fill_from("a fox", 9, 64, 64, Some(&source));
+    let painted = run_to_picture(&mut setup, "painted", graph).await;
+    // The transparent left half is made anew, the right half stays the picture.
+    assert_eq!(
+        painted.get_pixel(3, 3).0,
+        comfy_sim::images::seed_pixel(9, 3, 3, 64, 64)
+    );
+    assert_eq!(painted.get_pixel(60, 3).0, [0, 0, 255]);
+}
+
+#[tokio::test]
+async fn a_source_that_comfyui_no_longer_has_is_refused_as_missing() {
+    use super::workflow::SourceImage;
+    let setup = setup().await;
+    let source = SourceImage {
+        image: "zimage/source-3.png",
+        strength: 0.6,
+        masked: false,
+    };
+    let graph = setup.workflow.fill_from("a fox", 1, 64, 64, Some(&source));
+    let error = setup
+        .client
+        .submit("no-source", &setup.client_id, graph, false)
+        .await
+        .unwrap_err();
+    match error {
+        Error::Rejected { code, message } => {
+            assert_eq!(code, Error::SOURCE_MISSING);
+            assert!(message.contains("zimage/source-3.png"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_uploads_never_take_more_than_the_reused_names() {
+    let setup = setup().await;
+    let mut names = std::collections::BTreeSet::new();
+    for shade in 0..10u8 {
+        let png = source_png([shade, shade, shade], false);
+        names.insert(
+            setup
+                .client
+                .upload_source(png, &format!("digest-{shade}"))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(names.len(), super::client::SOURCE_SLOTS);
+    // In ComfyUI's input/zimage: the reused names, and only them.
+    for slot in 0..=super::client::SOURCE_SLOTS {
+        let view = format!(
+            "{}view?filename={}&subfolder=zimage&type=input",
+            setup.client.base(),
+            super::client::source_file_name(slot)
+        );
+        let status = reqwest::get(view).await.unwrap().status();
+        let expected = if slot < super::client::SOURCE_SLOTS {
+            200
+        } else {
+            404
+        };
+        assert_eq!(status.as_u16(), expected, "slot {slot}");
+    }
+}

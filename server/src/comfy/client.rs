@@ -5,8 +5,8 @@
 //! 0.8.0's `/api/jobs/{id}` and falls back, once and for good, to `/history/{id}` + `/queue` on older
 //! releases (never the full `/history`, which grows without bound).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -49,6 +49,9 @@ pub struct Probe {
     pub missing_models: Vec<String>,
     /// Anything else ComfyUI would refuse (options not offered, numbers out of range), in words.
     pub other_problems: Vec<String>,
+    /// What ComfyUI would refuse only in jobs that start from a picture (a node it lacks), in words.
+    /// Not part of [`Probe::is_ready`]: jobs made from words alone run without these.
+    pub source_problems: Vec<String>,
     /// The device ComfyUI computes on (the first of `/system_stats`), with its VRAM in bytes.
     pub device: Option<zimage_contract::DeviceInfo>,
     /// ComfyUI's release, e.g. `0.8.0`.
@@ -75,6 +78,53 @@ struct Inner {
     timeouts: Timeouts,
     /// Which job lookup works: [`JOBS_API_UNKNOWN`], [`JOBS_API_PRESENT`] or [`JOBS_API_ABSENT`].
     jobs_api: AtomicU8,
+    /// Which source picture each of the reused upload names holds now.
+    sources: Mutex<SourceSlots>,
+}
+
+/// The subfolder of ComfyUI's `input/` that holds the gateway's uploads (and nothing else).
+pub const UPLOAD_SUBFOLDER: &str = "zimage";
+
+/// How many source pictures one ComfyUI keeps from the gateway. ComfyUI never removes an upload and has
+/// no call to do so, so the gateway reuses a few fixed names (`zimage/source-0.png` ...), replacing the
+/// least recently used: `input/` never holds more than this many files of ours, whatever the number of
+/// jobs. The engine holds one job per ComfyUI at a time, so the name of the job running (the most recently
+/// used) is never the one replaced by the next job's upload; four leave room for a job sent again.
+pub const SOURCE_SLOTS: usize = 4;
+
+/// The names reused for source pictures, least recently used first, each with the digest of what it holds.
+#[derive(Debug, Default)]
+struct SourceSlots {
+    /// `(slot, digest)`, the most recently used last.
+    used: Vec<(usize, String)>,
+}
+
+impl SourceSlots {
+    /// The slot for the picture of `digest`: the one that holds it already, else a free one, else the
+    /// least recently used. It becomes the most recently used.
+    fn slot_for(&mut self, digest: &str) -> usize {
+        let slot = if let Some(at) = self.used.iter().position(|(_, held)| held == digest) {
+            self.used.remove(at).0
+        } else if self.used.len() < SOURCE_SLOTS {
+            (0..SOURCE_SLOTS)
+                .find(|slot| self.used.iter().all(|(used, _)| used != slot))
+                .unwrap_or(0)
+        } else {
+            self.used.remove(0).0
+        };
+        self.used.push((slot, digest.to_owned()));
+        slot
+    }
+
+    /// Forgets what a slot holds (its upload failed: its content is unknown).
+    fn forget(&mut self, slot: usize) {
+        self.used.retain(|(used, _)| *used != slot);
+    }
+}
+
+/// The file name of source slot `slot` in [`UPLOAD_SUBFOLDER`].
+pub fn source_file_name(slot: usize) -> String {
+    format!("source-{slot}.png")
 }
 
 const JOBS_API_UNKNOWN: u8 = 0;
@@ -115,6 +165,7 @@ impl ComfyClient {
             base,
             timeouts,
             jobs_api: AtomicU8::new(JOBS_API_UNKNOWN),
+            sources: Mutex::new(SourceSlots::default()),
         };
         ComfyClient {
             inner: Arc::new(inner),
@@ -178,6 +229,52 @@ impl ComfyClient {
                 Err(Error::Rejected { code, message })
             }
             status => Err(unexpected(response, "POST /prompt", status).await),
+        }
+    }
+
+    /// Puts the PNG a job starts from into ComfyUI's `input/` and answers the name to write into
+    /// `LoadImage.image`. Call it right before each [`ComfyClient::submit`] of the job (a first
+    /// submission, a retry, a failover to this ComfyUI): the name is one of [`SOURCE_SLOTS`] reused
+    /// names, so what it holds is only certain until this ComfyUI's next upload. `digest` is the PNG's
+    /// sha256 (a picture uploaded again goes to the name it had).
+    pub async fn upload_source(&self, png: Bytes, digest: &str) -> Result<String, Error> {
+        let slot = lock(&self.inner.sources).slot_for(digest);
+        let result = self.upload_image(png, &source_file_name(slot)).await;
+        if result.is_err() {
+            lock(&self.inner.sources).forget(slot);
+        }
+        result
+    }
+
+    /// `POST /upload/image`: writes `png` as `input/zimage/<file_name>`, replacing a file of that name
+    /// (`overwrite`: without it ComfyUI would keep both, as `name (1).png`). Answers the name ComfyUI
+    /// gives back, with its subfolder, as `LoadImage` takes it: always that one, never the name sent.
+    /// ComfyUI checks nothing of the bytes: the caller sends only pictures it decoded and re-encoded.
+    pub async fn upload_image(&self, png: Bytes, file_name: &str) -> Result<String, Error> {
+        let part = reqwest::multipart::Part::stream_with_length(png.clone(), png.len() as u64)
+            .file_name(file_name.to_owned())
+            .mime_str("image/png")
+            .map_err(|error| Error::Protocol(error.to_string()))?;
+        let form = reqwest::multipart::Form::new()
+            .part("image", part)
+            .text("type", "input")
+            .text("subfolder", UPLOAD_SUBFOLDER)
+            .text("overwrite", "true");
+        let request = self
+            .inner
+            .http
+            .post(self.endpoint(&["upload", "image"])?)
+            .multipart(form)
+            .timeout(self.inner.timeouts.download);
+        let response = request.send().await.map_err(transport_error)?;
+        match response.status() {
+            StatusCode::OK => {
+                let uploaded: messages::Uploaded = read_json(response).await?;
+                Ok(uploaded.load_image_name())
+            }
+            // ComfyUI answers 400 with an empty body when the form lacks the image or names a
+            // subfolder outside input/: neither can come from this call, so it is not our ComfyUI.
+            status => Err(unexpected(response, "POST /upload/image", status).await),
         }
     }
 
@@ -302,7 +399,11 @@ impl ComfyClient {
             status => return Err(unexpected(response, "GET /system_stats", status).await),
         };
         let mut object_info = serde_json::Map::new();
-        for class_type in workflow.required_classes() {
+        for class_type in workflow
+            .required_classes()
+            .into_iter()
+            .chain(workflow.source_classes())
+        {
             // An unknown class answers `{}`; a known one `{class: {...}}`.
             if let Value::Object(info) = self.object_info(class_type).await? {
                 object_info.extend(info);
@@ -312,10 +413,17 @@ impl ComfyClient {
             missing_nodes: Vec::new(),
             missing_models: Vec::new(),
             other_problems: Vec::new(),
+            source_problems: Vec::new(),
             device: stats.device(),
             comfyui_version: stats.comfyui_version(),
         };
-        for problem in workflow.check_against(&Value::Object(object_info)) {
+        let object_info = Value::Object(object_info);
+        probe.source_problems = workflow
+            .check_sources_against(&object_info)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        for problem in workflow.check_against(&object_info) {
             match problem {
                 Problem::MissingNode { class_type } => probe.missing_nodes.push(class_type),
                 Problem::MissingModel { file, .. } => probe.missing_models.push(file),
@@ -364,6 +472,10 @@ impl ComfyClient {
             status => Err(unexpected(response, what, status).await),
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Classifies a failed call: nothing listening, too slow, or a broken answer.
@@ -446,6 +558,26 @@ mod tests {
     use super::*;
     use crate::comfy::workflow::ModelFiles;
     use crate::comfy::workflow::fixtures::{committed_workflow, default_models};
+
+    #[test]
+    fn source_slots_reuse_a_pictures_name_and_replace_the_least_recently_used() {
+        let mut slots = SourceSlots::default();
+        let taken: Vec<usize> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|digest| slots.slot_for(digest))
+            .collect();
+        assert_eq!(taken, [0, 1, 2, 3]);
+        // "a" again: its own name, and now the most recently used.
+        assert_eq!(slots.slot_for("a"), 0);
+        // A fifth picture replaces the least recently used ("b"), then "c".
+        assert_eq!(slots.slot_for("e"), 1);
+        assert_eq!(slots.slot_for("f"), 2);
+        assert_eq!(slots.slot_for("b"), 3);
+        // A failed upload leaves its name free for the next.
+        slots.forget(0);
+        assert_eq!(slots.slot_for("g"), 0);
+        assert_eq!(source_file_name(2), "source-2.png");
+    }
 
     /// What the stub ComfyUI was sent.
     #[derive(Default)]

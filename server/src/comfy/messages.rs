@@ -413,6 +413,25 @@ pub(super) struct PromptAccepted {
     pub(super) node_errors: Value,
 }
 
+/// The `200` answer of `POST /upload/image`: `{"name": "red (1).png", "subfolder": "zimage", "type": "input"}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct Uploaded {
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) subfolder: String,
+}
+
+impl Uploaded {
+    /// The value of `LoadImage.image` for this file: `subfolder/name`, or the name alone.
+    pub(super) fn load_image_name(&self) -> String {
+        if self.subfolder.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.subfolder, self.name)
+        }
+    }
+}
+
 /// Codes of [`super::Error::Rejected`], picked by what a person has to do about the rejection.
 pub(super) mod rejection_code {
     pub(in crate::comfy) const MISSING_NODE: &str = "missing_node";
@@ -420,6 +439,7 @@ pub(super) mod rejection_code {
     pub(in crate::comfy) const INVALID_OPTION: &str = "invalid_option";
     pub(in crate::comfy) const OUT_OF_RANGE: &str = "out_of_range";
     pub(in crate::comfy) const INVALID_WORKFLOW: &str = "invalid_workflow";
+    pub(in crate::comfy) const SOURCE_MISSING: &str = "source_missing";
 }
 
 /// Turns the body of a `400` from `POST /prompt` into a code and a sentence a person can act on.
@@ -543,6 +563,14 @@ fn describe_node_error(node: &str, class_type: &str, error: &Value) -> (&'static
         })
         .unwrap_or_default();
     match text("type") {
+        // `LoadImage` names a file that is not in input/ (recorded: "image - Invalid image file: x.png").
+        "custom_validation_failed" if class_type == "LoadImage" => (
+            rejection_code::SOURCE_MISSING,
+            format!(
+                "ComfyUI does not have the picture the job starts from ({}); upload it again.",
+                text("details")
+            ),
+        ),
         "value_not_in_list" if class_type.contains("Loader") && input.ends_with("_name") => (
             rejection_code::MODEL_NOT_INSTALLED,
             format!("The model file {received} is not installed in ComfyUI ({class_type} does not list it)."),

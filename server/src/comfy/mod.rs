@@ -124,8 +124,8 @@ pub enum Error {
     #[error("ComfyUI did not answer in time")]
     Timeout,
     /// ComfyUI refused the prompt (HTTP 400). `code` is one of [`Error::MISSING_NODE`],
-    /// [`Error::MODEL_NOT_INSTALLED`], [`Error::INVALID_OPTION`], [`Error::OUT_OF_RANGE`] or
-    /// [`Error::INVALID_WORKFLOW`]; `message` says what to do, naming the node pack or model file.
+    /// [`Error::MODEL_NOT_INSTALLED`], [`Error::INVALID_OPTION`], [`Error::OUT_OF_RANGE`],
+    /// [`Error::SOURCE_MISSING`] or [`Error::INVALID_WORKFLOW`]; `message` says what to do, naming the node pack or model file.
     #[error("{message}")]
     Rejected { code: &'static str, message: String },
     /// ComfyUI does not have what was asked for (an output file, a job).
@@ -150,6 +150,8 @@ impl Error {
     pub const OUT_OF_RANGE: &'static str = messages::rejection_code::OUT_OF_RANGE;
     /// Any other reason ComfyUI gave for refusing the workflow.
     pub const INVALID_WORKFLOW: &'static str = messages::rejection_code::INVALID_WORKFLOW;
+    /// `LoadImage` names a file ComfyUI's `input/` does not hold: upload the source again, then submit.
+    pub const SOURCE_MISSING: &'static str = messages::rejection_code::SOURCE_MISSING;
 }
 
 impl ExecutionFailure {

@@ -1,8 +1,15 @@
 //! The workflow template: an API-format ComfyUI graph loaded once, whose nodes are found by their
 //! `class_type`, and filled per job with the prompt, seed, size and the configured model files.
 //!
+//! A job that starts from a picture gets the same graph with the empty latent replaced, as the graphs
+//! recorded on ComfyUI 0.8.0 do it: `LoadImage` (the picture the gateway uploaded) -> `VAEEncode` ->
+//! the sampler's `latent_image`, with `denoise` the job's strength (image to image); to paint over a
+//! part, the uploaded PNG carries the mask as its alpha and `SetLatentNoiseMask` takes `LoadImage`'s
+//! MASK output between the encoder and the sampler.
+//!
 //! Only literal values of known inputs are ever replaced: a client's string becomes the text of the one
-//! `CLIPTextEncode` node and nothing else, never a node id, an input name or a file name.
+//! `CLIPTextEncode` node and nothing else, never a node id, an input name or a file name (the picture's
+//! name is the one ComfyUI answered for the gateway's own upload).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -184,6 +191,27 @@ pub(crate) fn node_pack_hint(class_type: &str) -> Option<&'static str> {
     }
 }
 
+/// The picture a job starts from, as the graph takes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SourceImage<'a> {
+    /// The name ComfyUI answered for the upload (`ComfyClient::upload_source`), e.g. `zimage/source-0.png`.
+    pub image: &'a str,
+    /// How much may change: the sampler's `denoise`, 0.2 to 1.0.
+    pub strength: f32,
+    /// Whether the picture's alpha channel is a mask of the part to paint over (alpha 0: repaint).
+    pub masked: bool,
+}
+
+/// Classes of the nodes a job that starts from a picture adds.
+const LOAD_IMAGE_CLASS: &str = "LoadImage";
+const ENCODE_CLASS: &str = "VAEEncode";
+const NOISE_MASK_CLASS: &str = "SetLatentNoiseMask";
+/// `LoadImage`'s outputs: the picture, and the mask made from its alpha (1 where alpha is 0).
+const LOAD_IMAGE_PIXELS: u64 = 0;
+const LOAD_IMAGE_MASK: u64 = 1;
+/// A name that stands for an upload where the graphs are checked before any upload exists.
+const PLACEHOLDER_IMAGE: &str = "zimage/source-0.png";
+
 /// The class names of the roles, and the inputs the gateway fills.
 const TEXT_ENCODER_CLASS: &str = "CLIPTextEncode";
 const SAMPLER_CLASS: &str = "KSampler";
@@ -285,12 +313,115 @@ impl Workflow {
 
     /// The graph to submit for one job: the template with the prompt, seed and size written in.
     pub fn fill(&self, prompt: &str, seed: u64, width: u32, height: u32) -> Value {
+        self.fill_from(prompt, seed, width, height, None)
+    }
+
+    /// [`Workflow::fill`] for a job that may start from a picture. With a `source`, the empty latent
+    /// gives way to the uploaded picture, encoded (and masked when `source.masked`), and the sampler's
+    /// `denoise` is the strength; the size is then the picture's, which the gateway made
+    /// `width` x `height` before uploading it.
+    pub fn fill_from(
+        &self,
+        prompt: &str,
+        seed: u64,
+        width: u32,
+        height: u32,
+        source: Option<&SourceImage<'_>>,
+    ) -> Value {
         let mut graph = self.graph.clone();
         set_input(&mut graph, &self.roles.text, "text", Value::from(prompt));
         set_input(&mut graph, &self.roles.sampler, "seed", Value::from(seed));
         set_input(&mut graph, &self.roles.latent, "width", Value::from(width));
         set_input(&mut graph, &self.roles.latent, "height", Value::from(height));
+        if let Some(source) = source {
+            self.start_from(&mut graph, source);
+        }
         Value::Object(graph)
+    }
+
+    /// Rewires `graph` to start from the uploaded picture (see [`Workflow::fill_from`]).
+    fn start_from(&self, graph: &mut Map<String, Value>, source: &SourceImage<'_>) {
+        let mut next_id = graph
+            .keys()
+            .filter_map(|id| id.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        let mut new_id = || {
+            next_id += 1;
+            // A template with ids that are not numbers could hold "n+1" as a name: skip past it.
+            while graph.contains_key(&next_id.to_string()) {
+                next_id += 1;
+            }
+            next_id.to_string()
+        };
+        let load = new_id();
+        let encode = new_id();
+        let mask = source.masked.then(&mut new_id);
+        let link = |node: &str, slot: u64| Value::Array(vec![Value::from(node), Value::from(slot)]);
+        graph.insert(
+            load.clone(),
+            serde_json::json!({"class_type": LOAD_IMAGE_CLASS, "inputs": {"image": source.image}}),
+        );
+        graph.insert(
+            encode.clone(),
+            serde_json::json!({"class_type": ENCODE_CLASS, "inputs": {
+                "pixels": link(&load, LOAD_IMAGE_PIXELS),
+                "vae": link(&self.roles.vae_loader, 0),
+            }}),
+        );
+        let latent = match mask {
+            Some(mask) => {
+                graph.insert(
+                    mask.clone(),
+                    serde_json::json!({"class_type": NOISE_MASK_CLASS, "inputs": {
+                        "samples": link(&encode, 0),
+                        "mask": link(&load, LOAD_IMAGE_MASK),
+                    }}),
+                );
+                mask
+            }
+            None => encode,
+        };
+        set_input(graph, &self.roles.sampler, "latent_image", link(&latent, 0));
+        set_input(
+            graph,
+            &self.roles.sampler,
+            "denoise",
+            Value::from(denoise(source.strength)),
+        );
+        // The empty latent feeds nothing now: it goes, unless another node of the template uses it.
+        let still_used = graph.values().any(|node| {
+            node.get("inputs")
+                .and_then(Value::as_object)
+                .is_some_and(|inputs| inputs.values().any(|value| is_link_to(value, &self.roles.latent)))
+        });
+        if !still_used {
+            graph.remove(&self.roles.latent);
+        }
+    }
+
+    /// Node classes a job that starts from a picture adds to the graph.
+    pub fn source_classes(&self) -> [&'static str; 3] {
+        [LOAD_IMAGE_CLASS, ENCODE_CLASS, NOISE_MASK_CLASS]
+    }
+
+    /// What ComfyUI would refuse in the graphs of jobs that start from a picture (image to image and
+    /// painting over a part) beyond what [`Workflow::check_against`] finds in the template: nodes it
+    /// lacks, inputs they miss. `LoadImage`'s file is left out: it exists once uploaded.
+    pub fn check_sources_against(&self, object_info: &Value) -> Vec<Problem> {
+        let text_problems = self.check_against(object_info);
+        let source = SourceImage {
+            image: PLACEHOLDER_IMAGE,
+            strength: 0.6,
+            masked: true,
+        };
+        let Value::Object(graph) = self.fill_from("", 0, 1024, 1024, Some(&source)) else {
+            return Vec::new();
+        };
+        check_graph(&graph, object_info, &self.model_inputs())
+            .into_iter()
+            .filter(|problem| !text_problems.contains(problem))
+            .collect()
     }
 
     /// The model files written into the loaders.
@@ -337,57 +468,81 @@ impl Workflow {
     /// The values the gateway fills per job (text, seed, width, height) are checked with the
     /// template's values; the gateway's own validation keeps job values inside ComfyUI's limits.
     pub fn check_against(&self, object_info: &Value) -> Vec<Problem> {
-        let mut problems = Vec::new();
-        let mut missing_classes = BTreeSet::new();
-        let model_inputs = self.model_inputs();
-        for (node, body) in sorted_nodes(&self.graph) {
-            let Some(class_type) = class_of(body) else {
+        check_graph(&self.graph, object_info, &self.model_inputs())
+    }
+}
+
+/// [`Workflow::check_against`] for any graph: each node's literal inputs against ComfyUI's spec.
+fn check_graph(graph: &Map<String, Value>, object_info: &Value, model_inputs: &[ModelInput]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut missing_classes = BTreeSet::new();
+    for (node, body) in sorted_nodes(graph) {
+        let Some(class_type) = class_of(body) else {
+            continue;
+        };
+        let Some(schema) = object_info.get(class_type).and_then(|info| info.get("input")) else {
+            missing_classes.insert(class_type.to_owned());
+            continue;
+        };
+        let inputs = body.get("inputs").and_then(Value::as_object);
+        for section in ["required", "optional"] {
+            let Some(declared) = schema.get(section).and_then(Value::as_object) else {
                 continue;
             };
-            let Some(schema) = object_info.get(class_type).and_then(|info| info.get("input")) else {
-                missing_classes.insert(class_type.to_owned());
-                continue;
-            };
-            let inputs = body.get("inputs").and_then(Value::as_object);
-            for section in ["required", "optional"] {
-                let Some(declared) = schema.get(section).and_then(Value::as_object) else {
+            // Sorted by name so the report does not depend on the JSON map's ordering feature.
+            let mut declared: Vec<(&String, &Value)> = declared.iter().collect();
+            declared.sort_by_key(|(input, _)| *input);
+            for (input, spec) in declared {
+                let value = inputs.and_then(|inputs| inputs.get(input));
+                let Some(value) = value else {
+                    if section == "required" {
+                        problems.push(Problem::MissingInput {
+                            node: node.to_owned(),
+                            class_type: class_type.to_owned(),
+                            input: input.clone(),
+                        });
+                    }
                     continue;
                 };
-                // Sorted by name so the report does not depend on the JSON map's ordering feature.
-                let mut declared: Vec<(&String, &Value)> = declared.iter().collect();
-                declared.sort_by_key(|(input, _)| *input);
-                for (input, spec) in declared {
-                    let value = inputs.and_then(|inputs| inputs.get(input));
-                    let Some(value) = value else {
-                        if section == "required" {
-                            problems.push(Problem::MissingInput {
-                                node: node.to_owned(),
-                                class_type: class_type.to_owned(),
-                                input: input.clone(),
-                            });
-                        }
-                        continue;
-                    };
-                    if value.is_array() {
-                        // A link to another node's output: nothing to check by value.
-                        continue;
-                    }
-                    let is_model_input = model_inputs
-                        .iter()
-                        .any(|model| model.class_type == class_type && &model.input == input);
-                    if let Some(problem) = check_value(node, class_type, input, value, spec, is_model_input) {
-                        problems.push(problem);
-                    }
+                if value.is_array() {
+                    // A link to another node's output: nothing to check by value.
+                    continue;
+                }
+                if class_type == LOAD_IMAGE_CLASS && input == "image" {
+                    // Its options are the files in ComfyUI's input/: the upload made just before the
+                    // prompt is among them, a name checked earlier need not be.
+                    continue;
+                }
+                let is_model_input = model_inputs
+                    .iter()
+                    .any(|model| model.class_type == class_type && &model.input == input);
+                if let Some(problem) = check_value(node, class_type, input, value, spec, is_model_input) {
+                    problems.push(problem);
                 }
             }
         }
-        let mut all = missing_classes
-            .into_iter()
-            .map(|class_type| Problem::MissingNode { class_type })
-            .collect::<Vec<_>>();
-        all.append(&mut problems);
-        all
     }
+    let mut all = missing_classes
+        .into_iter()
+        .map(|class_type| Problem::MissingNode { class_type })
+        .collect::<Vec<_>>();
+    all.append(&mut problems);
+    all
+}
+
+/// Whether `value` is a link (`["node", slot]`) to `node`.
+fn is_link_to(value: &Value, node: &str) -> bool {
+    value
+        .as_array()
+        .and_then(|link| link.first())
+        .and_then(Value::as_str)
+        .is_some_and(|target| target == node)
+}
+
+/// The strength as the sampler's `denoise`: to three decimals, so 0.6 is written 0.6 and not as the
+/// nearest `f32` (0.6000000238418579).
+fn denoise(strength: f32) -> f64 {
+    (f64::from(strength) * 1000.0).round() / 1000.0
 }
 
 /// Checks one literal input value against its `/object_info` spec: `[type_or_options, {min, max, options...}]`.
@@ -841,5 +996,175 @@ mod tests {
         );
         assert!(check_value("8", "KSampler", "seed", &json!(-1), spec, false).is_some());
         assert!(check_value("8", "KSampler", "seed", &json!("7"), spec, false).is_some());
+    }
+
+    const IMAGE_INPUT_OBJECT_INFO: &str = include_str!("fixtures/object_info_image_input.json");
+    const RECORDED_IMG2IMG: &str = include_str!("fixtures/graphs/img2img_64.json");
+    const RECORDED_INPAINT: &str = include_str!("fixtures/graphs/inpaint_64.json");
+
+    /// The recorded `/object_info` of the template's nodes and of the image-input nodes together.
+    fn full_object_info() -> Value {
+        let mut info = object_info();
+        let extra: Value = serde_json::from_str(IMAGE_INPUT_OBJECT_INFO).unwrap();
+        info.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        info
+    }
+
+    fn source(masked: bool) -> SourceImage<'static> {
+        SourceImage {
+            image: "zimage/source-2.png",
+            strength: 0.6,
+            masked,
+        }
+    }
+
+    /// The picture's way into the sampler: each link (node class, input, linked class, slot) of the
+    /// image-input nodes and the sampler's latent, whatever the node ids. (The recorded graphs differ
+    /// from the template elsewhere: their negative prompt is a second CLIPTextEncode.)
+    fn shape(graph: &Value) -> BTreeSet<(String, String, String, u64)> {
+        let graph = graph.as_object().unwrap();
+        let mut edges = BTreeSet::new();
+        for body in graph.values() {
+            for (input, value) in body["inputs"].as_object().unwrap() {
+                let class_type = class_of(body).unwrap();
+                let on_the_way = ["LoadImage", "VAEEncode", "SetLatentNoiseMask"].contains(&class_type)
+                    || (class_type == "KSampler" && input == "latent_image");
+                if !on_the_way {
+                    continue;
+                }
+                if let Some([target, slot]) = value.as_array().map(Vec::as_slice) {
+                    let target = &graph[target.as_str().unwrap()];
+                    edges.insert((
+                        class_of(body).unwrap().to_owned(),
+                        input.clone(),
+                        class_of(target).unwrap().to_owned(),
+                        slot.as_u64().unwrap(),
+                    ));
+                }
+            }
+        }
+        edges
+    }
+
+    fn node_of<'a>(graph: &'a Value, class_type: &str) -> (&'a str, &'a Value) {
+        let nodes: Vec<(&str, &Value)> = graph
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, body)| class_of(body) == Some(class_type))
+            .map(|(id, body)| (id.as_str(), body))
+            .collect();
+        assert_eq!(nodes.len(), 1, "{class_type}");
+        nodes[0]
+    }
+
+    #[test]
+    fn without_a_source_fill_from_is_fill() {
+        let workflow = workflow();
+        assert_eq!(
+            workflow.fill_from("x", 7, 512, 768, None),
+            workflow.fill("x", 7, 512, 768)
+        );
+    }
+
+    #[test]
+    fn an_image_to_image_graph_has_the_recorded_shape() {
+        let graph = workflow().fill_from("a fox", 42, 1024, 768, Some(&source(false)));
+        let recorded: Value = serde_json::from_str(RECORDED_IMG2IMG).unwrap();
+        assert_eq!(shape(&graph), shape(&recorded));
+        let (load, body) = node_of(&graph, "LoadImage");
+        assert_eq!(body["inputs"], json!({"image": "zimage/source-2.png"}));
+        let (encode, _) = node_of(&graph, "VAEEncode");
+        let (_, sampler) = node_of(&graph, "KSampler");
+        assert_eq!(sampler["inputs"]["latent_image"], json!([encode, 0]));
+        assert_eq!(sampler["inputs"]["denoise"], json!(0.6));
+        assert_eq!(
+            node_of(&graph, "VAEEncode").1["inputs"]["pixels"],
+            json!([load, 0])
+        );
+        assert!(
+            graph
+                .as_object()
+                .unwrap()
+                .values()
+                .all(|node| class_of(node) != Some("EmptySD3LatentImage")),
+            "the empty latent is gone"
+        );
+        insta::with_settings!({ sort_maps => true }, { insta::assert_json_snapshot!(graph) });
+    }
+
+    #[test]
+    fn a_paint_over_graph_has_the_recorded_shape() {
+        let source = SourceImage {
+            strength: 1.0,
+            ..source(true)
+        };
+        let graph = workflow().fill_from("a fox", 42, 1024, 768, Some(&source));
+        let recorded: Value = serde_json::from_str(RECORDED_INPAINT).unwrap();
+        assert_eq!(shape(&graph), shape(&recorded));
+        let (load, _) = node_of(&graph, "LoadImage");
+        let (encode, _) = node_of(&graph, "VAEEncode");
+        let (mask, body) = node_of(&graph, "SetLatentNoiseMask");
+        assert_eq!(body["inputs"], json!({"samples": [encode, 0], "mask": [load, 1]}));
+        let (_, sampler) = node_of(&graph, "KSampler");
+        assert_eq!(sampler["inputs"]["latent_image"], json!([mask, 0]));
+        assert_eq!(sampler["inputs"]["denoise"], json!(1.0));
+        insta::with_settings!({ sort_maps => true }, { insta::assert_json_snapshot!(graph) });
+    }
+
+    #[test]
+    fn the_new_nodes_take_fresh_ids_and_the_strength_is_written_as_given() {
+        let graph = workflow().fill_from(
+            "x",
+            1,
+            512,
+            512,
+            Some(&SourceImage {
+                strength: 0.35,
+                ..source(true)
+            }),
+        );
+        assert_eq!(node_of(&graph, "LoadImage").0, "11");
+        assert_eq!(node_of(&graph, "VAEEncode").0, "12");
+        assert_eq!(node_of(&graph, "SetLatentNoiseMask").0, "13");
+        assert_eq!(node_of(&graph, "KSampler").1["inputs"]["denoise"], json!(0.35));
+        // Everything else is as a job from words has it.
+        let plain = workflow().fill("x", 1, 512, 512);
+        for (id, body) in plain.as_object().unwrap() {
+            if id == "7" || id == "8" {
+                continue;
+            }
+            assert_eq!(&graph[id], body, "node {id}");
+        }
+    }
+
+    #[test]
+    fn an_empty_latent_that_another_node_uses_stays() {
+        let mut template = template();
+        template["11"] = json!({"class_type": "VAEDecode", "inputs": {"samples": ["7", 0], "vae": ["3", 0]}});
+        let workflow = Workflow::from_value(template, default_models()).unwrap();
+        let graph = workflow.fill_from("x", 1, 512, 512, Some(&source(false)));
+        assert_eq!(graph["7"]["class_type"], "EmptySD3LatentImage");
+        assert_eq!(node_of(&graph, "LoadImage").0, "12");
+    }
+
+    #[test]
+    fn the_source_graphs_validate_against_comfyui_object_info() {
+        let workflow = workflow();
+        assert_eq!(workflow.check_sources_against(&full_object_info()), vec![]);
+        // Without the image-input nodes, each is reported (the template alone stays fine).
+        let problems = workflow.check_sources_against(&object_info());
+        assert_eq!(
+            problems,
+            ["LoadImage", "SetLatentNoiseMask", "VAEEncode"]
+                .into_iter()
+                .map(|class_type| Problem::MissingNode {
+                    class_type: class_type.to_owned()
+                })
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(workflow.check_against(&object_info()), vec![]);
     }
 }

@@ -182,7 +182,13 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
             return decorate(forbidden("cross_origin", message), &nonce, None);
         }
         // A body the API reads is JSON; HTML forms cannot send that, so no page can forge one.
-        if is_api(&path) && has_body(headers) && !is_json(headers) {
+        // (`POST /api/pictures` takes a file's bytes and checks their type itself: `image/*` or
+        // `application/octet-stream`, which no form can send either.)
+        if is_api(&path)
+            && has_body(headers)
+            && !is_json(headers)
+            && path != zimage_contract::pictures::paths::PICTURES
+        {
             return decorate(unsupported_media_type().into_response(), &nonce, None);
         }
         // The identity is handed out with the first change a browser makes (its first job), never

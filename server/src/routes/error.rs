@@ -22,6 +22,7 @@ use crate::history::HistoryError;
 use crate::images::ImageError;
 use crate::jobs::JobError;
 use crate::openai::GenerateError;
+use crate::pictures::{PictureError, Refusal};
 use crate::validation::ValidationError;
 
 /// Everything a request can fail with.
@@ -77,9 +78,28 @@ pub enum ApiError {
     /// A job the request waited for was cancelled by someone else.
     #[error("the job was cancelled")]
     JobCancelled,
+    /// A picture, a mask or a job's source was refused, or could not be kept.
+    #[error(transparent)]
+    Picture(#[from] PictureError),
+    /// An upload's body is not what `POST /api/pictures` takes; `field` is `picture` or `mask`.
+    #[error("the upload's body was refused: {problem:?}")]
+    Upload {
+        field: &'static str,
+        problem: UploadProblem,
+    },
     /// Our bug; the message goes to the log only.
     #[error("{0}")]
     Internal(String),
+}
+
+/// What is wrong with an upload's body itself, before its bytes are looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadProblem {
+    /// Larger than [`zimage_contract::pictures::MAX_PICTURE_BYTES`].
+    TooLarge,
+    /// Sent as a form or text (which another site's page could send without asking) rather than as
+    /// a picture's bytes.
+    WrongContentType,
 }
 
 impl From<JobError> for ApiError {
@@ -205,13 +225,115 @@ impl ApiError {
                 text.generation_cancelled.to_owned(),
                 None,
             ),
-            ApiError::History(_) | ApiError::Image(_) | ApiError::Internal(_) => (
+            ApiError::Picture(PictureError::Refused { field, refusal }) => {
+                let (status, code, message) = picture_refusal(refusal);
+                (status, code, message, Some(field.name().to_owned()))
+            }
+            ApiError::Picture(PictureError::Storage(error)) => {
+                let storage = ApiError::Storage(std::io::Error::new(error.kind(), error.to_string()));
+                storage.parts()
+            }
+            ApiError::Upload { field, problem } => {
+                let pictures = text.pictures;
+                let (status, code, message) = match problem {
+                    UploadProblem::TooLarge => (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "file_too_large",
+                        (pictures.file_too_large)(
+                            zimage_contract::pictures::MAX_PICTURE_BYTES / (1024 * 1024),
+                        ),
+                    ),
+                    UploadProblem::WrongContentType => (
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "unsupported_media_type",
+                        pictures.wrong_content_type.to_owned(),
+                    ),
+                };
+                (status, code, message, Some((*field).to_owned()))
+            }
+            ApiError::History(_)
+            | ApiError::Image(_)
+            | ApiError::Picture(PictureError::Internal(_))
+            | ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 text.internal.to_owned(),
                 None,
             ),
         }
+    }
+}
+
+/// The status, code and sentence of a refused picture: what the bytes are not is 415, what they hold
+/// (or which id or number was given) 422.
+fn picture_refusal(refusal: &Refusal) -> (StatusCode, &'static str, String) {
+    use zimage_contract::pictures::{
+        MAX_DECODED_PIXELS, MAX_DECODED_SIDE, MAX_PICTURE_SIDE, MAX_STRENGTH, MIN_PICTURE_SIDE, MIN_STRENGTH,
+    };
+    let pictures = text().pictures;
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    match refusal {
+        Refusal::NotAPicture => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not_a_picture",
+            pictures.not_a_picture.to_owned(),
+        ),
+        Refusal::Unsupported(format) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_picture_format",
+            (pictures.unsupported_format)(format),
+        ),
+        Refusal::Animated => (unprocessable, "animated_picture", pictures.animated.to_owned()),
+        Refusal::Unreadable(_) => (
+            unprocessable,
+            "unreadable_picture",
+            pictures.unreadable.to_owned(),
+        ),
+        Refusal::TooLarge => (
+            unprocessable,
+            "picture_too_large",
+            (pictures.too_large)(MAX_DECODED_SIDE, MAX_DECODED_PIXELS / 1_000_000),
+        ),
+        Refusal::TooSmall { width, height } => (
+            unprocessable,
+            "picture_too_small",
+            (pictures.too_small)(*width, *height, MIN_PICTURE_SIDE),
+        ),
+        Refusal::MaskWithoutAlpha => (
+            unprocessable,
+            "mask_without_alpha",
+            pictures.mask_without_alpha.to_owned(),
+        ),
+        Refusal::MaskWithoutTransparency => (
+            unprocessable,
+            "mask_without_transparency",
+            pictures.mask_without_transparency.to_owned(),
+        ),
+        Refusal::MaskTooLarge { width, height } => (
+            unprocessable,
+            "mask_too_large",
+            (pictures.mask_too_large)(*width, *height, MAX_PICTURE_SIDE),
+        ),
+        Refusal::Unknown => (unprocessable, "unknown_picture", pictures.unknown.to_owned()),
+        Refusal::WrongKind { expected, .. } => (
+            unprocessable,
+            "wrong_picture_kind",
+            match expected {
+                zimage_contract::PictureKind::Picture => pictures.is_a_mask,
+                zimage_contract::PictureKind::Mask => pictures.is_a_picture,
+            }
+            .to_owned(),
+        ),
+        Refusal::MaskSize { mask, picture } => (
+            unprocessable,
+            "mask_size",
+            (pictures.mask_size)(mask.0, mask.1, picture.0, picture.1),
+        ),
+        Refusal::Strength => (
+            unprocessable,
+            "invalid_field",
+            (pictures.strength_range)(MIN_STRENGTH, MAX_STRENGTH),
+        ),
     }
 }
 

@@ -11,6 +11,7 @@ mod jobs;
 mod language;
 mod openai;
 mod openapi;
+mod pictures;
 mod site;
 
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub fn router(state: AppState, site_root: &std::path::Path) -> Router {
         .merge(jobs::router())
         .merge(events::router().route_layer(from_fn_with_state(state.clone(), access::limit_streams)))
         .merge(images::router())
+        .merge(pictures::router())
         .merge(history::router())
         .merge(health::router())
         .merge(access::router())

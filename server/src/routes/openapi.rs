@@ -15,7 +15,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
-use super::{access, events, health, history, images, jobs, openai};
+use super::{access, events, health, history, images, jobs, openai, pictures};
 use crate::state::AppState;
 
 /// Where the document is served.
@@ -40,6 +40,8 @@ has an access secret, a session cookie or the secret as `Authorization: Bearer`.
         events::events,
         images::full,
         images::thumbnail,
+        pictures::upload,
+        pictures::show,
         history::list,
         history::star,
         history::remove,
@@ -64,6 +66,7 @@ has an access secret, a session cookie or the secret as `Authorization: Bearer`.
     tags(
         (name = "jobs", description = "Making images: one job per image."),
         (name = "images", description = "Finished images and the history."),
+        (name = "pictures", description = "Pictures and masks a job starts from."),
         (name = "access", description = "Signing in and pairing a phone."),
         (name = "health", description = "Liveness and readiness, open to the machine itself whatever the allowlist."),
         (name = "openai", description = "The OpenAI-compatible images API, for OpenAI's SDKs, Open WebUI and the like."),
@@ -227,6 +230,8 @@ mod tests {
             ("/api/jobs/{id}/events", "get"),
             ("/api/images/{id}", "get"),
             ("/api/images/{id}/thumbnail", "get"),
+            ("/api/pictures", "post"),
+            ("/api/pictures/{id}", "get"),
             ("/api/history", "get"),
             ("/api/history/{id}", "delete"),
             ("/api/session", "get"),

@@ -294,3 +294,72 @@ async fn ctrl_c_cancels_the_job_on_the_studio_before_exiting() {
     app.sim.faults().hold_at_step(None);
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 }
+
+/// A JPEG of `width` x `height` written into `folder`.
+fn photo(folder: &Path, width: u32, height: u32) -> PathBuf {
+    let path = folder.join("photo.jpg");
+    image::RgbImage::from_pixel(width, height, image::Rgb([200, 40, 40]))
+        .save_with_format(&path, image::ImageFormat::Jpeg)
+        .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn from_a_picture_the_files_go_to_the_studio_before_the_job() {
+    let app = spawn_app().await;
+    let out = tempfile::tempdir().unwrap();
+    let picture = photo(out.path(), 640, 480);
+    let mask = out.path().join("mask.png");
+    image::RgbaImage::from_fn(640, 480, |x, _| {
+        image::Rgba([0, 0, 0, if x < 320 { 0 } else { 255 }])
+    })
+    .save(&mask)
+    .unwrap();
+    let file = out.path().join("fox.png");
+    let ran = run(generate(
+        &app,
+        &[
+            "a red fox",
+            "--from",
+            picture.to_str().unwrap(),
+            "--strength=0.5",
+            "--mask",
+            mask.to_str().unwrap(),
+            "--size=256x256",
+            "-o",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    ))
+    .await;
+    assert!(ran.status.success(), "{}", ran.stderr);
+    // Both files were taken, cleaned and kept by the studio (a picture and a mask of its size).
+    let kept: Vec<_> = std::fs::read_dir(app.data_dir.path().join("pictures"))
+        .unwrap()
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(file.exists());
+}
+
+#[tokio::test]
+async fn a_picture_the_studio_refuses_names_its_field_and_starts_nothing() {
+    let app = spawn_app().await;
+    let out = tempfile::tempdir().unwrap();
+    let not_a_picture = out.path().join("notes.jpg");
+    std::fs::write(&not_a_picture, "not a picture").unwrap();
+    let ran = run(generate(
+        &app,
+        &["fox", "--from", not_a_picture.to_str().unwrap()],
+        &[],
+    ))
+    .await;
+    assert_eq!(ran.status.code(), Some(1), "{}", ran.stderr);
+    assert!(ran.stderr.contains("(field `picture`)"), "{}", ran.stderr);
+    let missing = out.path().join("missing.jpg");
+    let ran = run(generate(&app, &["fox", "--from", missing.to_str().unwrap()], &[])).await;
+    assert_eq!(ran.status.code(), Some(1), "{}", ran.stderr);
+    assert!(ran.stderr.contains("cannot read"), "{}", ran.stderr);
+    let history = app.get("/api/history").await;
+    assert_eq!(history.body["items"], serde_json::json!([]));
+    assert_eq!(app.sim.faults().requests_to("POST /prompt"), 0);
+}

@@ -20,6 +20,7 @@ mod language;
 mod load;
 mod openai;
 mod pacing;
+mod pictures;
 mod resilience;
 mod security;
 mod site_bundle;

@@ -321,7 +321,7 @@ impl TestApp {
 }
 
 /// Reads an answer, checking it against the OpenAPI document (see [`check_documented`]).
-async fn answer(method: &str, response: reqwest::Response) -> Answer {
+pub(crate) async fn answer(method: &str, response: reqwest::Response) -> Answer {
     let status = response.status().as_u16();
     let path = response.url().path().to_owned();
     let is_json = is_json(response.headers());
