@@ -108,6 +108,7 @@ pub fn backup_blocking(data_dir: &Path, dir: &Path) -> Result<Report, BackupErro
         MANIFEST,
         history::DATABASE_FILE,
         "images",
+        PICTURES,
         ".history.sqlite3.partial",
     ];
     let mut names = std::fs::read_dir(dir).map_err(io_error(dir))?;
@@ -156,6 +157,9 @@ pub fn backup_blocking(data_dir: &Path, dir: &Path) -> Result<Report, BackupErro
     let kept: BTreeSet<JobId> = ids.difference(&gone.into_iter().collect()).copied().collect();
     report.images_removed = remove_others(&to_images, &kept)?;
     atomic_file::sync_dir_blocking(&to_images).map_err(io_error(&to_images))?;
+    // The pictures images started from (named by their content, so a copy of the same size is the
+    // same picture).
+    mirror_pictures(&data_dir.join(PICTURES), &dir.join(PICTURES))?;
 
     // The database in place, then the manifest: a backup cut short has no new manifest, and an old
     // manifest with a newer database still names only images that are there.
@@ -244,6 +248,7 @@ pub fn restore_blocking(dir: &Path, data_dir: &Path) -> Result<Report, BackupErr
         report.images_copied += 1;
     }
     atomic_file::sync_dir_blocking(&to_images).map_err(io_error(&to_images))?;
+    mirror_pictures(&dir.join(PICTURES), &data_dir.join(PICTURES))?;
     let database = data_dir.join(history::DATABASE_FILE);
     copy_durably(&dir.join(history::DATABASE_FILE), &database).map_err(io_error(&database))?;
     atomic_file::sync_dir_blocking(data_dir).map_err(io_error(data_dir))?;
@@ -255,6 +260,37 @@ pub fn restore_blocking(dir: &Path, data_dir: &Path) -> Result<Report, BackupErr
         "backup restored"
     );
     Ok(report)
+}
+
+/// The folder of the pictures jobs start from, in a data folder and in a backup.
+const PICTURES: &str = "pictures";
+
+/// Copies every picture of `from` that `to` lacks (a folder without pictures is no error: a studio
+/// that never started from a picture has none).
+fn mirror_pictures(from: &Path, to: &Path) -> Result<(), BackupError> {
+    let entries = match std::fs::read_dir(from) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(io_error(from)(error)),
+    };
+    std::fs::create_dir_all(to).map_err(io_error(to))?;
+    for entry in entries {
+        let entry = entry.map_err(io_error(from))?;
+        let name = entry.file_name();
+        let is_picture = name
+            .to_str()
+            .is_some_and(|name| name.ends_with(".png") && !atomic_file::is_temporary(name));
+        if !is_picture {
+            continue;
+        }
+        let size = entry.metadata().map_err(io_error(from))?.len();
+        let target = to.join(&name);
+        if std::fs::metadata(&target).is_ok_and(|kept| kept.len() == size) {
+            continue;
+        }
+        copy_durably(&entry.path(), &target).map_err(io_error(&target))?;
+    }
+    atomic_file::sync_dir_blocking(to).map_err(io_error(to))
 }
 
 /// Copies a file under a temporary name, flushes it, then renames it into place.
@@ -336,6 +372,7 @@ mod tests {
             },
             elapsed_ms: 2,
             backend: Some("gpu-1".to_owned()),
+            source: None,
         }
     }
 
@@ -376,6 +413,11 @@ mod tests {
         )
         .await;
         assert!(history.set_starred(records[1].id, true).await.unwrap());
+        // A picture one of them started from.
+        let pictures = data.path().join(PICTURES);
+        std::fs::create_dir_all(&pictures).unwrap();
+        let picture = format!("{}.png", "ab".repeat(32));
+        std::fs::write(pictures.join(&picture), png(24)).unwrap();
 
         // The studio stays open (and keeps its connections) while the backup runs.
         let report = backup(data.path().to_owned(), kept.path().to_owned())
@@ -393,6 +435,10 @@ mod tests {
         assert_eq!(search(&restored, "狐狸", false).await, vec![records[0].id]);
         assert_eq!(search(&restored, "", true).await, vec![records[1].id]);
         assert_eq!(restored.get(records[2].id), Some(records[2].clone()));
+        assert_eq!(
+            std::fs::read(restored_dir.join(PICTURES).join(&picture)).unwrap(),
+            png(24)
+        );
         let restored_images = ImageStore::open(&restored_dir.join("images")).await.unwrap();
         let recovery = crate::storage::recover(&restored_images, &restored)
             .await

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension as _, params};
 use rusqlite_migration::{M, Migrations};
 use serde::{Deserialize, Serialize};
-use zimage_contract::{self as api, HistoryItem, Timings};
+use zimage_contract::{self as api, HistoryItem, SourceInfo, Timings};
 
 use crate::access::identity::ClientId;
 use crate::atomic_file;
@@ -95,6 +95,8 @@ const MIGRATIONS: &[M<'static>] = &[
     DROP INDEX history_starred;
     CREATE INDEX history_starred ON history (seq) WHERE starred = 1;",
     ),
+    // Version 3: the picture an image started from, and how strongly (`SourceInfo` as JSON).
+    M::up("ALTER TABLE history ADD COLUMN source TEXT;"),
 ];
 
 /// The `meta` key set, in the import's own transaction, once the JSON records are in.
@@ -104,10 +106,10 @@ const JSON_IMPORTED: &str = "json_imported";
 const CLOSED_CLEANLY: &str = "closed_cleanly";
 
 const COLUMNS: &str = "id, owner, prompt, seed, width, height, queued_at, started_at, finished_at, \
-                       elapsed_ms, backend, starred";
+                       elapsed_ms, backend, starred, source";
 
 /// What the history keeps of a finished job (also the JSON record of older versions).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryRecord {
     pub id: JobId,
     /// The browser that made it; only it (or someone signed in) may delete it.
@@ -122,6 +124,9 @@ pub struct HistoryRecord {
     /// The name of the ComfyUI backend that made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// The picture it started from, and how strongly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceInfo>,
 }
 
 impl HistoryRecord {
@@ -140,13 +145,13 @@ impl HistoryRecord {
             created_at: self.timings.queued_at,
             backend: self.backend.clone(),
             starred: false,
-            source: None,
+            source: self.source.clone(),
         }
     }
 }
 
 /// A record as the gallery shows it: with its star.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub record: HistoryRecord,
     pub starred: bool,
@@ -604,7 +609,7 @@ fn insert(connection: &Connection, record: &HistoryRecord, or_ignore: bool) -> r
     let verb = if or_ignore { "INSERT OR IGNORE" } else { "INSERT" };
     connection
         .prepare_cached(&format!(
-            "{verb} INTO history ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0)"
+            "{verb} INTO history ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12)"
         ))?
         .execute(params![
             record.id.to_string(),
@@ -618,6 +623,10 @@ fn insert(connection: &Connection, record: &HistoryRecord, or_ignore: bool) -> r
             record.timings.finished_at.map(to_sql),
             to_sql(record.elapsed_ms),
             record.backend,
+            record
+                .source
+                .as_ref()
+                .and_then(|source| serde_json::to_string(source).ok()),
         ])
 }
 
@@ -651,6 +660,10 @@ fn row_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
             },
             elapsed_ms: from_sql(row.get(9)?),
             backend: row.get(10)?,
+            // A source that no longer reads only loses the "started from" note.
+            source: row
+                .get::<_, Option<String>>(13)?
+                .and_then(|json| serde_json::from_str(&json).ok()),
         },
         starred: row.get(11)?,
     })
@@ -760,6 +773,7 @@ mod tests {
             },
             elapsed_ms: 2,
             backend: None,
+            source: None,
         }
     }
 
@@ -827,6 +841,31 @@ mod tests {
         drop(history);
         let reopened = History::open(dir.path()).await.unwrap();
         assert_eq!(reopened.ids().unwrap(), BTreeSet::from([kept.id]));
+    }
+
+    #[tokio::test]
+    async fn the_picture_an_image_started_from_is_kept_with_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path()).await.unwrap();
+        let source = SourceInfo {
+            picture: "0f".repeat(32),
+            strength: 0.35,
+            masked: false,
+        };
+        let kept = HistoryRecord {
+            source: Some(source.clone()),
+            ..record("a sketch, repainted")
+        };
+        history.add(kept.clone()).await.unwrap();
+        drop(history);
+        let reopened = History::open(dir.path()).await.unwrap();
+        assert_eq!(reopened.get(kept.id), Some(kept.clone()));
+        let filter = Filter {
+            text: SearchText::parse("sketch").unwrap(),
+            starred_only: false,
+        };
+        let (found, _) = reopened.search(filter, 10, None).await.unwrap();
+        assert_eq!(found[0].item().source, Some(source));
     }
 
     #[tokio::test]
@@ -1039,7 +1078,26 @@ mod tests {
                 .execute("INSERT INTO meta (key, value) VALUES (?1, '0')", [JSON_IMPORTED])
                 .unwrap();
             for record in &kept {
-                insert(&connection, record, false).unwrap();
+                // As the first schema's studio wrote it: without the columns added since.
+                connection
+                    .execute(
+                        "INSERT INTO history (id, owner, prompt, seed, width, height, queued_at, \
+                         started_at, finished_at, elapsed_ms, backend, starred) \
+                         VALUES (?1, NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0)",
+                        params![
+                            record.id.to_string(),
+                            record.prompt,
+                            seed_to_sql(record.seed),
+                            record.width,
+                            record.height,
+                            to_sql(record.timings.queued_at),
+                            record.timings.started_at.map(to_sql),
+                            record.timings.finished_at.map(to_sql),
+                            to_sql(record.elapsed_ms),
+                            record.backend,
+                        ],
+                    )
+                    .unwrap();
             }
             connection
                 .execute(

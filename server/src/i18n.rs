@@ -32,6 +32,8 @@ pub struct Text {
     pub size_or_ratio: &'static str,
     pub seeds_range: fn(u32, u64) -> String,
     pub size_format: fn(u32, u32, u32) -> String,
+    /// A source picture where none can be taken (or written down wrongly).
+    pub source_not_here: &'static str,
     // The shape of a request.
     pub body_too_large: fn(usize) -> String,
     pub json_required: &'static str,
@@ -132,6 +134,7 @@ impl Text {
                 "The size must be \"auto\" or WIDTHxHEIGHT, e.g. \"1024x576\" (sides of {least} to {most} pixels in steps of {step})."
             )
         },
+        source_not_here: "A picture to start from cannot be given here.",
         body_too_large: |max| format!("The request body is larger than {max} bytes."),
         json_required: "Send the request as JSON (Content-Type: application/json).",
         malformed_json: |detail| format!("The request body is not valid JSON: {detail}."),
@@ -238,6 +241,7 @@ impl Text {
                 "尺寸必须是 \"auto\" 或 宽x高，例如 \"1024x576\"（每边 {least} 到 {most} 像素，以 {step} 为步长）。"
             )
         },
+        source_not_here: "这里不能给出起始图片。",
         body_too_large: |max| format!("请求体超过了 {max} 字节。"),
         json_required: "请以 JSON 发送请求（Content-Type: application/json）。",
         malformed_json: |detail| format!("请求体不是有效的 JSON：{detail}。"),
@@ -340,6 +344,7 @@ impl Text {
             Rule::SizeOrRatio => self.size_or_ratio.to_owned(),
             Rule::SeedsOutOfRange { count } => (self.seeds_range)(count, MAX_SEED),
             Rule::SizeFormat => (self.size_format)(MIN_SIDE, MAX_SIDE, SIDE_STEP),
+            Rule::StoredSource => self.source_not_here.to_owned(),
         }
     }
 }

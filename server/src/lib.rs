@@ -203,6 +203,7 @@ pub async fn serve_tuned(
         Arc::clone(&workflow),
         images.clone(),
         history.clone(),
+        pictures.clone(),
         &config.data_dir.join("jobs"),
         true,
         JobTuning {

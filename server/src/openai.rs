@@ -23,7 +23,7 @@ pub const OPENAI_SIZES: [((u32, u32), (u32, u32)); 4] = [
 ];
 
 /// What one request asks for, checked: the images to make and how to return them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImagesPlan {
     /// One job each, in seed order.
     pub images: Vec<JobSpec>,

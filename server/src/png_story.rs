@@ -10,6 +10,8 @@
 
 use png::text_metadata::{EncodableTextChunk as _, ITXtChunk, TEXtChunk};
 
+use zimage_contract::SourceInfo;
+
 use crate::comfy::workflow::ModelFiles;
 use crate::images::{ImageError, png_size};
 
@@ -27,6 +29,8 @@ pub struct ImageStory<'a> {
     pub width: u32,
     pub height: u32,
     pub models: &'a ModelFiles,
+    /// The picture it started from (its sha256) and how strongly.
+    pub source: Option<&'a SourceInfo>,
 }
 
 impl ImageStory<'_> {
@@ -45,7 +49,8 @@ impl ImageStory<'_> {
             text_encoder = self.models.text_encoder,
             vae = self.models.vae,
         );
-        vec![
+        let mut parameters = parameters;
+        let mut chunks = vec![
             ("Description", self.prompt.to_owned()),
             ("Seed", self.seed.to_string()),
             ("Size", size),
@@ -53,8 +58,21 @@ impl ImageStory<'_> {
             ("Text encoder", self.models.text_encoder.clone()),
             ("VAE", self.models.vae.clone()),
             ("Software", SOFTWARE.to_owned()),
-            ("parameters", parameters),
-        ]
+        ];
+        if let Some(source) = self.source {
+            // "Denoising strength" as the other studios' readers know it from image to image.
+            parameters.push_str(&format!(
+                ", Denoising strength: {}, Source picture: sha256:{}{}",
+                source.strength,
+                source.picture,
+                if source.masked { ", Masked: yes" } else { "" }
+            ));
+            chunks.push(("Source picture", format!("sha256:{}", source.picture)));
+            chunks.push(("Strength", source.strength.to_string()));
+            chunks.push(("Masked", source.masked.to_string()));
+        }
+        chunks.push(("parameters", parameters));
+        chunks
     }
 }
 
@@ -162,6 +180,7 @@ mod tests {
             width: 48,
             height: 32,
             models: &models,
+            source: None,
         };
         let told = with_story(&png, &story).unwrap();
         let (latin1, utf8, size) = read_texts(&told);
@@ -192,6 +211,37 @@ mod tests {
     }
 
     #[test]
+    fn a_picture_it_started_from_is_named_by_its_hash_with_the_strength() {
+        let png = sample_png(16, 16);
+        let models = models();
+        let source = SourceInfo {
+            picture: "ab".repeat(32),
+            strength: 0.45,
+            masked: true,
+        };
+        let story = ImageStory {
+            prompt: "the sky repainted",
+            seed: 7,
+            width: 16,
+            height: 16,
+            models: &models,
+            source: Some(&source),
+        };
+        let (latin1, _, _) = read_texts(&with_story(&png, &story).unwrap());
+        assert_eq!(latin1["Source picture"], format!("sha256:{}", "ab".repeat(32)));
+        assert_eq!(latin1["Strength"], "0.45");
+        assert_eq!(latin1["Masked"], "true");
+        assert!(
+            latin1["parameters"].ends_with(&format!(
+                "Denoising strength: 0.45, Source picture: sha256:{}, Masked: yes",
+                "ab".repeat(32)
+            )),
+            "{}",
+            latin1["parameters"]
+        );
+    }
+
+    #[test]
     fn a_chinese_prompt_survives_in_utf8() {
         let png = sample_png(16, 16);
         let models = models();
@@ -202,6 +252,7 @@ mod tests {
             width: 16,
             height: 16,
             models: &models,
+            source: None,
         };
         let (latin1, utf8, _) = read_texts(&with_story(&png, &story).unwrap());
         assert_eq!(utf8["Description"], prompt);
@@ -219,6 +270,7 @@ mod tests {
             width: 16,
             height: 16,
             models: &models,
+            source: None,
         };
         let png = sample_png(16, 16);
         for broken in [&b"GIF89a"[..], &png[..20], &png[..png.len() - 6]] {

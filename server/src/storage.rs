@@ -466,6 +466,7 @@ mod tests {
             },
             elapsed_ms: 2,
             backend: None,
+            source: None,
         }
     }
 

@@ -5,6 +5,8 @@
 
 use zimage_contract::{self as api, CreateJobRequest};
 
+pub use crate::pictures::{PictureId, Source, Strength};
+
 /// A request field broke a rule. `field` is the JSON name, so the UI can point at the control; the
 /// sentence people read is the rule's, in their language (`crate::i18n`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +45,8 @@ pub enum Rule {
     },
     /// A `size` that is neither `auto` nor `WIDTHxHEIGHT`.
     SizeFormat,
+    /// A source picture given where none can be taken, or written down wrongly.
+    StoredSource,
 }
 
 impl ValidationError {
@@ -123,17 +127,25 @@ impl Side {
     pub fn get(self) -> u32 {
         self.0
     }
+
+    /// The allowed side closest to `pixels`.
+    pub fn nearest(pixels: u32) -> Side {
+        let stepped = (pixels + api::SIDE_STEP / 2) / api::SIDE_STEP * api::SIDE_STEP;
+        Side(stepped.clamp(api::MIN_SIDE, api::MAX_SIDE))
+    }
 }
 
 /// Everything a job may vary, checked; the rest of the workflow is fixed by configuration. Stored (in
-/// the journal and the history) as its plain fields, and checked again when read back.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// the journal) as its plain fields, and checked again when read back.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "StoredSpec", into = "StoredSpec")]
 pub struct JobSpec {
     pub prompt: Prompt,
     pub seed: Seed,
     pub width: Side,
     pub height: Side,
+    /// The picture it starts from, checked against the picture store when it was asked for.
+    pub source: Option<Source>,
 }
 
 /// A [`JobSpec`] as it is written down: the same names as the request's fields.
@@ -141,6 +153,19 @@ pub struct JobSpec {
 struct StoredSpec {
     prompt: String,
     seed: u64,
+    width: u32,
+    height: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<StoredSource>,
+}
+
+/// A [`Source`] as it is written down.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSource {
+    picture: String,
+    strength: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mask: Option<String>,
     width: u32,
     height: u32,
 }
@@ -152,6 +177,13 @@ impl From<JobSpec> for StoredSpec {
             seed: spec.seed.get(),
             width: spec.width.get(),
             height: spec.height.get(),
+            source: spec.source.map(|source| StoredSource {
+                picture: source.picture.to_hex(),
+                strength: source.strength.get(),
+                mask: source.mask.map(PictureId::to_hex),
+                width: source.width,
+                height: source.height,
+            }),
         }
     }
 }
@@ -160,19 +192,62 @@ impl TryFrom<StoredSpec> for JobSpec {
     type Error = ValidationError;
 
     fn try_from(stored: StoredSpec) -> Result<JobSpec, ValidationError> {
+        let source = match stored.source {
+            Some(source) => {
+                let id = |text: &str| {
+                    PictureId::parse(text).ok_or(ValidationError::new("source", Rule::StoredSource))
+                };
+                let mask = source.mask.as_deref().map(id).transpose()?;
+                Some(Source {
+                    picture: id(&source.picture)?,
+                    strength: Strength::parse(Some(source.strength), mask.is_some())
+                        .map_err(|_| ValidationError::new("source", Rule::StoredSource))?,
+                    mask,
+                    width: source.width,
+                    height: source.height,
+                })
+            }
+            None => None,
+        };
         Ok(JobSpec {
             prompt: Prompt::parse(&stored.prompt)?,
             seed: Seed::parse(stored.seed)?,
             width: Side::parse("width", stored.width)?,
             height: Side::parse("height", stored.height)?,
+            source,
         })
     }
 }
 
-impl TryFrom<CreateJobRequest> for JobSpec {
-    type Error = ValidationError;
+impl JobSpec {
+    /// A request and its `source`, already resolved against the picture store (which checks that the
+    /// picture and the mask exist and fit). Without a size or a ratio, a job that starts from a picture
+    /// has the picture's size (within the sides a job may have; the picture is cropped to fit).
+    pub fn from_request(
+        request: CreateJobRequest,
+        source: Option<Source>,
+    ) -> Result<JobSpec, ValidationError> {
+        let sized_by_picture =
+            request.aspect_ratio.is_none() && request.width.is_none() && request.height.is_none();
+        let mut spec = JobSpec::parse(CreateJobRequest {
+            source: None,
+            ..request
+        })?;
+        if let Some(source) = source {
+            if sized_by_picture {
+                spec.width = Side::nearest(source.width);
+                spec.height = Side::nearest(source.height);
+            }
+            spec.source = Some(source);
+        }
+        Ok(spec)
+    }
 
-    fn try_from(request: CreateJobRequest) -> Result<JobSpec, ValidationError> {
+    /// A request without a source (one with a source needs [`JobSpec::from_request`]).
+    fn parse(request: CreateJobRequest) -> Result<JobSpec, ValidationError> {
+        if request.source.is_some() {
+            return Err(ValidationError::new("source", Rule::StoredSource));
+        }
         let prompt = Prompt::parse(&request.prompt)?;
         let seed = match request.seed {
             Some(value) => Seed::parse(value)?,
@@ -201,7 +276,17 @@ impl TryFrom<CreateJobRequest> for JobSpec {
             seed,
             width: Side::parse("width", width)?,
             height: Side::parse("height", height)?,
+            source: None,
         })
+    }
+}
+
+impl TryFrom<CreateJobRequest> for JobSpec {
+    type Error = ValidationError;
+
+    /// A request without a source.
+    fn try_from(request: CreateJobRequest) -> Result<JobSpec, ValidationError> {
+        JobSpec::parse(request)
     }
 }
 

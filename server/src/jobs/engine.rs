@@ -30,6 +30,7 @@ use super::state::{self, At, Effect, Input, Phase, Transition};
 use crate::access::identity::ClientId;
 use crate::history::HistoryRecord;
 use crate::job_id::JobId;
+use crate::pictures::Source;
 use crate::relay::EventLog;
 
 /// How long a client refused by the queue cap is asked to wait: about one image on the target card.
@@ -447,6 +448,7 @@ impl Engine {
                     timings: job.timings,
                     elapsed_ms: 0,
                     backend: self.slots.get(at.backend).map(|slot| slot.name.clone()),
+                    source: job.entry.spec.source.as_ref().map(Source::info),
                 };
                 self.out.push(Command::Save {
                     id,

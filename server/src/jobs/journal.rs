@@ -23,7 +23,7 @@ use crate::validation::JobSpec;
 pub const ENDINGS_KEPT: Duration = Duration::from_secs(2 * 24 * 3600);
 
 /// What is needed to run a job again, exactly as it was asked for, and what became of it so far.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub id: JobId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,6 +159,7 @@ mod tests {
             seed: crate::validation::Seed::parse(7).unwrap(),
             width: crate::validation::Side::parse("width", 512).unwrap(),
             height: crate::validation::Side::parse("height", 768).unwrap(),
+            source: None,
         };
         Entry::new(JobId::new(), None, spec)
     }

@@ -109,7 +109,7 @@ pub enum SubmitOutcome {
 }
 
 /// How a save went.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SaveOutcome {
     Saved(HistoryRecord),
     /// The image could not be fetched from the backend (it may have died with it).
@@ -119,7 +119,7 @@ pub enum SaveOutcome {
 }
 
 /// I/O the engine wants done. Each result comes back as a [`Msg`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Write (or, for `None`, remove) the job's journal entry, in order with the job's other writes;
     /// with a notice, answer [`Msg::Journaled`].

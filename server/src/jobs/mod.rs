@@ -39,6 +39,7 @@ use crate::comfy::{ComfyEvent, client::ComfyClient, workflow::Workflow};
 use crate::history::{History, HistoryRecord};
 use crate::images::{ImageError, ImageStore, Variant};
 use crate::job_id::JobId;
+use crate::pictures::PictureStore;
 use crate::relay::{EventLog, Sequenced};
 use crate::validation::JobSpec;
 
@@ -151,11 +152,16 @@ pub struct EngineTask {
 impl Jobs {
     /// Builds the engine over `backends` (at least one) and takes back the journal at `journal_dir`.
     /// Spawn [`EngineTask::run`] to start it.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "every store and knob the engine is built over, once"
+    )]
     pub async fn open(
         backends: Vec<Backend>,
         workflow: Arc<Workflow>,
         images: ImageStore,
         history: History,
+        pictures: PictureStore,
         journal_dir: &std::path::Path,
         previews: bool,
         tuning: JobTuning,
@@ -193,6 +199,7 @@ impl Jobs {
             images: images.clone(),
             history: history.clone(),
             journal: JournalWriter::spawn(journal.clone()),
+            pictures,
             inbox: sender.clone(),
             previews,
             fetch_attempts: tuning.fetch_attempts,

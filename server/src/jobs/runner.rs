@@ -12,10 +12,12 @@ use zimage_contract::JobFailure;
 
 use super::engine::{Command, Msg, PREVIEW_ANNOUNCE_DELAY, SaveOutcome, SubmitOutcome, now_ms};
 use super::journal::{Entry, Journal};
-use crate::comfy::{self, OutputImage, RemoteState, client::ComfyClient, workflow::Workflow};
+use crate::comfy::workflow::{SourceImage, Workflow};
+use crate::comfy::{self, OutputImage, RemoteState, client::ComfyClient};
 use crate::history::{History, HistoryRecord};
 use crate::images::{ImageStore, png_size};
 use crate::job_id::JobId;
+use crate::pictures::PictureStore;
 use crate::png_story::{self, ImageStory};
 use crate::storage;
 use crate::validation::JobSpec;
@@ -32,6 +34,8 @@ pub struct Runner {
     pub images: ImageStore,
     pub history: History,
     pub journal: JournalWriter,
+    /// The pictures jobs start from.
+    pub pictures: PictureStore,
     pub inbox: mpsc::UnboundedSender<Msg>,
     /// Ask ComfyUI for live previews.
     pub previews: bool,
@@ -129,27 +133,46 @@ impl Runner {
         }
     }
 
+    /// Hands the job to a backend: its picture first, when it starts from one (each hand-over uploads
+    /// it again: the backend may be another, or may have restarted since), then the graph.
     async fn submit(&self, backend: usize, id: JobId, spec: &JobSpec, link: &str) -> SubmitOutcome {
-        let graph = self.workflow.fill(
+        let comfy = &self.backends[backend];
+        let (width, height) = (spec.width.get(), spec.height.get());
+        let uploaded = match &spec.source {
+            Some(source) => {
+                let prepared = match self.pictures.prepare(source, width, height).await {
+                    Ok(prepared) => prepared,
+                    Err(error) => {
+                        tracing::warn!(%id, %error, "the job's picture cannot be prepared");
+                        return SubmitOutcome::Refused(JobFailure {
+                            code: "source_unavailable".to_owned(),
+                            message: "The picture this image starts from is no longer kept by the studio."
+                                .to_owned(),
+                        });
+                    }
+                };
+                match comfy.upload_source(prepared.png, &prepared.digest).await {
+                    Ok(name) => Some((name, prepared.strength, prepared.masked)),
+                    Err(error) => return submit_failure(id, error),
+                }
+            }
+            None => None,
+        };
+        let source = uploaded.as_ref().map(|(name, strength, masked)| SourceImage {
+            image: name,
+            strength: *strength,
+            masked: *masked,
+        });
+        let graph = self.workflow.fill_from(
             spec.prompt.as_str(),
             spec.seed.get(),
-            spec.width.get(),
-            spec.height.get(),
+            width,
+            height,
+            source.as_ref(),
         );
-        match self.backends[backend]
-            .submit(&id.to_string(), link, graph, self.previews)
-            .await
-        {
+        match comfy.submit(&id.to_string(), link, graph, self.previews).await {
             Ok(()) => SubmitOutcome::Accepted,
-            Err(comfy::Error::Rejected { code, message }) => SubmitOutcome::Refused(JobFailure {
-                code: code.to_owned(),
-                message,
-            }),
-            Err(comfy::Error::Unreachable) => SubmitOutcome::Unreachable,
-            Err(error) => {
-                tracing::warn!(%id, %error, "no clear answer to the submission");
-                SubmitOutcome::Uncertain
-            }
+            Err(error) => submit_failure(id, error),
         }
     }
 
@@ -208,6 +231,7 @@ impl Runner {
             width: record.width,
             height: record.height,
             models: self.workflow.models(),
+            source: record.source.as_ref(),
         };
         match png_story::with_story(&png, &story) {
             Ok(told) => Bytes::from(told),
@@ -243,6 +267,21 @@ impl Runner {
         };
         let size = png_size(&png).map_err(|error| format!("The image could not be stored: {error}"))?;
         Ok((png, size))
+    }
+}
+
+/// What a failed call of a hand-over means for the job.
+fn submit_failure(id: JobId, error: comfy::Error) -> SubmitOutcome {
+    match error {
+        comfy::Error::Rejected { code, message } => SubmitOutcome::Refused(JobFailure {
+            code: code.to_owned(),
+            message,
+        }),
+        comfy::Error::Unreachable => SubmitOutcome::Unreachable,
+        error => {
+            tracing::warn!(%id, %error, "no clear answer to the submission");
+            SubmitOutcome::Uncertain
+        }
     }
 }
 

@@ -748,6 +748,7 @@ impl World {
             seed: Seed::parse(self.rng.random_range(0..1_000_000)).unwrap(),
             width: Side::parse("width", 512).unwrap(),
             height: Side::parse("height", 512).unwrap(),
+            source: None,
         }
     }
 

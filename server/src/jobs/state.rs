@@ -43,7 +43,7 @@ pub struct At {
 }
 
 /// Where a job is in its life. Each variant holds what exists at that stage and nothing else.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Phase {
     /// In the gateway's waiting line; no ComfyUI has it.
     Waiting,
@@ -72,7 +72,7 @@ pub enum Phase {
 }
 
 /// What can happen to a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// The engine picked the job to run next, on this backend.
     Dispatch { at: At },
@@ -115,7 +115,7 @@ pub enum Input {
 }
 
 /// I/O the engine starts after a transition, each at the backend it names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     /// `POST /prompt` under the backend's current connection's client id.
     Submit(At),
@@ -131,7 +131,7 @@ pub enum Effect {
 }
 
 /// The result of a legal input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     pub next: Phase,
     pub events: Vec<JobEvent>,
@@ -641,6 +641,7 @@ mod tests {
             timings: zimage_contract::Timings::default(),
             elapsed_ms: 900,
             backend: None,
+            source: None,
         }
     }
 

@@ -41,7 +41,12 @@ pub(super) async fn create(
     caller: Caller,
     ApiJson(request): ApiJson<CreateJobRequest>,
 ) -> Result<Response, ApiError> {
-    let params = JobSpec::try_from(request)?;
+    // The picture and the mask must exist and fit: checked against the store before anything else.
+    let source = match &request.source {
+        Some(source) => Some(state.pictures.resolve(source).await?),
+        None => None,
+    };
+    let params = JobSpec::from_request(request, source)?;
     admit(&state, &caller, 1)?;
     let accepted = state.jobs.submit(params, caller.requester.client).await?;
     let location = paths::job(&accepted.id);

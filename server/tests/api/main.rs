@@ -24,6 +24,7 @@ mod pictures;
 mod resilience;
 mod security;
 mod site_bundle;
+mod start_from;
 mod storage;
 mod support;
 mod upgrade;
