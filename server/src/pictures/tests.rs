@@ -592,6 +592,20 @@ async fn decodes_wait_for_their_share_of_the_memory_budget() {
 }
 
 #[tokio::test]
+async fn bodies_are_read_a_few_at_a_time() {
+    let (_dir, store) = store().await;
+    let mut turns = Vec::new();
+    for _ in 0..MAX_UPLOADS_READ_AT_ONCE {
+        turns.push(store.reading_turn().await.unwrap());
+    }
+    // All taken: the next one waits until one is given back.
+    assert!(Arc::clone(&store.inner.reading).try_acquire_owned().is_err());
+    turns.pop();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(30), store.reading_turn());
+    assert!(next.await.unwrap().is_ok());
+}
+
+#[tokio::test]
 async fn refusals_name_the_uploads_field_and_keep_nothing() {
     let (_dir, store) = store().await;
     let error = store
@@ -663,6 +677,8 @@ async fn a_source_is_resolved_with_its_kinds_and_sizes_checked() {
         .unwrap();
     assert_eq!(source.strength.get(), 1.0);
     assert!(source.info().masked);
+    // What a journal keeps resolves to the same source.
+    assert_eq!(store.resolve(&source.request()).await.unwrap(), source);
 
     let refusal_of = |error: PictureError| match error {
         PictureError::Refused { field, refusal } => (field, refusal),

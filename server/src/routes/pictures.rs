@@ -56,6 +56,8 @@ pub(super) async fn upload(State(state): State<AppState>, request: Request) -> R
     if announced_length(request.headers()).is_some_and(|length| length > MAX_PICTURE_BYTES as u64) {
         return Err(refused(UploadProblem::TooLarge));
     }
+    // Bodies are read a few at a time: the others wait, their bytes left in the network's buffers.
+    let _turn = state.pictures.reading_turn().await?;
     let bytes = Bytes::from_request(request, &()).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             refused(UploadProblem::TooLarge)
