@@ -303,6 +303,25 @@ fn an_exif_rotated_jpeg_keeps_the_orientation_people_saw() {
         "{:?}",
         image.get_pixel(32, 118)
     );
+    // A large photo is scaled and turned: 2048 x 1024 stored, shown 1024 x 2048, kept 512 x 1024.
+    let cleaned = clean::clean(
+        &with_orientation(&jpeg(&halves(2048, 1024)), 6),
+        PictureKind::Picture,
+    )
+    .unwrap();
+    assert_eq!((cleaned.width, cleaned.height), (512, 1024));
+    let image = decoded(&cleaned).to_rgb8();
+    assert!(is_red(image.get_pixel(256, 100).0) && is_blue(image.get_pixel(256, 900).0));
+    // Orientation 2 mirrors: blue on the left.
+    let image = decoded(
+        &clean::clean(
+            &with_orientation(&jpeg(&halves(128, 64)), 2),
+            PictureKind::Picture,
+        )
+        .unwrap(),
+    )
+    .to_rgb8();
+    assert!(is_blue(image.get_pixel(10, 32).0) && is_red(image.get_pixel(118, 32).0));
     // Orientation 8 turns the other way: blue on top.
     let image = decoded(
         &clean::clean(
