@@ -12,6 +12,7 @@ use image::codecs::jpeg::JpegDecoder;
 use image::codecs::png::{CompressionType, FilterType as PngFilter, PngDecoder, PngEncoder};
 use image::codecs::webp::WebPDecoder;
 use image::imageops::FilterType;
+use image::metadata::Orientation;
 use image::{
     DynamicImage, GrayAlphaImage, ImageDecoder, ImageEncoder as _, ImageError, Limits, Rgb, RgbImage,
     RgbaImage,
@@ -141,14 +142,32 @@ impl<'a> Header<'a> {
         self.format
     }
 
-    /// Decodes the pixels and turns them the way the EXIF orientation says.
-    fn decode(mut self) -> Result<(DynamicImage, bool), Refusal> {
+    /// Decodes the pixels as stored; answers them with the EXIF orientation (still to apply) and
+    /// whether the file has an alpha channel.
+    fn decode_as_stored(mut self) -> Result<(DynamicImage, Orientation, bool), Refusal> {
         let orientation = self.decoder.orientation().map_err(refusal)?;
         let has_alpha = self.decoder.color_type().has_alpha();
-        let mut image = DynamicImage::from_decoder(self.decoder).map_err(refusal)?;
+        let image = DynamicImage::from_decoder(self.decoder).map_err(refusal)?;
+        Ok((image, orientation, has_alpha))
+    }
+
+    /// Decodes the pixels and turns them the way the EXIF orientation says.
+    fn decode(self) -> Result<(DynamicImage, bool), Refusal> {
+        let (mut image, orientation, has_alpha) = self.decode_as_stored()?;
         image.apply_orientation(orientation);
         Ok((image, has_alpha))
     }
+}
+
+/// Whether applying `orientation` exchanges width and height.
+fn turns_sideways(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
 }
 
 /// A clean picture or mask, ready to be stored.
@@ -169,18 +188,36 @@ pub(crate) fn clean(bytes: &[u8], kind: PictureKind) -> Result<Cleaned, Refusal>
 }
 
 fn clean_picture(header: Header<'_>) -> Result<Cleaned, Refusal> {
-    let (image, has_alpha) = header.decode()?;
-    let (width, height) = clean_size(image.width(), image.height()).ok_or(Refusal::TooSmall {
-        width: image.width(),
-        height: image.height(),
-    })?;
-    let rgb = if has_alpha {
-        flatten(&image.to_rgba8())
+    let (image, orientation, has_alpha) = header.decode_as_stored()?;
+    let sideways = turns_sideways(orientation);
+    // The size people saw (after the turn) decides the clean size...
+    let (shown_width, shown_height) = if sideways {
+        (image.height(), image.width())
     } else {
-        image.into_rgb8()
+        (image.width(), image.height())
     };
-    let fitted = fit(DynamicImage::ImageRgb8(rgb), width, height).into_rgb8();
-    let png = encode_png(fitted.as_raw(), width, height, image::ExtendedColorType::Rgb8)?;
+    let (width, height) = clean_size(shown_width, shown_height).ok_or(Refusal::TooSmall {
+        width: shown_width,
+        height: shown_height,
+    })?;
+    // ...but the picture is scaled while still stored as it was, and only the small result is
+    // turned: a centred crop and a scale commute with a turn, and turning 12 megapixels costs as much
+    // as decoding them.
+    let (stored_width, stored_height) = if sideways {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    let fitted = fit(image, stored_width, stored_height);
+    let rgb = if has_alpha {
+        flatten(&fitted.to_rgba8())
+    } else {
+        fitted.into_rgb8()
+    };
+    let mut turned = DynamicImage::ImageRgb8(rgb);
+    turned.apply_orientation(orientation);
+    let turned = turned.into_rgb8();
+    let png = encode_png(turned.as_raw(), width, height, image::ExtendedColorType::Rgb8)?;
     Ok(Cleaned { png, width, height })
 }
 
@@ -367,7 +404,8 @@ fn check_jpeg_is_whole(bytes: &[u8]) -> Result<(), Refusal> {
         }
     }
     let scan = bytes.get(at..).ok_or_else(truncated)?;
-    if scan.windows(2).any(|pair| pair == [0xFF, 0xD9]) {
+    // From the end: a whole file's marker is (nearly) its last two bytes.
+    if scan.windows(2).rev().any(|pair| pair == [0xFF, 0xD9]) {
         Ok(())
     } else {
         Err(truncated())

@@ -28,6 +28,11 @@ use crate::atomic_file;
 
 pub use clean::{clean_size, compose, fit};
 
+/// Uploads whose bodies are read at once (at most 25 MiB each). Those beyond wait, their bytes left
+/// in the network's buffers, so ten phones at once are fine and a thousand requests cannot fill the
+/// memory with bodies.
+pub const MAX_UPLOADS_READ_AT_ONCE: usize = 16;
+
 /// Memory the decodes of uploads may use together. A 12-megapixel JPEG needs about 130 MiB while it
 /// is decoded, turned and scaled, so about six decode at once and the others wait.
 pub const DECODE_MEMORY_BUDGET: u64 = 768 * 1024 * 1024;
@@ -223,6 +228,16 @@ pub struct Source {
 }
 
 impl Source {
+    /// The request that resolves to this source again (for a journal: a restarted gateway checks the
+    /// kept pictures anew with [`PictureStore::resolve`]).
+    pub fn request(&self) -> SourceRequest {
+        SourceRequest {
+            picture: self.picture.to_hex(),
+            strength: Some(self.strength.get()),
+            mask: self.mask.map(PictureId::to_hex),
+        }
+    }
+
     /// What the job's view and record show.
     pub fn info(&self) -> SourceInfo {
         SourceInfo {
@@ -248,6 +263,10 @@ pub struct PreparedSource {
     pub masked: bool,
 }
 
+/// A turn to read one upload's body (see [`PictureStore::reading_turn`]).
+#[derive(Debug)]
+pub struct ReadingTurn(#[allow(dead_code, reason = "held for its drop")] tokio::sync::OwnedSemaphorePermit);
+
 /// The folder of clean pictures and the decoding budget; cloning is cheap.
 #[derive(Clone)]
 pub struct PictureStore {
@@ -259,6 +278,8 @@ struct Inner {
     /// One permit per MiB of [`DECODE_MEMORY_BUDGET`] (or the test's budget).
     memory: Arc<Semaphore>,
     budget_mib: u32,
+    /// One permit per upload whose body is being read or cleaned ([`MAX_UPLOADS_READ_AT_ONCE`]).
+    reading: Arc<Semaphore>,
     /// Uploads waiting for their share of the budget now (the tests watch it).
     waiting: std::sync::atomic::AtomicUsize,
     /// Writers of one id take turns, so a picture sent by ten phones at once is written once.
@@ -281,6 +302,7 @@ impl PictureStore {
                 dir: dir.to_owned(),
                 memory: Arc::new(Semaphore::new(budget_mib as usize)),
                 budget_mib,
+                reading: Arc::new(Semaphore::new(MAX_UPLOADS_READ_AT_ONCE)),
                 waiting: std::sync::atomic::AtomicUsize::new(0),
                 writing: Mutex::new(HashMap::new()),
             }),
@@ -290,6 +312,16 @@ impl PictureStore {
     /// Where the clean PNG of `id` is kept.
     pub fn path(&self, id: PictureId) -> PathBuf {
         self.inner.dir.join(format!("{id}.png"))
+    }
+
+    /// Waits for a turn to read an upload's body; the turn lasts as long as the value is kept (hold it
+    /// until [`PictureStore::upload`] answers).
+    pub async fn reading_turn(&self) -> Result<ReadingTurn, PictureError> {
+        Arc::clone(&self.inner.reading)
+            .acquire_owned()
+            .await
+            .map(ReadingTurn)
+            .map_err(|_| PictureError::Internal("the upload turns are closed".to_owned()))
     }
 
     /// Takes an upload's untrusted bytes: checks, cleans and keeps them (once, however many times and

@@ -303,6 +303,25 @@ fn an_exif_rotated_jpeg_keeps_the_orientation_people_saw() {
         "{:?}",
         image.get_pixel(32, 118)
     );
+    // A large photo is scaled and turned: 2048 x 1024 stored, shown 1024 x 2048, kept 512 x 1024.
+    let cleaned = clean::clean(
+        &with_orientation(&jpeg(&halves(2048, 1024)), 6),
+        PictureKind::Picture,
+    )
+    .unwrap();
+    assert_eq!((cleaned.width, cleaned.height), (512, 1024));
+    let image = decoded(&cleaned).to_rgb8();
+    assert!(is_red(image.get_pixel(256, 100).0) && is_blue(image.get_pixel(256, 900).0));
+    // Orientation 2 mirrors: blue on the left.
+    let image = decoded(
+        &clean::clean(
+            &with_orientation(&jpeg(&halves(128, 64)), 2),
+            PictureKind::Picture,
+        )
+        .unwrap(),
+    )
+    .to_rgb8();
+    assert!(is_blue(image.get_pixel(10, 32).0) && is_red(image.get_pixel(118, 32).0));
     // Orientation 8 turns the other way: blue on top.
     let image = decoded(
         &clean::clean(
@@ -592,6 +611,20 @@ async fn decodes_wait_for_their_share_of_the_memory_budget() {
 }
 
 #[tokio::test]
+async fn bodies_are_read_a_few_at_a_time() {
+    let (_dir, store) = store().await;
+    let mut turns = Vec::new();
+    for _ in 0..MAX_UPLOADS_READ_AT_ONCE {
+        turns.push(store.reading_turn().await.unwrap());
+    }
+    // All taken: the next one waits until one is given back.
+    assert!(Arc::clone(&store.inner.reading).try_acquire_owned().is_err());
+    turns.pop();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(30), store.reading_turn());
+    assert!(next.await.unwrap().is_ok());
+}
+
+#[tokio::test]
 async fn refusals_name_the_uploads_field_and_keep_nothing() {
     let (_dir, store) = store().await;
     let error = store
@@ -663,6 +696,8 @@ async fn a_source_is_resolved_with_its_kinds_and_sizes_checked() {
         .unwrap();
     assert_eq!(source.strength.get(), 1.0);
     assert!(source.info().masked);
+    // What a journal keeps resolves to the same source.
+    assert_eq!(store.resolve(&source.request()).await.unwrap(), source);
 
     let refusal_of = |error: PictureError| match error {
         PictureError::Refused { field, refusal } => (field, refusal),

@@ -39,6 +39,7 @@ A picture is decoded (at most 12,000 pixels a side and 100 megapixels), turned a
     responses(
         (status = 201, description = "Kept (or already kept: the id is the sha256 of the clean PNG).", body = PictureUploaded,
             headers(("Location" = String, description = "The clean PNG's URL."))),
+        (status = 400, description = "The body broke off before its end (`unreadable_body`).", body = ErrorBody),
         (status = 413, description = "The file is larger than 25 MiB (`file_too_large`); `error.field` is `picture` or `mask`.", body = ErrorBody),
         (status = 415, description = "Not a PNG, JPEG or WebP (`not_a_picture`, `unsupported_picture_format`), or not sent as a file's bytes (`unsupported_media_type`).", body = ErrorBody),
         (status = 422, description = "An animated, unreadable or cut-off file, one too large to decode or too small, a mask without transparency or larger than 1024 pixels a side, or a wrong `kind` (`animated_picture`, `unreadable_picture`, `picture_too_large`, `picture_too_small`, `mask_without_alpha`, `mask_without_transparency`, `mask_too_large`, `invalid_field`).", body = ErrorBody),
@@ -56,6 +57,8 @@ pub(super) async fn upload(State(state): State<AppState>, request: Request) -> R
     if announced_length(request.headers()).is_some_and(|length| length > MAX_PICTURE_BYTES as u64) {
         return Err(refused(UploadProblem::TooLarge));
     }
+    // Bodies are read a few at a time: the others wait, their bytes left in the network's buffers.
+    let _turn = state.pictures.reading_turn().await?;
     let bytes = Bytes::from_request(request, &()).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             refused(UploadProblem::TooLarge)
