@@ -136,6 +136,17 @@ impl Runner {
     /// Hands the job to a backend: its picture first, when it starts from one (each hand-over uploads
     /// it again: the backend may be another, or may have restarted since), then the graph.
     async fn submit(&self, backend: usize, id: JobId, spec: &JobSpec, link: &str) -> SubmitOutcome {
+        self.submit_once(backend, id, spec, link, false).await
+    }
+
+    async fn submit_once(
+        &self,
+        backend: usize,
+        id: JobId,
+        spec: &JobSpec,
+        link: &str,
+        retried: bool,
+    ) -> SubmitOutcome {
         let comfy = &self.backends[backend];
         let (width, height) = (spec.width.get(), spec.height.get());
         let uploaded = match &spec.source {
@@ -172,6 +183,13 @@ impl Runner {
         );
         match comfy.submit(&id.to_string(), link, graph, self.previews).await {
             Ok(()) => SubmitOutcome::Accepted,
+            // The uploaded picture went missing between the upload and the prompt (someone tidied
+            // ComfyUI's input folder): one more upload and hand-over, then ComfyUI's word stands.
+            Err(comfy::Error::Rejected { code, .. })
+                if code == comfy::Error::SOURCE_MISSING && spec.source.is_some() && !retried =>
+            {
+                Box::pin(self.submit_once(backend, id, spec, link, true)).await
+            }
             Err(error) => submit_failure(id, error),
         }
     }
