@@ -54,8 +54,10 @@ pub(super) async fn list(
     request_body = HistoryPatch,
     responses(
         (status = 200, description = "The image, starred or not.", body = HistoryItem),
+        (status = 400, description = "The body is not JSON (`unsupported_media_type`, `malformed_json`, `unreadable_body`).", body = ErrorBody),
         (status = 404, description = "No such image (`not_found`).", body = ErrorBody),
-        (status = 422, description = "`starred` is not a boolean (`invalid_field`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (`body_too_large`).", body = ErrorBody),
+        (status = 422, description = "`starred` is missing or not a boolean, or another field is there (`invalid_field`).", body = ErrorBody),
     ))]
 pub(super) async fn star(
     State(state): State<AppState>,
@@ -131,6 +133,7 @@ fn parse_query(query: &str) -> Result<HistoryQuery, ApiError> {
                     message: match error {
                         SearchTextError::TooLong => (text().search_too_long)(MAX_QUERY_CHARS),
                         SearchTextError::TooManyTerms => (text().search_too_many_words)(MAX_QUERY_TERMS),
+                        SearchTextError::ControlCharacter => (text().query_control)("q"),
                     },
                 })?;
             }

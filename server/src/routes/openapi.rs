@@ -146,7 +146,17 @@ fn add_door_answers(operation: &mut Operation, openai: bool, waits: bool) {
             .description(Some("Seconds to wait."))
             .build()
     };
+    let invalid_query = if openai { "400" } else { "422" };
+    let body_timeout = format!(
+        "The request's body did not arrive within {} seconds of its head (`body_timeout`).",
+        super::deadline::BODY_TIMEOUT.as_secs()
+    );
     let mut answers = vec![
+        (
+            invalid_query,
+            "A query parameter holds a control character (`invalid_field`; `field` names it).",
+            false,
+        ),
         (
             "401",
             "The studio has a secret and the request has neither a session nor the right secret as a bearer token (`sign_in_required`, `wrong_token`); answered with `WWW-Authenticate`.",
@@ -174,6 +184,9 @@ fn add_door_answers(operation: &mut Operation, openai: bool, waits: bool) {
             false,
         ),
     ];
+    if operation.request_body.is_some() {
+        answers.push(("408", &body_timeout, false));
+    }
     if !waits {
         answers.push(("504", "The answer took longer than 30 seconds.", false));
     }
