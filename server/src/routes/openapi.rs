@@ -76,8 +76,27 @@ static DOCUMENT: LazyLock<serde_json::Value> = LazyLock::new(|| {
     let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     describe_event_frames(&mut document);
     describe_job_request_rules(&mut document);
+    describe_event_ids(&mut document);
     document
 });
+
+/// `Last-Event-ID` is any event id the studio gives: an unsigned 64-bit number (utoipa writes `int64`,
+/// whose largest value is half of that, so larger ids the studio takes would read as invalid).
+fn describe_event_ids(document: &mut serde_json::Value) {
+    let parameters = &mut document["paths"]["/api/jobs/{id}/events"]["get"]["parameters"];
+    let Some(parameters) = parameters.as_array_mut() else {
+        return;
+    };
+    for parameter in parameters {
+        if parameter["name"] == "Last-Event-ID" {
+            parameter["schema"] = serde_json::json!({
+                "type": "integer",
+                "minimum": 0,
+                "maximum": u64::MAX,
+            });
+        }
+    }
+}
 
 /// The rules of a job request that span fields, or that a field's type alone does not say, as JSON
 /// Schema (`validation.rs` decides them; this only describes them, so that a request the document calls
@@ -351,6 +370,13 @@ mod tests {
         let stream = &document["paths"]["/api/jobs/{id}/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
             ["schema"]["$ref"];
         assert_eq!(stream, "#/components/schemas/JobEventFrame");
+        let resume = &document["paths"]["/api/jobs/{id}/events"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|parameter| parameter["name"] == "Last-Event-ID")
+            .unwrap()["schema"];
+        assert_eq!(resume["maximum"].as_u64(), Some(u64::MAX));
         let frames = schema(&document, "JobEventFrame")["oneOf"].as_array().unwrap();
         let events = schema(&document, "JobEvent")["oneOf"].as_array().unwrap();
         assert_eq!(frames.len(), events.len());
