@@ -87,6 +87,9 @@ pub struct Text {
     pub too_many_attempts: &'static str,
     pub no_secret: &'static str,
     pub wrong_secret: &'static str,
+    // The door's rules for what a request carries: its query and the arrival of its body.
+    pub query_control: fn(&str) -> String,
+    pub body_timeout: fn(u64) -> String,
     // The door's pages (HTML fragments: no user text goes into them unescaped).
     pub studio: &'static str,
     pub sign_in_title: &'static str,
@@ -194,6 +197,10 @@ impl Text {
         too_many_attempts: "Too many wrong attempts; wait a little before trying again.",
         no_secret: "This studio has no access secret; there is nothing to sign in to.",
         wrong_secret: "That is not the studio's access secret.",
+        query_control: |parameter| format!("The query parameter {parameter:?} contains control characters."),
+        body_timeout: |seconds| {
+            format!("The request's body did not arrive within {seconds} seconds; send it again.")
+        },
         studio: "Z-Image studio",
         sign_in_title: "Sign in · Z-Image studio",
         sign_in_intro: "This studio is private. Enter its access secret to continue.",
@@ -292,6 +299,8 @@ impl Text {
         too_many_attempts: "错误尝试次数过多；请稍等再试。",
         no_secret: "这个工作室没有设置访问密钥，无需登录。",
         wrong_secret: "访问密钥不正确。",
+        query_control: |parameter| format!("查询参数 {parameter:?} 含有控制字符。"),
+        body_timeout: |seconds| format!("请求体没有在 {seconds} 秒内送达，请重新发送。"),
         studio: "Z-Image 工作室",
         sign_in_title: "登录 · Z-Image 工作室",
         sign_in_intro: "这是一个私人工作室。请输入访问密钥继续。",

@@ -43,7 +43,7 @@ pub mod storage;
 pub mod telemetry;
 pub mod validation;
 
-use std::future::{Future, IntoFuture as _};
+use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -217,6 +217,7 @@ pub async fn serve_tuned(
     let jobs_task = tokio::spawn(engine_task.run(events));
     let engine = jobs.clone();
 
+    let door = access.clone();
     let state = AppState {
         access,
         jobs,
@@ -228,17 +229,15 @@ pub async fn serve_tuned(
     let app = routes::router(state, &config.site_root);
     let names: Vec<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
     tracing::info!(address = %listener.local_addr()?, backends = ?names, demo = config.demo, "studio listening");
-    // The door needs each client's address.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let stopping = engine.clone();
     let shutdown = async move {
         shutdown.await;
         // Streams end with `restarting`, no job is sent to ComfyUI any more, new ones are refused.
         stopping.begin_shutdown();
     };
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .into_future();
+    // Each request carries its client's address for the door; a client that does not finish its
+    // request's head in time loses its connection, and one client holds only so many.
+    let server = routes::serve(listener, app, door, shutdown);
     // Docker sends SIGKILL 10 s after SIGTERM by default (compose sets more): whatever a client still
     // holds open after `SHUTDOWN_GRACE` is cut, so the process is gone well before that.
     let served = tokio::select! {

@@ -1,4 +1,5 @@
-//! Security headers on every answer, and the size limits of a request's head.
+//! Security headers on every answer, the size limits of a request's head, and the one rule every query
+//! string obeys: no control characters in any parameter.
 //!
 //! Pages get a Content-Security-Policy that admits the studio's own scripts and styles, its WebAssembly
 //! (`'wasm-unsafe-eval'`) and the one inline script Leptos writes to start hydration, which carries the
@@ -75,9 +76,55 @@ pub fn check_head(
     Ok(())
 }
 
+/// A query parameter holding a control character (NUL, a line break, an escape...). Nothing the studio
+/// reads from a query (a search, an id, a page size, a path to return to) has one, and some readers
+/// would stop short at a NUL (SQLite's full-text queries read their text as a C string).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the query parameter `{parameter}` holds a control character")]
+pub struct ControlInQuery {
+    /// The parameter's name, its own control characters escaped (`\u{0}`).
+    pub parameter: String,
+}
+
+/// Checks every parameter of a query string (names and values, as `application/x-www-form-urlencoded`
+/// decodes them) for control characters (Unicode's `Cc`: C0, DEL and C1).
+pub fn check_query(query: &str) -> Result<(), ControlInQuery> {
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if name.chars().chain(value.chars()).any(char::is_control) {
+            let parameter = name
+                .chars()
+                .map(|character| {
+                    if character.is_control() {
+                        character.escape_unicode().to_string()
+                    } else {
+                        character.to_string()
+                    }
+                })
+                .collect();
+            return Err(ControlInQuery { parameter });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn control_characters_in_a_query_name_their_parameter() {
+        let named = |query: &str| check_query(query).map_err(|error| error.parameter);
+        assert_eq!(named("q=fox&limit=3"), Ok(()));
+        assert_eq!(named("q=%E7%8B%90+fox&before="), Ok(()));
+        assert_eq!(named(""), Ok(()));
+        assert_eq!(named("limit=3&q=fo%00x"), Err("q".to_owned()));
+        assert_eq!(named("q=a%0Ab"), Err("q".to_owned()));
+        assert_eq!(named("q=%1B%5B31m"), Err("q".to_owned()));
+        assert_eq!(named("q=%7F"), Err("q".to_owned()));
+        assert_eq!(named("q=%C2%85"), Err("q".to_owned()));
+        assert_eq!(named("next=%2F&x%00y=1"), Err("x\\u{0}y".to_owned()));
+    }
 
     #[test]
     fn the_page_policy_admits_own_scripts_wasm_and_the_nonce_only() {
@@ -114,5 +161,33 @@ mod tests {
             check_head(10, [(usize::MAX, usize::MAX)]),
             Err(HeadTooLarge::Headers)
         );
+    }
+
+    proptest! {
+        #[test]
+        fn a_query_is_refused_exactly_when_a_parameter_holds_a_control_character(
+            pairs in proptest::collection::vec(("[a-z]{1,8}", "\\PC{0,12}"), 0..5),
+            control in proptest::option::of((0usize..5, prop_oneof![0u32..0x20, Just(0x7f), 0x80u32..0xa0])),
+        ) {
+            let mut pairs = pairs;
+            let mut expected = Ok(());
+            if let Some((index, code)) = control
+                && !pairs.is_empty()
+            {
+                let index = index % pairs.len();
+                let character = char::from_u32(code).unwrap_or('\0');
+                pairs[index].1.push(character);
+                expected = Err(pairs[index].0.clone());
+            }
+            // The first parameter with a control character is the one named.
+            if let Err(first) = &expected {
+                let at = pairs.iter().position(|(_, value)| value.chars().any(char::is_control));
+                prop_assert_eq!(at.map(|at| &pairs[at].0), Some(first));
+            }
+            let query: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs.iter().map(|(name, value)| (name.as_str(), value.as_str())))
+                .finish();
+            prop_assert_eq!(check_query(&query).map_err(|error| error.parameter), expected);
+        }
     }
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{AccessConfig, SecretSource, TwoSecrets};
 use host::HostPolicy;
-use identity::{ClientId, Requester};
+use identity::{ClientId, DerivedIdentities, Requester};
 use network::{AddressAllowlist, ClientKey, canonical};
 use pairing::PairingBook;
 use rate::{DoorClock, Rate, RateLimiter};
@@ -40,12 +40,26 @@ use streams::{StreamCounter, StreamPermit};
 /// itself new keys at will: the LAN's IPv4 addresses are few, and IPv6 is counted by /64.
 const SIGN_IN_BURST: u32 = 5;
 const SIGN_IN_INTERVAL: Duration = Duration::from_secs(12);
+/// Unknown pairing links one client may open in a burst, then one more every
+/// [`PAIRING_GUESS_INTERVAL`]: a budget of its own, apart from the secret's.
+///
+/// Pairing tokens are 256 random bits, so guessing one is hopeless whatever the rate; the limit only
+/// keeps a script from hammering the door. Being apart, it never touches the secret's budget: a web
+/// page that makes its visitors' browsers open `/pair/x` (an `<img>` will do) cannot lock the owner
+/// out of signing in, and a live link works whatever either budget says.
+const PAIRING_GUESS_BURST: u32 = 10;
+const PAIRING_GUESS_INTERVAL: Duration = Duration::from_secs(6);
 /// A refused client is logged at most this often, so a scanner cannot flood the log...
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// ...and refusals of all clients together at most this many at once, then one every
 /// [`REFUSAL_LOG_TOTAL_INTERVAL`], so neither can a scanner with many addresses.
 const REFUSAL_LOG_TOTAL_BURST: u32 = 20;
 const REFUSAL_LOG_TOTAL_INTERVAL: Duration = Duration::from_secs(3);
+/// Connections one client (an IPv4 address, an IPv6 /64) may hold open at once beside its event
+/// streams (`--max-streams-per-client`, each a connection of its own; no cap on streams, no cap here
+/// either). A browser opens six per host; a client that opens connections and sends nothing holds each
+/// only until the server's time for a request's head runs out, and no more than these at a time.
+pub const CONNECTIONS_BESIDE_STREAMS: usize = 96;
 
 /// The door could not be set up from the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +94,9 @@ pub struct Identification {
     pub requester: Requester,
     /// A bearer token was sent and it was wrong (or its client tried too many).
     pub bad_bearer: Option<SignInError>,
+    /// The client identity came from the client cookie. Otherwise it is the one derived from the
+    /// bearer token or the address ([`DerivedIdentities`]).
+    pub from_cookie: bool,
 }
 
 /// The configured door and its state. Cheap to clone.
@@ -94,12 +111,15 @@ struct Inner {
     allow: AddressAllowlist,
     hosts: HostPolicy,
     keys: Option<SessionKeys>,
+    derived: DerivedIdentities,
     pairing: PairingBook,
     job_rate: RateLimiter,
     sign_in_rate: RateLimiter,
+    pairing_rate: RateLimiter,
     refusal_log: RateLimiter,
     refusal_log_total: RateLimiter<()>,
     streams: StreamCounter,
+    connections: StreamCounter,
 }
 
 impl Access {
@@ -150,9 +170,11 @@ impl Access {
                 allow: config.allow.clone(),
                 hosts: HostPolicy::new(&config.allowed_hosts.0, listen),
                 keys,
+                derived: DerivedIdentities::new(),
                 pairing: PairingBook::new(),
                 job_rate: limiter(Rate::per_minute(config.jobs_per_minute)),
                 sign_in_rate: limiter(Some(Rate::new(SIGN_IN_BURST, SIGN_IN_INTERVAL))),
+                pairing_rate: limiter(Some(Rate::new(PAIRING_GUESS_BURST, PAIRING_GUESS_INTERVAL))),
                 refusal_log: limiter(Some(Rate::new(1, REFUSAL_LOG_INTERVAL))),
                 refusal_log_total: RateLimiter::with_capacity(
                     Some(Rate::new(REFUSAL_LOG_TOTAL_BURST, REFUSAL_LOG_TOTAL_INTERVAL)),
@@ -160,6 +182,10 @@ impl Access {
                     1,
                 ),
                 streams: StreamCounter::new(cap(config.max_streams_per_client)),
+                connections: StreamCounter::new(
+                    cap(config.max_streams_per_client)
+                        .map(|streams| streams.saturating_add(CONNECTIONS_BESIDE_STREAMS)),
+                ),
                 clock,
             }),
         }
@@ -226,7 +252,10 @@ impl Access {
         self.inner.keys.is_some()
     }
 
-    /// Identifies a request from its cookies and `Authorization` header.
+    /// Identifies a request from its cookies, its `Authorization` header and its address.
+    ///
+    /// Every request gets a client identity: the client cookie's when it sent one, else one derived
+    /// from its bearer token when it sends one, else from its address (the /64 for IPv6).
     pub fn identify(
         &self,
         client_cookie: Option<&str>,
@@ -234,14 +263,23 @@ impl Access {
         authorization: Option<&str>,
         address: IpAddr,
     ) -> Identification {
-        let client = client_cookie.and_then(|value| value.parse::<ClientId>().ok());
+        let cookie = client_cookie.and_then(|value| value.parse::<ClientId>().ok());
+        let token = authorization
+            .and_then(bearer_token)
+            .filter(|token| !token.is_empty());
+        let client = cookie.unwrap_or_else(|| match token {
+            Some(token) => self.inner.derived.of_bearer(token),
+            None => self.inner.derived.of_address(address),
+        });
+        let from_cookie = cookie.is_some();
         let Some(keys) = &self.inner.keys else {
             return Identification {
                 requester: Requester {
-                    client,
+                    client: Some(client),
                     signed_in: false,
                 },
                 bad_bearer: None,
+                from_cookie,
             };
         };
         let session = session_cookie.is_some_and(|token| keys.verify(token, unix_now()));
@@ -258,10 +296,11 @@ impl Access {
                 });
         Identification {
             requester: Requester {
-                client,
+                client: Some(client),
                 signed_in: session || bearer == Some(true),
             },
             bad_bearer,
+            from_cookie,
         }
     }
 
@@ -283,18 +322,28 @@ impl Access {
 
     /// Uses a pairing token: a new session token for the device that opened the link.
     ///
-    /// A live token works whatever the sign-in limit of the device's address says: tokens are 256
-    /// random bits, so nobody gets one by guessing, and a signed-in device can always pair another one
-    /// (say, the owner's phone on the same IPv6 /64 as someone who guessed wrong too often). Unknown
-    /// tokens count as wrong attempts, so trying them only uses up the sender's own budget.
-    pub fn redeem_pairing(&self, token: &str, address: IpAddr) -> Result<String, SignInError> {
+    /// A live token works whatever the limits of the device's address say: tokens are 256 random
+    /// bits, so nobody gets one by guessing, and a signed-in device can always pair another one (say,
+    /// the owner's phone on the same IPv6 /64 as someone who guessed wrong too often).
+    ///
+    /// An unknown token never touches the secret's budget: it counts against a pairing budget of its
+    /// own ([`PAIRING_GUESS_BURST`]), and not even that when the browser marks the request as coming
+    /// from another site (`cross_site`): any page can make its visitors' browsers open such a link, and
+    /// what that cost would be the visitor's, not the page's.
+    pub fn redeem_pairing(
+        &self,
+        token: &str,
+        address: IpAddr,
+        cross_site: bool,
+    ) -> Result<String, SignInError> {
         let keys = self.inner.keys.as_ref().ok_or(SignInError::NoSecret)?;
         if !self.inner.pairing.redeem(token, self.inner.clock.now()) {
-            let key = ClientKey::of(address);
-            self.inner
-                .sign_in_rate
-                .try_take(key)
-                .map_err(|retry_after| SignInError::TooManyAttempts { retry_after })?;
+            if !cross_site {
+                self.inner
+                    .pairing_rate
+                    .try_take(ClientKey::of(address))
+                    .map_err(|retry_after| SignInError::TooManyAttempts { retry_after })?;
+            }
             return Err(SignInError::UnknownLink);
         }
         tracing::info!(%address, "device paired");
@@ -314,6 +363,13 @@ impl Access {
     /// A place for one more event stream of `address`, unless it holds its limit.
     pub fn open_stream(&self, address: IpAddr) -> Option<StreamPermit> {
         self.inner.streams.try_open(address)
+    }
+
+    /// A place for one more open connection of the client at `address` (counted by [`ClientKey`]),
+    /// unless it holds its limit already ([`CONNECTIONS_BESIDE_STREAMS`] more than its event streams);
+    /// the place is freed when dropped.
+    pub fn hold_connection(&self, address: IpAddr) -> Option<StreamPermit> {
+        self.inner.connections.try_open(ClientKey::of(address).network())
     }
 
     /// Checks an attempt at the secret against the sign-in budget of its client.
@@ -400,7 +456,7 @@ mod tests {
                 signed_in: false
             }
         );
-        assert_eq!(seen.bad_bearer, None);
+        assert_eq!((seen.bad_bearer, seen.from_cookie), (None, true));
         assert_eq!(door.sign_in("x", address()), Err(SignInError::NoSecret));
         assert_eq!(door.open_pairing(), Err(SignInError::NoSecret));
         assert!(!door.secret_required());
@@ -494,45 +550,122 @@ mod tests {
     fn a_pairing_link_signs_in_one_device_once() {
         let door = door(Some("correct horse"));
         let token = door.open_pairing().unwrap();
-        let session = door.redeem_pairing(&token, address()).unwrap();
+        let session = door.redeem_pairing(&token, address(), false).unwrap();
         assert!(
             door.identify(None, Some(&session), None, address())
                 .requester
                 .signed_in
         );
         assert_eq!(
-            door.redeem_pairing(&token, address()),
+            door.redeem_pairing(&token, address(), false),
             Err(SignInError::UnknownLink)
         );
     }
 
     #[test]
-    fn a_live_pairing_link_works_for_an_address_that_used_up_its_attempts() {
+    fn a_live_pairing_link_works_for_an_address_that_used_up_both_budgets() {
         let door = door(Some("correct horse"));
         for _ in 0..SIGN_IN_BURST {
             assert_eq!(door.sign_in("wrong", address()), Err(SignInError::WrongSecret));
         }
-        let token = door.open_pairing().unwrap();
+        // Wrong secrets do not touch the pairing budget...
+        assert_eq!(
+            door.redeem_pairing(&"0".repeat(64), address(), false),
+            Err(SignInError::UnknownLink)
+        );
+        for _ in 1..PAIRING_GUESS_BURST {
+            let _ = door.redeem_pairing(&"0".repeat(64), address(), false);
+        }
         assert!(matches!(
-            door.redeem_pairing(&"0".repeat(64), address()),
+            door.redeem_pairing(&"0".repeat(64), address(), false),
             Err(SignInError::TooManyAttempts { .. })
         ));
-        assert!(door.redeem_pairing(&token, address()).is_ok());
+        // ...and a live link works whatever both say.
+        let token = door.open_pairing().unwrap();
+        assert!(door.redeem_pairing(&token, address(), false).is_ok());
     }
 
     #[test]
-    fn unknown_pairing_links_use_up_attempts() {
-        let door = door(Some("correct horse"));
-        for _ in 0..SIGN_IN_BURST {
+    fn unknown_pairing_links_use_up_their_own_budget_never_the_secrets() {
+        let clock = DoorClock::manual();
+        let door = door_with_clock(Some("correct horse"), &clock);
+        for _ in 0..PAIRING_GUESS_BURST {
             assert_eq!(
-                door.redeem_pairing(&"0".repeat(64), address()),
+                door.redeem_pairing("x", address(), false),
                 Err(SignInError::UnknownLink)
             );
         }
-        assert!(matches!(
-            door.sign_in("correct horse", address()),
-            Err(SignInError::TooManyAttempts { .. })
-        ));
+        assert_eq!(
+            door.redeem_pairing(&"0".repeat(64), address(), false),
+            Err(SignInError::TooManyAttempts {
+                retry_after: PAIRING_GUESS_INTERVAL
+            })
+        );
+        assert!(door.sign_in("correct horse", address()).is_ok());
+        // Wrong secrets still meet their own limit, unchanged by the guesses.
+        for _ in 0..SIGN_IN_BURST {
+            assert_eq!(door.sign_in("wrong", address()), Err(SignInError::WrongSecret));
+        }
+        clock.advance(PAIRING_GUESS_INTERVAL);
+        assert_eq!(
+            door.redeem_pairing("x", address(), false),
+            Err(SignInError::UnknownLink)
+        );
+    }
+
+    #[test]
+    fn links_a_browser_marks_cross_site_cost_nothing() {
+        let door = door(Some("correct horse"));
+        for _ in 0..(PAIRING_GUESS_BURST + SIGN_IN_BURST) * 3 {
+            assert_eq!(
+                door.redeem_pairing("x", address(), true),
+                Err(SignInError::UnknownLink)
+            );
+        }
+        assert_eq!(
+            door.redeem_pairing("x", address(), false),
+            Err(SignInError::UnknownLink)
+        );
+        assert!(door.sign_in("correct horse", address()).is_ok());
+        let token = door.open_pairing().unwrap();
+        assert!(door.redeem_pairing(&token, address(), true).is_ok());
+    }
+
+    #[test]
+    fn every_request_has_a_client_the_cookie_else_the_bearer_else_the_address() {
+        for secret in [None, Some("correct horse")] {
+            let door = door(secret);
+            let other: IpAddr = "192.168.1.31".parse().unwrap();
+            let client = |cookie: Option<&str>, bearer: Option<&str>, address: IpAddr| {
+                let seen = door.identify(cookie, None, bearer, address);
+                (seen.requester.client.unwrap(), seen.from_cookie)
+            };
+            let cookie = ClientId::new();
+            let cookie_text = cookie.to_string();
+            let bearer = "Bearer correct horse";
+            assert_eq!(
+                client(Some(&cookie_text), Some(bearer), address()),
+                (cookie, true)
+            );
+            // A cookie that is not an id is no cookie.
+            assert_eq!(
+                client(Some("nonsense"), None, address()),
+                client(None, None, address())
+            );
+            let (by_bearer, from_cookie) = client(None, Some(bearer), address());
+            assert!(!from_cookie);
+            assert_eq!(client(None, Some(bearer), other).0, by_bearer);
+            assert_ne!(client(None, None, address()).0, by_bearer);
+            let (by_address, from_cookie) = client(None, None, address());
+            assert!(!from_cookie);
+            assert_eq!(client(None, None, address()).0, by_address);
+            assert_eq!(client(None, Some("Basic Zm9v"), address()).0, by_address);
+            assert_ne!(client(None, None, other).0, by_address);
+            if secret.is_none() {
+                // Without a secret any token is a name a script goes by.
+                assert_ne!(client(None, Some("Bearer sk-other"), address()).0, by_bearer);
+            }
+        }
     }
 
     #[test]
@@ -549,6 +682,23 @@ mod tests {
         assert!(door.admit_job(address()).is_ok());
         clock.advance(Duration::from_secs(30));
         assert!(door.admit_job(in_64(3)).is_ok());
+    }
+
+    #[test]
+    fn a_client_holds_only_so_many_connections_and_a_closed_one_frees_its_place() {
+        let door = door(None);
+        let limit = AccessConfig::default().max_streams_per_client + CONNECTIONS_BESIDE_STREAMS;
+        let in_64 = |host: u16| IpAddr::from([0x2001, 0xdb8, 1, 2, 0, 0, host, 1]);
+        let mut held: Vec<_> = (0..limit)
+            .map(|index| door.hold_connection(in_64(u16::try_from(index).unwrap())))
+            .collect();
+        assert!(held.iter().all(Option::is_some));
+        // Another address of the same /64 is the same client...
+        assert!(door.hold_connection(in_64(9999)).is_none());
+        // ...another client is not.
+        assert!(door.hold_connection(address()).is_some());
+        held.pop();
+        assert!(door.hold_connection(in_64(9999)).is_some());
     }
 
     #[test]
@@ -610,9 +760,28 @@ mod tests {
         }
 
         #[test]
-        fn any_text_that_decodes_is_the_one_spelling_of_its_bytes(text in "[0-9a-fA-F]{0,34}|.{0,40}") {
-            if let Some(bytes) = decode_hex::<16>(&text) {
-                prop_assert_eq!(hex::encode(bytes), text);
+        fn a_text_decodes_exactly_when_it_is_the_one_spelling_of_its_bytes(
+            bytes in any::<[u8; 16]>(), edit in 0usize..4, at in 0usize..32, digit in "[0-9a-fA-F]",
+        ) {
+            // Some bytes' own spelling, or that spelling with one hex digit changed, removed or added:
+            // texts near the valid ones, so both answers come up.
+            let spelled = hex::encode(bytes);
+            let mut text = spelled.clone();
+            match edit {
+                0 => {}
+                1 => text.replace_range(at..=at, &digit),
+                2 => {
+                    text.remove(at);
+                }
+                _ => text.insert_str(at, &digit),
+            }
+            let canonical = text.len() == 32 && !text.bytes().any(|byte| byte.is_ascii_uppercase());
+            match decode_hex::<16>(&text) {
+                Some(decoded) => prop_assert_eq!(hex::encode(decoded), text.clone()),
+                None => prop_assert!(!canonical, "{text} was refused"),
+            }
+            if edit == 0 {
+                prop_assert_eq!(decode_hex::<16>(&text), Some(bytes));
             }
         }
     }

@@ -220,6 +220,11 @@ impl ClientKey {
             v4 => ClientKey(v4),
         }
     }
+
+    /// The client as one address: the IPv4 address, or the first address of the IPv6 /64.
+    pub fn network(self) -> IpAddr {
+        self.0
+    }
 }
 
 impl From<IpAddr> for ClientKey {
@@ -388,11 +393,52 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_text_that_parses_is_a_block_that_prints_back_and_holds_its_network(text in ".{0,48}") {
-            if let Ok(block) = text.parse::<Cidr>() {
-                prop_assert!(block.contains(block.network()));
-                prop_assert_eq!(block.to_string().parse::<Cidr>(), Ok(block));
-                prop_assert_eq!(block.to_string(), format!("{}/{}", block.network(), block.prefix()));
+        fn an_address_with_or_without_a_prefix_is_the_block_it_names_or_a_named_mistake(
+            v4 in any::<u32>(),
+            v6 in any::<u128>(),
+            six in any::<bool>(),
+            mapped in any::<bool>(),
+            prefix in proptest::option::of(0u8..=130),
+            truncate in any::<bool>(),
+            padding in " {0,2}",
+        ) {
+            // Texts as people write them in ZIMAGE_ALLOW: an IPv4 or IPv6 address (IPv4-mapped ones
+            // too), with or without a prefix, often the network's own first address, maybe padded.
+            let mut address = match (six, mapped) {
+                (false, _) => IpAddr::V4(Ipv4Addr::from(v4)),
+                (true, false) => IpAddr::V6(Ipv6Addr::from(v6)),
+                (true, true) => IpAddr::V6(Ipv4Addr::from(v4).to_ipv6_mapped()),
+            };
+            if let (true, Some(prefix)) = (truncate, prefix)
+                && let Ok(network) = IpNet::new(address, prefix)
+            {
+                address = network.network();
+            }
+            let text = match prefix {
+                Some(prefix) => format!("{padding}{address}/{prefix}{padding}"),
+                None => format!("{padding}{address}{padding}"),
+            };
+            match text.parse::<Cidr>() {
+                Ok(block) => {
+                    prop_assert!(block.contains(block.network()));
+                    prop_assert!(block.contains(address), "{text}: {block}");
+                    prop_assert_eq!(block.to_string().parse::<Cidr>(), Ok(block));
+                    prop_assert_eq!(block.to_string(), format!("{}/{}", block.network(), block.prefix()));
+                    if prefix.is_none() {
+                        // A bare address is the block of that one address.
+                        prop_assert_eq!(block.network(), canonical(address));
+                        prop_assert_eq!(block.prefix(), max_prefix(canonical(address)));
+                    }
+                }
+                // Only a prefix can be wrong: too long for the family, host bits set, or shorter than
+                // the 96 bits that make an IPv4-mapped address.
+                Err(CidrError::PrefixTooLong { .. } | CidrError::HostBitsSet { .. }) => {
+                    prop_assert!(prefix.is_some(), "{text}");
+                }
+                Err(CidrError::Malformed(_)) => {
+                    prop_assert!(mapped && six && prefix.is_some_and(|prefix| prefix < 96), "{text}");
+                }
+                Err(CidrError::Empty) => prop_assert!(false, "{text}"),
             }
         }
 

@@ -49,6 +49,43 @@ pub fn check_same_origin(
     }
 }
 
+/// True when a browser marks a request as sent by another site's page: its `Sec-Fetch-Site` is anything
+/// but `same-origin` or `none` (`none`: the person typed the address, opened a bookmark or scanned a
+/// code), or its `Origin` or `Referer` names another place than `Host`. A header present but not text
+/// counts as another site. A request without any of them (a script, an older browser's typed link) is
+/// not marked.
+///
+/// Used for what a request may cost the visitor rather than for refusing it: any page can make a
+/// browser load a link of the studio (`<img src=".../pair/x">`), but not mark it as the studio's own.
+pub fn is_cross_site(
+    host: Option<&str>,
+    origin: Result<Option<&str>, ()>,
+    referer: Result<Option<&str>, ()>,
+    fetch_site: Result<Option<&str>, ()>,
+) -> bool {
+    let (Ok(origin), Ok(referer), Ok(fetch_site)) = (origin, referer, fetch_site) else {
+        return true;
+    };
+    let marked_elsewhere = fetch_site.is_some_and(|site| {
+        let site = site.trim();
+        !site.eq_ignore_ascii_case("same-origin") && !site.eq_ignore_ascii_case("none")
+    });
+    let names_elsewhere = |url: &str| check_same_origin(host, Some(origin_of(url)), None).is_err();
+    marked_elsewhere || origin.is_some_and(names_elsewhere) || referer.is_some_and(names_elsewhere)
+}
+
+/// The `scheme://authority` at the start of a URL (a `Referer` carries a path and a query too).
+fn origin_of(url: &str) -> &str {
+    let url = url.trim();
+    let Some(scheme_end) = url.find("://") else {
+        return url;
+    };
+    let authority = scheme_end + 3;
+    url[authority..]
+        .find(['/', '?', '#'])
+        .map_or(url, |end| &url[..authority + end])
+}
+
 /// Same host and same port, a missing port being the scheme's default. The scheme itself is not
 /// compared: behind a TLS proxy the browser says `https` while the studio sees plain HTTP.
 fn same_place(origin: &Authority, host: &Authority, default_port: u16) -> bool {
@@ -78,6 +115,36 @@ mod tests {
     fn requests_without_browser_headers_pass() {
         assert_eq!(check_same_origin(Some("192.168.1.20:7860"), None, None), Ok(()));
         assert_eq!(check_same_origin(None, None, None), Ok(()));
+    }
+
+    #[test]
+    fn loads_marked_by_another_site_are_cross_site_and_the_studios_own_or_unmarked_are_not() {
+        let host = Some("192.168.1.20:7860");
+        let cross = |origin: Option<&str>, referer: Option<&str>, site: Option<&str>| {
+            is_cross_site(host, Ok(origin), Ok(referer), Ok(site))
+        };
+        assert!(!cross(None, None, None));
+        assert!(!cross(None, None, Some("none")));
+        assert!(!cross(None, None, Some("same-origin")));
+        assert!(!cross(
+            Some("http://192.168.1.20:7860"),
+            Some("http://192.168.1.20:7860/gallery?q=fox"),
+            Some("Same-Origin")
+        ));
+        assert!(cross(None, None, Some("cross-site")));
+        assert!(cross(None, None, Some("same-site")));
+        assert!(cross(None, None, Some("nonsense")));
+        assert!(cross(Some("http://evil.example"), None, None));
+        assert!(cross(Some("null"), None, None));
+        assert!(cross(None, Some("http://evil.example/page.html"), None));
+        assert!(cross(None, Some("http://192.168.1.20:8080/"), None));
+        assert!(cross(None, Some("http://192.168.1.20:7860.evil.example/"), None));
+        assert!(is_cross_site(host, Err(()), Ok(None), Ok(None)));
+        assert!(is_cross_site(host, Ok(None), Err(()), Ok(None)));
+        assert!(is_cross_site(host, Ok(None), Ok(None), Err(())));
+        assert_eq!(origin_of("http://a.b:1/c?d#e"), "http://a.b:1");
+        assert_eq!(origin_of("http://a.b?x"), "http://a.b");
+        assert_eq!(origin_of("http://a.b"), "http://a.b");
     }
 
     #[test]

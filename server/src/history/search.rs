@@ -64,6 +64,10 @@ pub enum SearchTextError {
     TooLong,
     #[error("The search has more than {MAX_QUERY_TERMS} words.")]
     TooManyTerms,
+    /// A control character: FTS5 reads a quoted phrase as a C string, so a NUL would end it early
+    /// (and SQLite then fails the query); no prompt holds one either.
+    #[error("The search contains control characters.")]
+    ControlCharacter,
 }
 
 impl SearchText {
@@ -71,6 +75,9 @@ impl SearchText {
     pub fn parse(text: &str) -> Result<Option<SearchText>, SearchTextError> {
         if text.chars().count() > MAX_QUERY_CHARS {
             return Err(SearchTextError::TooLong);
+        }
+        if text.chars().any(char::is_control) {
+            return Err(SearchTextError::ControlCharacter);
         }
         let terms: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
         if terms.len() > MAX_QUERY_TERMS {
@@ -601,6 +608,13 @@ mod tests {
             SearchText::parse("99999999999999999999").unwrap().unwrap().seed,
             None
         );
+        for control in ["fo\0x", "fox\nowl", "\u{1b}[31m", "owl\u{85}"] {
+            assert_eq!(
+                SearchText::parse(control),
+                Err(SearchTextError::ControlCharacter),
+                "{control:?}"
+            );
+        }
     }
 
     #[test]

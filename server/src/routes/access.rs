@@ -24,7 +24,7 @@ use super::error::{ApiError, ApiJson};
 use crate::access::headers as security;
 use crate::access::identity::{ClientId, Requester};
 use crate::access::network::canonical;
-use crate::access::origin::{check_same_origin, is_state_changing};
+use crate::access::origin::{check_same_origin, is_cross_site, is_state_changing};
 use crate::access::pairing::PAIRING_LIFETIME;
 use crate::access::secret::SESSION_LIFETIME;
 use crate::access::{SignInError, cookies};
@@ -127,7 +127,17 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
         return decorate(forbidden("unknown_host", message), &nonce, None);
     }
 
-    // 4. Who it is: the anonymous identity, a session or a bearer token.
+    // 3b. No control characters in any query parameter: a 422 naming it, before any handler reads one.
+    if let Err(control) = security::check_query(request.uri().query().unwrap_or_default()) {
+        let error = ApiError::InvalidField {
+            message: (text().query_control)(&control.parameter),
+            field: Some(control.parameter),
+        };
+        return decorate(error.into_response(), &nonce, None);
+    }
+
+    // 4. Who it is: the anonymous identity (or, without the cookie, the bearer token's or the address's),
+    //    a session or a bearer token.
     let cookie_headers: Vec<&str> = headers
         .get_all(header::COOKIE)
         .iter()
@@ -193,8 +203,10 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
         }
         // The identity is handed out with the first change a browser makes (its first job), never
         // on a page load: a cross-site navigation arrives without the SameSite=Strict cookie, and a
-        // new one would replace the browser's identity.
-        if requester.client.is_none() {
+        // new one would replace the browser's identity. Only to browsers (they mark their requests
+        // with `Origin` or `Sec-Fetch-Site`): a script keeps no cookies, so a new identity with each
+        // request would make it a new client each time; it keeps the one of its token or address.
+        if !identification.from_cookie && from_browser(headers) {
             let client = ClientId::new();
             requester.client = Some(client);
             new_client = Some(client);
@@ -299,12 +311,20 @@ pub(super) async fn create_pairing(
 async fn redeem_pairing(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
     if !state.access.secret_required() {
         return Ok(Redirect::to("/").into_response());
     }
-    match state.access.redeem_pairing(&token, caller.address) {
+    // A link another site's page made the browser open costs that browser's client nothing.
+    let cross_site = is_cross_site(
+        optional_text(&headers, header::HOST).ok().flatten(),
+        optional_text(&headers, header::ORIGIN),
+        optional_text(&headers, header::REFERER),
+        optional_text(&headers, "sec-fetch-site"),
+    );
+    match state.access.redeem_pairing(&token, caller.address, cross_site) {
         Ok(session) => Ok(with_session_cookie(Redirect::to("/").into_response(), &session)),
         Err(SignInError::TooManyAttempts { retry_after }) => Err(too_many_attempts(retry_after)),
         Err(_) => Ok((StatusCode::FORBIDDEN, Html(pages::stale_link())).into_response()),
@@ -517,6 +537,12 @@ fn optional_text(
         .get(name)
         .map(|value| value.to_str().map_err(|_| ()))
         .transpose()
+}
+
+/// True when a browser sent the request: browsers mark every request they send from a page with
+/// `Sec-Fetch-Site` (and older ones a change with `Origin`); scripts send neither.
+fn from_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key("sec-fetch-site") || headers.contains_key(header::ORIGIN)
 }
 
 /// True when the request announces a body (a length above zero, or chunks).

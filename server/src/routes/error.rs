@@ -40,6 +40,9 @@ pub enum ApiError {
     InvalidField { field: Option<String>, message: String },
     #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
     BodyTooLarge,
+    /// The body did not arrive in time (`deadline.rs`).
+    #[error("the request's body did not arrive in time")]
+    BodyTimeout,
     #[error("{0}")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -165,6 +168,12 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 (text.body_too_large)(MAX_BODY_BYTES),
+                None,
+            ),
+            ApiError::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                (text.body_timeout)(super::deadline::BODY_TIMEOUT.as_secs()),
                 None,
             ),
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", (*message).to_owned(), None),
@@ -470,6 +479,8 @@ where
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::BodyTooLarge
+                } else if super::deadline::timed_out(&rejection) {
+                    ApiError::BodyTimeout
                 } else {
                     ApiError::BadRequest {
                         code: "unreadable_body",

@@ -26,8 +26,9 @@ pub(super) fn router() -> Router<AppState> {
 #[utoipa::path(get, path = "/api/history", tag = "images",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size; 24 when left out."),
-        ("before" = Option<String>, Query, description = "`next_before` of the previous page."),
-        ("q" = Option<String>, Query, max_length = 200, description = "Words of the prompt (any substring of three or more characters, Chinese included) or a seed."),
+        ("before" = Option<String>, Query, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+            description = "`next_before` of the previous page: an image's id (a UUID)."),
+        ("q" = Option<String>, Query, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$", description = "Words of the prompt (any substring of three or more characters, Chinese included) or a seed."),
         ("starred" = Option<bool>, Query, description = "`true`: only starred images."),
     ),
     responses(
@@ -54,8 +55,10 @@ pub(super) async fn list(
     request_body = HistoryPatch,
     responses(
         (status = 200, description = "The image, starred or not.", body = HistoryItem),
+        (status = 400, description = "The body is not JSON (`unsupported_media_type`, `malformed_json`, `unreadable_body`).", body = ErrorBody),
         (status = 404, description = "No such image (`not_found`).", body = ErrorBody),
-        (status = 422, description = "`starred` is not a boolean (`invalid_field`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (`body_too_large`).", body = ErrorBody),
+        (status = 422, description = "`starred` is missing or not a boolean, or another field is there (`invalid_field`).", body = ErrorBody),
     ))]
 pub(super) async fn star(
     State(state): State<AppState>,
@@ -131,6 +134,7 @@ fn parse_query(query: &str) -> Result<HistoryQuery, ApiError> {
                     message: match error {
                         SearchTextError::TooLong => (text().search_too_long)(MAX_QUERY_CHARS),
                         SearchTextError::TooManyTerms => (text().search_too_many_words)(MAX_QUERY_TERMS),
+                        SearchTextError::ControlCharacter => (text().query_control)("q"),
                     },
                 })?;
             }

@@ -2,6 +2,7 @@
 //! This file is the route table and the layers every request passes.
 
 mod access;
+mod deadline;
 mod error;
 mod events;
 mod health;
@@ -12,6 +13,7 @@ mod language;
 mod openai;
 mod openapi;
 mod pictures;
+mod serve;
 mod site;
 
 use std::time::Duration;
@@ -27,6 +29,7 @@ use zimage_contract::MAX_BODY_BYTES;
 
 pub use error::ApiError;
 pub use openapi::{ApiDoc, OPENAPI_PATH, document_json};
+pub use serve::{HEAD_TIMEOUT, serve};
 
 use crate::job_id::JobId;
 use crate::state::AppState;
@@ -50,7 +53,7 @@ pub fn router(state: AppState, site_root: &std::path::Path) -> Router {
         .merge(language::router())
         .with_state(state.clone());
     // Answered when its images exist, however long the line: added after the timeout layer, which
-    // then does not wrap it.
+    // then does not wrap it. Its body still has to arrive in time (`deadline`, below).
     let waiting = openai::waiting_router().with_state(state.clone());
     api.merge(site::router(site_root))
         .layer(TimeoutLayer::with_status_code(
@@ -59,6 +62,8 @@ pub fn router(state: AppState, site_root: &std::path::Path) -> Router {
         ))
         .merge(waiting)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Every route's body, the waiting ones' included, arrives in time or is cut off (408).
+        .layer(axum::middleware::from_fn(deadline::limit_body_time))
         .layer(TraceLayer::new_for_http().on_failure(()))
         // The door is the first check, so a client outside the allowlist meets nothing else.
         .layer(from_fn_with_state(state, access::door))

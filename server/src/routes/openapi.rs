@@ -75,11 +75,103 @@ has an access secret, a session cookie or the secret as `Authorization: Bearer`.
 pub struct ApiDoc;
 
 /// The document, built once.
-static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
+static DOCUMENT: LazyLock<serde_json::Value> = LazyLock::new(|| {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    describe_event_frames(&mut document);
+    describe_job_request_rules(&mut document);
+    describe_event_ids(&mut document);
+    document
+});
+
+/// `Last-Event-ID` is any event id the studio gives: an unsigned 64-bit number (utoipa writes `int64`,
+/// whose largest value is half of that, so larger ids the studio takes would read as invalid).
+fn describe_event_ids(document: &mut serde_json::Value) {
+    let parameters = &mut document["paths"]["/api/jobs/{id}/events"]["get"]["parameters"];
+    let Some(parameters) = parameters.as_array_mut() else {
+        return;
+    };
+    for parameter in parameters {
+        if parameter["name"] == "Last-Event-ID" {
+            parameter["schema"] = serde_json::json!({
+                "type": "integer",
+                "minimum": 0,
+                "maximum": u64::MAX,
+            });
+        }
+    }
+}
+
+/// The rules of a job request that span fields, or that a field's type alone does not say, as JSON
+/// Schema (`validation.rs` decides them; this only describes them, so that a request the document calls
+/// valid is one the studio accepts): a width needs a height and the other way round, an aspect ratio
+/// goes without either, and the prompt holds more than white space and no control characters but line
+/// breaks and tabs.
+fn describe_job_request_rules(document: &mut serde_json::Value) {
+    use serde_json::json;
+
+    let request = &mut document["components"]["schemas"]["CreateJobRequest"];
+    if !request.is_object() {
+        return;
+    }
+    let given = |field: &str| json!({"required": [field], "properties": {field: {"not": {"type": "null"}}}});
+    let absent = |field: &str| json!({"properties": {field: {"type": "null"}}});
+    request["allOf"] = json!([
+        {"if": given("width"), "then": given("height")},
+        {"if": given("height"), "then": given("width")},
+        {"if": given("aspect_ratio"), "then": {"allOf": [absent("width"), absent("height")]}},
+    ]);
+    let prompt = &mut request["properties"]["prompt"];
+    if prompt.is_object() {
+        prompt["allOf"] = json!([
+            {"pattern": "\\S"},
+            {"pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"},
+        ]);
+    }
+}
+
+/// The event stream's schema, the `JobEvent` of the wire types, describes each event's `data` as the
+/// object it is once parsed; on the wire an event is `event:`, `id:` and `data:` lines, and `data` is
+/// text (JSON). Tools that read the stream (schemathesis) check each event as `{event, id, data}` with
+/// `data` a string: `JobEventFrame` says so, one variant per event name, the variant's own schema as
+/// the `contentSchema` of its `data`.
+fn describe_event_frames(document: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+
+    let Some(variants) = document["components"]["schemas"]["JobEvent"]["oneOf"].as_array() else {
+        return;
+    };
+    let frames: Vec<Value> = variants
+        .iter()
+        .map(|variant| {
+            json!({
+                "type": "object",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": variant["properties"]["event"],
+                    "id": {"type": "string", "pattern": "^[0-9]+$"},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": variant["properties"]["data"],
+                    },
+                },
+            })
+        })
+        .collect();
+    document["components"]["schemas"]["JobEventFrame"] = json!({
+        "description": "One server-sent event as it is sent: `event` names the `JobEvent` variant, `data` is the JSON of that variant's `data`.",
+        "oneOf": frames,
+    });
+    let stream = &mut document["paths"]["/api/jobs/{id}/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+        ["schema"];
+    if stream.is_object() {
+        *stream = json!({"$ref": "#/components/schemas/JobEventFrame"});
+    }
+}
 
 /// The document as JSON, for tests and tools.
 pub fn document_json() -> serde_json::Value {
-    serde_json::to_value(&*DOCUMENT).unwrap_or_default()
+    DOCUMENT.clone()
 }
 
 /// The document route.
@@ -149,7 +241,17 @@ fn add_door_answers(operation: &mut Operation, openai: bool, waits: bool) {
             .description(Some("Seconds to wait."))
             .build()
     };
+    let invalid_query = if openai { "400" } else { "422" };
+    let body_timeout = format!(
+        "The request's body did not arrive within {} seconds of its head (`body_timeout`).",
+        super::deadline::BODY_TIMEOUT.as_secs()
+    );
     let mut answers = vec![
+        (
+            invalid_query,
+            "A query parameter holds a control character (`invalid_field`; `field` names it).",
+            false,
+        ),
         (
             "401",
             "The studio has a secret and the request has neither a session nor the right secret as a bearer token (`sign_in_required`, `wrong_token`); answered with `WWW-Authenticate`.",
@@ -177,6 +279,9 @@ fn add_door_answers(operation: &mut Operation, openai: bool, waits: bool) {
             false,
         ),
     ];
+    if operation.request_body.is_some() {
+        answers.push(("408", &body_timeout, false));
+    }
     if !waits {
         answers.push(("504", "The answer took longer than 30 seconds.", false));
     }
@@ -262,6 +367,69 @@ mod tests {
                 "{method} {path}"
             );
         }
+    }
+
+    #[test]
+    fn the_event_stream_is_described_as_frames_whose_data_is_json_text() {
+        let document = document_json();
+        let stream = &document["paths"]["/api/jobs/{id}/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+            ["schema"]["$ref"];
+        assert_eq!(stream, "#/components/schemas/JobEventFrame");
+        let resume = &document["paths"]["/api/jobs/{id}/events"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|parameter| parameter["name"] == "Last-Event-ID")
+            .unwrap()["schema"];
+        assert_eq!(resume["maximum"].as_u64(), Some(u64::MAX));
+        let frames = schema(&document, "JobEventFrame")["oneOf"].as_array().unwrap();
+        let events = schema(&document, "JobEvent")["oneOf"].as_array().unwrap();
+        assert_eq!(frames.len(), events.len());
+        assert!(frames.len() >= 8);
+        for (frame, event) in frames.iter().zip(events) {
+            assert_eq!(frame["properties"]["event"], event["properties"]["event"]);
+            assert_eq!(frame["properties"]["data"]["type"], "string");
+            assert_eq!(
+                frame["properties"]["data"]["contentSchema"],
+                event["properties"]["data"]
+            );
+        }
+    }
+
+    #[test]
+    fn the_job_requests_rules_across_fields_are_described() {
+        let document = document_json();
+        let request = schema(&document, "CreateJobRequest");
+        let rules = serde_json::to_string(&request["allOf"]).unwrap();
+        for field in ["width", "height", "aspect_ratio"] {
+            assert!(rules.contains(&format!("\"{field}\"")), "{rules}");
+        }
+        let prompt = serde_json::to_string(&request["properties"]["prompt"]["allOf"]).unwrap();
+        assert!(prompt.contains("\\\\S"), "{prompt}");
+        // Each rule is checked as written: a valid request passes, a height alone or an aspect ratio
+        // with a width does not.
+        let validator = jsonschema::validator_for(&serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": document["components"],
+            "$ref": "#/components/schemas/CreateJobRequest",
+        }))
+        .unwrap();
+        let valid = |value: serde_json::Value| validator.is_valid(&value);
+        assert!(valid(
+            serde_json::json!({"prompt": "fox", "width": 512, "height": 256})
+        ));
+        assert!(valid(
+            serde_json::json!({"prompt": "fox\nowl", "aspect_ratio": "16:9", "width": null})
+        ));
+        assert!(!valid(
+            serde_json::json!({"prompt": "fox", "height": 256, "width": null})
+        ));
+        assert!(!valid(serde_json::json!({"prompt": "fox", "width": 256})));
+        assert!(!valid(
+            serde_json::json!({"prompt": "fox", "aspect_ratio": "1:1", "height": 256})
+        ));
+        assert!(!valid(serde_json::json!({"prompt": "   "})));
+        assert!(!valid(serde_json::json!({"prompt": "fo\u{0}x"})));
     }
 
     #[test]

@@ -301,7 +301,20 @@ async fn waiting_jobs_take_turns_between_clients() {
     app.wait_ready().await;
     // The only backend is busy with someone else's job, so the others wait in line.
     let (running, _) = app.start_held_job("running", 2, 1).await;
-    let browser = || reqwest::Client::builder().cookie_store(true).build().unwrap();
+    // Browsers: a cookie jar each, and the mark a browser puts on the studio page's requests, by which
+    // the studio hands out the identity cookie (a script is known by its token or address instead).
+    let browser = || {
+        let mut marks = reqwest::header::HeaderMap::new();
+        marks.insert(
+            "sec-fetch-site",
+            reqwest::header::HeaderValue::from_static("same-origin"),
+        );
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .default_headers(marks)
+            .build()
+            .unwrap()
+    };
     let (phone, desk) = (browser(), browser());
     let submit = |client: &reqwest::Client, prompt: &str| {
         let request = client.post(app.url("/api/jobs")).json(&small_job(prompt));

@@ -30,10 +30,16 @@ fn small_job(prompt: &str) -> Value {
     json!({"prompt": prompt, "width": 256, "height": 256})
 }
 
-/// A browser of its own: its own cookie jar, no redirects followed (so they can be checked).
+/// A browser of its own: its own cookie jar, no redirects followed (so they can be checked), and the
+/// mark a browser puts on every request from the studio's page (`Sec-Fetch-Site: same-origin`, which a
+/// request's own header replaces), by which the studio tells browsers, which get the identity cookie,
+/// from scripts, which are known by their token or address.
 fn browser() -> Client {
+    let mut marks = HeaderMap::new();
+    marks.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
     Client::builder()
         .cookie_store(true)
+        .default_headers(marks)
         .redirect(redirect::Policy::none())
         .build()
         .unwrap()
@@ -1037,4 +1043,297 @@ fn png_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
             }
         })
         .collect()
+}
+
+/// Writes `request` on a connection of its own and reads the answer: its status (0 when the server
+/// closed the connection without one) and its JSON body (`Value::Null` when none). Only the server can
+/// end the exchange; `PATIENCE` only keeps a broken gateway from hanging the test.
+async fn raw_exchange(app: &TestApp, request: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    // A server that closed at once (a connection beyond the limit) may refuse the write: its answer
+    // is then nothing.
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let read = async {
+        let mut chunk = [0; 4096];
+        loop {
+            let read = stream.read(&mut chunk).await.unwrap_or(0);
+            if read == 0 {
+                break;
+            }
+            answer.extend_from_slice(&chunk[..read]);
+            if whole_answer(&answer) {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE * 2, read)
+        .await
+        .expect("the gateway neither answered nor closed the connection");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, body)| serde_json::from_str(body).ok())
+        .unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// True once `answer` holds a whole head and as many body bytes as its `content-length` says.
+fn whole_answer(answer: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(answer);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    body.len() >= length
+}
+
+/// A request whose head promises 100 bytes of body and brings ten.
+fn stalled_post(app: &TestApp, path: &str) -> String {
+    let host = app.address.trim_start_matches("http://");
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"prompt\":"
+    )
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_is_cut_off_on_every_route_the_openai_one_included() {
+    let app = spawn_app().await;
+    app.wait_ready().await;
+    let (openai, studio) = (
+        stalled_post(&app, "/v1/images/generations"),
+        stalled_post(&app, "/api/jobs"),
+    );
+    let (openai, studio) = tokio::join!(raw_exchange(&app, &openai), raw_exchange(&app, &studio));
+    let (status, body) = openai;
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(body["error"]["code"], "body_timeout", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    check_documented("post", "/v1/images/generations", status, Some(&body));
+    let (status, body) = studio;
+    assert_eq!((status, code(&body)), (408, Some("body_timeout")), "{body}");
+    check_documented("post", "/api/jobs", status, Some(&body));
+    assert!(app.sim.faults().prompts_received().is_empty());
+    let (status, _, _) = send(&app, &Client::new(), Method::GET, "/healthz", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_request_head_that_never_ends_loses_its_connection() {
+    let app = spawn_app().await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    // The last line of the head never comes.
+    let (status, body) = raw_exchange(&app, &format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n")).await;
+    assert!(matches!(status, 0 | 408), "{status} {body}");
+    let (status, _, _) = send(&app, &Client::new(), Method::GET, "/healthz", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_client_holds_only_so_many_connections_and_a_closed_one_frees_its_place() {
+    let app = spawn_app_with_args(&["--max-streams-per-client=2"]).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let limit = 2 + zimage::access::CONNECTIONS_BESIDE_STREAMS;
+    let mut held = Vec::new();
+    for _ in 0..limit {
+        held.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    // One more, with a whole request: closed unanswered.
+    let healthz = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    let (status, _) = raw_exchange(&app, &healthz).await;
+    assert_eq!(status, 0, "a connection beyond the limit was served");
+    drop(held);
+    eventually("a place freed by the closed connections", || async {
+        (raw_exchange(&app, &healthz).await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn scripts_without_cookies_are_one_client_each_by_their_token_or_address() {
+    let app = spawn_app().await;
+    app.wait_ready().await;
+    // The only backend is busy, so the scripts' jobs wait in line.
+    let (running, _) = app.start_held_job("running", 2, 1).await;
+    let script = Client::new();
+    let submit = |token: Option<&'static str>| {
+        let mut request = script.post(app.url("/api/jobs")).json(&small_job("fox"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let (status, _, body) = read(&Method::POST, request.send().await.unwrap()).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+            assert!(body["id"].is_string(), "{body}");
+            body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = [
+        submit(Some("sk-first")).await,
+        submit(Some("sk-first")).await,
+        submit(Some("sk-first")).await,
+    ];
+    let second = submit(Some("sk-second")).await;
+    let mut positions = Vec::new();
+    for id in [&first[0], &second, &first[1], &first[2]] {
+        positions.push(app.job(id).await.queue_position);
+    }
+    // Fair share between the two scripts: each token is one client, as each browser is.
+    assert_eq!(positions, [Some(1), Some(2), Some(3), Some(4)]);
+
+    // A script may cancel its own jobs, by the same token, and nobody else's.
+    let cancel = |id: &str, token: Option<&str>| {
+        let mut request = Client::new().delete(app.url(&format!("/api/jobs/{id}")));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { read(&Method::DELETE, request.send().await.unwrap()).await }
+    };
+    let (status, _, body) = cancel(&first[2], Some("sk-second")).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, Some("not_yours")));
+    let (status, _, body) = cancel(&first[2], Some("sk-first")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // Without a token, the address is the client: another cookieless request from it may cancel.
+    let by_address = submit(None).await;
+    let (status, _, body) = cancel(&by_address, Some("sk-first")).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, Some("not_yours")));
+    let (status, _, body) = cancel(&by_address, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // A browser's cookie is a client of its own, apart from its address.
+    let (status, _, body) = cancel(&first[1], None).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, Some("not_yours")));
+
+    app.sim.faults().release();
+    for id in [&running.id, &first[0], &first[1], &second] {
+        app.events_until_end(id).await;
+    }
+}
+
+#[tokio::test]
+async fn pages_elsewhere_cannot_spend_the_owners_sign_in_budget_through_pairing_links() {
+    let password = format!("--password={SECRET}");
+    let app = spawn_app_with_args(&[&password]).await;
+    // `<img src="http://studio:7860/pair/x">` on any page the owner visits: the owner's own browser, at
+    // the owner's own address, loads it, marked by the browser as another site's doing (or, by older
+    // browsers, with the other site as Referer or Origin).
+    let visitor = Client::builder()
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap();
+    let marks: [&[(&str, &str)]; 4] = [
+        &[("sec-fetch-site", "cross-site"), ("sec-fetch-dest", "image")],
+        &[("referer", "http://evil.example/cats.html")],
+        &[("sec-fetch-site", "same-site")],
+        &[("origin", "http://evil.example")],
+    ];
+    for round in 0..3 {
+        for headers in marks {
+            let (status, _, body) = send(&app, &visitor, Method::GET, "/pair/x", headers).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "load {round} {headers:?}: {body}");
+        }
+    }
+    // Twelve loads later the owner's right secret still works, by sign-in and as a bearer token.
+    let owner = browser();
+    let (status, _, body) = sign_in(&app, &owner, SECRET).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let right = format!("Bearer {SECRET}");
+    let (status, _, body) = send(
+        &app,
+        &Client::new(),
+        Method::GET,
+        "/api/history",
+        &[("authorization", &right)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A script guessing links from here meets a limit of the links' own...
+    let mut last = (StatusCode::OK, None);
+    for _ in 0..30 {
+        let (status, _, body) = send(&app, &visitor, Method::GET, "/pair/x", &[]).await;
+        last = (status, code(&body).map(str::to_owned));
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+    }
+    assert_eq!(
+        last,
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("too_many_attempts".to_owned())
+        )
+    );
+    // ...and never the secret's.
+    let (status, _, body) = sign_in(&app, &browser(), SECRET).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn control_characters_in_any_query_parameter_are_refused_naming_it() {
+    let app = spawn_app().await;
+    let client = Client::new();
+    let job = format!("/api/jobs/{}", uuid::Uuid::now_v7());
+    for (path, field) in [
+        ("/api/history?q=fo%00x", "q"),
+        ("/api/history?q=fox%0Aowl", "q"),
+        ("/api/history?limit=3&q=%1B%5B31m", "q"),
+        ("/api/history?before=%7F", "before"),
+        (job.as_str(), ""),
+        ("/api/openapi.json?x=%C2%85", "x"),
+        ("/healthz?probe=%09", "probe"),
+        ("/?q=%00", "q"),
+    ] {
+        let path = if field.is_empty() {
+            format!("{path}?a=%00")
+        } else {
+            path.to_owned()
+        };
+        let field = if field.is_empty() { "a" } else { field };
+        let (status, _, body) = send(&app, &client, Method::GET, &path, &[]).await;
+        assert_eq!(
+            (status, code(&body), body["error"]["field"].as_str()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("invalid_field"),
+                Some(field)
+            ),
+            "{path}: {body}"
+        );
+    }
+    // OpenAI's shape under `/v1`: a 400 naming the parameter.
+    let (status, _, body) = send(&app, &client, Method::GET, "/v1/models?tag=%00", &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        (body["error"]["param"].as_str(), body["error"]["type"].as_str()),
+        (Some("tag"), Some("invalid_request_error")),
+        "{body}"
+    );
+    // Text that only looks odd is fine.
+    let (status, _, body) = send(
+        &app,
+        &client,
+        Method::GET,
+        "/api/history?q=%E7%8B%90%E7%8B%B8+%25%27%22",
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
