@@ -18,4 +18,7 @@ pub struct AppState {
     pub history: History,
     pub images: ImageStore,
     pub readiness: watch::Receiver<Readiness>,
+    /// The longest a job may hold ComfyUI (`--job-deadline`): it bounds how long a request that waits
+    /// for its images (`/v1/images/generations`) waits without a word from them.
+    pub job_deadline: std::time::Duration,
 }

@@ -29,8 +29,6 @@ pub enum Rule {
     WidthNeedsHeight,
     HeightNeedsWidth,
     // The OpenAI-compatible images API's own (`crate::openai`).
-    /// A `model` other than the one the studio offers.
-    UnknownModel,
     /// `n` outside 1..=[`api::openai::MAX_IMAGES`].
     ImageCount,
     /// Both `size` and `aspect_ratio`.
@@ -41,6 +39,14 @@ pub enum Rule {
     },
     /// A `size` that is neither `auto` nor `WIDTHxHEIGHT`.
     SizeFormat,
+    /// `background: transparent`: the model makes opaque images.
+    TransparentBackground,
+    /// `output_compression` above 100.
+    CompressionRange,
+    /// `partial_images` above [`api::openai::MAX_PARTIAL_IMAGES`].
+    PartialImages,
+    /// `response_format: url` with an `output_format` other than `png`: the URL is the stored PNG's.
+    UrlIsPng,
 }
 
 impl ValidationError {
