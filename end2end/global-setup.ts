@@ -126,7 +126,10 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
     const gateway = start(
       'zimage',
       zimageBin,
-      ['serve', '--comfyui', comfyUrl, '--listen', `127.0.0.1:${gatewayPort}`, '--data-dir', dataDir, '--site-root', siteRoot],
+      // No job rate limit: the SDK tests start more than ten jobs a minute from this one address (the
+      // limit has tests of its own).
+      ['serve', '--comfyui', comfyUrl, '--listen', `127.0.0.1:${gatewayPort}`, '--data-dir', dataDir, '--site-root', siteRoot,
+        '--jobs-per-minute', '0'],
       logDir,
     );
     processes.push(gateway);

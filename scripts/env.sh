@@ -12,6 +12,8 @@
 WASM_BINDGEN_VERSION=0.2.130
 TRUNK_VERSION=0.21.14
 BINARYEN_VERSION=132
+# OpenAI's Python SDK, which the browser tests run against the studio (end2end/sdk/openai_sdk.py).
+OPENAI_PYTHON_VERSION=3.51.0
 
 # Without a home folder (some CI runners), the cache lives in the clone, as it used to.
 ZIMAGE_CACHE_DIR="${ZIMAGE_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-$PWD/.tools}/.cache}/z-image-local}"
@@ -19,6 +21,7 @@ ZIMAGE_CACHE_DIR="${ZIMAGE_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-$PWD/.tools}/.ca
 WASM_BINDGEN_HOME="$ZIMAGE_CACHE_DIR/tools/wasm-bindgen-$WASM_BINDGEN_VERSION"
 TRUNK_HOME="$ZIMAGE_CACHE_DIR/tools/trunk-$TRUNK_VERSION"
 BINARYEN_HOME="$ZIMAGE_CACHE_DIR/tools/binaryen-$BINARYEN_VERSION"
+OPENAI_PYTHON_HOME="$ZIMAGE_CACHE_DIR/tools/openai-python-$OPENAI_PYTHON_VERSION"
 export PATH="$WASM_BINDGEN_HOME/bin:$TRUNK_HOME/bin:$BINARYEN_HOME/node_modules/.bin:$PATH"
 
 # Cargo's build-dir (stable since cargo 1.91) holds the intermediate artifacts; the final binaries and the

@@ -15,6 +15,7 @@ mod bundle;
 mod gallery;
 mod gateway;
 mod load;
+mod openai;
 mod overhead;
 mod proxy;
 mod relay;
@@ -72,6 +73,9 @@ struct Args {
     /// Recorded jobs per path in the overhead measurement.
     #[arg(long, default_value_t = 200)]
     jobs: usize,
+    /// Rounds of the OpenAI-compatible measurement (each one job on each of its four paths).
+    #[arg(long, default_value_t = 50)]
+    openai_jobs: usize,
     /// Watcher counts of the relay measurement.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 200, 1000])]
     watchers: Vec<usize>,
@@ -145,6 +149,7 @@ enum Section {
     Saving,
     Backends,
     Gallery,
+    Openai,
 }
 
 impl Args {
@@ -156,6 +161,7 @@ impl Args {
     fn apply_quick(&mut self) {
         if self.quick {
             self.jobs = self.jobs.min(20);
+            self.openai_jobs = self.openai_jobs.min(10);
             self.load_seconds = 1;
             self.load_rounds = 1;
             self.startup_runs = self.startup_runs.min(3);
@@ -183,6 +189,7 @@ fn main() -> anyhow::Result<()> {
         Section::Studio,
         Section::Backends,
         Section::Gallery,
+        Section::Openai,
     ]
     .into_iter()
     .any(|section| args.wants(section));
@@ -295,7 +302,11 @@ async fn run(
     };
 
     let mut history_data = None;
-    if args.wants(Section::Overhead) || args.wants(Section::Load) || args.wants(Section::Startup) {
+    if args.wants(Section::Overhead)
+        || args.wants(Section::Load)
+        || args.wants(Section::Startup)
+        || args.wants(Section::Openai)
+    {
         let gateway = Gateway::start(&spec).await?;
         gateway.wait_ready().await?;
         let client = GatewayClient::new(gateway.addr);
@@ -309,6 +320,24 @@ async fn run(
             // The other sections want a history to read and to load.
             for _ in 0..24 {
                 client.run(seeds.next()).await?;
+            }
+        }
+        if args.wants(Section::Openai) {
+            section("11. the OpenAI-compatible path and transcoding");
+            let warmup = if args.quick { 1 } else { 5 };
+            match openai::measure(&client, warmup, args.openai_jobs, || seeds.next()).await {
+                Ok(report) => {
+                    println!(
+                        "   /api/jobs {:.2} ms, /v1 png {:.2} ms median: +{:.2} ms; jpeg +{:.2} ms, webp +{:.2} ms",
+                        report.api.median_ms,
+                        report.v1_png.median_ms,
+                        report.v1_added_median_ms,
+                        report.jpeg_added_median_ms,
+                        report.webp_added_median_ms
+                    );
+                    results.openai = Some(report);
+                }
+                Err(error) => skip(&mut results, "openai", &error),
             }
         }
         if args.wants(Section::Load) {

@@ -212,6 +212,11 @@ impl GatewayClient {
         }
     }
 
+    /// The gateway's address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Submits a job (of the default size); the gateway's answer.
     pub(crate) async fn submit(&self, seed: u64) -> anyhow::Result<JobAccepted> {
         self.submit_sized(seed, None).await

@@ -49,6 +49,7 @@ pub(crate) struct Results {
     pub(crate) saving: Option<SavingReport>,
     pub(crate) backends: Option<crate::backends::BackendsReport>,
     pub(crate) gallery: Option<GalleryReport>,
+    pub(crate) openai: Option<crate::openai::OpenAiReport>,
     pub(crate) budgets: BTreeMap<String, u64>,
     pub(crate) skipped: BTreeMap<String, String>,
 }
@@ -313,6 +314,42 @@ pub(crate) fn table(results: &Results) -> String {
             format!("warm median: {}", stages(&studio.warm_median_ms)),
             format!("cold first run: {}", stages(&studio.cold_ms)),
             "runs".to_owned(),
+            "-".to_owned(),
+        );
+    }
+    if let Some(openai) = &results.openai {
+        row(
+            format!(
+                "11. `/v1/images/generations` over `/api/jobs` ({}x{}, {} jobs per path)",
+                openai.width, openai.height, openai.jobs_per_path
+            ),
+            format!(
+                "PNG as base64: +{:.2} ms median per image ({:.2} ms); JPEG +{:.2} ms, WebP +{:.2} ms over PNG",
+                openai.v1_added_median_ms,
+                openai.v1_png.median_ms,
+                openai.jpeg_added_median_ms,
+                openai.webp_added_median_ms
+            ),
+            format!("`/api/jobs`, events, PNG: {:.2} ms median", openai.api.median_ms),
+            "reported".to_owned(),
+            "-".to_owned(),
+        );
+        row(
+            format!(
+                "11. Transcoding a {}x{} PNG ({}), one thread",
+                openai.width,
+                openai.height,
+                bytes(openai.png_bytes as u64)
+            ),
+            format!(
+                "JPEG (quality 90): {:.2} ms median ({}); WebP (lossless): {:.2} ms median ({})",
+                openai.transcode_jpeg.median_ms,
+                bytes(openai.jpeg_bytes as u64),
+                openai.transcode_webp.median_ms,
+                bytes(openai.webp_bytes as u64)
+            ),
+            "PNG: none (sent as stored)".to_owned(),
+            "reported".to_owned(),
             "-".to_owned(),
         );
     }

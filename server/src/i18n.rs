@@ -27,13 +27,18 @@ pub struct Text {
     pub width_needs_height: &'static str,
     pub height_needs_width: &'static str,
     // The OpenAI-compatible images API's rules.
-    pub unknown_model: fn(&str) -> String,
     pub image_count: fn(u32) -> String,
     pub size_or_ratio: &'static str,
     pub seeds_range: fn(u32, u64) -> String,
     pub size_format: fn(u32, u32, u32) -> String,
     /// A source picture where none can be taken (or written down wrongly).
     pub source_not_here: &'static str,
+    pub transparent_background: &'static str,
+    pub compression_range: &'static str,
+    pub partial_images: fn(u32) -> String,
+    pub url_is_png: &'static str,
+    /// A wait for images given up: seconds waited without a word from their jobs.
+    pub generation_timed_out: fn(u64) -> String,
     // The shape of a request.
     pub body_too_large: fn(usize) -> String,
     pub json_required: &'static str,
@@ -126,9 +131,6 @@ impl Text {
         ratio_or_size: "Give either an aspect ratio or a width and height, not both.",
         width_needs_height: "A width needs a height.",
         height_needs_width: "A height needs a width.",
-        unknown_model: |offered| {
-            format!("The studio has no model of that name; the one it offers is {offered:?}.")
-        },
         image_count: |most| format!("n must be between 1 and {most}."),
         size_or_ratio: "Give either a size or an aspect ratio, not both.",
         seeds_range: |count, most| format!("The seeds of the {count} images must stay between 0 and {most}."),
@@ -138,6 +140,15 @@ impl Text {
             )
         },
         source_not_here: "A picture to start from cannot be given here.",
+        transparent_background: "The model makes opaque images: a transparent background cannot be made. Use \"auto\" or \"opaque\".",
+        compression_range: "output_compression must be between 0 and 100.",
+        partial_images: |most| format!("partial_images must be between 0 and {most}."),
+        url_is_png: "A url answer links to the stored PNG: ask for output_format \"png\", or for response_format \"b64_json\" to get JPEG or WebP.",
+        generation_timed_out: |seconds| {
+            format!(
+                "No word of the images for {seconds} seconds, longer than a job may take: the wait was given up and the jobs cancelled."
+            )
+        },
         body_too_large: |max| format!("The request body is larger than {max} bytes."),
         json_required: "Send the request as JSON (Content-Type: application/json).",
         malformed_json: |detail| format!("The request body is not valid JSON: {detail}."),
@@ -239,7 +250,6 @@ impl Text {
         ratio_or_size: "请只给出画幅比例，或只给出宽度和高度，不要同时给出。",
         width_needs_height: "给出宽度时也需要高度。",
         height_needs_width: "给出高度时也需要宽度。",
-        unknown_model: |offered| format!("工作室没有这个名字的模型；它提供的是 {offered:?}。"),
         image_count: |most| format!("n 必须在 1 到 {most} 之间。"),
         size_or_ratio: "尺寸和宽高比只能给一个。",
         seeds_range: |count, most| format!("{count} 张图像的种子必须都在 0 到 {most} 之间。"),
@@ -249,6 +259,13 @@ impl Text {
             )
         },
         source_not_here: "这里不能给出起始图片。",
+        transparent_background: "模型只生成不透明的图像，无法生成透明背景。请使用 \"auto\" 或 \"opaque\"。",
+        compression_range: "output_compression 必须在 0 到 100 之间。",
+        partial_images: |most| format!("partial_images 必须在 0 到 {most} 之间。"),
+        url_is_png: "url 答复链接的是保存的 PNG：请使用 output_format \"png\"，或用 response_format \"b64_json\" 获取 JPEG 或 WebP。",
+        generation_timed_out: |seconds| {
+            format!("{seconds} 秒内没有任何图像的消息，超过了任务允许的时长：已停止等待并取消任务。")
+        },
         body_too_large: |max| format!("请求体超过了 {max} 字节。"),
         json_required: "请以 JSON 发送请求（Content-Type: application/json）。",
         malformed_json: |detail| format!("请求体不是有效的 JSON：{detail}。"),
@@ -348,12 +365,15 @@ impl Text {
             Rule::RatioOrSize => self.ratio_or_size.to_owned(),
             Rule::WidthNeedsHeight => self.width_needs_height.to_owned(),
             Rule::HeightNeedsWidth => self.height_needs_width.to_owned(),
-            Rule::UnknownModel => (self.unknown_model)(zimage_contract::openai::MODEL_ID),
             Rule::ImageCount => (self.image_count)(zimage_contract::openai::MAX_IMAGES),
             Rule::SizeOrRatio => self.size_or_ratio.to_owned(),
             Rule::SeedsOutOfRange { count } => (self.seeds_range)(count, MAX_SEED),
             Rule::SizeFormat => (self.size_format)(MIN_SIDE, MAX_SIDE, SIDE_STEP),
             Rule::StoredSource => self.source_not_here.to_owned(),
+            Rule::TransparentBackground => self.transparent_background.to_owned(),
+            Rule::CompressionRange => self.compression_range.to_owned(),
+            Rule::PartialImages => (self.partial_images)(zimage_contract::openai::MAX_PARTIAL_IMAGES),
+            Rule::UrlIsPng => self.url_is_png.to_owned(),
         }
     }
 }

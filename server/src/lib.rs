@@ -225,6 +225,7 @@ pub async fn serve_tuned(
         images,
         pictures,
         readiness,
+        job_deadline: config.job_deadline,
     };
     let app = routes::router(state, &config.site_root);
     let names: Vec<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();

@@ -21,4 +21,7 @@ pub struct AppState {
     /// The pictures and masks jobs start from.
     pub pictures: PictureStore,
     pub readiness: watch::Receiver<Readiness>,
+    /// The longest a job may hold ComfyUI (`--job-deadline`): it bounds how long a request that waits
+    /// for its images (`/v1/images/generations`) waits without a word from them.
+    pub job_deadline: std::time::Duration,
 }

@@ -33,8 +33,6 @@ pub enum Rule {
     WidthNeedsHeight,
     HeightNeedsWidth,
     // The OpenAI-compatible images API's own (`crate::openai`).
-    /// A `model` other than the one the studio offers.
-    UnknownModel,
     /// `n` outside 1..=[`api::openai::MAX_IMAGES`].
     ImageCount,
     /// Both `size` and `aspect_ratio`.
@@ -47,6 +45,14 @@ pub enum Rule {
     SizeFormat,
     /// A source picture given where none can be taken, or written down wrongly.
     StoredSource,
+    /// `background: transparent`: the model makes opaque images.
+    TransparentBackground,
+    /// `output_compression` above 100.
+    CompressionRange,
+    /// `partial_images` above [`api::openai::MAX_PARTIAL_IMAGES`].
+    PartialImages,
+    /// `response_format: url` with an `output_format` other than `png`: the URL is the stored PNG's.
+    UrlIsPng,
 }
 
 impl ValidationError {

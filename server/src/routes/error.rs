@@ -141,6 +141,10 @@ impl From<GenerateError> for ApiError {
             GenerateError::Failed { code, message } => ApiError::JobFailed { code, message },
             GenerateError::Cancelled => ApiError::JobCancelled,
             GenerateError::Restarting => ApiError::ShuttingDown,
+            GenerateError::TimedOut { waited } => ApiError::JobFailed {
+                code: "timed_out".to_owned(),
+                message: (text().generation_timed_out)(waited.as_secs()),
+            },
         }
     }
 }

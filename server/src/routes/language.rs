@@ -53,6 +53,11 @@ pub(super) fn current() -> Lang {
     LANGUAGE.try_with(|lang| *lang).unwrap_or_default()
 }
 
+/// Runs `f` in `lang`, for work a request leaves behind it (the events of a stream it answered with).
+pub(super) fn within<T>(lang: Lang, f: impl FnOnce() -> T) -> T {
+    LANGUAGE.sync_scope(lang, f)
+}
+
 /// The words of the request being answered.
 pub(super) fn text() -> &'static Text {
     Text::of(current())

@@ -2,26 +2,35 @@
 //! SDKs and the chat front ends built on them. The door and the limits are the studio's own; errors
 //! take OpenAI's shape in [`super::error::openai_dialect`]; the decisions are [`crate::openai`]'s.
 
-use std::sync::LazyLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::convert::Infallible;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
+use futures_util::{Stream, StreamExt as _};
+use zimage_contract::ErrorDetail;
 use zimage_contract::openai::{
-    self, ImageData, ImagesRequest, ImagesResponse, ListObject, Model, ModelList, ModelObject,
-    OpenAiErrorBody, ResponseFormat,
+    self, ImageStreamEvent, ImagesRequest, ImagesResponse, ListObject, Model, ModelList, ModelObject,
+    OpenAiErrorBody,
 };
-use zimage_contract::paths;
 
 use super::access::Caller;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, openai_error};
 use super::jobs::admit;
-use crate::images::Variant;
-use crate::openai::{ImagesPlan, generate};
+use super::language;
+use crate::i18n::Lang;
+use crate::openai::answer::{self, unix_seconds};
+use crate::openai::{Delivery, GenerateError, ImagesPlan, Progress, submit};
 use crate::state::AppState;
+
+/// How often an idle stream says it is alive (a comment line), so proxies keep it open while an
+/// image waits in line.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// When the routes were built, which is when the gateway started: the model list's `created`.
 static STARTED: LazyLock<u64> = LazyLock::new(unix_seconds);
@@ -61,8 +70,13 @@ async fn unknown() -> ApiError {
 
 #[utoipa::path(post, path = "/v1/images/generations", tag = "openai", request_body = ImagesRequest,
     responses(
-        (status = 200, description = "Answered once every image exists (no request timeout). Each image is a job of the studio's and lands in its history. A client that hangs up first cancels its jobs.", body = ImagesResponse),
-        (status = 400, description = "A parameter broke a rule; `param` names it (`invalid_field`, `too_many_jobs` for `n` above the rate's burst), or the body is not JSON.", body = OpenAiErrorBody),
+        (status = 200, description = "Answered once every image exists (no request timeout; a wait with no word from the jobs for longer than the job deadline gives up with 500 `generation_failed`). \
+Each image is a job of the studio's and lands in its history. A client that hangs up first cancels its jobs. Every `model` name is served by the studio's one model, which `x-zimage-model` names. \
+With `stream: true` the answer is server-sent events instead: each event's `event:` field is its `type` (`image_generation.partial_image`, `image_generation.completed`) and its `data:` the `ImageStreamEvent`'s JSON; \
+a failure after the stream began is an event `error` whose data is an `OpenAiErrorBody`. The stream ends after the last image.",
+            content((ImagesResponse = "application/json"), (ImageStreamEvent = "text/event-stream")),
+            headers(("x-zimage-model" = String, description = "The model that made the images (`z-image-turbo`), whatever `model` named."))),
+        (status = 400, description = "A parameter broke a rule; `param` names it (`invalid_field`; `background` `transparent`, `output_compression` above 100, `partial_images` above 3, `url` with a `jpeg` or `webp` `output_format`; `too_many_jobs` for `n` above the rate's burst), or the body is not JSON.", body = OpenAiErrorBody),
         (status = 409, description = "A job was cancelled from the studio's page (`cancelled`).", body = OpenAiErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (`body_too_large`).", body = OpenAiErrorBody),
         (status = 429, description = "This device starts jobs too fast (`too_many_jobs`) or the line is full (`queue_full`).",
@@ -76,42 +90,84 @@ pub(super) async fn generations(
     caller: Caller,
     headers: HeaderMap,
     ApiJson(request): ApiJson<ImagesRequest>,
-) -> Result<Json<ImagesResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let plan = ImagesPlan::try_from(request)?;
     admit(
         &state,
         &caller,
         u32::try_from(plan.images.len()).unwrap_or(u32::MAX),
     )?;
-    // Dropped when the client hangs up, which cancels the jobs.
-    let made = generate(&state.jobs, &plan, caller.requester).await?;
-    let created = unix_seconds();
-    let origin = origin(&headers);
-    let mut data = Vec::with_capacity(made.len());
-    for (image, params) in made.iter().zip(&plan.images) {
-        let revised_prompt =
-            (params.prompt.as_str() != plan.sent_prompt).then(|| params.prompt.as_str().to_owned());
-        let path = paths::image(&image.id.to_string());
-        data.push(match plan.format {
-            ResponseFormat::Url => ImageData {
-                b64_json: None,
-                url: Some(format!("{origin}{path}")),
-                revised_prompt,
-            },
-            ResponseFormat::B64Json => {
-                let png =
-                    state.jobs.image(image.id, Variant::Full).await?.ok_or_else(|| {
-                        ApiError::Internal(format!("the image of job {} is gone", image.id))
-                    })?;
-                ImageData {
-                    b64_json: Some(base64::engine::general_purpose::STANDARD.encode(&png)),
-                    url: None,
-                    revised_prompt,
-                }
-            }
-        });
-    }
-    Ok(Json(ImagesResponse { created, data }))
+    let submitted = submit(&state.jobs, &plan, caller.requester, state.job_deadline).await?;
+    let mut response = match plan.delivery.stream {
+        // Dropped when the client hangs up, which cancels the jobs.
+        None => {
+            let made = submitted.wait().await?;
+            let revised = plan
+                .images
+                .first()
+                .map(|params| params.prompt.as_str())
+                .filter(|prompt| *prompt != plan.sent_prompt);
+            let body = answer::response(&state.jobs, &plan.delivery, &made, revised, &origin(&headers))
+                .await
+                .map_err(|error| ApiError::Internal(error.to_string()))?;
+            Json(body).into_response()
+        }
+        Some(partials) => {
+            let lang = language::of_request(&headers);
+            events(state, plan.delivery, submitted.progress(partials).await, lang)
+        }
+    };
+    response
+        .headers_mut()
+        .insert(openai::MODEL_HEADER, HeaderValue::from_static(openai::MODEL_ID));
+    Ok(response)
+}
+
+/// The answer of `stream: true`: one event per preview and image as they come, then the end. The
+/// stream owns the jobs: when the client hangs up, it is dropped and they are cancelled.
+fn events(
+    state: AppState,
+    delivery: Delivery,
+    progress: impl Stream<Item = Result<Progress, GenerateError>> + Send + 'static,
+    lang: Lang,
+) -> Response {
+    let delivery = Arc::new(delivery);
+    let events = progress.filter_map(move |item| {
+        let (jobs, delivery) = (state.jobs.clone(), Arc::clone(&delivery));
+        async move {
+            let event = match item {
+                Ok(progress) => match answer::event(&jobs, &delivery, progress).await {
+                    Ok(Some(event)) => Event::default()
+                        .event(event.name())
+                        .json_data(&event)
+                        .unwrap_or_else(|error| error_event(lang, ApiError::Internal(error.to_string()))),
+                    Ok(None) => return None,
+                    Err(error) => error_event(lang, ApiError::Internal(error.to_string())),
+                },
+                Err(error) => error_event(lang, error.into()),
+            };
+            Some(Ok::<Event, Infallible>(event))
+        }
+    });
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response();
+    // Tell reverse proxies (nginx) not to buffer the stream.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// A failure after the stream began: an `error` event with OpenAI's error body, which the SDKs raise.
+fn error_event(lang: Lang, error: ApiError) -> Event {
+    let answer = language::within(lang, || error.into_response());
+    let detail = answer.extensions().get::<ErrorDetail>().cloned();
+    let body = openai_error(answer.status(), detail);
+    Event::default()
+        .event("error")
+        .json_data(&body)
+        .unwrap_or_else(|_| Event::default().event("error").data("{}"))
 }
 
 /// `http://` and the host the client asked for (the door has checked it is one of the studio's names).
@@ -121,10 +177,4 @@ fn origin(headers: &HeaderMap) -> String {
         .and_then(|value| value.to_str().ok())
         .unwrap_or("localhost");
     format!("http://{host}")
-}
-
-fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs())
 }

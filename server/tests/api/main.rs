@@ -19,6 +19,7 @@ mod generate_command;
 mod language;
 mod load;
 mod openai;
+mod openai_clients;
 mod pacing;
 mod pictures;
 mod resilience;

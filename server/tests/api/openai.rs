@@ -21,15 +21,15 @@ use crate::support::{
 };
 
 const SECRET: &str = "correct horse battery staple";
-const GENERATIONS: &str = "/v1/images/generations";
+pub(crate) const GENERATIONS: &str = "/v1/images/generations";
 
 /// What an OpenAI SDK is: a client without cookies that sends its key as a bearer token.
-fn sdk() -> Client {
+pub(crate) fn sdk() -> Client {
     Client::new()
 }
 
 /// Posts `body` as an SDK does, with `key` as the API key.
-async fn generate(app: &TestApp, key: &str, body: &Value) -> (StatusCode, HeaderMap, Value) {
+pub(crate) async fn generate(app: &TestApp, key: &str, body: &Value) -> (StatusCode, HeaderMap, Value) {
     let response = sdk()
         .post(app.url(GENERATIONS))
         .bearer_auth(key)
@@ -42,7 +42,7 @@ async fn generate(app: &TestApp, key: &str, body: &Value) -> (StatusCode, Header
 }
 
 /// Status, headers and JSON body of an answer, checked against the OpenAPI document.
-async fn read(method: &str, response: reqwest::Response) -> (StatusCode, HeaderMap, Value) {
+pub(crate) async fn read(method: &str, response: reqwest::Response) -> (StatusCode, HeaderMap, Value) {
     let status = response.status();
     let headers = response.headers().clone();
     let path = response.url().path().to_owned();
@@ -54,7 +54,7 @@ async fn read(method: &str, response: reqwest::Response) -> (StatusCode, HeaderM
 }
 
 /// Checks the body is OpenAI's error object and returns `(type, param, code)`.
-fn openai_error(body: &Value) -> (String, Option<String>, Option<String>) {
+pub(crate) fn openai_error(body: &Value) -> (String, Option<String>, Option<String>) {
     let error = body["error"]
         .as_object()
         .unwrap_or_else(|| panic!("no error object: {body}"));
@@ -72,7 +72,7 @@ fn openai_error(body: &Value) -> (String, Option<String>, Option<String>) {
     (text("type").unwrap(), text("param"), text("code"))
 }
 
-fn decoded_png(b64: &str) -> image::DynamicImage {
+pub(crate) fn decoded_png(b64: &str) -> image::DynamicImage {
     let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     image::load_from_memory(&bytes).unwrap()
@@ -193,7 +193,24 @@ async fn refusals_are_openai_errors_naming_the_parameter() {
         (json!({"prompt": "fox", "size": "2048x2048"}), "size"),
         (json!({"prompt": "fox", "size": "1000x1000"}), "size"),
         (json!({"prompt": "fox", "size": "large"}), "size"),
-        (json!({"prompt": "fox", "model": "dall-e-3"}), "model"),
+        (
+            json!({"prompt": "fox", "background": "transparent"}),
+            "background",
+        ),
+        (
+            json!({"prompt": "fox", "output_compression": 101}),
+            "output_compression",
+        ),
+        (
+            json!({"prompt": "fox", "stream": true, "partial_images": 4}),
+            "partial_images",
+        ),
+        (json!({"prompt": "fox", "quality": "ultra"}), "quality"),
+        (json!({"prompt": "fox", "output_format": "gif"}), "output_format"),
+        (
+            json!({"prompt": "fox", "response_format": "url", "output_format": "jpeg"}),
+            "output_format",
+        ),
         (
             json!({"prompt": "fox", "response_format": "webp"}),
             "response_format",
@@ -426,4 +443,127 @@ fn the_document_check_refuses_an_answer_that_breaks_the_document() {
         200,
         Some(&json!({"object": "list", "data": []})),
     );
+}
+
+/// The answer's image in `b64_json`, decoded, with the format its bytes are in.
+fn decoded(b64: &str) -> (image::ImageFormat, image::DynamicImage) {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    let format = image::guess_format(&bytes).unwrap();
+    (format, image::load_from_memory(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn jpeg_and_webp_are_transcoded_and_output_compression_is_the_jpeg_quality() {
+    let app = spawn_app().await;
+    let mut jpeg_lengths = Vec::new();
+    for (format, compression, expected) in [
+        ("jpeg", 100, image::ImageFormat::Jpeg),
+        ("jpeg", 10, image::ImageFormat::Jpeg),
+        ("webp", 50, image::ImageFormat::WebP),
+        ("png", 0, image::ImageFormat::Png),
+    ] {
+        let (status, _, body) = generate(
+            &app,
+            "sk-x",
+            &json!({"model": "gpt-image-1", "prompt": "fox", "size": "512x256", "seed": 5,
+                    "output_format": format, "output_compression": compression}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["output_format"], format, "{body}");
+        let b64 = body["data"][0]["b64_json"].as_str().unwrap();
+        let (made, picture) = decoded(b64);
+        assert_eq!((made, picture.width(), picture.height()), (expected, 512, 256));
+        if format == "jpeg" {
+            jpeg_lengths.push(b64.len());
+        }
+    }
+    // The same image (same seed) at quality 10 is smaller than at 100.
+    assert!(jpeg_lengths[1] < jpeg_lengths[0], "{jpeg_lengths:?}");
+}
+
+#[tokio::test]
+async fn every_model_name_is_served_by_the_studios_model_and_says_so() {
+    let app = spawn_app().await;
+    for model in [
+        "gpt-image-1",
+        "gpt-image-1.5",
+        "gpt-image-2",
+        "dall-e-3",
+        "dall-e-2",
+        "z-image-turbo",
+        "flux-dev",
+    ] {
+        let (status, headers, body) = generate(
+            &app,
+            "sk-x",
+            &json!({"model": model, "prompt": "fox", "size": "256x256"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{model}: {body}");
+        assert_eq!(headers["x-zimage-model"], "z-image-turbo", "{model}");
+        // As OpenAI answers: URLs by default for its dall-e models, base64 for the others.
+        let image = &body["data"][0];
+        if model.starts_with("dall-e") {
+            assert!(
+                image["url"].is_string() && image["b64_json"].is_null(),
+                "{model}: {body}"
+            );
+        } else {
+            assert!(
+                image["b64_json"].is_string() && image["url"].is_null(),
+                "{model}: {body}"
+            );
+        }
+        // The settings echoed as OpenAI's answer has them, and usage in its shape.
+        assert_eq!(
+            (
+                &body["background"],
+                &body["quality"],
+                &body["size"],
+                &body["output_format"]
+            ),
+            (&json!("opaque"), &json!("auto"), &json!("256x256"), &json!("png")),
+            "{body}"
+        );
+        assert_eq!(body["usage"]["input_tokens_details"]["text_tokens"], 0, "{body}");
+    }
+    // The list stays truthful: the one model the studio has.
+    let (_, _, models) = read("get", sdk().get(app.url("/v1/models")).send().await.unwrap()).await;
+    assert_eq!(models["data"].as_array().unwrap().len(), 1, "{models}");
+}
+
+#[tokio::test]
+async fn a_transparent_background_is_refused_with_the_reason_in_the_askers_language() {
+    let app = spawn_app().await;
+    let body = json!({"prompt": "fox", "background": "transparent"});
+    let (status, _, answer) = generate(&app, "sk-x", &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("opaque"), "{message}");
+    let response = sdk()
+        .post(app.url(GENERATIONS))
+        .header("accept-language", "zh-CN")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (_, _, answer) = read("post", response).await;
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains("透明"),
+        "{answer}"
+    );
+    assert!(app.sim.faults().prompts_received().is_empty());
+}
+
+#[tokio::test]
+async fn the_wait_ends_with_the_jobs_deadline() {
+    let app = spawn_app_with_args(&["--job-deadline=1"]).await;
+    // ComfyUI never finishes: the job's deadline ends it, and the waiting request with it.
+    app.sim.faults().hold_at_step(Some(2));
+    let (status, headers, body) = generate(&app, "sk-x", &json!({"prompt": "fox", "size": "256x256"})).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(headers["x-should-retry"], "false");
+    assert_eq!(openai_error(&body).2.as_deref(), Some("generation_failed"));
+    app.sim.faults().release();
 }
