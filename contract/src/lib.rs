@@ -6,6 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 pub mod openai;
+pub mod pictures;
+
+pub use pictures::{PictureKind, PictureUploaded, SourceInfo, SourceRequest};
 
 /// Longest prompt accepted, in characters (Unicode scalar values) after trimming.
 pub const MAX_PROMPT_CHARS: usize = 2000;
@@ -161,6 +164,10 @@ pub struct CreateJobRequest {
     /// One image per job: only 1 is accepted.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1))]
     pub batch_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Start from an uploaded picture instead of noise. Without `width`, `height` and `aspect_ratio`
+    /// the image has the picture's size; with them the picture is cropped (centred) and scaled to it.
+    pub source: Option<SourceRequest>,
 }
 
 /// Answer to `POST /api/jobs` (202).

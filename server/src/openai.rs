@@ -72,6 +72,7 @@ impl TryFrom<ImagesRequest> for ImagesPlan {
                     width: size.map(|(width, _)| width),
                     height: size.map(|(_, height)| height),
                     batch_size: None,
+                    source: None,
                 };
                 // The studio's own rules, with its field names turned into this API's.
                 GenerationParams::try_from(job).map_err(|error| match error.field {
