@@ -79,7 +79,7 @@ impl PageState {
 }
 
 /// The loaded part of the history.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Gallery {
     /// Newest first.
     pub items: Vec<HistoryItem>,
@@ -268,6 +268,7 @@ mod tests {
             thumbnail_url: paths::thumbnail(id),
             backend: None,
             starred: false,
+            source: None,
         }
     }
 

@@ -253,7 +253,7 @@ pub struct JobView {
 }
 
 /// One finished image in `GET /api/history`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryItem {
     /// The id of the job that made it (also the image id).
@@ -273,6 +273,9 @@ pub struct HistoryItem {
     /// Kept apart by someone (the gallery is shared: any admitted device may star or unstar).
     #[serde(default)]
     pub starred: bool,
+    /// The picture it started from and how strongly; absent for an image made from words alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceInfo>,
 }
 
 /// Body of `PATCH /api/history/{id}`: star or unstar an image.
@@ -287,7 +290,7 @@ pub struct HistoryPatch {
 /// images were saved, the order the gallery received them live). `q` finds the
 /// images whose prompt holds every word (any part of a word, in any language; a number also matches
 /// the seed); `starred=true` keeps only starred images.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryPage {
     pub items: Vec<HistoryItem>,

@@ -140,6 +140,7 @@ impl HistoryRecord {
             created_at: self.timings.queued_at,
             backend: self.backend.clone(),
             starred: false,
+            source: None,
         }
     }
 }
