@@ -1,12 +1,15 @@
 //! The full-screen viewer: one image of the gallery over the page, with its prompt, seed, size, time
-//! taken and backend, and copy prompt, reuse, download, star and delete. Arrow keys and swipes move
+//! taken, backend and the picture it started from, and copy prompt, reuse, start from this, download,
+//! star and delete. Arrow keys and swipes move
 //! through the gallery as filtered; Esc, the close button and the phone's back button close it.
 
 use leptos::prelude::*;
 
-use crate::api::HistoryItem;
+use crate::api::pictures::paths;
+use crate::api::{HistoryItem, SourceInfo};
 use crate::components::delete_button::DeleteButton;
 use crate::components::gallery::StarButton;
+use crate::form::Strength;
 use crate::job::format_elapsed;
 use crate::studio::Studio;
 
@@ -126,6 +129,7 @@ fn ViewerDetails(studio: Studio, item: HistoryItem) -> AnyView {
                             </div>
                         }
                     })}
+                {item.source.clone().map(|source| view! { <StartedFrom studio source/> })}
             </dl>
             <ViewerActions studio item download_name/>
         </div>
@@ -133,11 +137,29 @@ fn ViewerDetails(studio: Studio, item: HistoryItem) -> AnyView {
     .into_any()
 }
 
-/// Star, copy prompt, reuse, download, delete.
+/// The picture an image started from, small, and how much could change, in words.
+#[component]
+fn StartedFrom(studio: Studio, source: SourceInfo) -> impl IntoView {
+    let ui = studio.ui;
+    let strength = Strength::from_value(source.strength).value_text(ui);
+    view! {
+        <div class="viewer-source">
+            <dt>{ui.started_from}</dt>
+            <dd>
+                <img src=paths::picture(&source.picture) alt=ui.chosen_picture width="48" height="48"/>
+                <span>{strength}</span>
+                {source.masked.then(|| view! { <span>{ui.painted_part_changes}</span> })}
+            </dd>
+        </div>
+    }
+}
+
+/// Star, copy prompt, reuse, start from this, download, delete.
 #[component]
 fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> AnyView {
     let ui = studio.ui;
     let (copy_prompt, reuse_item, delete_id) = (item.prompt.clone(), item.clone(), item.id.clone());
+    let start_url = item.image_url.clone();
     view! {
         <div class="actions">
             <StarButton studio id=item.id.clone() starred=item.starred class="button"/>
@@ -146,6 +168,14 @@ fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> An
             </button>
             <button type="button" class="button" on:click=move |_| studio.reuse_from_viewer(&reuse_item)>
                 {ui.reuse_image}
+            </button>
+            <button
+                type="button"
+                class="button"
+                disabled=move || studio.picture_busy.get()
+                on:click=move |_| studio.start_from_image(start_url.clone())
+            >
+                {ui.start_from_this}
             </button>
             <a class="button" href=item.image_url.clone() download=download_name>
                 {ui.download}
