@@ -50,8 +50,6 @@ pub fn PromptForm(studio: Studio) -> impl IntoView {
     let ui = studio.ui;
     let prompt_error = error_for(Field::Prompt);
     let seed_error = error_for(Field::Seed);
-    let ratio_error = error_for(Field::AspectRatio);
-    let has_picture = move || studio.form.with(|form| form.source.is_some());
 
     crate::components::erase(view! {
         <form id=FORM_ID class="composer" on:submit=on_submit novalidate aria-label=ui.form_label>
@@ -110,18 +108,7 @@ pub fn PromptForm(studio: Studio) -> impl IntoView {
 
             <SourcePicker studio/>
 
-            <fieldset class="field ratios" aria-describedby="ratio-error">
-                <legend>{ui.aspect_ratio}</legend>
-                <div class="chips" class:with-picture=has_picture>
-                    <Show when=has_picture>
-                        <PictureChip studio/>
-                    </Show>
-                    {AspectRatio::ALL.into_iter().map(|ratio| view! { <RatioChip studio ratio/> }).collect_view()}
-                </div>
-                <p id="ratio-error" class="field-error" aria-live="polite">
-                    {ratio_error}
-                </p>
-            </fieldset>
+            <RatioField studio/>
 
             <div class="field">
                 <label for="seed">{ui.seed}</label>
@@ -190,6 +177,34 @@ pub fn PromptForm(studio: Studio) -> impl IntoView {
                 </button>
             </div>
         </form>
+    })
+}
+
+/// The aspect ratio chips (with a picture, one more that keeps its shape) and their error.
+#[component]
+fn RatioField(studio: Studio) -> impl IntoView {
+    let ratio_error = move || {
+        studio.form_error.with(|error| {
+            error
+                .as_ref()
+                .and_then(|error| error.message_for(Field::AspectRatio))
+                .map(str::to_owned)
+        })
+    };
+    let has_picture = move || studio.form.with(|form| form.source.is_some());
+    crate::components::erase(view! {
+        <fieldset class="field ratios" aria-describedby="ratio-error">
+            <legend>{studio.ui.aspect_ratio}</legend>
+            <div class="chips" class:with-picture=has_picture>
+                <Show when=has_picture>
+                    <PictureChip studio/>
+                </Show>
+                {AspectRatio::ALL.into_iter().map(|ratio| view! { <RatioChip studio ratio/> }).collect_view()}
+            </div>
+            <p id="ratio-error" class="field-error" aria-live="polite">
+                {ratio_error}
+            </p>
+        </fieldset>
     })
 }
 
