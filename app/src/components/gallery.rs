@@ -53,17 +53,18 @@ pub fn HistoryGallery(studio: Studio) -> impl IntoView {
                     <span>{ui.starred_filter}</span>
                 </label>
             </div>
-            <Show when=is_empty>
-                <p class="hint">
-                    {move || {
-                        if filtered() {
-                            ui.nothing_found
-                        } else {
-                            ui.history_empty
+            // A closure rather than `<Show>`, whose children are a type-erased view (its own copy of
+            // the hydration code in the bundle).
+            {move || {
+                is_empty()
+                    .then(|| {
+                        view! {
+                            <p class="hint">
+                                {if filtered() { ui.nothing_found } else { ui.history_empty }}
+                            </p>
                         }
-                    }}
-                </p>
-            </Show>
+                    })
+            }}
             <ul class="thumbs">
                 <For each=items key=|item| (item.id.clone(), item.starred) let(item)>
                     <li>

@@ -18,7 +18,7 @@ const VIEWER_ID: &str = "viewer";
 
 /// The viewer; renders nothing while no image is open.
 #[component]
-pub fn Viewer(studio: Studio) -> AnyView {
+pub fn Viewer(studio: Studio) -> impl IntoView {
     let ui = studio.ui;
     watch_swipes(studio);
     let shown = move || {
@@ -26,26 +26,31 @@ pub fn Viewer(studio: Studio) -> AnyView {
         studio.gallery.with(|gallery| gallery.get(&id).cloned())
     };
     let is_open = move || studio.viewing.with(Option::is_some);
-    view! {
-        <Show when=is_open>
-            <div id=VIEWER_ID class="viewer" role="dialog" aria-modal="true" aria-label=ui.viewer>
-                {move || shown().map(|item| view! { <ViewerContent studio item/> })}
-            </div>
-        </Show>
-    }
-    .into_any()
+    // A closure rather than `<Show>`, and the parts below erased only on the gateway: in the browser
+    // every type-erased view carries its own copy of the hydration code.
+    crate::components::erase(view! {
+        {move || {
+            is_open().then(|| {
+                view! {
+                    <div id=VIEWER_ID class="viewer" role="dialog" aria-modal="true" aria-label=ui.viewer>
+                        {move || shown().map(|item| view! { <ViewerContent studio item/> })}
+                    </div>
+                }
+            })
+        }}
+    })
 }
 
 /// One image in the viewer: the bar, the image, and its details.
 #[component]
-fn ViewerContent(studio: Studio, item: HistoryItem) -> AnyView {
+fn ViewerContent(studio: Studio, item: HistoryItem) -> impl IntoView {
     let ui = studio.ui;
     let position = studio
         .gallery
         .with_untracked(|gallery| gallery.position(&item.id))
         .map(|(at, of)| (ui.position)(at, of))
         .unwrap_or_default();
-    view! {
+    crate::components::erase(view! {
         <div class="viewer-bar">
             <span class="viewer-position">{position}</span>
             <button
@@ -84,20 +89,19 @@ fn ViewerContent(studio: Studio, item: HistoryItem) -> AnyView {
             </button>
         </div>
         <ViewerDetails studio item/>
-    }
-    .into_any()
+    })
 }
 
 /// The image's facts and actions.
 #[component]
-fn ViewerDetails(studio: Studio, item: HistoryItem) -> AnyView {
+fn ViewerDetails(studio: Studio, item: HistoryItem) -> impl IntoView {
     let ui = studio.ui;
     let elapsed = item
         .timings
         .finished_at
         .map(|finished| format_elapsed(finished.saturating_sub(item.timings.queued_at), ui));
     let download_name = format!("z-image-{}.png", item.seed);
-    view! {
+    crate::components::erase(view! {
         <div class="viewer-details">
             <p class="viewer-prompt">{item.prompt.clone()}</p>
             <dl class="facts">
@@ -133,8 +137,7 @@ fn ViewerDetails(studio: Studio, item: HistoryItem) -> AnyView {
             </dl>
             <ViewerActions studio item download_name/>
         </div>
-    }
-    .into_any()
+    })
 }
 
 /// The picture an image started from, small, and how much could change, in words.
@@ -156,11 +159,11 @@ fn StartedFrom(studio: Studio, source: SourceInfo) -> impl IntoView {
 
 /// Star, copy prompt, reuse, start from this, download, delete.
 #[component]
-fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> AnyView {
+fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> impl IntoView {
     let ui = studio.ui;
     let (copy_prompt, reuse_item, delete_id) = (item.prompt.clone(), item.clone(), item.id.clone());
     let start_url = item.image_url.clone();
-    view! {
+    crate::components::erase(view! {
         <div class="actions">
             <StarButton studio id=item.id.clone() starred=item.starred class="button"/>
             <button type="button" class="button" on:click=move |_| studio.copy_prompt(copy_prompt.clone())>
@@ -172,7 +175,7 @@ fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> An
             <button
                 type="button"
                 class="button"
-                disabled=move || studio.picture_busy.get()
+                disabled={Signal::<bool>::from(studio.picture_busy)}
                 on:click=move |_| studio.start_from_image(start_url.clone())
             >
                 {ui.start_from_this}
@@ -185,8 +188,7 @@ fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> An
                 {move || studio.viewer_note.get()}
             </span>
         </div>
-    }
-    .into_any()
+    })
 }
 
 /// Swipes on the viewer move through the gallery; watched each time the viewer opens.
