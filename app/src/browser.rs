@@ -56,7 +56,6 @@ mod platform {
         url: &str,
         body: Option<String>,
     ) -> Result<(u16, String), ClientError> {
-        let window = web_sys::window().ok_or(ClientError::Network)?;
         let init = RequestInit::new();
         init.set_method(method);
         let headers = web_sys::Headers::new().map_err(|_| ClientError::Unexpected)?;
@@ -70,12 +69,7 @@ mod platform {
             init.set_body(&wasm_bindgen::JsValue::from_str(&body));
         }
         init.set_headers(&headers);
-        let request = Request::new_with_str_and_init(url, &init).map_err(|_| ClientError::Unexpected)?;
-        let response: Response = JsFuture::from(window.fetch_with_request(&request))
-            .await
-            .map_err(|_| ClientError::Network)?
-            .dyn_into()
-            .map_err(|_| ClientError::Unexpected)?;
+        let response = send(url, &init).await?;
         let text = response.text().map_err(|_| ClientError::Network)?;
         let text = JsFuture::from(text).await.map_err(|_| ClientError::Network)?;
         Ok((response.status(), text.as_string().unwrap_or_default()))

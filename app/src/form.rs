@@ -5,9 +5,8 @@
 //! what cannot even be sent, such as a seed that is not a number.
 
 use crate::api::pictures::{DEFAULT_MASKED_STRENGTH, DEFAULT_STRENGTH, MAX_STRENGTH, MIN_STRENGTH};
-use crate::api::{
-    AspectRatio, CreateJobRequest, ErrorDetail, MAX_PROMPT_CHARS, MAX_SEED, PictureUploaded, SourceRequest,
-};
+use crate::api::{AspectRatio, CreateJobRequest, ErrorDetail, MAX_PROMPT_CHARS, MAX_SEED, SourceRequest};
+use crate::client::Uploaded;
 use crate::i18n::Ui;
 
 /// The picture a job starts from, as the gateway stored it (its clean size, which the result keeps
@@ -19,8 +18,8 @@ pub struct SourcePicture {
     pub height: u32,
 }
 
-impl From<PictureUploaded> for SourcePicture {
-    fn from(uploaded: PictureUploaded) -> SourcePicture {
+impl From<Uploaded> for SourcePicture {
+    fn from(uploaded: Uploaded) -> SourcePicture {
         SourcePicture {
             id: uploaded.id,
             width: uploaded.width,
@@ -54,18 +53,39 @@ impl Strength {
     pub const MASKED_DEFAULT: Strength = Strength(hundredths(DEFAULT_MASKED_STRENGTH));
 
     /// The strength the range input's value (`"0.45"`) stands for, held within the bounds and on a
-    /// step; `None` when it is not a number.
+    /// step; `None` when it is not a decimal number. Read as whole hundredths, without the float
+    /// parser (its code and tables would be a large part of the browser bundle for this alone).
     pub fn from_input(value: &str) -> Option<Strength> {
-        let value: f32 = value.trim().parse().ok()?;
-        value.is_finite().then(|| Strength::from_value(value))
+        let (whole, fraction) = value.trim().split_once('.').unwrap_or((value.trim(), ""));
+        if whole.is_empty() && fraction.is_empty() {
+            return None;
+        }
+        let digits = |text: &str| text.bytes().all(|byte| byte.is_ascii_digit());
+        if !digits(whole) || !digits(fraction) || whole.len() > 3 {
+            return None;
+        }
+        let whole: u32 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+        // The first three decimals, as thousandths.
+        let thousandths = fraction
+            .bytes()
+            .chain(std::iter::repeat(b'0'))
+            .take(3)
+            .fold(0, |sum, digit| sum * 10 + u32::from(digit - b'0'));
+        Some(Strength::from_thousandths(whole * 1000 + thousandths))
     }
 
     /// The nearest strength on a step to `value` (0.2 to 1.0).
     pub fn from_value(value: f32) -> Strength {
-        let steps = (value * 100.0 / f32::from(Strength::STEP)).round();
-        let hundredths =
-            (steps * f32::from(Strength::STEP)).clamp(f32::from(Strength::MIN), f32::from(Strength::MAX));
-        Strength(hundredths as u8)
+        if !value.is_finite() {
+            return Strength::DEFAULT;
+        }
+        Strength::from_thousandths((value.clamp(0.0, 10.0) * 1000.0 + 0.5) as u32)
+    }
+
+    fn from_thousandths(thousandths: u32) -> Strength {
+        let step = u32::from(Strength::STEP) * 10;
+        let stepped = (thousandths + step / 2) / step * u32::from(Strength::STEP);
+        Strength(stepped.clamp(u32::from(Strength::MIN), u32::from(Strength::MAX)) as u8)
     }
 
     /// As sent to the gateway.
@@ -73,9 +93,20 @@ impl Strength {
         f32::from(self.0) / 100.0
     }
 
-    /// As the range input's `value` attribute (`"0.6"`).
+    /// As the range input's `value` and as people read it (`"0.6"`, `"0.35"`, `"1"`): written from
+    /// whole hundredths, without the float formatter.
     pub fn input_value(self) -> String {
-        format!("{}", self.value())
+        let (whole, hundredths) = (self.0 / 100, self.0 % 100);
+        match (hundredths, hundredths % 10) {
+            (0, _) => format!("{whole}"),
+            (_, 0) => format!("{whole}.{}", hundredths / 10),
+            _ => format!("{whole}.{hundredths:02}"),
+        }
+    }
+
+    /// The range input's `step` (`"0.05"`).
+    pub fn input_step() -> String {
+        Strength(Strength::STEP).input_value()
     }
 
     /// The words for this strength.
@@ -91,7 +122,7 @@ impl Strength {
 
     /// What the control says and reads out: the words and the number (`"a lot (0.6)"`).
     pub fn value_text(self, ui: &Ui) -> String {
-        (ui.strength_value)(ui.strength_words(self.words()), self.value())
+        (ui.strength_value)(ui.strength_words(self.words()), &self.input_value())
     }
 }
 
@@ -477,6 +508,15 @@ mod tests {
         assert_eq!(Strength::from_input("7"), Some(Strength(100)));
         assert_eq!(Strength::from_input("NaN"), None);
         assert_eq!(Strength::from_input("lots"), None);
+        assert_eq!(Strength::from_input("."), None);
+        assert_eq!(Strength::from_input("-0.5"), None);
+        assert_eq!(Strength::from_input(".8"), Some(Strength(80)));
+        assert_eq!(Strength::from_input("1"), Some(Strength(100)));
+        assert_eq!(Strength::from_input("0.975"), Some(Strength(100)));
+        assert_eq!(Strength::from_input("0.974"), Some(Strength(95)));
+        assert_eq!(Strength::from_value(0.6), Strength(60));
+        assert_eq!(Strength::from_value(0.33), Strength(35));
+        assert_eq!(Strength::from_value(f32::NAN), Strength::DEFAULT);
         assert_eq!(Strength(35).input_value(), "0.35");
         assert_eq!(Strength(100).input_value(), "1");
         for hundredths in (20..=100).step_by(5) {

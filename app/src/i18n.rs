@@ -172,7 +172,7 @@ pub struct Ui {
     pub strength_most: &'static str,
     pub strength_everything: &'static str,
     /// What the strength control says: its words and its number.
-    pub strength_value: fn(&str, f32) -> String,
+    pub strength_value: fn(&str, &str) -> String,
     pub start_from_this: &'static str,
     pub paint_over: &'static str,
     pub painting_hint: &'static str,
@@ -720,7 +720,7 @@ mod tests {
             (ui.missing_models)("x"),
             (ui.position)(3, 24),
             (ui.gpus_ready)(2, 3),
-            (ui.strength_value)("x", 0.6),
+            (ui.strength_value)("x", "0.6"),
         ]);
         strings
     }

@@ -126,7 +126,7 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> impl IntoView {
                     <button
                         type="button"
                         class="button"
-                        disabled=move || studio.picture_busy.get()
+                        disabled={Signal::<bool>::from(studio.picture_busy)}
                         on:click=move |_| studio.start_from_image(start_url.clone())
                     >
                         {ui.start_from_this}

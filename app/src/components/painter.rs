@@ -21,6 +21,10 @@ pub fn Painter(studio: Studio) -> impl IntoView {
             .with(|painting| painting.as_ref().is_some_and(read))
     };
     let shown = move || with_painting(|painting| painting.shown);
+    let faded = Signal::derive(move || !shown());
+    let pressed = Signal::derive(move || if shown() { "true" } else { "false" });
+    let cannot_undo = Signal::derive(move || !with_painting(MaskPainting::can_undo));
+    let nothing_painted = Signal::derive(move || with_painting(MaskPainting::is_empty));
     redraw_when_shown(studio);
     Some(crate::components::erase(view! {
         <div id="painter" class="painter" role="group" aria-label=ui.paint_over>
@@ -35,7 +39,7 @@ pub fn Painter(studio: Studio) -> impl IntoView {
                 <canvas
                     id=PAINTING_CANVAS_ID
                     class="painter-canvas"
-                    class:faded=move || !shown()
+                    class:faded=faded
                     width=width
                     height=height
                     role="img"
@@ -66,7 +70,7 @@ pub fn Painter(studio: Studio) -> impl IntoView {
                     <button
                         type="button"
                         class="button"
-                        disabled=move || !with_painting(MaskPainting::can_undo)
+                        disabled=cannot_undo
                         on:click=move |_| studio.edit_painting(|painting| {
                             painting.undo();
                         })
@@ -76,7 +80,7 @@ pub fn Painter(studio: Studio) -> impl IntoView {
                     <button
                         type="button"
                         class="button"
-                        disabled=move || with_painting(MaskPainting::is_empty)
+                        disabled=nothing_painted
                         on:click=move |_| studio.edit_painting(MaskPainting::clear)
                     >
                         {ui.clear}
@@ -84,7 +88,7 @@ pub fn Painter(studio: Studio) -> impl IntoView {
                     <button
                         type="button"
                         class="button"
-                        aria-pressed=move || if shown() { "true" } else { "false" }
+                        aria-pressed=pressed
                         on:click=move |_| studio.edit_painting(|painting| painting.shown = !painting.shown)
                     >
                         {ui.show_painting}
@@ -107,11 +111,11 @@ fn BrushChip(studio: Studio, brush: Brush) -> impl IntoView {
         Brush::Medium => (ui.brush_medium, 14),
         Brush::Large => (ui.brush_large, 22),
     };
-    let selected = move || {
+    let selected = Signal::derive(move || {
         studio
             .painting
             .with(|painting| painting.as_ref().is_some_and(|painting| painting.brush == brush))
-    };
+    });
     view! {
         <label class="brush-chip" class:selected=selected>
             <input

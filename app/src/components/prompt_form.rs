@@ -5,7 +5,7 @@ use leptos::ev::{KeyboardEvent, SubmitEvent};
 use leptos::prelude::*;
 
 use crate::api::{AspectRatio, MAX_PROMPT_CHARS};
-use crate::components::source_picker::SourcePicker;
+use crate::components::source_picker::SOURCE_ROOT_ID;
 use crate::form::Field;
 use crate::studio::{FORM_ID, Studio};
 
@@ -106,7 +106,8 @@ pub fn PromptForm(studio: Studio) -> impl IntoView {
                 </div>
             </div>
 
-            <SourcePicker studio/>
+            // "Start from a picture" needs the bundle: it is mounted here once the page is hydrated.
+            <div id=SOURCE_ROOT_ID></div>
 
             <RatioField studio/>
 
@@ -191,14 +192,19 @@ fn RatioField(studio: Studio) -> impl IntoView {
                 .map(str::to_owned)
         })
     };
-    let has_picture = move || studio.form.with(|form| form.source.is_some());
+    let has_picture = Signal::derive(move || studio.form.with(|form| form.source.is_some()));
     crate::components::erase(view! {
         <fieldset class="field ratios" aria-describedby="ratio-error">
             <legend>{studio.ui.aspect_ratio}</legend>
             <div class="chips" class:with-picture=has_picture>
-                <Show when=has_picture>
-                    <PictureChip studio/>
-                </Show>
+                {move || {
+                    studio.form.with(|form| {
+                        form.source
+                            .as_ref()
+                            .map(|picture| (picture.width, picture.height))
+                    })
+                    .map(|(width, height)| view! { <PictureChip studio width height/> })
+                }}
                 {AspectRatio::ALL.into_iter().map(|ratio| view! { <RatioChip studio ratio/> }).collect_view()}
             </div>
             <p id="ratio-error" class="field-error" aria-live="polite">
@@ -239,17 +245,15 @@ fn RatioChip(studio: Studio, ratio: AspectRatio) -> impl IntoView {
 
 /// With a picture to start from: the chip that keeps the picture's shape and size (no ratio is sent).
 #[component]
-fn PictureChip(studio: Studio) -> impl IntoView {
+fn PictureChip(studio: Studio, width: u32, height: u32) -> impl IntoView {
     let ui = studio.ui;
-    let selected = move || studio.form.with(|form| form.aspect_ratio.is_none());
-    let size = move || {
-        studio.form.with(|form| {
-            form.source
-                .as_ref()
-                .map(|picture| (picture.width, picture.height))
-                .unwrap_or((1, 1))
-        })
-    };
+    let selected = Signal::derive(move || studio.form.with(|form| form.aspect_ratio.is_none()));
+    let longer = width.max(height).max(1);
+    let shape_style = format!(
+        "width: {}px; height: {}px",
+        width * 24 / longer,
+        height * 24 / longer
+    );
     view! {
         <label class="chip" class:selected=selected>
             <input
@@ -263,20 +267,10 @@ fn PictureChip(studio: Studio) -> impl IntoView {
                 }
             />
             <span class="chip-frame" aria-hidden="true">
-                <span
-                    class="chip-shape"
-                    style=move || {
-                        let (width, height) = size();
-                        let longer = width.max(height).max(1);
-                        format!("width: {}px; height: {}px", width * 24 / longer, height * 24 / longer)
-                    }
-                ></span>
+                <span class="chip-shape" style=shape_style></span>
             </span>
             <span class="chip-label">{ui.picture_shape}</span>
-            <span class="chip-size">{move || {
-                let (width, height) = size();
-                format!("{width}×{height}")
-            }}</span>
+            <span class="chip-size">{format!("{width}×{height}")}</span>
         </label>
     }
 }

@@ -1,6 +1,10 @@
 //! "Start from a picture" in the form: choose a file (on a phone, the camera or the photo library),
 //! paste or drop one; then the picture small with its remove button, "Paint over a part", and the
 //! strength said in words.
+//!
+//! It works only with the bundle, so the gateway does not render it: it is mounted into an empty
+//! element of the form once the page is hydrated. Being built, never hydrated, its views carry no
+//! hydration code in the bundle.
 
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -9,7 +13,27 @@ use crate::api::pictures::paths;
 use crate::browser;
 use crate::components::painter::Painter;
 use crate::form::{Field, SourcePicture, Strength};
+use crate::paint::MaskPainting;
 use crate::studio::{SOURCE_ID, Studio};
+
+/// The element of the form the picker is mounted into.
+pub const SOURCE_ROOT_ID: &str = "source-root";
+
+/// Mounts the picker into the form (once, after hydration).
+#[cfg(feature = "hydrate")]
+pub fn mount(studio: Studio) {
+    use wasm_bindgen::JsCast as _;
+    let root = browser::element_by_id(SOURCE_ROOT_ID)
+        .and_then(|element| element.dyn_into::<leptos::web_sys::HtmlElement>().ok());
+    if let Some(root) = root {
+        // The picker lives as long as the page.
+        leptos::mount::mount_to(root, move || view! { <SourcePicker studio/> }).forget();
+    }
+}
+
+/// The gateway renders the empty element only.
+#[cfg(not(feature = "hydrate"))]
+pub fn mount(_studio: Studio) {}
 
 /// The picture to start from, in the form.
 #[component]
@@ -53,7 +77,15 @@ pub fn SourcePicker(studio: Studio) -> impl IntoView {
 #[component]
 fn PictureChooser(studio: Studio) -> impl IntoView {
     let ui = studio.ui;
-    let busy = move || studio.picture_busy.get();
+    let busy: Signal<bool> = studio.picture_busy.into();
+    let disabled = Signal::derive(move || busy.get() || !studio.hydrated.get());
+    let text = Signal::derive(move || {
+        if busy.get() {
+            ui.uploading_picture
+        } else {
+            ui.choose_picture
+        }
+    });
     view! {
         <div class="picture-drop">
             <label class="button picture-choose" class:busy=busy>
@@ -63,14 +95,14 @@ fn PictureChooser(studio: Studio) -> impl IntoView {
                     accept="image/*"
                     class="visually-hidden"
                     aria-describedby="picture-hint"
-                    disabled=move || busy() || !studio.hydrated.get()
+                    disabled=disabled
                     on:change=move |event| {
                         if let Some(image) = browser::chosen_image(&event) {
                             studio.choose_picture(image);
                         }
                     }
                 />
-                {move || if busy() { ui.uploading_picture } else { ui.choose_picture }}
+                {text}
             </label>
             <p id="picture-hint" class="hint">{ui.picture_hint}</p>
         </div>
@@ -82,12 +114,13 @@ fn PictureChooser(studio: Studio) -> impl IntoView {
 fn ChosenPicture(studio: Studio, picture: SourcePicture) -> impl IntoView {
     let ui = studio.ui;
     let url = paths::picture(&picture.id);
-    let painted = move || {
+    let not_painted = Signal::derive(move || {
         studio
             .painting
-            .with(|painting| painting.as_ref().is_some_and(|painting| !painting.is_empty()))
-    };
-    let open = move || studio.painting_open.get();
+            .with(|painting| painting.as_ref().is_none_or(MaskPainting::is_empty))
+    });
+    let open = studio.painting_open;
+    let expanded = Signal::derive(move || if open.get() { "true" } else { "false" });
     view! {
         <div class="picture-chosen">
             <img
@@ -102,10 +135,9 @@ fn ChosenPicture(studio: Studio, picture: SourcePicture) -> impl IntoView {
                 <button
                     type="button"
                     class="button"
-                    aria-expanded=move || if open() { "true" } else { "false" }
-                    aria-controls=move || open().then_some("painter")
+                    aria-expanded=expanded
                     on:click=move |_| {
-                        if open() {
+                        if open.get_untracked() {
                             studio.painting_open.set(false);
                         } else {
                             studio.open_painting();
@@ -117,19 +149,17 @@ fn ChosenPicture(studio: Studio, picture: SourcePicture) -> impl IntoView {
                 <button
                     type="button"
                     class="button danger-outline"
-                    disabled=move || studio.picture_busy.get()
+                    disabled={Signal::<bool>::from(studio.picture_busy)}
                     on:click=move |_| studio.remove_picture()
                 >
                     {ui.remove_picture}
                 </button>
             </div>
         </div>
-        <Show when=open>
-            <Painter studio/>
-        </Show>
-        <Show when=painted>
-            <p class="hint">{ui.painted_part_changes}</p>
-        </Show>
+        // Closures rather than `<Show>`: its children are type-erased views, each with its own copy of
+        // the hydration code in the bundle.
+        {move || open.get().then(|| view! { <Painter studio/> })}
+        <p class="hint" class:hidden=not_painted>{ui.painted_part_changes}</p>
         <StrengthControl studio/>
     }
 }
@@ -139,8 +169,9 @@ fn ChosenPicture(studio: Studio, picture: SourcePicture) -> impl IntoView {
 #[component]
 fn StrengthControl(studio: Studio) -> impl IntoView {
     let ui = studio.ui;
-    let strength = Memo::new(move |_| studio.form.with(|form| form.strength));
-    let value_text = move || strength.get().value_text(ui);
+    let strength = Signal::derive(move || studio.form.with(|form| form.strength));
+    let value_text = Signal::derive(move || strength.get().value_text(ui));
+    let value = Signal::derive(move || strength.get().input_value());
     view! {
         <div class="strength">
             <div class="field-head">
@@ -152,8 +183,8 @@ fn StrengthControl(studio: Studio) -> impl IntoView {
                 type="range"
                 min=Strength::from_value(0.0).input_value()
                 max=Strength::from_value(1.0).input_value()
-                step=format!("{}", f32::from(Strength::STEP) / 100.0)
-                prop:value=move || strength.get().input_value()
+                step=Strength::input_step()
+                prop:value=value
                 aria-valuetext=value_text
                 on:input=move |event| {
                     if let Some(strength) = Strength::from_input(&event_target_value(&event)) {
