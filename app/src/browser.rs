@@ -1,11 +1,12 @@
 //! The few browser facilities the studio uses (fetch, EventSource, localStorage, the clock, page
-//! visibility, scrolling into view), behind one small façade.
+//! visibility, scrolling into view, files and the painting canvas), behind one small façade.
 //!
 //! The components are compiled for the server too, where none of this exists; there the same functions
 //! do nothing, which is right because the server only renders and never runs event handlers or effects.
 
 use crate::api::JobEvent;
 use crate::client::ClientError;
+use crate::paint::{MaskPainting, Point, ScreenRect};
 
 pub use platform::*;
 
@@ -29,7 +30,7 @@ mod platform {
     use wasm_bindgen_futures::JsFuture;
     use web_sys::{EventSource, MessageEvent, Request, RequestInit, Response};
 
-    use super::{ClientError, JobEvent, StreamState};
+    use super::{ClientError, JobEvent, MaskPainting, Point, ScreenRect, StreamState};
 
     /// The SSE event names of a job stream, one listener each.
     const JOB_EVENT_NAMES: [&str; 7] = [
@@ -55,7 +56,6 @@ mod platform {
         url: &str,
         body: Option<String>,
     ) -> Result<(u16, String), ClientError> {
-        let window = web_sys::window().ok_or(ClientError::Network)?;
         let init = RequestInit::new();
         init.set_method(method);
         let headers = web_sys::Headers::new().map_err(|_| ClientError::Unexpected)?;
@@ -69,12 +69,7 @@ mod platform {
             init.set_body(&wasm_bindgen::JsValue::from_str(&body));
         }
         init.set_headers(&headers);
-        let request = Request::new_with_str_and_init(url, &init).map_err(|_| ClientError::Unexpected)?;
-        let response: Response = JsFuture::from(window.fetch_with_request(&request))
-            .await
-            .map_err(|_| ClientError::Network)?
-            .dyn_into()
-            .map_err(|_| ClientError::Unexpected)?;
+        let response = send(url, &init).await?;
         let text = response.text().map_err(|_| ClientError::Network)?;
         let text = JsFuture::from(text).await.map_err(|_| ClientError::Network)?;
         Ok((response.status(), text.as_string().unwrap_or_default()))
@@ -409,6 +404,247 @@ mod platform {
         web_sys::window()?.document()?.get_element_by_id(id)
     }
 
+    /// A file or other bytes the browser holds: a chosen or dropped file, a pasted image, an image
+    /// fetched from the gallery, a painted mask.
+    pub type Blob = web_sys::Blob;
+
+    /// Sends `blob` as the raw body of a `POST` to `url` (the gateway sniffs what it is) and returns the
+    /// status and body text.
+    pub async fn post_blob(url: &str, blob: &Blob) -> Result<(u16, String), ClientError> {
+        let init = RequestInit::new();
+        init.set_method("POST");
+        let headers = web_sys::Headers::new().map_err(|_| ClientError::Unexpected)?;
+        headers
+            .set("Accept", "application/json")
+            .map_err(|_| ClientError::Unexpected)?;
+        init.set_headers(&headers);
+        init.set_body(blob);
+        let response = send(url, &init).await?;
+        let text = response.text().map_err(|_| ClientError::Network)?;
+        let text = JsFuture::from(text).await.map_err(|_| ClientError::Network)?;
+        Ok((response.status(), text.as_string().unwrap_or_default()))
+    }
+
+    /// The bytes at `url` (an image of the gateway's gallery).
+    pub async fn fetch_blob(url: &str) -> Result<Blob, ClientError> {
+        let init = RequestInit::new();
+        init.set_method("GET");
+        let response = send(url, &init).await?;
+        if !response.ok() {
+            return Err(ClientError::Status(response.status()));
+        }
+        let blob = response.blob().map_err(|_| ClientError::Network)?;
+        JsFuture::from(blob)
+            .await
+            .map_err(|_| ClientError::Network)?
+            .dyn_into()
+            .map_err(|_| ClientError::Unexpected)
+    }
+
+    async fn send(url: &str, init: &RequestInit) -> Result<Response, ClientError> {
+        let window = web_sys::window().ok_or(ClientError::Network)?;
+        let request = Request::new_with_str_and_init(url, init).map_err(|_| ClientError::Unexpected)?;
+        JsFuture::from(window.fetch_with_request(&request))
+            .await
+            .map_err(|_| ClientError::Network)?
+            .dyn_into()
+            .map_err(|_| ClientError::Unexpected)
+    }
+
+    /// The first image among `files` (a file input's, a drop's or a paste's).
+    fn first_image(files: Option<web_sys::FileList>) -> Option<Blob> {
+        let files = files?;
+        (0..files.length())
+            .filter_map(|index| files.get(index))
+            .find(|file| file.type_().starts_with("image/"))
+            .map(Into::into)
+    }
+
+    /// The image a file input's `change` event chose (the input is emptied, so choosing the same file
+    /// again is a change too).
+    pub fn chosen_image(event: &web_sys::Event) -> Option<Blob> {
+        let input = event.target()?.dyn_into::<web_sys::HtmlInputElement>().ok()?;
+        let image = first_image(input.files());
+        input.set_value("");
+        image
+    }
+
+    /// The image dropped on an element, if any; the browser's own handling (opening the file) is
+    /// prevented.
+    pub fn dropped_image(event: &web_sys::DragEvent) -> Option<Blob> {
+        event.prevent_default();
+        first_image(event.data_transfer()?.files())
+    }
+
+    /// Lets an element accept drops (a `dragover` that is not prevented refuses them).
+    pub fn allow_drop(event: &web_sys::DragEvent) {
+        event.prevent_default();
+    }
+
+    /// Calls `callback` with the image of every paste on the page that carries one (a copied picture
+    /// or file); pasting text goes on as usual.
+    pub fn on_paste_image(callback: impl Fn(Blob) + 'static) {
+        let Some(window) = web_sys::window() else { return };
+        let listener =
+            Closure::<dyn FnMut(web_sys::ClipboardEvent)>::new(move |event: web_sys::ClipboardEvent| {
+                if let Some(image) = event.clipboard_data().and_then(|data| first_image(data.files())) {
+                    event.prevent_default();
+                    callback(image);
+                }
+            });
+        if window
+            .add_event_listener_with_callback("paste", listener.as_ref().unchecked_ref())
+            .is_ok()
+        {
+            listener.forget();
+        }
+    }
+
+    /// Where the element with this id is on screen.
+    pub fn element_rect(id: &str) -> Option<ScreenRect> {
+        let rect = element_by_id(id)?.get_bounding_client_rect();
+        Some(ScreenRect {
+            left: rect.left(),
+            top: rect.top(),
+            width: rect.width(),
+            height: rect.height(),
+        })
+    }
+
+    /// The picture pixel under a pointer event on the canvas `canvas_id` that shows a picture of
+    /// `width` x `height`.
+    pub fn pointer_on(
+        event: &web_sys::PointerEvent,
+        canvas_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Option<Point> {
+        element_rect(canvas_id)?.to_picture(
+            f64::from(event.client_x()),
+            f64::from(event.client_y()),
+            width,
+            height,
+        )
+    }
+
+    /// Keeps a pointer's moves coming to the element it went down on, even off its edge.
+    pub fn capture_pointer(event: &web_sys::PointerEvent) {
+        if let Some(element) = event
+            .current_target()
+            .and_then(|target| target.dyn_into::<web_sys::Element>().ok())
+        {
+            // Without capture, painting still works while the pointer stays on the canvas.
+            let _ = element.set_pointer_capture(event.pointer_id());
+        }
+    }
+
+    /// The colour strokes are shown in (the canvas itself is drawn half transparent).
+    const STROKE_COLOUR: &str = "#ff2d87";
+
+    fn canvas_context(canvas_id: &str) -> Option<web_sys::CanvasRenderingContext2d> {
+        let canvas = element_by_id(canvas_id)?
+            .dyn_into::<web_sys::HtmlCanvasElement>()
+            .ok()?;
+        let context = canvas
+            .get_context("2d")
+            .ok()??
+            .dyn_into::<web_sys::CanvasRenderingContext2d>()
+            .ok()?;
+        context.set_line_cap("round");
+        context.set_line_join("round");
+        context.set_stroke_style_str(STROKE_COLOUR);
+        context.set_fill_style_str(STROKE_COLOUR);
+        Some(context)
+    }
+
+    fn draw_on(context: &web_sys::CanvasRenderingContext2d, from: Point, to: Point, radius: f32) {
+        if from == to {
+            context.begin_path();
+            let _ = context.arc(
+                f64::from(to.x),
+                f64::from(to.y),
+                f64::from(radius),
+                0.0,
+                std::f64::consts::TAU,
+            );
+            context.fill();
+        } else {
+            context.set_line_width(f64::from(radius) * 2.0);
+            context.begin_path();
+            context.move_to(f64::from(from.x), f64::from(from.y));
+            context.line_to(f64::from(to.x), f64::from(to.y));
+            context.stroke();
+        }
+    }
+
+    /// Draws one new piece of a stroke (a dot when `from == to`) on the canvas `canvas_id`, whose
+    /// pixels are the picture's.
+    pub fn draw_segment(canvas_id: &str, from: Point, to: Point, radius: f32) {
+        if let Some(context) = canvas_context(canvas_id) {
+            draw_on(&context, from, to, radius);
+        }
+    }
+
+    /// Draws the whole painting anew (after undo, clear, or when the canvas appears).
+    pub fn draw_painting(canvas_id: &str, painting: &MaskPainting) {
+        let Some(context) = canvas_context(canvas_id) else {
+            return;
+        };
+        context.clear_rect(
+            0.0,
+            0.0,
+            f64::from(painting.width()),
+            f64::from(painting.height()),
+        );
+        for stroke in painting.strokes() {
+            let mut previous = None;
+            for &point in &stroke.points {
+                draw_on(&context, previous.unwrap_or(point), point, stroke.radius);
+                previous = Some(point);
+            }
+        }
+    }
+
+    /// The painting's mask as a PNG, encoded by the browser's canvas at the picture's size.
+    pub async fn mask_png(painting: &MaskPainting) -> Option<Blob> {
+        let (width, height) = (painting.width(), painting.height());
+        let rgba = painting.mask_rgba();
+        let document = web_sys::window()?.document()?;
+        let canvas = document
+            .create_element("canvas")
+            .ok()?
+            .dyn_into::<web_sys::HtmlCanvasElement>()
+            .ok()?;
+        canvas.set_width(width);
+        canvas.set_height(height);
+        let context = canvas
+            .get_context("2d")
+            .ok()??
+            .dyn_into::<web_sys::CanvasRenderingContext2d>()
+            .ok()?;
+        let pixels = web_sys::ImageData::new_with_u8_clamped_array_and_sh(
+            wasm_bindgen::Clamped(rgba.as_slice()),
+            width,
+            height,
+        )
+        .ok()?;
+        context.put_image_data(&pixels, 0.0, 0.0).ok()?;
+        // `toBlob` answers through a callback: a promise resolved by it.
+        let promise = js_sys::Promise::new(&mut |resolve: js_sys::Function, _reject| {
+            let resolve_with_blob = resolve.clone();
+            let callback = Closure::once_into_js(move |blob: wasm_bindgen::JsValue| {
+                let _ = resolve_with_blob.call1(&wasm_bindgen::JsValue::NULL, &blob);
+            });
+            if canvas
+                .to_blob_with_type(callback.unchecked_ref(), "image/png")
+                .is_err()
+            {
+                let _ = resolve.call1(&wasm_bindgen::JsValue::NULL, &wasm_bindgen::JsValue::NULL);
+            }
+        });
+        JsFuture::from(promise).await.ok()?.dyn_into::<Blob>().ok()
+    }
+
     /// An `IntersectionObserver` on one element; disconnected when dropped.
     pub struct VisibilityWatch {
         observer: web_sys::IntersectionObserver,
@@ -454,7 +690,7 @@ mod platform {
 mod platform {
     //! The server renders and never runs handlers or effects: these keep the components compiling.
 
-    use super::{ClientError, JobEvent, StreamState};
+    use super::{ClientError, JobEvent, MaskPainting, Point, ScreenRect, StreamState};
 
     /// No browser, no fetch.
     pub async fn fetch_text(
@@ -539,5 +775,64 @@ mod platform {
     /// No clipboard.
     pub async fn copy_text(_text: &str) -> bool {
         false
+    }
+
+    /// No browser, no files.
+    #[derive(Debug, Clone)]
+    pub struct Blob;
+
+    /// No browser, no upload.
+    pub async fn post_blob(_url: &str, _blob: &Blob) -> Result<(u16, String), ClientError> {
+        Err(ClientError::Network)
+    }
+
+    /// No browser, no fetch.
+    pub async fn fetch_blob(_url: &str) -> Result<Blob, ClientError> {
+        Err(ClientError::Network)
+    }
+
+    /// No files.
+    pub fn chosen_image(_event: &leptos::ev::Event) -> Option<Blob> {
+        None
+    }
+
+    /// No files.
+    pub fn dropped_image(_event: &leptos::ev::DragEvent) -> Option<Blob> {
+        None
+    }
+
+    /// No drops.
+    pub fn allow_drop(_event: &leptos::ev::DragEvent) {}
+
+    /// No clipboard.
+    pub fn on_paste_image(_callback: impl Fn(Blob) + 'static) {}
+
+    /// No screen.
+    pub fn element_rect(_id: &str) -> Option<ScreenRect> {
+        None
+    }
+
+    /// No pointer.
+    pub fn pointer_on(
+        _event: &leptos::ev::PointerEvent,
+        _canvas_id: &str,
+        _width: u32,
+        _height: u32,
+    ) -> Option<Point> {
+        None
+    }
+
+    /// No pointer.
+    pub fn capture_pointer(_event: &leptos::ev::PointerEvent) {}
+
+    /// No canvas.
+    pub fn draw_segment(_canvas_id: &str, _from: Point, _to: Point, _radius: f32) {}
+
+    /// No canvas.
+    pub fn draw_painting(_canvas_id: &str, _painting: &MaskPainting) {}
+
+    /// No canvas.
+    pub async fn mask_png(_painting: &MaskPainting) -> Option<Blob> {
+        None
     }
 }

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{
     CreateJobRequest, ErrorBody, ErrorDetail, HistoryItem, HistoryPage, HistoryPatch, JobAccepted, JobView,
-    Readiness, paths,
+    PictureKind, Readiness, paths,
 };
 use crate::browser;
 use crate::form::FormError;
@@ -108,6 +108,31 @@ pub async fn star_history_item(id: &str, starred: bool) -> Result<HistoryItem, C
     decode(status, &text)
 }
 
+/// `POST /api/pictures[?kind=mask]`: the file's bytes as they are; the gateway reads, checks and cleans
+/// them and answers with the clean picture's id and size.
+pub async fn upload_picture(file: &browser::Blob, kind: PictureKind) -> Result<Uploaded, ClientError> {
+    let url = picture_upload_url(kind);
+    let (status, text) = browser::post_blob(&url, file).await?;
+    decode(status, &text)
+}
+
+/// The part of [`crate::api::PictureUploaded`] the page uses (its `kind` is the one asked for): read
+/// without decoding `kind`, whose decoder would be bundle bytes for nothing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Uploaded {
+    pub id: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+fn picture_upload_url(kind: PictureKind) -> String {
+    let path = crate::api::pictures::paths::PICTURES;
+    match kind {
+        PictureKind::Picture => path.to_owned(),
+        PictureKind::Mask => format!("{path}?kind=mask"),
+    }
+}
+
 /// `GET /readyz`, whose body is a [`Readiness`] whether the answer is 200 or 503.
 pub async fn readiness() -> Result<Readiness, ClientError> {
     let (status, text) = browser::fetch_text("GET", paths::READYZ, None).await?;
@@ -188,6 +213,25 @@ mod tests {
         assert!(decode::<JobView>(401, body).unwrap_err().needs_sign_in());
         assert!(!decode::<JobView>(403, body).unwrap_err().needs_sign_in());
         assert!(!ClientError::Network.needs_sign_in());
+    }
+
+    #[test]
+    fn pictures_and_masks_go_to_the_pinned_paths_and_their_answer_decodes() {
+        assert_eq!(picture_upload_url(PictureKind::Picture), "/api/pictures");
+        assert_eq!(picture_upload_url(PictureKind::Mask), "/api/pictures?kind=mask");
+        let id = "0f".repeat(32);
+        let answer = crate::api::PictureUploaded {
+            id: id.clone(),
+            width: 1024,
+            height: 768,
+            kind: PictureKind::Picture,
+        };
+        let uploaded: Uploaded = decode(201, &serde_json::to_string(&answer).unwrap()).unwrap();
+        assert_eq!((uploaded.id, uploaded.width, uploaded.height), (id, 1024, 768));
+        let body =
+            r#"{"error":{"code":"too_large","message":"The picture is too large.","field":"picture"}}"#;
+        let error = decode::<Uploaded>(413, body).unwrap_err();
+        assert_eq!(error.to_form_error(&EN).field, Some(Field::Source));
     }
 
     #[test]

@@ -1,11 +1,135 @@
-//! The generate form as plain data: prompt, seed and aspect ratio, the request they make, and the
-//! field errors shown beside them.
+//! The generate form as plain data: prompt, seed, aspect ratio and the picture to start from with its
+//! strength, the request they make, and the field errors shown beside them.
 //!
 //! The gateway is the judge of what is valid (its message is what people read); the form only refuses
 //! what cannot even be sent, such as a seed that is not a number.
 
-use crate::api::{AspectRatio, CreateJobRequest, ErrorDetail, MAX_PROMPT_CHARS, MAX_SEED};
+use crate::api::pictures::{DEFAULT_MASKED_STRENGTH, DEFAULT_STRENGTH, MAX_STRENGTH, MIN_STRENGTH};
+use crate::api::{AspectRatio, CreateJobRequest, ErrorDetail, MAX_PROMPT_CHARS, MAX_SEED, SourceRequest};
+use crate::client::Uploaded;
 use crate::i18n::Ui;
+
+/// The picture a job starts from, as the gateway stored it (its clean size, which the result keeps
+/// unless a ratio is picked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePicture {
+    pub id: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl From<Uploaded> for SourcePicture {
+    fn from(uploaded: Uploaded) -> SourcePicture {
+        SourcePicture {
+            id: uploaded.id,
+            width: uploaded.width,
+            height: uploaded.height,
+        }
+    }
+}
+
+/// How much of the picture may change (the sampler's denoise), in hundredths: 20 to 100 in steps of
+/// 5, as the range input moves. Kept whole so the form stays comparable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Strength(u8);
+
+/// How a strength is said in words, from "a little" to "everything".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrengthWords {
+    ALittle,
+    Some,
+    ALot,
+    Most,
+    Everything,
+}
+
+impl Strength {
+    /// The range input's bounds and step, in hundredths.
+    pub const MIN: u8 = hundredths(MIN_STRENGTH);
+    pub const MAX: u8 = hundredths(MAX_STRENGTH);
+    pub const STEP: u8 = 5;
+    pub const DEFAULT: Strength = Strength(hundredths(DEFAULT_STRENGTH));
+    /// With a mask the painted part is made anew.
+    pub const MASKED_DEFAULT: Strength = Strength(hundredths(DEFAULT_MASKED_STRENGTH));
+
+    /// The strength the range input's value (`"0.45"`) stands for, held within the bounds and on a
+    /// step; `None` when it is not a decimal number. Read as whole hundredths, without the float
+    /// parser (its code and tables would be a large part of the browser bundle for this alone).
+    pub fn from_input(value: &str) -> Option<Strength> {
+        let (whole, fraction) = value.trim().split_once('.').unwrap_or((value.trim(), ""));
+        if whole.is_empty() && fraction.is_empty() {
+            return None;
+        }
+        let digits = |text: &str| text.bytes().all(|byte| byte.is_ascii_digit());
+        if !digits(whole) || !digits(fraction) || whole.len() > 3 {
+            return None;
+        }
+        let whole: u32 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+        // The first three decimals, as thousandths.
+        let thousandths = fraction
+            .bytes()
+            .chain(std::iter::repeat(b'0'))
+            .take(3)
+            .fold(0, |sum, digit| sum * 10 + u32::from(digit - b'0'));
+        Some(Strength::from_thousandths(whole * 1000 + thousandths))
+    }
+
+    /// The nearest strength on a step to `value` (0.2 to 1.0).
+    pub fn from_value(value: f32) -> Strength {
+        if !value.is_finite() {
+            return Strength::DEFAULT;
+        }
+        Strength::from_thousandths((value.clamp(0.0, 10.0) * 1000.0 + 0.5) as u32)
+    }
+
+    fn from_thousandths(thousandths: u32) -> Strength {
+        let step = u32::from(Strength::STEP) * 10;
+        let stepped = (thousandths + step / 2) / step * u32::from(Strength::STEP);
+        Strength(stepped.clamp(u32::from(Strength::MIN), u32::from(Strength::MAX)) as u8)
+    }
+
+    /// As sent to the gateway.
+    pub fn value(self) -> f32 {
+        f32::from(self.0) / 100.0
+    }
+
+    /// As the range input's `value` and as people read it (`"0.6"`, `"0.35"`, `"1"`): written from
+    /// whole hundredths, without the float formatter.
+    pub fn input_value(self) -> String {
+        let (whole, hundredths) = (self.0 / 100, self.0 % 100);
+        match (hundredths, hundredths % 10) {
+            (0, _) => format!("{whole}"),
+            (_, 0) => format!("{whole}.{}", hundredths / 10),
+            _ => format!("{whole}.{hundredths:02}"),
+        }
+    }
+
+    /// The range input's `step` (`"0.05"`).
+    pub fn input_step() -> String {
+        Strength(Strength::STEP).input_value()
+    }
+
+    /// The words for this strength.
+    pub fn words(self) -> StrengthWords {
+        match self.0 {
+            0..=35 => StrengthWords::ALittle,
+            36..=55 => StrengthWords::Some,
+            56..=75 => StrengthWords::ALot,
+            76..=99 => StrengthWords::Most,
+            _ => StrengthWords::Everything,
+        }
+    }
+
+    /// What the control says and reads out: the words and the number (`"a lot (0.6)"`).
+    pub fn value_text(self, ui: &Ui) -> String {
+        (ui.strength_value)(ui.strength_words(self.words()), &self.input_value())
+    }
+}
+
+const fn hundredths(value: f32) -> u8 {
+    // Exact for the contract's bounds (0.2, 0.6, 1.0); const rounding of floats is not available.
+    (value * 100.0 + 0.5) as u8
+}
 
 /// The controls of the form, as typed by the person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,8 +138,14 @@ pub struct StudioForm {
     pub prompt: String,
     /// The seed field as typed; empty means "a random seed for each image".
     pub seed: String,
-    /// The chosen aspect ratio chip.
-    pub aspect_ratio: AspectRatio,
+    /// The chosen aspect ratio chip; `None` (offered only with a picture) keeps the picture's shape.
+    pub aspect_ratio: Option<AspectRatio>,
+    /// The picture to start from, once uploaded.
+    pub source: Option<SourcePicture>,
+    /// How much of the picture may change.
+    pub strength: Strength,
+    /// True once the person moved the strength (painting a mask then leaves it as they set it).
+    pub strength_chosen: bool,
 }
 
 impl Default for StudioForm {
@@ -23,7 +153,10 @@ impl Default for StudioForm {
         StudioForm {
             prompt: String::new(),
             seed: String::new(),
-            aspect_ratio: AspectRatio::Square,
+            aspect_ratio: Some(AspectRatio::Square),
+            source: None,
+            strength: Strength::DEFAULT,
+            strength_chosen: false,
         }
     }
 }
@@ -34,6 +167,8 @@ pub enum Field {
     Prompt,
     Seed,
     AspectRatio,
+    /// The picture to start from, its strength or its mask.
+    Source,
 }
 
 impl Field {
@@ -44,6 +179,9 @@ impl Field {
             "seed" => Some(Field::Seed),
             // Sizes are chosen through the ratio chips, so size errors belong to them.
             "aspect_ratio" | "width" | "height" => Some(Field::AspectRatio),
+            // `source.picture`, `source.strength`, `source.mask`, and the uploads' `picture`, `mask`.
+            "picture" | "mask" => Some(Field::Source),
+            name if name == "source" || name.starts_with("source.") => Some(Field::Source),
             _ => None,
         }
     }
@@ -97,15 +235,53 @@ impl StudioForm {
         }
     }
 
-    /// The body of `POST /api/jobs`. The prompt goes as typed: the gateway trims it and explains what
-    /// is wrong with it.
-    pub fn request(&self, ui: &Ui) -> Result<CreateJobRequest, FormError> {
+    /// The body of `POST /api/jobs`, with `mask` (an uploaded mask's id) when part of the picture was
+    /// painted over. The prompt goes as typed: the gateway trims it and explains what is wrong with it.
+    /// With a picture and no ratio picked, no size is sent: the image keeps the picture's.
+    pub fn request(&self, ui: &Ui, mask: Option<String>) -> Result<CreateJobRequest, FormError> {
+        let source = self.source.as_ref().map(|picture| SourceRequest {
+            picture: picture.id.clone(),
+            strength: Some(self.strength.value()),
+            mask,
+        });
+        let aspect_ratio = match &source {
+            Some(_) => self.aspect_ratio,
+            None => Some(self.aspect_ratio.unwrap_or(AspectRatio::Square)),
+        };
         Ok(CreateJobRequest {
             prompt: self.prompt.clone(),
             seed: self.seed(ui)?,
-            aspect_ratio: Some(self.aspect_ratio),
+            aspect_ratio,
+            source,
             ..CreateJobRequest::default()
         })
+    }
+
+    /// A picture was chosen: the result keeps its shape until a ratio is picked.
+    pub fn start_from(&mut self, picture: SourcePicture) {
+        self.source = Some(picture);
+        self.aspect_ratio = None;
+    }
+
+    /// The picture was removed: back to making images from words alone, in a square unless a ratio
+    /// was picked.
+    pub fn remove_source(&mut self) {
+        self.source = None;
+        self.aspect_ratio.get_or_insert(AspectRatio::Square);
+    }
+
+    /// The person moved the strength control.
+    pub fn choose_strength(&mut self, strength: Strength) {
+        self.strength = strength;
+        self.strength_chosen = true;
+    }
+
+    /// Part of the picture was painted over: unless the person set a strength, the painted part is
+    /// made anew (as the gateway's default for a mask).
+    pub fn painting_started(&mut self) {
+        if !self.strength_chosen {
+            self.strength = Strength::MASKED_DEFAULT;
+        }
     }
 
     /// Fixes the seed to `seed` (the dice and "reuse seed").
@@ -119,7 +295,7 @@ impl StudioForm {
         prompt.clone_into(&mut self.prompt);
         self.fix_seed(seed);
         if let Some(ratio) = ratio_of_size(width, height) {
-            self.aspect_ratio = ratio;
+            self.aspect_ratio = Some(ratio);
         }
     }
 }
@@ -159,11 +335,11 @@ mod tests {
             seed: "42".to_owned(),
             ..StudioForm::default()
         };
-        assert_eq!(form.request(&EN).unwrap().seed, Some(42));
+        assert_eq!(form.request(&EN, None).unwrap().seed, Some(42));
         form.seed = MAX_SEED.to_string();
         assert_eq!(form.seed(&EN), Ok(Some(MAX_SEED)));
         form.seed = (MAX_SEED + 1).to_string();
-        assert_eq!(form.request(&EN).unwrap_err().field, Some(Field::Seed));
+        assert_eq!(form.request(&EN, None).unwrap_err().field, Some(Field::Seed));
         form.seed = "-3".to_owned();
         assert_eq!(form.seed(&EN).unwrap_err().field, Some(Field::Seed));
         form.seed = "twelve".to_owned();
@@ -174,16 +350,17 @@ mod tests {
     fn the_request_carries_the_prompt_as_typed_and_the_chosen_ratio() {
         let form = StudioForm {
             prompt: " 一只猫 ".to_owned(),
-            seed: String::new(),
-            aspect_ratio: AspectRatio::Wide16x9,
+            aspect_ratio: Some(AspectRatio::Wide16x9),
+            ..StudioForm::default()
         };
-        let request = form.request(&EN).unwrap();
+        let request = form.request(&EN, None).unwrap();
         assert_eq!(request.prompt, " 一只猫 ");
         assert_eq!(request.aspect_ratio, Some(AspectRatio::Wide16x9));
         assert_eq!(
             (request.seed, request.width, request.height, request.batch_size),
             (None, None, None, None)
         );
+        assert_eq!(request.source, None);
     }
 
     #[test]
@@ -212,17 +389,17 @@ mod tests {
         form.reuse("a lighthouse", 1234, 576, 1024);
         assert_eq!(form.prompt, "a lighthouse");
         assert_eq!(form.seed, "1234");
-        assert_eq!(form.aspect_ratio, AspectRatio::Tall9x16);
+        assert_eq!(form.aspect_ratio, Some(AspectRatio::Tall9x16));
     }
 
     #[test]
     fn reusing_a_size_no_chip_gives_keeps_the_current_chip() {
         let mut form = StudioForm {
-            aspect_ratio: AspectRatio::Landscape4x3,
+            aspect_ratio: Some(AspectRatio::Landscape4x3),
             ..StudioForm::default()
         };
         form.reuse("x", 1, 512, 512);
-        assert_eq!(form.aspect_ratio, AspectRatio::Landscape4x3);
+        assert_eq!(form.aspect_ratio, Some(AspectRatio::Landscape4x3));
     }
 
     #[test]
@@ -240,7 +417,126 @@ mod tests {
             Some(Field::AspectRatio)
         );
         assert_eq!(FormError::from_detail(&detail(Some("batch_size"))).field, None);
+        for field in [
+            "source.picture",
+            "source.strength",
+            "source.mask",
+            "picture",
+            "mask",
+        ] {
+            assert_eq!(
+                FormError::from_detail(&detail(Some(field))).field,
+                Some(Field::Source)
+            );
+        }
+        assert_eq!(FormError::from_detail(&detail(Some("sources"))).field, None);
         assert_eq!(FormError::from_detail(&detail(None)).field, None);
+    }
+
+    fn picture() -> SourcePicture {
+        SourcePicture {
+            id: "ab".repeat(32),
+            width: 1024,
+            height: 768,
+        }
+    }
+
+    #[test]
+    fn a_picture_sends_its_id_and_strength_and_no_size_unless_a_ratio_is_picked() {
+        let mut form = StudioForm {
+            prompt: "as a watercolour".to_owned(),
+            ..StudioForm::default()
+        };
+        form.start_from(picture());
+        let request = form.request(&EN, None).unwrap();
+        assert_eq!(
+            request.source,
+            Some(SourceRequest {
+                picture: "ab".repeat(32),
+                strength: Some(0.6),
+                mask: None,
+            })
+        );
+        assert_eq!(
+            (request.aspect_ratio, request.width, request.height),
+            (None, None, None)
+        );
+        form.aspect_ratio = Some(AspectRatio::Tall9x16);
+        let request = form.request(&EN, Some("cd".repeat(32))).unwrap();
+        assert_eq!(request.aspect_ratio, Some(AspectRatio::Tall9x16));
+        assert_eq!(request.source.unwrap().mask, Some("cd".repeat(32)));
+        // The wire form the gateway reads.
+        let json = serde_json::to_value(form.request(&EN, None).unwrap()).unwrap();
+        assert_eq!(json["source"]["strength"], serde_json::json!(0.6_f32));
+        assert!(json["source"].get("mask").is_none());
+    }
+
+    #[test]
+    fn removing_the_picture_goes_back_to_a_ratio() {
+        let mut form = StudioForm::default();
+        form.start_from(picture());
+        form.remove_source();
+        let request = form.request(&EN, None).unwrap();
+        assert_eq!(request.source, None);
+        assert_eq!(request.aspect_ratio, Some(AspectRatio::Square));
+        form.start_from(picture());
+        form.aspect_ratio = Some(AspectRatio::Wide16x9);
+        form.remove_source();
+        assert_eq!(form.aspect_ratio, Some(AspectRatio::Wide16x9));
+    }
+
+    #[test]
+    fn painting_makes_the_painted_part_anew_unless_a_strength_was_chosen() {
+        let mut form = StudioForm::default();
+        assert_eq!(form.strength, Strength::DEFAULT);
+        form.painting_started();
+        assert_eq!(form.strength.value(), 1.0);
+        let mut chosen = StudioForm::default();
+        chosen.choose_strength(Strength::from_value(0.4));
+        chosen.painting_started();
+        assert_eq!(chosen.strength.value(), 0.4);
+    }
+
+    #[test]
+    fn strength_follows_the_range_input_in_steps_within_the_bounds() {
+        assert_eq!(Strength::MIN, 20);
+        assert_eq!(Strength::MAX, 100);
+        assert_eq!(Strength::DEFAULT.value(), 0.6);
+        assert_eq!(Strength::from_input("0.45"), Some(Strength(45)));
+        assert_eq!(Strength::from_input("0.47"), Some(Strength(45)));
+        assert_eq!(Strength::from_input("0.05"), Some(Strength(20)));
+        assert_eq!(Strength::from_input("7"), Some(Strength(100)));
+        assert_eq!(Strength::from_input("NaN"), None);
+        assert_eq!(Strength::from_input("lots"), None);
+        assert_eq!(Strength::from_input("."), None);
+        assert_eq!(Strength::from_input("-0.5"), None);
+        assert_eq!(Strength::from_input(".8"), Some(Strength(80)));
+        assert_eq!(Strength::from_input("1"), Some(Strength(100)));
+        assert_eq!(Strength::from_input("0.975"), Some(Strength(100)));
+        assert_eq!(Strength::from_input("0.974"), Some(Strength(95)));
+        assert_eq!(Strength::from_value(0.6), Strength(60));
+        assert_eq!(Strength::from_value(0.33), Strength(35));
+        assert_eq!(Strength::from_value(f32::NAN), Strength::DEFAULT);
+        assert_eq!(Strength(35).input_value(), "0.35");
+        assert_eq!(Strength(100).input_value(), "1");
+        for hundredths in (20..=100).step_by(5) {
+            let strength = Strength(hundredths);
+            assert_eq!(Strength::from_input(&strength.input_value()), Some(strength));
+        }
+    }
+
+    #[test]
+    fn strength_is_said_in_words_from_a_little_to_everything() {
+        let words = |hundredths| Strength(hundredths).words();
+        assert_eq!(words(20), StrengthWords::ALittle);
+        assert_eq!(words(35), StrengthWords::ALittle);
+        assert_eq!(words(40), StrengthWords::Some);
+        assert_eq!(words(60), StrengthWords::ALot);
+        assert_eq!(words(80), StrengthWords::Most);
+        assert_eq!(words(95), StrengthWords::Most);
+        assert_eq!(words(100), StrengthWords::Everything);
+        assert_eq!(Strength(60).value_text(&EN), "A lot may change (0.6)");
+        assert!(Strength(100).value_text(&crate::i18n::ZH_CN).contains("全部"));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! browser (the `hydrate` crate, which Trunk builds, is the bundle's entry point).
 //!
 //! [`api`] is the wire contract (the `zimage-contract` crate) shared with the gateway.
-//! The UI's decisions live in plain, unit-tested types ([`form`], [`job`], [`history`], [`backend`]);
-//! [`studio`] wires them to signals and the gateway, and the components only render.
+//! The UI's decisions live in plain, unit-tested types ([`form`], [`job`], [`history`], [`backend`],
+//! [`paint`]); [`studio`] wires them to signals and the gateway, and the components only render.
 
 pub use zimage_contract as api;
 pub mod app;
@@ -16,5 +16,6 @@ pub mod history;
 pub mod i18n;
 pub mod job;
 pub mod pages;
+pub mod paint;
 pub mod shell;
 pub mod studio;

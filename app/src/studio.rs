@@ -8,20 +8,24 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::{HistoryItem, JobEvent, paths};
+use crate::api::{HistoryItem, JobEvent, PictureKind, paths};
 use crate::backend::BackendStatus;
 use crate::browser::{self, StreamState};
 use crate::client;
-use crate::form::{FormError, StudioForm, seed_from_random};
+use crate::form::{Field, FormError, StudioForm, seed_from_random};
 use crate::history::{Gallery, GalleryFilter, PageState, first_page_url};
 use crate::i18n::Ui;
 use crate::job::{JobProgress, Phase};
+use crate::paint::{Brush, MaskPainting, Point};
 
 /// `localStorage` key of the job this browser watches, so a reload picks it up again.
 const WATCHED_JOB_KEY: &str = "zimage.job";
 /// Element ids the page scrolls to.
 pub const FORM_ID: &str = "composer";
 pub const STAGE_ID: &str = "stage";
+pub const SOURCE_ID: &str = "source";
+/// The canvas the painting is drawn on.
+pub const PAINTING_CANVAS_ID: &str = "painting";
 
 /// Every signal of the studio page. `Copy`, so each handler captures it whole.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +61,14 @@ pub struct Studio {
     pub now_ms: RwSignal<u64>,
     /// True once the WebAssembly bundle took over the server-rendered page.
     pub hydrated: RwSignal<bool>,
+    /// True while a picture to start from is on its way to the gateway.
+    pub picture_busy: RwSignal<bool>,
+    /// The part of the picture painted over (kept when the painting is closed, so it is still sent).
+    pub painting: RwSignal<Option<MaskPainting>>,
+    /// True while the painting is open over the picture.
+    pub painting_open: RwSignal<bool>,
+    /// The mask last uploaded: the painting's revision it was made from, and its id.
+    uploaded_mask: RwSignal<Option<(u64, String)>>,
     /// The words of the page's language (chosen once per page: switching reloads it).
     pub ui: &'static Ui,
 }
@@ -83,6 +95,10 @@ impl Studio {
             backend: RwSignal::new(BackendStatus::Unknown),
             now_ms: RwSignal::new(0),
             hydrated: RwSignal::new(false),
+            picture_busy: RwSignal::new(false),
+            painting: RwSignal::new(None),
+            painting_open: RwSignal::new(false),
+            uploaded_mask: RwSignal::new(None),
             ui: crate::i18n::use_ui(),
         }
     }
@@ -112,6 +128,7 @@ impl Studio {
         });
         browser::on_popstate(move || self.url_changed());
         browser::on_key(move |key| self.key_pressed(key));
+        browser::on_paste_image(move |image| self.choose_picture(image));
         self.load_more();
         self.resume_saved_job();
         browser::on_page_resumed(move || self.resync());
@@ -131,42 +148,236 @@ impl Studio {
             .with(|job| job.as_ref().is_some_and(JobProgress::is_active))
     }
 
-    /// Generate (the primary button, Ctrl+Enter): validates what cannot be sent, then asks the gateway.
+    /// Generate (the primary button, Ctrl+Enter): validates what cannot be sent, sends the painted
+    /// mask if there is a new one, then asks the gateway.
     pub fn generate(self) {
         if self.submitting.get_untracked()
+            || self.picture_busy.get_untracked()
             || self
                 .job
                 .with_untracked(|job| job.as_ref().is_some_and(JobProgress::is_active))
         {
             return;
         }
-        let request = match self.form.with_untracked(|form| form.request(self.ui)) {
+        if let Err(error) = self.form.with_untracked(|form| form.request(self.ui, None)) {
+            self.form_error.set(Some(error));
+            return;
+        }
+        self.form_error.set(None);
+        self.submitting.set(true);
+        spawn_local(async move {
+            self.submit().await;
+            self.submitting.set(false);
+        });
+    }
+
+    async fn submit(self) {
+        let mask = match self.mask_id().await {
+            Ok(mask) => mask,
+            Err(error) if self.sign_in_again(&error) => return,
+            Err(error) => {
+                self.form_error.set(Some(self.source_error(&error)));
+                return;
+            }
+        };
+        // The form as it is now: the person may have typed while the mask was on its way.
+        let request = match self.form.with_untracked(|form| form.request(self.ui, mask)) {
             Ok(request) => request,
             Err(error) => {
                 self.form_error.set(Some(error));
                 return;
             }
         };
-        self.form_error.set(None);
-        self.submitting.set(true);
-        spawn_local(async move {
-            match client::create_job(&request).await {
-                Ok(accepted) => {
-                    self.selected.set(None);
-                    self.job.set(Some(JobProgress::accepted(
-                        &accepted,
-                        &request.prompt,
-                        browser::now_ms(),
-                    )));
-                    self.now_ms.set(browser::now_ms());
-                    browser::save(WATCHED_JOB_KEY, &accepted.id);
-                    self.watch(&accepted.id);
-                    browser::scroll_into_view(STAGE_ID);
-                }
-                Err(error) if self.sign_in_again(&error) => {}
-                Err(error) => self.form_error.set(Some(error.to_form_error(self.ui))),
+        match client::create_job(&request).await {
+            Ok(accepted) => {
+                self.selected.set(None);
+                self.job.set(Some(JobProgress::accepted(
+                    &accepted,
+                    &request.prompt,
+                    browser::now_ms(),
+                )));
+                self.now_ms.set(browser::now_ms());
+                browser::save(WATCHED_JOB_KEY, &accepted.id);
+                self.watch(&accepted.id);
+                browser::scroll_into_view(STAGE_ID);
             }
-            self.submitting.set(false);
+            Err(error) if self.sign_in_again(&error) => {}
+            Err(error) => self.form_error.set(Some(error.to_form_error(self.ui))),
+        }
+    }
+
+    /// The id of the mask painted over the picture, uploaded once per change; `None` when nothing is
+    /// painted (or there is no picture).
+    async fn mask_id(self) -> Result<Option<String>, client::ClientError> {
+        if self.form.with_untracked(|form| form.source.is_none()) {
+            return Ok(None);
+        }
+        let Some(painting) = self
+            .painting
+            .get_untracked()
+            .filter(|painting| !painting.is_empty())
+        else {
+            return Ok(None);
+        };
+        let revision = painting.revision();
+        if let Some((uploaded, id)) = self.uploaded_mask.get_untracked()
+            && uploaded == revision
+        {
+            return Ok(Some(id));
+        }
+        let png = browser::mask_png(&painting)
+            .await
+            .ok_or(client::ClientError::Unexpected)?;
+        let uploaded = client::upload_picture(&png, PictureKind::Mask).await?;
+        self.uploaded_mask.set(Some((revision, uploaded.id.clone())));
+        Ok(Some(uploaded.id))
+    }
+
+    /// A failed upload, shown beside the picture.
+    fn source_error(self, error: &client::ClientError) -> FormError {
+        FormError {
+            field: Some(Field::Source),
+            message: error.message(self.ui),
+        }
+    }
+
+    /// A picture to start from was chosen, pasted or dropped: the gateway gets it as it is and
+    /// answers with its clean id and size.
+    pub fn choose_picture(self, file: browser::Blob) {
+        if self.picture_busy.get_untracked() {
+            return;
+        }
+        self.picture_busy.set(true);
+        self.clear_error_of(Field::Source);
+        spawn_local(async move {
+            self.upload_source(&file).await;
+            self.picture_busy.set(false);
+        });
+    }
+
+    async fn upload_source(self, file: &browser::Blob) {
+        match client::upload_picture(file, PictureKind::Picture).await {
+            Ok(uploaded) => {
+                self.form.update(|form| form.start_from(uploaded.into()));
+                self.forget_painting();
+            }
+            Err(error) if self.sign_in_again(&error) => {}
+            Err(error) => self.form_error.set(Some(self.source_error(&error))),
+        }
+    }
+
+    /// "Start from this" on an image of the studio: its bytes are fetched and sent back as a picture
+    /// to start from, and the form comes into view.
+    pub fn start_from_image(self, image_url: String) {
+        if self.picture_busy.get_untracked() {
+            return;
+        }
+        self.close_viewer();
+        self.picture_busy.set(true);
+        self.clear_error_of(Field::Source);
+        browser::scroll_into_view(SOURCE_ID);
+        spawn_local(async move {
+            match browser::fetch_blob(&image_url).await {
+                Ok(file) => self.upload_source(&file).await,
+                Err(error) => self.form_error.set(Some(self.source_error(&error))),
+            }
+            self.picture_busy.set(false);
+        });
+    }
+
+    /// Removes the picture: back to making images from words alone.
+    pub fn remove_picture(self) {
+        self.form.update(StudioForm::remove_source);
+        self.forget_painting();
+        self.clear_error_of(Field::Source);
+    }
+
+    fn forget_painting(self) {
+        self.painting.set(None);
+        self.painting_open.set(false);
+        self.uploaded_mask.set(None);
+    }
+
+    /// Opens the painting over the picture (a fresh one the first time).
+    pub fn open_painting(self) {
+        let Some((width, height)) = self.form.with_untracked(|form| {
+            form.source
+                .as_ref()
+                .map(|picture| (picture.width, picture.height))
+        }) else {
+            return;
+        };
+        if self.painting.with_untracked(Option::is_none) {
+            self.painting.set(Some(MaskPainting::new(width, height)));
+        }
+        self.painting_open.set(true);
+    }
+
+    /// A finger or the mouse went down on the picture: a stroke starts.
+    pub fn paint_begin(self, at: Point) {
+        let radius = self.painting.try_update(|painting| {
+            painting.as_mut().map(|painting| {
+                painting.begin(at);
+                painting.brush_radius()
+            })
+        });
+        if let Some(Some(radius)) = radius {
+            browser::draw_segment(PAINTING_CANVAS_ID, at, at, radius);
+            self.form.update(StudioForm::painting_started);
+        }
+    }
+
+    /// The pointer moved: the stroke goes on, drawn piece by piece.
+    pub fn paint_to(self, at: Point) {
+        let segment = self.painting.try_update(|painting| {
+            let painting = painting.as_mut()?;
+            let radius = painting.brush_radius();
+            painting.extend(at).map(|(from, to)| (from, to, radius))
+        });
+        if let Some(Some((from, to, radius))) = segment {
+            browser::draw_segment(PAINTING_CANVAS_ID, from, to, radius);
+        }
+    }
+
+    /// The finger lifted.
+    pub fn paint_end(self) {
+        if self
+            .painting
+            .with_untracked(|painting| painting.as_ref().is_some_and(MaskPainting::is_painting))
+        {
+            self.painting.update(|painting| {
+                if let Some(painting) = painting {
+                    painting.end();
+                }
+            });
+        }
+    }
+
+    /// Undo, clear, brush and show/hide, then the canvas drawn anew.
+    pub fn edit_painting(self, edit: impl FnOnce(&mut MaskPainting)) {
+        self.painting.update(|painting| {
+            if let Some(painting) = painting {
+                edit(painting);
+            }
+        });
+        self.redraw_painting();
+    }
+
+    /// Draws the whole painting on its canvas (after an edit, or once the canvas is in the page).
+    pub fn redraw_painting(self) {
+        self.painting.with_untracked(|painting| {
+            if let Some(painting) = painting {
+                browser::draw_painting(PAINTING_CANVAS_ID, painting);
+            }
+        });
+    }
+
+    /// Picks a brush size.
+    pub fn choose_brush(self, brush: Brush) {
+        self.painting.update(|painting| {
+            if let Some(painting) = painting {
+                painting.brush = brush;
+            }
         });
     }
 

@@ -1,9 +1,12 @@
 //! The history gallery: a search box and a "Starred" filter above thumbnails newest first from the
-//! gateway's history, more loaded on scroll, a star on each; tapping one opens the full-screen viewer.
+//! gateway's history, more loaded on scroll, a star on each (and the picture an image started from);
+//! tapping one opens the full-screen viewer.
 
 use leptos::prelude::*;
 
+use crate::api::pictures::paths;
 use crate::components::viewer::Viewer;
+use crate::form::Strength;
 use crate::studio::Studio;
 
 /// The gallery below the form and the stage.
@@ -50,17 +53,18 @@ pub fn HistoryGallery(studio: Studio) -> impl IntoView {
                     <span>{ui.starred_filter}</span>
                 </label>
             </div>
-            <Show when=is_empty>
-                <p class="hint">
-                    {move || {
-                        if filtered() {
-                            ui.nothing_found
-                        } else {
-                            ui.history_empty
+            // A closure rather than `<Show>`, whose children are a type-erased view (its own copy of
+            // the hydration code in the bundle).
+            {move || {
+                is_empty()
+                    .then(|| {
+                        view! {
+                            <p class="hint">
+                                {if filtered() { ui.nothing_found } else { ui.history_empty }}
+                            </p>
                         }
-                    }}
-                </p>
-            </Show>
+                    })
+            }}
             <ul class="thumbs">
                 <For each=items key=|item| (item.id.clone(), item.starred) let(item)>
                     <li>
@@ -77,6 +81,24 @@ pub fn HistoryGallery(studio: Studio) -> impl IntoView {
                             <img src=item.thumbnail_url.clone() alt="" loading="lazy" width=item.width height=item.height/>
                         </button>
                         <StarButton studio id=item.id.clone() starred=item.starred class="thumb-star"/>
+                        {item.source.clone().map(|source| {
+                            let words = format!(
+                                "{}: {}",
+                                ui.started_from,
+                                Strength::from_value(source.strength).value_text(ui),
+                            );
+                            view! {
+                                <img
+                                    class="thumb-source"
+                                    src=paths::picture(&source.picture)
+                                    alt=words.clone()
+                                    title=words
+                                    loading="lazy"
+                                    width="32"
+                                    height="32"
+                                />
+                            }
+                        })}
                     </li>
                 </For>
             </ul>

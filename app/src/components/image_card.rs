@@ -1,5 +1,5 @@
 //! A finished image, large and fitting the screen, with its prompt, seed and size, and what can be done
-//! with it: open at full size, download, reuse, delete.
+//! with it: open at full size, download, reuse, start from it, delete.
 
 use leptos::prelude::*;
 
@@ -71,6 +71,7 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> impl IntoView {
     let download_name = format!("z-image-{seed}.png");
     let ui = studio.ui;
     let reuse_prompt = prompt.clone();
+    let start_url = image_url.clone();
     let delete_id = id.clone();
     crate::components::erase(view! {
         <figure class="result">
@@ -121,6 +122,14 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> impl IntoView {
                         on:click=move |_| studio.reuse_settings(&reuse_prompt, seed, width, height)
                     >
                         {ui.reuse_settings}
+                    </button>
+                    <button
+                        type="button"
+                        class="button"
+                        disabled={Signal::<bool>::from(studio.picture_busy)}
+                        on:click=move |_| studio.start_from_image(start_url.clone())
+                    >
+                        {ui.start_from_this}
                     </button>
                     <DeleteButton studio id=delete_id group_label=ui.confirm_deletion/>
                 </div>

@@ -9,8 +9,10 @@
 pub mod delete_button;
 pub mod gallery;
 pub mod image_card;
+pub mod painter;
 pub mod progress;
 pub mod prompt_form;
+pub mod source_picker;
 pub mod stage;
 pub mod status_light;
 pub mod viewer;

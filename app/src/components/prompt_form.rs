@@ -1,10 +1,11 @@
-//! The generate form: prompt with its counter, aspect ratio chips, seed with the dice, and the
-//! Generate / Cancel button in a bar that stays under the thumb on a phone.
+//! The generate form: prompt with its counter, the picture to start from, aspect ratio chips, seed with
+//! the dice, and the Generate / Cancel button in a bar that stays under the thumb on a phone.
 
 use leptos::ev::{KeyboardEvent, SubmitEvent};
 use leptos::prelude::*;
 
 use crate::api::{AspectRatio, MAX_PROMPT_CHARS};
+use crate::components::source_picker::SOURCE_ROOT_ID;
 use crate::form::Field;
 use crate::studio::{FORM_ID, Studio};
 
@@ -49,7 +50,6 @@ pub fn PromptForm(studio: Studio) -> impl IntoView {
     let ui = studio.ui;
     let prompt_error = error_for(Field::Prompt);
     let seed_error = error_for(Field::Seed);
-    let ratio_error = error_for(Field::AspectRatio);
 
     crate::components::erase(view! {
         <form id=FORM_ID class="composer" on:submit=on_submit novalidate aria-label=ui.form_label>
@@ -106,15 +106,10 @@ pub fn PromptForm(studio: Studio) -> impl IntoView {
                 </div>
             </div>
 
-            <fieldset class="field ratios" aria-describedby="ratio-error">
-                <legend>{ui.aspect_ratio}</legend>
-                <div class="chips">
-                    {AspectRatio::ALL.into_iter().map(|ratio| view! { <RatioChip studio ratio/> }).collect_view()}
-                </div>
-                <p id="ratio-error" class="field-error" aria-live="polite">
-                    {ratio_error}
-                </p>
-            </fieldset>
+            // "Start from a picture" needs the bundle: it is mounted here once the page is hydrated.
+            <div id=SOURCE_ROOT_ID></div>
+
+            <RatioField studio/>
 
             <div class="field">
                 <label for="seed">{ui.seed}</label>
@@ -186,11 +181,44 @@ pub fn PromptForm(studio: Studio) -> impl IntoView {
     })
 }
 
+/// The aspect ratio chips (with a picture, one more that keeps its shape) and their error.
+#[component]
+fn RatioField(studio: Studio) -> impl IntoView {
+    let ratio_error = move || {
+        studio.form_error.with(|error| {
+            error
+                .as_ref()
+                .and_then(|error| error.message_for(Field::AspectRatio))
+                .map(str::to_owned)
+        })
+    };
+    let has_picture = Signal::derive(move || studio.form.with(|form| form.source.is_some()));
+    crate::components::erase(view! {
+        <fieldset class="field ratios" aria-describedby="ratio-error">
+            <legend>{studio.ui.aspect_ratio}</legend>
+            <div class="chips" class:with-picture=has_picture>
+                {move || {
+                    studio.form.with(|form| {
+                        form.source
+                            .as_ref()
+                            .map(|picture| (picture.width, picture.height))
+                    })
+                    .map(|(width, height)| view! { <PictureChip studio width height/> })
+                }}
+                {AspectRatio::ALL.into_iter().map(|ratio| view! { <RatioChip studio ratio/> }).collect_view()}
+            </div>
+            <p id="ratio-error" class="field-error" aria-live="polite">
+                {ratio_error}
+            </p>
+        </fieldset>
+    })
+}
+
 /// One aspect ratio: a radio button drawn as a chip with the shape and the pixel size it gives.
 #[component]
 fn RatioChip(studio: Studio, ratio: AspectRatio) -> impl IntoView {
     let (width, height) = ratio.size();
-    let selected = move || studio.form.with(|form| form.aspect_ratio == ratio);
+    let selected = move || studio.form.with(|form| form.aspect_ratio == Some(ratio));
     // The shape inside the chip, at most 24 px on its longer side.
     let shape_style = format!("width: {}px; height: {}px", width * 24 / 1024, height * 24 / 1024);
     crate::components::erase(view! {
@@ -202,7 +230,7 @@ fn RatioChip(studio: Studio, ratio: AspectRatio) -> impl IntoView {
                 checked=selected
                 prop:checked=selected
                 on:change=move |_| {
-                    studio.form.update(|form| form.aspect_ratio = ratio);
+                    studio.form.update(|form| form.aspect_ratio = Some(ratio));
                     studio.clear_error_of(Field::AspectRatio);
                 }
             />
@@ -213,6 +241,38 @@ fn RatioChip(studio: Studio, ratio: AspectRatio) -> impl IntoView {
             <span class="chip-size">{format!("{width}×{height}")}</span>
         </label>
     })
+}
+
+/// With a picture to start from: the chip that keeps the picture's shape and size (no ratio is sent).
+#[component]
+fn PictureChip(studio: Studio, width: u32, height: u32) -> impl IntoView {
+    let ui = studio.ui;
+    let selected = Signal::derive(move || studio.form.with(|form| form.aspect_ratio.is_none()));
+    let longer = width.max(height).max(1);
+    let shape_style = format!(
+        "width: {}px; height: {}px",
+        width * 24 / longer,
+        height * 24 / longer
+    );
+    view! {
+        <label class="chip" class:selected=selected>
+            <input
+                type="radio"
+                name="aspect_ratio"
+                value="picture"
+                prop:checked=selected
+                on:change=move |_| {
+                    studio.form.update(|form| form.aspect_ratio = None);
+                    studio.clear_error_of(Field::AspectRatio);
+                }
+            />
+            <span class="chip-frame" aria-hidden="true">
+                <span class="chip-shape" style=shape_style></span>
+            </span>
+            <span class="chip-label">{ui.picture_shape}</span>
+            <span class="chip-size">{format!("{width}×{height}")}</span>
+        </label>
+    }
 }
 
 /// The thin bar above the button, so a phone shows progress while the form is on screen.

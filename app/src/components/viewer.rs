@@ -1,12 +1,15 @@
 //! The full-screen viewer: one image of the gallery over the page, with its prompt, seed, size, time
-//! taken and backend, and copy prompt, reuse, download, star and delete. Arrow keys and swipes move
+//! taken, backend and the picture it started from, and copy prompt, reuse, start from this, download,
+//! star and delete. Arrow keys and swipes move
 //! through the gallery as filtered; Esc, the close button and the phone's back button close it.
 
 use leptos::prelude::*;
 
-use crate::api::HistoryItem;
+use crate::api::pictures::paths;
+use crate::api::{HistoryItem, SourceInfo};
 use crate::components::delete_button::DeleteButton;
 use crate::components::gallery::StarButton;
+use crate::form::Strength;
 use crate::job::format_elapsed;
 use crate::studio::Studio;
 
@@ -15,7 +18,7 @@ const VIEWER_ID: &str = "viewer";
 
 /// The viewer; renders nothing while no image is open.
 #[component]
-pub fn Viewer(studio: Studio) -> AnyView {
+pub fn Viewer(studio: Studio) -> impl IntoView {
     let ui = studio.ui;
     watch_swipes(studio);
     let shown = move || {
@@ -23,26 +26,31 @@ pub fn Viewer(studio: Studio) -> AnyView {
         studio.gallery.with(|gallery| gallery.get(&id).cloned())
     };
     let is_open = move || studio.viewing.with(Option::is_some);
-    view! {
-        <Show when=is_open>
-            <div id=VIEWER_ID class="viewer" role="dialog" aria-modal="true" aria-label=ui.viewer>
-                {move || shown().map(|item| view! { <ViewerContent studio item/> })}
-            </div>
-        </Show>
-    }
-    .into_any()
+    // A closure rather than `<Show>`, and the parts below erased only on the gateway: in the browser
+    // every type-erased view carries its own copy of the hydration code.
+    crate::components::erase(view! {
+        {move || {
+            is_open().then(|| {
+                view! {
+                    <div id=VIEWER_ID class="viewer" role="dialog" aria-modal="true" aria-label=ui.viewer>
+                        {move || shown().map(|item| view! { <ViewerContent studio item/> })}
+                    </div>
+                }
+            })
+        }}
+    })
 }
 
 /// One image in the viewer: the bar, the image, and its details.
 #[component]
-fn ViewerContent(studio: Studio, item: HistoryItem) -> AnyView {
+fn ViewerContent(studio: Studio, item: HistoryItem) -> impl IntoView {
     let ui = studio.ui;
     let position = studio
         .gallery
         .with_untracked(|gallery| gallery.position(&item.id))
         .map(|(at, of)| (ui.position)(at, of))
         .unwrap_or_default();
-    view! {
+    crate::components::erase(view! {
         <div class="viewer-bar">
             <span class="viewer-position">{position}</span>
             <button
@@ -81,20 +89,19 @@ fn ViewerContent(studio: Studio, item: HistoryItem) -> AnyView {
             </button>
         </div>
         <ViewerDetails studio item/>
-    }
-    .into_any()
+    })
 }
 
 /// The image's facts and actions.
 #[component]
-fn ViewerDetails(studio: Studio, item: HistoryItem) -> AnyView {
+fn ViewerDetails(studio: Studio, item: HistoryItem) -> impl IntoView {
     let ui = studio.ui;
     let elapsed = item
         .timings
         .finished_at
         .map(|finished| format_elapsed(finished.saturating_sub(item.timings.queued_at), ui));
     let download_name = format!("z-image-{}.png", item.seed);
-    view! {
+    crate::components::erase(view! {
         <div class="viewer-details">
             <p class="viewer-prompt">{item.prompt.clone()}</p>
             <dl class="facts">
@@ -126,19 +133,37 @@ fn ViewerDetails(studio: Studio, item: HistoryItem) -> AnyView {
                             </div>
                         }
                     })}
+                {item.source.clone().map(|source| view! { <StartedFrom studio source/> })}
             </dl>
             <ViewerActions studio item download_name/>
         </div>
-    }
-    .into_any()
+    })
 }
 
-/// Star, copy prompt, reuse, download, delete.
+/// The picture an image started from, small, and how much could change, in words.
 #[component]
-fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> AnyView {
+fn StartedFrom(studio: Studio, source: SourceInfo) -> impl IntoView {
+    let ui = studio.ui;
+    let strength = Strength::from_value(source.strength).value_text(ui);
+    view! {
+        <div class="viewer-source">
+            <dt>{ui.started_from}</dt>
+            <dd>
+                <img src=paths::picture(&source.picture) alt=ui.chosen_picture width="48" height="48"/>
+                <span>{strength}</span>
+                {source.masked.then(|| view! { <span>{ui.painted_part_changes}</span> })}
+            </dd>
+        </div>
+    }
+}
+
+/// Star, copy prompt, reuse, start from this, download, delete.
+#[component]
+fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> impl IntoView {
     let ui = studio.ui;
     let (copy_prompt, reuse_item, delete_id) = (item.prompt.clone(), item.clone(), item.id.clone());
-    view! {
+    let start_url = item.image_url.clone();
+    crate::components::erase(view! {
         <div class="actions">
             <StarButton studio id=item.id.clone() starred=item.starred class="button"/>
             <button type="button" class="button" on:click=move |_| studio.copy_prompt(copy_prompt.clone())>
@@ -146,6 +171,14 @@ fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> An
             </button>
             <button type="button" class="button" on:click=move |_| studio.reuse_from_viewer(&reuse_item)>
                 {ui.reuse_image}
+            </button>
+            <button
+                type="button"
+                class="button"
+                disabled={Signal::<bool>::from(studio.picture_busy)}
+                on:click=move |_| studio.start_from_image(start_url.clone())
+            >
+                {ui.start_from_this}
             </button>
             <a class="button" href=item.image_url.clone() download=download_name>
                 {ui.download}
@@ -155,8 +188,7 @@ fn ViewerActions(studio: Studio, item: HistoryItem, download_name: String) -> An
                 {move || studio.viewer_note.get()}
             </span>
         </div>
-    }
-    .into_any()
+    })
 }
 
 /// Swipes on the viewer move through the gallery; watched each time the viewer opens.

@@ -18,7 +18,12 @@ pub fn StudioPage() -> impl IntoView {
     let ui = studio.ui;
     let other = crate::i18n::use_lang().other();
     // Effects run only in the browser, once the bundle has hydrated the server-rendered page.
-    Effect::new(move |_| untrack(|| studio.start()));
+    Effect::new(move |_| {
+        untrack(|| {
+            studio.start();
+            crate::components::source_picker::mount(studio);
+        });
+    });
     crate::components::erase(view! {
         <div class="studio" data-hydrated=move || studio.hydrated.get().then_some("true")>
             <header class="topbar">
