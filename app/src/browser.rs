@@ -417,6 +417,13 @@ mod platform {
         headers
             .set("Accept", "application/json")
             .map_err(|_| ClientError::Unexpected)?;
+        // A file the browser could not type (an unknown extension) goes as plain bytes: the gateway
+        // reads what it is from the bytes themselves, and refuses a body without a file's type.
+        let kind = blob.type_();
+        let kind = if kind.is_empty() { "application/octet-stream".to_owned() } else { kind };
+        headers
+            .set("Content-Type", &kind)
+            .map_err(|_| ClientError::Unexpected)?;
         init.set_headers(&headers);
         init.set_body(blob);
         let response = send(url, &init).await?;
