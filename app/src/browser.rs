@@ -420,7 +420,11 @@ mod platform {
         // A file the browser could not type (an unknown extension) goes as plain bytes: the gateway
         // reads what it is from the bytes themselves, and refuses a body without a file's type.
         let kind = blob.type_();
-        let kind = if kind.is_empty() { "application/octet-stream".to_owned() } else { kind };
+        let kind = if kind.is_empty() {
+            "application/octet-stream".to_owned()
+        } else {
+            kind
+        };
         headers
             .set("Content-Type", &kind)
             .map_err(|_| ClientError::Unexpected)?;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod openai;
 pub mod pictures;
+pub mod whole;
 
 pub use pictures::{PictureKind, PictureUploaded, SourceInfo, SourceRequest};
 
@@ -145,22 +146,38 @@ pub struct CreateJobRequest {
     /// What to draw: 1 to 2000 characters after trimming, without control characters other than line breaks and tabs.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 2000))]
     pub prompt: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u64"
+    )]
     /// 0 to 2^53 - 1; random when left out.
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 9007199254740991.0))]
     pub seed: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// Instead of `width` and `height`; 1:1 when all three are left out.
     pub aspect_ratio: Option<AspectRatio>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u32"
+    )]
     /// 256 to 1024 pixels in steps of 16, with `height`.
     #[cfg_attr(feature = "openapi", schema(minimum = 256, maximum = 1024, multiple_of = 16))]
     pub width: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u32"
+    )]
     /// 256 to 1024 pixels in steps of 16, with `width`.
     #[cfg_attr(feature = "openapi", schema(minimum = 256, maximum = 1024, multiple_of = 16))]
     pub height: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u32"
+    )]
     /// One image per job: only 1 is accepted.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1))]
     pub batch_size: Option<u32>,

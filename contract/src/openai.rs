@@ -129,7 +129,11 @@ pub struct ImagesRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// How many images, 1 to 4: each is a job of its own, with consecutive seeds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u32"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4))]
     pub n: Option<u32>,
     /// `auto` (the default: 1024x1024, or `aspect_ratio`), `WxH` with sides of 256 to 1024 pixels in
@@ -148,7 +152,11 @@ pub struct ImagesRequest {
     pub output_format: Option<OutputFormat>,
     /// 0 to 100, default 100: the JPEG quality for `jpeg` (0 is taken as 1). Accepted and ignored for
     /// `png`, and for `webp`, which the studio encodes losslessly.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u32"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub output_compression: Option<u32>,
     /// `auto` or `opaque`; `transparent` is refused (400 naming `background`): the model makes
@@ -175,12 +183,20 @@ pub struct ImagesRequest {
     /// 0 to 3 (default 0): how many live previews of each image `stream` sends, spread over its
     /// steps. Fewer come when the image is done sooner, or when ComfyUI sends no previews. Accepted
     /// and ignored without `stream`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u32"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 3))]
     pub partial_images: Option<u32>,
     /// Extension: the first image's seed (0 to 2^53 - 1); the next images take the following seeds.
     /// Random when left out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u64"
+    )]
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 9007199254740991.0))]
     pub seed: Option<u64>,
     /// Extension: one of the studio's aspect ratios, instead of `size` (which must then be left out
