@@ -48,6 +48,10 @@ struct Args {
     /// The release gateway binary under test.
     #[arg(long, default_value = "target/release/zimage")]
     zimage: PathBuf,
+    /// A second gateway binary (another commit's release build) measured in the same run: its jobs
+    /// join the overhead's rotation, and the relay is measured on it too, right after.
+    #[arg(long)]
+    baseline_zimage: Option<PathBuf>,
     /// The simulator binary, the baseline of the start-up measurement.
     #[arg(long, default_value = "target/release/comfy-sim")]
     comfy_sim: PathBuf,
@@ -312,9 +316,24 @@ async fn run(
         let client = GatewayClient::new(gateway.addr);
         if args.wants(Section::Overhead) {
             section("1. gateway overhead per job");
-            match measure_overhead(args, sim, &client, &mut seeds).await {
+            let baseline = match &args.baseline_zimage {
+                Some(binary) => {
+                    let baseline = Gateway::start(&GatewaySpec {
+                        binary: binary.clone(),
+                        ..spec.clone()
+                    })
+                    .await?;
+                    baseline.wait_ready().await?;
+                    Some(baseline)
+                }
+                None => None,
+            };
+            match measure_overhead(args, sim, (&client, baseline.as_ref()), &mut seeds).await {
                 Ok(overhead) => results.overhead = Some(overhead),
                 Err(error) => skip(&mut results, "overhead", &error),
+            }
+            if let Some(baseline) = baseline {
+                drop(baseline.stop().await);
             }
         } else {
             // The other sections want a history to read and to load.
@@ -408,6 +427,20 @@ async fn run(
             Ok(reports) => results.relay = reports,
             Err(error) => skip(&mut results, "relay", &error),
         }
+        if let Some(binary) = &args.baseline_zimage {
+            println!("   the baseline build ({}):", binary.display());
+            let baseline_spec = GatewaySpec {
+                binary: binary.clone(),
+                ..relay_spec.clone()
+            };
+            sim.faults().release();
+            // Its threads and CPUs are the same as this build's; only its reports are kept.
+            let mut scratch = Results::default();
+            match measure_relay(args, sim, &baseline_spec, &clock, &mut seeds, &mut scratch).await {
+                Ok(reports) => results.relay_baseline_build = reports,
+                Err(error) => skip(&mut results, "relay (baseline build)", &error),
+            }
+        }
         sim.faults().release();
         sim.faults().set_step_ms(0);
     }
@@ -483,7 +516,7 @@ fn skip(results: &mut Results, section: &str, error: &anyhow::Error) {
 async fn measure_overhead(
     args: &Args,
     sim: &SimHandle,
-    client: &GatewayClient,
+    (client, baseline): (&GatewayClient, Option<&Gateway>),
     seeds: &mut Seeds,
 ) -> anyhow::Result<overhead::OverheadReport> {
     // The direct client replays the very graph the gateway submits, with its own seeds.
@@ -496,7 +529,19 @@ async fn measure_overhead(
     let size = image_size(&submitted["prompt"]).context("the workflow has no image size")?;
     let mut direct = DirectClient::connect(&sim.url(), &submitted).await?;
     let warmup = if args.quick { 2 } else { 10 };
-    let report = overhead::measure(&mut direct, client, warmup, args.jobs, size, || seeds.next()).await;
+    let baseline = baseline.map(|baseline| GatewayClient::new(baseline.addr));
+    let large = tokio::task::spawn_blocking(saving::photo_like_png).await??;
+    let mut disk = overhead::DiskProbe::new(args.data_parent.as_deref(), large)?;
+    let report = overhead::measure(
+        &mut direct,
+        client,
+        baseline.as_ref(),
+        Some(&mut disk),
+        (warmup, args.jobs),
+        size,
+        || seeds.next(),
+    )
+    .await;
     direct.close().await;
     let report = report?;
     println!(
@@ -506,6 +551,22 @@ async fn measure_overhead(
         report.added_median_ms,
         report.added_p99_ms
     );
+    if let (Some(median), Some(p99)) = (
+        report.baseline_build_added_median_ms,
+        report.baseline_build_added_p99_ms,
+    ) {
+        println!("   baseline build: +{median:.2} ms (p99 +{p99:.2} ms)");
+    }
+    if let Some(disk) = &report.disk {
+        println!(
+            "   the disk ({}): {:.2} ms median to write and flush {} bytes, {:.2} ms for {} bytes",
+            disk.filesystem,
+            disk.large.median_ms,
+            disk.large_bytes,
+            disk.image_sized.median_ms,
+            report.image_bytes
+        );
+    }
     Ok(report)
 }
 

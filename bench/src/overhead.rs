@@ -49,6 +49,92 @@ pub(crate) struct OverheadReport {
     pub(crate) added_p99_ms: f64,
     /// Median of the per-pair differences (gateway minus the direct job run beside it).
     pub(crate) added_paired_median_ms: f64,
+    /// The same jobs through a second gateway binary (`--baseline-zimage`, another commit's build), in
+    /// the same rotation.
+    pub(crate) baseline_build: Option<PathReport>,
+    pub(crate) baseline_build_added_median_ms: Option<f64>,
+    pub(crate) baseline_build_added_p99_ms: Option<f64>,
+    /// The disk's own cost of a durable write, in the folder the gateways keep their data in, taken
+    /// between the jobs.
+    pub(crate) disk: Option<DiskCost>,
+}
+
+/// What the data folder's disk takes to write a file and flush it (`write` then `fsync`), timed
+/// between the jobs of measurement 1: the floor of any save that a crash cannot undo.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DiskCost {
+    /// The file system (as `df` names it).
+    pub(crate) filesystem: String,
+    /// A new file of `large_bytes` (the size of a photograph-like 1024x1024 PNG), written and flushed.
+    pub(crate) large_bytes: usize,
+    pub(crate) large: Summary,
+    /// A new file the size of the jobs' own image, written and flushed.
+    pub(crate) image_sized: Summary,
+}
+
+/// Times durable writes in a folder: a fresh file each time, written and flushed, removed untimed.
+pub(crate) struct DiskProbe {
+    folder: tempfile::TempDir,
+    large: bytes::Bytes,
+    large_times: Vec<Duration>,
+    image_times: Vec<Duration>,
+}
+
+impl DiskProbe {
+    /// A probe writing in a new folder under `parent` (the system's temporary folder when `None`),
+    /// its large file being `large`.
+    pub(crate) fn new(parent: Option<&std::path::Path>, large: bytes::Bytes) -> anyhow::Result<DiskProbe> {
+        let builder = {
+            let mut builder = tempfile::Builder::new();
+            builder.prefix("zimage-bench-disk");
+            builder
+        };
+        let folder = match parent {
+            Some(parent) => builder.tempdir_in(parent)?,
+            None => builder.tempdir()?,
+        };
+        Ok(DiskProbe {
+            folder,
+            large,
+            large_times: Vec::new(),
+            image_times: Vec::new(),
+        })
+    }
+
+    /// One flushed write of the large file and one of `image_bytes` bytes.
+    async fn sample(&mut self, image_bytes: usize) -> anyhow::Result<()> {
+        let large = self.large.clone();
+        let small = bytes::Bytes::from(vec![0x5a_u8; image_bytes.max(1)]);
+        let folder = self.folder.path().to_owned();
+        let (large_time, image_time) = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            let write = |name: &str, bytes: &[u8]| -> std::io::Result<Duration> {
+                use std::io::Write as _;
+                let path = folder.join(name);
+                let started = Instant::now();
+                let mut file = std::fs::File::create(&path)?;
+                file.write_all(bytes)?;
+                file.sync_all()?;
+                let elapsed = started.elapsed();
+                drop(file);
+                std::fs::remove_file(&path)?;
+                Ok(elapsed)
+            };
+            Ok((write("large.png", &large)?, write("image.png", &small)?))
+        })
+        .await??;
+        self.large_times.push(large_time);
+        self.image_times.push(image_time);
+        Ok(())
+    }
+
+    fn report(&self) -> Option<DiskCost> {
+        Some(DiskCost {
+            filesystem: crate::saving::filesystem(self.folder.path()),
+            large_bytes: self.large.len(),
+            large: Summary::of(&self.large_times)?,
+            image_sized: Summary::of(&self.image_times)?,
+        })
+    }
 }
 
 /// One path's job times, whole and by stage.
@@ -319,46 +405,94 @@ fn http_client() -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-/// Runs `jobs` jobs on each path after `warmup` unrecorded ones, alternating ABBA.
+/// Runs `jobs` jobs on each path after `warmup` unrecorded ones, in an order that turns each round
+/// (ABBA with two paths), and between rounds a sample of the disk's durable write.
 pub(crate) async fn measure(
     direct: &mut DirectClient,
     gateway: &GatewayClient,
-    warmup: usize,
-    jobs: usize,
+    baseline_build: Option<&GatewayClient>,
+    mut disk: Option<&mut DiskProbe>,
+    (warmup, jobs): (usize, usize),
     size: (u32, u32),
     mut next_seed: impl FnMut() -> u64,
 ) -> anyhow::Result<OverheadReport> {
-    for _ in 0..warmup {
-        direct.run(next_seed()).await?;
-        gateway.run(next_seed()).await?;
-    }
-    let mut direct_times = Vec::with_capacity(jobs);
-    let mut gateway_times = Vec::with_capacity(jobs);
-    for round in 0..jobs {
-        if round % 2 == 0 {
-            direct_times.push(direct.run(next_seed()).await?);
-            gateway_times.push(gateway.run(next_seed()).await?);
-        } else {
-            gateway_times.push(gateway.run(next_seed()).await?);
-            direct_times.push(direct.run(next_seed()).await?);
+    let paths = if baseline_build.is_some() { 3 } else { 2 };
+    let mut times: Vec<Vec<JobTiming>> = vec![Vec::with_capacity(jobs); paths];
+    for round in 0..warmup + jobs {
+        // Round r runs the paths starting from r mod n, forwards on even turns and backwards on odd
+        // ones: each path comes first, last and in between equally often.
+        let turn = round / paths;
+        let mut order: Vec<usize> = (0..paths).map(|index| (index + round) % paths).collect();
+        if turn % 2 == 1 {
+            order.reverse();
+        }
+        for path in order {
+            let seed = next_seed();
+            let timing = match path {
+                0 => direct.run(seed).await?,
+                1 => gateway.run(seed).await?,
+                _ => match baseline_build {
+                    Some(baseline) => baseline.run(seed).await?,
+                    None => continue,
+                },
+            };
+            if round >= warmup {
+                times[path].push(timing);
+            }
+        }
+        if round >= warmup
+            && let Some(disk) = disk.as_deref_mut()
+        {
+            let image_bytes = times[1].last().map_or(0, |timing| timing.image_bytes);
+            disk.sample(image_bytes).await?;
         }
     }
-    let direct_report = PathReport::of(&direct_times).context("no direct jobs")?;
-    let gateway_report = PathReport::of(&gateway_times).context("no gateway jobs")?;
-    let paired: Vec<f64> = direct_times
+    let direct_report = PathReport::of(&times[0]).context("no direct jobs")?;
+    let gateway_report = PathReport::of(&times[1]).context("no gateway jobs")?;
+    let baseline_report = times.get(2).and_then(|timings| PathReport::of(timings));
+    let paired: Vec<f64> = times[0]
         .iter()
-        .zip(&gateway_times)
+        .zip(&times[1])
         .map(|(direct, gateway)| (gateway.total.as_secs_f64() - direct.total.as_secs_f64()) * 1e3)
         .collect();
     Ok(OverheadReport {
         jobs_per_path: jobs,
         width: size.0,
         height: size.1,
-        image_bytes: gateway_times.last().map_or(0, |timing| timing.image_bytes),
+        image_bytes: times[1].last().map_or(0, |timing| timing.image_bytes),
         added_median_ms: gateway_report.total.median_ms - direct_report.total.median_ms,
         added_p99_ms: gateway_report.total.p99_ms - direct_report.total.p99_ms,
         added_paired_median_ms: median(&paired),
+        baseline_build_added_median_ms: baseline_report
+            .as_ref()
+            .map(|report| report.total.median_ms - direct_report.total.median_ms),
+        baseline_build_added_p99_ms: baseline_report
+            .as_ref()
+            .map(|report| report.total.p99_ms - direct_report.total.p99_ms),
+        baseline_build: baseline_report,
+        disk: disk.and_then(|disk| disk.report()),
         direct: direct_report,
         gateway: gateway_report,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_disk_probe_writes_for_real_and_leaves_nothing() {
+        let parent = tempfile::tempdir().unwrap();
+        let mut probe = DiskProbe::new(Some(parent.path()), bytes::Bytes::from(vec![7_u8; 300_000])).unwrap();
+        assert!(probe.report().is_none(), "nothing measured yet");
+        probe.sample(40_000).await.unwrap();
+        probe.sample(40_000).await.unwrap();
+        let report = probe.report().unwrap();
+        assert_eq!((report.large.count, report.image_sized.count), (2, 2));
+        assert_eq!(report.large_bytes, 300_000);
+        assert!(report.large.median_ms > 0.0 && !report.filesystem.is_empty());
+        assert_eq!(std::fs::read_dir(probe.folder.path()).unwrap().count(), 0);
+        drop(probe);
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
+    }
 }

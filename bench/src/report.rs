@@ -41,6 +41,8 @@ pub(crate) struct Results {
     pub(crate) machine: Machine,
     pub(crate) overhead: Option<OverheadReport>,
     pub(crate) relay: Vec<RelayReport>,
+    /// The relay measured on `--baseline-zimage`, right after this build's.
+    pub(crate) relay_baseline_build: Vec<RelayReport>,
     pub(crate) load: Vec<LoadReport>,
     pub(crate) startup: Option<StartupReport>,
     pub(crate) bundle: Option<BundleSizes>,
@@ -90,12 +92,45 @@ pub(crate) fn table(results: &Results) -> String {
                 overhead.gateway.total.p99_ms
             ),
             format!(
-                "direct ComfyUI client: {:.2} ms median, {:.2} ms p99",
-                overhead.direct.total.median_ms, overhead.direct.total.p99_ms
+                "direct ComfyUI client: {:.2} ms median, {:.2} ms p99{}",
+                overhead.direct.total.median_ms,
+                overhead.direct.total.p99_ms,
+                match (
+                    &overhead.baseline_build,
+                    overhead.baseline_build_added_median_ms,
+                    overhead.baseline_build_added_p99_ms
+                ) {
+                    (Some(build), Some(median), Some(p99)) => format!(
+                        "; the baseline build: +{median:.2} ms median, +{p99:.2} ms p99 ({:.2} ms median)",
+                        build.total.median_ms
+                    ),
+                    _ => String::new(),
+                }
             ),
             format!("< {OVERHEAD_MEDIAN_TARGET_MS} ms added (median)"),
             verdict(overhead.added_median_ms < OVERHEAD_MEDIAN_TARGET_MS).to_owned(),
         );
+        if let Some(disk) = &overhead.disk {
+            row(
+                format!(
+                    "1. The data folder's disk ({}): a new file written and flushed (`fsync`), between the jobs",
+                    disk.filesystem
+                ),
+                format!(
+                    "{}: {:.2} ms median, {:.2} ms p99",
+                    bytes(disk.large_bytes as u64),
+                    disk.large.median_ms,
+                    disk.large.p99_ms
+                ),
+                format!(
+                    "the jobs' image ({}): {:.2} ms median",
+                    bytes(overhead.image_bytes as u64),
+                    disk.image_sized.median_ms
+                ),
+                "added per job (median) at most this".to_owned(),
+                verdict(overhead.added_median_ms <= disk.large.median_ms).to_owned(),
+            );
+        }
     }
     let one_watcher = results.relay.iter().find(|report| report.watchers == 1);
     for relay in &results.relay {
@@ -130,6 +165,25 @@ pub(crate) fn table(results: &Results) -> String {
             baseline,
             target,
             met,
+        );
+    }
+    for relay in &results.relay_baseline_build {
+        row(
+            format!(
+                "2. Progress relay latency, {} watcher(s), {} events, the baseline build",
+                relay.watchers, relay.latency.count
+            ),
+            format!(
+                "{:.2} ms median, {:.2} ms p99, {:.2} ms max; {} resident (idle {})",
+                relay.latency.median_ms,
+                relay.latency.p99_ms,
+                relay.latency.max_ms,
+                mib(relay.rss_watching_kib),
+                mib(relay.rss_idle_kib)
+            ),
+            "this build's row above".to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
         );
     }
     if let Some(fanout) = results

@@ -168,7 +168,7 @@ fn record(id: JobId, side: u32) -> HistoryRecord {
 /// A 1024x1024 PNG about as large as a photograph-like image from ComfyUI (1.5 to 2.5 MiB): soft
 /// gradients with fine grain, which PNG's filters cannot squeeze away (the simulator's own images are
 /// plain gradients of a few tens of KiB, which would flatter the flush).
-fn photo_like_png() -> anyhow::Result<Bytes> {
+pub(crate) fn photo_like_png() -> anyhow::Result<Bytes> {
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
     let image = image::RgbImage::from_fn(SIDE, SIDE, |x, y| {
         state ^= state << 13;
@@ -187,7 +187,7 @@ fn photo_like_png() -> anyhow::Result<Bytes> {
 }
 
 /// The file system type of `dir`, as `df` names it ("ext4", "tmpfs", "overlay"...).
-fn filesystem(dir: &Path) -> String {
+pub(crate) fn filesystem(dir: &Path) -> String {
     std::process::Command::new("df")
         .args(["--output=fstype"])
         .arg(dir)

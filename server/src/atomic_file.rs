@@ -4,7 +4,8 @@
 //! may undo it).
 //!
 //! A write is two steps, [`stage`] and [`Staged::commit`], so that `storage` can order several writes
-//! and stop between them in its crash tests; [`write`] does both.
+//! and stop between them in its crash tests; [`write`] does both. Each has a `_blocking` twin for callers
+//! already on a blocking thread: a finished image's whole save is one hand-off to the blocking pool.
 
 use std::fs::File;
 use std::io::{self, Write as _};
@@ -30,12 +31,14 @@ impl Staged {
     /// file survives a crash or a power cut. On an error the temporary is removed; the final name may
     /// then hold the new content or the old.
     pub async fn commit(self) -> io::Result<()> {
+        in_blocking(move || self.commit_blocking()).await
+    }
+
+    /// [`Staged::commit`] on the calling thread.
+    pub fn commit_blocking(self) -> io::Result<()> {
         let Staged { temporary, path } = self;
-        in_blocking(move || {
-            temporary.persist(&path).map_err(|error| error.error)?;
-            sync_folder_of(&path)
-        })
-        .await
+        temporary.persist(&path).map_err(|error| error.error)?;
+        sync_folder_of(&path)
     }
 
     /// Leaves the temporary on the disk as a crash would (the crash tests); the path it has.
@@ -52,17 +55,22 @@ impl Staged {
 /// Writes `bytes` to a temporary sibling of `path` and flushes it to the disk.
 pub async fn stage(path: &Path, bytes: Bytes) -> io::Result<Staged> {
     let path = path.to_owned();
-    in_blocking(move || {
-        let mut file = temporary_beside(&path)?;
-        // On an error the temporary is dropped, which removes it.
-        file.write_all(&bytes)?;
-        file.as_file().sync_all()?;
-        Ok(Staged {
-            temporary: file.into_temp_path(),
-            path,
-        })
+    in_blocking(move || stage_blocking(&path, &[&bytes])).await
+}
+
+/// [`stage`] on the calling thread, of `pieces` written one after another: a file put together from
+/// pieces (an image with text spliced in) is never copied into one buffer first.
+pub fn stage_blocking(path: &Path, pieces: &[&[u8]]) -> io::Result<Staged> {
+    let mut file = temporary_beside(path)?;
+    // On an error the temporary is dropped, which removes it.
+    for piece in pieces {
+        file.write_all(piece)?;
+    }
+    file.as_file().sync_all()?;
+    Ok(Staged {
+        temporary: file.into_temp_path(),
+        path: path.to_owned(),
     })
-    .await
 }
 
 /// A new temporary file in `path`'s folder, named as [`sweep_temporaries`] expects.
@@ -105,12 +113,16 @@ pub async fn replace(path: &Path, bytes: Bytes) -> io::Result<()> {
 /// Removes a file durably (its folder is flushed). Returns whether it existed.
 pub async fn remove(path: &Path) -> io::Result<bool> {
     let path = path.to_owned();
-    in_blocking(move || match std::fs::remove_file(&path) {
-        Ok(()) => sync_folder_of(&path).map(|()| true),
+    in_blocking(move || remove_blocking(&path)).await
+}
+
+/// [`remove`] on the calling thread.
+pub fn remove_blocking(path: &Path) -> io::Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_folder_of(path).map(|()| true),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(error) => Err(error),
-    })
-    .await
+    }
 }
 
 /// Moves a file to `to` (on the same file system) durably: both folders are flushed.
@@ -256,6 +268,18 @@ mod tests {
         drop(stage(&path, Bytes::from_static(b"other")).await.unwrap());
         assert_eq!(names(dir.path()), vec!["a.png"]);
         assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+    }
+
+    #[test]
+    fn a_file_staged_in_pieces_holds_them_one_after_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.png");
+        stage_blocking(&path, &[b"head", b"", b" story ", b"tail"])
+            .unwrap()
+            .commit_blocking()
+            .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"head story tail");
+        assert_eq!(names(dir.path()), vec!["a.png"]);
     }
 
     #[tokio::test]

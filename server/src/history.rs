@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension as _, params};
@@ -223,11 +224,25 @@ pub struct History {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
-    /// Writes, one at a time.
+    /// Writes, one at a time. Its automatic checkpoint is off (see [`WRITES_PER_CHECKPOINT`]).
     writer: Mutex<Connection>,
     /// Reads: WAL lets them run beside a write.
     reader: Mutex<Connection>,
+    /// Held by the checkpoint under way, which runs on a connection of its own (opened for it and
+    /// closed after it: it is needed every few dozen images and costs no memory between them), so that
+    /// neither a write nor a read ever waits for one.
+    checkpointing: Mutex<()>,
+    /// Writes since the last checkpoint.
+    writes: AtomicU32,
 }
+
+/// Writes (transactions of a few pages each) between two checkpoints of the write-ahead log. SQLite's
+/// own automatic checkpoint (every 1,000 pages) runs inside the commit that crosses the mark: it
+/// copies the pages into the database file and flushes it, milliseconds on a disk, added to the job
+/// whose image happened to be saved then. So the writer's is turned off, and a checkpoint runs on a
+/// blocking thread after every this many writes, beside the announcement instead of before it. A
+/// checkpoint only tidies: every commit is already durable in the log.
+const WRITES_PER_CHECKPOINT: u32 = 64;
 
 /// Opens a connection with the studio's settings: WAL (readers beside the writer, and the online
 /// backup while the studio runs) and a commit that is on the disk when it returns.
@@ -283,11 +298,17 @@ impl History {
             })?;
         import_json(&mut writer, data_dir).map_err(database)?;
         let reader = connect(&path).map_err(database)?;
+        // Only now: an import above is checkpointed at its commit as usual.
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(database)?;
         let history = History {
             inner: Arc::new(Inner {
                 path,
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
+                checkpointing: Mutex::new(()),
+                writes: AtomicU32::new(0),
             }),
         };
         tracing::info!(count = history.len(), "history opened");
@@ -307,13 +328,24 @@ impl History {
         before_commit: impl FnOnce() -> BeforeCommit + Send + 'static,
     ) -> Result<bool, HistoryError> {
         let history = self.clone();
-        blocking(move || {
-            let id = record.id;
-            let write = |source: rusqlite::Error| HistoryError::Write {
-                id,
-                source: sqlite_io(source),
-            };
-            let mut writer = history.writer();
+        blocking(move || history.add_with_blocking(record, before_commit)).await
+    }
+
+    /// [`History::add_with`] on the calling thread (a blocking one): the row inserted and committed,
+    /// nothing more. The write-ahead log is checkpointed afterwards, off this path (see
+    /// [`WRITES_PER_CHECKPOINT`]).
+    pub(crate) fn add_with_blocking(
+        &self,
+        record: HistoryRecord,
+        before_commit: impl FnOnce() -> BeforeCommit,
+    ) -> Result<bool, HistoryError> {
+        let id = record.id;
+        let write = |source: rusqlite::Error| HistoryError::Write {
+            id,
+            source: sqlite_io(source),
+        };
+        let committed = {
+            let mut writer = self.writer();
             let transaction = writer.transaction().map_err(write)?;
             insert(&transaction, &record, false).map_err(write)?;
             match before_commit() {
@@ -322,8 +354,9 @@ impl History {
                 BeforeCommit::Abandon => Ok(false),
                 BeforeCommit::Fail(source) => Err(HistoryError::Write { id, source }),
             }
-        })
-        .await
+        };
+        self.wrote();
+        committed
     }
 
     /// Whether the studio that last used this history closed it cleanly, with every save finished
@@ -419,7 +452,7 @@ impl History {
     pub async fn set_starred(&self, id: JobId, starred: bool) -> Result<bool, HistoryError> {
         let history = self.clone();
         blocking(move || {
-            history
+            let changed = history
                 .writer()
                 .execute(
                     "UPDATE history SET starred = ?2 WHERE id = ?1",
@@ -429,7 +462,9 @@ impl History {
                 .map_err(|source| HistoryError::Write {
                     id,
                     source: sqlite_io(source),
-                })
+                });
+            history.wrote();
+            changed
         })
         .await
     }
@@ -437,17 +472,21 @@ impl History {
     /// Forgets a record, durably. Returns whether it existed.
     pub async fn remove(&self, id: JobId) -> Result<bool, HistoryError> {
         let history = self.clone();
-        blocking(move || {
-            history
-                .writer()
-                .execute("DELETE FROM history WHERE id = ?1", [id.to_string()])
-                .map(|changed| changed > 0)
-                .map_err(|source| HistoryError::Write {
-                    id,
-                    source: sqlite_io(source),
-                })
-        })
-        .await
+        blocking(move || history.remove_blocking(id)).await
+    }
+
+    /// [`History::remove`] on the calling thread.
+    pub(crate) fn remove_blocking(&self, id: JobId) -> Result<bool, HistoryError> {
+        let removed = self
+            .writer()
+            .execute("DELETE FROM history WHERE id = ?1", [id.to_string()])
+            .map(|changed| changed > 0)
+            .map_err(|source| HistoryError::Write {
+                id,
+                source: sqlite_io(source),
+            });
+        self.wrote();
+        removed
     }
 
     /// The ids of every record, oldest first.
@@ -494,6 +533,44 @@ impl History {
             .writer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts a write (after it is done); every [`WRITES_PER_CHECKPOINT`] writes, checkpoints on a
+    /// blocking thread of its own (here, without a runtime).
+    fn wrote(&self) {
+        if self.inner.writes.fetch_add(1, Ordering::Relaxed) + 1 < WRITES_PER_CHECKPOINT {
+            return;
+        }
+        self.inner.writes.store(0, Ordering::Relaxed);
+        let history = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || history.checkpoint())),
+            Err(_) => history.checkpoint(),
+        }
+    }
+
+    /// Copies the write-ahead log's pages into the database file (a passive checkpoint: it neither
+    /// waits for nor blocks the writer). A failure only leaves the log longer; the next one tries again.
+    fn checkpoint(&self) {
+        let _one_at_a_time = self
+            .inner
+            .checkpointing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let connection = match connect(self.path()) {
+            Ok(connection) => connection,
+            Err(error) => {
+                tracing::warn!(%error, "cannot open the history for a checkpoint");
+                return;
+            }
+        };
+        let checkpointed = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        match checkpointed {
+            Ok((log, copied)) => tracing::debug!(log, copied, "history checkpointed"),
+            Err(error) => tracing::warn!(%error, "cannot checkpoint the history"),
+        }
     }
 }
 
@@ -879,6 +956,36 @@ mod tests {
         assert!(find(&history, "kept").await.is_empty());
         drop(history);
         assert!(History::open(dir.path()).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_log_is_checkpointed_after_the_writes_never_inside_their_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path()).await.unwrap();
+        let writer_setting: i64 = history
+            .writer()
+            .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(writer_setting, 0, "the writer never checkpoints inside a commit");
+        // Pages reach the database file only at a checkpoint; until then they sit in the log.
+        let database_size = || std::fs::metadata(history.path()).unwrap().len();
+        let before = database_size();
+        for index in 1..WRITES_PER_CHECKPOINT {
+            history.add(record(&format!("fox number {index}"))).await.unwrap();
+        }
+        assert_eq!(database_size(), before);
+        history.add(record("the last fox")).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while database_size() == before {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("no checkpoint ran");
+        assert_eq!(history.len(), WRITES_PER_CHECKPOINT as usize);
+        drop(history);
+        let reopened = History::open(dir.path()).await.unwrap();
+        assert_eq!(find(&reopened, "the last fox").await.len(), 1);
     }
 
     #[tokio::test]

@@ -102,20 +102,26 @@ impl ImageStore {
     /// Checks that `png` is a whole PNG (see [`png_size`]) and stores it durably. Returns the image's
     /// size.
     pub async fn store(&self, id: JobId, png: Bytes) -> Result<(u32, u32), ImageError> {
-        let (staged, size) = self.stage(id, png).await?;
-        staged.commit().await?;
-        Ok(size)
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let (staged, size) = store.stage_blocking(id, &PngPieces::from(png))?;
+            staged.commit_blocking()?;
+            Ok(size)
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 
-    /// The first half of [`ImageStore::store`]: the checked PNG written and flushed under a temporary
-    /// name, and its size; committing it puts it in place.
-    pub(crate) async fn stage(
+    /// The first half of [`ImageStore::store`], on the calling thread (a blocking one): the checked PNG
+    /// written and flushed under a temporary name, and its size; committing it puts it in place.
+    pub(crate) fn stage_blocking(
         &self,
         id: JobId,
-        png: Bytes,
+        png: &PngPieces,
     ) -> Result<(atomic_file::Staged, (u32, u32)), ImageError> {
-        let size = png_size(&png)?;
-        let staged = atomic_file::stage(&self.path(id, Variant::Full), png).await?;
+        let size = png.size()?;
+        let pieces: Vec<&[u8]> = png.pieces().collect();
+        let staged = atomic_file::stage_blocking(&self.path(id, Variant::Full), &pieces)?;
         Ok((staged, size))
     }
 
@@ -160,6 +166,15 @@ impl ImageStore {
         let _no_thumbnail_write = self.changing_files.lock().await;
         for variant in [Variant::Full, Variant::Thumbnail] {
             atomic_file::remove(&self.path(id, variant)).await?;
+        }
+        Ok(())
+    }
+
+    /// [`ImageStore::remove`] on the calling thread, which must be a blocking one (not the runtime's).
+    pub(crate) fn remove_blocking(&self, id: JobId) -> Result<(), ImageError> {
+        let _no_thumbnail_write = self.changing_files.blocking_lock();
+        for variant in [Variant::Full, Variant::Thumbnail] {
+            atomic_file::remove_blocking(&self.path(id, variant))?;
         }
         Ok(())
     }
@@ -238,36 +253,134 @@ async fn in_background<T: Send + 'static>(
 /// The nice value of background image work (0 is normal, 19 the lowest priority).
 const BACKGROUND_NICE: i32 = 10;
 
+/// A finished image's bytes as pieces written one after another: ComfyUI's PNG with the story's text
+/// chunks spliced in after its header (`png_story`) is stored without first copying a few MiB of
+/// image into one buffer. Cheap to clone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PngPieces(Vec<Bytes>);
+
+impl PngPieces {
+    /// `png` with `inserted` put in at byte `at` (the end, if `at` is past it).
+    pub fn spliced(png: Bytes, at: usize, inserted: Bytes) -> PngPieces {
+        let at = at.min(png.len());
+        PngPieces(vec![png.slice(..at), inserted, png.slice(at..)])
+    }
+
+    /// The number of bytes, all pieces together.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    /// True when there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pieces, in order.
+    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.iter().map(|piece| &piece[..])
+    }
+
+    /// The bytes in one buffer (a copy, unless there is only one piece).
+    pub fn to_bytes(&self) -> Bytes {
+        match &self.0[..] {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            pieces => Bytes::from(pieces.concat()),
+        }
+    }
+
+    /// Checks that the pieces together are a whole PNG; its size (see [`png_size`]).
+    pub fn size(&self) -> Result<(u32, u32), ImageError> {
+        walk_png(self)
+    }
+}
+
+impl From<Bytes> for PngPieces {
+    fn from(png: Bytes) -> PngPieces {
+        PngPieces(vec![png])
+    }
+}
+
+/// Bytes that can be read at any offset: one buffer, or pieces.
+trait ReadAt {
+    /// Fills `out` with the bytes at `at`; `None` when they run out first.
+    fn read_at(&self, at: usize, out: &mut [u8]) -> Option<()>;
+    fn total(&self) -> usize;
+}
+
+impl ReadAt for [u8] {
+    fn read_at(&self, at: usize, out: &mut [u8]) -> Option<()> {
+        out.copy_from_slice(self.get(at..at.checked_add(out.len())?)?);
+        Some(())
+    }
+
+    fn total(&self) -> usize {
+        self.len()
+    }
+}
+
+impl ReadAt for PngPieces {
+    fn read_at(&self, mut at: usize, out: &mut [u8]) -> Option<()> {
+        let mut filled = 0;
+        for piece in &self.0 {
+            if filled == out.len() {
+                break;
+            }
+            if at >= piece.len() {
+                at -= piece.len();
+                continue;
+            }
+            let take = (piece.len() - at).min(out.len() - filled);
+            out[filled..filled + take].copy_from_slice(&piece[at..at + take]);
+            filled += take;
+            at = 0;
+        }
+        (filled == out.len()).then_some(())
+    }
+
+    fn total(&self) -> usize {
+        self.len()
+    }
+}
+
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
 /// Checks that `png` is a whole PNG without decoding it (the signature, a header chunk (IHDR) with a
 /// size, and a chain of chunks that ends with IEND within the bytes, so a cut download fails) and
 /// returns its size. Microseconds: cheap enough for the moment a finished image is announced.
 pub fn png_size(png: &[u8]) -> Result<(u32, u32), ImageError> {
-    if !png.starts_with(PNG_SIGNATURE) {
+    walk_png(png)
+}
+
+fn walk_png(png: &(impl ReadAt + ?Sized)) -> Result<(u32, u32), ImageError> {
+    let mut signature = [0; 8];
+    if png.read_at(0, &mut signature).is_none() || signature != PNG_SIGNATURE {
         return Err(ImageError::NotPng);
     }
     let broken = |what: &str| ImageError::Undecodable(format!("the PNG {what}"));
-    let number = |at: usize| -> Option<u32> {
-        Some(u32::from_be_bytes(
-            png.get(at..at.checked_add(4)?)?.try_into().ok()?,
-        ))
+    let four = |at: usize| -> Option<[u8; 4]> {
+        let mut bytes = [0; 4];
+        png.read_at(at, &mut bytes).map(|()| bytes)
     };
+    let number = |at: usize| four(at).map(u32::from_be_bytes);
     // The signature is followed by the IHDR chunk: length 13, type, width, height (big-endian).
-    let size = match (png.get(12..16), number(16), number(20)) {
-        (Some(b"IHDR"), Some(width), Some(height)) if width > 0 && height > 0 => (width, height),
+    let size = match (four(12), number(16), number(20)) {
+        (Some(kind), Some(width), Some(height)) if &kind == b"IHDR" && width > 0 && height > 0 => {
+            (width, height)
+        }
         _ => return Err(broken("has no valid header")),
     };
     // Then chunks, each: length, type, data, CRC.
     let mut at = PNG_SIGNATURE.len();
     loop {
         let length = number(at).ok_or_else(|| broken("is cut short"))? as usize;
-        let kind = png.get(at + 4..at + 8).ok_or_else(|| broken("is cut short"))?;
+        let kind = four(at + 4).ok_or_else(|| broken("is cut short"))?;
         let end = length
             .checked_add(at + 12)
-            .filter(|end| *end <= png.len())
+            .filter(|end| *end <= png.total())
             .ok_or_else(|| broken("is cut short"))?;
-        if kind == b"IEND" {
+        if &kind == b"IEND" {
             return Ok(size);
         }
         at = end;
@@ -375,6 +488,32 @@ mod tests {
                 "{cut}"
             );
         }
+    }
+
+    #[test]
+    fn pieces_are_checked_as_the_png_they_make_together() {
+        let image = png(320, 256);
+        // A whole chunk (length 0, type, CRC) put in after the header, as a story is.
+        let chunk = Bytes::from_static(b"\0\0\0\0zzZz\0\0\0\0");
+        for at in [33, image.len() - 12] {
+            let pieces = PngPieces::spliced(image.clone(), at, chunk.clone());
+            assert_eq!(pieces.len(), image.len() + chunk.len());
+            assert_eq!(pieces.size().unwrap(), (320, 256), "{at}");
+            let joined = pieces.to_bytes();
+            assert_eq!(png_size(&joined).unwrap(), (320, 256));
+            assert_eq!(&joined[..at], &image[..at]);
+            assert_eq!(&joined[at + chunk.len()..], &image[at..]);
+        }
+        // Cut anywhere, in any piece, the pieces are refused as one cut PNG would be.
+        for cut in [20, 40, image.len() / 2, image.len() - 1] {
+            let pieces = PngPieces::spliced(image.slice(..cut), 33.min(cut), chunk.clone());
+            assert!(pieces.size().is_err(), "{cut}");
+        }
+        assert!(matches!(
+            PngPieces::from(Bytes::from_static(b"<html>")).size(),
+            Err(ImageError::NotPng)
+        ));
+        assert!(PngPieces::default().is_empty());
     }
 
     #[tokio::test]

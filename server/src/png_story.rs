@@ -4,16 +4,18 @@
 //!
 //! The chunks are spliced into ComfyUI's bytes right after the header chunk (IHDR), never by decoding
 //! and encoding the image again: re-encoding a 1024x1024 PNG costs tens of milliseconds of CPU on the
-//! path between the finished image and its announcement, while splicing copies the bytes once. Text
+//! path between the finished image and its announcement, while splicing copies nothing: the file is
+//! written from three pieces (ComfyUI's bytes to the header's end, the text chunks, the rest). Text
 //! chunks go before the image data because streaming readers (the `png` crate's `read_info`, PIL's
 //! `open`) stop there. Each chunk is written, CRC included, by the `png` crate.
 
+use bytes::Bytes;
 use png::text_metadata::{EncodableTextChunk as _, ITXtChunk, TEXtChunk};
 
 use zimage_contract::SourceInfo;
 
 use crate::comfy::workflow::ModelFiles;
-use crate::images::{ImageError, png_size};
+use crate::images::{ImageError, PngPieces, png_size};
 
 /// The studio's name and version, as the `Software` chunk says it.
 pub const SOFTWARE: &str = concat!("z-image-local ", env!("CARGO_PKG_VERSION"));
@@ -89,21 +91,29 @@ pub enum StoryError {
 
 /// `png` with the story's text chunks inserted after its header chunk; the image data is untouched.
 pub fn with_story(png: &[u8], story: &ImageStory<'_>) -> Result<Vec<u8>, StoryError> {
+    let told = story_pieces(Bytes::copy_from_slice(png), story)?;
+    Ok(told.to_bytes().into())
+}
+
+/// [`with_story`] as the pieces the file is written from: ComfyUI's bytes up to the end of the header
+/// chunk, the text chunks, the rest. Nothing of the image is copied: a 1024x1024 PNG is a few MiB, and
+/// this runs between the finished image and its announcement.
+pub fn story_pieces(png: Bytes, story: &ImageStory<'_>) -> Result<PngPieces, StoryError> {
     // Checks the signature, the header and the chunk chain up to IEND.
-    png_size(png)?;
+    png_size(&png)?;
     // Signature (8) + IHDR: length (4, always 13), type (4), data (13), CRC (4).
     const AFTER_HEADER: usize = 8 + 4 + 4 + 13 + 4;
     if png.get(8..12) != Some(&[0, 0, 0, 13][..]) {
         return Err(ImageError::Undecodable("the PNG header chunk has the wrong length".to_owned()).into());
     }
-    let (head, rest) = png.split_at_checked(AFTER_HEADER).ok_or(ImageError::NotPng)?;
-    let mut out = Vec::with_capacity(png.len() + 1024);
-    out.extend_from_slice(head);
-    for (keyword, text) in story.chunks() {
-        encode_text(&mut out, keyword, text)?;
+    if png.len() < AFTER_HEADER {
+        return Err(ImageError::NotPng.into());
     }
-    out.extend_from_slice(rest);
-    Ok(out)
+    let mut chunks = Vec::with_capacity(1024);
+    for (keyword, text) in story.chunks() {
+        encode_text(&mut chunks, keyword, text)?;
+    }
+    Ok(PngPieces::spliced(png, AFTER_HEADER, Bytes::from(chunks)))
 }
 
 /// One text chunk: `tEXt` (Latin-1, read by every tool) when the text is plain ASCII, `iTXt` (UTF-8)
@@ -239,6 +249,28 @@ mod tests {
             "{}",
             latin1["parameters"]
         );
+    }
+
+    #[test]
+    fn the_pieces_are_the_told_png_and_share_comfyuis_bytes() {
+        let png = Bytes::from(sample_png(48, 32));
+        let models = models();
+        let story = ImageStory {
+            prompt: "a heron, ink wash",
+            seed: 7,
+            width: 48,
+            height: 32,
+            models: &models,
+            source: None,
+        };
+        let pieces = story_pieces(png.clone(), &story).unwrap();
+        assert_eq!(pieces.to_bytes(), with_story(&png, &story).unwrap());
+        assert_eq!(pieces.size().unwrap(), (48, 32));
+        // The image's bytes are ComfyUI's own, not a copy.
+        let parts: Vec<&[u8]> = pieces.pieces().collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0].as_ptr(), png.as_ptr());
+        assert_eq!(parts[2].as_ptr(), png[33..].as_ptr());
     }
 
     #[test]

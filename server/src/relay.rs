@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::broadcast;
 use zimage_contract::JobEvent;
@@ -23,15 +24,39 @@ const MAX_EVENTS: usize = 512;
 pub struct Sequenced {
     pub id: u64,
     pub event: JobEvent,
-    /// The event's data as JSON, serialized once here rather than once per watcher.
-    pub data: String,
+    /// The whole server-sent-events frame (`id:`, `event:` and `data:` lines, and the blank line that
+    /// ends it), encoded once here: every watcher's connection sends these very bytes (a reference
+    /// count, not a copy), where building the frame per watcher cost each of them an allocation and
+    /// a scan of the data for every event.
+    pub frame: Bytes,
 }
 
 impl Sequenced {
     fn new(id: u64, event: JobEvent) -> Sequenced {
-        let data = event.data_json();
-        Sequenced { id, event, data }
+        let frame = sse_frame(Some(id), event.name(), &event.data_json());
+        Sequenced { id, event, frame }
     }
+}
+
+/// One server-sent-events frame. Each line of `data` gets its own `data:` field (the JSON of an event
+/// has no line breaks, but a frame must never be cut short by one).
+pub fn sse_frame(id: Option<u64>, name: &str, data: &str) -> Bytes {
+    let mut frame = String::with_capacity(data.len() + name.len() + 32);
+    if let Some(id) = id {
+        frame.push_str("id: ");
+        frame.push_str(&id.to_string());
+        frame.push('\n');
+    }
+    frame.push_str("event: ");
+    frame.push_str(name);
+    frame.push('\n');
+    for line in data.split('\n') {
+        frame.push_str("data: ");
+        frame.push_str(line.strip_suffix('\r').unwrap_or(line));
+        frame.push('\n');
+    }
+    frame.push('\n');
+    Bytes::from(frame)
 }
 
 /// One job's events so far, and the channel that announces new ones.
@@ -229,6 +254,22 @@ mod tests {
             .await;
         let expected: Vec<u64> = (1..=(CHANNEL_CAPACITY as u64 * 3 + 1)).collect();
         assert_eq!(ids(&received), expected);
+    }
+
+    #[test]
+    fn each_event_is_one_whole_sse_frame_encoded_once() {
+        let mut log = EventLog::starting_at(41);
+        log.push(progress(3));
+        let [event] = log.after(0).try_into().unwrap();
+        assert_eq!(
+            &event.frame[..],
+            b"id: 41\nevent: progress\ndata: {\"step\":3,\"total\":8}\n\n"
+        );
+        // A line break in the data cannot end the frame early.
+        assert_eq!(
+            &sse_frame(None, "x", "a\r\nb\nc")[..],
+            b"event: x\ndata: a\ndata: b\ndata: c\n\n"
+        );
     }
 
     #[test]

@@ -21,11 +21,9 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::atomic_file;
 use crate::history::{BeforeCommit, History, HistoryError, HistoryRecord};
-use crate::images::{ImageError, ImageStore, Variant};
+use crate::images::{ImageError, ImageStore, PngPieces, Variant};
 use crate::job_id::JobId;
 
 /// Free space under which the studio should warn (in `/readyz`): a few hundred images' worth (a
@@ -87,15 +85,18 @@ impl From<HistoryError> for SaveError {
 /// there and the record is in the history. On an error neither is kept. The job engine announces
 /// `completed` only after this returned `Ok`.
 ///
-/// The work runs to its end on a task of its own even if the caller stops waiting, so dropping this
-/// future never leaves half a save.
+/// The whole save is one hand-off to the blocking pool (a task there runs to its end even if the
+/// caller stops waiting, so dropping this future never leaves half a save): the PNG written from its
+/// pieces and flushed, renamed, its folder flushed, the row inserted and committed. Nothing else is on
+/// this path: the thumbnail is made when a gallery first asks for it, and the history's log is
+/// checkpointed after the commit, on another thread.
 pub async fn save(
     images: &ImageStore,
     history: &History,
     record: HistoryRecord,
-    png: Bytes,
+    png: impl Into<PngPieces>,
 ) -> Result<(), SaveError> {
-    save_with(images, history, record, png, Arc::new(|_| AtPoint::Go))
+    save_with(images, history, record, png.into(), Arc::new(|_| AtPoint::Go))
         .await
         .map(|_| ())
 }
@@ -151,33 +152,33 @@ pub(crate) async fn save_with(
     images: &ImageStore,
     history: &History,
     record: HistoryRecord,
-    png: Bytes,
+    png: PngPieces,
     observe: Observer,
 ) -> Result<Outcome, SaveError> {
     let (images, history) = (images.clone(), history.clone());
     let id = record.id;
-    let task = tokio::spawn(async move {
-        let saved = save_steps(&images, &history, record, png, &observe).await;
+    tokio::task::spawn_blocking(move || {
+        let saved = save_steps(&images, &history, record, &png, &observe);
         if let Err(error) = &saved {
-            take_back(&images, &history, id, error).await;
+            take_back(&images, &history, id, error);
         }
         saved
-    });
-    task.await
-        .map_err(|error| SaveError::Io(io::Error::other(format!("the saving task stopped: {error}"))))?
+    })
+    .await
+    .map_err(|error| SaveError::Io(io::Error::other(format!("the saving task stopped: {error}"))))?
 }
 
-/// The steps of a save; on an error the caller takes back whatever is in place.
-async fn save_steps(
+/// The steps of a save, on a blocking thread; on an error the caller takes back whatever is in place.
+fn save_steps(
     images: &ImageStore,
     history: &History,
     record: HistoryRecord,
-    png: Bytes,
+    png: &PngPieces,
     observe: &Observer,
 ) -> Result<Outcome, SaveError> {
     // Each stop leaves its temporaries on the disk, as a crash would; a failure drops them, which
     // removes them.
-    let (image, _size) = images.stage(record.id, png).await?;
+    let (image, _size) = images.stage_blocking(record.id, png)?;
     match observe(SavePoint::ImageStaged) {
         AtPoint::Go => {}
         AtPoint::Crash => {
@@ -186,20 +187,18 @@ async fn save_steps(
         }
         AtPoint::Fail(error) => return Err(error.into()),
     }
-    image.commit().await?;
+    image.commit_blocking()?;
     match observe(SavePoint::ImageInPlace) {
         AtPoint::Go => {}
         AtPoint::Crash => return Ok(Outcome::Crashed(SavePoint::ImageInPlace)),
         AtPoint::Fail(error) => return Err(error.into()),
     }
-    // The observer runs on the history's blocking thread, between the row's insert and its commit.
-    let observer = observe.clone();
-    let before_commit = move || match observer(SavePoint::RecordStaged) {
+    let before_commit = || match observe(SavePoint::RecordStaged) {
         AtPoint::Go => BeforeCommit::Commit,
         AtPoint::Crash => BeforeCommit::Abandon,
         AtPoint::Fail(error) => BeforeCommit::Fail(error),
     };
-    if !history.add_with(record, before_commit).await? {
+    if !history.add_with_blocking(record, before_commit)? {
         return Ok(Outcome::Crashed(SavePoint::RecordStaged));
     }
     match observe(SavePoint::RecordInPlace) {
@@ -211,12 +210,12 @@ async fn save_steps(
 
 /// Removes the record and the image of a save that failed. The job's id is new, so nothing older is
 /// lost. What cannot be removed now (the disk may be failing) [`recover`] removes at the next start.
-async fn take_back(images: &ImageStore, history: &History, id: JobId, cause: &SaveError) {
+fn take_back(images: &ImageStore, history: &History, id: JobId, cause: &SaveError) {
     tracing::error!(%id, error = %cause, "the finished image could not be saved; taking it back");
-    if let Err(error) = history.remove(id).await {
+    if let Err(error) = history.remove_blocking(id) {
         tracing::error!(%id, %error, "cannot take back the history record; the next start will");
     }
-    if let Err(error) = images.remove(id).await {
+    if let Err(error) = images.remove_blocking(id) {
         tracing::error!(%id, %error, "cannot take back the image; the next start will");
     }
 }
@@ -429,6 +428,7 @@ mod disk_space_tests {
 mod tests {
     use std::path::PathBuf;
 
+    use bytes::Bytes;
     use zimage_contract::Timings;
 
     use super::*;
@@ -573,7 +573,7 @@ mod tests {
                 &data.images,
                 &data.history,
                 record(id),
-                png.clone(),
+                png.clone().into(),
                 Arc::new(move |at| if at == point { AtPoint::Crash } else { AtPoint::Go }),
             )
             .await
@@ -634,7 +634,7 @@ mod tests {
                 &data.images,
                 &data.history,
                 record(id),
-                png.clone(),
+                png.clone().into(),
                 Arc::new(move |at| {
                     if at == point {
                         AtPoint::Fail(enospc())
@@ -819,7 +819,7 @@ mod tests {
                     }
                     AtPoint::Go
                 });
-                let _ = save_with(&data.images, &data.history, record(id), png, observer).await;
+                let _ = save_with(&data.images, &data.history, record(id), png.into(), observer).await;
                 // Reaching this line means the point was never reached: the parent sees a normal exit.
             } else if task == "limited" {
                 rustix::process::setrlimit(

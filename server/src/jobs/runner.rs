@@ -15,7 +15,7 @@ use super::journal::{Entry, Journal};
 use crate::comfy::workflow::{SourceImage, Workflow};
 use crate::comfy::{self, OutputImage, RemoteState, client::ComfyClient};
 use crate::history::{History, HistoryRecord};
-use crate::images::{ImageStore, png_size};
+use crate::images::{ImageStore, PngPieces, png_size};
 use crate::job_id::JobId;
 use crate::pictures::PictureStore;
 use crate::png_story::{self, ImageStory};
@@ -241,8 +241,9 @@ impl Runner {
     }
 
     /// The image with its prompt, seed, size and model files written into it as PNG text chunks
-    /// ([`png_story`]); as ComfyUI made it should that fail, since the image matters more than its story.
-    fn with_story(&self, png: Bytes, record: &HistoryRecord) -> Bytes {
+    /// ([`png_story`]), as the pieces the file is written from (the image's bytes are not copied); as
+    /// ComfyUI made it should that fail, since the image matters more than its story.
+    fn with_story(&self, png: Bytes, record: &HistoryRecord) -> PngPieces {
         let story = ImageStory {
             prompt: &record.prompt,
             seed: record.seed,
@@ -251,11 +252,11 @@ impl Runner {
             models: self.workflow.models(),
             source: record.source.as_ref(),
         };
-        match png_story::with_story(&png, &story) {
-            Ok(told) => Bytes::from(told),
+        match png_story::story_pieces(png.clone(), &story) {
+            Ok(told) => told,
             Err(error) => {
                 tracing::warn!(id = %record.id, %error, "cannot write the prompt and seed into the PNG; keeping it as it is");
-                png
+                png.into()
             }
         }
     }

@@ -1,16 +1,19 @@
 //! `GET /api/jobs/{id}/events`: the job's events as server-sent events, resumable with `Last-Event-ID`.
+//! Each event's frame is encoded once, when it happens ([`crate::relay::Sequenced`]), and the same
+//! bytes go to every watcher.
 
 use super::language::text;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderName, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures_util::StreamExt as _;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
 use zimage_contract::{ErrorBody, JobEvent};
 
 use super::JobIdParam;
@@ -50,24 +53,46 @@ pub(super) async fn events(
         .events(id, last_seen)
         .await
         .ok_or_else(|| ApiError::NotFound(text().no_such_job))?;
-    let stream = stream.map(|item| {
-        Ok::<Event, Infallible>(match item {
-            StreamItem::Event(sequenced) => Event::default()
-                .id(sequenced.id.to_string())
-                .event(sequenced.event.name())
-                .data(&sequenced.data),
-            // No id: a browser resumes after the job's last real event once the studio is back.
-            StreamItem::Restarting => Event::default().event("restarting").data("{}"),
-        })
+    let frames = stream.map(|item| match item {
+        StreamItem::Event(sequenced) => sequenced.frame.clone(),
+        // No id: a browser resumes after the job's last real event once the studio is back.
+        StreamItem::Restarting => Bytes::from_static(RESTARTING),
     });
-    let mut response = Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response();
-    // Tell reverse proxies (nginx) not to buffer the stream.
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
-    Ok(response)
+    let body = Body::from_stream(with_keep_alive(frames, KEEP_ALIVE));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            // Tell reverse proxies (nginx) not to buffer the stream.
+            (HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The frame that ends a stream when the gateway shuts down.
+const RESTARTING: &[u8] = b"event: restarting\ndata: {}\n\n";
+/// A comment line: nothing for the browser, bytes on the wire for whatever would close a quiet stream.
+const KEEP_ALIVE_FRAME: &[u8] = b":\n\n";
+
+/// The frames (each already a whole SSE frame, shared by every watcher), with a comment every `every`
+/// in between, until the frames end. The comment's clock is one interval per stream, set once; axum's
+/// `Sse` resets a timer after every event of every watcher.
+fn with_keep_alive(
+    frames: impl Stream<Item = Bytes> + Send + 'static,
+    every: Duration,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures_util::stream::unfold((Box::pin(frames), ticks), |(mut frames, mut ticks)| async move {
+        let frame = tokio::select! {
+            biased;
+            frame = frames.next() => frame?,
+            _ = ticks.tick() => Bytes::from_static(KEEP_ALIVE_FRAME),
+        };
+        Some((Ok(frame), (frames, ticks)))
+    })
 }
 
 /// Parses `Last-Event-ID`: absent or empty means from the start; anything but a number is refused.
@@ -106,6 +131,26 @@ mod tests {
         for bad in ["-1", "abc", "1e9", "99999999999999999999999", "../1"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_stream_gets_a_comment_every_interval_and_ends_with_its_frames() {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let every = Duration::from_secs(15);
+        let mut stream = Box::pin(with_keep_alive(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(receiver),
+            every,
+        ));
+        sender.send(Bytes::from_static(b"id: 1\n\n")).unwrap();
+        assert_eq!(stream.next().await.unwrap().unwrap(), &b"id: 1\n\n"[..]);
+        let started = tokio::time::Instant::now();
+        assert_eq!(stream.next().await.unwrap().unwrap(), KEEP_ALIVE_FRAME);
+        assert_eq!(started.elapsed(), every);
+        assert_eq!(stream.next().await.unwrap().unwrap(), KEEP_ALIVE_FRAME);
+        sender.send(Bytes::from_static(b"id: 2\n\n")).unwrap();
+        drop(sender);
+        assert_eq!(stream.next().await.unwrap().unwrap(), &b"id: 2\n\n"[..]);
+        assert!(stream.next().await.is_none(), "the stream ends with its frames");
     }
 
     proptest! {
