@@ -121,7 +121,7 @@ async fn abandoned_submissions_to_a_slow_comfyui_never_wedge_the_queue() {
     // Nothing abandoned holds a place: a full load is taken at once (from two browsers, since one may
     // hold only half of the places).
     app.sim.faults().slow_prompt(None);
-    let other = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let other = crate::support::another_browser();
     let mut load = Vec::new();
     for n in 0..8 {
         let browser = if n % 2 == 0 { &app.http } else { &other };
@@ -317,7 +317,7 @@ async fn one_client_cannot_fill_the_line() {
         "{}",
         refused.body
     );
-    let other = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let other = crate::support::another_browser();
     let theirs = other
         .post(app.url("/api/jobs"))
         .json(&small_job("someone else's"))

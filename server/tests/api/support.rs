@@ -139,6 +139,22 @@ pub(crate) async fn start_gateway_with_args(
     app
 }
 
+/// A second browser beside the app's own client: its own cookies, and the mark a browser puts on the
+/// studio page's requests (`Sec-Fetch-Site: same-origin`), so the studio gives it an identity of its
+/// own instead of knowing it by its address (which every client of a test shares).
+pub(crate) fn another_browser() -> reqwest::Client {
+    let mut marks = reqwest::header::HeaderMap::new();
+    marks.insert(
+        "sec-fetch-site",
+        reqwest::header::HeaderValue::from_static("same-origin"),
+    );
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .default_headers(marks)
+        .build()
+        .unwrap()
+}
+
 /// Background timings short enough that recovery happens within a test's patience.
 pub(crate) fn quick_tuning() -> zimage::Tuning {
     let mut tuning = zimage::Tuning::default();
