@@ -53,21 +53,6 @@ fn is_blue(pixel: [u8; 3]) -> bool {
     pixel[2] > 200 && pixel[0] < 60 && pixel[1] < 60
 }
 
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
     let mut chunk = Vec::new();
     chunk.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
@@ -75,7 +60,7 @@ fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
     chunk.extend_from_slice(data);
     let mut covered = kind.to_vec();
     covered.extend_from_slice(data);
-    chunk.extend_from_slice(&crc32(&covered).to_be_bytes());
+    chunk.extend_from_slice(&crc32fast::hash(&covered).to_be_bytes());
     chunk
 }
 
