@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use zimage_contract::{BackendList, BackendStatus, HistoryPage, JobAccepted, JobEvent, JobStatus};
 
 use crate::engine_support::eventually;
-use crate::support::{EventReader, TestApp, quick_sim, start_gateway_with_args};
+use crate::support::{EventReader, TestApp, another_browser, quick_sim, start_gateway_with_args};
 
 /// Simulators and the gateway in front of all of them, named `b0`, `b1`...
 struct Fleet {
@@ -301,21 +301,8 @@ async fn waiting_jobs_take_turns_between_clients() {
     app.wait_ready().await;
     // The only backend is busy with someone else's job, so the others wait in line.
     let (running, _) = app.start_held_job("running", 2, 1).await;
-    // Browsers: a cookie jar each, and the mark a browser puts on the studio page's requests, by which
-    // the studio hands out the identity cookie (a script is known by its token or address instead).
-    let browser = || {
-        let mut marks = reqwest::header::HeaderMap::new();
-        marks.insert(
-            "sec-fetch-site",
-            reqwest::header::HeaderValue::from_static("same-origin"),
-        );
-        reqwest::Client::builder()
-            .cookie_store(true)
-            .default_headers(marks)
-            .build()
-            .unwrap()
-    };
-    let (phone, desk) = (browser(), browser());
+    // Two browsers, each known by its own identity cookie (a script is known by its token or address).
+    let (phone, desk) = (another_browser(), another_browser());
     let submit = |client: &reqwest::Client, prompt: &str| {
         let request = client.post(app.url("/api/jobs")).json(&small_job(prompt));
         async move {

@@ -110,18 +110,8 @@ async fn submit_together(app: &Arc<TestApp>) -> (Vec<JobAccepted>, usize) {
     let answers = join_all((0..SUBMITTERS).map(|_| {
         let (app, barrier) = (Arc::clone(app), Arc::clone(&barrier));
         tokio::spawn(async move {
-            // A browser of its own: a cookie jar, and the mark by which the studio hands it the
-            // identity cookie (a script is known by its token or address instead).
-            let mut marks = reqwest::header::HeaderMap::new();
-            marks.insert(
-                "sec-fetch-site",
-                reqwest::header::HeaderValue::from_static("same-origin"),
-            );
-            let client = Client::builder()
-                .cookie_store(true)
-                .default_headers(marks)
-                .build()
-                .unwrap();
+            // A browser of its own, known by its identity cookie.
+            let client = crate::support::another_browser();
             barrier.wait().await;
             submit_one(&app, &client).await
         })
