@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use zimage_contract::{self as api, BackendView, JobEvent, JobStatus, JobView};
 
 pub use self::job::Slot;
+#[cfg(test)]
+pub(super) use self::job::unprobed;
 pub use super::messages::{Command, Msg, Notice, SaveOutcome, SubmitOutcome};
 
 use self::job::{Job, preview_url};
@@ -403,12 +405,12 @@ impl Engine {
             self.reposition();
         }
         for effect in transition.effects {
-            self.start(now, id, effect);
+            self.start(id, effect);
         }
     }
 
     /// Turns one effect of a transition into a command.
-    fn start(&mut self, now: Instant, id: JobId, effect: Effect) {
+    fn start(&mut self, id: JobId, effect: Effect) {
         match effect {
             Effect::Submit(at) => {
                 let Some(link) = self.slots.get(at.backend).and_then(|slot| slot.link.clone()) else {
@@ -423,7 +425,7 @@ impl Engine {
                     entry: job.entry.clone(),
                 });
             }
-            Effect::Reconcile(_) => self.reconcile(now, id),
+            Effect::Reconcile(_) => self.reconcile(id),
             Effect::DeletePending { backend } => self.out.push(Command::Drop {
                 id,
                 backend,
@@ -462,7 +464,7 @@ impl Engine {
 
     /// Asks the job's backend what became of it, unless a check is under way or the submission's
     /// own answer is still to come (asking then could find the prompt not there yet).
-    fn reconcile(&mut self, _now: Instant, id: JobId) {
+    fn reconcile(&mut self, id: JobId) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
         let Some(at) = job.phase.holder() else { return };
         if matches!(job.phase, Phase::Submitting(_)) || job.check.in_flight {
@@ -535,7 +537,7 @@ impl Engine {
             );
         }
         for id in silent {
-            self.reconcile(now, id);
+            self.reconcile(id);
         }
     }
 

@@ -192,14 +192,7 @@ fn readiness(ready: bool) -> Readiness {
         } else {
             BackendState::Starting
         },
-        demo: false,
-        message: String::new(),
-        missing_nodes: Vec::new(),
-        missing_models: Vec::new(),
-        device: None,
-        warnings: Vec::new(),
-        checked_at: 0,
-        backends: Vec::new(),
+        ..super::engine::unprobed()
     }
 }
 

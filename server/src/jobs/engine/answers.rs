@@ -45,7 +45,7 @@ impl Engine {
                 .get(at.backend)
                 .is_none_or(|slot| slot.link.as_deref() != Some(link));
             if replaced {
-                self.reconcile(now, id);
+                self.reconcile(id);
             }
         }
     }

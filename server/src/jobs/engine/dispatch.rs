@@ -121,7 +121,7 @@ impl Engine {
                     .map(|(id, _)| *id)
                     .collect();
                 for id in held {
-                    self.reconcile(now, id);
+                    self.reconcile(id);
                 }
                 return;
             }

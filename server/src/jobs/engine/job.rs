@@ -43,18 +43,7 @@ impl Slot {
             ever_up: false,
             link_down_since: now,
             // Until its probe says otherwise (the actor forwards the current value at once).
-            readiness: Readiness {
-                ready: false,
-                state: BackendState::Unreachable,
-                demo: false,
-                message: String::new(),
-                missing_nodes: Vec::new(),
-                missing_models: Vec::new(),
-                device: None,
-                warnings: Vec::new(),
-                checked_at: 0,
-                backends: Vec::new(),
-            },
+            readiness: unprobed(),
             idle_since: now,
             paused_until: None,
             jobs_done: 0,
@@ -175,6 +164,22 @@ impl Job {
                 .and_then(|index| slots.get(index))
                 .map(|slot| slot.name.clone()),
         }
+    }
+}
+
+/// A backend's readiness before its first probe has said anything: not ready, nothing known.
+pub(in crate::jobs) fn unprobed() -> Readiness {
+    Readiness {
+        ready: false,
+        state: BackendState::Unreachable,
+        demo: false,
+        message: String::new(),
+        missing_nodes: Vec::new(),
+        missing_models: Vec::new(),
+        device: None,
+        warnings: Vec::new(),
+        checked_at: 0,
+        backends: Vec::new(),
     }
 }
 
