@@ -157,6 +157,7 @@ mod tests {
             device: None,
             jobs_done: 0,
             median_seconds_per_image: None,
+            loras: Vec::new(),
         };
         let mut ready = readiness(BackendState::Ready, false);
         ready.backends = vec![

@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 
 pub mod openai;
 pub mod pictures;
+pub mod styles;
 pub mod whole;
 
 pub use pictures::{PictureKind, PictureUploaded, SourceInfo, SourceRequest};
+pub use styles::{LoraChoice, LoraInfo, LoraList, Style, StyleList, StyleRequest};
 
 /// Longest prompt accepted, in characters (Unicode scalar values) after trimming.
 pub const MAX_PROMPT_CHARS: usize = 2000;
@@ -185,6 +187,15 @@ pub struct CreateJobRequest {
     /// Start from an uploaded picture instead of noise. Without `width`, `height` and `aspect_ratio`
     /// the image has the picture's size; with them the picture is cropped (centred) and scaled to it.
     pub source: Option<SourceRequest>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// LoRAs to apply, at most 4, each name once; each must be one some backend has (`GET /api/loras`).
+    /// The job goes only to a backend that has all of them.
+    pub loras: Vec<LoraChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A saved style's name: its words wrap the prompt, its LoRAs apply unless `loras` names some, its
+    /// shape applies unless the request gives a size or shape. Applied when the job is accepted.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 60))]
+    pub style: Option<String>,
 }
 
 /// Answer to `POST /api/jobs` (202).
@@ -532,6 +543,9 @@ pub struct BackendView {
     /// The median seconds per image of its recent jobs, from submission to the image; absent before one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub median_seconds_per_image: Option<f64>,
+    /// The LoRA files it has, as it last listed them (sorted).
+    #[serde(default)]
+    pub loras: Vec<String>,
 }
 
 /// Answer to `GET /api/backends`.

@@ -144,6 +144,8 @@ pub fn backend_view(
         device: readiness.device.clone(),
         jobs_done,
         median_seconds_per_image: median.map(|median| (median.as_secs_f64() * 10.0).round() / 10.0),
+        // Filled once the gateway learns each backend's LoRAs.
+        loras: Vec::new(),
     }
 }
 

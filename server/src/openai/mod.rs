@@ -129,6 +129,8 @@ impl TryFrom<ImagesRequest> for ImagesPlan {
                     height: size.map(|(_, height)| height),
                     batch_size: None,
                     source: None,
+                    loras: Vec::new(),
+                    style: None,
                 };
                 // The studio's own rules, with its field names turned into this API's.
                 JobSpec::try_from(job).map_err(|error| match error.field {
