@@ -269,6 +269,7 @@ mod tests {
             backend: None,
             starred: false,
             source: None,
+            loras: Vec::new(),
         }
     }
 

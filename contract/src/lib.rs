@@ -304,6 +304,9 @@ pub struct HistoryItem {
     /// The picture it started from and how strongly; absent for an image made from words alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceInfo>,
+    /// The LoRAs it was made with, and their strengths; absent for an image made without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<LoraChoice>,
 }
 
 /// Body of `PATCH /api/history/{id}`: star or unstar an image.

@@ -147,6 +147,8 @@ impl HistoryRecord {
             backend: self.backend.clone(),
             starred: false,
             source: self.source.clone(),
+            // The record keeps no LoRAs yet.
+            loras: Vec::new(),
         }
     }
 }
