@@ -18,12 +18,18 @@ use tempfile::TempPath;
 /// folder listing hides them).
 const TEMPORARY_SUFFIX: &str = ".tmp";
 
-/// A file written in full and flushed under a temporary name, not yet in place. Dropping it removes
-/// the temporary.
+/// A file written in full under a temporary name, not yet in place. Dropping it removes the temporary.
 #[derive(Debug)]
 pub struct Staged {
-    temporary: TempPath,
+    temporary: Temporary,
     path: PathBuf,
+}
+
+/// The temporary of a [`Staged`] file: flushed already, or (a new file) to be flushed once in place.
+#[derive(Debug)]
+enum Temporary {
+    Flushed(TempPath),
+    Unflushed(tempfile::NamedTempFile),
 }
 
 impl Staged {
@@ -37,13 +43,28 @@ impl Staged {
     /// [`Staged::commit`] on the calling thread.
     pub fn commit_blocking(self) -> io::Result<()> {
         let Staged { temporary, path } = self;
-        temporary.persist(&path).map_err(|error| error.error)?;
+        match temporary {
+            Temporary::Flushed(temporary) => {
+                temporary.persist(&path).map_err(|error| error.error)?;
+            }
+            Temporary::Unflushed(temporary) => {
+                // The rename first, then the flush: on a journaling file system (ext4, XFS) the file's
+                // flush commits the journal's transaction, which holds the rename too, so the folder's
+                // flush below finds nothing left to write. One disk flush instead of two.
+                let file = temporary.persist(&path).map_err(|error| error.error)?;
+                file.sync_all()?;
+            }
+        }
         sync_folder_of(&path)
     }
 
     /// Leaves the temporary on the disk as a crash would (the crash tests); the path it has.
     pub fn abandon(self) -> io::Result<PathBuf> {
-        self.temporary.keep().map_err(|error| error.error)
+        match self.temporary {
+            Temporary::Flushed(temporary) => temporary.keep(),
+            Temporary::Unflushed(temporary) => temporary.into_temp_path().keep(),
+        }
+        .map_err(|error| error.error)
     }
 
     /// Where the file goes.
@@ -68,9 +89,33 @@ pub fn stage_blocking(path: &Path, pieces: &[&[u8]]) -> io::Result<Staged> {
     }
     file.as_file().sync_all()?;
     Ok(Staged {
-        temporary: file.into_temp_path(),
+        temporary: Temporary::Flushed(file.into_temp_path()),
         path: path.to_owned(),
     })
+}
+
+/// [`stage_blocking`] for a name that holds nothing worth keeping (a new job's journal entry, a new
+/// image): written but not flushed yet; [`Staged::commit`] puts it in place and then flushes it, with
+/// one disk flush where [`stage_blocking`] and the commit take two. A reader still sees all of the file
+/// or none of it, and once the commit returns it survives a power cut. A power cut during the commit
+/// may leave the name holding part of the file, so it serves only names whose reader checks what it
+/// finds (an image without its record is moved aside at start-up, an entry that does not parse is set
+/// aside): never to replace a file worth keeping.
+pub fn stage_new_blocking(path: &Path, pieces: &[&[u8]]) -> io::Result<Staged> {
+    let mut file = temporary_beside(path)?;
+    for piece in pieces {
+        file.write_all(piece)?;
+    }
+    Ok(Staged {
+        temporary: Temporary::Unflushed(file),
+        path: path.to_owned(),
+    })
+}
+
+/// [`write_bytes`] for a new file ([`stage_new_blocking`]): durable when it returns, with one flush.
+pub async fn create(path: &Path, bytes: Bytes) -> io::Result<()> {
+    let path = path.to_owned();
+    in_blocking(move || stage_new_blocking(&path, &[&bytes])?.commit_blocking()).await
 }
 
 /// A new temporary file in `path`'s folder, named as [`sweep_temporaries`] expects.
@@ -268,6 +313,31 @@ mod tests {
         drop(stage(&path, Bytes::from_static(b"other")).await.unwrap());
         assert_eq!(names(dir.path()), vec!["a.png"]);
         assert_eq!(std::fs::read(&path).unwrap(), b"whole");
+    }
+
+    #[tokio::test]
+    async fn a_new_file_is_hidden_until_committed_then_whole_and_an_abandoned_one_is_a_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entry.json");
+        let staged = stage_new_blocking(&path, &[b"{\"whole\"", b": true}"]).unwrap();
+        assert!(!path.exists(), "a reader sees nothing before the commit");
+        staged.commit_blocking().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"whole\": true}");
+        assert_eq!(names(dir.path()), vec!["entry.json"]);
+
+        create(&dir.path().join("other.json"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        assert_eq!(names(dir.path()), vec!["entry.json", "other.json"]);
+
+        let left = stage_new_blocking(&dir.path().join("crash.png"), &[b"part"])
+            .unwrap()
+            .abandon()
+            .unwrap();
+        assert!(is_temporary(&left.file_name().unwrap().to_string_lossy()));
+        assert_eq!(sweep_temporaries(dir.path()).await.unwrap(), 1);
+        drop(stage_new_blocking(&dir.path().join("dropped.png"), &[b"part"]).unwrap());
+        assert_eq!(names(dir.path()), vec!["entry.json", "other.json"]);
     }
 
     #[test]

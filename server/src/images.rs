@@ -113,7 +113,9 @@ impl ImageStore {
     }
 
     /// The first half of [`ImageStore::store`], on the calling thread (a blocking one): the checked PNG
-    /// written and flushed under a temporary name, and its size; committing it puts it in place.
+    /// written under a temporary name, and its size; committing it puts it in place and flushes it. An
+    /// image's name is its job's, new, and start-up moves an image without a record aside, so it is
+    /// written as a new file ([`atomic_file::stage_new_blocking`]: one disk flush, not two).
     pub(crate) fn stage_blocking(
         &self,
         id: JobId,
@@ -121,7 +123,7 @@ impl ImageStore {
     ) -> Result<(atomic_file::Staged, (u32, u32)), ImageError> {
         let size = png.size()?;
         let pieces: Vec<&[u8]> = png.pieces().collect();
-        let staged = atomic_file::stage_blocking(&self.path(id, Variant::Full), &pieces)?;
+        let staged = atomic_file::stage_new_blocking(&self.path(id, Variant::Full), &pieces)?;
         Ok((staged, size))
     }
 

@@ -87,7 +87,8 @@ impl From<HistoryError> for SaveError {
 ///
 /// The whole save is one hand-off to the blocking pool (a task there runs to its end even if the
 /// caller stops waiting, so dropping this future never leaves half a save): the PNG written from its
-/// pieces and flushed, renamed, its folder flushed, the row inserted and committed. Nothing else is on
+/// pieces, renamed, flushed with its folder (one disk flush on ext4), the row inserted and committed:
+/// two disk flushes in all. Nothing else is on
 /// this path: the thumbnail is made when a gallery first asks for it, and the history's log is
 /// checkpointed after the commit, on another thread.
 pub async fn save(
@@ -104,9 +105,9 @@ pub async fn save(
 /// A step of [`save`] that has just been done: where the crash tests stop it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SavePoint {
-    /// The PNG is written and flushed under a temporary name.
+    /// The PNG is written under a temporary name.
     ImageStaged,
-    /// The PNG is in place (renamed, folder flushed).
+    /// The PNG is in place (renamed, then flushed with its folder).
     ImageInPlace,
     /// The record's row is written in a transaction not yet committed.
     RecordStaged,

@@ -26,7 +26,7 @@ pub use super::messages::{Command, Msg, Notice, SaveOutcome, SubmitOutcome};
 use self::job::{Job, preview_url};
 
 use super::JobTuning;
-use super::journal::{Ending, Entry};
+use super::journal::{Ending, Entry, Keep};
 use super::schedule::{self, FairShare};
 use super::state::{self, At, Effect, Input, Phase, Transition};
 use crate::access::identity::ClientId;
@@ -553,7 +553,7 @@ impl Engine {
             self.out.push(Command::Journal {
                 id,
                 entry,
-                durable: false,
+                keep: Keep::Cached,
                 notice: None,
             });
         }

@@ -43,6 +43,19 @@ pub struct Entry {
     pub ended: Option<Ending>,
 }
 
+/// How a journal write is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// A job just accepted, whose entry is new: on the disk when the write returns, with one disk flush
+    /// ([`atomic_file::create`]; a power cut before it returns may leave part of an entry, which the
+    /// next start sets aside: the job was not acknowledged).
+    New,
+    /// On the disk when the write returns, the entry's earlier content kept until then.
+    Durable,
+    /// Read by a later start unless the machine itself loses power ([`atomic_file::replace`]).
+    Cached,
+}
+
 /// The end of a job that did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ending {
@@ -119,14 +132,14 @@ impl Journal {
         Ok((journal, entries))
     }
 
-    /// Records an entry; returns once it is on disk (`durable`), or once a later start would read it
-    /// unless the machine itself loses power (see [`atomic_file::replace`]).
-    pub async fn write(&self, entry: &Entry, durable: bool) -> io::Result<()> {
+    /// Records an entry; returns once it is kept as `keep` says.
+    pub async fn write(&self, entry: &Entry, keep: Keep) -> io::Result<()> {
         let json = Bytes::from(serde_json::to_vec(entry).map_err(io::Error::other)?);
-        if durable {
-            atomic_file::write_bytes(&self.path(entry.id), json).await
-        } else {
-            atomic_file::replace(&self.path(entry.id), json).await
+        let path = self.path(entry.id);
+        match keep {
+            Keep::New => atomic_file::create(&path, json).await,
+            Keep::Durable => atomic_file::write_bytes(&path, json).await,
+            Keep::Cached => atomic_file::replace(&path, json).await,
         }
     }
 
@@ -176,9 +189,9 @@ mod tests {
             failure: None,
             at_ms: 1_000,
         });
-        journal.write(&cancelled, true).await.unwrap();
+        journal.write(&cancelled, Keep::Durable).await.unwrap();
         let waiting = entry("a waiting fox");
-        journal.write(&waiting, false).await.unwrap();
+        journal.write(&waiting, Keep::Cached).await.unwrap();
         assert_eq!(journal.read(cancelled.id).await, Some(cancelled.clone()));
 
         let (_, found) = Journal::open(dir.path(), 2_000).await.unwrap();
@@ -209,8 +222,8 @@ mod tests {
         let (journal, found) = Journal::open(dir.path(), 0).await.unwrap();
         assert!(found.is_empty());
         let (first, second) = (entry("一只狐狸"), entry("a fox"));
-        journal.write(&second, true).await.unwrap();
-        journal.write(&first, true).await.unwrap();
+        journal.write(&second, Keep::New).await.unwrap();
+        journal.write(&first, Keep::Durable).await.unwrap();
         let (journal, found) = Journal::open(dir.path(), 0).await.unwrap();
         assert_eq!(found, vec![first.clone(), second.clone()]);
         journal.remove(first.id).await.unwrap();
@@ -224,7 +237,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = Journal::open(dir.path(), 0).await.unwrap();
         let good = entry("fox");
-        journal.write(&good, true).await.unwrap();
+        journal.write(&good, Keep::New).await.unwrap();
         let damaged = JobId::new();
         std::fs::write(dir.path().join(format!("{damaged}.json")), b"{\"id\":").unwrap();
         // A whole entry under another job's name is not trusted either.

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use zimage_contract::{BackendView, JobAccepted, JobFailure, JobView, Readiness};
 
 use super::JobError;
-use super::journal::Entry;
+use super::journal::{Entry, Keep};
 use super::state::At;
 use crate::access::identity::{ClientId, Requester};
 use crate::comfy::{ComfyEvent, OutputImage, RemoteState};
@@ -126,7 +126,7 @@ pub enum Command {
     Journal {
         id: JobId,
         entry: Option<Entry>,
-        durable: bool,
+        keep: Keep,
         notice: Option<Notice>,
     },
     /// Journal `entry` (it names the backend), then hand the job to `at.backend` under the connection

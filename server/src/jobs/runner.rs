@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use zimage_contract::JobFailure;
 
 use super::engine::{Command, Msg, PREVIEW_ANNOUNCE_DELAY, SaveOutcome, SubmitOutcome, now_ms};
-use super::journal::{Entry, Journal};
+use super::journal::{Entry, Journal, Keep};
 use crate::comfy::workflow::{SourceImage, Workflow};
 use crate::comfy::{self, OutputImage, RemoteState, client::ComfyClient};
 use crate::history::{History, HistoryRecord};
@@ -50,10 +50,10 @@ impl Runner {
             Command::Journal {
                 id,
                 entry,
-                durable,
+                keep,
                 notice,
             } => {
-                let done = self.journal.write(id, entry, durable);
+                let done = self.journal.write(id, entry, keep);
                 if let Some(notice) = notice {
                     let inbox = self.inbox.clone();
                     tokio::spawn(async move {
@@ -69,7 +69,7 @@ impl Runner {
                     let spec = entry.spec.clone();
                     // Written before the hand-over: after a restart, only the backend the journal names
                     // has a say about the job.
-                    let written = runner.journal.write(id, Some(entry), false).await;
+                    let written = runner.journal.write(id, Some(entry), Keep::Cached).await;
                     let outcome = if matches!(written, Ok(true)) {
                         runner.submit(at.backend, id, &spec, &link).await
                     } else {
@@ -308,7 +308,7 @@ fn submit_failure(id: JobId, error: comfy::Error) -> SubmitOutcome {
 struct Write {
     id: JobId,
     entry: Option<Entry>,
-    durable: bool,
+    keep: Keep,
     done: oneshot::Sender<bool>,
 }
 
@@ -325,7 +325,7 @@ impl JournalWriter {
         tokio::spawn(async move {
             while let Some(write) = receiver.recv().await {
                 let result = match &write.entry {
-                    Some(entry) => journal.write(entry, write.durable).await,
+                    Some(entry) => journal.write(entry, write.keep).await,
                     None => journal.remove(write.id).await,
                 };
                 if let Err(error) = &result {
@@ -342,13 +342,13 @@ impl JournalWriter {
         &self,
         id: JobId,
         entry: Option<Entry>,
-        durable: bool,
+        keep: Keep,
     ) -> impl Future<Output = Result<bool, oneshot::error::RecvError>> + use<> {
         let (done, answer) = oneshot::channel();
         let _ = self.sender.send(Write {
             id,
             entry,
-            durable,
+            keep,
             done,
         });
         answer

@@ -383,7 +383,7 @@ impl World {
             Command::Journal {
                 id,
                 entry,
-                durable: _,
+                keep: _,
                 notice,
             } => self.journal_queue.push_back(JournalWrite {
                 id,

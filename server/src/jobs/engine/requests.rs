@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 use zimage_contract::{JobAccepted, JobStatus, JobView};
 
 use super::super::JobError;
-use super::super::journal::Entry;
+use super::super::journal::{Entry, Keep};
 use super::super::state::{self, CancelRefused, Input, Phase};
 use super::{Command, Engine, Job, Notice, QUEUE_FULL_RETRY, per_client_share};
 use crate::access::identity::{ClientId, Requester};
@@ -61,7 +61,7 @@ impl Engine {
         self.out.push(Command::Journal {
             id,
             entry: Some(entry),
-            durable: true,
+            keep: Keep::New,
             notice: Some(Notice::Accepted),
         });
     }
@@ -161,7 +161,7 @@ impl Engine {
             self.out.push(Command::Journal {
                 id,
                 entry: Some(job.entry.clone()),
-                durable: true,
+                keep: Keep::Durable,
                 notice: Some(Notice::Cancelled),
             });
         }
