@@ -613,7 +613,8 @@ mod pages {
         input,button{font:inherit;width:100%;box-sizing:border-box;padding:.6rem;margin:.3rem 0;border-radius:.5rem;\
         border:1px solid #aaa}button{background:#1d1d1f;color:#fff;border:0}#message{color:#b00020;min-height:1.5em}\
         code{word-break:break-all;font-size:.8rem}svg{width:100%;height:auto;background:#fff}\
-        @media (prefers-color-scheme:dark){body{background:#15161a;color:#eee}button{background:#eee;color:#15161a}}";
+        @media (prefers-color-scheme:dark){body{background:#15161a;color:#eee}button{background:#eee;color:#15161a}\
+        #message{color:#ff8a80}}";
 
     const SIGN_IN_SCRIPT: &str = r#"
 const form = document.getElementById("sign-in");
@@ -658,13 +659,15 @@ form.addEventListener("submit", async (event) => {
         let body = format!(
             "<h1>{}</h1><p>{}</p>\
              <form id=\"sign-in\" data-next=\"{}\" data-no-answer=\"{}\"><input name=\"password\" \
-             type=\"password\" autocomplete=\"current-password\" placeholder=\"{}\" required autofocus>\
+             type=\"password\" autocomplete=\"current-password\" placeholder=\"{}\" aria-label=\"{}\" required autofocus>\
              <button type=\"submit\">{}</button><p id=\"message\" role=\"alert\"></p></form>\
              <noscript>{}</noscript><p>{}</p>{}",
             text.studio,
             text.sign_in_intro,
             escape(next),
             escape(text.no_answer),
+            text.secret_placeholder,
+            // A placeholder is no name: screen readers and axe need one that stays once typing starts.
             text.secret_placeholder,
             text.sign_in,
             text.sign_in_needs_javascript,
