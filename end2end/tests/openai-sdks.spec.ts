@@ -142,7 +142,12 @@ test('the Node SDK edits a picture, with a mask, streamed, and reads its refusal
   for (const image of edited.data ?? []) expect(pngSize(image.b64_json ?? '')).toEqual([256, 320]);
 
   const mask = await toFile(png(256, 320, (x) => [0, 0, 0, x < 128 ? 0 : 255]), 'mask.png', { type: 'image/png' });
-  const masked = await openai.images.edit({ image: [await red()], mask, prompt: 'a window', size: '256x320' });
+  const masked = await openai.images.edit({
+    image: [await red()],
+    mask,
+    prompt: 'a window',
+    size: '256x320' as '1024x1024',
+  });
   expect(pngSize(masked.data?.[0]?.b64_json ?? '')).toEqual([256, 320]);
 
   const stream = await openai.images.edit({ image: await red(), prompt: 'fox', stream: true, partial_images: 1 });
