@@ -2,7 +2,8 @@
 //! (one [`JobSpec`] per image, seeds consecutive, and a [`Delivery`]: how the images go back);
 //! [`run`] runs the plan as jobs of the engine (waited for, or followed as a stream of previews and
 //! images) and cancels every one of them if the wait is abandoned; [`encode`] and [`answer`] make the
-//! answer, for generations and for any other route that answers with images (edits).
+//! answer, for generations and edits; [`edit`] takes an edit's picture and mask as the jobs' source
+//! (a plan with a source starts every image from it).
 
 pub mod answer;
 pub mod edit;
