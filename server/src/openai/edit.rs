@@ -315,7 +315,7 @@ mod tests {
             (ImageRef::default(), EditRefusal::NotADataUrl { param: "images" }),
         ] {
             assert_eq!(
-                json_pictures(&[image.clone()], None, None).unwrap_err(),
+                json_pictures(std::slice::from_ref(&image), None, None).unwrap_err(),
                 refusal,
                 "{image:?}"
             );
