@@ -17,9 +17,22 @@ pub const MAX_IMAGES: u32 = 4;
 pub mod paths {
     /// `POST` an [`super::ImagesRequest`]: answered once the images exist.
     pub const IMAGES_GENERATIONS: &str = "/v1/images/generations";
+    /// `POST` an [`super::ImageEditRequest`] (JSON) or [`super::ImageEditForm`] (multipart): the same
+    /// answers as generations, made from a picture.
+    pub const IMAGES_EDITS: &str = "/v1/images/edits";
     /// `GET` the models.
     pub const MODELS: &str = "/v1/models";
 }
+
+/// Most parts a multipart edit may have: OpenAI's fields (16 or so) with room to spare, far from the
+/// thousands a hostile form could hold.
+pub const MAX_EDIT_PARTS: usize = 64;
+/// Largest text field of a multipart edit (the prompt is the longest: 2,000 characters of up to
+/// 4 bytes each, far under this).
+pub const MAX_EDIT_TEXT_BYTES: usize = 64 * 1024;
+/// Largest body of `POST /v1/images/edits`: a picture and a mask of
+/// [`crate::pictures::MAX_PICTURE_BYTES`] each, as base64 (4 bytes for 3) in JSON, and the other fields.
+pub const MAX_EDIT_BODY_BYTES: usize = crate::pictures::MAX_PICTURE_BYTES / 3 * 4 * 2 + 1024 * 1024;
 
 /// How the images come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +218,168 @@ pub struct ImagesRequest {
     pub aspect_ratio: Option<AspectRatio>,
 }
 
+/// OpenAI's `input_fidelity` (how closely its GPT image models keep faces and details of the input):
+/// accepted and ignored, the picture's `strength` decides how much may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum InputFidelity {
+    High,
+    Low,
+}
+
+/// A picture in the JSON form of `POST /v1/images/edits`, as OpenAI's `ImageRefParam`: the studio
+/// takes a `data:` URL (`data:image/png;base64,...`) alone. An `http(s)` URL is refused, the gateway
+/// fetches nothing from elsewhere, and so is a `file_id`, the studio keeps no OpenAI files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ImageRef {
+    /// A base64 `data:` URL of a PNG, JPEG or WebP (at most 25 MiB once decoded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    /// Refused: the studio has no Files API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+}
+
+/// Body of `POST /v1/images/edits` sent as JSON (OpenAI's `EditImageBodyJsonParam`), and the text fields
+/// of its multipart form: every field of OpenAI's edits, each with its meaning here, and the studio's
+/// extensions (`seed`, `aspect_ratio`, `strength`). The settings mean what they mean for generations.
+/// Any other field is refused, naming it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ImageEditRequest {
+    /// The picture to start from, exactly one (the studio changes one picture; OpenAI's GPT image
+    /// models also take up to 16 as references, which the studio's model cannot use: more than one is
+    /// refused, naming `images`). Only in the JSON form; the multipart form sends files as `image`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1))]
+    pub images: Vec<ImageRef>,
+    /// A PNG or WebP whose transparent pixels (alpha 0) mark what to change; the rest is kept. The
+    /// picture's size (as sent, or as the studio scaled it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<ImageRef>,
+    /// What the picture should become: 1 to 2000 characters after trimming.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 2000))]
+    pub prompt: String,
+    /// As for generations: any name, served by the studio's model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// How many images, 1 to 4: each is a job of its own, with consecutive seeds.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u32"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4))]
+    pub n: Option<u32>,
+    /// `auto` (the default: the picture's own size, as the studio scaled it to fit 1024 pixels) or a
+    /// size as for generations: the picture is then cropped (centred) to its aspect and scaled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^(auto|[0-9]{1,5}x[0-9]{1,5})$"))]
+    pub size: Option<String>,
+    /// As for generations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    /// As for generations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_format: Option<OutputFormat>,
+    /// As for generations.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u32"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
+    pub output_compression: Option<u32>,
+    /// As for generations: `transparent` is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<Background>,
+    /// Accepted and echoed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
+    /// Accepted and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_fidelity: Option<InputFidelity>,
+    /// Accepted and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moderation: Option<Moderation>,
+    /// Accepted and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `true`: server-sent events, `image_edit.partial_image` and `image_edit.completed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// As for generations.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u32"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 3))]
+    pub partial_images: Option<u32>,
+    /// Extension: the first image's seed, as for generations.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u64"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 9007199254740991.0))]
+    pub seed: Option<u64>,
+    /// Extension: one of the studio's aspect ratios instead of `size`; the picture is cropped to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aspect_ratio: Option<AspectRatio>,
+    /// Extension: how much may change, 0.2 to 1.0 (OpenAI has no such setting). Left out: 0.6, or 1.0
+    /// with a mask (the masked part is made anew, the rest kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.2, maximum = 1.0))]
+    pub strength: Option<f32>,
+}
+
+impl ImageEditRequest {
+    /// The settings an edit shares with a generation, with their meanings and refusals.
+    pub fn settings(&self) -> ImagesRequest {
+        ImagesRequest {
+            prompt: self.prompt.clone(),
+            model: self.model.clone(),
+            n: self.n,
+            size: self.size.clone(),
+            response_format: self.response_format,
+            output_format: self.output_format,
+            output_compression: self.output_compression,
+            background: self.background,
+            quality: self.quality,
+            style: None,
+            moderation: self.moderation,
+            user: self.user.clone(),
+            stream: self.stream,
+            partial_images: self.partial_images,
+            seed: self.seed,
+            aspect_ratio: self.aspect_ratio,
+        }
+    }
+}
+
+/// The multipart form of `POST /v1/images/edits` (`multipart/form-data`), as OpenAI's SDKs, Open WebUI
+/// and LibreChat send it: the files below, and the text fields of [`ImageEditRequest`] (all but
+/// `images` and `mask`) as text parts (`n=2`, `stream=true`). At most 64 parts; a text part at most
+/// 64 KiB; a file at most 25 MiB; the body at most about 68 MiB. File names are never used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImageEditForm {
+    /// The picture (PNG, JPEG or WebP), as `image` or `image[]` (OpenAI's SDKs name a list so):
+    /// exactly one file.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Binary))]
+    pub image: Vec<u8>,
+    /// A PNG or WebP whose transparent pixels mark what to change (see [`ImageEditRequest::mask`]).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Binary))]
+    pub mask: Option<Vec<u8>>,
+    /// As in [`ImageEditRequest::prompt`].
+    pub prompt: String,
+}
+
 /// Answer to `POST /v1/images/generations` (200), once every image exists, with the settings echoed
 /// where OpenAI's answer has them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,7 +436,8 @@ pub struct ImageData {
     pub revised_prompt: Option<String>,
 }
 
-/// One server-sent event of a streamed `POST /v1/images/generations`: its `event:` field is the
+/// One server-sent event of a streamed `POST /v1/images/generations` (`image_generation.*`) or
+/// `POST /v1/images/edits` (`image_edit.*`, the same fields): its `event:` field is the
 /// `type`, its `data:` field this object's JSON. A failure after the stream began is an `error` event
 /// whose data is an [`OpenAiErrorBody`] (OpenAI's SDKs raise it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +450,12 @@ pub enum ImageStreamEvent {
     /// One finished image; one event per image, in the order they finish.
     #[serde(rename = "image_generation.completed")]
     Completed(CompletedImage),
+    /// A live preview of one image of `POST /v1/images/edits`.
+    #[serde(rename = "image_edit.partial_image")]
+    EditPartialImage(PartialImage),
+    /// One finished image of `POST /v1/images/edits`.
+    #[serde(rename = "image_edit.completed")]
+    EditCompleted(CompletedImage),
 }
 
 impl ImageStreamEvent {
@@ -282,6 +464,8 @@ impl ImageStreamEvent {
         match self {
             ImageStreamEvent::PartialImage(_) => "image_generation.partial_image",
             ImageStreamEvent::Completed(_) => "image_generation.completed",
+            ImageStreamEvent::EditPartialImage(_) => "image_edit.partial_image",
+            ImageStreamEvent::EditCompleted(_) => "image_edit.completed",
         }
     }
 }
@@ -454,6 +638,52 @@ mod tests {
         assert_eq!(json["type"], event.name());
         assert_eq!(json["output_format"], "webp");
         assert_eq!(json["background"], "opaque");
+        assert_eq!(serde_json::from_value::<ImageStreamEvent>(json).unwrap(), event);
+    }
+
+    #[test]
+    fn the_json_edit_parses_openais_image_refs_and_shares_the_generations_settings() {
+        let request: ImageEditRequest = serde_json::from_str(
+            r#"{"model": "gpt-image-1", "prompt": "p", "n": 2, "size": "auto", "input_fidelity": "high",
+                "images": [{"image_url": "data:image/png;base64,AA=="}], "mask": {"file_id": "file-1"},
+                "strength": 0.5, "stream": true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            request.images[0].image_url.as_deref(),
+            Some("data:image/png;base64,AA==")
+        );
+        assert_eq!(
+            request.mask.as_ref().and_then(|mask| mask.file_id.as_deref()),
+            Some("file-1")
+        );
+        let settings = request.settings();
+        assert_eq!(
+            (settings.n, settings.stream, settings.size.as_deref()),
+            (Some(2), Some(true), Some("auto"))
+        );
+        assert!(serde_json::from_str::<ImageEditRequest>(r#"{"prompt": "p", "style": "vivid"}"#).is_err());
+        assert!(
+            serde_json::from_str::<ImageEditRequest>(r#"{"prompt": "p", "images": [{"url": "x"}]}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn edit_events_carry_the_edits_names() {
+        let completed = CompletedImage {
+            b64_json: "AA==".to_owned(),
+            created_at: 1,
+            size: "auto".to_owned(),
+            quality: Quality::Auto,
+            background: MadeBackground::Opaque,
+            output_format: OutputFormat::Png,
+            usage: ImageUsage::default(),
+            image_index: 0,
+        };
+        let event = ImageStreamEvent::EditCompleted(completed);
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "image_edit.completed");
+        assert_eq!(event.name(), "image_edit.completed");
         assert_eq!(serde_json::from_value::<ImageStreamEvent>(json).unwrap(), event);
     }
 }

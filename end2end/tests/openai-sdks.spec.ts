@@ -3,8 +3,9 @@
 // child process. No browser: these run once, in the desktop project.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
 import { expect, test } from '@playwright/test';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 
 test.beforeEach(async ({}, testInfo) => {
   test.skip(testInfo.project.name !== 'desktop', 'the SDKs need no viewport: they run once, in the desktop project');
@@ -93,6 +94,73 @@ test('the Node SDK raises refusals as BadRequestError naming the parameter', asy
     .catch((error: unknown) => error);
   expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
   expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('size');
+});
+
+/** CRC-32 of PNG chunks. */
+function crc32(bytes: Buffer): number {
+  let crc = 0xffffffff;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let bit = 0; bit < 8; bit += 1) crc = crc & 1 ? (crc >>> 1) ^ 0xedb88320 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** A PNG of `pixel(x, y)` (3 or 4 channels), written without an imaging library. */
+function png(width: number, height: number, pixel: (x: number, y: number) => number[]): Buffer {
+  const channels = pixel(0, 0).length;
+  const rows: number[] = [];
+  for (let y = 0; y < height; y += 1) {
+    rows.push(0);
+    for (let x = 0; x < width; x += 1) rows.push(...pixel(x, y));
+  }
+  const chunk = (kind: string, data: Buffer) => {
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(kind, 'latin1'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([length, body, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, channels === 3 ? 2 : 6, 0, 0, 0], 8);
+  return Buffer.concat([
+    Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'),
+    chunk('IHDR', header),
+    chunk('IDAT', deflateSync(Buffer.from(rows))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+test('the Node SDK edits a picture, with a mask, streamed, and reads its refusals', async () => {
+  const openai = client();
+  const red = () => toFile(png(256, 320, () => [200, 30, 40]), 'photo.png', { type: 'image/png' });
+  const edited = await openai.images.edit({ model: 'gpt-image-1', image: await red(), prompt: 'at night', n: 2 });
+  expect(edited.data).toHaveLength(2);
+  for (const image of edited.data ?? []) expect(pngSize(image.b64_json ?? '')).toEqual([256, 320]);
+
+  const mask = await toFile(png(256, 320, (x) => [0, 0, 0, x < 128 ? 0 : 255]), 'mask.png', { type: 'image/png' });
+  const masked = await openai.images.edit({
+    image: [await red()],
+    mask,
+    prompt: 'a window',
+    size: '256x320' as '1024x1024',
+  });
+  expect(pngSize(masked.data?.[0]?.b64_json ?? '')).toEqual([256, 320]);
+
+  const stream = await openai.images.edit({ image: await red(), prompt: 'fox', stream: true, partial_images: 1 });
+  const kinds: string[] = [];
+  for await (const event of stream) kinds.push(event.type);
+  expect(kinds.at(-1)).toBe('image_edit.completed');
+
+  const wrongMask = await toFile(png(64, 64, () => [0, 0, 0, 0]), 'mask.png', { type: 'image/png' });
+  const refused = await openai.images
+    .edit({ image: await red(), mask: wrongMask, prompt: 'fox' })
+    .catch((error: unknown) => error);
+  expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+  expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('mask');
 });
 
 test('the Python SDK passes its checks', async () => {

@@ -115,6 +115,8 @@ pub struct Text {
     pub stale_text: &'static str,
     /// Taking pictures and masks, and a job's source (`pictures`).
     pub pictures: &'static Pictures,
+    /// The pictures and form of `POST /v1/images/edits` (`openai/edit.rs`).
+    pub edits: &'static Edits,
 }
 
 impl Text {
@@ -237,6 +239,7 @@ impl Text {
         stale_text: "Each link signs in one device once, within ten minutes. Open <b>Pair a phone</b> on a \
                      signed-in device for a new code, or sign in with the access secret.",
         pictures: &Pictures::EN,
+        edits: &Edits::EN,
     };
 
     pub const ZH_CN: Text = Text {
@@ -341,6 +344,7 @@ impl Text {
         stale_heading: "这个配对链接已失效",
         stale_text: "每个链接只能在十分钟内让一台设备登录一次。请在已登录的设备上打开<b>配对手机</b>获取新的二维码，或用访问密钥登录。",
         pictures: &Pictures::ZH_CN,
+        edits: &Edits::ZH_CN,
     };
 
     /// The words of `lang`.
@@ -464,6 +468,63 @@ impl Pictures {
         },
         strength_range: |least, most| format!("强度必须是 {least} 到 {most} 之间的数。"),
         kind_values: "kind 必须是 picture 或 mask。",
+    };
+}
+
+/// The refusals of `POST /v1/images/edits` before its pictures are looked at.
+#[derive(Debug)]
+pub struct Edits {
+    /// The parameter that should hold the picture.
+    pub no_image: fn(&str) -> String,
+    pub several_images: &'static str,
+    pub several_masks: &'static str,
+    pub remote_url: &'static str,
+    pub file_id: &'static str,
+    pub not_a_data_url: &'static str,
+    /// Most parts.
+    pub too_many_parts: fn(usize) -> String,
+    /// Most bytes.
+    pub text_too_long: fn(usize) -> String,
+    pub not_text: &'static str,
+    pub duplicate: &'static str,
+    /// Most mebibytes.
+    pub body_too_large: fn(usize) -> String,
+    /// What the form parser said.
+    pub unreadable_form: fn(&str) -> String,
+    pub form_or_json: &'static str,
+}
+
+impl Edits {
+    pub const EN: Edits = Edits {
+        no_image: |param| format!("Send the picture to change as `{param}`."),
+        several_images: "The studio changes one picture at a time: send one image, not several.",
+        several_masks: "Send one mask.",
+        remote_url: "The studio fetches no pictures from other addresses: send the picture itself, as a data: URL (data:image/png;base64,...).",
+        file_id: "The studio keeps no OpenAI files: send the picture itself, as a data: URL (data:image/png;base64,...).",
+        not_a_data_url: "Not a base64 data: URL of a picture (data:image/png;base64,...).",
+        too_many_parts: |most| format!("The form has too many parts: at most {most}."),
+        text_too_long: |most| format!("This field is too long: at most {most} bytes."),
+        not_text: "This field must be text: only image, image[] and mask are files.",
+        duplicate: "This field is sent twice.",
+        body_too_large: |mebibytes| format!("The request body is larger than {mebibytes} MiB."),
+        unreadable_form: |detail| format!("The form cannot be read: {detail}"),
+        form_or_json: "Send the edit as multipart/form-data (as OpenAI's SDKs do) or as JSON.",
+    };
+
+    pub const ZH_CN: Edits = Edits {
+        no_image: |param| format!("请用 `{param}` 发送要修改的图片。"),
+        several_images: "工作室一次只修改一张图片：请只发送一张，而不是多张。",
+        several_masks: "请只发送一个蒙版。",
+        remote_url: "工作室不从其他地址获取图片：请直接发送图片本身，使用 data: URL（data:image/png;base64,...）。",
+        file_id: "工作室不保存 OpenAI 文件：请直接发送图片本身，使用 data: URL（data:image/png;base64,...）。",
+        not_a_data_url: "这不是图片的 base64 data: URL（data:image/png;base64,...）。",
+        too_many_parts: |most| format!("表单的部分太多：最多 {most} 个。"),
+        text_too_long: |most| format!("这个字段太长：最多 {most} 字节。"),
+        not_text: "这个字段必须是文本：只有 image、image[] 和 mask 是文件。",
+        duplicate: "这个字段发送了两次。",
+        body_too_large: |mebibytes| format!("请求体超过了 {mebibytes} MiB。"),
+        unreadable_form: |detail| format!("无法读取表单：{detail}"),
+        form_or_json: "请以 multipart/form-data（OpenAI 的 SDK 就是这样发送的）或 JSON 发送修改请求。",
     };
 }
 

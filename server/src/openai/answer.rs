@@ -1,7 +1,8 @@
 //! OpenAI's answers made from finished jobs: the JSON answer ([`response`]) and the streamed events
 //! ([`event`]), each image as base64 in the delivery's encoding or as the URL of the stored PNG, with
 //! the settings echoed where OpenAI's answers have them. Any route that answers with images uses
-//! these (generations now, edits later).
+//! these (generations and edits; the streamed events are named after the route, `image_generation.*`
+//! or `image_edit.*`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,7 +15,7 @@ use zimage_contract::openai::{
 use zimage_contract::paths;
 
 use super::encode::EncodeError;
-use super::{Delivery, Made, Progress};
+use super::{Delivery, Made, Operation, Progress};
 use crate::images::{ImageError, Variant};
 use crate::job_id::JobId;
 use crate::jobs::Jobs;
@@ -88,7 +89,7 @@ pub async fn event(
                     return Ok(None);
                 }
             };
-            ImageStreamEvent::PartialImage(PartialImage {
+            let partial = PartialImage {
                 b64_json: base64(&preview),
                 created_at: unix_seconds(),
                 size: delivery.size.clone(),
@@ -97,18 +98,28 @@ pub async fn event(
                 output_format: delivery.encoding.format,
                 partial_image_index: index,
                 image_index: image_index(image),
-            })
+            };
+            match delivery.operation {
+                Operation::Generation => ImageStreamEvent::PartialImage(partial),
+                Operation::Edit => ImageStreamEvent::EditPartialImage(partial),
+            }
         }
-        Progress::Done { image, made } => ImageStreamEvent::Completed(CompletedImage {
-            b64_json: base64(&encoded(jobs, delivery, made.id).await?),
-            created_at: unix_seconds(),
-            size: delivery.size.clone(),
-            quality: delivery.quality,
-            background: MadeBackground::Opaque,
-            output_format: delivery.encoding.format,
-            usage: ImageUsage::default(),
-            image_index: image_index(image),
-        }),
+        Progress::Done { image, made } => {
+            let completed = CompletedImage {
+                b64_json: base64(&encoded(jobs, delivery, made.id).await?),
+                created_at: unix_seconds(),
+                size: delivery.size.clone(),
+                quality: delivery.quality,
+                background: MadeBackground::Opaque,
+                output_format: delivery.encoding.format,
+                usage: ImageUsage::default(),
+                image_index: image_index(image),
+            };
+            match delivery.operation {
+                Operation::Generation => ImageStreamEvent::Completed(completed),
+                Operation::Edit => ImageStreamEvent::EditCompleted(completed),
+            }
+        }
     }))
 }
 

@@ -2,9 +2,11 @@
 //! (one [`JobSpec`] per image, seeds consecutive, and a [`Delivery`]: how the images go back);
 //! [`run`] runs the plan as jobs of the engine (waited for, or followed as a stream of previews and
 //! images) and cancels every one of them if the wait is abandoned; [`encode`] and [`answer`] make the
-//! answer, for generations and for any other route that answers with images (edits).
+//! answer, for generations and edits; [`edit`] takes an edit's picture and mask as the jobs' source
+//! (a plan with a source starts every image from it).
 
 pub mod answer;
+pub mod edit;
 pub mod encode;
 pub mod run;
 
@@ -13,6 +15,7 @@ use zimage_contract::{self as api, CreateJobRequest};
 
 pub use self::encode::Encoding;
 pub use self::run::{GenerateError, Made, Progress, Submitted, submit};
+use crate::pictures::Source;
 use crate::validation::{JobSpec, Rule, Seed, ValidationError};
 
 /// OpenAI's fixed sizes that lie beyond the studio's 1024 px cap, and what each becomes: the same
@@ -44,6 +47,18 @@ pub struct Delivery {
     pub size: String,
     /// `Some(partial_images)` when the answer is a stream of events.
     pub stream: Option<u32>,
+    /// Which route the images answer, which names the stream's events.
+    pub operation: Operation,
+}
+
+/// What a request asks for: new images, or a picture changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Operation {
+    /// `POST /v1/images/generations`: events `image_generation.*`.
+    #[default]
+    Generation,
+    /// `POST /v1/images/edits`: events `image_edit.*`.
+    Edit,
 }
 
 impl Delivery {
@@ -77,6 +92,7 @@ impl Delivery {
             quality: request.quality.unwrap_or_default(),
             size,
             stream,
+            operation: Operation::Generation,
         })
     }
 }
@@ -94,6 +110,20 @@ impl TryFrom<ImagesRequest> for ImagesPlan {
     type Error = ValidationError;
 
     fn try_from(request: ImagesRequest) -> Result<ImagesPlan, ValidationError> {
+        ImagesPlan::new(request, None)
+    }
+}
+
+impl ImagesPlan {
+    /// The plan of a request, its images started from `source` when it has one (an edit): then
+    /// `size` `auto` (or none) is the picture's own size, and any other size or ratio crops it. The
+    /// events of a plan with a source are the edits' own.
+    pub fn new(request: ImagesRequest, source: Option<Source>) -> Result<ImagesPlan, ValidationError> {
+        let operation = if source.is_some() {
+            Operation::Edit
+        } else {
+            Operation::Generation
+        };
         // Any `model` is served by the studio's one model (the answer's header says so).
         let count = request.n.unwrap_or(1);
         if !(1..=openai::MAX_IMAGES).contains(&count) {
@@ -133,7 +163,7 @@ impl TryFrom<ImagesRequest> for ImagesPlan {
                     style: None,
                 };
                 // The studio's own rules, with its field names turned into this API's.
-                JobSpec::try_from(job).map_err(|error| match error.field {
+                JobSpec::from_request(job, source).map_err(|error| match error.field {
                     "width" | "height" => ValidationError::new("size", error.rule),
                     _ => error,
                 })
@@ -143,7 +173,8 @@ impl TryFrom<ImagesRequest> for ImagesPlan {
             .first()
             .map(|params| format!("{}x{}", params.width.get(), params.height.get()))
             .unwrap_or_default();
-        let delivery = Delivery::from_request(&request, asked.map_or(made, str::to_owned))?;
+        let mut delivery = Delivery::from_request(&request, asked.map_or(made, str::to_owned))?;
+        delivery.operation = operation;
         Ok(ImagesPlan {
             images,
             delivery,
@@ -340,6 +371,54 @@ mod tests {
         let ratio = plan(serde_json::json!({"prompt": "x", "aspect_ratio": "16:9"})).unwrap();
         let made = AspectRatio::Wide16x9.size();
         assert_eq!(ratio.delivery.size, format!("{}x{}", made.0, made.1));
+    }
+
+    fn source(width: u32, height: u32) -> Source {
+        Source {
+            picture: crate::pictures::PictureId::of(b"a picture"),
+            strength: crate::pictures::Strength::parse(None, false).unwrap(),
+            mask: None,
+            width,
+            height,
+        }
+    }
+
+    fn edit(json: serde_json::Value, width: u32, height: u32) -> Result<ImagesPlan, ValidationError> {
+        ImagesPlan::new(
+            serde_json::from_value::<ImagesRequest>(json).unwrap(),
+            Some(source(width, height)),
+        )
+    }
+
+    #[test]
+    fn an_edit_is_the_pictures_size_unless_told_and_names_its_events() {
+        let own = edit(
+            serde_json::json!({"prompt": "x", "size": "auto", "n": 2}),
+            768,
+            512,
+        )
+        .unwrap();
+        assert_eq!(sizes(&own), [(768, 512), (768, 512)]);
+        assert_eq!(own.delivery.size, "768x512");
+        assert_eq!(own.delivery.operation, Operation::Edit);
+        assert!(
+            own.images
+                .iter()
+                .all(|spec| spec.source == Some(source(768, 512)))
+        );
+        let cropped = edit(serde_json::json!({"prompt": "x", "size": "1536x1024"}), 768, 512).unwrap();
+        assert_eq!(sizes(&cropped), [(1024, 672)]);
+        assert_eq!(cropped.delivery.size, "1536x1024");
+        // The generations' refusals, unchanged.
+        assert_eq!(
+            edit(serde_json::json!({"prompt": "x", "n": 9}), 768, 512)
+                .unwrap_err()
+                .field,
+            "n"
+        );
+        let generation = plan(serde_json::json!({"prompt": "x"})).unwrap();
+        assert_eq!(generation.delivery.operation, Operation::Generation);
+        assert!(generation.images[0].source.is_none());
     }
 
     #[test]

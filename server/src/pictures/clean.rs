@@ -231,13 +231,69 @@ fn clean_mask(header: Header<'_>) -> Result<Cleaned, Refusal> {
         return Err(Refusal::MaskTooLarge { width, height });
     }
     let (image, has_alpha) = header.decode()?;
+    encode_mask(&mask_of(&image, has_alpha)?)
+}
+
+/// The size a picture's file shows, its EXIF turn applied, from its header alone.
+pub(crate) fn shown_size(bytes: &[u8]) -> Result<(u32, u32), Refusal> {
+    let mut header = Header::read(bytes)?;
+    let orientation = header.decoder.orientation().map_err(refusal)?;
+    let (width, height) = header.dimensions();
+    Ok(if turns_sideways(orientation) {
+        (height, width)
+    } else {
+        (width, height)
+    })
+}
+
+/// A mask drawn over a picture as it was sent (OpenAI's edits: "the same dimensions as the image"),
+/// which the studio scaled to its clean size: the mask must have the picture's `shown` size (or its
+/// `clean` size already) and is scaled as the picture was, so each of its pixels still lies over the
+/// same part of the picture.
+pub(crate) fn clean_mask_over(
+    bytes: &[u8],
+    shown: (u32, u32),
+    clean: (u32, u32),
+) -> Result<Cleaned, Refusal> {
+    let header = Header::read(bytes)?;
+    if header.format() == Format::Jpeg {
+        return Err(Refusal::MaskWithoutAlpha);
+    }
+    // Refused from the header, before any pixel is decoded, when neither way round fits.
+    let (width, height) = header.dimensions();
+    let fits = |size: (u32, u32)| size == (width, height) || size == (height, width);
+    if !fits(shown) && !fits(clean) {
+        return Err(Refusal::MaskSize {
+            mask: (width, height),
+            picture: shown,
+        });
+    }
+    let (image, has_alpha) = header.decode()?;
+    let size = (image.width(), image.height());
+    if size != shown && size != clean {
+        return Err(Refusal::MaskSize {
+            mask: size,
+            picture: shown,
+        });
+    }
+    let mask = mask_of(&image, has_alpha)?;
+    let fitted = fit(DynamicImage::ImageLumaA8(mask), clean.0, clean.1).into_luma_alpha8();
+    encode_mask(&fitted)
+}
+
+/// The alpha of a decoded mask, refused without an alpha channel or a transparent pixel.
+fn mask_of(image: &DynamicImage, has_alpha: bool) -> Result<GrayAlphaImage, Refusal> {
     if !has_alpha {
         return Err(Refusal::MaskWithoutAlpha);
     }
-    let mask = alpha_of(&image);
+    let mask = alpha_of(image);
     if !mask.pixels().any(|pixel| pixel.0[1] == 0) {
         return Err(Refusal::MaskWithoutTransparency);
     }
+    Ok(mask)
+}
+
+fn encode_mask(mask: &GrayAlphaImage) -> Result<Cleaned, Refusal> {
     let png = encode_png(
         mask.as_raw(),
         mask.width(),

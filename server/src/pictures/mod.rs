@@ -327,6 +327,36 @@ impl PictureStore {
     /// Takes an upload's untrusted bytes: checks, cleans and keeps them (once, however many times and
     /// however concurrently the same picture arrives). Refusals name `picture` or `mask`.
     pub async fn upload(&self, bytes: Bytes, kind: PictureKind) -> Result<Stored, PictureError> {
+        self.take(bytes, kind, move |bytes| clean::clean(bytes, kind))
+            .await
+    }
+
+    /// Takes a mask drawn over `picture` as it was sent, the bytes of a picture already taken whose
+    /// clean size is `clean`: OpenAI's edits send a mask of the picture's own size, which the studio
+    /// scales with it (see `clean::clean_mask_over`). A mask of another size is refused (`mask`).
+    pub async fn upload_mask_over(
+        &self,
+        bytes: Bytes,
+        picture: Bytes,
+        size: (u32, u32),
+    ) -> Result<Stored, PictureError> {
+        let shown = blocking(move || clean::shown_size(&picture))
+            .await?
+            .map_err(|refusal| PictureError::refused(Field::Picture, refusal))?;
+        self.take(bytes, PictureKind::Mask, move |bytes| {
+            clean::clean_mask_over(bytes, shown, size)
+        })
+        .await
+    }
+
+    /// Checks the header, waits for the decode's share of the memory budget, cleans with `cleaner` and
+    /// keeps the result.
+    async fn take(
+        &self,
+        bytes: Bytes,
+        kind: PictureKind,
+        cleaner: impl FnOnce(&[u8]) -> Result<clean::Cleaned, Refusal> + Send + 'static,
+    ) -> Result<Stored, PictureError> {
         let field = Field::of_upload(kind);
         let refused = |refusal| PictureError::refused(field, refusal);
         // The header alone first: a bomb is refused here, before it waits for or takes any memory.
@@ -351,7 +381,7 @@ impl PictureStore {
         // The permit travels with the work: a client that hangs up does not free memory still in use.
         let cleaned = blocking(move || {
             let _permit = permit;
-            clean::clean(&bytes, kind)
+            cleaner(&bytes)
         })
         .await?
         .map_err(refused)?;

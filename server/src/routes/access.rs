@@ -194,10 +194,16 @@ pub(super) async fn door(State(state): State<AppState>, mut request: Request, ne
         // A body the API reads is JSON; HTML forms cannot send that, so no page can forge one.
         // (`POST /api/pictures` takes a file's bytes and checks their type itself: `image/*` or
         // `application/octet-stream`, which no form can send either.)
+        // `POST /v1/images/edits` takes OpenAI's multipart form from programs (SDKs, chat servers),
+        // which send neither `Origin` nor `Sec-Fetch-Site`; a page in a browser sends it as JSON.
+        let program_form = path == zimage_contract::openai::paths::IMAGES_EDITS
+            && !from_browser(headers)
+            && is_multipart(headers);
         if is_api(&path)
             && has_body(headers)
             && !is_json(headers)
             && path != zimage_contract::pictures::paths::PICTURES
+            && !program_form
         {
             return decorate(unsupported_media_type().into_response(), &nonce, None);
         }
@@ -563,6 +569,14 @@ fn is_json(headers: &HeaderMap) -> bool {
     essence.is_some_and(|essence| {
         essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
     })
+}
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    optional_text(headers, header::CONTENT_TYPE)
+        .ok()
+        .flatten()
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("multipart/form-data"))
 }
 
 fn forbidden(code: &'static str, message: &str) -> Response {

@@ -22,6 +22,7 @@ use crate::history::HistoryError;
 use crate::images::ImageError;
 use crate::jobs::JobError;
 use crate::openai::GenerateError;
+use crate::openai::edit::{EditError, EditRefusal};
 use crate::pictures::{PictureError, Refusal};
 use crate::validation::ValidationError;
 
@@ -90,6 +91,9 @@ pub enum ApiError {
         field: &'static str,
         problem: UploadProblem,
     },
+    /// The pictures or the form of `POST /v1/images/edits` were refused, naming OpenAI's `param`.
+    #[error(transparent)]
+    Edit(#[from] EditError),
     /// Our bug; the message goes to the log only.
     #[error("{0}")]
     Internal(String),
@@ -264,6 +268,23 @@ impl ApiError {
                 };
                 (status, code, message, Some((*field).to_owned()))
             }
+            ApiError::Edit(EditError::Refused(refusal)) => {
+                let (status, code, message) = edit_refusal(refusal);
+                (status, code, message, refusal.param())
+            }
+            ApiError::Edit(EditError::Picture { param, error }) => {
+                let (status, code, message, _) = match error {
+                    PictureError::Refused { refusal, .. } => {
+                        let (status, code, message) = picture_refusal(refusal);
+                        (status, code, message, None)
+                    }
+                    PictureError::Storage(error) => {
+                        ApiError::Storage(std::io::Error::new(error.kind(), error.to_string())).parts()
+                    }
+                    PictureError::Internal(error) => ApiError::Internal(error.clone()).parts(),
+                };
+                (status, code, message, Some((*param).to_owned()))
+            }
             ApiError::History(_)
             | ApiError::Image(_)
             | ApiError::Picture(PictureError::Internal(_))
@@ -274,6 +295,38 @@ impl ApiError {
                 None,
             ),
         }
+    }
+}
+
+/// The status, code and sentence of a refused edit (its form, or its pictures before they are looked
+/// at): a file or body too large is 413, the rest 400.
+fn edit_refusal(refusal: &EditRefusal) -> (StatusCode, &'static str, String) {
+    use zimage_contract::pictures::MAX_PICTURE_BYTES;
+    let edits = text().edits;
+    let bad = StatusCode::BAD_REQUEST;
+    match refusal {
+        EditRefusal::NoImage { param } => (bad, "invalid_field", (edits.no_image)(param)),
+        EditRefusal::SeveralImages { .. } => (bad, "invalid_field", edits.several_images.to_owned()),
+        EditRefusal::SeveralMasks => (bad, "invalid_field", edits.several_masks.to_owned()),
+        EditRefusal::RemoteUrl { .. } => (bad, "remote_url", edits.remote_url.to_owned()),
+        EditRefusal::FileId { .. } => (bad, "file_id", edits.file_id.to_owned()),
+        EditRefusal::NotADataUrl { .. } => (bad, "invalid_field", edits.not_a_data_url.to_owned()),
+        EditRefusal::FileTooLarge { .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            (text().pictures.file_too_large)(MAX_PICTURE_BYTES / (1024 * 1024)),
+        ),
+        EditRefusal::TooManyParts(most) => (bad, "too_many_parts", (edits.too_many_parts)(*most)),
+        EditRefusal::TextTooLong { limit, .. } => (bad, "invalid_field", (edits.text_too_long)(*limit)),
+        EditRefusal::NotText { .. } => (bad, "invalid_field", edits.not_text.to_owned()),
+        EditRefusal::Duplicate { .. } => (bad, "invalid_field", edits.duplicate.to_owned()),
+        EditRefusal::BodyTooLarge(most) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            (edits.body_too_large)(most / (1024 * 1024)),
+        ),
+        EditRefusal::UnreadableForm(detail) => (bad, "unreadable_body", (edits.unreadable_form)(detail)),
+        EditRefusal::NotFormOrJson => (bad, "unsupported_media_type", edits.form_or_json.to_owned()),
     }
 }
 
@@ -394,8 +447,8 @@ impl IntoResponse for ApiError {
 }
 
 /// The layer that speaks OpenAI's dialect under `/v1`: every error answer there, the door's included,
-/// becomes `{"error": {"message", "type", "param", "code"}}`, and a refused field (422 elsewhere) is a
-/// 400 naming `param`, as OpenAI's SDKs expect. Headers (`Retry-After`, `WWW-Authenticate`) stay.
+/// becomes `{"error": {"message", "type", "param", "code"}}`, and a refused field (422 elsewhere) or a
+/// file that is not a picture (415) is a 400 naming `param`, as OpenAI's SDKs expect. Headers (`Retry-After`, `WWW-Authenticate`) stay.
 pub(super) async fn openai_dialect(request: Request, next: Next) -> Response {
     let openai = request.uri().path().starts_with("/v1/");
     let response = next.run(request).await;
@@ -405,7 +458,10 @@ pub(super) async fn openai_dialect(request: Request, next: Next) -> Response {
     }
     let (mut parts, _) = response.into_parts();
     let detail = parts.extensions.remove::<ErrorDetail>();
-    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+    // OpenAI answers a refused field, and a file that is not a picture, with 400: its SDKs raise
+    // `BadRequestError` for it alone.
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::UNSUPPORTED_MEDIA_TYPE
+    {
         StatusCode::BAD_REQUEST
     } else {
         status

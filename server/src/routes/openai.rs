@@ -1,13 +1,15 @@
-//! The OpenAI-compatible images API: `GET /v1/models` and `POST /v1/images/generations`, for OpenAI's
-//! SDKs and the chat front ends built on them. The door and the limits are the studio's own; errors
-//! take OpenAI's shape in [`super::error::openai_dialect`]; the decisions are [`crate::openai`]'s.
+//! The OpenAI-compatible images API: `GET /v1/models`, `POST /v1/images/generations` and
+//! `POST /v1/images/edits` (a multipart form or JSON), for OpenAI's SDKs and the chat front ends built
+//! on them. The door and the limits are the studio's own; errors take OpenAI's shape in
+//! [`super::error::openai_dialect`]; the decisions are [`crate::openai`]'s.
 
 use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest as _, Multipart, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -15,16 +17,18 @@ use axum::{Json, Router};
 use futures_util::{Stream, StreamExt as _};
 use zimage_contract::ErrorDetail;
 use zimage_contract::openai::{
-    self, ImageStreamEvent, ImagesRequest, ImagesResponse, ListObject, Model, ModelList, ModelObject,
-    OpenAiErrorBody,
+    self, ImageEditForm, ImageEditRequest, ImageStreamEvent, ImagesRequest, ImagesResponse, ListObject,
+    MAX_EDIT_BODY_BYTES, MAX_EDIT_PARTS, MAX_EDIT_TEXT_BYTES, Model, ModelList, ModelObject, OpenAiErrorBody,
 };
+use zimage_contract::pictures::MAX_PICTURE_BYTES;
 
 use super::access::Caller;
-use super::error::{ApiError, ApiJson, openai_error};
+use super::error::{ApiError, ApiJson, openai_error, parse_json};
 use super::jobs::admit;
 use super::language;
 use crate::i18n::Lang;
 use crate::openai::answer::{self, unix_seconds};
+use crate::openai::edit::{self, EditRefusal, Form, Pictures};
 use crate::openai::{Delivery, GenerateError, ImagesPlan, Progress, submit};
 use crate::state::AppState;
 
@@ -44,10 +48,16 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/{*rest}", any(unknown))
 }
 
-/// `POST /v1/images/generations`, answered only once the images exist: it must not run under the
-/// request timeout of the other routes.
+/// `POST /v1/images/generations` and `POST /v1/images/edits`, answered only once the images exist:
+/// they must not run under the request timeout of the other routes. An edit's body may hold two
+/// pictures: its limit replaces the studio's small one for that route alone.
 pub(super) fn waiting_router() -> Router<AppState> {
-    Router::new().route(openai::paths::IMAGES_GENERATIONS, post(generations))
+    Router::new()
+        .route(openai::paths::IMAGES_GENERATIONS, post(generations))
+        .route(
+            openai::paths::IMAGES_EDITS,
+            post(edits).route_layer(DefaultBodyLimit::max(MAX_EDIT_BODY_BYTES)),
+        )
 }
 
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
@@ -92,6 +102,184 @@ pub(super) async fn generations(
     ApiJson(request): ApiJson<ImagesRequest>,
 ) -> Result<Response, ApiError> {
     let plan = ImagesPlan::try_from(request)?;
+    answer_plan(state, caller, headers, plan).await
+}
+
+#[utoipa::path(post, path = "/v1/images/edits", tag = "openai",
+    request_body(description = "The picture to change and the prompt, as OpenAI's SDKs send them: a multipart form (`image` or `image[]`, one file; `mask`; the other fields as text parts), \
+or JSON with the picture as a base64 `data:` URL in `images` (an `http(s)` URL or a `file_id` is refused: the gateway fetches nothing). \
+The picture is taken as `POST /api/pictures` takes one (PNG, JPEG or WebP, at most 25 MiB, turned as its EXIF says, scaled to fit 1024 pixels); the mask has the picture's size and is scaled with it.",
+        content((ImageEditForm = "multipart/form-data"), (ImageEditRequest = "application/json"))),
+    responses(
+        (status = 200, description = "As for `POST /v1/images/generations`: answered once every image exists, or streamed with `stream: true`, whose events are `image_edit.partial_image` and `image_edit.completed`. \
+Each image is a job of the studio's that starts from the picture (`strength` 0.6 by default, 1.0 with a mask) and lands in its history with its source.",
+            content((ImagesResponse = "application/json"), (ImageStreamEvent = "text/event-stream")),
+            headers(("x-zimage-model" = String, description = "The model that made the images (`z-image-turbo`), whatever `model` named."))),
+        (status = 400, description = "A parameter broke a rule; `param` names it: a setting as for generations, `image` / `images` (none or several, not a picture, unreadable, too large or too small to decode, a remote URL or file id, not a data: URL), \
+`mask` (not a PNG or WebP with transparency, another size than the picture), `strength`; or the form cannot be read (`unreadable_body`), has too many parts (`too_many_parts`), or is neither a form nor JSON (`unsupported_media_type`).", body = OpenAiErrorBody),
+        (status = 409, description = "A job was cancelled from the studio's page (`cancelled`).", body = OpenAiErrorBody),
+        (status = 413, description = "A file is larger than 25 MiB (`file_too_large`, naming it) or the body larger than about 68 MiB (`body_too_large`).", body = OpenAiErrorBody),
+        (status = 429, description = "This device starts jobs too fast (`too_many_jobs`) or the line is full (`queue_full`).",
+            body = OpenAiErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 500, description = "A generation failed (`generation_failed`), answered with `x-should-retry: false`; or the studio's own fault (`internal`).", body = OpenAiErrorBody),
+        (status = 503, description = "No backend is ready (`comfyui_unreachable`, `comfyui_not_ready`), the studio is restarting (`restarting`) or cannot write its data (`storage_unavailable`).", body = OpenAiErrorBody),
+        (status = 507, description = "The disk holding the images is full (`disk_full`).", body = OpenAiErrorBody),
+    ))]
+pub(super) async fn edits(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let essence = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|value| value.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let form = match essence.as_str() {
+        "multipart/form-data" => Form::Multipart,
+        "application/json" => Form::Json,
+        _ => return Err(EditRefusal::NotFormOrJson.into_api()),
+    };
+    // A body announced as too large is refused before any of it is read.
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_EDIT_BODY_BYTES as u64) {
+        return Err(EditRefusal::BodyTooLarge(MAX_EDIT_BODY_BYTES).into_api());
+    }
+    // Bodies with pictures are read a few at a time, as the pictures' uploads are.
+    let turn = state.pictures.reading_turn().await?;
+    let (request, pictures) = match form {
+        Form::Multipart => read_form(request).await?,
+        Form::Json => {
+            let bytes = Bytes::from_request(request, &()).await.map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    EditRefusal::BodyTooLarge(MAX_EDIT_BODY_BYTES).into_api()
+                } else if super::deadline::timed_out(&rejection) {
+                    ApiError::BodyTimeout
+                } else {
+                    EditRefusal::UnreadableForm(rejection.body_text()).into_api()
+                }
+            })?;
+            let request: ImageEditRequest = parse_json(&bytes)?;
+            let pictures = edit::json_pictures(&request.images, request.mask.as_ref(), request.strength)
+                .map_err(EditRefusal::into_api)?;
+            (request, pictures)
+        }
+    };
+    let settings = request.settings();
+    // Every setting is checked before any picture is decoded.
+    pictures.picture().map_err(EditRefusal::into_api)?;
+    ImagesPlan::new(settings.clone(), None)?;
+    let source = edit::source(&state.pictures, pictures).await?;
+    drop(turn);
+    let plan = ImagesPlan::new(settings, Some(source))?;
+    answer_plan(state, caller, headers, plan).await
+}
+
+/// A multipart edit: its files (`image`, `image[]`, `mask`) as bytes, each read up to its limit, and its
+/// text fields as the JSON request they stand for. File names and part types are never used.
+async fn read_form(request: Request) -> Result<(ImageEditRequest, Pictures), ApiError> {
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|rejection| EditRefusal::UnreadableForm(rejection.body_text()).into_api())?;
+    let mut pictures = Pictures {
+        form: Form::Multipart,
+        images: Vec::new(),
+        mask: None,
+        strength: None,
+    };
+    let mut fields = Vec::new();
+    let mut parts = 0;
+    while let Some(mut field) = multipart.next_field().await.map_err(form_error)? {
+        parts += 1;
+        if parts > MAX_EDIT_PARTS {
+            return Err(EditRefusal::TooManyParts(MAX_EDIT_PARTS).into_api());
+        }
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "image" | "image[]" => {
+                if !pictures.images.is_empty() {
+                    return Err(EditRefusal::SeveralImages { param: "image" }.into_api());
+                }
+                let file = read_part(&mut field, MAX_PICTURE_BYTES)
+                    .await?
+                    .ok_or(EditRefusal::FileTooLarge { param: "image" }.into_api())?;
+                pictures.images.push(file);
+            }
+            "mask" => {
+                if pictures.mask.is_some() {
+                    return Err(EditRefusal::SeveralMasks.into_api());
+                }
+                let file = read_part(&mut field, MAX_PICTURE_BYTES)
+                    .await?
+                    .ok_or(EditRefusal::FileTooLarge { param: "mask" }.into_api())?;
+                pictures.mask = Some(file);
+            }
+            _ => {
+                let Some(bytes) = read_part(&mut field, MAX_EDIT_TEXT_BYTES).await? else {
+                    return Err(EditRefusal::TextTooLong {
+                        param: name,
+                        limit: MAX_EDIT_TEXT_BYTES,
+                    }
+                    .into_api());
+                };
+                let Ok(text) = String::from_utf8(bytes.to_vec()) else {
+                    return Err(EditRefusal::NotText { param: name }.into_api());
+                };
+                fields.push((name, text));
+            }
+        }
+    }
+    let object = edit::form_fields(fields).map_err(EditRefusal::into_api)?;
+    let bytes = serde_json::to_vec(&object).map_err(|error| ApiError::Internal(error.to_string()))?;
+    let request: ImageEditRequest = parse_json(&bytes)?;
+    pictures.strength = request.strength;
+    Ok((request, pictures))
+}
+
+/// A part's bytes, or `None` once it runs past `limit`.
+async fn read_part(
+    field: &mut axum::extract::multipart::Field<'_>,
+    limit: usize,
+) -> Result<Option<Bytes>, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(form_error)? {
+        if bytes.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Some(Bytes::from(bytes)))
+}
+
+/// A form that breaks off, runs past the body's limit or its deadline, or is not a form.
+fn form_error(error: axum::extract::multipart::MultipartError) -> ApiError {
+    if super::deadline::timed_out(&error) {
+        ApiError::BodyTimeout
+    } else if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        EditRefusal::BodyTooLarge(MAX_EDIT_BODY_BYTES).into_api()
+    } else {
+        EditRefusal::UnreadableForm(error.body_text()).into_api()
+    }
+}
+
+impl EditRefusal {
+    fn into_api(self) -> ApiError {
+        ApiError::Edit(self.into())
+    }
+}
+
+/// Runs a checked plan and answers it: the images once they exist, or the stream of their events.
+async fn answer_plan(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    plan: ImagesPlan,
+) -> Result<Response, ApiError> {
     admit(
         &state,
         &caller,

@@ -55,6 +55,7 @@ has an access secret, a session cookie or the secret as `Authorization: Bearer`.
         document,
         openai::models,
         openai::generations,
+        openai::edits,
     ),
     components(schemas(
         zimage_contract::ErrorBody,
@@ -212,7 +213,8 @@ impl Modify for DoorAnswers {
         ]);
         for (path, item) in openapi.paths.paths.iter_mut() {
             let openai = path.starts_with("/v1/");
-            let waits = path == zimage_contract::openai::paths::IMAGES_GENERATIONS;
+            let waits = path == zimage_contract::openai::paths::IMAGES_GENERATIONS
+                || path == zimage_contract::openai::paths::IMAGES_EDITS;
             for operation in [
                 &mut item.get,
                 &mut item.post,
@@ -348,6 +350,7 @@ mod tests {
             ("/readyz", "get"),
             ("/v1/models", "get"),
             ("/v1/images/generations", "post"),
+            ("/v1/images/edits", "post"),
         ] {
             assert!(
                 paths[path][method].is_object(),

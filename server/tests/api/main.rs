@@ -20,6 +20,7 @@ mod language;
 mod load;
 mod openai;
 mod openai_clients;
+mod openai_edits;
 mod pacing;
 mod pictures;
 mod resilience;
