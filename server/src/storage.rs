@@ -467,6 +467,7 @@ mod tests {
             elapsed_ms: 2,
             backend: None,
             source: None,
+            loras: Vec::new(),
         }
     }
 
