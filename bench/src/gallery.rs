@@ -175,6 +175,7 @@ fn build_folder(root: &Path, records: usize) -> anyhow::Result<Vec<u64>> {
             elapsed_ms: 3000,
             backend: n.is_multiple_of(2).then(|| "gpu-1".to_owned()),
             source: None,
+            loras: Vec::new(),
         };
         std::fs::write(
             history.join(format!("{id}.json")),

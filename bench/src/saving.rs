@@ -162,6 +162,7 @@ fn record(id: JobId, side: u32) -> HistoryRecord {
         elapsed_ms: 3_000,
         backend: None,
         source: None,
+        loras: Vec::new(),
     }
 }
 

@@ -12,7 +12,9 @@ const EXTRA: &str = include_str!("../fixtures/object_info_extra.json");
 /// Recorded `/object_info` entries of the nodes that bring a picture in (ComfyUI 0.8.0).
 const IMAGE_INPUT: &str = include_str!("../fixtures/object_info_image_input.json");
 /// Of [`IMAGE_INPUT`], the classes the simulator runs: image to image and painting over a part.
-const IMAGE_INPUT_CLASSES: [&str; 3] = ["LoadImage", "VAEEncode", "SetLatentNoiseMask"];
+const IMAGE_INPUT_CLASSES: [&str; 4] = ["LoadImage", "VAEEncode", "SetLatentNoiseMask", LORA_LOADER];
+/// The class that applies a LoRA to the diffusion model; its `lora_name` combo lists models/loras.
+pub(crate) const LORA_LOADER: &str = "LoraLoaderModelOnly";
 /// The class whose `image` combo lists the files of the input folder (see [`Catalog::all_with_inputs`]).
 pub(crate) const LOAD_IMAGE: &str = "LoadImage";
 
@@ -69,6 +71,8 @@ pub(crate) struct ModelFiles {
     pub(crate) unet: Vec<String>,
     pub(crate) text_encoders: Vec<String>,
     pub(crate) vae: Vec<String>,
+    /// The files of models/loras, as `LoraLoaderModelOnly` lists them.
+    pub(crate) loras: Vec<String>,
 }
 
 /// Every node class the simulator can run, by class name.
@@ -107,6 +111,7 @@ impl Catalog {
             strings(&models.text_encoders),
         );
         replace_combo(&mut raw_entries, "VAELoader", "vae_name", strings(&vae_names));
+        replace_combo(&mut raw_entries, LORA_LOADER, "lora_name", strings(&models.loras));
 
         let classes = raw_entries
             .into_iter()
@@ -225,6 +230,7 @@ mod tests {
             unet: vec!["z.gguf".to_owned()],
             text_encoders: vec!["q.gguf".to_owned()],
             vae: vec!["ae.safetensors".to_owned()],
+            loras: vec!["ink.safetensors".to_owned()],
         }
     }
 

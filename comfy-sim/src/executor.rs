@@ -26,7 +26,13 @@ use crate::validation::converted_inputs;
 pub(crate) enum NodeValue {
     /// A model, CLIP, VAE or conditioning: nothing to compute with.
     Opaque,
+    /// A diffusion model with the LoRAs applied to it (name, strength), in order.
+    Model {
+        loras: Vec<(String, f64)>,
+    },
     Latent {
+        /// The colour cast of the LoRAs of the model that sampled it (see [`images::lora_tint`]).
+        tint: Option<images::Tint>,
         width: u32,
         height: u32,
         batch: u32,
@@ -295,7 +301,8 @@ impl<'a> Run<'a> {
         }
         let shared = self.shared;
         let nodes = self.nodes.clone();
-        let mut list = ExecutionList::new(&shared.catalog, &nodes, &cached);
+        let catalog = shared.catalog();
+        let mut list = ExecutionList::new(&catalog, &nodes, &cached);
         for output in &self.item.outputs {
             list.add_node(output);
         }
@@ -438,11 +445,34 @@ impl<'a> Run<'a> {
             .and_then(|n| n.get("inputs"))
             .cloned()
             .unwrap_or(OValue::Object(Vec::new()));
-        let widgets = converted_inputs(&self.shared.catalog, &class_type, &inputs);
+        let widgets = converted_inputs(&self.shared.catalog(), &class_type, &inputs);
         let int = |name: &str| widgets.get(name).and_then(Value::as_u64).unwrap_or(0);
         let dimension = |name: &str| u32::try_from(int(name)).unwrap_or(u32::MAX);
         let value = match class_type.as_str() {
+            "UnetLoaderGGUF" | "UNETLoader" => NodeValue::Model { loras: Vec::new() },
+            // The model passes through; the LoRAs it carries are what the simulation keeps of it.
+            "ModelSamplingAuraFlow" => match self.linked(&inputs, "model") {
+                Some(model @ NodeValue::Model { .. }) => model,
+                _ => NodeValue::Opaque,
+            },
+            crate::catalog::LORA_LOADER => {
+                let mut loras = match self.linked(&inputs, "model") {
+                    Some(NodeValue::Model { loras }) => loras,
+                    _ => Vec::new(),
+                };
+                let name = widgets
+                    .get("lora_name")
+                    .map(crate::pyfmt::str_of)
+                    .unwrap_or_default();
+                let strength = widgets
+                    .get("strength_model")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(1.0);
+                loras.push((name, strength));
+                NodeValue::Model { loras }
+            }
             "EmptySD3LatentImage" | "EmptyLatentImage" => NodeValue::Latent {
+                tint: None,
                 // The latent is 1/8 of the size, so VAEDecode gives back multiples of 8.
                 width: dimension("width") / 8 * 8,
                 height: dimension("height") / 8 * 8,
@@ -478,6 +508,7 @@ impl<'a> Run<'a> {
                 // `vae_encode_crop_pixels`: the centre, in multiples of 8.
                 let (width, height) = (picture.width() / 8 * 8, picture.height() / 8 * 8);
                 NodeValue::Latent {
+                    tint: None,
                     width,
                     height,
                     batch: 1,
@@ -491,6 +522,7 @@ impl<'a> Run<'a> {
             }
             "SetLatentNoiseMask" => {
                 let Some(NodeValue::Latent {
+                    tint,
                     width,
                     height,
                     batch,
@@ -504,6 +536,7 @@ impl<'a> Run<'a> {
                     return Err(NodeStop::Failed(missing_input(&class_type, "mask")));
                 };
                 NodeValue::Latent {
+                    tint,
                     width,
                     height,
                     batch,
@@ -528,8 +561,13 @@ impl<'a> Run<'a> {
                 let seed = int("seed");
                 let steps = dimension("steps");
                 let denoise = widgets.get("denoise").and_then(Value::as_f64).unwrap_or(1.0);
+                let tint = match self.linked(&inputs, "model") {
+                    Some(NodeValue::Model { loras }) => images::lora_tint(&loras),
+                    _ => None,
+                };
                 self.sample(node_id, width, height, seed, steps).await?;
                 NodeValue::Latent {
+                    tint,
                     width,
                     height,
                     batch,
@@ -542,6 +580,7 @@ impl<'a> Run<'a> {
             }
             "VAEDecode" => {
                 let Some(NodeValue::Latent {
+                    tint,
                     width,
                     height,
                     batch,
@@ -563,6 +602,13 @@ impl<'a> Run<'a> {
                         strength: init.denoise,
                     },
                     None => Recipe::Sampled { width, height, seed },
+                };
+                let recipe = match tint {
+                    Some(tint) => Recipe::Tinted {
+                        inner: Box::new(recipe),
+                        tint,
+                    },
+                    None => recipe,
                 };
                 NodeValue::Image { recipe, batch }
             }
@@ -791,9 +837,10 @@ impl<'a> Run<'a> {
             .and_then(|n| n.get("inputs"))
             .cloned()
             .unwrap_or(OValue::Object(Vec::new()));
-        let widgets = converted_inputs(&self.shared.catalog, &class_type, &inputs);
+        let catalog = self.shared.catalog();
+        let widgets = converted_inputs(&catalog, &class_type, &inputs);
         let mut out = Map::new();
-        if let Some(class) = self.shared.catalog.get(&class_type) {
+        if let Some(class) = catalog.get(&class_type) {
             for input in &class.inputs {
                 let value = match (inputs.get(&input.name), &input.input_type) {
                     (None, _) => continue,

@@ -46,6 +46,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/system_stats", get(system_stats))
         .route("/object_info", get(object_info))
         .route("/object_info/{class}", get(object_info_class))
+        .route("/view_metadata/{folder}", get(view_metadata))
         .route("/free", axum::routing::post(post_free))
         .route("/features", get(features))
         .route("/embeddings", get(empty_list))
@@ -224,7 +225,7 @@ async fn post_prompt(State(shared): AppState, body: Bytes) -> Response {
         .and_then(Value::as_array)
         .map(|targets| targets.iter().map(crate::pyfmt::str_of).collect());
     let input_files = |name: &str| uploads::load_image_path(&shared, name).is_some_and(|path| path.is_file());
-    let validated = match validate_prompt(&shared.catalog, &prompt, partial.as_deref(), &input_files) {
+    let validated = match validate_prompt(&shared.catalog(), &prompt, partial.as_deref(), &input_files) {
         Ok(validated) => validated,
         Err(error) => {
             tracing::warn!(%error, "prompt could not be processed");
@@ -383,6 +384,26 @@ async fn post_history(State(shared): AppState, body: Bytes) -> Response {
 }
 
 /// `GET /view` with ComfyUI's path guards, in their order.
+/// `GET /view_metadata/{folder}?filename=`: a `.safetensors` file's `__metadata__` (server.py): 404
+/// for another folder than `loras` (the only one the simulator has files in), a name that is not a
+/// `.safetensors` file it lists, or a file without metadata.
+async fn view_metadata(
+    State(shared): AppState,
+    UrlPath(folder): UrlPath<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(name) = query.get("filename") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if folder != "loras" || !name.ends_with(".safetensors") || !shared.loras().contains(name) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match shared.lora_metadata(name) {
+        Some(metadata) => ok_json(&metadata),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 async fn view(State(shared): AppState, Query(query): Query<HashMap<String, String>>) -> Response {
     let started = tokio::time::Instant::now();
     wait_adjustable(shared.knobs.slow_view.subscribe(), started, |delay| *delay).await;
@@ -499,14 +520,14 @@ async fn system_stats() -> Response {
 async fn object_info(State(shared): AppState) -> Response {
     ok_json(
         &shared
-            .catalog
+            .catalog()
             .all_with_inputs(&uploads::listed_files(&shared.dirs.input)),
     )
 }
 
 async fn object_info_class(State(shared): AppState, UrlPath(class): UrlPath<String>) -> Response {
     match shared
-        .catalog
+        .catalog()
         .entry(&class, &uploads::listed_files(&shared.dirs.input))
     {
         Some(entry) => ok_json(&json!({ class: entry })),

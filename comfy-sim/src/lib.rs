@@ -36,7 +36,7 @@ mod uploads;
 mod validation;
 mod ws;
 
-use crate::catalog::{Catalog, ModelFiles};
+use crate::catalog::ModelFiles;
 use crate::shared::{Dirs, Shared, lock};
 
 /// How a simulator starts.
@@ -53,6 +53,10 @@ pub struct SimOptions {
     pub text_encoders: Vec<String>,
     /// VAE files offered by `VAELoader` (which also always offers `pixel_space`).
     pub vaes: Vec<String>,
+    /// LoRA files in models/loras, offered by `LoraLoaderModelOnly` (sorted, as ComfyUI lists them).
+    pub loras: Vec<String>,
+    /// Trigger phrases of some of those files (served in their `/view_metadata/loras` answer).
+    pub lora_triggers: std::collections::BTreeMap<String, String>,
     /// Where SaveImage writes; `None` makes a fresh temporary folder, removed with the simulator.
     pub output_dir: Option<PathBuf>,
 }
@@ -65,6 +69,8 @@ impl Default for SimOptions {
             unet_models: vec!["z_image_turbo-Q8_0.gguf".to_owned()],
             text_encoders: vec!["Qwen3-4B-Q4_K_M.gguf".to_owned()],
             vaes: vec!["ae.safetensors".to_owned()],
+            loras: Vec::new(),
+            lora_triggers: std::collections::BTreeMap::new(),
             output_dir: None,
         }
     }
@@ -89,12 +95,22 @@ impl Simulator {
     pub async fn spawn(listener: TcpListener, options: SimOptions) -> std::io::Result<SimHandle> {
         let addr = listener.local_addr()?;
         let dirs = Dirs::create(options.output_dir.clone())?;
-        let catalog = Catalog::new(&ModelFiles {
+        let mut loras = options.loras.clone();
+        loras.sort();
+        loras.dedup();
+        let models = ModelFiles {
             unet: options.unet_models.clone(),
             text_encoders: options.text_encoders.clone(),
             vae: options.vaes.clone(),
-        });
-        let shared = Arc::new(Shared::new(catalog, dirs, options.previews, options.step_ms));
+            loras,
+        };
+        let shared = Arc::new(Shared::new(
+            models,
+            options.lora_triggers.clone(),
+            dirs,
+            options.previews,
+            options.step_ms,
+        ));
         shared.start_worker();
 
         let app = http::router(Arc::clone(&shared));
@@ -134,6 +150,18 @@ impl SimHandle {
     /// `http://<addr>`, the base URL a ComfyUI client is configured with.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Puts `loras` in models/loras in place of what was there (a file dropped in or removed): the
+    /// next `/object_info` lists them and prompts are checked against them, as ComfyUI re-reads the
+    /// folder on each request.
+    pub fn set_loras(&self, loras: Vec<String>) {
+        self.faults.shared.set_loras(loras);
+    }
+
+    /// The LoRA files it lists now, sorted.
+    pub fn loras(&self) -> Vec<String> {
+        self.faults.shared.loras()
     }
 
     /// The folder SaveImage writes to (what `/view?type=output` serves).

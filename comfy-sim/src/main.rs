@@ -29,6 +29,9 @@ struct Args {
     /// vae), or a comma-separated list of file names sorted by their names.
     #[arg(long)]
     models: Option<String>,
+    /// LoRA files to list in models/loras, comma-separated (e.g. `ink.safetensors,styles/a.safetensors`).
+    #[arg(long, value_delimiter = ',')]
+    loras: Vec<String>,
     /// Where generated images are written (default: a temporary folder).
     #[arg(long)]
     output_dir: Option<PathBuf>,
@@ -45,6 +48,12 @@ async fn main() -> anyhow::Result<()> {
         step_ms: args.step_ms,
         previews: args.previews,
         output_dir: args.output_dir,
+        loras: args
+            .loras
+            .iter()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect(),
         ..SimOptions::default()
     };
     if let Some(models) = &args.models {
@@ -62,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         unet = ?options.unet_models,
         text_encoders = ?options.text_encoders,
         vae = ?options.vaes,
+        loras = ?options.loras,
         "offering models"
     );
 

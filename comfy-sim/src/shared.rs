@@ -69,7 +69,11 @@ pub(crate) struct Knobs {
 
 /// Everything one simulated ComfyUI process shares between its tasks.
 pub(crate) struct Shared {
-    pub(crate) catalog: Catalog,
+    /// Rebuilt when the LoRA files change ([`Shared::set_loras`]), as ComfyUI re-reads models/loras.
+    catalog: std::sync::RwLock<Arc<Catalog>>,
+    models: Mutex<crate::catalog::ModelFiles>,
+    /// Trigger phrases of LoRA files, by name (their `modelspec.trigger_phrase`).
+    lora_triggers: std::collections::BTreeMap<String, String>,
     pub(crate) dirs: Dirs,
     /// `--preview-method latent2rgb` on the command line (previews unless a prompt says `none`).
     pub(crate) server_previews: bool,
@@ -145,9 +149,70 @@ pub(crate) fn ws_text(kind: &str, data: Value) -> String {
 }
 
 impl Shared {
-    pub(crate) fn new(catalog: Catalog, dirs: Dirs, server_previews: bool, step_ms: u64) -> Self {
+    /// The node classes as they are now.
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(
+            &self
+                .catalog
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// The LoRA files now in models/loras (a file dropped in or removed).
+    pub(crate) fn set_loras(&self, mut loras: Vec<String>) {
+        loras.sort();
+        loras.dedup();
+        let catalog = {
+            let mut models = self
+                .models
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            models.loras = loras;
+            Catalog::new(&models)
+        };
+        *self
+            .catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(catalog);
+    }
+
+    /// The `__metadata__` of a LoRA file: what a trainer writes (its name), and the trigger phrase
+    /// where it was given one.
+    pub(crate) fn lora_metadata(&self, name: &str) -> Option<Value> {
+        let stem = name.rsplit('/').next()?.strip_suffix(".safetensors")?;
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("ss_output_name".to_owned(), Value::from(stem));
+        metadata.insert("modelspec.architecture".to_owned(), Value::from("z-image/lora"));
+        if let Some(phrase) = self.lora_triggers.get(name) {
+            metadata.insert(
+                "modelspec.trigger_phrase".to_owned(),
+                Value::from(phrase.as_str()),
+            );
+        }
+        Some(Value::Object(metadata))
+    }
+
+    /// The LoRA files listed now.
+    pub(crate) fn loras(&self) -> Vec<String> {
+        self.models
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .loras
+            .clone()
+    }
+
+    pub(crate) fn new(
+        models: crate::catalog::ModelFiles,
+        lora_triggers: std::collections::BTreeMap<String, String>,
+        dirs: Dirs,
+        server_previews: bool,
+        step_ms: u64,
+    ) -> Self {
         Self {
-            catalog,
+            catalog: std::sync::RwLock::new(Arc::new(Catalog::new(&models))),
+            models: Mutex::new(models),
+            lora_triggers,
             dirs,
             server_previews,
             state: Mutex::new(State::default()),

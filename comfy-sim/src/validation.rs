@@ -694,6 +694,7 @@ mod tests {
             ],
             text_encoders: vec!["qwen3-4b-random-Q4_0.gguf".to_owned()],
             vae: vec!["tiny-flux-vae.safetensors".to_owned()],
+            loras: vec!["ink.safetensors".to_owned()],
         })
     }
 

@@ -373,6 +373,7 @@ mod tests {
             elapsed_ms: 2,
             backend: Some("gpu-1".to_owned()),
             source: None,
+            loras: Vec::new(),
         }
     }
 

@@ -405,6 +405,33 @@ pub struct GenerateConfig {
     /// Paint over a part only: a PNG of the picture's size (as the studio scaled it) whose transparent pixels mark what to change.
     #[arg(long, value_name = "MASK", requires = "from")]
     pub mask: Option<PathBuf>,
+
+    /// Apply a LoRA the studio lists (`zimage` asks `GET /api/loras`), with a strength from -2 to 2 (1 when left out), e.g. `--lora watercolor.safetensors:0.8`. Repeat for up to 4.
+    #[arg(long = "lora", value_name = "NAME[:STRENGTH]", value_parser = parse_lora)]
+    pub loras: Vec<zimage_contract::LoraChoice>,
+}
+
+/// `name` or `name:strength`. The studio checks the name and the range (and names the field it refuses).
+fn parse_lora(text: &str) -> Result<zimage_contract::LoraChoice, String> {
+    let text = text.trim();
+    let (name, strength) = match text.rsplit_once(':') {
+        Some((name, strength)) => match strength.trim().parse::<f64>() {
+            Ok(strength) => (name.trim(), strength),
+            Err(_) => {
+                return Err(format!(
+                    "expected NAME or NAME:STRENGTH, e.g. ink.safetensors:0.8; {strength:?} is not a number"
+                ));
+            }
+        },
+        None => (text, zimage_contract::styles::DEFAULT_LORA_STRENGTH),
+    };
+    if name.is_empty() {
+        return Err("expected NAME or NAME:STRENGTH, e.g. ink.safetensors:0.8".to_owned());
+    }
+    Ok(zimage_contract::LoraChoice {
+        name: name.to_owned(),
+        strength,
+    })
 }
 
 /// Most images one `zimage generate` asks for: within the studio's default of 10 jobs a minute per device.
@@ -529,6 +556,16 @@ mod tests {
         ] {
             assert!(generate(bad).is_err(), "{bad:?}");
         }
+        let loras = generate(&["--lora", "styles/ink.safetensors:0.8", "--lora", "b.safetensors"])
+            .unwrap()
+            .loras;
+        let loras: Vec<(&str, f64)> = loras
+            .iter()
+            .map(|lora| (lora.name.as_str(), lora.strength))
+            .collect();
+        assert_eq!(loras, [("styles/ink.safetensors", 0.8), ("b.safetensors", 1.0)]);
+        assert!(generate(&["--lora", "ink.safetensors:strong"]).is_err());
+        assert!(generate(&["--lora", ":0.5"]).is_err());
         let config = generate(&["--from", "photo.jpg", "--strength", "0.5", "--mask", "mask.png"]).unwrap();
         assert_eq!(config.from.as_deref(), Some(std::path::Path::new("photo.jpg")));
         assert_eq!(

@@ -98,6 +98,28 @@ const MIGRATIONS: &[M<'static>] = &[
     ),
     // Version 3: the picture an image started from, and how strongly (`SourceInfo` as JSON).
     M::up("ALTER TABLE history ADD COLUMN source TEXT;"),
+    // Version 4: the LoRAs an image was made with (`[LoraChoice]` as JSON; NULL for none), and their
+    // names in the search index after the prompt, so a LoRA's name finds its images.
+    M::up(
+        "ALTER TABLE history ADD COLUMN loras TEXT;
+    DROP TRIGGER history_inserted;
+    DROP TRIGGER history_deleted;
+    DROP TRIGGER history_updated;
+    CREATE TRIGGER history_inserted AFTER INSERT ON history BEGIN
+        INSERT INTO history_fts (rowid, prompt) VALUES (new.seq, new.prompt || ' ' || coalesce(
+            (SELECT group_concat(json_extract(value, '$.name'), ' ') FROM json_each(new.loras)) || ' ', ''));
+    END;
+    CREATE TRIGGER history_deleted AFTER DELETE ON history BEGIN
+        INSERT INTO history_fts (history_fts, rowid, prompt) VALUES ('delete', old.seq, old.prompt || ' ' || coalesce(
+            (SELECT group_concat(json_extract(value, '$.name'), ' ') FROM json_each(old.loras)) || ' ', ''));
+    END;
+    CREATE TRIGGER history_updated AFTER UPDATE OF prompt, loras ON history BEGIN
+        INSERT INTO history_fts (history_fts, rowid, prompt) VALUES ('delete', old.seq, old.prompt || ' ' || coalesce(
+            (SELECT group_concat(json_extract(value, '$.name'), ' ') FROM json_each(old.loras)) || ' ', ''));
+        INSERT INTO history_fts (rowid, prompt) VALUES (new.seq, new.prompt || ' ' || coalesce(
+            (SELECT group_concat(json_extract(value, '$.name'), ' ') FROM json_each(new.loras)) || ' ', ''));
+    END;",
+    ),
 ];
 
 /// The `meta` key set, in the import's own transaction, once the JSON records are in.
@@ -107,7 +129,7 @@ const JSON_IMPORTED: &str = "json_imported";
 const CLOSED_CLEANLY: &str = "closed_cleanly";
 
 const COLUMNS: &str = "id, owner, prompt, seed, width, height, queued_at, started_at, finished_at, \
-                       elapsed_ms, backend, starred, source";
+                       elapsed_ms, backend, starred, source, loras";
 
 /// What the history keeps of a finished job (also the JSON record of older versions).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +150,9 @@ pub struct HistoryRecord {
     /// The picture it started from, and how strongly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceInfo>,
+    /// The LoRAs it was made with, in the order they were chained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<api::LoraChoice>,
 }
 
 impl HistoryRecord {
@@ -147,8 +172,7 @@ impl HistoryRecord {
             backend: self.backend.clone(),
             starred: false,
             source: self.source.clone(),
-            // The record keeps no LoRAs yet.
-            loras: Vec::new(),
+            loras: self.loras.clone(),
         }
     }
 }
@@ -688,7 +712,7 @@ fn insert(connection: &Connection, record: &HistoryRecord, or_ignore: bool) -> r
     let verb = if or_ignore { "INSERT OR IGNORE" } else { "INSERT" };
     connection
         .prepare_cached(&format!(
-            "{verb} INTO history ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12)"
+            "{verb} INTO history ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0, ?12, ?13)"
         ))?
         .execute(params![
             record.id.to_string(),
@@ -706,6 +730,9 @@ fn insert(connection: &Connection, record: &HistoryRecord, or_ignore: bool) -> r
                 .source
                 .as_ref()
                 .and_then(|source| serde_json::to_string(source).ok()),
+            (!record.loras.is_empty())
+                .then(|| serde_json::to_string(&record.loras).ok())
+                .flatten(),
         ])
 }
 
@@ -743,6 +770,10 @@ fn row_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
             source: row
                 .get::<_, Option<String>>(13)?
                 .and_then(|json| serde_json::from_str(&json).ok()),
+            loras: row
+                .get::<_, Option<String>>(14)?
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
         },
         starred: row.get(11)?,
     })
@@ -853,6 +884,7 @@ mod tests {
             elapsed_ms: 2,
             backend: None,
             source: None,
+            loras: Vec::new(),
         }
     }
 
@@ -945,6 +977,50 @@ mod tests {
         };
         let (found, _) = reopened.search(filter, 10, None).await.unwrap();
         assert_eq!(found[0].item().source, Some(source));
+    }
+
+    #[tokio::test]
+    async fn the_loras_of_an_image_are_kept_shown_and_found_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path()).await.unwrap();
+        let loras = vec![
+            api::LoraChoice {
+                name: "styles/watercolor-v2.safetensors".to_owned(),
+                strength: 0.8,
+            },
+            api::LoraChoice {
+                name: "ink.safetensors".to_owned(),
+                strength: -0.5,
+            },
+        ];
+        let kept = HistoryRecord {
+            loras: loras.clone(),
+            ..record("a harbour at dusk")
+        };
+        let plain = record("a harbour at noon");
+        history.add(kept.clone()).await.unwrap();
+        history.add(plain.clone()).await.unwrap();
+        drop(history);
+        let reopened = History::open(dir.path()).await.unwrap();
+        assert_eq!(reopened.get(kept.id), Some(kept.clone()));
+        assert_eq!(reopened.get(plain.id).unwrap().loras, Vec::new());
+        assert_eq!(kept.item().loras, loras);
+        for words in ["watercolor", "ink.safetensors", "harbour watercolor"] {
+            let filter = Filter {
+                text: SearchText::parse(words).unwrap(),
+                starred_only: false,
+            };
+            let (found, _) = reopened.search(filter, 10, None).await.unwrap();
+            let ids: Vec<JobId> = found.iter().map(|entry| entry.record.id).collect();
+            assert_eq!(ids, [kept.id], "{words}");
+        }
+        // Gone with its record, from the index too.
+        assert!(reopened.remove(kept.id).await.unwrap());
+        let filter = Filter {
+            text: SearchText::parse("watercolor").unwrap(),
+            starred_only: false,
+        };
+        assert!(reopened.search(filter, 10, None).await.unwrap().0.is_empty());
     }
 
     #[tokio::test]

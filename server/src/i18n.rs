@@ -37,6 +37,18 @@ pub struct Text {
     pub compression_range: &'static str,
     pub partial_images: fn(u32) -> String,
     pub url_is_png: &'static str,
+    /// More LoRAs than a job may use (the limit).
+    pub too_many_loras: fn(usize) -> String,
+    /// A LoRA name that cannot name a file in `models/loras` (the field, e.g. `loras[0].name`).
+    pub lora_name: fn(&str) -> String,
+    /// A LoRA strength out of range (the field, the lowest, the highest).
+    pub lora_strength: fn(&str, f64, f64) -> String,
+    /// The same LoRA twice (the field).
+    pub lora_twice: fn(&str) -> String,
+    /// A LoRA no backend has listed (its name).
+    pub lora_unknown: fn(&str) -> String,
+    /// A waiting job's LoRA that every backend which had it no longer lists (its name).
+    pub lora_gone: fn(&str) -> String,
     /// A wait for images given up: seconds waited without a word from their jobs.
     pub generation_timed_out: fn(u64) -> String,
     // The shape of a request.
@@ -146,6 +158,20 @@ impl Text {
         compression_range: "output_compression must be between 0 and 100.",
         partial_images: |most| format!("partial_images must be between 0 and {most}."),
         url_is_png: "A url answer links to the stored PNG: ask for output_format \"png\", or for response_format \"b64_json\" to get JPEG or WebP.",
+        too_many_loras: |max| format!("A job may use at most {max} LoRAs."),
+        lora_name: |field| {
+            format!(
+                "{field} must be a LoRA file's name as the studio lists it: 1 to 255 characters, without control characters, \"..\" or a leading slash."
+            )
+        },
+        lora_strength: |field, min, max| format!("{field} must be a number from {min} to {max}."),
+        lora_twice: |field| format!("{field} names a LoRA the job already uses."),
+        lora_unknown: |name| {
+            format!(
+                "No GPU has the LoRA \"{name}\". Put the file in models/loras, or pick one the studio lists."
+            )
+        },
+        lora_gone: |name| format!("No GPU has the LoRA \"{name}\" any more, so the image cannot be made."),
         generation_timed_out: |seconds| {
             format!(
                 "No word of the images for {seconds} seconds, longer than a job may take: the wait was given up and the jobs cancelled."
@@ -266,6 +292,18 @@ impl Text {
         compression_range: "output_compression 必须在 0 到 100 之间。",
         partial_images: |most| format!("partial_images 必须在 0 到 {most} 之间。"),
         url_is_png: "url 答复链接的是保存的 PNG：请使用 output_format \"png\"，或用 response_format \"b64_json\" 获取 JPEG 或 WebP。",
+        too_many_loras: |max| format!("一个任务最多使用 {max} 个 LoRA。"),
+        lora_name: |field| {
+            format!(
+                "{field} 必须是工作室列出的 LoRA 文件名：1 到 255 个字符，不含控制字符、\"..\" 或开头的斜杠。"
+            )
+        },
+        lora_strength: |field, min, max| format!("{field} 必须是 {min} 到 {max} 之间的数字。"),
+        lora_twice: |field| format!("{field} 指定的 LoRA 已在此任务中使用。"),
+        lora_unknown: |name| {
+            format!("没有 GPU 拥有 LoRA \"{name}\"。请把文件放进 models/loras，或选择工作室列出的 LoRA。")
+        },
+        lora_gone: |name| format!("已没有 GPU 拥有 LoRA \"{name}\"，无法生成图像。"),
         generation_timed_out: |seconds| {
             format!("{seconds} 秒内没有任何图像的消息，超过了任务允许的时长：已停止等待并取消任务。")
         },
@@ -378,6 +416,14 @@ impl Text {
             Rule::CompressionRange => self.compression_range.to_owned(),
             Rule::PartialImages => (self.partial_images)(zimage_contract::openai::MAX_PARTIAL_IMAGES),
             Rule::UrlIsPng => self.url_is_png.to_owned(),
+            Rule::TooManyLoras => (self.too_many_loras)(zimage_contract::styles::MAX_LORAS),
+            Rule::LoraName => (self.lora_name)(field),
+            Rule::LoraStrength => (self.lora_strength)(
+                field,
+                zimage_contract::styles::MIN_LORA_STRENGTH,
+                zimage_contract::styles::MAX_LORA_STRENGTH,
+            ),
+            Rule::LoraTwice => (self.lora_twice)(field),
         }
     }
 }

@@ -148,6 +148,7 @@ pub async fn serve_tuned(
     let mut backends = Vec::new();
     let mut background = Vec::new();
     let mut sockets = Vec::new();
+    let lora_triggers = readiness::TriggerWords::default();
     for (index, spec) in specs.iter().enumerate() {
         let comfy = ComfyClient::with_timeouts(spec.url.clone(), tuning.comfy);
         let (own_sender, mut own_events) = mpsc::channel(256);
@@ -169,13 +170,14 @@ pub async fn serve_tuned(
         } else {
             spec.name.clone()
         };
-        let (readiness, probe_task) = readiness::spawn(
+        let (readiness, loras, probe_task) = readiness::spawn(
             comfy.clone(),
             Arc::clone(&workflow),
             socket.link(),
             shown,
             config.demo,
             tuning.probe,
+            lora_triggers.clone(),
         );
         background.push(probe_task);
         sockets.push(socket);
@@ -183,6 +185,7 @@ pub async fn serve_tuned(
             name: spec.name.clone(),
             comfy,
             readiness,
+            loras,
         });
     }
     drop(events_sender);
@@ -226,6 +229,7 @@ pub async fn serve_tuned(
         pictures,
         readiness,
         job_deadline: config.job_deadline,
+        lora_triggers,
     };
     let app = routes::router(state, &config.site_root);
     let names: Vec<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
@@ -292,6 +296,7 @@ async fn start_demo_simulator(
         text_encoders: vec![models.text_encoder.clone()],
         vaes: vec![models.vae.clone()],
         output_dir: Some(config.data_dir.join("demo-comfyui-output")),
+        ..comfy_sim::SimOptions::default()
     };
     let simulator = comfy_sim::Simulator::spawn(listener, options)
         .await

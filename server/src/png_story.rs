@@ -33,6 +33,8 @@ pub struct ImageStory<'a> {
     pub models: &'a ModelFiles,
     /// The picture it started from (its sha256) and how strongly.
     pub source: Option<&'a SourceInfo>,
+    /// The LoRAs it was made with, in order.
+    pub loras: &'a [zimage_contract::LoraChoice],
 }
 
 impl ImageStory<'_> {
@@ -72,6 +74,16 @@ impl ImageStory<'_> {
             chunks.push(("Source picture", format!("sha256:{}", source.picture)));
             chunks.push(("Strength", source.strength.to_string()));
             chunks.push(("Masked", source.masked.to_string()));
+        }
+        if !self.loras.is_empty() {
+            let loras = self
+                .loras
+                .iter()
+                .map(|lora| format!("{} ({})", lora.name, lora.strength))
+                .collect::<Vec<_>>()
+                .join(", ");
+            parameters.push_str(&format!(", LoRAs: {loras}"));
+            chunks.push(("LoRAs", loras));
         }
         chunks.push(("parameters", parameters));
         chunks
@@ -191,6 +203,7 @@ mod tests {
             height: 32,
             models: &models,
             source: None,
+            loras: &[],
         };
         let told = with_story(&png, &story).unwrap();
         let (latin1, utf8, size) = read_texts(&told);
@@ -221,6 +234,38 @@ mod tests {
     }
 
     #[test]
+    fn the_loras_are_told_with_their_strengths() {
+        let png = sample_png(16, 16);
+        let models = models();
+        let loras = [
+            zimage_contract::LoraChoice {
+                name: "styles/ink.safetensors".to_owned(),
+                strength: 0.8,
+            },
+            zimage_contract::LoraChoice {
+                name: "b.safetensors".to_owned(),
+                strength: 1.0,
+            },
+        ];
+        let story = ImageStory {
+            prompt: "a fox in ink",
+            seed: 7,
+            width: 16,
+            height: 16,
+            models: &models,
+            source: None,
+            loras: &loras,
+        };
+        let (latin1, _, _) = read_texts(&with_story(&png, &story).unwrap());
+        assert_eq!(latin1["LoRAs"], "styles/ink.safetensors (0.8), b.safetensors (1)");
+        assert!(
+            latin1["parameters"].ends_with(", LoRAs: styles/ink.safetensors (0.8), b.safetensors (1)"),
+            "{}",
+            latin1["parameters"]
+        );
+    }
+
+    #[test]
     fn a_picture_it_started_from_is_named_by_its_hash_with_the_strength() {
         let png = sample_png(16, 16);
         let models = models();
@@ -236,6 +281,7 @@ mod tests {
             height: 16,
             models: &models,
             source: Some(&source),
+            loras: &[],
         };
         let (latin1, _, _) = read_texts(&with_story(&png, &story).unwrap());
         assert_eq!(latin1["Source picture"], format!("sha256:{}", "ab".repeat(32)));
@@ -262,6 +308,7 @@ mod tests {
             height: 32,
             models: &models,
             source: None,
+            loras: &[],
         };
         let pieces = story_pieces(png.clone(), &story).unwrap();
         assert_eq!(pieces.to_bytes(), with_story(&png, &story).unwrap());
@@ -285,6 +332,7 @@ mod tests {
             height: 16,
             models: &models,
             source: None,
+            loras: &[],
         };
         let (latin1, utf8, _) = read_texts(&with_story(&png, &story).unwrap());
         assert_eq!(utf8["Description"], prompt);
@@ -303,6 +351,7 @@ mod tests {
             height: 16,
             models: &models,
             source: None,
+            loras: &[],
         };
         let png = sample_png(16, 16);
         for broken in [&b"GIF89a"[..], &png[..20], &png[..png.len() - 6]] {

@@ -4,8 +4,14 @@
 //! Ready means both: the socket's [`Link`] is up (ComfyUI answers, and jobs submitted now get their
 //! events), and a probe made on that connection found every node class and model file the workflow
 //! needs. The probe runs once per connection, because a restarted or replaced ComfyUI always shows as
-//! a new connection; while ready, the socket's ping/pong is the only traffic. While the probe finds
-//! something missing (or fails), it is repeated until the answer is ready.
+//! a new connection; while ready, the socket's ping/pong (and the LoRA list, below) is the only
+//! traffic. While the probe finds something missing (or fails), it is repeated until the answer is
+//! ready.
+//!
+//! The prober also learns the backend's LoRA files (`LoraLoaderModelOnly`'s list) with each probe, and
+//! asks again every [`ProbeTuning::lora_refresh`] while connected, so a file dropped into (or removed
+//! from) `models/loras` is known without a restart. The list is published before the readiness that
+//! follows it, and the last one known stays while the backend is away.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,18 +29,49 @@ pub struct ProbeTuning {
     /// Between probes that found something missing or failed: soon after the missing model file
     /// appears, the studio should say it is ready.
     pub while_waiting: Duration,
+    /// Between two readings of the LoRA list while connected: one small request each.
+    pub lora_refresh: Duration,
+}
+
+/// The LoRA files a backend listed last (sorted); `None` before it ever answered.
+pub type LoraListing = Option<Vec<String>>;
+
+/// The trigger words of the LoRA files the backends list, by file name (read once per backend and
+/// file; shared by every prober and `GET /api/loras`). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct TriggerWords(Arc<std::sync::RwLock<std::collections::BTreeMap<String, Vec<String>>>>);
+
+impl TriggerWords {
+    /// The words of `name`, if any backend's file has some.
+    pub fn get(&self, name: &str) -> Vec<String> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn learn(&self, name: &str, words: Vec<String>) {
+        let mut known = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // One backend's file without words does not hide another's that has some.
+        if !words.is_empty() || !known.contains_key(name) {
+            known.insert(name.to_owned(), words);
+        }
+    }
 }
 
 impl Default for ProbeTuning {
     fn default() -> ProbeTuning {
         ProbeTuning {
             while_waiting: Duration::from_secs(2),
+            lora_refresh: Duration::from_secs(30),
         }
     }
 }
 
-/// Starts following `link` and probing each new connection; the receiver always holds the latest
-/// answer. The task ends when the link's sender (the socket task) or every receiver is gone.
+/// Starts following `link` and probing each new connection; the receivers always hold the latest
+/// answer and LoRA list. The task ends when the link's sender (the socket task) or every receiver is gone.
 pub fn spawn(
     comfy: ComfyClient,
     workflow: Arc<Workflow>,
@@ -42,9 +79,15 @@ pub fn spawn(
     comfy_url: String,
     demo: bool,
     tuning: ProbeTuning,
-) -> (watch::Receiver<Readiness>, tokio::task::JoinHandle<()>) {
+    triggers: TriggerWords,
+) -> (
+    watch::Receiver<Readiness>,
+    watch::Receiver<LoraListing>,
+    tokio::task::JoinHandle<()>,
+) {
     let initial = unreachable(&comfy_url, demo, "not checked yet");
     let (sender, receiver) = watch::channel(initial);
+    let (loras, loras_receiver) = watch::channel(None);
     let prober = Prober {
         comfy,
         workflow,
@@ -52,8 +95,11 @@ pub fn spawn(
         demo,
         tuning,
         sender,
+        loras,
+        triggers,
+        read_triggers: std::sync::Mutex::new(std::collections::BTreeSet::new()),
     };
-    (receiver, tokio::spawn(prober.run(link)))
+    (receiver, loras_receiver, tokio::spawn(prober.run(link)))
 }
 
 struct Prober {
@@ -63,6 +109,10 @@ struct Prober {
     demo: bool,
     tuning: ProbeTuning,
     sender: watch::Sender<Readiness>,
+    loras: watch::Sender<LoraListing>,
+    triggers: TriggerWords,
+    /// The files whose trigger words this backend has told already.
+    read_triggers: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Prober {
@@ -90,7 +140,7 @@ impl Prober {
         loop {
             let readiness = tokio::select! {
                 changed = link.changed() => return changed.is_ok(),
-                probed = self.comfy.probe(&self.workflow) => match probed {
+                probed = self.probe() => match probed {
                     Ok(probe) => from_probe(probe, &self.comfy_url, self.demo),
                     Err(error) => unreachable(
                         &self.comfy_url,
@@ -102,13 +152,84 @@ impl Prober {
             let ready = readiness.ready;
             self.publish(readiness);
             if ready {
-                return link.changed().await.is_ok();
+                return self.refresh_loras(link).await;
             }
             tokio::select! {
                 changed = link.changed() => return changed.is_ok(),
                 () = tokio::time::sleep(self.tuning.while_waiting) => {}
             }
         }
+    }
+
+    /// The probe, and the LoRA list read on the same connection (published first).
+    async fn probe(&self) -> Result<Probe, crate::comfy::Error> {
+        let probe = self.comfy.probe(&self.workflow).await?;
+        let names = self.comfy.loras().await?;
+        self.read_trigger_words(&names).await;
+        self.publish_loras(names);
+        Ok(probe)
+    }
+
+    /// While ready: reads the LoRA list every [`ProbeTuning::lora_refresh`] until the link changes
+    /// (true) or its sender is gone (false). A failed reading keeps the list known.
+    async fn refresh_loras(&self, link: &mut watch::Receiver<Link>) -> bool {
+        loop {
+            tokio::select! {
+                changed = link.changed() => return changed.is_ok(),
+                () = tokio::time::sleep(self.tuning.lora_refresh) => {}
+            }
+            tokio::select! {
+                changed = link.changed() => return changed.is_ok(),
+                listed = self.comfy.loras() => match listed {
+                    Ok(names) => {
+                        self.read_trigger_words(&names).await;
+                        self.publish_loras(names);
+                    }
+                    Err(error) => tracing::debug!(%error, "cannot read the LoRA list now"),
+                },
+            }
+        }
+    }
+
+    /// Reads the trigger words of the files not read yet (one small request each, once); a file
+    /// whose answer fails is tried again at the next reading.
+    async fn read_trigger_words(&self, names: &[String]) {
+        let unread: Vec<String> = {
+            let read = self
+                .read_triggers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            names
+                .iter()
+                .filter(|name| !read.contains(*name))
+                .cloned()
+                .collect()
+        };
+        for name in unread {
+            match self.comfy.lora_trigger_words(&name).await {
+                Ok(words) => {
+                    self.triggers.learn(&name, words);
+                    self.read_triggers
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(name);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, lora = %name, "cannot read the LoRA's trigger words now")
+                }
+            }
+        }
+    }
+
+    fn publish_loras(&self, names: Vec<String>) {
+        self.loras.send_if_modified(|known| {
+            if known.as_ref() == Some(&names) {
+                return false;
+            }
+            tracing::info!(loras = ?names, "the backend's LoRA files");
+            *known = Some(names);
+            true
+        });
     }
 
     fn publish(&self, readiness: Readiness) {
@@ -315,6 +436,7 @@ mod tests {
         sim: SimHandle,
         link: watch::Sender<Link>,
         readiness: watch::Receiver<Readiness>,
+        loras: watch::Receiver<LoraListing>,
         _task: tokio::task::JoinHandle<()>,
     }
 
@@ -327,13 +449,23 @@ mod tests {
         });
         let tuning = ProbeTuning {
             while_waiting: Duration::from_millis(20),
+            lora_refresh: Duration::from_millis(20),
         };
         let workflow = Arc::new(committed_workflow(default_models()));
-        let (readiness, task) = spawn(comfy, workflow, link_receiver, sim.url(), false, tuning);
+        let (readiness, loras, task) = spawn(
+            comfy,
+            workflow,
+            link_receiver,
+            sim.url(),
+            false,
+            tuning,
+            TriggerWords::default(),
+        );
         Setup {
             sim,
             link,
             readiness,
+            loras,
             _task: task,
         }
     }
@@ -353,6 +485,38 @@ mod tests {
             .expect("readiness in time")
             .expect("the prober runs")
             .clone()
+    }
+
+    #[tokio::test]
+    async fn the_lora_list_is_learned_with_the_probe_refreshed_while_connected_and_kept_while_away() {
+        let mut setup = setup(SimOptions {
+            loras: vec!["ink.safetensors".to_owned(), "a/b.safetensors".to_owned()],
+            ..SimOptions::default()
+        })
+        .await;
+        assert_eq!(*setup.loras.borrow(), None);
+        setup.link.send_replace(up("one"));
+        until(&mut setup.readiness, |readiness| readiness.ready).await;
+        // Published before the readiness it came with.
+        assert_eq!(
+            *setup.loras.borrow(),
+            Some(vec!["a/b.safetensors".to_owned(), "ink.safetensors".to_owned()])
+        );
+        // A file dropped in and one taken out: learned while ready, no new connection.
+        setup
+            .sim
+            .set_loras(vec!["new.safetensors".to_owned(), "ink.safetensors".to_owned()]);
+        let wanted = Some(vec!["ink.safetensors".to_owned(), "new.safetensors".to_owned()]);
+        tokio::time::timeout(PATIENCE, setup.loras.wait_for(|loras| *loras == wanted))
+            .await
+            .expect("the new list in time")
+            .expect("the prober runs");
+        // Away: the last list known stays.
+        setup.link.send_replace(Link::Down {
+            reason: "gone".to_owned(),
+        });
+        until(&mut setup.readiness, |readiness| !readiness.ready).await;
+        assert_eq!(*setup.loras.borrow(), wanted);
     }
 
     #[tokio::test]
@@ -385,14 +549,21 @@ mod tests {
         setup.link.send_replace(up("a"));
         until(&mut setup.readiness, |readiness| readiness.ready).await;
         let faults = setup.sim.faults();
-        let classes = faults.requests_to("GET /object_info/");
+        // The probe's lookups; the LoRA list's readings every `lora_refresh` are counted apart.
+        let probes = || {
+            faults.requests_to("GET /object_info/")
+                - faults.requests_to("GET /object_info/LoraLoaderModelOnly")
+        };
+        let classes = probes();
         assert!(classes > 0);
         assert_eq!(faults.requests_to("GET /system_stats"), 1);
 
-        // Many probe periods of a not-ready prober: a ready one stays quiet.
+        // Many probe periods of a not-ready prober: a ready one stays quiet but for its LoRA list.
+        let lora_readings = faults.requests_to("GET /object_info/LoraLoaderModelOnly");
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(faults.requests_to("GET /system_stats"), 1);
-        assert_eq!(faults.requests_to("GET /object_info/"), classes);
+        assert_eq!(probes(), classes);
+        assert!(faults.requests_to("GET /object_info/LoraLoaderModelOnly") > lora_readings);
 
         // A new connection (a restarted ComfyUI shows as one) is probed again.
         setup.link.send_replace(Link::Down {
@@ -400,7 +571,7 @@ mod tests {
         });
         setup.link.send_replace(up("b"));
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        while faults.requests_to("GET /object_info/") < 2 * classes {
+        while probes() < 2 * classes {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "no probe of the new connection"

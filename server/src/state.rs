@@ -24,4 +24,6 @@ pub struct AppState {
     /// The longest a job may hold ComfyUI (`--job-deadline`): it bounds how long a request that waits
     /// for its images (`/v1/images/generations`) waits without a word from them.
     pub job_deadline: std::time::Duration,
+    /// The trigger words of the backends' LoRA files, as their probers read them.
+    pub lora_triggers: crate::readiness::TriggerWords,
 }

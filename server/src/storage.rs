@@ -468,6 +468,7 @@ mod tests {
             elapsed_ms: 2,
             backend: None,
             source: None,
+            loras: Vec::new(),
         }
     }
 

@@ -53,6 +53,15 @@ pub enum Rule {
     PartialImages,
     /// `response_format: url` with an `output_format` other than `png`: the URL is the stored PNG's.
     UrlIsPng,
+    /// More than [`api::MAX_LORAS`] LoRAs.
+    TooManyLoras,
+    /// A LoRA file name that cannot be one ComfyUI lists: empty, too long, a control character, a
+    /// `..` segment or a leading slash.
+    LoraName,
+    /// A strength that is not a finite number in [`api::styles::MIN_LORA_STRENGTH`]..=[`api::styles::MAX_LORA_STRENGTH`].
+    LoraStrength,
+    /// The same LoRA named twice.
+    LoraTwice,
 }
 
 impl ValidationError {
@@ -141,6 +150,110 @@ impl Side {
     }
 }
 
+/// The JSON names of each LoRA's fields, by index (the error's field is a `&'static str`).
+const LORA_NAME_FIELDS: [&str; api::styles::MAX_LORAS] =
+    ["loras[0].name", "loras[1].name", "loras[2].name", "loras[3].name"];
+const LORA_STRENGTH_FIELDS: [&str; api::styles::MAX_LORAS] = [
+    "loras[0].strength",
+    "loras[1].strength",
+    "loras[2].strength",
+    "loras[3].strength",
+];
+
+/// The JSON name of the `index`th LoRA's name (`loras` past the limit).
+pub fn lora_name_field(index: usize) -> &'static str {
+    LORA_NAME_FIELDS.get(index).copied().unwrap_or("loras")
+}
+
+/// A LoRA file's name as ComfyUI lists it (`styles/ink.safetensors` in a subfolder): 1 to
+/// [`api::styles::MAX_LORA_NAME_CHARS`] characters, no control characters, no `..` segment and no
+/// leading slash, so it can only name a file inside a backend's `models/loras`. Whether a backend has
+/// it is the engine's question (it knows the lists).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LoraName(String);
+
+impl LoraName {
+    pub fn parse(field: &'static str, raw: &str) -> Result<LoraName, ValidationError> {
+        let refused = || ValidationError::new(field, Rule::LoraName);
+        let length = raw.chars().count();
+        if length == 0 || length > api::styles::MAX_LORA_NAME_CHARS {
+            return Err(refused());
+        }
+        if raw.chars().any(char::is_control) || raw.starts_with(['/', '\\']) {
+            return Err(refused());
+        }
+        if raw.split(['/', '\\']).any(|segment| segment == "..") {
+            return Err(refused());
+        }
+        Ok(LoraName(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for LoraName {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+/// How strongly a LoRA applies: a finite number in
+/// [`api::styles::MIN_LORA_STRENGTH`]..=[`api::styles::MAX_LORA_STRENGTH`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoraStrength(f64);
+
+impl LoraStrength {
+    pub fn parse(field: &'static str, value: f64) -> Result<LoraStrength, ValidationError> {
+        if !value.is_finite()
+            || !(api::styles::MIN_LORA_STRENGTH..=api::styles::MAX_LORA_STRENGTH).contains(&value)
+        {
+            return Err(ValidationError::new(field, Rule::LoraStrength));
+        }
+        Ok(LoraStrength(value))
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+/// One LoRA a job uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lora {
+    pub name: LoraName,
+    pub strength: LoraStrength,
+}
+
+impl Lora {
+    /// As the wire shows it.
+    pub fn choice(&self) -> api::LoraChoice {
+        api::LoraChoice {
+            name: self.name.0.clone(),
+            strength: self.strength.0,
+        }
+    }
+}
+
+/// Checks a request's `loras`: at most [`api::styles::MAX_LORAS`], each name well formed and once,
+/// each strength in range.
+pub fn parse_loras(choices: &[api::LoraChoice]) -> Result<Vec<Lora>, ValidationError> {
+    if choices.len() > api::styles::MAX_LORAS {
+        return Err(ValidationError::new("loras", Rule::TooManyLoras));
+    }
+    let mut loras: Vec<Lora> = Vec::with_capacity(choices.len());
+    for (index, choice) in choices.iter().enumerate() {
+        let name = LoraName::parse(LORA_NAME_FIELDS[index], &choice.name)?;
+        if loras.iter().any(|lora| lora.name == name) {
+            return Err(ValidationError::new(LORA_NAME_FIELDS[index], Rule::LoraTwice));
+        }
+        let strength = LoraStrength::parse(LORA_STRENGTH_FIELDS[index], choice.strength)?;
+        loras.push(Lora { name, strength });
+    }
+    Ok(loras)
+}
+
 /// Everything a job may vary, checked; the rest of the workflow is fixed by configuration. Stored (in
 /// the journal) as its plain fields, and checked again when read back.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -152,6 +265,9 @@ pub struct JobSpec {
     pub height: Side,
     /// The picture it starts from, checked against the picture store when it was asked for.
     pub source: Option<Source>,
+    /// The LoRAs it uses, in the order they are chained; the engine gives it only to a backend that
+    /// has every one.
+    pub loras: Vec<Lora>,
 }
 
 /// A [`JobSpec`] as it is written down: the same names as the request's fields.
@@ -163,6 +279,8 @@ struct StoredSpec {
     height: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<StoredSource>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    loras: Vec<api::LoraChoice>,
 }
 
 /// A [`Source`] as it is written down.
@@ -190,6 +308,7 @@ impl From<JobSpec> for StoredSpec {
                 width: source.width,
                 height: source.height,
             }),
+            loras: spec.loras.iter().map(Lora::choice).collect(),
         }
     }
 }
@@ -221,6 +340,7 @@ impl TryFrom<StoredSpec> for JobSpec {
             width: Side::parse("width", stored.width)?,
             height: Side::parse("height", stored.height)?,
             source,
+            loras: parse_loras(&stored.loras)?,
         })
     }
 }
@@ -255,6 +375,7 @@ impl JobSpec {
             return Err(ValidationError::new("source", Rule::StoredSource));
         }
         let prompt = Prompt::parse(&request.prompt)?;
+        let loras = parse_loras(&request.loras)?;
         let seed = match request.seed {
             Some(value) => Seed::parse(value)?,
             None => Seed::random(),
@@ -283,6 +404,7 @@ impl JobSpec {
             width: Side::parse("width", width)?,
             height: Side::parse("height", height)?,
             source: None,
+            loras,
         })
     }
 }
@@ -416,6 +538,120 @@ mod tests {
             }),
             "seed"
         );
+    }
+
+    fn with_loras(loras: serde_json::Value) -> CreateJobRequest {
+        CreateJobRequest {
+            loras: serde_json::from_value(loras).unwrap(),
+            ..request("x")
+        }
+    }
+
+    #[test]
+    fn loras_are_checked_and_each_refusal_names_its_field() {
+        let spec = JobSpec::try_from(with_loras(serde_json::json!([
+            {"name": "styles/ink.safetensors", "strength": -2.0},
+            {"name": "b.safetensors"},
+        ])))
+        .unwrap();
+        assert_eq!(spec.loras.len(), 2);
+        assert_eq!(spec.loras[0].name.as_str(), "styles/ink.safetensors");
+        assert_eq!(spec.loras[1].strength.get(), 1.0);
+        let cases = [
+            (serde_json::json!([{"name": ""}]), "loras[0].name", Rule::LoraName),
+            (
+                serde_json::json!([{"name": "../x"}]),
+                "loras[0].name",
+                Rule::LoraName,
+            ),
+            (
+                serde_json::json!([{"name": "a/../../x"}]),
+                "loras[0].name",
+                Rule::LoraName,
+            ),
+            (
+                serde_json::json!([{"name": "a\\..\\x"}]),
+                "loras[0].name",
+                Rule::LoraName,
+            ),
+            (
+                serde_json::json!([{"name": "/abs"}]),
+                "loras[0].name",
+                Rule::LoraName,
+            ),
+            (
+                serde_json::json!([{"name": "\\abs"}]),
+                "loras[0].name",
+                Rule::LoraName,
+            ),
+            (
+                serde_json::json!([{"name": "a\nb"}]),
+                "loras[0].name",
+                Rule::LoraName,
+            ),
+            (
+                serde_json::json!([{"name": "x".repeat(256)}]),
+                "loras[0].name",
+                Rule::LoraName,
+            ),
+            (
+                serde_json::json!([{"name": "a", "strength": 1e308}]),
+                "loras[0].strength",
+                Rule::LoraStrength,
+            ),
+            (
+                serde_json::json!([{"name": "a"}, {"name": "b", "strength": 2.01}]),
+                "loras[1].strength",
+                Rule::LoraStrength,
+            ),
+            (
+                serde_json::json!([{"name": "a"}, {"name": "a", "strength": 0.1}]),
+                "loras[1].name",
+                Rule::LoraTwice,
+            ),
+            (
+                serde_json::json!([{"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"}, {"name": "e"}]),
+                "loras",
+                Rule::TooManyLoras,
+            ),
+        ];
+        for (loras, field, rule) in cases {
+            let error = JobSpec::try_from(with_loras(loras.clone())).unwrap_err();
+            assert_eq!((error.field, error.rule), (field, rule), "{loras}");
+        }
+        // A name with dots that are not a `..` segment is a name like any other.
+        assert!(LoraName::parse("loras[0].name", "v1..2.safetensors").is_ok());
+        // Not finite: never from JSON, but the type refuses it all the same.
+        assert!(LoraStrength::parse("loras[0].strength", f64::NAN).is_err());
+        assert!(LoraStrength::parse("loras[0].strength", f64::INFINITY).is_err());
+    }
+
+    #[test]
+    fn a_spec_with_loras_is_written_down_and_read_back_whole() {
+        let spec = JobSpec::try_from(with_loras(serde_json::json!([
+            {"name": "styles/ink.safetensors", "strength": 0.8},
+            {"name": "b.safetensors"},
+        ])))
+        .unwrap();
+        let written = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            written["loras"],
+            serde_json::json!([
+                {"name": "styles/ink.safetensors", "strength": 0.8},
+                {"name": "b.safetensors", "strength": 1.0},
+            ])
+        );
+        let read: JobSpec = serde_json::from_value(written.clone()).unwrap();
+        assert_eq!(read, spec);
+        // A spec of an older version, without LoRAs, reads as none.
+        let mut older = written;
+        older.as_object_mut().unwrap().remove("loras");
+        let read: JobSpec = serde_json::from_value(older).unwrap();
+        assert!(read.loras.is_empty());
+        // And one tampered with is checked again.
+        let mut tampered = serde_json::to_value(&spec).unwrap();
+        tampered["loras"][0]["name"] = serde_json::json!("../../etc/passwd");
+        assert!(serde_json::from_value::<JobSpec>(tampered).is_err());
     }
 
     proptest! {

@@ -1,6 +1,7 @@
 //! The simulator's integration tests: one binary, a module per area.
 
 mod faults;
+mod loras;
 mod protocol;
 mod support;
 mod traces;

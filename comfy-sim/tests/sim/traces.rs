@@ -539,6 +539,8 @@ fn recorded_models(output_dir: &std::path::Path) -> SimOptions {
         ],
         text_encoders: vec!["qwen3-4b-random-Q4_0.gguf".to_owned()],
         vaes: vec!["tiny-flux-vae.safetensors".to_owned()],
+        loras: Vec::new(),
+        lora_triggers: std::collections::BTreeMap::new(),
         output_dir: Some(output_dir.to_path_buf()),
     }
 }

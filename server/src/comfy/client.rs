@@ -40,6 +40,53 @@ impl Default for Timeouts {
     }
 }
 
+/// The options of `LoraLoaderModelOnly`'s `lora_name` in an `/object_info` answer, sorted and without
+/// repeats: ComfyUI 0.8.0 writes a combo as `[[names...], {...}]`, newer releases as
+/// `["COMBO", {"options": [names...]}]`; both are read. Anything else lists nothing.
+pub fn lora_names(object_info: &Value) -> Vec<String> {
+    let class = crate::comfy::workflow::LORA_CLASS;
+    let input = crate::comfy::workflow::LORA_NAME_INPUT;
+    let Some(spec) = object_info.pointer(&format!("/{class}/input/required/{input}")) else {
+        return Vec::new();
+    };
+    let options = match spec.get(0) {
+        Some(Value::Array(options)) => Some(options),
+        Some(Value::String(kind)) if kind == "COMBO" => spec
+            .get(1)
+            .and_then(|extra| extra.get("options"))
+            .and_then(Value::as_array),
+        _ => None,
+    };
+    let names: std::collections::BTreeSet<String> = options
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    names.into_iter().collect()
+}
+
+/// The trigger words in a safetensors file's `__metadata__`: `modelspec.trigger_phrase` (the
+/// Stability model-spec key), else `ss_trigger_words` or `trigger_words` (written by some trainers),
+/// each a comma-separated text; the first key present decides. Repeats and blanks are left out.
+pub fn trigger_words(metadata: &Value) -> Vec<String> {
+    let text = ["modelspec.trigger_phrase", "ss_trigger_words", "trigger_words"]
+        .iter()
+        .find_map(|key| {
+            metadata
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|text| !text.trim().is_empty())
+        });
+    let mut words: Vec<String> = Vec::new();
+    for word in text.unwrap_or_default().split(',').map(str::trim) {
+        if !word.is_empty() && !words.iter().any(|known| known == word) {
+            words.push(word.to_owned());
+        }
+    }
+    words
+}
+
 /// What `probe` found: what is missing for the workflow to run, and what ComfyUI runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -433,6 +480,27 @@ impl ComfyClient {
         Ok(probe)
     }
 
+    /// The LoRA files ComfyUI lists now (`LoraLoaderModelOnly`'s `lora_name` options), sorted; none
+    /// when it lacks the node. One small request: cheap enough to repeat every few seconds.
+    pub async fn loras(&self) -> Result<Vec<String>, Error> {
+        let info = self.object_info(crate::comfy::workflow::LORA_CLASS).await?;
+        Ok(lora_names(&info))
+    }
+
+    /// The words a LoRA file was trained to answer to, from its `__metadata__` (`GET
+    /// /view_metadata/loras?filename=`, ComfyUI's server.py; 404 for a file without metadata): see
+    /// [`trigger_words`]. None when the file says nothing.
+    pub async fn lora_trigger_words(&self, name: &str) -> Result<Vec<String>, Error> {
+        let mut url = self.endpoint(&["view_metadata", "loras"])?;
+        url.query_pairs_mut().append_pair("filename", name);
+        let response = self.send(self.inner.http.get(url)).await?;
+        match response.status() {
+            StatusCode::OK => Ok(trigger_words(&read_json(response).await?)),
+            StatusCode::NOT_FOUND => Ok(Vec::new()),
+            status => Err(unexpected(response, "GET /view_metadata/loras", status).await),
+        }
+    }
+
     async fn object_info(&self, class_type: &str) -> Result<Value, Error> {
         let response = self
             .send(self.inner.http.get(self.endpoint(&["object_info", class_type])?))
@@ -557,6 +625,50 @@ mod tests {
 
     use super::*;
     use crate::comfy::workflow::ModelFiles;
+
+    #[test]
+    fn trigger_words_come_from_the_model_spec_or_the_trainers_keys() {
+        assert_eq!(
+            trigger_words(
+                &json!({"modelspec.trigger_phrase": "inkwash, sumi-e , inkwash", "ss_trigger_words": "x"})
+            ),
+            ["inkwash", "sumi-e"]
+        );
+        assert_eq!(
+            trigger_words(&json!({"ss_trigger_words": "zzstyle"})),
+            ["zzstyle"]
+        );
+        assert_eq!(
+            trigger_words(&json!({"modelspec.trigger_phrase": " ", "trigger_words": "a"})),
+            ["a"]
+        );
+        assert_eq!(
+            trigger_words(&json!({"ss_output_name": "ink"})),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn lora_lists_are_read_in_the_old_and_the_new_combo_forms() {
+        let recorded: Value =
+            serde_json::from_str(include_str!("fixtures/object_info_image_input.json")).unwrap();
+        assert_eq!(lora_names(&recorded), Vec::<String>::new());
+        let old = json!({"LoraLoaderModelOnly": {"input": {"required": {
+            "lora_name": [["b.safetensors", "a/ink.safetensors", "b.safetensors"]]
+        }}}});
+        assert_eq!(lora_names(&old), ["a/ink.safetensors", "b.safetensors"]);
+        let new = json!({"LoraLoaderModelOnly": {"input": {"required": {
+            "lora_name": ["COMBO", {"options": ["z.safetensors", "a.safetensors"]}]
+        }}}});
+        assert_eq!(lora_names(&new), ["a.safetensors", "z.safetensors"]);
+        assert_eq!(lora_names(&json!({})), Vec::<String>::new());
+        assert_eq!(
+            lora_names(
+                &json!({"LoraLoaderModelOnly": {"input": {"required": {"lora_name": ["STRING", {}]}}}})
+            ),
+            Vec::<String>::new()
+        );
+    }
     use crate::comfy::workflow::fixtures::{committed_workflow, default_models};
 
     #[test]

@@ -209,6 +209,10 @@ const NOISE_MASK_CLASS: &str = "SetLatentNoiseMask";
 /// `LoadImage`'s outputs: the picture, and the mask made from its alpha (1 where alpha is 0).
 const LOAD_IMAGE_PIXELS: u64 = 0;
 const LOAD_IMAGE_MASK: u64 = 1;
+/// The node that applies a LoRA to the diffusion model (ComfyUI's own `nodes.py`), and its inputs.
+pub const LORA_CLASS: &str = "LoraLoaderModelOnly";
+pub const LORA_NAME_INPUT: &str = "lora_name";
+const LORA_STRENGTH_INPUT: &str = "strength_model";
 /// A name that stands for an upload where the graphs are checked before any upload exists.
 const PLACEHOLDER_IMAGE: &str = "zimage/source-0.png";
 
@@ -339,24 +343,50 @@ impl Workflow {
         Value::Object(graph)
     }
 
+    /// Chains one `LoraLoaderModelOnly` per LoRA (file name, strength), in order, between the
+    /// diffusion model's loader and whatever took its model (`ModelSamplingAuraFlow` in the studio's
+    /// graph). The node ids are the gateway's: past every id of the graph.
+    pub fn with_loras(&self, graph: Value, loras: &[(&str, f64)]) -> Value {
+        let Value::Object(mut graph) = graph else {
+            return graph;
+        };
+        if loras.is_empty() {
+            return Value::Object(graph);
+        }
+        let loader = self.roles.unet_loader.clone();
+        let ids = new_ids(&graph, loras.len());
+        let last = ids.last().cloned().unwrap_or_default();
+        // Everything that took the loader's model takes the last LoRA's now.
+        for node in graph.values_mut() {
+            if let Some(inputs) = node.get_mut("inputs").and_then(Value::as_object_mut) {
+                for value in inputs.values_mut() {
+                    if is_link_to(value, &loader) {
+                        *value = Value::Array(vec![Value::from(last.as_str()), Value::from(0)]);
+                    }
+                }
+            }
+        }
+        let mut model_from = loader;
+        for (id, (name, strength)) in ids.into_iter().zip(loras) {
+            graph.insert(
+                id.clone(),
+                serde_json::json!({"class_type": LORA_CLASS, "inputs": {
+                    "model": [model_from, 0],
+                    LORA_NAME_INPUT: name,
+                    LORA_STRENGTH_INPUT: strength,
+                }}),
+            );
+            model_from = id;
+        }
+        Value::Object(graph)
+    }
+
     /// Rewires `graph` to start from the uploaded picture (see [`Workflow::fill_from`]).
     fn start_from(&self, graph: &mut Map<String, Value>, source: &SourceImage<'_>) {
-        let mut next_id = graph
-            .keys()
-            .filter_map(|id| id.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0);
-        let mut new_id = || {
-            next_id += 1;
-            // A template with ids that are not numbers could hold "n+1" as a name: skip past it.
-            while graph.contains_key(&next_id.to_string()) {
-                next_id += 1;
-            }
-            next_id.to_string()
-        };
-        let load = new_id();
-        let encode = new_id();
-        let mask = source.masked.then(&mut new_id);
+        let mut ids = new_ids(graph, if source.masked { 3 } else { 2 }).into_iter();
+        let load = ids.next().unwrap_or_default();
+        let encode = ids.next().unwrap_or_default();
+        let mask = ids.next();
         let link = |node: &str, slot: u64| Value::Array(vec![Value::from(node), Value::from(slot)]);
         graph.insert(
             load.clone(),
@@ -531,6 +561,25 @@ fn check_graph(graph: &Map<String, Value>, object_info: &Value, model_inputs: &[
 }
 
 /// Whether `value` is a link (`["node", slot]`) to `node`.
+/// `count` new node ids, past every numeric id of `graph` (and never one it holds).
+fn new_ids(graph: &Map<String, Value>, count: usize) -> Vec<String> {
+    let mut next_id = graph
+        .keys()
+        .filter_map(|id| id.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    (0..count)
+        .map(|_| {
+            next_id += 1;
+            // A template with ids that are not numbers could hold "n+1" as a name: skip past it.
+            while graph.contains_key(&next_id.to_string()) {
+                next_id += 1;
+            }
+            next_id.to_string()
+        })
+        .collect()
+}
+
 fn is_link_to(value: &Value, node: &str) -> bool {
     value
         .as_array()
@@ -1003,6 +1052,50 @@ mod tests {
     const RECORDED_INPAINT: &str = include_str!("fixtures/graphs/inpaint_64.json");
 
     /// The recorded `/object_info` of the template's nodes and of the image-input nodes together.
+    #[test]
+    fn loras_are_chained_between_the_model_loader_and_what_took_its_model() {
+        let workflow = workflow();
+        let plain = workflow.fill("a fox", 1, 512, 512);
+        assert_eq!(workflow.with_loras(plain.clone(), &[]), plain);
+        let graph = workflow.with_loras(
+            plain.clone(),
+            &[("ink.safetensors", 0.8), ("sub/a b.safetensors", -1.5)],
+        );
+        let graph = graph.as_object().unwrap();
+        let loader = &workflow.roles.unet_loader;
+        let loras: Vec<(&String, &Value)> = graph
+            .iter()
+            .filter(|(_, node)| class_of(node) == Some(LORA_CLASS))
+            .collect();
+        assert_eq!(loras.len(), 2);
+        let first = graph
+            .iter()
+            .find(|(_, node)| node["inputs"]["model"] == json!([loader, 0]))
+            .unwrap();
+        assert_eq!(first.1["inputs"]["lora_name"], "ink.safetensors");
+        assert_eq!(first.1["inputs"]["strength_model"], 0.8);
+        let second = graph
+            .iter()
+            .find(|(_, node)| node["inputs"]["model"] == json!([first.0, 0]))
+            .unwrap();
+        assert_eq!(second.1["inputs"]["lora_name"], "sub/a b.safetensors");
+        // ModelSamplingAuraFlow takes the last LoRA's model; nothing takes the loader's any more.
+        let sampling = graph
+            .values()
+            .find(|node| class_of(node) == Some("ModelSamplingAuraFlow"))
+            .unwrap();
+        assert_eq!(sampling["inputs"]["model"], json!([second.0, 0]));
+        // The ids are new: every node of the plain graph is still there.
+        assert!(plain.as_object().unwrap().keys().all(|id| graph.contains_key(id)));
+        // ComfyUI's own checks pass once the backend lists the files.
+        let mut info = full_object_info();
+        info["LoraLoaderModelOnly"]["input"]["required"]["lora_name"][0] =
+            json!(["ink.safetensors", "sub/a b.safetensors"]);
+        assert_eq!(check_graph(graph, &info, &workflow.model_inputs()), vec![]);
+        info["LoraLoaderModelOnly"]["input"]["required"]["lora_name"][0] = json!(["ink.safetensors"]);
+        assert_ne!(check_graph(graph, &info, &workflow.model_inputs()), vec![]);
+    }
+
     fn full_object_info() -> Value {
         let mut info = object_info();
         let extra: Value = serde_json::from_str(IMAGE_INPUT_OBJECT_INFO).unwrap();

@@ -47,7 +47,7 @@ const STAR_DRIVEN_MAX: usize = 256;
 /// The columns of a record (its `seq` twelfth, from 0) as every read selects them, from `history h`.
 pub(super) const SELECTED: &str = "h.id, h.owner, h.prompt, h.seed, h.width, h.height, h.queued_at, \
                                    h.started_at, h.finished_at, h.elapsed_ms, h.backend, h.starred, h.seq, \
-                                   h.source";
+                                   h.source, h.loras";
 
 /// A search text that passed its limits: the words (split at white space) and, when the whole text
 /// is a number, the seed it may be.
@@ -382,6 +382,7 @@ mod tests {
             elapsed_ms: 1,
             backend: None,
             source: None,
+            loras: Vec::new(),
         }
     }
 

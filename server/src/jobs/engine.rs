@@ -92,6 +92,8 @@ pub struct Engine {
     /// The last moment some backend could take a job: a waiting job's deadline runs from here (or
     /// from its acceptance, if later).
     last_able: Instant,
+    /// Every LoRA some backend has listed in this run.
+    ever_listed: BTreeSet<String>,
     /// Jobs whose journal entry changed in the message being handled.
     dirty: BTreeSet<JobId>,
     out: Vec<Command>,
@@ -117,6 +119,7 @@ impl Engine {
             first_event_id: setup.first_event_id,
             stopping: false,
             last_able: now,
+            ever_listed: BTreeSet::new(),
             dirty: BTreeSet::new(),
             out: Vec::new(),
         };
@@ -233,6 +236,7 @@ impl Engine {
                     slot.readiness = readiness;
                 }
             }
+            Msg::Loras { backend, loras } => self.on_loras(now, backend, loras),
             Msg::Journaled { id, notice, ok } => self.journaled(now, id, notice, ok),
             Msg::Submitted {
                 id,
@@ -284,15 +288,84 @@ impl Engine {
             .iter()
             .zip(busy)
             .map(|(slot, busy)| {
-                crate::readiness::backend_view(
+                let mut view = crate::readiness::backend_view(
                     &slot.name,
                     &slot.readiness,
                     busy.is_some(),
                     slot.jobs_done,
                     schedule::median(slot.timings.iter().copied()),
-                )
+                );
+                view.loras = slot.loras.iter().flatten().cloned().collect();
+                view
             })
             .collect()
+    }
+
+    /// A backend's LoRA list, as it listed it now: kept, and every waiting job that no backend can
+    /// run any more fails, naming the LoRA.
+    fn on_loras(&mut self, now: Instant, backend: usize, loras: crate::readiness::LoraListing) {
+        let Some(slot) = self.slots.get_mut(backend) else {
+            return;
+        };
+        let listed: Option<BTreeSet<String>> = loras.map(|names| names.into_iter().collect());
+        if slot.loras == listed {
+            return;
+        }
+        slot.loras = listed;
+        self.ever_listed.extend(slot.loras.iter().flatten().cloned());
+        let mut unrunnable = Vec::new();
+        for (_, id) in &self.line {
+            let Some(job) = self.jobs.get(id) else { continue };
+            if let Some(lora) = job
+                .entry
+                .spec
+                .loras
+                .iter()
+                .find(|lora| self.lora_gone(lora.name.as_str()))
+            {
+                unrunnable.push((*id, lora.name.to_string()));
+            }
+        }
+        for (id, name) in unrunnable {
+            tracing::warn!(%id, lora = %name, "no backend lists the job's LoRA any more");
+            let failure = api::JobFailure {
+                code: "lora_missing".to_owned(),
+                message: (crate::i18n::Text::EN.lora_gone)(&name),
+            };
+            self.apply(now, id, Input::Unrunnable { failure });
+        }
+    }
+
+    /// No backend lists `name` now, and one did earlier in this run or every backend has said what it
+    /// has: a waiting job that needs it can never run.
+    fn lora_gone(&self, name: &str) -> bool {
+        !self.slots.iter().any(|slot| slot.lists(name))
+            && (self.ever_listed.contains(name) || self.slots.iter().all(|slot| slot.loras.is_some()))
+    }
+
+    /// The first of `loras` a new job may not ask for: no backend lists it now, and none listed it
+    /// earlier in this run (or every backend has said what it has). One that a backend listed and is
+    /// only away or busy is fine: the job waits for it.
+    fn unknown_lora<'a>(&self, loras: &'a [crate::validation::Lora]) -> Option<(usize, &'a str)> {
+        loras.iter().enumerate().find_map(|(index, lora)| {
+            let name = lora.name.as_str();
+            let refused = !self.slots.iter().any(|slot| slot.lists(name))
+                && (!self.ever_listed.contains(name) || self.slots.iter().all(|slot| slot.loras.is_some()));
+            refused.then_some((index, name))
+        })
+    }
+
+    /// The last moment a backend that has every LoRA of `job` could take a job.
+    fn last_able_for(&self, job: &Job) -> Instant {
+        if job.entry.spec.loras.is_empty() {
+            return self.last_able;
+        }
+        self.slots
+            .iter()
+            .filter(|slot| slot.has_all(&job.entry.spec.loras))
+            .filter_map(|slot| slot.last_able)
+            .max()
+            .unwrap_or(job.accepted_at)
     }
 
     /// The job each backend holds, read off the phases.
@@ -451,6 +524,13 @@ impl Engine {
                     elapsed_ms: 0,
                     backend: self.slots.get(at.backend).map(|slot| slot.name.clone()),
                     source: job.entry.spec.source.as_ref().map(Source::info),
+                    loras: job
+                        .entry
+                        .spec
+                        .loras
+                        .iter()
+                        .map(crate::validation::Lora::choice)
+                        .collect(),
                 };
                 self.out.push(Command::Save {
                     id,
@@ -513,16 +593,14 @@ impl Engine {
                 }
             }
         }
-        if self.slots.iter().any(|slot| slot.can_work(now)) {
-            self.last_able = now;
-        }
+        self.note_able(now);
         let stuck: Vec<JobId> = self
             .line
             .iter()
             .map(|(_, id)| *id)
             .filter(|id| {
                 self.jobs.get(id).is_some_and(|job| {
-                    now.duration_since(self.last_able.max(job.accepted_at)) >= tuning.deadline
+                    now.duration_since(self.last_able_for(job).max(job.accepted_at)) >= tuning.deadline
                 })
             })
             .collect();

@@ -173,6 +173,7 @@ mod tests {
             width: crate::validation::Side::parse("width", 512).unwrap(),
             height: crate::validation::Side::parse("height", 768).unwrap(),
             source: None,
+            loras: Vec::new(),
         };
         Entry::new(JobId::new(), None, spec)
     }

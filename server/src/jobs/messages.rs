@@ -67,6 +67,11 @@ pub enum Msg {
     Comfy { backend: usize, event: ComfyEvent },
     /// A backend's readiness changed.
     Readiness { backend: usize, readiness: Readiness },
+    /// The LoRA files a backend lists (sent before the readiness that came with them).
+    Loras {
+        backend: usize,
+        loras: crate::readiness::LoraListing,
+    },
     /// A journal write asked for by [`Command::Journal`] with a notice is done.
     Journaled { id: JobId, notice: Notice, ok: bool },
     /// The answer to [`Command::Submit`].

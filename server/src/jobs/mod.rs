@@ -98,6 +98,9 @@ pub enum JobError {
     NotYours,
     #[error("the studio is shutting down")]
     ShuttingDown,
+    /// A LoRA no backend lists (`field` names it in the request, e.g. `loras[0].name`).
+    #[error("no backend has the LoRA {name}")]
+    UnknownLora { field: &'static str, name: String },
     /// The job (or the cancel) could not be written down, so it was not accepted.
     #[error("cannot record the job: {0}")]
     Journal(#[source] std::io::Error),
@@ -120,6 +123,8 @@ pub struct Backend {
     /// Whether it can run the workflow now (connected, every node and model file there), as
     /// [`crate::readiness`] keeps it.
     pub readiness: watch::Receiver<Readiness>,
+    /// The LoRA files it listed last ([`crate::readiness::LoraListing`]).
+    pub loras: watch::Receiver<crate::readiness::LoraListing>,
 }
 
 /// The handle everything else holds: it sends the engine messages and awaits the answers. Cheap to
@@ -144,7 +149,10 @@ pub struct EngineTask {
     inbox: mpsc::UnboundedReceiver<Msg>,
     sender: mpsc::UnboundedSender<Msg>,
     runner: Runner,
-    readiness: Vec<watch::Receiver<Readiness>>,
+    readiness: Vec<(
+        watch::Receiver<Readiness>,
+        watch::Receiver<crate::readiness::LoraListing>,
+    )>,
     watchdog_interval: Duration,
     saving: watch::Sender<usize>,
 }
@@ -218,7 +226,10 @@ impl Jobs {
             inbox,
             sender,
             runner,
-            readiness: backends.into_iter().map(|backend| backend.readiness).collect(),
+            readiness: backends
+                .into_iter()
+                .map(|backend| (backend.readiness, backend.loras))
+                .collect(),
             watchdog_interval: tuning.watchdog_interval,
             saving: saving_sender,
         };
@@ -428,22 +439,33 @@ impl EngineTask {
                 }
             }
         }));
-        // So does each backend's readiness, from its current value on.
-        for (backend, mut readiness) in readiness.into_iter().enumerate() {
+        // So does each backend's readiness, from its current value on, each time after its LoRA list
+        // (which the prober publishes first): a backend is never ready before its list is known.
+        for (backend, (mut readiness, mut loras)) in readiness.into_iter().enumerate() {
             let forward = sender.clone();
             feeders.push(tokio::spawn(async move {
                 loop {
+                    let listed = loras.borrow_and_update().clone();
                     let current = readiness.borrow_and_update().clone();
-                    if forward
-                        .send(Msg::Readiness {
-                            backend,
-                            readiness: current,
-                        })
-                        .is_err()
+                    let sent = forward.send(Msg::Loras {
+                        backend,
+                        loras: listed,
+                    });
+                    if sent.is_err()
+                        || forward
+                            .send(Msg::Readiness {
+                                backend,
+                                readiness: current,
+                            })
+                            .is_err()
                     {
                         return;
                     }
-                    if readiness.changed().await.is_err() {
+                    let changed = tokio::select! {
+                        changed = readiness.changed() => changed,
+                        changed = loras.changed() => changed,
+                    };
+                    if changed.is_err() {
                         return;
                     }
                 }

@@ -181,6 +181,12 @@ impl Runner {
             height,
             source.as_ref(),
         );
+        let loras: Vec<(&str, f64)> = spec
+            .loras
+            .iter()
+            .map(|lora| (lora.name.as_str(), lora.strength.get()))
+            .collect();
+        let graph = self.workflow.with_loras(graph, &loras);
         match comfy.submit(&id.to_string(), link, graph, self.previews).await {
             Ok(()) => SubmitOutcome::Accepted,
             // The uploaded picture went missing between the upload and the prompt (someone tidied
@@ -251,6 +257,7 @@ impl Runner {
             height: record.height,
             models: self.workflow.models(),
             source: record.source.as_ref(),
+            loras: &record.loras,
         };
         match png_story::story_pieces(png.clone(), &story) {
             Ok(told) => told,

@@ -6,6 +6,10 @@
 //! its seed and its story; `ZIMAGE_SIM_SEED=<seed> cargo test -p server --lib sim` replays it exactly,
 //! and `ZIMAGE_SIM_SCHEDULES=<n>` runs more (`scripts/soak`).
 //!
+//! The backends have different LoRA files (`b0` none, `b1` one, `b2` two) and some jobs use them: a
+//! job is only ever handed to a backend that has every LoRA it uses, and one whose LoRA no backend has
+//! listed yet is refused.
+//!
 //! Everything that can vary is drawn from one seeded generator, the clock is a number, and the engine
 //! does no I/O of its own, so a seed is the whole schedule.
 
@@ -77,6 +81,8 @@ struct FakeBackend {
     link: Option<String>,
     connections: u32,
     prompts: Vec<FakePrompt>,
+    /// The LoRA files it lists.
+    loras: Vec<String>,
 }
 
 impl FakeBackend {
@@ -180,6 +186,15 @@ struct World {
     story: String,
 }
 
+/// The LoRA files of backend `index`: b0 has none, b1 `a`, b2 `a` and `b`.
+fn loras_of(index: usize) -> Vec<String> {
+    ["a.safetensors", "b.safetensors"]
+        .iter()
+        .take(index)
+        .map(|name| (*name).to_owned())
+        .collect()
+}
+
 fn names() -> Vec<String> {
     (0..BACKENDS).map(|index| format!("b{index}")).collect()
 }
@@ -206,7 +221,8 @@ impl World {
             engine: None,
             runs: 0,
             backends: (0..BACKENDS)
-                .map(|_| FakeBackend {
+                .map(|index| FakeBackend {
+                    loras: loras_of(index),
                     alive: true,
                     frozen: false,
                     models_ok: true,
@@ -301,11 +317,20 @@ impl World {
         let link = format!("run{}-b{backend}-c{}", self.runs, fake.connections);
         fake.link = Some(link.clone());
         let ready = fake.models_ok;
+        let loras = fake.loras.clone();
         self.at_later(
             1,
             Due::Deliver(Msg::Comfy {
                 backend,
                 event: ComfyEvent::Connected { client_id: link },
+            }),
+        );
+        // The probe reads the LoRA list before it says ready.
+        self.at_later(
+            2,
+            Due::Deliver(Msg::Loras {
+                backend,
+                loras: Some(loras),
             }),
         );
         self.at_later(
@@ -392,6 +417,18 @@ impl World {
                 then_post: None,
             }),
             Command::Submit { at, link, entry } => {
+                let has = &self.backends[at.backend].loras;
+                assert!(
+                    entry
+                        .spec
+                        .loras
+                        .iter()
+                        .all(|lora| has.contains(&lora.name.to_string())),
+                    "job {} needs the LoRAs {:?} but was handed to b{}, which has {has:?}",
+                    entry.id,
+                    entry.spec.loras,
+                    at.backend
+                );
                 self.note(format!(
                     "{} is handed to b{} (hand-over {})",
                     entry.id, at.backend, at.attempt
@@ -742,6 +779,20 @@ impl World {
             width: Side::parse("width", 512).unwrap(),
             height: Side::parse("height", 512).unwrap(),
             source: None,
+            // Half the jobs use no LoRA; the rest one that b1 and b2 have, or one only b2 has.
+            loras: match self.rng.random_range(0..4) {
+                0 => crate::validation::parse_loras(&[zimage_contract::LoraChoice {
+                    name: "a.safetensors".to_owned(),
+                    strength: 0.8,
+                }])
+                .unwrap(),
+                1 => crate::validation::parse_loras(&[zimage_contract::LoraChoice {
+                    name: "b.safetensors".to_owned(),
+                    strength: 1.0,
+                }])
+                .unwrap(),
+                _ => Vec::new(),
+            },
         }
     }
 

@@ -112,6 +112,8 @@ pub enum Input {
     /// The backend holding the job died or stopped answering, and another backend is ready: `reason`
     /// says which and how, for people.
     BackendLost { reason: String },
+    /// A waiting job no backend can run any more (every backend that had one of its LoRAs dropped it).
+    Unrunnable { failure: JobFailure },
 }
 
 /// I/O the engine starts after a transition, each at the backend it names.
@@ -244,6 +246,7 @@ impl Input {
             Input::Cancel => "cancel",
             Input::Deadline { .. } => "deadline",
             Input::BackendLost { .. } => "backend lost",
+            Input::Unrunnable { .. } => "unrunnable",
         }
     }
 }
@@ -456,6 +459,8 @@ pub fn advance(phase: &Phase, input: Input, resubmits: u32) -> Result<Transition
             )
         }
 
+        (Phase::Waiting, Input::Unrunnable { failure }) => failed(failure),
+
         // No backend could take a job for a whole deadline: the line cannot move.
         (Phase::Waiting, Input::Deadline { limit }) => fail(
             "timed_out",
@@ -642,6 +647,7 @@ mod tests {
             elapsed_ms: 900,
             backend: None,
             source: None,
+            loras: Vec::new(),
         }
     }
 

@@ -130,6 +130,10 @@ impl From<JobError> for ApiError {
                 message: (text().share_full)(share),
                 retry_after,
             },
+            JobError::UnknownLora { field, name } => ApiError::InvalidField {
+                field: Some(field.to_owned()),
+                message: (text().lora_unknown)(&name),
+            },
             JobError::NotYours => ApiError::Forbidden {
                 code: "not_yours",
                 message: text().not_yours.to_owned(),

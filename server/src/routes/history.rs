@@ -28,7 +28,7 @@ pub(super) fn router() -> Router<AppState> {
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size; 24 when left out."),
         ("before" = Option<String>, Query, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
             description = "`next_before` of the previous page: an image's id (a UUID)."),
-        ("q" = Option<String>, Query, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$", description = "Words of the prompt (any substring of three or more characters, Chinese included) or a seed."),
+        ("q" = Option<String>, Query, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$", description = "Words of the prompt or of the name of a LoRA it used (any substring of three or more characters, Chinese included), or a seed."),
         ("starred" = Option<bool>, Query, description = "`true`: only starred images."),
     ),
     responses(

@@ -48,6 +48,7 @@ has an access secret, a session cookie or the secret as `Authorization: Bearer`.
         health::healthz,
         health::readyz,
         health::backends,
+        health::loras,
         access::session_status,
         access::sign_in,
         access::sign_out,
@@ -62,6 +63,9 @@ has an access secret, a session cookie or the secret as `Authorization: Bearer`.
         zimage_contract::openai::OpenAiErrorBody,
         zimage_contract::BackendView,
         zimage_contract::BackendList,
+        zimage_contract::LoraList,
+        zimage_contract::LoraInfo,
+        zimage_contract::LoraChoice,
     )),
     modifiers(&DoorAnswers),
     tags(

@@ -20,15 +20,15 @@ use crate::engine_support::eventually;
 use crate::support::{EventReader, TestApp, another_browser, quick_sim, start_gateway_with_args};
 
 /// Simulators and the gateway in front of all of them, named `b0`, `b1`...
-struct Fleet {
-    app: TestApp,
-    sims: Vec<SimHandle>,
+pub(crate) struct Fleet {
+    pub(crate) app: TestApp,
+    pub(crate) sims: Vec<SimHandle>,
     arguments: Vec<String>,
 }
 
 impl Fleet {
     /// Stops the gateway (the simulators go on) and starts a new one on the same data and backends.
-    async fn restart(mut self) -> Fleet {
+    pub(crate) async fn restart(mut self) -> Fleet {
         self.app.stop().await;
         let arguments: Vec<&str> = self.arguments.iter().map(String::as_str).collect();
         let app =
@@ -37,14 +37,14 @@ impl Fleet {
     }
 }
 
-async fn simulator(options: SimOptions) -> SimHandle {
+pub(crate) async fn simulator(options: SimOptions) -> SimHandle {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     Simulator::spawn(listener, options).await.unwrap()
 }
 
 /// The gateway over `sims` plus `extra` backend addresses (named after them, `b<n>`, in order), with
 /// `options` on its command line.
-async fn fleet_with(sims: Vec<SimHandle>, extra: &[String], options: &[&str]) -> Fleet {
+pub(crate) async fn fleet_with(sims: Vec<SimHandle>, extra: &[String], options: &[&str]) -> Fleet {
     let addresses: Vec<String> = sims
         .iter()
         .map(SimHandle::url)
@@ -62,7 +62,7 @@ async fn fleet_with(sims: Vec<SimHandle>, extra: &[String], options: &[&str]) ->
     Fleet { app, sims, arguments }
 }
 
-async fn fleet(count: usize, options: impl Fn(usize) -> SimOptions) -> Fleet {
+pub(crate) async fn fleet(count: usize, options: impl Fn(usize) -> SimOptions) -> Fleet {
     let mut sims = Vec::new();
     for index in 0..count {
         sims.push(simulator(options(index)).await);
@@ -70,12 +70,12 @@ async fn fleet(count: usize, options: impl Fn(usize) -> SimOptions) -> Fleet {
     fleet_with(sims, &[], &[]).await
 }
 
-fn small_job(prompt: &str) -> serde_json::Value {
+pub(crate) fn small_job(prompt: &str) -> serde_json::Value {
     json!({"prompt": prompt, "width": 256, "height": 256})
 }
 
 /// `GET /api/backends`, checked to name no address.
-async fn backends(app: &TestApp) -> BackendList {
+pub(crate) async fn backends(app: &TestApp) -> BackendList {
     let answer = app.get("/api/backends").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let text = answer.body.to_string();
@@ -86,7 +86,7 @@ async fn backends(app: &TestApp) -> BackendList {
     serde_json::from_value(answer.body).unwrap()
 }
 
-async fn wait_backend(app: &TestApp, name: &str, state: BackendStatus) -> BackendList {
+pub(crate) async fn wait_backend(app: &TestApp, name: &str, state: BackendStatus) -> BackendList {
     eventually(&format!("backend {name} to be {state:?}"), || async {
         let list = backends(app).await;
         list.backends
@@ -98,7 +98,7 @@ async fn wait_backend(app: &TestApp, name: &str, state: BackendStatus) -> Backen
 }
 
 /// The ids of the prompts `sim` was sent.
-fn prompts_at(sim: &SimHandle) -> Vec<String> {
+pub(crate) fn prompts_at(sim: &SimHandle) -> Vec<String> {
     sim.faults()
         .prompts_received()
         .iter()
@@ -107,7 +107,7 @@ fn prompts_at(sim: &SimHandle) -> Vec<String> {
 }
 
 /// Which backend made each image of the gallery, by job id.
-async fn made_by(app: &TestApp) -> Vec<(String, Option<String>)> {
+pub(crate) async fn made_by(app: &TestApp) -> Vec<(String, Option<String>)> {
     let answer = app.get("/api/history?limit=100").await;
     let page: HistoryPage = serde_json::from_value(answer.body).unwrap();
     page.items
@@ -135,7 +135,7 @@ async fn job_held_on_one_of_two(prompt: &str) -> (Fleet, JobAccepted, EventReade
 }
 
 /// Lets `sim` run its jobs to the end from now on.
-fn let_run(sim: &SimHandle) {
+pub(crate) fn let_run(sim: &SimHandle) {
     sim.faults().hold_at_step(None);
     sim.faults().release();
 }

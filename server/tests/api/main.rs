@@ -18,6 +18,7 @@ mod generate;
 mod generate_command;
 mod language;
 mod load;
+mod loras;
 mod openai;
 mod openai_clients;
 mod openai_edits;

@@ -161,6 +161,7 @@ pub(crate) fn quick_tuning() -> zimage::Tuning {
     tuning.jobs.watchdog_interval = Duration::from_millis(100);
     tuning.jobs.silence = Duration::from_millis(600);
     tuning.probe.while_waiting = Duration::from_millis(100);
+    tuning.probe.lora_refresh = Duration::from_millis(100);
     tuning.socket.ping_every = Duration::from_millis(200);
     tuning.socket.silence_limit = Duration::from_millis(1000);
     tuning.comfy.download = Duration::from_secs(2);

@@ -1,6 +1,7 @@
 //! The engine's side that faces the backends: which waiting job goes to which backend and when
 //! ([`Engine::pump`]), moving jobs off backends that are gone, and what each backend's socket says.
 
+use std::ops::Bound;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -13,35 +14,67 @@ use crate::comfy::ComfyEvent;
 use crate::job_id::JobId;
 
 impl Engine {
-    /// Moves jobs off backends that are gone when another can take them, then hands waiting jobs, in
-    /// fair-share order, to the backends that can take one ([`schedule::pick_backend`]).
-    pub(super) fn pump(&mut self, now: Instant) {
-        if self.slots.iter().any(|slot| slot.can_work(now)) {
-            self.last_able = now;
+    /// Notes which backends could take a job now (a waiting job's deadline runs from the last moment
+    /// one that can run it could).
+    pub(super) fn note_able(&mut self, now: Instant) {
+        for slot in &mut self.slots {
+            if slot.can_work(now) {
+                slot.last_able = Some(now);
+                self.last_able = now;
+            }
         }
+    }
+
+    /// Moves jobs off backends that are gone when another can take them, then hands waiting jobs, in
+    /// fair-share order, to the backends that can take one ([`schedule::pick_backend`]). A job goes
+    /// only to a backend that lists all its LoRAs; one that no available backend can run waits, and
+    /// the jobs behind it go first.
+    pub(super) fn pump(&mut self, now: Instant) {
+        self.note_able(now);
         if self.stopping {
             return;
         }
         self.fail_over(now);
-        while let Some(&(tag, id)) = self.line.first() {
-            let busy = self.busy();
+        let mut busy = self.busy();
+        let mut after: Option<(u64, JobId)> = None;
+        loop {
+            if !self
+                .slots
+                .iter()
+                .zip(&busy)
+                .any(|(slot, busy)| busy.is_none() && slot.can_work(now))
+            {
+                return;
+            }
+            let next = match after {
+                None => self.line.first().copied(),
+                Some(after) => self
+                    .line
+                    .range((Bound::Excluded(after), Bound::Unbounded))
+                    .next()
+                    .copied(),
+            };
+            let Some((tag, id)) = next else { return };
+            let Some(job) = self.jobs.get_mut(&id) else {
+                self.line.remove(&(tag, id));
+                continue;
+            };
             let candidates: Vec<Candidate> = self
                 .slots
                 .iter()
                 .zip(&busy)
                 .map(|(slot, busy)| Candidate {
-                    available: busy.is_none() && slot.can_work(now),
+                    available: busy.is_none() && slot.can_work(now) && slot.has_all(&job.entry.spec.loras),
                     median: schedule::median(slot.timings.iter().copied()),
                     idle_since: slot.idle_since,
                 })
                 .collect();
             let Some(backend) = schedule::pick_backend(&candidates) else {
-                return;
-            };
-            let Some(job) = self.jobs.get_mut(&id) else {
-                self.line.remove(&(tag, id));
+                // Its LoRAs are on backends that are busy or away: it keeps its place.
+                after = Some((tag, id));
                 continue;
             };
+            busy[backend] = Some(id);
             job.dispatches += 1;
             job.last_backend = Some(backend);
             let at = At {
@@ -59,6 +92,7 @@ impl Engine {
                     tracing::error!(%id, %illegal, "a job in the waiting line cannot be dispatched");
                     self.line.remove(&(tag, id));
                     self.reposition();
+                    busy = self.busy();
                 }
             }
         }
@@ -82,11 +116,10 @@ impl Engine {
             };
             let gone =
                 slot.link.is_none() && (slot.ever_up || now.duration_since(slot.link_down_since) >= grace);
-            let elsewhere = self
-                .slots
-                .iter()
-                .enumerate()
-                .any(|(index, other)| index != at.backend && other.can_work(now));
+            // Only a backend that has the job's LoRAs can take it over.
+            let elsewhere = self.slots.iter().enumerate().any(|(index, other)| {
+                index != at.backend && other.can_work(now) && other.has_all(&job.entry.spec.loras)
+            });
             if gone && elsewhere {
                 stranded.push((*id, at.backend));
             }

@@ -1,7 +1,7 @@
 //! What the engine keeps of each backend ([`Slot`]) and of each job ([`Job`]: its journal entry, its
 //! phase, its events, its place in line), and how a job looks to the API.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,6 +14,7 @@ use super::super::state::Phase;
 use super::TIMING_WINDOW;
 use crate::job_id::JobId;
 use crate::relay::EventLog;
+use crate::validation::Lora;
 
 /// What the engine keeps of one backend.
 #[derive(Debug)]
@@ -33,6 +34,10 @@ pub struct Slot {
     pub(super) jobs_done: u64,
     /// Times from hand-over to saved image of its latest jobs.
     pub(super) timings: VecDeque<Duration>,
+    /// The LoRA files it listed last; `None` before it ever answered in this run.
+    pub(super) loras: Option<BTreeSet<String>>,
+    /// The last moment it could take a job (see [`Slot::can_work`]).
+    pub(super) last_able: Option<Instant>,
 }
 
 impl Slot {
@@ -48,7 +53,23 @@ impl Slot {
             paused_until: None,
             jobs_done: 0,
             timings: VecDeque::with_capacity(TIMING_WINDOW),
+            loras: None,
+            last_able: None,
         }
+    }
+
+    /// Whether it listed every one of `loras` last time it said.
+    pub(super) fn has_all(&self, loras: &[Lora]) -> bool {
+        loras.is_empty()
+            || self
+                .loras
+                .as_ref()
+                .is_some_and(|listed| loras.iter().all(|lora| listed.contains(lora.name.as_str())))
+    }
+
+    /// Whether it lists `name` now.
+    pub(super) fn lists(&self, name: &str) -> bool {
+        self.loras.as_ref().is_some_and(|listed| listed.contains(name))
     }
 
     /// Connected, ready (its probe passed) and not pausing after a failed submission: it could run a

@@ -49,6 +49,14 @@ impl Engine {
             }));
             return;
         }
+        if let Some((index, name)) = self.unknown_lora(&spec.loras) {
+            tracing::info!(lora = %name, "no backend has the job's LoRA; job refused");
+            let _ = reply.send(Err(JobError::UnknownLora {
+                field: crate::validation::lora_name_field(index),
+                name: name.to_owned(),
+            }));
+            return;
+        }
         let entry = Entry::new(id, owner, spec);
         let mut job = Job::new(
             entry.clone(),
