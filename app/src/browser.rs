@@ -31,24 +31,19 @@ mod platform {
     use web_sys::{EventSource, MessageEvent, Request, RequestInit, Response};
 
     use super::{ClientError, JobEvent, MaskPainting, Point, ScreenRect, StreamState};
+    use crate::job::decode_event;
 
     /// The SSE event names of a job stream, one listener each.
-    const JOB_EVENT_NAMES: [&str; 7] = [
+    const JOB_EVENT_NAMES: [&str; 8] = [
         "queued",
         "running",
+        "retrying",
         "progress",
         "preview",
         "completed",
         "failed",
         "cancelled",
     ];
-
-    /// A job event from its SSE name and data, read in one pass: the same JSON as
-    /// [`JobEvent::from_sse`] reads, without going through `serde_json::Value` (whose code would
-    /// otherwise be in the bundle for this alone). `name` is one of [`JOB_EVENT_NAMES`].
-    fn decode_event(name: &str, data: &str) -> Result<JobEvent, serde_json::Error> {
-        serde_json::from_str(&format!(r#"{{"event":"{name}","data":{data}}}"#))
-    }
 
     /// Sends a request and returns the status and body text. Only a missing answer is an error here.
     pub async fn fetch_text(

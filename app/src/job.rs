@@ -309,9 +309,125 @@ fn total_or_default(total: u32) -> u32 {
     if total == 0 { STEPS } else { total }
 }
 
+/// The fields of every job event's `data`, each optional: one flat record read in one pass.
+#[derive(serde::Deserialize)]
+struct EventData {
+    position: Option<u32>,
+    reason: Option<String>,
+    attempt: Option<u32>,
+    step: Option<u32>,
+    total: Option<u32>,
+    url: Option<String>,
+    image_url: Option<String>,
+    thumbnail_url: Option<String>,
+    seed: Option<u64>,
+    width: Option<u32>,
+    height: Option<u32>,
+    elapsed_ms: Option<u64>,
+    backend: Option<String>,
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// A job event from its SSE `event:` name and `data:` JSON: the same events as
+/// [`JobEvent::from_sse`] reads, refusing the same missing fields, without serde's decoder of the
+/// adjacently tagged enum (which buffers any JSON value, and was the largest decoder in the bundle).
+pub fn decode_event(name: &str, data: &str) -> Result<JobEvent, serde_json::Error> {
+    use serde::de::Error as _;
+    fn need<T>(value: Option<T>, field: &'static str) -> Result<T, serde_json::Error> {
+        value.ok_or_else(|| serde_json::Error::missing_field(field))
+    }
+    let fields: EventData = serde_json::from_str(data)?;
+    Ok(match name {
+        "queued" => JobEvent::Queued {
+            position: need(fields.position, "position")?,
+        },
+        "running" => JobEvent::Running {},
+        "retrying" => JobEvent::Retrying {
+            reason: need(fields.reason, "reason")?,
+            attempt: need(fields.attempt, "attempt")?,
+        },
+        "progress" => JobEvent::Progress {
+            step: need(fields.step, "step")?,
+            total: need(fields.total, "total")?,
+        },
+        "preview" => JobEvent::Preview {
+            url: need(fields.url, "url")?,
+        },
+        "completed" => JobEvent::Completed {
+            image_url: need(fields.image_url, "image_url")?,
+            thumbnail_url: need(fields.thumbnail_url, "thumbnail_url")?,
+            seed: need(fields.seed, "seed")?,
+            width: need(fields.width, "width")?,
+            height: need(fields.height, "height")?,
+            elapsed_ms: need(fields.elapsed_ms, "elapsed_ms")?,
+            backend: fields.backend,
+        },
+        "failed" => JobEvent::Failed {
+            code: need(fields.code, "code")?,
+            message: need(fields.message, "message")?,
+        },
+        "cancelled" => JobEvent::Cancelled {},
+        _ => return Err(serde_json::Error::custom("unknown job event")),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_are_decoded_as_the_contract_reads_them() {
+        let events = [
+            JobEvent::Queued { position: 3 },
+            JobEvent::Running {},
+            JobEvent::Retrying {
+                reason: "the backend gpu0 stopped answering".to_owned(),
+                attempt: 1,
+            },
+            JobEvent::Progress { step: 2, total: 8 },
+            JobEvent::Preview {
+                url: "/api/jobs/j/preview/2".to_owned(),
+            },
+            completed_event(),
+            JobEvent::Completed {
+                image_url: "/i.png".to_owned(),
+                thumbnail_url: "/t.webp".to_owned(),
+                seed: u64::MAX >> 11,
+                width: 512,
+                height: 768,
+                elapsed_ms: 1,
+                backend: Some("gpu1".to_owned()),
+            },
+            JobEvent::Failed {
+                code: "comfy_error".to_owned(),
+                message: "Out of memory.".to_owned(),
+            },
+            JobEvent::Cancelled {},
+        ];
+        for event in events {
+            let data = event.data_json();
+            let decoded = decode_event(event.name(), &data).unwrap();
+            assert_eq!(decoded, event, "{data}");
+            assert_eq!(JobEvent::from_sse(event.name(), &data).unwrap(), decoded);
+        }
+        // Unknown fields are ignored, as the contract's decoder does.
+        assert_eq!(
+            decode_event("queued", r#"{"position":1,"later":true}"#).unwrap(),
+            JobEvent::Queued { position: 1 }
+        );
+        // A missing field, a wrong type, an unknown event or broken JSON is an error, as there.
+        for (name, data) in [
+            ("queued", "{}"),
+            ("completed", r#"{"image_url":"/i.png"}"#),
+            ("progress", r#"{"step":"2","total":8}"#),
+            ("finished", "{}"),
+            ("running", "{"),
+        ] {
+            assert!(decode_event(name, data).is_err(), "{name} {data}");
+            assert!(JobEvent::from_sse(name, data).is_err(), "{name} {data}");
+        }
+    }
     use crate::api::Timings;
     use crate::i18n::{EN, ZH_CN};
 

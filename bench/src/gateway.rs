@@ -180,6 +180,11 @@ impl Gateway {
         )
     }
 
+    /// The gateway's data folder.
+    pub(crate) fn data_path(&self) -> &Path {
+        self.data_dir.path()
+    }
+
     fn log_path(&self) -> PathBuf {
         self.data_dir.path().join("gateway.log")
     }

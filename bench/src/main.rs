@@ -4,7 +4,8 @@
 //! (`relay`), API throughput under load (`load`), cold start and binary size (`startup`), the web
 //! bundle's size and page load on a phone (`bundle`), `zimage bench` against the simulator
 //! (`studio`), what saving a finished image durably adds per job (`saving`), and how throughput grows
-//! with several ComfyUI backends, with the scheduler's own cost per job (`backends`). Prints a Markdown
+//! with several ComfyUI backends, with the scheduler's own cost per job (`backends`), and what taking a
+//! 12-megapixel phone photo to start a job from costs, in time and memory (`pictures`). Prints a Markdown
 //! table and writes every number as JSON, the table beside it.
 //!
 //! The simulator runs in this process on a runtime of its own; the gateway under test is the release
@@ -17,6 +18,7 @@ mod gateway;
 mod load;
 mod openai;
 mod overhead;
+mod pictures;
 mod proxy;
 mod relay;
 mod report;
@@ -133,6 +135,12 @@ struct Args {
     /// make an image).
     #[arg(long, default_value_t = 100)]
     backend_step_ms: u64,
+    /// Recorded rounds of the phone-photo measurement (each one upload, one job from it, one text job).
+    #[arg(long, default_value_t = 30)]
+    picture_rounds: usize,
+    /// Different phone photos sent at once in the memory measurement.
+    #[arg(long, default_value_t = 10)]
+    picture_burst: usize,
     /// Only these sections (all when absent).
     #[arg(long, value_delimiter = ',')]
     only: Vec<Section>,
@@ -154,6 +162,7 @@ enum Section {
     Backends,
     Gallery,
     Openai,
+    Pictures,
 }
 
 impl Args {
@@ -176,6 +185,7 @@ impl Args {
             self.gallery_records = self.gallery_records.min(5_000);
             self.gallery_starts = self.gallery_starts.min(2);
             self.gallery_searches = self.gallery_searches.min(10);
+            self.picture_rounds = self.picture_rounds.min(5);
         }
     }
 }
@@ -194,6 +204,7 @@ fn main() -> anyhow::Result<()> {
         Section::Backends,
         Section::Gallery,
         Section::Openai,
+        Section::Pictures,
     ]
     .into_iter()
     .any(|section| args.wants(section));
@@ -496,6 +507,28 @@ async fn run(
         {
             Ok(report) => results.backends = Some(report),
             Err(error) => skip(&mut results, "backends", &error),
+        }
+    }
+
+    if args.wants(Section::Pictures) {
+        section("13. taking a 12-megapixel phone photo");
+        match pictures::measure(&spec, args.picture_rounds, args.picture_burst, || seeds.next()).await {
+            Ok(report) => {
+                println!(
+                    "   upload {:.1} ms median (stages in process: decode {:.1}, scale {:.1}, turn {:.1}, PNG {:.1} ms); hand-over +{:.1} ms over a text job ({:.1} ms); {} at once: {:.1} MiB peak",
+                    report.upload.median_ms,
+                    report.stages.decode.median_ms,
+                    report.stages.scale.median_ms,
+                    report.stages.turn.median_ms,
+                    report.stages.encode_fast.median_ms,
+                    report.handover_added_median_ms,
+                    report.text_job.median_ms,
+                    report.burst.uploads,
+                    report.burst.rss_peak_kib as f64 / 1024.0
+                );
+                results.pictures = Some(report);
+            }
+            Err(error) => skip(&mut results, "pictures", &error),
         }
     }
 

@@ -314,17 +314,22 @@ impl GatewayClient {
         seed: u64,
         size: Option<(u32, u32)>,
     ) -> anyhow::Result<JobAccepted> {
-        let request = CreateJobRequest {
+        self.submit_request(&CreateJobRequest {
             prompt: PROMPT.to_owned(),
             seed: Some(seed),
             width: size.map(|(width, _)| width),
             height: size.map(|(_, height)| height),
             ..CreateJobRequest::default()
-        };
+        })
+        .await
+    }
+
+    /// Submits `request` as it is; the gateway's answer.
+    pub(crate) async fn submit_request(&self, request: &CreateJobRequest) -> anyhow::Result<JobAccepted> {
         let answer = self
             .http
             .post(format!("http://{}/api/jobs", self.addr))
-            .json(&request)
+            .json(request)
             .send()
             .await?;
         if answer.status().as_u16() != 202 {
@@ -339,8 +344,18 @@ impl GatewayClient {
 
     /// Runs one job with `seed` as the studio page does and downloads its image.
     pub(crate) async fn run(&self, seed: u64) -> anyhow::Result<JobTiming> {
+        self.run_request(&CreateJobRequest {
+            prompt: PROMPT.to_owned(),
+            seed: Some(seed),
+            ..CreateJobRequest::default()
+        })
+        .await
+    }
+
+    /// Runs the job `request` asks for as the studio page does and downloads its image.
+    pub(crate) async fn run_request(&self, request: &CreateJobRequest) -> anyhow::Result<JobTiming> {
         let started = Instant::now();
-        let id = self.submit(seed).await?.id;
+        let id = self.submit_request(request).await?.id;
         let accepted = Instant::now();
         let mut events = SseStream::open(self.addr, &zimage_contract::paths::job_events(&id)).await?;
         let mut read_at = Instant::now();

@@ -10,6 +10,7 @@ use crate::bundle::{BundleSizes, PageLoadReport};
 use crate::gallery::GalleryReport;
 use crate::load::LoadReport;
 use crate::overhead::OverheadReport;
+use crate::pictures::TAKING_TARGET_MS;
 use crate::relay::RelayReport;
 use crate::saving::{IMAGE_SECONDS, SHARE_TARGET_PERCENT, SavingReport};
 use crate::startup::StartupReport;
@@ -52,6 +53,7 @@ pub(crate) struct Results {
     pub(crate) backends: Option<crate::backends::BackendsReport>,
     pub(crate) gallery: Option<GalleryReport>,
     pub(crate) openai: Option<crate::openai::OpenAiReport>,
+    pub(crate) pictures: Option<crate::pictures::PicturesReport>,
     pub(crate) budgets: BTreeMap<String, u64>,
     pub(crate) skipped: BTreeMap<String, String>,
 }
@@ -403,6 +405,51 @@ pub(crate) fn table(results: &Results) -> String {
                 bytes(openai.webp_bytes as u64)
             ),
             "PNG: none (sent as stored)".to_owned(),
+            "reported".to_owned(),
+            "-".to_owned(),
+        );
+    }
+    if let Some(pictures) = &results.pictures {
+        let stages = &pictures.stages;
+        row(
+            format!(
+                "13. Taking a {}x{} phone JPEG ({}) to a {}x{} picture, {} rounds",
+                pictures.photo_width,
+                pictures.photo_height,
+                bytes(pictures.photo_bytes as u64),
+                pictures.clean_width,
+                pictures.clean_height,
+                pictures.rounds
+            ),
+            format!(
+                "{:.1} ms median: upload {:.1} ms median, {:.1} ms p90 (in process: decode {:.1}, scale {:.1}, turn {:.1}, PNG {:.1} ms); hand-over to ComfyUI +{:.1} ms",
+                pictures.taking_median_ms,
+                pictures.upload.median_ms,
+                pictures.upload.p90_ms,
+                stages.decode.median_ms,
+                stages.scale.median_ms,
+                stages.turn.median_ms,
+                stages.encode_fast.median_ms,
+                pictures.handover_added_median_ms
+            ),
+            format!(
+                "text-only job of that size: {:.1} ms median; from the picture: {:.1} ms",
+                pictures.text_job.median_ms, pictures.source_job.median_ms
+            ),
+            format!("< {TAKING_TARGET_MS} ms (median, one core)"),
+            verdict(pictures.taking_median_ms < TAKING_TARGET_MS).to_owned(),
+        );
+        row(
+            format!("13. {} different phone JPEGs at once", pictures.burst.uploads),
+            format!(
+                "{} peak resident, all kept in {:.0} ms",
+                mib(pictures.burst.rss_peak_kib),
+                pictures.burst.wall_ms
+            ),
+            format!(
+                "before, after one text job: {}",
+                mib(pictures.burst.rss_before_kib)
+            ),
             "reported".to_owned(),
             "-".to_owned(),
         );

@@ -1,6 +1,6 @@
 // Starting from a picture: choosing, pasting and dropping one, the strength in words, painting over a
 // part (the mask sent at the picture's size, transparent where painted), and "Start from this" on an
-// image of the studio. The first test answers the picture API itself, so the page's side is checked on
+// image of the studio (the result, the viewer, a gallery thumbnail). The first test answers the picture API itself, so the page's side is checked on
 // its own; the second runs the whole way through the gateway and the simulator.
 import { expect, type Page, type Request } from '@playwright/test';
 import { fakePictures, pixelPng } from './fakes';
@@ -188,4 +188,18 @@ test('"Start from this" sends an image back as a picture; the new image keeps it
   const viewer = page.getByRole('dialog', { name: 'Image viewer' });
   await expect(viewer.locator('.viewer-source img')).toBeVisible();
   await expect(viewer.locator('.viewer-source')).toContainText('Everything may change (1)');
+
+  // "Start from this" on a gallery thumbnail too: the picture is replaced by that image, unpainted.
+  await page.keyboard.press('Escape');
+  await expect(viewer).toBeHidden();
+  await page.getByRole('button', { name: 'Remove the picture' }).click();
+  await expect(page.locator('.picture-thumb')).toBeHidden();
+  const uploads: Request[] = [];
+  page.on('request', (request) => {
+    if (request.method() === 'POST' && request.url().includes('/api/pictures')) uploads.push(request);
+  });
+  await page.locator('.thumbs li').first().getByRole('button', { name: 'Start from this' }).click();
+  await expect(page.locator('.picture-thumb')).toBeVisible();
+  await expect(page.locator('.picture-size')).toHaveText('1024 × 576');
+  expect(uploads.map((request) => new URL(request.url()).search)).toEqual(['']);
 });

@@ -528,6 +528,23 @@ impl History {
         Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
     }
 
+    /// The ids of the pictures records started from (for the pictures' sweep).
+    pub fn source_pictures(&self) -> Result<BTreeSet<String>, HistoryError> {
+        let reader = self.reader();
+        let mut statement = reader
+            .prepare_cached("SELECT source FROM history WHERE source IS NOT NULL")
+            .map_err(HistoryError::Read)?;
+        let sources = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(Iterator::collect::<rusqlite::Result<Vec<String>>>)
+            .map_err(HistoryError::Read)?;
+        Ok(sources
+            .iter()
+            .filter_map(|json| serde_json::from_str::<SourceInfo>(json).ok())
+            .map(|source| source.picture)
+            .collect())
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path

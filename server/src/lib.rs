@@ -218,6 +218,12 @@ pub async fn serve_tuned(
     .await
     .context("cannot open the journal of unfinished jobs")?;
     let jobs_task = tokio::spawn(engine_task.run(events));
+    // Pictures no job and no image names go after their grace, now and every hour.
+    background.push(tokio::spawn(pictures::sweep::every(
+        pictures.clone(),
+        config.data_dir.join("jobs"),
+        history.clone(),
+    )));
     let engine = jobs.clone();
 
     let door = access.clone();

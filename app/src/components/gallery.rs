@@ -1,6 +1,6 @@
 //! The history gallery: a search box and a "Starred" filter above thumbnails newest first from the
-//! gateway's history, more loaded on scroll, a star on each (and the picture an image started from);
-//! tapping one opens the full-screen viewer.
+//! gateway's history, more loaded on scroll, a star and "Start from this" on each (and the picture an
+//! image started from); tapping one opens the full-screen viewer.
 
 use leptos::prelude::*;
 
@@ -81,6 +81,19 @@ pub fn HistoryGallery(studio: Studio) -> impl IntoView {
                             <img src=item.thumbnail_url.clone() alt="" loading="lazy" width=item.width height=item.height/>
                         </button>
                         <StarButton studio id=item.id.clone() starred=item.starred class="thumb-star"/>
+                        <button
+                            type="button"
+                            class="thumb-start"
+                            aria-label=ui.start_from_this
+                            title=ui.start_from_this
+                            disabled={Signal::<bool>::from(studio.picture_busy)}
+                            on:click={
+                                let url = item.image_url.clone();
+                                move |_| studio.start_from_image(url.clone())
+                            }
+                        >
+                            "✎"
+                        </button>
                         {item.source.clone().map(|source| {
                             let words = format!(
                                 "{}: {}",

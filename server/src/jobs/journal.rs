@@ -132,6 +132,30 @@ impl Journal {
         Ok((journal, entries))
     }
 
+    /// The entries in `dir` now, read without changing anything (for the pictures' sweep). Files that
+    /// are not entries, or cannot be read, are left out: the journal's own start moves those aside.
+    pub async fn list(dir: &Path) -> io::Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        let mut listing = match tokio::fs::read_dir(dir).await {
+            Ok(listing) => listing,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(entries),
+            Err(error) => return Err(error),
+        };
+        while let Some(file) = listing.next_entry().await? {
+            let path = file.path();
+            if path.extension().is_none_or(|extension| extension != "json") {
+                continue;
+            }
+            match tokio::fs::read(&path).await {
+                Ok(bytes) => entries.extend(serde_json::from_slice::<Entry>(&bytes).ok()),
+                // Removed since the listing (its job completed): the history has it.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(entries)
+    }
+
     /// Records an entry; returns once it is kept as `keep` says.
     pub async fn write(&self, entry: &Entry, keep: Keep) -> io::Result<()> {
         let json = Bytes::from(serde_json::to_vec(entry).map_err(io::Error::other)?);

@@ -8,6 +8,7 @@
 //! are decoded, so ten 12-megapixel photos arriving at once take turns instead of taking the memory.
 
 mod clean;
+pub mod sweep;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,6 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use image::codecs::png::PngDecoder;
@@ -284,6 +286,9 @@ struct Inner {
     waiting: std::sync::atomic::AtomicUsize,
     /// Writers of one id take turns, so a picture sent by ten phones at once is written once.
     writing: Mutex<HashMap<PictureId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Refreshing a picture's age (shared) and the sweep's last look before it removes one (alone)
+    /// exclude each other: see `sweep.rs`.
+    freshness: tokio::sync::RwLock<()>,
 }
 
 impl PictureStore {
@@ -305,6 +310,7 @@ impl PictureStore {
                 reading: Arc::new(Semaphore::new(MAX_UPLOADS_READ_AT_ONCE)),
                 waiting: std::sync::atomic::AtomicUsize::new(0),
                 writing: Mutex::new(HashMap::new()),
+                freshness: tokio::sync::RwLock::new(()),
             }),
         })
     }
@@ -404,10 +410,10 @@ impl PictureStore {
         };
         let result = {
             let _turn = turn.lock().await;
-            let path = self.path(id);
-            match tokio::fs::try_exists(&path).await {
+            // Kept already: sent again, it is young again (the sweep spares it for its grace).
+            match self.refresh(id).await {
                 Ok(true) => Ok(()),
-                Ok(false) => atomic_file::write_bytes(&path, Bytes::from(png)).await,
+                Ok(false) => atomic_file::write_bytes(&self.path(id), Bytes::from(png)).await,
                 Err(error) => Err(error),
             }
         };
@@ -419,6 +425,78 @@ impl PictureStore {
             }
         }
         result.map_err(PictureError::Storage)
+    }
+
+    /// Makes a kept picture young again (its file's modification time is now), so the sweep spares it
+    /// for its grace; false when it is not kept. Holds the freshness lock (shared): a sweep never
+    /// removes a picture between this and its own last look (see `sweep.rs`).
+    async fn refresh(&self, id: PictureId) -> io::Result<bool> {
+        let _fresh = self.inner.freshness.read().await;
+        let path = self.path(id);
+        blocking(move || match std::fs::File::open(&path) {
+            Ok(file) => {
+                if let Err(error) = file.set_modified(SystemTime::now()) {
+                    // The picture stays usable; only the sweep may take it sooner than it should.
+                    tracing::warn!(path = %path.display(), %error, "cannot refresh a picture's age");
+                }
+                Ok(true)
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(error),
+        })
+        .await
+        .map_err(|error| io::Error::other(error.to_string()))?
+    }
+
+    /// Every kept picture and mask with its age (temporaries and strangers in the folder are left out).
+    pub async fn list(&self) -> io::Result<Vec<sweep::Listed>> {
+        let dir = self.inner.dir.clone();
+        blocking(move || {
+            let mut listed = Vec::new();
+            for file in std::fs::read_dir(&dir)? {
+                let file = file?;
+                let name = file.file_name();
+                let Some(id) = name
+                    .to_str()
+                    .and_then(|name| name.strip_suffix(".png"))
+                    .and_then(PictureId::parse)
+                else {
+                    continue;
+                };
+                match file.metadata().and_then(|metadata| metadata.modified()) {
+                    Ok(fresh_at) => listed.push(sweep::Listed { id, fresh_at }),
+                    // Removed since the listing: nothing to sweep.
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            Ok(listed)
+        })
+        .await
+        .map_err(|error| io::Error::other(error.to_string()))?
+    }
+
+    /// Removes the picture `id` if it is still older than `grace` at `now`, looking at its age again
+    /// with the freshness lock held alone; whether it was removed.
+    pub async fn remove_if_old(&self, id: PictureId, now: SystemTime, grace: Duration) -> io::Result<bool> {
+        let _alone = self.inner.freshness.write().await;
+        let path = self.path(id);
+        let fresh_at = match tokio::fs::metadata(&path)
+            .await
+            .and_then(|metadata| metadata.modified())
+        {
+            Ok(fresh_at) => fresh_at,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(error),
+        };
+        if !sweep::is_old(fresh_at, now, grace) {
+            return Ok(false);
+        }
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// The clean PNG of `id`, if one is kept.
@@ -442,6 +520,15 @@ impl PictureStore {
             None => None,
         };
         let strength = Strength::parse(request.strength, mask.is_some())?;
+        // Named by a job, the pictures are young again before the job is written to the journal: a
+        // sweep running now spares them (see `sweep.rs`).
+        for (id, field) in [(Some(picture), Field::SourcePicture), (mask, Field::SourceMask)] {
+            if let Some(id) = id
+                && !self.refresh(id).await.map_err(PictureError::Storage)?
+            {
+                return Err(PictureError::refused(field, Refusal::Unknown));
+            }
+        }
         let (width, height) = self
             .describe(picture, PictureKind::Picture, Field::SourcePicture)
             .await?;

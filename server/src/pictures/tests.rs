@@ -12,6 +12,7 @@ use zimage_contract::pictures::MAX_PICTURE_SIDE;
 
 use super::clean::{self, Format};
 use super::*;
+use crate::history::History;
 
 fn png(image: &DynamicImage) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -792,4 +793,151 @@ async fn a_prepared_source_is_fitted_and_carries_the_mask_as_alpha() {
         is_blue([right[0], right[1], right[2]]) && right[3] == 255,
         "{right:?}"
     );
+}
+
+/// Makes a kept picture look as if it was last uploaded or named `age` ago.
+fn age(store: &PictureStore, id: PictureId, age: std::time::Duration) {
+    std::fs::File::open(store.path(id))
+        .unwrap()
+        .set_modified(SystemTime::now() - age)
+        .unwrap();
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+#[tokio::test]
+async fn the_sweep_removes_only_old_pictures_no_job_or_image_names() {
+    let (dir, store) = store().await;
+    let upload = |width| {
+        let store = store.clone();
+        async move {
+            store
+                .upload(Bytes::from(jpeg(&halves(width, 64))), PictureKind::Picture)
+                .await
+                .unwrap()
+                .id
+        }
+    };
+    let (in_history, in_journal, old, young) = (
+        upload(64).await,
+        upload(80).await,
+        upload(96).await,
+        upload(112).await,
+    );
+    let mask = store
+        .upload(Bytes::from(half_mask(80, 64)), PictureKind::Mask)
+        .await
+        .unwrap()
+        .id;
+    for id in [in_history, in_journal, old, mask] {
+        age(&store, id, 3 * DAY);
+    }
+    age(&store, young, Duration::from_secs(3600));
+
+    let history = History::open(dir.path()).await.unwrap();
+    let job = crate::job_id::JobId::new();
+    // Built from its JSON, so fields added to a record later take their defaults here.
+    let record: crate::history::HistoryRecord = serde_json::from_value(serde_json::json!({
+        "id": job.to_string(), "prompt": "a fox", "seed": 1, "width": 64, "height": 64,
+        "timings": {"queued_at": 1, "started_at": 2, "finished_at": 3}, "elapsed_ms": 2,
+        "source": {"picture": in_history.to_hex(), "strength": 0.6, "masked": false},
+    }))
+    .unwrap();
+    history.add(record).await.unwrap();
+    // A waiting job's entry as the journal writes it (its spec's fields, flattened).
+    let journal = dir.path().join("jobs");
+    std::fs::create_dir_all(&journal).unwrap();
+    let waiting = crate::job_id::JobId::new();
+    let entry = serde_json::json!({
+        "id": waiting.to_string(), "prompt": "a fox", "seed": 1, "width": 512, "height": 512,
+        "source": {"picture": in_journal.to_hex(), "strength": 1.0, "mask": mask.to_hex(), "width": 80, "height": 64},
+    });
+    std::fs::write(journal.join(format!("{waiting}.json")), entry.to_string()).unwrap();
+    assert_eq!(
+        crate::jobs::journal::Journal::list(&journal).await.unwrap().len(),
+        1
+    );
+
+    let removed = sweep::sweep(&store, &journal, &history, SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(removed, vec![old]);
+    let mut left = vec![in_history, in_journal, young, mask];
+    left.sort();
+    let mut kept: Vec<PictureId> = store
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|listed| listed.id)
+        .collect();
+    kept.sort();
+    assert_eq!(kept, left);
+
+    // The job ends and its entry goes; the history forgets the image: both become old strays.
+    std::fs::remove_file(journal.join(format!("{waiting}.json"))).unwrap();
+    history.remove(job).await.unwrap();
+    let mut removed = sweep::sweep(&store, &journal, &history, SystemTime::now())
+        .await
+        .unwrap();
+    removed.sort();
+    let mut strays = vec![in_history, in_journal, mask];
+    strays.sort();
+    assert_eq!(removed, strays);
+    assert_eq!(files(&store), vec![format!("{young}.png")]);
+}
+
+#[tokio::test]
+async fn naming_or_sending_a_picture_again_makes_it_young() {
+    let (_dir, store) = store().await;
+    let bytes = Bytes::from(jpeg(&halves(64, 64)));
+    let id = store
+        .upload(bytes.clone(), PictureKind::Picture)
+        .await
+        .unwrap()
+        .id;
+    let now = || SystemTime::now();
+    let old = |store: &PictureStore| {
+        let store = store.clone();
+        async move {
+            let listed = store.list().await.unwrap();
+            sweep::is_old(listed[0].fresh_at, now(), DAY)
+        }
+    };
+    age(&store, id, 2 * DAY);
+    assert!(old(&store).await);
+    // A job names it (the sweep, between its listing and its removal, sees it young again).
+    store
+        .resolve(&SourceRequest {
+            picture: id.to_hex(),
+            strength: None,
+            mask: None,
+        })
+        .await
+        .unwrap();
+    assert!(!old(&store).await);
+    assert!(!store.remove_if_old(id, now(), DAY).await.unwrap());
+
+    age(&store, id, 2 * DAY);
+    store.upload(bytes, PictureKind::Picture).await.unwrap();
+    assert!(!old(&store).await);
+
+    // Old and removed: a job naming it now is refused, naming the field.
+    age(&store, id, 2 * DAY);
+    assert!(store.remove_if_old(id, now(), DAY).await.unwrap());
+    let refused = store
+        .resolve(&SourceRequest {
+            picture: id.to_hex(),
+            strength: None,
+            mask: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        refused,
+        PictureError::Refused {
+            field: Field::SourcePicture,
+            refusal: Refusal::Unknown
+        }
+    ));
 }
