@@ -188,6 +188,7 @@ async fn generate(
         prompt: config.prompt.clone(),
         seed: config.seed,
         aspect_ratio: config.aspect,
+        style: config.style.clone(),
         ..CreateJobRequest::default()
     };
     if let Some((width, height)) = config.size {

@@ -90,10 +90,28 @@ pub fn default_format(model: Option<&str>) -> ResponseFormat {
     }
 }
 
+/// The saved style a `model` name asks for: what follows its first `:` (`z-image-turbo:watercolor`
+/// asks for `watercolor`), whatever precedes it. OpenAI's clients can only pick a model, so each style
+/// is offered as one (`GET /v1/models`).
+pub fn model_style(model: Option<&str>) -> Option<&str> {
+    model?.split_once(':').map(|(_, style)| style)
+}
+
 impl TryFrom<ImagesRequest> for ImagesPlan {
     type Error = ValidationError;
 
     fn try_from(request: ImagesRequest) -> Result<ImagesPlan, ValidationError> {
+        ImagesPlan::with_style(request, None)
+    }
+}
+
+impl ImagesPlan {
+    /// The plan of a request whose `model` asked for `style` ([`model_style`], looked up by the caller):
+    /// each image's job request is made by the style before the studio's rules check it.
+    pub fn with_style(
+        request: ImagesRequest,
+        style: Option<&api::Style>,
+    ) -> Result<ImagesPlan, ValidationError> {
         // Any `model` is served by the studio's one model (the answer's header says so).
         let count = request.n.unwrap_or(1);
         if !(1..=openai::MAX_IMAGES).contains(&count) {
@@ -131,6 +149,10 @@ impl TryFrom<ImagesRequest> for ImagesPlan {
                     source: None,
                     loras: Vec::new(),
                     style: None,
+                };
+                let job = match style {
+                    Some(style) => crate::styles::apply(style, job),
+                    None => job,
                 };
                 // The studio's own rules, with its field names turned into this API's.
                 JobSpec::try_from(job).map_err(|error| match error.field {
@@ -182,6 +204,44 @@ mod tests {
 
     fn field(json: serde_json::Value) -> &'static str {
         plan(json).unwrap_err().field
+    }
+
+    #[test]
+    fn a_model_name_with_a_colon_asks_for_the_style_after_it() {
+        assert_eq!(model_style(Some("z-image-turbo:watercolor")), Some("watercolor"));
+        assert_eq!(model_style(Some("any:ink: wash")), Some("ink: wash"));
+        assert_eq!(model_style(Some("z-image-turbo")), None);
+        assert_eq!(model_style(Some("dall-e-3")), None);
+        assert_eq!(model_style(None), None);
+    }
+
+    #[test]
+    fn a_style_makes_each_image_s_job() {
+        let style = api::Style {
+            id: String::new(),
+            name: "ink".to_owned(),
+            prompt_before: "ink wash of".to_owned(),
+            prompt_after: String::new(),
+            aspect_ratio: Some(AspectRatio::Tall9x16),
+            loras: Vec::new(),
+            updated_at_ms: 0,
+        };
+        let request = |json| serde_json::from_value::<ImagesRequest>(json).unwrap();
+        let plan = ImagesPlan::with_style(
+            request(serde_json::json!({"prompt": "a heron", "n": 2})),
+            Some(&style),
+        )
+        .unwrap();
+        assert_eq!(sizes(&plan), [(576, 1024), (576, 1024)]);
+        assert_eq!(plan.images[1].prompt.as_str(), "ink wash of a heron");
+        assert_eq!(plan.delivery.size, "576x1024");
+        // The request's own size wins over the style's shape.
+        let sized = ImagesPlan::with_style(
+            request(serde_json::json!({"prompt": "a heron", "size": "512x512"})),
+            Some(&style),
+        )
+        .unwrap();
+        assert_eq!(sizes(&sized), [(512, 512)]);
     }
 
     #[test]

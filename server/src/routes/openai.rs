@@ -25,7 +25,7 @@ use super::jobs::admit;
 use super::language;
 use crate::i18n::Lang;
 use crate::openai::answer::{self, unix_seconds};
-use crate::openai::{Delivery, GenerateError, ImagesPlan, Progress, submit};
+use crate::openai::{Delivery, GenerateError, ImagesPlan, Progress, model_style, submit};
 use crate::state::AppState;
 
 /// How often an idle stream says it is alive (a comment line), so proxies keep it open while an
@@ -51,17 +51,30 @@ pub(super) fn waiting_router() -> Router<AppState> {
 }
 
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
-    responses((status = 200, description = "The model the studio offers.", body = ModelList)))]
-pub(super) async fn models() -> Json<ModelList> {
-    Json(ModelList {
+    responses(
+        (status = 200, description = "The model the studio offers, then each saved style as a model of its own (`z-image-turbo:<style name>`): choosing one applies the style.", body = ModelList),
+        (status = 500, description = "The styles cannot be read (`internal`).", body = OpenAiErrorBody),
+    ))]
+pub(super) async fn models(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
+    let model = |id: String| Model {
+        id,
+        object: ModelObject::Model,
+        created: *STARTED,
+        owned_by: "z-image-local".to_owned(),
+    };
+    let styles = state.styles.list().await?;
+    let data = std::iter::once(openai::MODEL_ID.to_owned())
+        .chain(
+            styles
+                .into_iter()
+                .map(|style| format!("{}:{}", openai::MODEL_ID, style.name)),
+        )
+        .map(model)
+        .collect();
+    Ok(Json(ModelList {
         object: ListObject::List,
-        data: vec![Model {
-            id: openai::MODEL_ID.to_owned(),
-            object: ModelObject::Model,
-            created: *STARTED,
-            owned_by: "z-image-local".to_owned(),
-        }],
-    })
+        data,
+    }))
 }
 
 async fn unknown() -> ApiError {
@@ -71,12 +84,12 @@ async fn unknown() -> ApiError {
 #[utoipa::path(post, path = "/v1/images/generations", tag = "openai", request_body = ImagesRequest,
     responses(
         (status = 200, description = "Answered once every image exists (no request timeout; a wait with no word from the jobs for longer than the job deadline gives up with 500 `generation_failed`). \
-Each image is a job of the studio's and lands in its history. A client that hangs up first cancels its jobs. Every `model` name is served by the studio's one model, which `x-zimage-model` names. \
+Each image is a job of the studio's and lands in its history. A client that hangs up first cancels its jobs. Every `model` name is served by the studio's one model, which `x-zimage-model` names; a name with a `:` applies the saved style named after it (`z-image-turbo:watercolor`). \
 With `stream: true` the answer is server-sent events instead: each event's `event:` field is its `type` (`image_generation.partial_image`, `image_generation.completed`) and its `data:` the `ImageStreamEvent`'s JSON; \
 a failure after the stream began is an event `error` whose data is an `OpenAiErrorBody`. The stream ends after the last image.",
             content((ImagesResponse = "application/json"), (ImageStreamEvent = "text/event-stream")),
             headers(("x-zimage-model" = String, description = "The model that made the images (`z-image-turbo`), whatever `model` named."))),
-        (status = 400, description = "A parameter broke a rule; `param` names it (`invalid_field`; `background` `transparent`, `output_compression` above 100, `partial_images` above 3, `url` with a `jpeg` or `webp` `output_format`; `too_many_jobs` for `n` above the rate's burst), or the body is not JSON.", body = OpenAiErrorBody),
+        (status = 400, description = "A parameter broke a rule; `param` names it (`invalid_field`; `model` naming a style there is none of after its `:`, `background` `transparent`, `output_compression` above 100, `partial_images` above 3, `url` with a `jpeg` or `webp` `output_format`; `too_many_jobs` for `n` above the rate's burst), or the body is not JSON.", body = OpenAiErrorBody),
         (status = 409, description = "A job was cancelled from the studio's page (`cancelled`).", body = OpenAiErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (`body_too_large`).", body = OpenAiErrorBody),
         (status = 429, description = "This device starts jobs too fast (`too_many_jobs`) or the line is full (`queue_full`).",
@@ -91,7 +104,11 @@ pub(super) async fn generations(
     headers: HeaderMap,
     ApiJson(request): ApiJson<ImagesRequest>,
 ) -> Result<Response, ApiError> {
-    let plan = ImagesPlan::try_from(request)?;
+    let style = match model_style(request.model.as_deref()) {
+        Some(name) => Some(state.styles.find(name, "model").await?),
+        None => None,
+    };
+    let plan = ImagesPlan::with_style(request, style.as_ref())?;
     admit(
         &state,
         &caller,
