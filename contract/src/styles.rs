@@ -74,9 +74,10 @@ pub struct LoraList {
     pub loras: Vec<LoraInfo>,
 }
 
-/// A saved style: a name for a set of settings, shared by the household's devices.
+/// A saved style: a name for a set of settings, shared by the household's devices. Named `SavedStyle`
+/// in the OpenAPI document, beside the OpenAI images API's own `Style` (`vivid`, `natural`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = SavedStyle))]
 pub struct Style {
     /// The style's id, kept across renames.
     pub id: String,

@@ -374,6 +374,10 @@ pub struct GenerateConfig {
     #[arg(long)]
     pub seed: Option<u64>,
 
+    /// A saved style, by name: its words wrap the prompt, its LoRAs and shape apply unless given here.
+    #[arg(long, value_name = "NAME")]
+    pub style: Option<String>,
+
     /// How many images: each is its own job, with consecutive seeds.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=MAX_GENERATE_COUNT))]
     pub count: u32,

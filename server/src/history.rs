@@ -120,6 +120,19 @@ const MIGRATIONS: &[M<'static>] = &[
             (SELECT group_concat(json_extract(value, '$.name'), ' ') FROM json_each(new.loras)) || ' ', ''));
     END;",
     ),
+    // Version 5: the saved styles (`crate::styles`), in this database so that backups carry them. A
+    // name is unique whatever its case (ASCII letters), as people type it again in any case.
+    M::up(
+        "CREATE TABLE styles (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        prompt_before TEXT NOT NULL DEFAULT '',
+        prompt_after TEXT NOT NULL DEFAULT '',
+        aspect_ratio TEXT,
+        loras TEXT NOT NULL DEFAULT '[]',
+        updated_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;",
+    ),
 ];
 
 /// The `meta` key set, in the import's own transaction, once the JSON records are in.
@@ -543,6 +556,41 @@ impl History {
             .filter_map(|json| serde_json::from_str::<SourceInfo>(json).ok())
             .map(|source| source.picture)
             .collect())
+    }
+
+    /// Runs `work` on a blocking thread with the connection that writes (one write at a time), for
+    /// the other tables of this database: the saved styles (`crate::styles`) live here so that a
+    /// backup carries them.
+    pub(crate) async fn with_writer<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> rusqlite::Result<T> {
+        let history = self.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let done = work(&mut history.writer());
+            history.wrote();
+            done
+        })
+        .await;
+        done.unwrap_or_else(|error| {
+            Err(rusqlite::Error::ToSqlConversionFailure(Box::new(
+                io::Error::other(format!("the history task stopped: {error}")),
+            )))
+        })
+    }
+
+    /// [`History::with_writer`] with the connection that reads.
+    pub(crate) async fn with_reader<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> rusqlite::Result<T> {
+        let history = self.clone();
+        let done = tokio::task::spawn_blocking(move || work(&history.reader())).await;
+        done.unwrap_or_else(|error| {
+            Err(rusqlite::Error::ToSqlConversionFailure(Box::new(
+                io::Error::other(format!("the history task stopped: {error}")),
+            )))
+        })
     }
 
     /// The database file.

@@ -129,6 +129,8 @@ pub struct Text {
     pub pictures: &'static Pictures,
     /// The pictures and form of `POST /v1/images/edits` (`openai/edit.rs`).
     pub edits: &'static Edits,
+    /// Saved styles (`styles`).
+    pub styles: &'static Styles,
 }
 
 impl Text {
@@ -266,6 +268,7 @@ impl Text {
                      signed-in device for a new code, or sign in with the access secret.",
         pictures: &Pictures::EN,
         edits: &Edits::EN,
+        styles: &Styles::EN,
     };
 
     pub const ZH_CN: Text = Text {
@@ -383,6 +386,7 @@ impl Text {
         stale_text: "每个链接只能在十分钟内让一台设备登录一次。请在已登录的设备上打开<b>配对手机</b>获取新的二维码，或用访问密钥登录。",
         pictures: &Pictures::ZH_CN,
         edits: &Edits::ZH_CN,
+        styles: &Styles::ZH_CN,
     };
 
     /// The words of `lang`.
@@ -572,6 +576,81 @@ impl Edits {
         unreadable_form: |detail| format!("无法读取表单：{detail}"),
         form_or_json: "请以 multipart/form-data（OpenAI 的 SDK 就是这样发送的）或 JSON 发送修改请求。",
     };
+}
+
+/// The sentences about saved styles.
+#[derive(Debug)]
+pub struct Styles {
+    pub name_empty: &'static str,
+    /// The name's length, the limit.
+    pub name_too_long: fn(usize, usize) -> String,
+    pub control: &'static str,
+    /// The words' length, the limit.
+    pub text_too_long: fn(usize, usize) -> String,
+    /// Most LoRAs.
+    pub too_many_loras: fn(usize) -> String,
+    pub lora_name: &'static str,
+    pub lora_twice: &'static str,
+    /// Least and most strength.
+    pub lora_strength: fn(f64, f64) -> String,
+    pub name_taken: &'static str,
+    /// Most styles.
+    pub too_many: fn(usize) -> String,
+    pub not_found: &'static str,
+    /// The name a job asked for.
+    pub unknown: fn(&str) -> String,
+}
+
+impl Styles {
+    pub const EN: Styles = Styles {
+        name_empty: "Give the style a name.",
+        name_too_long: |length, limit| format!("The name is {length} characters long; the limit is {limit}."),
+        control: "The text contains control characters.",
+        text_too_long: |length, limit| {
+            format!("These words are {length} characters long; the limit is {limit}.")
+        },
+        too_many_loras: |most| format!("A style uses at most {most} LoRAs."),
+        lora_name: "A LoRA needs the name of its file, without control characters.",
+        lora_twice: "This LoRA is in the style twice.",
+        lora_strength: |least, most| format!("A LoRA's strength must be a number from {least} to {most}."),
+        name_taken: "Another style already has this name.",
+        too_many: |most| format!("The studio keeps at most {most} styles: delete one first."),
+        not_found: "There is no such style.",
+        unknown: |name| format!("There is no style called \u{201c}{name}\u{201d}."),
+    };
+
+    pub const ZH_CN: Styles = Styles {
+        name_empty: "请给风格起个名字。",
+        name_too_long: |length, limit| format!("名字有 {length} 个字符，上限是 {limit} 个。"),
+        control: "文字包含控制字符。",
+        text_too_long: |length, limit| format!("这段文字有 {length} 个字符，上限是 {limit} 个。"),
+        too_many_loras: |most| format!("一个风格最多使用 {most} 个 LoRA。"),
+        lora_name: "LoRA 需要它的文件名，且不能包含控制字符。",
+        lora_twice: "这个 LoRA 在风格里出现了两次。",
+        lora_strength: |least, most| format!("LoRA 的强度必须是 {least} 到 {most} 之间的数。"),
+        name_taken: "已经有另一个风格叫这个名字。",
+        too_many: |most| format!("工作室最多保存 {most} 个风格：请先删除一个。"),
+        not_found: "没有这个风格。",
+        unknown: |name| format!("没有名为“{name}”的风格。"),
+    };
+
+    /// The sentence for a broken style rule.
+    pub fn rule(&self, rule: crate::styles::StyleRule) -> String {
+        use crate::styles::StyleRule;
+        use zimage_contract::styles::{
+            MAX_LORA_STRENGTH, MAX_LORAS, MAX_STYLE_NAME_CHARS, MAX_STYLE_TEXT_CHARS, MIN_LORA_STRENGTH,
+        };
+        match rule {
+            StyleRule::NameEmpty => self.name_empty.to_owned(),
+            StyleRule::NameTooLong { length } => (self.name_too_long)(length, MAX_STYLE_NAME_CHARS),
+            StyleRule::ControlCharacters => self.control.to_owned(),
+            StyleRule::TextTooLong { length } => (self.text_too_long)(length, MAX_STYLE_TEXT_CHARS),
+            StyleRule::TooManyLoras => (self.too_many_loras)(MAX_LORAS),
+            StyleRule::LoraName => self.lora_name.to_owned(),
+            StyleRule::LoraTwice => self.lora_twice.to_owned(),
+            StyleRule::LoraStrength => (self.lora_strength)(MIN_LORA_STRENGTH, MAX_LORA_STRENGTH),
+        }
+    }
 }
 
 /// What the command line prints for people, in one language (file names, hashes, sizes and commands

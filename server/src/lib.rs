@@ -6,6 +6,7 @@
 //! - [`comfy`]: everything that knows ComfyUI: HTTP client, WebSocket, messages, workflow.
 //! - [`jobs`]: a job's life from submission to stored image; [`relay`]: its events for watchers.
 //! - [`images`] and [`history`]: what is kept on disk under the data folder; [`backup`]: its copies.
+//! - [`styles`]: saved styles (settings kept under a name) and what they make of a job request.
 //! - [`pictures`]: the pictures and masks a job starts from: uploads checked, cleaned and kept.
 //! - [`readiness`]: `/readyz`'s answer: the socket's link plus a probe of each new connection.
 //! - [`access`]: the door to the LAN: who may come in (addresses, hosts, origins, the secret) and the
@@ -40,6 +41,7 @@ pub mod shutdown;
 pub mod site_bundle;
 pub mod state;
 pub mod storage;
+pub mod styles;
 pub mod telemetry;
 pub mod validation;
 
@@ -231,6 +233,7 @@ pub async fn serve_tuned(
         access,
         jobs,
         history: history.clone(),
+        styles: styles::Styles::new(history.clone()),
         images,
         pictures,
         readiness,

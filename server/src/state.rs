@@ -9,6 +9,7 @@ use crate::history::History;
 use crate::images::ImageStore;
 use crate::jobs::Jobs;
 use crate::pictures::PictureStore;
+use crate::styles::Styles;
 
 /// Shared handles for the HTTP layer.
 #[derive(Clone)]
@@ -17,6 +18,8 @@ pub struct AppState {
     pub access: Access,
     pub jobs: Jobs,
     pub history: History,
+    /// The saved styles (in the history's database).
+    pub styles: Styles,
     pub images: ImageStore,
     /// The pictures and masks jobs start from.
     pub pictures: PictureStore,

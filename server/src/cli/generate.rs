@@ -189,6 +189,7 @@ async fn generate(
         seed: config.seed,
         aspect_ratio: config.aspect,
         loras: config.loras.clone(),
+        style: config.style.clone(),
         ..CreateJobRequest::default()
     };
     if let Some((width, height)) = config.size {

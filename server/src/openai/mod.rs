@@ -106,19 +106,34 @@ pub fn default_format(model: Option<&str>) -> ResponseFormat {
     }
 }
 
+/// The saved style a `model` name asks for: what follows `z-image-turbo:` (`z-image-turbo:watercolor`
+/// asks for `watercolor`). OpenAI's clients can only pick a model, so each style is offered as one
+/// (`GET /v1/models`). Any other name, colon or not (`gpt-image-1`, a client's `image:latest`), is
+/// served by the studio's model as it is, as every name was before styles.
+pub fn model_style(model: Option<&str>) -> Option<&str> {
+    let (model, style) = model?.trim().split_once(':')?;
+    model.eq_ignore_ascii_case(openai::MODEL_ID).then_some(style)
+}
+
 impl TryFrom<ImagesRequest> for ImagesPlan {
     type Error = ValidationError;
 
     fn try_from(request: ImagesRequest) -> Result<ImagesPlan, ValidationError> {
-        ImagesPlan::new(request, None)
+        ImagesPlan::new(request, None, None)
     }
 }
 
 impl ImagesPlan {
     /// The plan of a request, its images started from `source` when it has one (an edit): then
     /// `size` `auto` (or none) is the picture's own size, and any other size or ratio crops it. The
-    /// events of a plan with a source are the edits' own.
-    pub fn new(request: ImagesRequest, source: Option<Source>) -> Result<ImagesPlan, ValidationError> {
+    /// events of a plan with a source are the edits' own. When its `model` asked for `style`
+    /// ([`model_style`], looked up by the caller), each image's job request is made by the style before
+    /// the studio's rules check it.
+    pub fn new(
+        request: ImagesRequest,
+        source: Option<Source>,
+        style: Option<&api::Style>,
+    ) -> Result<ImagesPlan, ValidationError> {
         let operation = if source.is_some() {
             Operation::Edit
         } else {
@@ -161,6 +176,10 @@ impl ImagesPlan {
                     source: None,
                     loras: Vec::new(),
                     style: None,
+                };
+                let job = match style {
+                    Some(style) => crate::styles::apply(style, job),
+                    None => job,
                 };
                 // The studio's own rules, with its field names turned into this API's.
                 JobSpec::from_request(job, source).map_err(|error| match error.field {
@@ -213,6 +232,47 @@ mod tests {
 
     fn field(json: serde_json::Value) -> &'static str {
         plan(json).unwrap_err().field
+    }
+
+    #[test]
+    fn a_model_name_with_a_colon_asks_for_the_style_after_it() {
+        assert_eq!(model_style(Some("z-image-turbo:watercolor")), Some("watercolor"));
+        assert_eq!(model_style(Some("Z-Image-Turbo:ink: wash")), Some("ink: wash"));
+        assert_eq!(model_style(Some("image:latest")), None);
+        assert_eq!(model_style(Some("z-image-turbo")), None);
+        assert_eq!(model_style(Some("dall-e-3")), None);
+        assert_eq!(model_style(None), None);
+    }
+
+    #[test]
+    fn a_style_makes_each_image_s_job() {
+        let style = api::Style {
+            id: String::new(),
+            name: "ink".to_owned(),
+            prompt_before: "ink wash of".to_owned(),
+            prompt_after: String::new(),
+            aspect_ratio: Some(AspectRatio::Tall9x16),
+            loras: Vec::new(),
+            updated_at_ms: 0,
+        };
+        let request = |json| serde_json::from_value::<ImagesRequest>(json).unwrap();
+        let plan = ImagesPlan::new(
+            request(serde_json::json!({"prompt": "a heron", "n": 2})),
+            None,
+            Some(&style),
+        )
+        .unwrap();
+        assert_eq!(sizes(&plan), [(576, 1024), (576, 1024)]);
+        assert_eq!(plan.images[1].prompt.as_str(), "ink wash of a heron");
+        assert_eq!(plan.delivery.size, "576x1024");
+        // The request's own size wins over the style's shape.
+        let sized = ImagesPlan::new(
+            request(serde_json::json!({"prompt": "a heron", "size": "512x512"})),
+            None,
+            Some(&style),
+        )
+        .unwrap();
+        assert_eq!(sizes(&sized), [(512, 512)]);
     }
 
     #[test]
@@ -387,6 +447,7 @@ mod tests {
         ImagesPlan::new(
             serde_json::from_value::<ImagesRequest>(json).unwrap(),
             Some(source(width, height)),
+            None,
         )
     }
 

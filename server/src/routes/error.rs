@@ -24,6 +24,7 @@ use crate::jobs::JobError;
 use crate::openai::GenerateError;
 use crate::openai::edit::{EditError, EditRefusal};
 use crate::pictures::{PictureError, Refusal};
+use crate::styles::StyleError;
 use crate::validation::ValidationError;
 
 /// Everything a request can fail with.
@@ -94,6 +95,9 @@ pub enum ApiError {
     /// The pictures or the form of `POST /v1/images/edits` were refused, naming OpenAI's `param`.
     #[error(transparent)]
     Edit(#[from] EditError),
+    /// A style was refused, or is not there (`crate::styles`).
+    #[error(transparent)]
+    Style(#[from] StyleError),
     /// Our bug; the message goes to the log only.
     #[error("{0}")]
     Internal(String),
@@ -289,6 +293,7 @@ impl ApiError {
                 };
                 (status, code, message, Some((*param).to_owned()))
             }
+            ApiError::Style(error) => style_refusal(error),
             ApiError::History(_)
             | ApiError::Image(_)
             | ApiError::Picture(PictureError::Internal(_))
@@ -331,6 +336,50 @@ fn edit_refusal(refusal: &EditRefusal) -> (StatusCode, &'static str, String) {
         ),
         EditRefusal::UnreadableForm(detail) => (bad, "unreadable_body", (edits.unreadable_form)(detail)),
         EditRefusal::NotFormOrJson => (bad, "unsupported_media_type", edits.form_or_json.to_owned()),
+    }
+}
+
+/// The status, code, sentence and field of a style's refusal.
+fn style_refusal(error: &StyleError) -> (StatusCode, &'static str, String, Option<String>) {
+    let styles = text().styles;
+    match error {
+        StyleError::Invalid { field, rule } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            styles.rule(*rule),
+            Some(field.clone()),
+        ),
+        StyleError::NameTaken => (
+            StatusCode::CONFLICT,
+            "style_taken",
+            styles.name_taken.to_owned(),
+            Some("name".to_owned()),
+        ),
+        StyleError::TooMany => (
+            StatusCode::CONFLICT,
+            "too_many_styles",
+            (styles.too_many)(zimage_contract::styles::MAX_STYLES),
+            None,
+        ),
+        StyleError::NotFound => (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            styles.not_found.to_owned(),
+            None,
+        ),
+        StyleError::Unknown { field, name } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            (styles.unknown)(name),
+            Some((*field).to_owned()),
+        ),
+        // The details go to the log (see `ApiError`'s answer), not to the client.
+        StyleError::Storage(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            text().internal.to_owned(),
+            None,
+        ),
     }
 }
 

@@ -30,7 +30,7 @@ pub(super) fn router() -> Router<AppState> {
             headers(("Location" = String, description = "The job's URL."))),
         (status = 400, description = "Not JSON (`malformed_json`) or not sent as JSON (`unsupported_media_type`).", body = ErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (`body_too_large`).", body = ErrorBody),
-        (status = 422, description = "A field broke a rule (`invalid_field`); `error.field` names it.", body = ErrorBody),
+        (status = 422, description = "A field broke a rule (`invalid_field`); `error.field` names it (`style` for a style there is none of).", body = ErrorBody),
         (status = 429, description = "This device starts jobs too fast (`too_many_jobs`) or the line is full (`queue_full`).",
             body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 503, description = "ComfyUI cannot take jobs (`comfyui_unreachable`, `comfyui_not_ready`), the studio is restarting (`restarting`) or cannot write its data (`storage_unavailable`).", body = ErrorBody),
@@ -46,6 +46,8 @@ pub(super) async fn create(
         Some(source) => Some(state.pictures.resolve(source).await?),
         None => None,
     };
+    // A style is applied now, whole: the job keeps what it made of the request, whatever becomes of it.
+    let request = state.styles.resolve(request, "style").await?;
     let params = JobSpec::from_request(request, source)?;
     admit(&state, &caller, 1)?;
     let accepted = state.jobs.submit(params, caller.requester.client).await?;

@@ -15,6 +15,7 @@ mod openapi;
 mod pictures;
 mod serve;
 mod site;
+mod styles;
 
 use std::time::Duration;
 
@@ -46,6 +47,7 @@ pub fn router(state: AppState, site_root: &std::path::Path) -> Router {
         .merge(images::router())
         .merge(pictures::router())
         .merge(history::router())
+        .merge(styles::router())
         .merge(health::router())
         .merge(access::router())
         .merge(openai::router())

@@ -29,8 +29,20 @@ use super::language;
 use crate::i18n::Lang;
 use crate::openai::answer::{self, unix_seconds};
 use crate::openai::edit::{self, EditRefusal, Form, Pictures};
-use crate::openai::{Delivery, GenerateError, ImagesPlan, Progress, submit};
+use crate::openai::{Delivery, GenerateError, ImagesPlan, Progress, model_style, submit};
 use crate::state::AppState;
+
+/// The saved style a request's `model` names (`z-image-turbo:watercolor`); an unknown one is refused,
+/// naming `model`.
+async fn requested_style(
+    state: &AppState,
+    model: Option<&str>,
+) -> Result<Option<zimage_contract::Style>, ApiError> {
+    match model_style(model) {
+        Some(name) => Ok(Some(state.styles.find(name, "model").await?)),
+        None => Ok(None),
+    }
+}
 
 /// How often an idle stream says it is alive (a comment line), so proxies keep it open while an
 /// image waits in line.
@@ -61,17 +73,30 @@ pub(super) fn waiting_router() -> Router<AppState> {
 }
 
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
-    responses((status = 200, description = "The model the studio offers.", body = ModelList)))]
-pub(super) async fn models() -> Json<ModelList> {
-    Json(ModelList {
+    responses(
+        (status = 200, description = "The model the studio offers, then each saved style as a model of its own (`z-image-turbo:<style name>`): choosing one applies the style.", body = ModelList),
+        (status = 500, description = "The styles cannot be read (`internal`).", body = OpenAiErrorBody),
+    ))]
+pub(super) async fn models(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
+    let model = |id: String| Model {
+        id,
+        object: ModelObject::Model,
+        created: *STARTED,
+        owned_by: "z-image-local".to_owned(),
+    };
+    let styles = state.styles.list().await?;
+    let data = std::iter::once(openai::MODEL_ID.to_owned())
+        .chain(
+            styles
+                .into_iter()
+                .map(|style| format!("{}:{}", openai::MODEL_ID, style.name)),
+        )
+        .map(model)
+        .collect();
+    Ok(Json(ModelList {
         object: ListObject::List,
-        data: vec![Model {
-            id: openai::MODEL_ID.to_owned(),
-            object: ModelObject::Model,
-            created: *STARTED,
-            owned_by: "z-image-local".to_owned(),
-        }],
-    })
+        data,
+    }))
 }
 
 async fn unknown() -> ApiError {
@@ -81,12 +106,12 @@ async fn unknown() -> ApiError {
 #[utoipa::path(post, path = "/v1/images/generations", tag = "openai", request_body = ImagesRequest,
     responses(
         (status = 200, description = "Answered once every image exists (no request timeout; a wait with no word from the jobs for longer than the job deadline gives up with 500 `generation_failed`). \
-Each image is a job of the studio's and lands in its history. A client that hangs up first cancels its jobs. Every `model` name is served by the studio's one model, which `x-zimage-model` names. \
+Each image is a job of the studio's and lands in its history. A client that hangs up first cancels its jobs. Every `model` name is served by the studio's one model, which `x-zimage-model` names; a name with a `:` applies the saved style named after it (`z-image-turbo:watercolor`). \
 With `stream: true` the answer is server-sent events instead: each event's `event:` field is its `type` (`image_generation.partial_image`, `image_generation.completed`) and its `data:` the `ImageStreamEvent`'s JSON; \
 a failure after the stream began is an event `error` whose data is an `OpenAiErrorBody`. The stream ends after the last image.",
             content((ImagesResponse = "application/json"), (ImageStreamEvent = "text/event-stream")),
             headers(("x-zimage-model" = String, description = "The model that made the images (`z-image-turbo`), whatever `model` named."))),
-        (status = 400, description = "A parameter broke a rule; `param` names it (`invalid_field`; `background` `transparent`, `output_compression` above 100, `partial_images` above 3, `url` with a `jpeg` or `webp` `output_format`; `too_many_jobs` for `n` above the rate's burst), or the body is not JSON.", body = OpenAiErrorBody),
+        (status = 400, description = "A parameter broke a rule; `param` names it (`invalid_field`; `model` naming a style there is none of after its `:`, `background` `transparent`, `output_compression` above 100, `partial_images` above 3, `url` with a `jpeg` or `webp` `output_format`; `too_many_jobs` for `n` above the rate's burst), or the body is not JSON.", body = OpenAiErrorBody),
         (status = 409, description = "A job was cancelled from the studio's page (`cancelled`).", body = OpenAiErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (`body_too_large`).", body = OpenAiErrorBody),
         (status = 429, description = "This device starts jobs too fast (`too_many_jobs`) or the line is full (`queue_full`).",
@@ -101,7 +126,8 @@ pub(super) async fn generations(
     headers: HeaderMap,
     ApiJson(request): ApiJson<ImagesRequest>,
 ) -> Result<Response, ApiError> {
-    let plan = ImagesPlan::try_from(request)?;
+    let style = requested_style(&state, request.model.as_deref()).await?;
+    let plan = ImagesPlan::new(request, None, style.as_ref())?;
     answer_plan(state, caller, headers, plan).await
 }
 
@@ -173,10 +199,11 @@ pub(super) async fn edits(
     let settings = request.settings();
     // Every setting is checked before any picture is decoded.
     pictures.picture().map_err(EditRefusal::into_api)?;
-    ImagesPlan::new(settings.clone(), None)?;
+    let style = requested_style(&state, settings.model.as_deref()).await?;
+    ImagesPlan::new(settings.clone(), None, style.as_ref())?;
     let source = edit::source(&state.pictures, pictures).await?;
     drop(turn);
-    let plan = ImagesPlan::new(settings, Some(source))?;
+    let plan = ImagesPlan::new(settings, Some(source), style.as_ref())?;
     answer_plan(state, caller, headers, plan).await
 }
 

@@ -15,7 +15,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
-use super::{access, events, health, history, images, jobs, openai, pictures};
+use super::{access, events, health, history, images, jobs, openai, pictures, styles};
 use crate::state::AppState;
 
 /// Where the document is served.
@@ -45,6 +45,10 @@ has an access secret, a session cookie or the secret as `Authorization: Bearer`.
         history::list,
         history::star,
         history::remove,
+        styles::list,
+        styles::create,
+        styles::update,
+        styles::remove,
         health::healthz,
         health::readyz,
         health::backends,
@@ -72,6 +76,7 @@ has an access secret, a session cookie or the secret as `Authorization: Bearer`.
         (name = "jobs", description = "Making images: one job per image."),
         (name = "images", description = "Finished images and the history."),
         (name = "pictures", description = "Pictures and masks a job starts from."),
+        (name = "styles", description = "Saved styles: settings kept under a name, shared by the household's devices."),
         (name = "access", description = "Signing in and pairing a phone."),
         (name = "health", description = "Liveness and readiness, open to the machine itself whatever the allowlist."),
         (name = "openai", description = "The OpenAI-compatible images API, for OpenAI's SDKs, Open WebUI and the like."),

@@ -363,3 +363,39 @@ async fn a_picture_the_studio_refuses_names_its_field_and_starts_nothing() {
     assert_eq!(history.body["items"], serde_json::json!([]));
     assert_eq!(app.sim.faults().requests_to("POST /prompt"), 0);
 }
+
+#[tokio::test]
+async fn a_saved_style_makes_the_image_and_an_unknown_one_is_refused() {
+    let app = spawn_app().await;
+    let saved = app
+        .post_json(
+            "/api/styles",
+            &serde_json::json!({"name": "Watercolor", "prompt_before": "a watercolor of", "aspect_ratio": "16:9"}),
+        )
+        .await;
+    assert_eq!(saved.status, 201, "{}", saved.body);
+    let out = tempfile::tempdir().unwrap();
+    let ran = run(generate(
+        &app,
+        &[
+            "a heron",
+            "--style=watercolor",
+            "--json",
+            "-o",
+            out.path().to_str().unwrap(),
+        ],
+        &[],
+    ))
+    .await;
+    assert!(ran.status.success(), "{}", ran.stderr);
+    let records: Vec<Value> = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(records[0]["prompt"], "a watercolor of a heron", "{}", ran.stdout);
+    assert_eq!(
+        (records[0]["width"].clone(), records[0]["height"].clone()),
+        (1024.into(), 576.into())
+    );
+
+    let ran = run(generate(&app, &["a heron", "--style=oil"], &[])).await;
+    assert!(!ran.status.success());
+    assert!(ran.stderr.contains("oil"), "{}", ran.stderr);
+}

@@ -29,6 +29,7 @@ mod security;
 mod site_bundle;
 mod start_from;
 mod storage;
+mod styles;
 mod support;
 mod upgrade;
 mod validation;

@@ -225,6 +225,11 @@ impl TestApp {
         answer("patch", response).await
     }
 
+    pub(crate) async fn put_json(&self, path: &str, body: &Value) -> Answer {
+        let response = self.http.put(self.url(path)).json(body).send().await.unwrap();
+        answer("put", response).await
+    }
+
     pub(crate) async fn get(&self, path: &str) -> Answer {
         answer("get", self.http.get(self.url(path)).send().await.unwrap()).await
     }
