@@ -941,3 +941,33 @@ async fn naming_or_sending_a_picture_again_makes_it_young() {
         }
     ));
 }
+
+#[test]
+fn the_quick_scaling_matches_the_image_crates_area_averaging_and_keeps_alpha() {
+    // A photo-like gradient with detail, 640 x 400, to the cap's aspect cut from its centre.
+    let photo = RgbImage::from_fn(640, 400, |x, y| {
+        Rgb([(x % 256) as u8, (y * 255 / 400) as u8, ((x * y) % 251) as u8])
+    });
+    let quick = fit(DynamicImage::ImageRgb8(photo.clone()), 160, 160).into_rgb8();
+    let slow = DynamicImage::ImageRgb8(photo)
+        .crop_imm(120, 0, 400, 400)
+        .thumbnail_exact(160, 160)
+        .into_rgb8();
+    let worst = quick
+        .pixels()
+        .zip(slow.pixels())
+        .flat_map(|(a, b)| a.0.iter().zip(b.0).map(|(a, b)| a.abs_diff(b)))
+        .max()
+        .unwrap();
+    assert!(
+        worst <= 12,
+        "the quick scaling strays by {worst} from area averaging"
+    );
+    // A transparent picture stays transparent where it was, opaque where it was.
+    let half = image::RgbaImage::from_fn(200, 100, |x, _| {
+        image::Rgba([200, 100, 50, if x < 100 { 0 } else { 255 }])
+    });
+    let fitted = fit(DynamicImage::ImageRgba8(half), 100, 50).into_rgba8();
+    assert_eq!(fitted.get_pixel(10, 25).0[3], 0);
+    assert_eq!(fitted.get_pixel(90, 25).0, [200, 100, 50, 255]);
+}
