@@ -83,12 +83,26 @@ async fn an_idle_ready_gateway_sends_comfyui_nothing_and_holds_few_connections()
     app.wait_ready().await;
     let faults = app.sim.faults();
     assert!(faults.requests_to("GET /object_info/") > 0, "probed once");
-    let before = faults.requests_received();
+    let lora_lists = || faults.requests_to("GET /object_info/LoraLoaderModelOnly");
+    // Both counts at one moment: read again should a refresh land between the two reads.
+    let counts = || loop {
+        let lists = lora_lists();
+        let all = faults.requests_received();
+        if lora_lists() == lists {
+            return (all, lists);
+        }
+    };
+    let (before, lists_before) = counts();
 
     // Several of the old 300 ms probe periods (in these tests) and of the 200 ms ping periods.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // Beside the socket's ping, the one request of an idle gateway is the LoRA list's refresh (so a
+    // file dropped into `models/loras` is found without a restart): nothing else is probed again.
+    let (after, lists_after) = counts();
+    let refreshes = lists_after - lists_before;
+    assert!(refreshes > 0, "the LoRA list is refreshed while idle");
     assert_eq!(
-        faults.requests_received(),
+        after - refreshes,
         before,
         "liveness while idle is the socket's ping"
     );
