@@ -97,7 +97,10 @@ async fn an_idle_ready_gateway_sends_comfyui_nothing_and_holds_few_connections()
     // Beside the socket's ping, the one request of an idle gateway is the LoRA list's refresh (so a
     // file dropped into `models/loras` is found without a restart): nothing else is probed again.
     let (after, lists_after) = counts();
-    assert!(lists_after > lists_before, "the LoRA list is refreshed while idle");
+    assert!(
+        lists_after > lists_before,
+        "the LoRA list is refreshed while idle"
+    );
     assert_eq!(after, before, "liveness while idle is the socket's ping");
     // The WebSocket, and the one kept-alive connection the probe used.
     assert!(
