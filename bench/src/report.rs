@@ -511,9 +511,42 @@ pub(crate) fn table(results: &Results) -> String {
                 "10. Scheduler's own cost per job ({} waiting, {} clients, {} backends)",
                 cost.line_length, cost.clients, cost.backends
             ),
-            format!("{:.0} ns per job", cost.fair_ns_per_job),
+            format!(
+                "{:.0} ns per job; {:.0} ns when each job needs two LoRAs and each backend lists its own 25",
+                cost.fair_ns_per_job, cost.fair_with_loras_ns_per_job
+            ),
             format!("plain FIFO queue: {:.0} ns per job", cost.fifo_ns_per_job),
             "-".to_owned(),
+            "-".to_owned(),
+        );
+        if let Some(run) = &backends.lora_run {
+            row(
+                format!(
+                    "10. Images per minute, 4 backends, every job needing a LoRA that 2 of them have, {} jobs at once",
+                    run.jobs
+                ),
+                format!(
+                    "{:.1} images/min ({:.0} % of ideal)",
+                    run.images_per_minute,
+                    100.0 * run.efficiency
+                ),
+                format!(
+                    "2 x the one-backend rate: {:.1} images/min",
+                    run.ideal_images_per_minute
+                ),
+                format!(">= {:.0} % of ideal", 100.0 * crate::backends::SCALING_TARGET),
+                verdict(run.efficiency >= crate::backends::SCALING_TARGET).to_owned(),
+            );
+        }
+        let refresh = &backends.lora_refresh;
+        row(
+            format!(
+                "10. Reading the LoRA lists of {} backends at once ({} files each)",
+                refresh.backends, refresh.loras_each
+            ),
+            format!("{:.2} ms median, {:.2} ms p90", refresh.median_ms, refresh.p90_ms),
+            "-".to_owned(),
+            "reported".to_owned(),
             "-".to_owned(),
         );
     }
