@@ -100,6 +100,10 @@ impl Gateway {
             .arg("0")
             .arg("--max-streams-per-client")
             .arg("0")
+            // No cap on the line, and so no client's share of it: the several-backends runs put 24
+            // jobs in line at once from this one client.
+            .arg("--max-queued")
+            .arg("0")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
