@@ -85,19 +85,7 @@ pub(crate) async fn measure(
     let mut one_rate = None;
     for &count in counts {
         let sims = start_simulators(count, step_ms).await?;
-        let names: Vec<String> = sims
-            .iter()
-            .enumerate()
-            .map(|(index, sim)| format!("b{index}={}", sim.url()))
-            .collect();
-        let spec = GatewaySpec {
-            comfyui: names.join(","),
-            ..spec.clone()
-        };
-        let gateway = Gateway::start(&spec).await?;
-        gateway.wait_ready().await?;
-        wait_all_ready(&gateway, count).await?;
-        let client = std::sync::Arc::new(GatewayClient::new(gateway.addr));
+        let (gateway, client) = start_gateway_over(spec, &sims).await?;
         // One job per backend first, so each is warm and measured.
         run_all(&client, count, 1).await?;
         let jobs = jobs_per_backend * count;
@@ -155,19 +143,7 @@ async fn half_with_lora(
     one: f64,
 ) -> anyhow::Result<ScalingRun> {
     let sims = start_simulators_with(4, step_ms, |index| lora_files(index % 2 == 0)).await?;
-    let names: Vec<String> = sims
-        .iter()
-        .enumerate()
-        .map(|(index, sim)| format!("b{index}={}", sim.url()))
-        .collect();
-    let spec = GatewaySpec {
-        comfyui: names.join(","),
-        ..spec.clone()
-    };
-    let gateway = Gateway::start(&spec).await?;
-    gateway.wait_ready().await?;
-    wait_all_ready(&gateway, 4).await?;
-    let client = std::sync::Arc::new(GatewayClient::new(gateway.addr));
+    let (gateway, client) = start_gateway_over(spec, &sims).await?;
     let with_lora = |seed: u64| zimage_contract::CreateJobRequest {
         prompt: "a lighthouse in the style".to_owned(),
         seed: Some(seed),
@@ -249,6 +225,27 @@ async fn refresh_cost(count: usize) -> anyhow::Result<LoraRefresh> {
         median_ms: crate::stats::median(&rounds),
         p90_ms: rounds[rounds.len() * 9 / 10],
     })
+}
+
+/// A gateway over `sims` (named `b0`, `b1`, ...), once every one of them is ready, and a client of it.
+async fn start_gateway_over(
+    spec: &GatewaySpec,
+    sims: &[SimHandle],
+) -> anyhow::Result<(Gateway, std::sync::Arc<GatewayClient>)> {
+    let names: Vec<String> = sims
+        .iter()
+        .enumerate()
+        .map(|(index, sim)| format!("b{index}={}", sim.url()))
+        .collect();
+    let spec = GatewaySpec {
+        comfyui: names.join(","),
+        ..spec.clone()
+    };
+    let gateway = Gateway::start(&spec).await?;
+    gateway.wait_ready().await?;
+    wait_all_ready(&gateway, sims.len()).await?;
+    let client = std::sync::Arc::new(GatewayClient::new(gateway.addr));
+    Ok((gateway, client))
 }
 
 async fn start_simulators(count: usize, step_ms: u64) -> anyhow::Result<Vec<SimHandle>> {

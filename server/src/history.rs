@@ -530,27 +530,23 @@ impl History {
 
     /// The ids of every record, oldest first.
     pub fn ids(&self) -> Result<BTreeSet<JobId>, HistoryError> {
+        let ids = self.texts("SELECT id FROM history")?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// The one text column of every row `sql` selects.
+    fn texts(&self, sql: &str) -> Result<Vec<String>, HistoryError> {
         let reader = self.reader();
-        let mut statement = reader
-            .prepare_cached("SELECT id FROM history")
-            .map_err(HistoryError::Read)?;
-        let ids = statement
+        let mut statement = reader.prepare_cached(sql).map_err(HistoryError::Read)?;
+        statement
             .query_map([], |row| row.get::<_, String>(0))
             .and_then(Iterator::collect::<rusqlite::Result<Vec<String>>>)
-            .map_err(HistoryError::Read)?;
-        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+            .map_err(HistoryError::Read)
     }
 
     /// The ids of the pictures records started from (for the pictures' sweep).
     pub fn source_pictures(&self) -> Result<BTreeSet<String>, HistoryError> {
-        let reader = self.reader();
-        let mut statement = reader
-            .prepare_cached("SELECT source FROM history WHERE source IS NOT NULL")
-            .map_err(HistoryError::Read)?;
-        let sources = statement
-            .query_map([], |row| row.get::<_, String>(0))
-            .and_then(Iterator::collect::<rusqlite::Result<Vec<String>>>)
-            .map_err(HistoryError::Read)?;
+        let sources = self.texts("SELECT source FROM history WHERE source IS NOT NULL")?;
         Ok(sources
             .iter()
             .filter_map(|json| serde_json::from_str::<SourceInfo>(json).ok())
