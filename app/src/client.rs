@@ -133,6 +133,40 @@ fn picture_upload_url(kind: PictureKind) -> String {
     }
 }
 
+/// `GET /api/loras`: every LoRA some backend has. A studio without the route (404) has none.
+pub async fn loras() -> Result<Vec<crate::api::LoraInfo>, ClientError> {
+    let (status, text) = browser::fetch_text("GET", crate::api::styles::paths::LORAS, None).await?;
+    if status == 404 {
+        return Ok(Vec::new());
+    }
+    decode::<crate::api::LoraList>(status, &text).map(|list| list.loras)
+}
+
+/// `GET /api/styles`.
+pub async fn styles() -> Result<Vec<crate::api::Style>, ClientError> {
+    let (status, text) = browser::fetch_text("GET", crate::api::styles::paths::STYLES, None).await?;
+    decode::<crate::api::StyleList>(status, &text).map(|list| list.styles)
+}
+
+/// `POST /api/styles` (a new style) or `PUT /api/styles/{id}` (a style saved again, or renamed).
+pub async fn save_style(
+    id: Option<&str>,
+    request: &crate::api::StyleRequest,
+) -> Result<crate::api::Style, ClientError> {
+    let body = serde_json::to_string(request).map_err(|_| ClientError::Unexpected)?;
+    let (status, text) = match id {
+        Some(id) => browser::fetch_text("PUT", &crate::api::styles::paths::style(id), Some(body)).await?,
+        None => browser::fetch_text("POST", crate::api::styles::paths::STYLES, Some(body)).await?,
+    };
+    decode(status, &text)
+}
+
+/// `DELETE /api/styles/{id}`.
+pub async fn delete_style(id: &str) -> Result<(), ClientError> {
+    let (status, text) = browser::fetch_text("DELETE", &crate::api::styles::paths::style(id), None).await?;
+    expect_success(status, &text)
+}
+
 /// `GET /readyz`, whose body is a [`Readiness`] whether the answer is 200 or 503.
 pub async fn readiness() -> Result<Readiness, ClientError> {
     let (status, text) = browser::fetch_text("GET", paths::READYZ, None).await?;

@@ -5,7 +5,11 @@
 //! what cannot even be sent, such as a seed that is not a number.
 
 use crate::api::pictures::{DEFAULT_MASKED_STRENGTH, DEFAULT_STRENGTH, MAX_STRENGTH, MIN_STRENGTH};
-use crate::api::{AspectRatio, CreateJobRequest, ErrorDetail, MAX_PROMPT_CHARS, MAX_SEED, SourceRequest};
+use crate::api::styles::MAX_LORAS;
+use crate::api::{
+    AspectRatio, CreateJobRequest, ErrorDetail, LoraChoice, MAX_PROMPT_CHARS, MAX_SEED, SourceRequest, Style,
+    StyleRequest,
+};
 use crate::client::Uploaded;
 use crate::i18n::Ui;
 
@@ -56,22 +60,7 @@ impl Strength {
     /// step; `None` when it is not a decimal number. Read as whole hundredths, without the float
     /// parser (its code and tables would be a large part of the browser bundle for this alone).
     pub fn from_input(value: &str) -> Option<Strength> {
-        let (whole, fraction) = value.trim().split_once('.').unwrap_or((value.trim(), ""));
-        if whole.is_empty() && fraction.is_empty() {
-            return None;
-        }
-        let digits = |text: &str| text.bytes().all(|byte| byte.is_ascii_digit());
-        if !digits(whole) || !digits(fraction) || whole.len() > 3 {
-            return None;
-        }
-        let whole: u32 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
-        // The first three decimals, as thousandths.
-        let thousandths = fraction
-            .bytes()
-            .chain(std::iter::repeat(b'0'))
-            .take(3)
-            .fold(0, |sum, digit| sum * 10 + u32::from(digit - b'0'));
-        Some(Strength::from_thousandths(whole * 1000 + thousandths))
+        read_thousandths(value).map(Strength::from_thousandths)
     }
 
     /// The nearest strength on a step to `value` (0.2 to 1.0).
@@ -96,12 +85,7 @@ impl Strength {
     /// As the range input's `value` and as people read it (`"0.6"`, `"0.35"`, `"1"`): written from
     /// whole hundredths, without the float formatter.
     pub fn input_value(self) -> String {
-        let (whole, hundredths) = (self.0 / 100, self.0 % 100);
-        match (hundredths, hundredths % 10) {
-            (0, _) => format!("{whole}"),
-            (_, 0) => format!("{whole}.{}", hundredths / 10),
-            _ => format!("{whole}.{hundredths:02}"),
-        }
+        hundredths_text(u32::from(self.0))
     }
 
     /// The range input's `step` (`"0.05"`).
@@ -126,6 +110,109 @@ impl Strength {
     }
 }
 
+/// A range input's value (`"0.45"`) as whole thousandths; `None` when it is not a decimal number.
+/// Read without the float parser (its code and tables would be a large part of the browser bundle).
+fn read_thousandths(value: &str) -> Option<u32> {
+    let (whole, fraction) = value.trim().split_once('.').unwrap_or((value.trim(), ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let digits = |text: &str| text.bytes().all(|byte| byte.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) || whole.len() > 3 {
+        return None;
+    }
+    let whole: u32 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    // The first three decimals, as thousandths.
+    let thousandths = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0, |sum, digit| sum * 10 + u32::from(digit - b'0'));
+    Some(whole * 1000 + thousandths)
+}
+
+/// Whole hundredths as people read them (`"0.6"`, `"0.35"`, `"1"`), without the float formatter.
+fn hundredths_text(value: u32) -> String {
+    let (whole, hundredths) = (value / 100, value % 100);
+    match (hundredths, hundredths % 10) {
+        (0, _) => format!("{whole}"),
+        (_, 0) => format!("{whole}.{}", hundredths / 10),
+        _ => format!("{whole}.{hundredths:02}"),
+    }
+}
+
+/// A LoRA in the form: its file's name and its strength in hundredths, 0 to 200 in steps of 5 (the
+/// slider's range; the gateway also takes negative strengths, which the page does not offer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormLora {
+    pub name: String,
+    pub strength: u8,
+}
+
+impl FormLora {
+    /// The slider's bounds and step, in hundredths.
+    pub const MAX: u8 = 200;
+    pub const STEP: u8 = 5;
+
+    /// A LoRA newly picked, at the contract's default strength.
+    pub fn new(name: String) -> FormLora {
+        FormLora { name, strength: 100 }
+    }
+
+    /// A LoRA as a record or a style names it, its strength on the slider's steps.
+    pub fn from_choice(choice: &LoraChoice) -> FormLora {
+        let strength = if choice.strength.is_finite() {
+            choice.strength
+        } else {
+            1.0
+        };
+        FormLora {
+            name: choice.name.clone(),
+            strength: LoraStrength::from_thousandths((strength.clamp(0.0, 2.0) * 1000.0 + 0.5) as u32),
+        }
+    }
+
+    /// As the gateway takes it.
+    pub fn choice(&self) -> LoraChoice {
+        LoraChoice {
+            name: self.name.clone(),
+            strength: f64::from(self.strength) / 100.0,
+        }
+    }
+}
+
+/// The strength slider of a LoRA, in hundredths.
+pub struct LoraStrength;
+
+impl LoraStrength {
+    /// The slider's value (`"0.85"`), on a step and within the range; `None` when not a number.
+    pub fn from_input(value: &str) -> Option<u8> {
+        read_thousandths(value).map(LoraStrength::from_thousandths)
+    }
+
+    fn from_thousandths(thousandths: u32) -> u8 {
+        let step = u32::from(FormLora::STEP) * 10;
+        let stepped = (thousandths + step / 2) / step * u32::from(FormLora::STEP);
+        stepped.min(u32::from(FormLora::MAX)) as u8
+    }
+
+    /// As the slider's `value` and as people read it.
+    pub fn text(hundredths: u8) -> String {
+        hundredths_text(u32::from(hundredths))
+    }
+
+    /// The strength of a record (`0.8`) as people read it, on the slider's steps.
+    pub fn text_of(strength: f64) -> String {
+        let negative = strength < 0.0;
+        let hundredths = (strength.abs().min(9.0) * 100.0 + 0.5) as u32;
+        format!(
+            "{}{}",
+            if negative { "-" } else { "" },
+            hundredths_text(hundredths)
+        )
+    }
+}
+
 const fn hundredths(value: f32) -> u8 {
     // Exact for the contract's bounds (0.2, 0.6, 1.0); const rounding of floats is not available.
     (value * 100.0 + 0.5) as u8
@@ -146,6 +233,10 @@ pub struct StudioForm {
     pub strength: Strength,
     /// True once the person moved the strength (painting a mask then leaves it as they set it).
     pub strength_chosen: bool,
+    /// The LoRAs picked, at most [`MAX_LORAS`].
+    pub loras: Vec<FormLora>,
+    /// The saved style applied last (its words wrap the prompt at the gateway), by name.
+    pub style: Option<String>,
 }
 
 impl Default for StudioForm {
@@ -157,6 +248,8 @@ impl Default for StudioForm {
             source: None,
             strength: Strength::DEFAULT,
             strength_chosen: false,
+            loras: Vec::new(),
+            style: None,
         }
     }
 }
@@ -169,6 +262,8 @@ pub enum Field {
     AspectRatio,
     /// The picture to start from, its strength or its mask.
     Source,
+    /// The LoRAs (`loras`, `loras[0].name`...).
+    Loras,
 }
 
 impl Field {
@@ -182,6 +277,7 @@ impl Field {
             // `source.picture`, `source.strength`, `source.mask`, and the uploads' `picture`, `mask`.
             "picture" | "mask" => Some(Field::Source),
             name if name == "source" || name.starts_with("source.") => Some(Field::Source),
+            name if name.starts_with("loras") => Some(Field::Loras),
             _ => None,
         }
     }
@@ -253,8 +349,38 @@ impl StudioForm {
             seed: self.seed(ui)?,
             aspect_ratio,
             source,
+            loras: self.loras.iter().map(FormLora::choice).collect(),
+            style: self.style.clone(),
             ..CreateJobRequest::default()
         })
+    }
+
+    /// Picks a LoRA (at most [`MAX_LORAS`], each once).
+    pub fn add_lora(&mut self, name: String) {
+        if self.loras.len() < MAX_LORAS && !self.loras.iter().any(|lora| lora.name == name) {
+            self.loras.push(FormLora::new(name));
+        }
+    }
+
+    /// A saved style applied with one tap: its shape and LoRAs come into the form (where they can
+    /// still be changed), its words wrap the prompt when the job is made.
+    pub fn apply_style(&mut self, style: &Style) {
+        self.style = Some(style.name.clone());
+        if let Some(ratio) = style.aspect_ratio {
+            self.aspect_ratio = Some(ratio);
+        }
+        self.loras = style.loras.iter().map(FormLora::from_choice).collect();
+    }
+
+    /// What "save as a style" keeps of the form: its shape and LoRAs, with the words given.
+    pub fn style_request(&self, name: String, prompt_before: String, prompt_after: String) -> StyleRequest {
+        StyleRequest {
+            name,
+            prompt_before,
+            prompt_after,
+            aspect_ratio: self.aspect_ratio,
+            loras: self.loras.iter().map(FormLora::choice).collect(),
+        }
     }
 
     /// A picture was chosen: the result keeps its shape until a ratio is picked.
@@ -291,9 +417,15 @@ impl StudioForm {
 
     /// Fills the form from an earlier image ("reuse settings"). A size that no chip gives keeps the
     /// current chip.
-    pub fn reuse(&mut self, prompt: &str, seed: u64, width: u32, height: u32) {
+    /// `loras`: the image's, or `None` to keep the form's.
+    pub fn reuse(&mut self, prompt: &str, seed: u64, width: u32, height: u32, loras: Option<&[LoraChoice]>) {
         prompt.clone_into(&mut self.prompt);
         self.fix_seed(seed);
+        // The record's prompt is already wrapped by any style it was made with.
+        self.style = None;
+        if let Some(loras) = loras {
+            self.loras = loras.iter().map(FormLora::from_choice).collect();
+        }
         if let Some(ratio) = ratio_of_size(width, height) {
             self.aspect_ratio = Some(ratio);
         }
@@ -386,10 +518,27 @@ mod tests {
     #[test]
     fn reusing_settings_fills_prompt_seed_and_the_matching_chip() {
         let mut form = StudioForm::default();
-        form.reuse("a lighthouse", 1234, 576, 1024);
+        form.style = Some("ink".to_owned());
+        let loras = [LoraChoice {
+            name: "ink.safetensors".to_owned(),
+            strength: 0.8,
+        }];
+        form.reuse("a lighthouse", 1234, 576, 1024, Some(&loras));
         assert_eq!(form.prompt, "a lighthouse");
         assert_eq!(form.seed, "1234");
         assert_eq!(form.aspect_ratio, Some(AspectRatio::Tall9x16));
+        // The LoRAs come back; the style does not (the prompt is already the one it made).
+        assert_eq!(
+            form.loras,
+            [FormLora {
+                name: "ink.safetensors".to_owned(),
+                strength: 80
+            }]
+        );
+        assert_eq!(form.style, None);
+        // An image the form just made leaves the form's LoRAs.
+        form.reuse("x", 1, 512, 512, None);
+        assert_eq!(form.loras.len(), 1);
     }
 
     #[test]
@@ -398,8 +547,60 @@ mod tests {
             aspect_ratio: Some(AspectRatio::Landscape4x3),
             ..StudioForm::default()
         };
-        form.reuse("x", 1, 512, 512);
+        form.reuse("x", 1, 512, 512, Some(&[]));
         assert_eq!(form.aspect_ratio, Some(AspectRatio::Landscape4x3));
+    }
+
+    #[test]
+    fn lora_strengths_move_in_steps_of_five_hundredths_from_0_to_2() {
+        assert_eq!(LoraStrength::from_input("0.85"), Some(85));
+        assert_eq!(LoraStrength::from_input("0.87"), Some(85));
+        assert_eq!(LoraStrength::from_input("2"), Some(200));
+        assert_eq!(LoraStrength::from_input("7.5"), Some(200));
+        assert_eq!(LoraStrength::from_input("0"), Some(0));
+        assert_eq!(LoraStrength::from_input("x"), None);
+        assert_eq!(LoraStrength::text(85), "0.85");
+        assert_eq!(LoraStrength::text(150), "1.5");
+        assert_eq!(LoraStrength::text_of(0.8), "0.8");
+        assert_eq!(LoraStrength::text_of(-1.25), "-1.25");
+        let lora = FormLora {
+            name: "a".to_owned(),
+            strength: 85,
+        };
+        assert_eq!(FormLora::from_choice(&lora.choice()), lora);
+    }
+
+    #[test]
+    fn at_most_four_loras_each_once_and_a_style_brings_its_shape_and_loras() {
+        let mut form = StudioForm::default();
+        for name in ["a", "b", "a", "c", "d", "e"] {
+            form.add_lora(name.to_owned());
+        }
+        let names: Vec<&str> = form.loras.iter().map(|lora| lora.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        let style = Style {
+            id: "1".to_owned(),
+            name: "ink".to_owned(),
+            prompt_before: "ink of".to_owned(),
+            prompt_after: String::new(),
+            aspect_ratio: Some(AspectRatio::Wide16x9),
+            loras: vec![LoraChoice {
+                name: "ink.safetensors".to_owned(),
+                strength: 1.25,
+            }],
+            updated_at_ms: 0,
+        };
+        form.apply_style(&style);
+        form.prompt = "a heron".to_owned();
+        let request = form.request(&EN, None).unwrap();
+        assert_eq!(request.style.as_deref(), Some("ink"));
+        assert_eq!(request.aspect_ratio, Some(AspectRatio::Wide16x9));
+        assert_eq!(request.loras, style.loras);
+        let saved = form.style_request("again".to_owned(), String::new(), "x".to_owned());
+        assert_eq!(
+            (saved.aspect_ratio, saved.loras),
+            (style.aspect_ratio, style.loras)
+        );
     }
 
     #[test]

@@ -275,9 +275,40 @@ pub struct Ui {
     pub unexpected_answer: &'static str,
     pub server_trouble: &'static str,
     pub request_refused: &'static str,
+    // LoRAs and saved styles (`components::styles`).
+    pub loras: &'static str,
+    pub add_lora: &'static str,
+    pub loras_hint: &'static str,
+    /// The strength slider's label: the LoRA's name.
+    pub lora_strength: fn(&str) -> String,
+    /// The remove button's label: the LoRA's name.
+    pub remove_lora: fn(&str) -> String,
+    pub trigger_words: &'static str,
+    pub styles: &'static str,
+    pub no_style: &'static str,
+    pub style_name: &'static str,
+    pub words_before: &'static str,
+    pub words_after: &'static str,
+    pub save_style: &'static str,
+    pub rename_style: &'static str,
+    pub delete_style: &'static str,
 }
 
 pub const EN: Ui = Ui {
+    loras: "LoRAs",
+    add_lora: "Add a LoRA",
+    loras_hint: "Up to 4, each with a strength from 0 to 2.",
+    lora_strength: |name| format!("Strength of {name}"),
+    remove_lora: |name| format!("Remove {name}"),
+    trigger_words: "Trigger words (tap to add to the prompt)",
+    styles: "Styles",
+    no_style: "No style",
+    style_name: "Style name",
+    words_before: "Words before the prompt",
+    words_after: "Words after the prompt",
+    save_style: "Save as a new style",
+    rename_style: "Rename",
+    delete_style: "Delete style",
     name: "English",
     title: "Z-Image-Turbo (Local)",
     description: "A private text-to-image studio on your own GPU.",
@@ -423,6 +454,20 @@ pub const EN: Ui = Ui {
 };
 
 pub const ZH_CN: Ui = Ui {
+    loras: "LoRA 模型",
+    add_lora: "添加 LoRA",
+    loras_hint: "最多 4 个，每个的强度从 0 到 2。",
+    lora_strength: |name| format!("{name} 的强度"),
+    remove_lora: |name| format!("移除 {name}"),
+    trigger_words: "触发词（点一下加入提示词）",
+    styles: "风格",
+    no_style: "不用风格",
+    style_name: "风格名称",
+    words_before: "加在提示词前的文字",
+    words_after: "加在提示词后的文字",
+    save_style: "保存为新风格",
+    rename_style: "改名",
+    delete_style: "删除风格",
     name: "中文",
     title: "Z-Image-Turbo（本地）",
     description: "在你自己的 GPU 上运行的私人文生图工作室。",
@@ -703,6 +748,18 @@ mod tests {
             ui.unexpected_answer,
             ui.server_trouble,
             ui.request_refused,
+            ui.loras,
+            ui.add_lora,
+            ui.loras_hint,
+            ui.trigger_words,
+            ui.styles,
+            ui.no_style,
+            ui.style_name,
+            ui.words_before,
+            ui.words_after,
+            ui.save_style,
+            ui.rename_style,
+            ui.delete_style,
         ]
         .map(str::to_owned)
         .to_vec();
@@ -721,6 +778,8 @@ mod tests {
             (ui.position)(3, 24),
             (ui.gpus_ready)(2, 3),
             (ui.strength_value)("x", "0.6"),
+            (ui.lora_strength)("x"),
+            (ui.remove_lora)("x"),
         ]);
         strings
     }

@@ -428,8 +428,17 @@ impl Studio {
     }
 
     /// "Reuse settings": fills the form from an image, and brings the form into view.
-    pub fn reuse_settings(self, prompt: &str, seed: u64, width: u32, height: u32) {
-        self.form.update(|form| form.reuse(prompt, seed, width, height));
+    /// `loras`: the image's LoRAs, or `None` to leave the form's (an image the form just made).
+    pub fn reuse_settings(
+        self,
+        prompt: &str,
+        seed: u64,
+        width: u32,
+        height: u32,
+        loras: Option<&[crate::api::LoraChoice]>,
+    ) {
+        self.form
+            .update(|form| form.reuse(prompt, seed, width, height, loras));
         self.form_error.set(None);
         browser::scroll_into_view(FORM_ID);
     }
@@ -571,7 +580,13 @@ impl Studio {
     /// "Reuse" in the viewer: the form takes the image's settings, the viewer closes.
     pub fn reuse_from_viewer(self, item: &HistoryItem) {
         self.close_viewer();
-        self.reuse_settings(&item.prompt, item.seed, item.width, item.height);
+        self.reuse_settings(
+            &item.prompt,
+            item.seed,
+            item.width,
+            item.height,
+            Some(&item.loras),
+        );
     }
 
     /// The back or forward button: the viewer follows the URL.

@@ -26,6 +26,10 @@ test('every screen passes axe WCAG 2 AA at 360 px, light and dark, English and C
   test.setTimeout(120_000);
   await fakeGallery(page);
   await fakePictures(page);
+  // LoRAs as a studio with LoRAs lists them, so the picker is shown.
+  await page.route('**/api/loras', (route) =>
+    route.fulfill({ json: { loras: [{ name: 'watercolor.safetensors', backends: ['gpu-1'], trigger_words: ['wtrclr style'] }] } }),
+  );
   const found: string[] = [];
   for (const { colorScheme, lang } of combinations) {
     const where = `${colorScheme}, ${lang}`;
@@ -36,6 +40,14 @@ test('every screen passes axe WCAG 2 AA at 360 px, light and dark, English and C
     await expect(page.locator('html')).toHaveAttribute('lang', lang);
     await expect(page.locator('.thumbs li')).toHaveCount(3);
     found.push(...(await violations(page, `studio (${where})`)));
+
+    // A LoRA picked, and the form to save a style open.
+    await page.locator('.lora-add').selectOption('watercolor.safetensors');
+    await expect(page.locator('.lora')).toHaveCount(1);
+    await page.locator('.style-save summary').click();
+    found.push(...(await violations(page, `LoRAs and styles (${where})`)));
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    if (wide > 0) found.push(`LoRAs and styles (${where}): ${wide} px wider than the screen`);
 
     // A picture to start from, with the painting open over it.
     await page.locator('#source input[type=file]').setInputFiles({ name: 'photo.png', mimeType: 'image/png', buffer: pixelPng });

@@ -9,7 +9,7 @@ use crate::job::{FinishedImage, JobProgress, format_elapsed};
 use crate::studio::Studio;
 
 /// The facts an image card shows, from a finished job or a history entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ShownImage {
     pub id: String,
     pub image_url: String,
@@ -20,6 +20,9 @@ pub struct ShownImage {
     pub elapsed_ms: Option<u64>,
     /// The backend (GPU) that made it, when the studio has several or named it.
     pub backend: Option<String>,
+    /// The LoRAs it was made with, when known (a history entry); a job just made was made with the
+    /// form's, which "reuse" then leaves as they are.
+    pub loras: Option<Vec<crate::api::LoraChoice>>,
 }
 
 impl ShownImage {
@@ -34,6 +37,7 @@ impl ShownImage {
             height: image.height,
             elapsed_ms: Some(image.elapsed_ms),
             backend: image.backend.clone(),
+            loras: None,
         }
     }
 
@@ -51,6 +55,7 @@ impl ShownImage {
                 .finished_at
                 .map(|finished| finished.saturating_sub(item.timings.queued_at)),
             backend: item.backend.clone(),
+            loras: Some(item.loras.clone()),
         }
     }
 }
@@ -67,6 +72,7 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> impl IntoView {
         height,
         elapsed_ms,
         backend,
+        loras: reuse_loras,
     } = image;
     let download_name = format!("z-image-{seed}.png");
     let ui = studio.ui;
@@ -119,7 +125,7 @@ pub fn ImageCard(studio: Studio, image: ShownImage) -> impl IntoView {
                     <button
                         type="button"
                         class="button"
-                        on:click=move |_| studio.reuse_settings(&reuse_prompt, seed, width, height)
+                        on:click=move |_| studio.reuse_settings(&reuse_prompt, seed, width, height, reuse_loras.as_deref())
                     >
                         {ui.reuse_settings}
                     </button>

@@ -15,6 +15,7 @@ pub mod prompt_form;
 pub mod source_picker;
 pub mod stage;
 pub mod status_light;
+pub mod styles;
 pub mod viewer;
 
 use leptos::prelude::*;

@@ -6,6 +6,7 @@ use leptos::prelude::*;
 
 use crate::api::{AspectRatio, MAX_PROMPT_CHARS};
 use crate::components::source_picker::SOURCE_ROOT_ID;
+use crate::components::styles::STYLES_ROOT_ID;
 use crate::form::Field;
 use crate::studio::{FORM_ID, Studio};
 
@@ -108,6 +109,8 @@ pub fn PromptForm(studio: Studio) -> impl IntoView {
 
             // "Start from a picture" needs the bundle: it is mounted here once the page is hydrated.
             <div id=SOURCE_ROOT_ID></div>
+            // LoRAs and saved styles, likewise.
+            <div id=STYLES_ROOT_ID></div>
 
             <RatioField studio/>
 

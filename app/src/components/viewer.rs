@@ -134,6 +134,21 @@ fn ViewerDetails(studio: Studio, item: HistoryItem) -> impl IntoView {
                         }
                     })}
                 {item.source.clone().map(|source| view! { <StartedFrom studio source/> })}
+                {(!item.loras.is_empty())
+                    .then(|| {
+                        let loras = item
+                            .loras
+                            .iter()
+                            .map(|lora| format!("{} ({})", lora.name, crate::form::LoraStrength::text_of(lora.strength)))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        view! {
+                            <div>
+                                <dt>{ui.loras}</dt>
+                                <dd class="viewer-loras">{loras}</dd>
+                            </div>
+                        }
+                    })}
             </dl>
             <ViewerActions studio item download_name/>
         </div>

@@ -22,6 +22,7 @@ pub fn StudioPage() -> impl IntoView {
         untrack(|| {
             studio.start();
             crate::components::source_picker::mount(studio);
+            crate::components::styles::mount(studio);
         });
     });
     crate::components::erase(view! {
