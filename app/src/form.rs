@@ -517,8 +517,10 @@ mod tests {
 
     #[test]
     fn reusing_settings_fills_prompt_seed_and_the_matching_chip() {
-        let mut form = StudioForm::default();
-        form.style = Some("ink".to_owned());
+        let mut form = StudioForm {
+            style: Some("ink".to_owned()),
+            ..StudioForm::default()
+        };
         let loras = [LoraChoice {
             name: "ink.safetensors".to_owned(),
             strength: 0.8,

@@ -78,8 +78,16 @@ pub fn LorasAndStyles(studio: Studio) -> impl IntoView {
 #[component]
 fn LoraPicker(studio: Studio, lists: Lists) -> impl IntoView {
     let ui = studio.ui;
-    let picked = Memo::new(move |_| studio.form.with(|form| form.loras.clone()));
-    let shown = move || !lists.loras.with(Vec::is_empty) || !picked.with(Vec::is_empty);
+    // By name only: moving a slider re-renders nothing (the slider keeps its focus).
+    let picked = Memo::new(move |_| {
+        studio.form.with(|form| {
+            form.loras
+                .iter()
+                .map(|lora| lora.name.clone())
+                .collect::<Vec<_>>()
+        })
+    });
+    let shown = Memo::new(move |_| !lists.loras.with(Vec::is_empty) || !picked.with(Vec::is_empty));
     let error = move || {
         studio.form_error.with(|error| {
             error
@@ -96,17 +104,18 @@ fn LoraPicker(studio: Studio, lists: Lists) -> impl IntoView {
         }
     };
     move || {
-        shown().then(|| {
+        shown.get().then(|| {
             view! {
                 <fieldset class="field loras" aria-describedby="loras-hint loras-error">
                     <legend>{ui.loras}</legend>
                     <ul class="lora-list">
-                        {picked
-                            .get()
-                            .into_iter()
-                            .enumerate()
-                            .map(|(index, lora)| view! { <PickedLora studio lists index lora/> })
-                            .collect_view()}
+                        {move || {
+                            picked
+                                .get()
+                                .into_iter()
+                                .map(|name| view! { <PickedLora studio lists name/> })
+                                .collect_view()
+                        }}
                     </ul>
                     <select
                         class="lora-add"
@@ -121,7 +130,7 @@ fn LoraPicker(studio: Studio, lists: Lists) -> impl IntoView {
                                 .loras
                                 .get()
                                 .into_iter()
-                                .filter(|info| picked.with(|picked| picked.iter().all(|lora| lora.name != info.name)))
+                                .filter(|info| picked.with(|picked| !picked.contains(&info.name)))
                                 .map(|info| {
                                     let value = info.name.clone();
                                     view! { <option value=value>{info.name}</option> }
@@ -139,10 +148,25 @@ fn LoraPicker(studio: Studio, lists: Lists) -> impl IntoView {
 
 /// One picked LoRA: its name, its strength slider, its trigger words, and remove.
 #[component]
-fn PickedLora(studio: Studio, lists: Lists, index: usize, lora: FormLora) -> impl IntoView {
+fn PickedLora(studio: Studio, lists: Lists, name: String) -> impl IntoView {
     let ui = studio.ui;
-    let FormLora { name, strength } = lora;
-    let slider_id = format!("lora-{index}");
+    let strength = {
+        let name = name.clone();
+        Memo::new(move |_| {
+            studio.form.with(|form| {
+                form.loras
+                    .iter()
+                    .find(|lora| lora.name == name)
+                    .map_or(0, |lora| lora.strength)
+            })
+        })
+    };
+    let slider_id = format!(
+        "lora-{}",
+        name.bytes().fold(0u32, |hash, byte| hash
+            .wrapping_mul(31)
+            .wrapping_add(u32::from(byte)))
+    );
     let words = lists.loras.with_untracked(|loras| {
         loras
             .iter()
@@ -155,7 +179,7 @@ fn PickedLora(studio: Studio, lists: Lists, index: usize, lora: FormLora) -> imp
         <li class="lora">
             <div class="field-head">
                 <label for=slider_id.clone() class="lora-name">{name.clone()}</label>
-                <output class="lora-value" aria-hidden="true">{LoraStrength::text(strength)}</output>
+                <output class="lora-value" aria-hidden="true">{move || LoraStrength::text(strength.get())}</output>
                 <button
                     type="button"
                     class="icon-button"
@@ -174,15 +198,18 @@ fn PickedLora(studio: Studio, lists: Lists, index: usize, lora: FormLora) -> imp
                 min="0"
                 max=LoraStrength::text(FormLora::MAX)
                 step=LoraStrength::text(FormLora::STEP)
-                prop:value=LoraStrength::text(strength)
+                prop:value=move || LoraStrength::text(strength.get())
                 aria-label=(ui.lora_strength)(&name)
-                on:change=move |event| {
-                    if let Some(strength) = LoraStrength::from_input(&event_target_value(&event)) {
-                        studio.form.update(|form| {
-                            if let Some(lora) = form.loras.get_mut(index) {
-                                lora.strength = strength;
-                            }
-                        });
+                on:input={
+                    let name = name.clone();
+                    move |event| {
+                        if let Some(strength) = LoraStrength::from_input(&event_target_value(&event)) {
+                            studio.form.update(|form| {
+                                if let Some(lora) = form.loras.iter_mut().find(|lora| lora.name == name) {
+                                    lora.strength = strength;
+                                }
+                            });
+                        }
                     }
                 }
             />
