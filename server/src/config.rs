@@ -483,15 +483,40 @@ pub struct ModelsConfig {
     pub hf_token: Option<String>,
 }
 
+/// Options of `zimage models add-lora`.
+#[derive(Debug, Clone, Args)]
+pub struct AddLoraConfig {
+    /// Where to download the LoRA (http or https, no credentials in it: the manifest is shared).
+    pub url: String,
+
+    /// The file's sha256 (64 hex digits), as its publisher gives it; `fetch` checks the download against it.
+    #[arg(long)]
+    pub sha256: String,
+
+    /// Its file name in `models/loras` (ending in `.safetensors`), when not the URL's last part.
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Its exact size in bytes, if known.
+    #[arg(long)]
+    pub size: Option<u64>,
+
+    /// The model manifest to add it to.
+    #[arg(long, env = "ZIMAGE_MODELS_MANIFEST", default_value = "backend/models.toml")]
+    pub manifest: PathBuf,
+}
+
 /// `zimage models ...`.
 #[derive(Debug, Subcommand)]
 pub enum ModelsAction {
-    /// Download every missing file of the set, resuming partial downloads, and verify it.
+    /// Download every missing file of the set and every LoRA of the manifest, resuming partial downloads, and verify them.
     Fetch(ModelsConfig),
-    /// Check size and sha256 of every file of the set.
+    /// Check size and sha256 of every file of the set and every LoRA of the manifest.
     Verify(ModelsConfig),
-    /// List the files of the set and whether they are present.
+    /// List the files of the set and the LoRAs (of the manifest, and those dropped into `models/loras`), and whether they are present.
     List(ModelsConfig),
+    /// Add a LoRA to the manifest by URL and sha256; `fetch` then downloads it into `models/loras`.
+    AddLora(AddLoraConfig),
 }
 
 /// The language of what the command line prints for people: the terminal's POSIX locale (`LC_ALL`, then
@@ -525,6 +550,51 @@ mod tests {
                 unreachable!("asked for serve")
             }
         }
+    }
+
+    #[test]
+    fn add_lora_takes_a_url_a_sha256_and_optionally_a_name_and_size() {
+        let add = |args: &[&str]| {
+            let mut argv = vec!["zimage", "models", "add-lora"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Models {
+                    action: ModelsAction::AddLora(config),
+                } => config,
+                _ => unreachable!("asked for add-lora"),
+            })
+        };
+        let config = add(&[
+            "https://example.org/grain.safetensors",
+            "--sha256",
+            "ab",
+            "--name",
+            "grain.safetensors",
+            "--size",
+            "12",
+            "--manifest",
+            "m.toml",
+        ])
+        .unwrap();
+        assert_eq!(config.url, "https://example.org/grain.safetensors");
+        assert_eq!(config.sha256, "ab");
+        assert_eq!(config.name.as_deref(), Some("grain.safetensors"));
+        assert_eq!(config.size, Some(12));
+        assert_eq!(config.manifest, PathBuf::from("m.toml"));
+        assert!(
+            add(&["https://example.org/grain.safetensors"]).is_err(),
+            "the sha256 is required"
+        );
+        assert!(
+            add(&[
+                "https://example.org/g.safetensors",
+                "--sha256",
+                "ab",
+                "--size",
+                "-1"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -682,6 +682,14 @@ pub struct Cli {
     pub follows_branch_at: fn(&str) -> String,
     pub from: &'static str,
     pub gateway_settings: fn(&str) -> String,
+    pub loras_in_place: fn(usize) -> String,
+    pub loras_verified: fn(usize) -> String,
+    pub loras_failed: fn(usize, usize) -> String,
+    pub loras_heading: &'static str,
+    pub lora_role: &'static str,
+    pub not_in_manifest: &'static str,
+    pub lora_added: fn(&str, &str, &str) -> String,
+    pub lora_fetch_hint: &'static str,
 }
 
 impl Cli {
@@ -725,6 +733,16 @@ impl Cli {
         follows_branch_at: |commit| format!("follows the branch; downloaded at commit {commit}"),
         from: "from",
         gateway_settings: |set| format!("Gateway settings for set `{set}`:"),
+        loras_in_place: |count| format!("All {count} LoRAs of the manifest are in place."),
+        loras_verified: |count| format!("All {count} LoRAs of the manifest verified."),
+        loras_failed: |problems, total| {
+            format!("{problems} of {total} LoRAs of the manifest failed verification")
+        },
+        loras_heading: "LoRAs in models/loras (for every set):",
+        lora_role: "LoRA",
+        not_in_manifest: "in the folder, not in the manifest",
+        lora_added: |id, file, manifest| format!("Added LoRA `{id}` ({file}) to {manifest}."),
+        lora_fetch_hint: "Run `zimage models fetch` to download it into models/loras (checked against its sha256).",
     };
 
     pub const ZH_CN: Cli = Cli {
@@ -761,6 +779,14 @@ impl Cli {
         follows_branch_at: |commit| format!("跟随分支；下载时的提交为 {commit}"),
         from: "来自",
         gateway_settings: |set| format!("模型集 `{set}` 对应的网关设置："),
+        loras_in_place: |count| format!("清单中的全部 {count} 个 LoRA 均已就位。"),
+        loras_verified: |count| format!("清单中的全部 {count} 个 LoRA 均已通过校验。"),
+        loras_failed: |problems, total| format!("清单中的 {total} 个 LoRA 中有 {problems} 个未通过校验"),
+        loras_heading: "models/loras 中的 LoRA（所有模型集通用）：",
+        lora_role: "LoRA",
+        not_in_manifest: "在文件夹中，不在清单里",
+        lora_added: |id, file, manifest| format!("已将 LoRA `{id}`（{file}）加入 {manifest}。"),
+        lora_fetch_hint: "运行 `zimage models fetch` 把它下载到 models/loras（按其 sha256 校验）。",
     };
 
     /// The words of `lang`.

@@ -17,7 +17,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 use zimage::access::Access;
 use zimage::access::network::{AddressAllowlist, Cidr, DEFAULT_ALLOW};
 use zimage::config::{AccessConfig, Cli, Command};
-use zimage::models::{Folder, Manifest, Role};
+use zimage::models::{Folder, Manifest, ModelFile, Role, Source};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -206,6 +206,14 @@ fn serve_defaults() -> zimage::config::ServeConfig {
 
 fn shipped_manifest() -> Manifest {
     Manifest::load(&repo_root().join("backend/models.toml")).unwrap()
+}
+
+/// The repository a set's file comes from.
+fn repo_of(file: &ModelFile) -> &str {
+    match &file.source {
+        Source::Hub { repo, .. } => repo,
+        Source::Url { url, .. } => panic!("{} comes from {url}, not from the hub", file.id),
+    }
 }
 
 // ---- docker-compose.yml -------------------------------------------------------------------------------
@@ -690,15 +698,15 @@ fn the_shipped_manifest_has_the_default_and_light_sets() {
         "z_image_turbo-Q8_0.gguf"
     );
     assert_eq!(
-        default.file_for(Role::Unet).unwrap().repo,
+        repo_of(default.file_for(Role::Unet).unwrap()),
         "jayn7/Z-Image-Turbo-GGUF"
     );
     assert_eq!(
-        default.file_for(Role::TextEncoder).unwrap().repo,
+        repo_of(default.file_for(Role::TextEncoder).unwrap()),
         "unsloth/Qwen3-4B-GGUF"
     );
     assert_eq!(
-        default.file_for(Role::Vae).unwrap().repo,
+        repo_of(default.file_for(Role::Vae).unwrap()),
         "Comfy-Org/z_image_turbo"
     );
 }
@@ -707,9 +715,10 @@ fn the_shipped_manifest_has_the_default_and_light_sets() {
 fn every_manifest_file_goes_to_the_folder_of_its_loader() {
     for file in shipped_manifest().files() {
         let folder = match file.role {
-            Role::Unet => Folder::DiffusionModels,
-            Role::TextEncoder => Folder::TextEncoders,
-            Role::Vae => Folder::Vae,
+            Some(Role::Unet) => Folder::DiffusionModels,
+            Some(Role::TextEncoder) => Folder::TextEncoders,
+            Some(Role::Vae) => Folder::Vae,
+            None => panic!("{} of [files] has no role", file.id),
         };
         assert_eq!(file.folder, folder, "{}", file.id);
     }

@@ -20,8 +20,8 @@ use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 use url::Url;
 use zimage::models::{
-    Error, FetchOutcome, Fetcher, HashSource, Manifest, Presence, RECORD_FILE, Record, RetryPolicy, Role,
-    VerifyStatus, list, verify,
+    Error, FetchOutcome, Fetcher, HashSource, LooseLora, Manifest, Presence, RECORD_FILE, Record,
+    RecordedOrigin, RetryPolicy, Role, VerifyStatus, list, loose_loras, verify,
 };
 
 /// How the stand-in hub serves one file.
@@ -377,7 +377,7 @@ sha256 = "{vae_sha}"
     ) -> Result<Vec<zimage::models::FetchedFile>, Error> {
         let manifest = Manifest::parse(text).unwrap();
         let set = manifest.set("test").unwrap();
-        self.fetcher(token).fetch(&set).await
+        self.fetcher(token).fetch(&set.files).await
     }
 
     fn path(&self, relative: &str) -> PathBuf {
@@ -908,7 +908,7 @@ async fn verify_confirms_good_files_and_names_missing_and_damaged_ones() {
     let manifest = Manifest::parse(&fixture.manifest()).unwrap();
     let set = manifest.set("test").unwrap();
 
-    let verdicts = verify(&fixture.models(), &set).await.unwrap();
+    let verdicts = verify(&fixture.models(), &set.files).await.unwrap();
     assert!(
         verdicts
             .iter()
@@ -933,7 +933,7 @@ async fn verify_confirms_good_files_and_names_missing_and_damaged_ones() {
     std::fs::write(fixture.path("diffusion_models/unet-q8.gguf"), damaged).unwrap();
     std::fs::remove_file(fixture.path("vae/ae.safetensors")).unwrap();
 
-    let verdicts = verify(&fixture.models(), &set).await.unwrap();
+    let verdicts = verify(&fixture.models(), &set.files).await.unwrap();
     let status = |name: &str| {
         verdicts
             .iter()
@@ -976,7 +976,7 @@ async fn list_shows_present_partial_and_missing_files() {
     std::fs::write(fixture.path("text_encoders/te-q4.gguf.part"), [0_u8; 10]).unwrap();
     std::fs::write(fixture.path("vae/ae.safetensors"), &fixture.vae).unwrap();
 
-    let listed = list(&fixture.models(), &set).await.unwrap();
+    let listed = list(&fixture.models(), &set.files).await.unwrap();
 
     let presence: Vec<_> = listed.iter().map(|listed| listed.presence.clone()).collect();
     assert_eq!(
@@ -990,4 +990,315 @@ async fn list_shows_present_partial_and_missing_files() {
         ]
     );
     assert!(listed.iter().all(|listed| listed.recorded.is_none()));
+}
+
+// LoRAs: `[loras.*]` entries, each a plain URL with its sha256, fetched into `models/loras` after the
+// set's files. The test's "CDN" server stands for another site (another origin than the hub).
+
+const LORA: &str = "grain.safetensors";
+
+impl Fixture {
+    /// Where the other site serves the LoRA `name` (`/cdn/...` is that server's own path).
+    fn lora_url(&self, name: &str) -> String {
+        format!("{}/cdn/loras/{name}", self.hub.state.cdn.lock().unwrap())
+    }
+
+    /// Serves `served` as the LoRA `name` at `/loras/<name>`: on both servers (the tests choose the
+    /// origin by the URL they put in the manifest).
+    fn put_lora(&self, name: &str, served: Served) {
+        let path = format!("/loras/{name}");
+        self.hub.state.files.lock().unwrap().insert(path, served);
+    }
+
+    /// The test manifest with one LoRA at `url`, pinned to `sha`.
+    fn manifest_with_lora(&self, url: &str, sha: &str) -> String {
+        format!(
+            "{}\n[loras.grain]\nurl = \"{url}\"\nsha256 = \"{sha}\"\n",
+            self.manifest()
+        )
+    }
+
+    async fn fetch_all(
+        &self,
+        text: &str,
+        token: Option<&str>,
+    ) -> Result<Vec<zimage::models::FetchedFile>, Error> {
+        let manifest = Manifest::parse(text).unwrap();
+        let set = manifest.set("test").unwrap();
+        self.fetcher(token).fetch(&manifest.files_with_loras(&set)).await
+    }
+}
+
+#[tokio::test]
+async fn fetch_brings_the_manifest_loras_after_the_set_and_records_them_by_address() {
+    let fixture = Fixture::new().await;
+    let lora = blob(4, 80_000);
+    fixture.put_lora(LORA, Served::new(lora.clone()));
+    let text = fixture.manifest_with_lora(&fixture.lora_url(LORA), &sha256(&lora));
+
+    let fetched = fixture.fetch_all(&text, None).await.unwrap();
+
+    assert_eq!(
+        std::fs::read(fixture.path("loras/grain.safetensors")).unwrap(),
+        lora
+    );
+    let last = fetched.last().unwrap();
+    assert_eq!(last.path, "loras/grain.safetensors");
+    assert_eq!(last.hash_source, HashSource::Manifest);
+    assert_eq!(last.outcome, FetchOutcome::Downloaded { transferred: 80_000 });
+    assert_eq!(fetched.len(), 4);
+    let manifest = Manifest::parse(&text).unwrap();
+    let entry = manifest.loras().next().unwrap();
+    let record = Record::load(&fixture.models()).await;
+    let recorded = record.entry_for(entry).unwrap();
+    assert_eq!(
+        recorded.origin,
+        RecordedOrigin::Url {
+            url: fixture.lora_url(LORA)
+        }
+    );
+    assert_eq!(recorded.sha256.as_str(), sha256(&lora));
+    assert!(
+        std::fs::read_to_string(fixture.path(RECORD_FILE))
+            .unwrap()
+            .contains("[files.\"loras/grain.safetensors\"]")
+    );
+
+    // A second fetch leaves it alone, without a request.
+    let requests_before = fixture.hub.seen().len();
+    let fetched = fixture.fetch_all(&text, None).await.unwrap();
+    assert!(
+        fetched.iter().all(|file| file.outcome == FetchOutcome::Present),
+        "{fetched:?}"
+    );
+    assert_eq!(fixture.hub.seen().len(), requests_before);
+}
+
+#[tokio::test]
+async fn a_cut_lora_download_resumes_from_where_it_broke() {
+    let fixture = Fixture::new().await;
+    let lora = blob(4, 80_000);
+    fixture.put_lora(
+        LORA,
+        Served {
+            cut: Some((1, 30_000)),
+            ..Served::new(lora.clone())
+        },
+    );
+    let text = fixture.manifest_with_lora(&fixture.lora_url(LORA), &sha256(&lora));
+
+    fixture.fetch_all(&text, None).await.unwrap();
+
+    assert_eq!(
+        std::fs::read(fixture.path("loras/grain.safetensors")).unwrap(),
+        lora
+    );
+    let gets = fixture.hub.gets_of(LORA);
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(gets[0].range, None);
+    let resumed_at: usize = gets[1]
+        .range
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap();
+    assert!(resumed_at > 0 && resumed_at <= 30_000, "{resumed_at}");
+    assert!(!fixture.path("loras/grain.safetensors.part").exists());
+}
+
+#[tokio::test]
+async fn a_lora_that_does_not_match_its_sha256_is_removed_and_named() {
+    let fixture = Fixture::new().await;
+    let lora = blob(4, 80_000);
+    fixture.put_lora(LORA, Served::new(lora.clone()));
+    let wrong = "d".repeat(64);
+    let text = fixture.manifest_with_lora(&fixture.lora_url(LORA), &wrong);
+
+    let error = fixture.fetch_all(&text, None).await.unwrap_err();
+
+    let Error::ChecksumMismatch {
+        file,
+        expected,
+        actual,
+        reference,
+    } = &error
+    else {
+        panic!("expected a checksum mismatch, got {error}");
+    };
+    assert_eq!(file, LORA);
+    assert_eq!(expected.as_str(), wrong);
+    assert_eq!(actual.as_str(), sha256(&lora));
+    assert_eq!(*reference, HashSource::Manifest);
+    assert!(error.to_string().contains("removed"), "{error}");
+    assert!(!fixture.path("loras/grain.safetensors").exists());
+    assert!(!fixture.path("loras/grain.safetensors.part").exists());
+    // The set's files came first and stay.
+    assert!(fixture.path("vae/ae.safetensors").exists());
+}
+
+#[tokio::test]
+async fn hf_token_never_goes_to_a_lora_address_outside_the_hub() {
+    let fixture = Fixture::new().await;
+    let lora = blob(4, 80_000);
+    fixture.put_lora(LORA, Served::new(lora.clone()));
+    // A second LoRA on the hub's own origin does get it (a gated LoRA on the hub needs it).
+    let on_hub = blob(5, 1_000);
+    fixture.put_lora("hub-style.safetensors", Served::new(on_hub.clone()));
+    let text = format!(
+        "{}\n[loras.hub-style]\nurl = \"{}loras/hub-style.safetensors\"\nsha256 = \"{}\"\n",
+        fixture.manifest_with_lora(&fixture.lora_url(LORA), &sha256(&lora)),
+        fixture.hub.url,
+        sha256(&on_hub)
+    );
+
+    fixture.fetch_all(&text, Some("hf_secret")).await.unwrap();
+
+    assert_eq!(
+        std::fs::read(fixture.path("loras/hub-style.safetensors")).unwrap(),
+        on_hub
+    );
+    let seen = fixture.hub.seen();
+    let lora_requests: Vec<_> = seen.iter().filter(|seen| seen.path.ends_with(LORA)).collect();
+    assert!(!lora_requests.is_empty());
+    for request in lora_requests {
+        assert_eq!(request.server, "cdn");
+        assert_eq!(request.authorization, None, "{request:?}");
+    }
+    let hub_lora: Vec<_> = seen
+        .iter()
+        .filter(|seen| seen.path.ends_with("hub-style.safetensors"))
+        .collect();
+    assert!(!hub_lora.is_empty());
+    assert!(
+        hub_lora
+            .iter()
+            .all(|request| request.authorization.as_deref() == Some("Bearer hf_secret")),
+        "{hub_lora:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_lora_missing_at_its_address_says_to_check_the_url() {
+    let fixture = Fixture::new().await;
+    let text = fixture.manifest_with_lora(&fixture.lora_url("gone.safetensors"), &"e".repeat(64));
+
+    let error = fixture.fetch_all(&text, None).await.unwrap_err();
+
+    let Error::NotFound { file, .. } = &error else {
+        panic!("expected not found, got {error}")
+    };
+    assert_eq!(file, "gone.safetensors");
+    assert!(error.to_string().contains("url"), "{error}");
+}
+
+#[tokio::test]
+async fn too_little_disk_space_counts_the_loras() {
+    let fixture = Fixture::new().await;
+    let lora = blob(4, 1_000);
+    // On the hub's origin, which announces a size far larger than any disk.
+    fixture.put_lora(
+        LORA,
+        Served {
+            linked_size: Some(1 << 60),
+            ..Served::new(lora.clone())
+        },
+    );
+    let text = fixture.manifest_with_lora(&format!("{}loras/{LORA}", fixture.hub.url), &sha256(&lora));
+
+    let error = fixture.fetch_all(&text, None).await.unwrap_err();
+
+    let Error::NoSpace { needed, .. } = &error else {
+        panic!("expected no space, got {error}")
+    };
+    assert_eq!(
+        *needed,
+        (1 << 60) + fixture.unet.len() as u64 + fixture.text_encoder.len() as u64 + fixture.vae.len() as u64
+    );
+    assert!(fixture.hub.seen().iter().all(|seen| seen.method == Method::HEAD));
+}
+
+#[tokio::test]
+async fn verify_checks_the_loras_too() {
+    let fixture = Fixture::new().await;
+    let lora = blob(4, 80_000);
+    fixture.put_lora(LORA, Served::new(lora.clone()));
+    let text = fixture.manifest_with_lora(&fixture.lora_url(LORA), &sha256(&lora));
+    fixture.fetch_all(&text, None).await.unwrap();
+    let manifest = Manifest::parse(&text).unwrap();
+    let loras: Vec<_> = manifest.loras().collect();
+
+    let verdicts = verify(&fixture.models(), &loras).await.unwrap();
+    assert_eq!(verdicts.len(), 1);
+    assert_eq!(verdicts[0].path, "loras/grain.safetensors");
+    assert!(matches!(
+        verdicts[0].status,
+        VerifyStatus::Ok {
+            reference: HashSource::Manifest,
+            ..
+        }
+    ));
+
+    let mut damaged = lora.clone();
+    damaged[7] ^= 0xff;
+    std::fs::write(fixture.path("loras/grain.safetensors"), damaged).unwrap();
+    let verdicts = verify(&fixture.models(), &loras).await.unwrap();
+    assert!(
+        matches!(
+            verdicts[0].status,
+            VerifyStatus::WrongHash {
+                reference: HashSource::Manifest,
+                ..
+            }
+        ),
+        "{verdicts:?}"
+    );
+}
+
+#[tokio::test]
+async fn list_shows_the_manifest_loras_and_the_files_dropped_into_the_folder() {
+    let fixture = Fixture::new().await;
+    let text = fixture.manifest_with_lora(&fixture.lora_url(LORA), &"e".repeat(64));
+    let manifest = Manifest::parse(&text).unwrap();
+    let loras: Vec<_> = manifest.loras().collect();
+    std::fs::create_dir_all(fixture.path("loras/styles")).unwrap();
+    std::fs::write(fixture.path("loras/grain.safetensors.part"), [0_u8; 12]).unwrap();
+    std::fs::write(fixture.path("loras/dropped.safetensors"), [0_u8; 5]).unwrap();
+    std::fs::write(fixture.path("loras/styles/ink.safetensors"), [0_u8; 7]).unwrap();
+    std::fs::write(fixture.path("loras/notes.txt"), b"not a LoRA").unwrap();
+    std::fs::write(fixture.path("loras/.hidden.safetensors"), [0_u8; 1]).unwrap();
+
+    let listed = list(&fixture.models(), &loras).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].file.display_path(), "loras/grain.safetensors");
+    assert_eq!(listed[0].presence, Presence::Partial { size: 12 });
+
+    let loose = loose_loras(&fixture.models(), &manifest).await.unwrap();
+    assert_eq!(
+        loose,
+        [
+            LooseLora {
+                path: "loras/dropped.safetensors".to_owned(),
+                size: 5
+            },
+            LooseLora {
+                path: "loras/styles/ink.safetensors".to_owned(),
+                size: 7
+            },
+        ]
+    );
+
+    // Once the manifest's LoRA is in place it is listed as the manifest's, not as a loose file.
+    std::fs::rename(
+        fixture.path("loras/grain.safetensors.part"),
+        fixture.path("loras/grain.safetensors"),
+    )
+    .unwrap();
+    let loose = loose_loras(&fixture.models(), &manifest).await.unwrap();
+    assert_eq!(loose.len(), 2);
+    assert!(loose.iter().all(|lora| lora.path != "loras/grain.safetensors"));
+    // No folder at all: nothing dropped in.
+    let empty = tempfile::tempdir().unwrap();
+    assert!(loose_loras(empty.path(), &manifest).await.unwrap().is_empty());
 }

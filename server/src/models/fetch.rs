@@ -1,7 +1,8 @@
-//! `zimage models fetch`: brings every file of a set into the models folder. Files already checked are
-//! left alone without hashing them again; files found there but unchecked are hashed; the rest are
-//! asked of the hub first (so a gated repository or a missing file stops everything before any
-//! download, and the free disk space is known to suffice), then downloaded one after another.
+//! `zimage models fetch`: brings every file of a set, and the manifest's LoRAs, into the models folder.
+//! Files already checked are left alone without hashing them again; files found there but unchecked are
+//! hashed; the rest are asked of their server first (so a gated repository or a missing file stops
+//! everything before any download, and the free disk space is known to suffice), then downloaded one
+//! after another.
 
 use std::fs::Metadata;
 use std::io;
@@ -13,9 +14,9 @@ use super::digest::{Sha256Digest, hash_file};
 use super::disk::available_space;
 use super::download::{Expected, RetryPolicy, download, part_path};
 use super::hub::{Hub, RemoteInfo};
-use super::manifest::{ModelFile, ModelSet};
+use super::manifest::{ModelFile, Source};
 use super::progress::{ProgressMode, format_bytes};
-use super::record::{HashSource, Record, RecordedFile, modified_ns};
+use super::record::{HashSource, Record, RecordedFile, RecordedOrigin, modified_ns};
 use super::{Error, io_error};
 
 /// Room left free beyond the downloads themselves (the record, logs, rounding of the size hints).
@@ -77,10 +78,11 @@ impl Fetcher {
         self
     }
 
-    /// Brings every file of `set` into place (see the module comment). On success each file is under its
-    /// final name, checked, and recorded.
-    pub async fn fetch(&self, set: &ModelSet<'_>) -> Result<Vec<FetchedFile>, Error> {
-        for file in &set.files {
+    /// Brings every one of `files` into place (see the module comment): a set's files and, for
+    /// `zimage models fetch`, the LoRAs too (`Manifest::files_with_loras`). On success each file is under
+    /// its final name, checked, and recorded.
+    pub async fn fetch(&self, files: &[&ModelFile]) -> Result<Vec<FetchedFile>, Error> {
+        for file in files {
             let folder = self.models_dir.join(file.folder.as_str());
             tokio::fs::create_dir_all(&folder)
                 .await
@@ -90,7 +92,7 @@ impl Fetcher {
         let mut done: Vec<Option<FetchedFile>> = Vec::new();
         let mut missing = Vec::new();
 
-        for (index, file) in set.files.iter().enumerate() {
+        for (index, file) in files.iter().enumerate() {
             let destination = self.destination(file);
             let checked = match tokio::fs::metadata(&destination).await {
                 Ok(metadata) if metadata.is_file() => {
@@ -112,11 +114,11 @@ impl Fetcher {
             done.push(checked);
         }
 
-        // Ask the hub about every missing file before downloading any.
+        // Ask the servers about every missing file before downloading any.
         let mut planned = Vec::new();
         let mut needed = 0_u64;
         for &index in &missing {
-            let file = set.files[index];
+            let file = files[index];
             let remote = self.probe(file).await?;
             let expected = expected_download(file, &remote)?;
             let part_len = match tokio::fs::metadata(part_path(&self.destination(file))).await {
@@ -133,12 +135,12 @@ impl Fetcher {
         }
 
         for (index, expected, remote) in planned {
-            let file = set.files[index];
+            let file = files[index];
             let destination = self.destination(file);
             tracing::info!(
                 "downloading {} from {} ({})",
                 file.display_path(),
-                file.repo,
+                file.source,
                 expected
                     .size
                     .or(file.approx_size)
@@ -159,8 +161,7 @@ impl Fetcher {
             record.insert(
                 file,
                 RecordedFile {
-                    repo: file.repo.clone(),
-                    revision: file.revision.clone(),
+                    origin: RecordedOrigin::of(&file.source),
                     commit: downloaded.commit.or(remote.commit),
                     size: downloaded.size,
                     modified_ns: modified_ns(&metadata),
@@ -225,7 +226,7 @@ impl Fetcher {
                 Err(error) => tracing::warn!(
                     "{}: cannot ask {} about it ({error}); keeping the file found there",
                     file.display_path(),
-                    self.hub.base()
+                    self.hub.file_url(file)
                 ),
             }
         }
@@ -249,8 +250,7 @@ impl Fetcher {
                 record.insert(
                     file,
                     RecordedFile {
-                        repo: file.repo.clone(),
-                        revision: file.revision.clone(),
+                        origin: RecordedOrigin::of(&file.source),
                         commit,
                         size: metadata.len(),
                         modified_ns: modified_ns(metadata),
@@ -336,9 +336,13 @@ fn expected_download(file: &ModelFile, remote: &RemoteInfo) -> Result<Expected, 
     if let (Some(pinned), Some(announced)) = (&file.sha256, &remote.sha256)
         && pinned != announced
     {
+        let at = match &file.source {
+            Source::Hub { repo, revision, .. } => format!("revision `{revision}` of {repo}"),
+            Source::Url { url, .. } => url.to_string(),
+        };
         return Err(Error::HubDisagrees {
             file: file.name().to_owned(),
-            revision: file.revision.clone(),
+            at,
             manifest: pinned.clone(),
             hub: announced.clone(),
         });

@@ -5,6 +5,9 @@
 //! For a file stored in LFS, `GET {hub}/{repo}/resolve/{revision}/{file}` answers with a redirect to a
 //! CDN and carries `X-Linked-Etag` (the file's sha256, quoted), `X-Linked-Size` and `X-Repo-Commit`;
 //! the CDN's own answer has none of them, so reqwest's automatic redirects would hide them.
+//!
+//! A LoRA's plain URL is downloaded by the same client (same redirects, ranges and error sorting); the
+//! token goes only to the hub's own origin, so a URL elsewhere never sees it.
 
 use std::time::Duration;
 
@@ -13,7 +16,7 @@ use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use super::digest::Sha256Digest;
-use super::manifest::ModelFile;
+use super::manifest::{ModelFile, Source};
 
 const MAX_REDIRECTS: usize = 10;
 
@@ -137,18 +140,23 @@ impl Hub {
         &self.base
     }
 
-    /// `{hub}/{repo}/resolve/{revision}/{file}`, each part percent-encoded.
+    /// Where `file` is downloaded from: `{hub}/{repo}/resolve/{revision}/{file}`, each part
+    /// percent-encoded, for a hub file; its own address for a URL.
     pub(crate) fn file_url(&self, file: &ModelFile) -> Url {
+        let (repo, revision, path) = match &file.source {
+            Source::Hub { repo, revision, file } => (repo, revision, file),
+            Source::Url { url, .. } => return url.clone(),
+        };
         let mut url = self.base.clone();
         url.set_query(None);
         url.set_fragment(None);
         // `new` refused addresses that cannot hold a path, so this always applies.
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.pop_if_empty();
-            segments.extend(file.repo.split('/'));
+            segments.extend(repo.split('/'));
             segments.push("resolve");
-            segments.push(&file.revision);
-            segments.extend(file.file.split('/'));
+            segments.push(revision);
+            segments.extend(path.split('/'));
         }
         url
     }
@@ -318,11 +326,13 @@ mod tests {
     fn model_file(revision: &str, file: &str) -> ModelFile {
         ModelFile {
             id: "x".to_owned(),
-            repo: "Comfy-Org/z_image_turbo".to_owned(),
-            revision: revision.to_owned(),
-            file: file.to_owned(),
+            source: Source::Hub {
+                repo: "Comfy-Org/z_image_turbo".to_owned(),
+                revision: revision.to_owned(),
+                file: file.to_owned(),
+            },
             folder: Folder::Vae,
-            role: Role::Vae,
+            role: Some(Role::Vae),
             size: None,
             approx_size: None,
             sha256: None,
@@ -350,6 +360,21 @@ mod tests {
             url.as_str(),
             "https://mirror.example/hf/Comfy-Org/z_image_turbo/resolve/refs%2Fpr%2F1/a%20b.gguf"
         );
+    }
+
+    #[test]
+    fn a_lora_is_fetched_from_its_own_address() {
+        let address = Url::parse("https://example.org/loras/Film%20Grain.safetensors?download=1").unwrap();
+        let lora = ModelFile {
+            source: Source::Url {
+                url: address.clone(),
+                name: "Film Grain.safetensors".to_owned(),
+            },
+            folder: Folder::Loras,
+            role: None,
+            ..model_file("main", "unused")
+        };
+        assert_eq!(hub("https://huggingface.co").file_url(&lora), address);
     }
 
     #[test]

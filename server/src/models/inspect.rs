@@ -1,12 +1,13 @@
-//! `zimage models verify` (hash every file of a set and compare) and `zimage models list` (what is in
-//! place, without hashing). Neither needs the network: references are the manifest and the record.
+//! `zimage models verify` (hash every file of a set and every LoRA, and compare) and `zimage models list`
+//! (what is in place, without hashing, and the LoRAs dropped into `models/loras` that the manifest does
+//! not name). Neither needs the network: references are the manifest and the record.
 
 use std::io;
 use std::path::Path;
 
 use super::digest::{Sha256Digest, hash_file};
 use super::download::part_path;
-use super::manifest::{ModelFile, ModelSet};
+use super::manifest::{Folder, Manifest, ModelFile};
 use super::progress::format_bytes;
 use super::record::{HashSource, Record, RecordedFile};
 use super::{Error, io_error};
@@ -52,12 +53,12 @@ pub struct Verified {
     pub status: VerifyStatus,
 }
 
-/// Hashes every file of `set` under `models_dir` and compares it with the manifest's sha256, or else
-/// the one recorded when it was downloaded.
-pub async fn verify(models_dir: &Path, set: &ModelSet<'_>) -> Result<Vec<Verified>, Error> {
+/// Hashes each of `files` (a set's, and the LoRAs: `Manifest::files_with_loras`) under `models_dir`
+/// and compares it with the manifest's sha256, or else the one recorded when it was downloaded.
+pub async fn verify(models_dir: &Path, files: &[&ModelFile]) -> Result<Vec<Verified>, Error> {
     let record = Record::load(models_dir).await;
     let mut verdicts = Vec::new();
-    for file in &set.files {
+    for file in files {
         let path = models_dir.join(file.relative_path());
         let status = verify_file(file, &path, record.entry_for(file)).await?;
         verdicts.push(Verified {
@@ -137,11 +138,11 @@ pub struct Listed {
     pub recorded: Option<RecordedFile>,
 }
 
-/// The files of `set` and whether each is in place (no hashing).
-pub async fn list(models_dir: &Path, set: &ModelSet<'_>) -> Result<Vec<Listed>, Error> {
+/// Each of `files` and whether it is in place (no hashing).
+pub async fn list(models_dir: &Path, files: &[&ModelFile]) -> Result<Vec<Listed>, Error> {
     let record = Record::load(models_dir).await;
     let mut listed = Vec::new();
-    for file in &set.files {
+    for file in files {
         let path = models_dir.join(file.relative_path());
         let presence = match size_of(&path).await? {
             Some(size) => Presence::Present { size },
@@ -157,6 +158,66 @@ pub async fn list(models_dir: &Path, set: &ModelSet<'_>) -> Result<Vec<Listed>, 
         });
     }
     Ok(listed)
+}
+
+/// A LoRA file in `models/loras` that the manifest does not name (dropped in by hand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LooseLora {
+    /// `loras/<name>`, or `loras/<sub-folder>/<name>`: ComfyUI lists LoRAs in sub-folders too.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// How deep `loose_loras` looks into sub-folders of `models/loras` (a bound against link loops).
+const LORA_FOLDER_DEPTH: usize = 4;
+
+/// Every `*.safetensors` file under `models/loras` that no `[loras]` entry of `manifest` names, sorted;
+/// hidden files and downloads in progress (`.part`) are not LoRAs and are left out. No folder, none.
+pub async fn loose_loras(models_dir: &Path, manifest: &Manifest) -> Result<Vec<LooseLora>, Error> {
+    let folder = models_dir.join(Folder::Loras.as_str());
+    let named: Vec<String> = manifest.loras().map(ModelFile::display_path).collect();
+    let mut found = Vec::new();
+    let mut pending = vec![(folder, Folder::Loras.as_str().to_owned(), 0)];
+    while let Some((dir, shown, depth)) = pending.pop() {
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(io_error(&dir, error)),
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|error| io_error(&dir, error))?
+        {
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = format!("{shown}/{name}");
+            // `metadata` follows links, as ComfyUI does when it lists the folder.
+            let Ok(metadata) = tokio::fs::metadata(entry.path()).await else {
+                continue;
+            };
+            if metadata.is_dir() {
+                if depth < LORA_FOLDER_DEPTH {
+                    pending.push((entry.path(), path, depth + 1));
+                }
+            } else if metadata.is_file()
+                && name.to_ascii_lowercase().ends_with(".safetensors")
+                && !named.contains(&path)
+            {
+                found.push(LooseLora {
+                    path,
+                    size: metadata.len(),
+                });
+            }
+        }
+    }
+    found.sort_by(|left, right| left.path.cmp(&right.path));
+    Ok(found)
 }
 
 async fn size_of(path: &Path) -> Result<Option<u64>, Error> {

@@ -1,14 +1,18 @@
 //! The model manifest (`backend/models.toml`): the model sets, and for each file its repository,
-//! revision, path, target folder, role and, where published, size and sha256.
+//! revision, path, target folder, role and, where published, size and sha256; and the LoRAs, each a URL
+//! with its sha256, for `models/loras`.
 //!
 //! Everything is checked when the manifest is read, so later code can build paths and URLs from it
 //! without re-checking: file names cannot leave their folder, each set has exactly one file per loader.
+//! A set's file and a LoRA are both a [`ModelFile`] (they differ in their [`Source`]), so fetching,
+//! verifying and recording them is one code path.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use url::Url;
 
 use super::digest::Sha256Digest;
 
@@ -34,6 +38,9 @@ pub enum ManifestError {
     /// One file entry breaks a rule.
     #[error("model file `{id}` in the manifest: {problem}")]
     File { id: String, problem: String },
+    /// One LoRA entry breaks a rule.
+    #[error("LoRA `{id}` in the manifest: {problem}")]
+    Lora { id: String, problem: String },
     /// One set breaks a rule.
     #[error("model set `{set}` in the manifest: {problem}")]
     Set { set: String, problem: String },
@@ -52,6 +59,10 @@ pub enum Folder {
     TextEncoders,
     /// `vae/` (VAELoader).
     Vae,
+    /// `loras/` (LoraLoaderModelOnly). Only `[loras.*]` entries go there, so a `[files.*]` entry
+    /// cannot name it.
+    #[serde(skip)]
+    Loras,
 }
 
 impl Folder {
@@ -61,6 +72,7 @@ impl Folder {
             Self::DiffusionModels => "diffusion_models",
             Self::TextEncoders => "text_encoders",
             Self::Vae => "vae",
+            Self::Loras => "loras",
         }
     }
 }
@@ -101,33 +113,57 @@ impl fmt::Display for Role {
     }
 }
 
-/// One model file of the manifest, checked.
+/// Where a file is downloaded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file of a Hugging Face repository (or a mirror): `{hub}/{repo}/resolve/{revision}/{file}`.
+    Hub {
+        /// Repository, `owner/name`.
+        repo: String,
+        /// Commit (pinned) or branch name (follows the branch).
+        revision: String,
+        /// Path of the file inside the repository.
+        file: String,
+    },
+    /// A plain http(s) address (a LoRA); `name` is the file's name in its folder.
+    Url { url: Url, name: String },
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Hub { repo, revision, .. } => write!(formatter, "{repo} @ {revision}"),
+            Self::Url { url, .. } => write!(formatter, "{url}"),
+        }
+    }
+}
+
+/// One file of the manifest, checked: a file of the sets (`[files.*]`) or a LoRA (`[loras.*]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelFile {
     /// The entry's key in the manifest.
     pub id: String,
-    /// Hugging Face repository, `owner/name`.
-    pub repo: String,
-    /// Commit (pinned) or branch name (follows the branch).
-    pub revision: String,
-    /// Path of the file inside the repository.
-    pub file: String,
+    /// Where it is downloaded from.
+    pub source: Source,
     /// Target folder under `models/`.
     pub folder: Folder,
-    /// The loader that takes it.
-    pub role: Role,
+    /// The loader that takes it; `None` for a LoRA, which no set lists and the job chooses.
+    pub role: Option<Role>,
     /// Exact size in bytes, where published.
     pub size: Option<u64>,
     /// Rough size in bytes, a hint when the exact one is not known.
     pub approx_size: Option<u64>,
-    /// SHA-256, where published.
+    /// SHA-256, where published (a LoRA always has one).
     pub sha256: Option<Sha256Digest>,
 }
 
 impl ModelFile {
-    /// The file's name as ComfyUI's loaders list it (the last part of `file`).
+    /// The file's name as ComfyUI's loaders list it (the last part of a hub `file`, a URL's `name`).
     pub fn name(&self) -> &str {
-        self.file.rsplit('/').next().unwrap_or(&self.file)
+        match &self.source {
+            Source::Hub { file, .. } => file.rsplit('/').next().unwrap_or(file),
+            Source::Url { name, .. } => name,
+        }
     }
 
     /// Where the file goes, relative to the `models/` folder.
@@ -140,9 +176,15 @@ impl ModelFile {
         format!("{}/{}", self.folder.as_str(), self.name())
     }
 
-    /// Whether `revision` is a full commit id rather than a branch that can move.
+    /// Whether what is downloaded cannot change: a hub `revision` that is a full commit id rather than
+    /// a branch that can move, or a URL (its content is pinned by the sha256 a LoRA must have).
     pub fn is_pinned(&self) -> bool {
-        self.revision.len() == 40 && self.revision.bytes().all(|byte| byte.is_ascii_hexdigit())
+        match &self.source {
+            Source::Hub { revision, .. } => {
+                revision.len() == 40 && revision.bytes().all(|byte| byte.is_ascii_hexdigit())
+            }
+            Source::Url { .. } => true,
+        }
     }
 
     /// The exact size or, failing that, the rough one.
@@ -150,9 +192,12 @@ impl ModelFile {
         self.size.or(self.approx_size)
     }
 
-    /// The repository's page, where a gated model's terms are accepted.
-    pub fn repo_page(&self, hub: &url::Url) -> String {
-        format!("{}/{}", hub.as_str().trim_end_matches('/'), self.repo)
+    /// The repository's page, where a gated model's terms are accepted (hub files only).
+    pub fn repo_page(&self, hub: &Url) -> Option<String> {
+        match &self.source {
+            Source::Hub { repo, .. } => Some(format!("{}/{repo}", hub.as_str().trim_end_matches('/'))),
+            Source::Url { .. } => None,
+        }
     }
 }
 
@@ -170,7 +215,7 @@ pub struct ModelSet<'a> {
 impl ModelSet<'_> {
     /// The set's file for `role` (a checked set has exactly one).
     pub fn file_for(&self, role: Role) -> Option<&ModelFile> {
-        self.files.iter().copied().find(|file| file.role == role)
+        self.files.iter().copied().find(|file| file.role == Some(role))
     }
 }
 
@@ -179,6 +224,7 @@ impl ModelSet<'_> {
 pub struct Manifest {
     sets: BTreeMap<String, SetEntry>,
     files: BTreeMap<String, ModelFile>,
+    loras: BTreeMap<String, ModelFile>,
 }
 
 #[derive(Debug, Clone)]
@@ -225,7 +271,23 @@ impl Manifest {
                 problem: "the manifest has no sets".to_owned(),
             });
         }
-        Ok(Self { sets, files })
+        let mut loras: BTreeMap<String, ModelFile> = BTreeMap::new();
+        for (id, entry) in raw.loras {
+            let lora = check_lora(&id, entry)?;
+            // Two entries for one name would fight over one file in `models/loras`.
+            if let Some(other) = loras.values().find(|other| other.name() == lora.name()) {
+                return Err(ManifestError::Lora {
+                    id,
+                    problem: format!(
+                        "its file `{}` is already the file of LoRA `{}`",
+                        lora.name(),
+                        other.id
+                    ),
+                });
+            }
+            loras.insert(id, lora);
+        }
+        Ok(Self { sets, files, loras })
     }
 
     /// The set called `name`.
@@ -251,9 +313,116 @@ impl Manifest {
         self.sets.keys().map(String::as_str)
     }
 
-    /// Every file entry, sorted by id.
+    /// Every file entry of `[files]`, sorted by id.
     pub fn files(&self) -> impl Iterator<Item = &ModelFile> {
         self.files.values()
+    }
+
+    /// Every LoRA of `[loras]`, sorted by id; they belong to no set, every set can use them.
+    pub fn loras(&self) -> impl Iterator<Item = &ModelFile> {
+        self.loras.values()
+    }
+
+    /// The files `zimage models fetch` and `verify` handle for `set`: its own, then every LoRA.
+    pub fn files_with_loras<'a>(&'a self, set: &ModelSet<'a>) -> Vec<&'a ModelFile> {
+        set.files.iter().copied().chain(self.loras()).collect()
+    }
+}
+
+/// A LoRA to add to the manifest (`zimage models add-lora`), as the command line gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLora {
+    /// Where to download it.
+    pub url: String,
+    /// Its sha256.
+    pub sha256: String,
+    /// Its file name in `models/loras`, when not the URL's last segment.
+    pub name: Option<String>,
+    /// Its exact size in bytes, if known.
+    pub size: Option<u64>,
+}
+
+/// `text` (a valid manifest) with `lora` appended as a `[loras.<id>]` table, the id taken from its file
+/// name; everything already in `text`, comments included, stays as it is. The result is read back as a
+/// manifest before it is returned, with the new entry.
+pub fn append_lora(text: &str, lora: &NewLora) -> Result<(String, ModelFile), ManifestError> {
+    let manifest = Manifest::parse(text)?;
+    let name = lora.name.clone().or_else(|| {
+        Url::parse(lora.url.trim())
+            .ok()
+            .and_then(|url| name_from_url(&url))
+    });
+    let id = lora_id(name.as_deref().unwrap_or_default());
+    let checked = check_lora(
+        &id,
+        RawLora {
+            url: Some(lora.url.clone()),
+            sha256: Some(lora.sha256.clone()),
+            size: lora.size,
+            file: lora.name.clone(),
+        },
+    )?;
+    let taken = |problem: String| ManifestError::Lora {
+        id: id.clone(),
+        problem,
+    };
+    if manifest.loras.contains_key(&id) {
+        return Err(taken(
+            "already names an entry; choose another file name with --name".to_owned(),
+        ));
+    }
+    if let Some(other) = manifest.loras().find(|other| other.name() == checked.name()) {
+        return Err(taken(format!(
+            "its file `{}` is already the file of LoRA `{}`",
+            checked.name(),
+            other.id
+        )));
+    }
+    let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
+    let mut table = format!(
+        "\n[loras.{id}]\nurl = {}\nsha256 = {}\n",
+        quoted(lora.url.trim()),
+        quoted(checked.sha256.as_ref().map_or("", Sha256Digest::as_str)),
+    );
+    if let Some(name) = &lora.name {
+        table.push_str(&format!("file = {}\n", quoted(name)));
+    }
+    if let Some(size) = lora.size {
+        table.push_str(&format!("size = {size}\n"));
+    }
+    let mut updated = text.to_owned();
+    if !updated.is_empty() && !updated.ends_with('\n') {
+        updated.push('\n');
+    }
+    updated.push_str(&table);
+    // A `[loras]` written another way (an inline table, dotted keys) can make the appended table clash:
+    // then the manifest is left as it was.
+    let added = Manifest::parse(&updated)?
+        .loras
+        .remove(&id)
+        .ok_or_else(|| taken("was not read back from the manifest after adding it".to_owned()))?;
+    Ok((updated, added))
+}
+
+/// The manifest id for a LoRA file: its name without `.safetensors`, lower case, with anything but
+/// letters, digits, `-` and `_` turned into `-` (a TOML bare key).
+fn lora_id(name: &str) -> String {
+    let stem = name.strip_suffix(".safetensors").unwrap_or(name);
+    let id: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let id = id.trim_matches('-');
+    if id.is_empty() {
+        "lora".to_owned()
+    } else {
+        id.to_owned()
     }
 }
 
@@ -263,6 +432,8 @@ struct RawManifest {
     schema: u32,
     sets: BTreeMap<String, RawSet>,
     files: BTreeMap<String, RawFile>,
+    #[serde(default)]
+    loras: BTreeMap<String, RawLora>,
 }
 
 #[derive(Deserialize)]
@@ -283,6 +454,17 @@ struct RawFile {
     size: Option<u64>,
     approx_size: Option<u64>,
     sha256: Option<String>,
+}
+
+/// `url` and `sha256` are optional here only so that their absence is reported by `check_lora`, naming
+/// the entry, rather than by the TOML reader.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLora {
+    url: Option<String>,
+    sha256: Option<String>,
+    size: Option<u64>,
+    file: Option<String>,
 }
 
 fn check_file(id: &str, raw: RawFile) -> Result<ModelFile, ManifestError> {
@@ -317,15 +499,123 @@ fn check_file(id: &str, raw: RawFile) -> Result<ModelFile, ManifestError> {
     };
     Ok(ModelFile {
         id: id.to_owned(),
-        repo: raw.repo,
-        revision: raw.revision,
-        file: raw.file,
+        source: Source::Hub {
+            repo: raw.repo,
+            revision: raw.revision,
+            file: raw.file,
+        },
         folder: raw.folder,
-        role: raw.role,
+        role: Some(raw.role),
         size: raw.size,
         approx_size: raw.approx_size,
         sha256,
     })
+}
+
+fn check_lora(id: &str, raw: RawLora) -> Result<ModelFile, ManifestError> {
+    let problem = |problem: String| ManifestError::Lora {
+        id: id.to_owned(),
+        problem,
+    };
+    if id.is_empty() {
+        return Err(problem("a LoRA needs a name in `[loras.<name>]`".to_owned()));
+    }
+    let url = raw
+        .url
+        .ok_or_else(|| problem("needs a `url` (http or https) to download it from".to_owned()))?;
+    let url = check_url(&url).map_err(problem)?;
+    let sha256 = raw.sha256.ok_or_else(|| {
+        problem("needs the file's `sha256` (64 hex digits), so that the download can be checked".to_owned())
+    })?;
+    let sha256 = Sha256Digest::parse(&sha256)
+        .ok_or_else(|| problem(format!("sha256 `{sha256}` is not 64 hex digits")))?;
+    if raw.size == Some(0) {
+        return Err(problem("a size of 0 bytes cannot be a LoRA".to_owned()));
+    }
+    let name = match raw.file {
+        Some(name) => name,
+        None => name_from_url(&url).ok_or_else(|| {
+            problem(format!(
+                "cannot take a file name from {url}; give one with `file = \"<name>.safetensors\"`"
+            ))
+        })?,
+    };
+    check_lora_name(&name).map_err(problem)?;
+    Ok(ModelFile {
+        id: id.to_owned(),
+        source: Source::Url { url, name },
+        folder: Folder::Loras,
+        role: None,
+        size: raw.size,
+        approx_size: None,
+        sha256: Some(sha256),
+    })
+}
+
+/// Query parameters whose names suggest a credential (e.g. `?token=` of some model sites).
+const SECRET_QUERY_WORDS: [&str; 5] = ["token", "key", "secret", "password", "signature"];
+
+/// A LoRA's download address: http or https with a host, and no credentials (the manifest is committed
+/// and shared, and its URLs are printed).
+fn check_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text.trim()).map_err(|error| format!("url `{text}` is not an address: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("url `{text}` must be an http or https address"));
+    }
+    let secret_in_query = url.query_pairs().any(|(name, _)| {
+        let name = name.to_ascii_lowercase();
+        SECRET_QUERY_WORDS.iter().any(|word| name.contains(word))
+    });
+    if !url.username().is_empty() || url.password().is_some() || secret_in_query {
+        return Err(
+            "the url holds credentials (a user, password or token); the manifest is shared, so put none in it"
+                .to_owned(),
+        );
+    }
+    Ok(url)
+}
+
+/// The URL path's last segment, percent-decoded (`…/Film%20Grain.safetensors` → `Film Grain.safetensors`).
+pub(crate) fn name_from_url(url: &Url) -> Option<String> {
+    let segment = url.path_segments()?.next_back()?;
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|&byte| char::from(byte).to_digit(16));
+        match (bytes[index], hex(index + 1), hex(index + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push(u8::try_from(high * 16 + low).ok()?);
+                index += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok().filter(|name| !name.is_empty())
+}
+
+/// A LoRA's file name in `models/loras`: a plain name (it must not leave the folder, hide, or pass for
+/// one of our `.part` downloads) that ComfyUI lists as a LoRA, at most 255 bytes (the file systems' limit).
+pub(crate) fn check_lora_name(name: &str) -> Result<(), String> {
+    let plain = !name.is_empty()
+        && name.len() <= 255
+        && !name.contains(['/', '\\'])
+        && !name.starts_with('.')
+        && !name.contains("..")
+        && !name.ends_with(".part")
+        && !name.chars().any(char::is_control);
+    if !plain {
+        return Err(format!(
+            "file `{name}` must be a plain file name (no `/`, `\\`, `..`, leading dot or control characters)"
+        ));
+    }
+    if !name.ends_with(".safetensors") {
+        return Err(format!("file `{name}` must end in `.safetensors`"));
+    }
+    Ok(())
 }
 
 fn check_set(name: &str, raw: &RawSet, files: &BTreeMap<String, ModelFile>) -> Result<(), ManifestError> {
@@ -341,7 +631,7 @@ fn check_set(name: &str, raw: &RawSet, files: &BTreeMap<String, ModelFile>) -> R
         let file = files
             .get(id)
             .ok_or_else(|| problem(format!("lists `{id}`, which is not under [files]")))?;
-        roles.push(file.role);
+        roles.extend(file.role);
     }
     for role in Role::ALL {
         let count = roles.iter().filter(|&&listed| listed == role).count();
@@ -382,6 +672,14 @@ fn is_repo_path(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hub file's repository, revision and path.
+    fn hub_parts(file: &ModelFile) -> (&str, &str, &str) {
+        match &file.source {
+            Source::Hub { repo, revision, file } => (repo, revision, file),
+            Source::Url { .. } => panic!("{} is not a hub file", file.id),
+        }
+    }
 
     const VALID: &str = r#"
 schema = 1
@@ -516,8 +814,241 @@ role = "vae"
         let hub = url::Url::parse("https://huggingface.co").unwrap();
         assert_eq!(
             file.repo_page(&hub),
-            format!("https://huggingface.co/{}", file.repo)
+            Some(format!("https://huggingface.co/{}", hub_parts(file).0))
         );
+    }
+
+    const SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    /// VALID with one `[loras.<id>]` table of `body`.
+    fn with_lora(id: &str, body: &str) -> String {
+        format!("{VALID}\n[loras.{id}]\n{body}\n")
+    }
+
+    fn lora_error(text: &str) -> (String, String) {
+        match Manifest::parse(text) {
+            Err(ManifestError::Lora { id, problem }) => (id, problem),
+            other => panic!("expected a LoRA error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_lora_entry_is_read_with_its_address_hash_and_a_name_from_the_url() {
+        let text = with_lora(
+            "film-grain",
+            &format!(
+                "url = \"https://example.org/loras/Film%20Grain.safetensors?download=1\"\nsha256 = \"{SHA}\"\nsize = 42"
+            ),
+        );
+        let manifest = Manifest::parse(&text).unwrap();
+        let loras: Vec<&ModelFile> = manifest.loras().collect();
+        assert_eq!(loras.len(), 1);
+        let lora = loras[0];
+        assert_eq!(lora.id, "film-grain");
+        assert_eq!(lora.name(), "Film Grain.safetensors");
+        assert_eq!(lora.display_path(), "loras/Film Grain.safetensors");
+        assert_eq!(lora.relative_path(), Path::new("loras/Film Grain.safetensors"));
+        assert_eq!(lora.folder, Folder::Loras);
+        assert_eq!(lora.role, None);
+        assert_eq!(lora.size, Some(42));
+        assert_eq!(lora.sha256.as_ref().unwrap().as_str(), SHA);
+        assert!(
+            matches!(&lora.source, Source::Url { url, .. } if url.as_str() == "https://example.org/loras/Film%20Grain.safetensors?download=1")
+        );
+        // Every set fetches the LoRAs after its own files; no set lists them.
+        let set = manifest.set("small").unwrap();
+        assert_eq!(set.files.len(), 3);
+        let all = manifest.files_with_loras(&set);
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[3].id, "film-grain");
+
+        let named = with_lora(
+            "x",
+            &format!(
+                "url = \"http://example.org/download/123\"\nsha256 = \"{SHA}\"\nfile = \"grain.safetensors\""
+            ),
+        );
+        let manifest = Manifest::parse(&named).unwrap();
+        assert_eq!(manifest.loras().next().unwrap().name(), "grain.safetensors");
+        assert_eq!(Manifest::parse(VALID).unwrap().loras().count(), 0);
+    }
+
+    #[test]
+    fn a_lora_without_a_good_sha256_or_url_is_refused_naming_it() {
+        let url = "url = \"https://example.org/a.safetensors\"";
+        for (body, says) in [
+            (url.to_owned(), "sha256"),
+            (format!("{url}\nsha256 = \"{}\"", &SHA[1..]), "64 hex"),
+            (format!("sha256 = \"{SHA}\""), "url"),
+            (
+                format!("url = \"ftp://example.org/a.safetensors\"\nsha256 = \"{SHA}\""),
+                "http",
+            ),
+            (
+                format!("url = \"example.org/a.safetensors\"\nsha256 = \"{SHA}\""),
+                "not an address",
+            ),
+            (
+                format!("url = \"https://me:pw@example.org/a.safetensors\"\nsha256 = \"{SHA}\""),
+                "credentials",
+            ),
+            (
+                format!("url = \"https://example.org/a.safetensors?token=abc\"\nsha256 = \"{SHA}\""),
+                "credentials",
+            ),
+            (format!("{url}\nsha256 = \"{SHA}\"\nsize = 0"), "0 bytes"),
+        ] {
+            let (id, problem) = lora_error(&with_lora("grain", &body));
+            assert_eq!(id, "grain", "{body}");
+            assert!(problem.contains(says), "{body}: {problem}");
+            let message = Manifest::parse(&with_lora("grain", &body))
+                .unwrap_err()
+                .to_string();
+            assert!(message.starts_with("LoRA `grain` in the manifest:"), "{message}");
+        }
+        let unknown = with_lora("grain", &format!("{url}\nsha256 = \"{SHA}\"\nrole = \"unet\""));
+        assert!(matches!(Manifest::parse(&unknown), Err(ManifestError::Parse(_))));
+    }
+
+    #[test]
+    fn a_lora_file_name_must_be_a_plain_safetensors_name() {
+        for bad in [
+            "../x.safetensors",
+            "a/b.safetensors",
+            "a\\b.safetensors",
+            ".hidden.safetensors",
+            "x.safetensors.part",
+            "x.ckpt",
+            "x.gguf",
+            "tab\tname.safetensors",
+            "",
+        ] {
+            let body = format!(
+                "url = \"https://example.org/a.safetensors\"\nsha256 = \"{SHA}\"\nfile = {}",
+                toml::Value::String(bad.to_owned())
+            );
+            let (id, problem) = lora_error(&with_lora("grain", &body));
+            assert_eq!(id, "grain");
+            assert!(problem.contains("file"), "{bad}: {problem}");
+        }
+        // The name taken from the URL keeps the same rules, after percent-decoding.
+        for url in [
+            "https://example.org/x/..%2F..%2Fetc%2Fx.safetensors",
+            "https://example.org/download/123",
+            "https://example.org/",
+            "https://example.org/%2Ehidden.safetensors",
+        ] {
+            let body = format!("url = \"{url}\"\nsha256 = \"{SHA}\"");
+            let (id, _) = lora_error(&with_lora("grain", &body));
+            assert_eq!(id, "grain", "{url}");
+        }
+    }
+
+    #[test]
+    fn two_loras_with_one_file_name_are_refused() {
+        let text = format!(
+            "{VALID}\n[loras.a]\nurl = \"https://one.example/grain.safetensors\"\nsha256 = \"{SHA}\"\n\
+             [loras.b]\nurl = \"https://two.example/x\"\nsha256 = \"{SHA}\"\nfile = \"grain.safetensors\"\n"
+        );
+        let (id, problem) = lora_error(&text);
+        assert_eq!(id, "b");
+        assert!(
+            problem.contains("grain.safetensors") && problem.contains("`a`"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_set_file_cannot_be_put_in_the_loras_folder() {
+        let text = VALID.replace("folder = \"vae\"", "folder = \"loras\"");
+        assert!(matches!(Manifest::parse(&text), Err(ManifestError::Parse(_))));
+    }
+
+    fn new_lora(url: &str) -> NewLora {
+        NewLora {
+            url: url.to_owned(),
+            sha256: SHA.to_uppercase(),
+            name: None,
+            size: None,
+        }
+    }
+
+    #[test]
+    fn adding_a_lora_appends_its_table_and_keeps_the_rest_of_the_text() {
+        let original = format!("# A comment that must stay.\n{VALID}# A trailing comment, no newline");
+        let (text, added) = append_lora(
+            &original,
+            &new_lora("https://example.org/loras/Film%20Grain%20v2.safetensors"),
+        )
+        .unwrap();
+        assert!(text.starts_with(&original), "{text}");
+        assert_eq!(
+            &text[original.len()..],
+            format!(
+                "\n\n[loras.film-grain-v2]\nurl = \"https://example.org/loras/Film%20Grain%20v2.safetensors\"\n\
+                 sha256 = \"{SHA}\"\n"
+            )
+        );
+        assert_eq!(added.id, "film-grain-v2");
+        assert_eq!(added.name(), "Film Grain v2.safetensors");
+        let manifest = Manifest::parse(&text).unwrap();
+        assert_eq!(manifest.loras().next(), Some(&added));
+
+        let (text, added) = append_lora(
+            &text,
+            &NewLora {
+                name: Some("My Style.safetensors".to_owned()),
+                size: Some(1234),
+                ..new_lora("https://example.org/api/download/77")
+            },
+        )
+        .unwrap();
+        assert_eq!(added.id, "my-style");
+        assert_eq!(added.size, Some(1234));
+        assert!(
+            text.ends_with("file = \"My Style.safetensors\"\nsize = 1234\n"),
+            "{text}"
+        );
+        assert_eq!(Manifest::parse(&text).unwrap().loras().count(), 2);
+    }
+
+    #[test]
+    fn adding_a_lora_whose_id_or_file_is_taken_or_whose_fields_are_bad_is_refused() {
+        let (text, _) = append_lora(VALID, &new_lora("https://example.org/grain.safetensors")).unwrap();
+        // The same id (from the same file name).
+        let error = append_lora(&text, &new_lora("https://elsewhere.example/grain.safetensors")).unwrap_err();
+        assert!(
+            matches!(&error, ManifestError::Lora { id, problem } if id == "grain" && problem.contains("already")),
+            "{error}"
+        );
+        // Another id (written by hand), the same file.
+        let by_hand = format!(
+            "{VALID}\n[loras.mine]\nurl = \"https://example.org/x\"\nsha256 = \"{SHA}\"\nfile = \"grain.safetensors\"\n"
+        );
+        let error = append_lora(&by_hand, &new_lora("https://example.org/grain.safetensors")).unwrap_err();
+        assert!(
+            matches!(&error, ManifestError::Lora { id, problem } if id == "grain" && problem.contains("`mine`")),
+            "{error}"
+        );
+        for bad in [
+            new_lora("https://example.org/../x.ckpt"),
+            NewLora {
+                sha256: "abc".to_owned(),
+                ..new_lora("https://example.org/x.safetensors")
+            },
+            new_lora("file:///etc/x.safetensors"),
+            NewLora {
+                name: Some("../x.safetensors".to_owned()),
+                ..new_lora("https://example.org/x.safetensors")
+            },
+        ] {
+            assert!(
+                matches!(append_lora(VALID, &bad), Err(ManifestError::Lora { .. })),
+                "{bad:?}"
+            );
+        }
+        // A manifest that is not valid is not added to.
+        assert!(append_lora("schema = 1", &new_lora("https://example.org/x.safetensors")).is_err());
     }
 
     mod properties {
@@ -541,7 +1072,7 @@ role = "vae"
                 prop_assert_eq!(set.name, name);
                 prop_assert_eq!(set.files.len(), Role::ALL.len(), "{}", name);
                 for role in Role::ALL {
-                    prop_assert_eq!(set.files.iter().filter(|file| file.role == role).count(), 1);
+                    prop_assert_eq!(set.files.iter().filter(|file| file.role == Some(role)).count(), 1);
                     prop_assert!(set.file_for(role).is_some());
                 }
                 for file in &set.files {
@@ -549,37 +1080,37 @@ role = "vae"
                 }
             }
             for file in manifest.files() {
-                let parts: Vec<&str> = file.repo.split('/').collect();
-                prop_assert_eq!(parts.len(), 2, "{}", file.repo);
+                let (repo, revision, path) = hub_parts(file);
+                let parts: Vec<&str> = repo.split('/').collect();
+                prop_assert_eq!(parts.len(), 2, "{}", repo);
                 prop_assert!(
                     parts
                         .iter()
                         .all(|part| !part.is_empty() && !part.starts_with('.')),
                     "{}",
-                    file.repo
+                    repo
                 );
-                prop_assert!(!file.revision.is_empty(), "{}", file.id);
+                prop_assert!(!revision.is_empty(), "{}", file.id);
                 prop_assert!(
-                    !file.revision.chars().any(|c| c.is_whitespace() || c.is_control()),
+                    !revision.chars().any(|c| c.is_whitespace() || c.is_control()),
                     "{}",
-                    file.revision
+                    revision
                 );
                 prop_assert!(
-                    file.file
-                        .split('/')
+                    path.split('/')
                         .all(|part| !part.is_empty() && part != "." && part != ".."),
                     "{}",
-                    file.file
+                    path
                 );
                 prop_assert!(
-                    !file.file.contains('\\') && !file.file.contains(char::is_control),
+                    !path.contains('\\') && !path.contains(char::is_control),
                     "{}",
-                    file.file
+                    path
                 );
                 prop_assert!(
                     !file.name().starts_with('.') && !file.name().ends_with(".part"),
                     "{}",
-                    file.file
+                    path
                 );
                 let path = file.relative_path();
                 prop_assert!(path.starts_with(file.folder.as_str()), "{}", path.display());
@@ -643,11 +1174,9 @@ role = "vae"
                 .prop_map(move |(repo, revision, file, folder, size, approx_size, sha256)| {
                     ModelFile {
                         id: String::new(),
-                        repo,
-                        revision,
-                        file,
+                        source: Source::Hub { repo, revision, file },
                         folder,
-                        role,
+                        role: Some(role),
                         size,
                         approx_size,
                         sha256: sha256.map(|text| Sha256Digest::parse(&text).unwrap()),
@@ -684,11 +1213,15 @@ role = "vae"
                 set_tables.insert(name.clone(), Toml::Table(set));
                 for file in files {
                     let mut entry = toml::Table::new();
-                    entry.insert("repo".to_owned(), Toml::String(file.repo.clone()));
-                    entry.insert("revision".to_owned(), Toml::String(file.revision.clone()));
-                    entry.insert("file".to_owned(), Toml::String(file.file.clone()));
+                    let (repo, revision, path) = hub_parts(file);
+                    entry.insert("repo".to_owned(), Toml::String(repo.to_owned()));
+                    entry.insert("revision".to_owned(), Toml::String(revision.to_owned()));
+                    entry.insert("file".to_owned(), Toml::String(path.to_owned()));
                     entry.insert("folder".to_owned(), Toml::String(file.folder.as_str().to_owned()));
-                    entry.insert("role".to_owned(), Toml::String(role_key(file.role).to_owned()));
+                    entry.insert(
+                        "role".to_owned(),
+                        Toml::String(role_key(file.role.unwrap()).to_owned()),
+                    );
                     for (key, size) in [("size", file.size), ("approx_size", file.approx_size)] {
                         if let Some(size) = size {
                             entry.insert(key.to_owned(), Toml::Integer(i64::try_from(size).unwrap()));
@@ -867,9 +1400,9 @@ role = "vae"
                     keeps_the_rules(&manifest)?;
                     let file = manifest.files().find(|file| file.id == id).unwrap();
                     let read = match key {
-                        "repo" => Some(file.repo.clone()),
-                        "revision" => Some(file.revision.clone()),
-                        "file" => Some(file.file.clone()),
+                        "repo" => Some(hub_parts(file).0.to_owned()),
+                        "revision" => Some(hub_parts(file).1.to_owned()),
+                        "file" => Some(hub_parts(file).2.to_owned()),
                         "sha256" => file.sha256.as_ref().map(|digest| digest.as_str().to_owned()),
                         "folder" => Some(file.folder.as_str().to_owned()),
                         _ => None,
@@ -942,7 +1475,7 @@ role = "vae"
                     .map(|(name, (description, files))| {
                         let files = files
                             .into_iter()
-                            .map(|file| ModelFile { id: format!("{name}.{}", role_key(file.role)), ..file })
+                            .map(|file| ModelFile { id: format!("{name}.{}", role_key(file.role.unwrap())), ..file })
                             .collect();
                         (name, (description, files))
                     })
@@ -1014,7 +1547,8 @@ role = "vae"
                             "{}",
                             path.display()
                         );
-                        prop_assert!(entry.repo.split('/').all(|part| part != "." && part != ".."), "{}", entry.repo);
+                        let repo = hub_parts(entry).0;
+                        prop_assert!(repo.split('/').all(|part| part != "." && part != ".."), "{}", repo);
                     }
                 }
             }

@@ -1,4 +1,5 @@
-//! Model files: `zimage models fetch | verify | list` for the sets of `backend/models.toml`.
+//! Model files: `zimage models fetch | verify | list | add-lora` for the sets and LoRAs of
+//! `backend/models.toml`.
 //!
 //! `fetch` is what the compose file's one-shot `models` service runs before ComfyUI starts: it must be
 //! safe to run on every start (fast when everything is in place), resume after any interruption, and
@@ -22,12 +23,14 @@ use anyhow::Context as _;
 pub use digest::Sha256Digest;
 pub use download::RetryPolicy;
 pub use fetch::{FetchOutcome, FetchedFile, Fetcher};
-pub use inspect::{Listed, Presence, Verified, VerifyStatus, list, verify};
-pub use manifest::{Folder, Manifest, ManifestError, ModelFile, ModelSet, Role, SCHEMA};
+pub use inspect::{Listed, LooseLora, Presence, Verified, VerifyStatus, list, loose_loras, verify};
+pub use manifest::{
+    Folder, Manifest, ManifestError, ModelFile, ModelSet, NewLora, Role, SCHEMA, Source, append_lora,
+};
 pub use progress::ProgressMode;
-pub use record::{HashSource, RECORD_FILE, Record, RecordedFile};
+pub use record::{HashSource, RECORD_FILE, Record, RecordedFile, RecordedOrigin};
 
-use crate::config::{ModelsAction, ModelsConfig, terminal_language};
+use crate::config::{AddLoraConfig, ModelsAction, ModelsConfig, terminal_language};
 use crate::i18n::Cli;
 use hub::{Hub, HubError};
 use progress::format_bytes;
@@ -50,12 +53,14 @@ pub enum Error {
         detail: String,
         hint: String,
     },
-    /// 404: no such repository, revision or file.
-    #[error("{file}: not found at {url}{detail}; check repo, revision and file in the manifest")]
+    /// 404: no such repository, revision or file, or nothing at a LoRA's URL.
+    #[error("{file}: not found at {url}{detail}; {check}")]
     NotFound {
         file: String,
         url: String,
         detail: String,
+        /// What in the manifest to check.
+        check: &'static str,
     },
     /// Another status that retrying does not cure.
     #[error("{file}: {url} answered {status}{detail}")]
@@ -97,14 +102,15 @@ pub enum Error {
         actual: u64,
         removed: bool,
     },
-    /// The manifest pins a hash the hub does not serve for that revision.
+    /// The manifest pins a hash the server does not serve (for that revision, or at that URL).
     #[error(
-        "{file}: the manifest pins sha256 {manifest} but the hub announces {hub} for revision `{revision}`; \
-         fix the manifest entry (or pin its revision)"
+        "{file}: the manifest pins sha256 {manifest} but the server announces {hub} for {at}; \
+         fix the manifest entry (or, for a hub file, pin its revision)"
     )]
     HubDisagrees {
         file: String,
-        revision: String,
+        /// `revision `…` of owner/repo`, or the URL.
+        at: String,
         manifest: Sha256Digest,
         hub: Sha256Digest,
     },
@@ -163,16 +169,18 @@ impl Error {
             |message: Option<String>| message.map(|message| format!(": {message}")).unwrap_or_default();
         match error {
             HubError::Denied { status, message } => {
-                let page = file.repo_page(hub.base());
-                let hint = if hub.has_token() {
-                    format!(
+                let hint = match file.repo_page(hub.base()) {
+                    Some(page) if hub.has_token() => format!(
                         "Your HF_TOKEN has no access: open {page}, accept the model's terms, and check the token"
-                    )
-                } else {
-                    format!(
+                    ),
+                    Some(page) => format!(
                         "The repository is gated or private: accept its terms at {page} and set HF_TOKEN \
                          (a read token from your hub account's settings) in .env"
-                    )
+                    ),
+                    // HF_TOKEN goes to the hub's own address only, never to another site.
+                    None => "The site wants a login this downloader does not send: download the LoRA in a \
+                             browser and drop it into models/loras, or use an address that serves it openly"
+                        .to_owned(),
                 };
                 Self::Denied {
                     file: name,
@@ -186,6 +194,10 @@ impl Error {
                 file: name,
                 url,
                 detail: detail(message),
+                check: match file.source {
+                    Source::Hub { .. } => "check repo, revision and file in the manifest",
+                    Source::Url { .. } => "check the LoRA's url in the manifest",
+                },
             },
             HubError::Status { status, message, .. } => Self::Http {
                 file: name,
@@ -213,6 +225,7 @@ pub async fn run(action: ModelsAction) -> anyhow::Result<()> {
         ModelsAction::Fetch(config) => run_fetch(&config).await,
         ModelsAction::Verify(config) => run_verify(&config).await,
         ModelsAction::List(config) => run_list(&config).await,
+        ModelsAction::AddLora(config) => run_add_lora(&config).await,
     }
 }
 
@@ -235,7 +248,7 @@ async fn run_fetch(config: &ModelsConfig) -> anyhow::Result<()> {
         config.models_dir.clone(),
     )?
     .with_progress(ProgressMode::detect());
-    let fetched = fetcher.fetch(&set).await?;
+    let fetched = fetcher.fetch(&manifest.files_with_loras(&set)).await?;
     let say = Cli::of(terminal_language());
     for file in &fetched {
         let what = match file.outcome {
@@ -249,7 +262,11 @@ async fn run_fetch(config: &ModelsConfig) -> anyhow::Result<()> {
             (say.fetched)(&file.path, &what, &file.sha256.to_string(), source)
         );
     }
-    println!("{}", (say.all_in_place)(fetched.len(), set.name));
+    println!("{}", (say.all_in_place)(set.files.len(), set.name));
+    let loras = manifest.loras().count();
+    if loras > 0 {
+        println!("{}", (say.loras_in_place)(loras));
+    }
     print_gateway_settings(&set, say);
     Ok(())
 }
@@ -257,9 +274,11 @@ async fn run_fetch(config: &ModelsConfig) -> anyhow::Result<()> {
 async fn run_verify(config: &ModelsConfig) -> anyhow::Result<()> {
     let manifest = load_manifest(config)?;
     let set = manifest.set(&config.model_set)?;
-    let verdicts = verify(&config.models_dir, &set).await?;
+    let loras: Vec<&ModelFile> = manifest.loras().collect();
+    let set_verdicts = verify(&config.models_dir, &set.files).await?;
+    let lora_verdicts = verify(&config.models_dir, &loras).await?;
     let say = Cli::of(terminal_language());
-    for verdict in &verdicts {
+    for verdict in set_verdicts.iter().chain(&lora_verdicts) {
         let line = match &verdict.status {
             VerifyStatus::Ok { sha256, reference } => {
                 (say.verified_ok)(&sha256.to_string(), reference.describe())
@@ -275,17 +294,25 @@ async fn run_verify(config: &ModelsConfig) -> anyhow::Result<()> {
         };
         println!("{}: {line}", verdict.path);
     }
-    let problems = verdicts
-        .iter()
-        .filter(|verdict| verdict.status.is_problem())
-        .count();
-    if problems > 0 {
-        anyhow::bail!(
-            "{}",
-            (say.failed_verification)(problems, verdicts.len(), set.name)
-        );
+    let problems = |verdicts: &[Verified]| {
+        verdicts
+            .iter()
+            .filter(|verdict| verdict.status.is_problem())
+            .count()
+    };
+    let mut failures = Vec::new();
+    match problems(&set_verdicts) {
+        0 => println!("{}", (say.all_verified)(set_verdicts.len(), set.name)),
+        count => failures.push((say.failed_verification)(count, set_verdicts.len(), set.name)),
     }
-    println!("{}", (say.all_verified)(verdicts.len(), set.name));
+    match problems(&lora_verdicts) {
+        _ if lora_verdicts.is_empty() => {}
+        0 => println!("{}", (say.loras_verified)(lora_verdicts.len())),
+        count => failures.push((say.loras_failed)(count, lora_verdicts.len())),
+    }
+    if !failures.is_empty() {
+        anyhow::bail!("{}", failures.join("; "));
+    }
     Ok(())
 }
 
@@ -302,39 +329,89 @@ async fn run_list(config: &ModelsConfig) -> anyhow::Result<()> {
         "{}",
         (say.models_folder)(&config.models_dir.display().to_string())
     );
-    for listed in list(&config.models_dir, &set).await? {
-        let file = &listed.file;
-        let size = match (file.size, file.approx_size) {
-            (Some(size), _) => format_bytes(size),
-            (None, Some(approx)) => format!("~{}", format_bytes(approx)),
-            (None, None) => say.size_unknown.to_owned(),
-        };
-        let state = match listed.presence {
-            Presence::Present { .. } if listed.recorded.is_some() => say.present_checked.to_owned(),
-            Presence::Present { .. } => say.present_unchecked.to_owned(),
-            Presence::Partial { size } => (say.partly_downloaded)(&format_bytes(size)),
-            Presence::Missing => say.missing.to_owned(),
-        };
-        let pin = if file.is_pinned() {
-            say.pinned.to_owned()
-        } else {
-            match listed.recorded.as_ref().and_then(|entry| entry.commit.as_deref()) {
-                Some(commit) => (say.follows_branch_at)(commit),
-                None => say.follows_branch.to_owned(),
-            }
-        };
+    for listed in list(&config.models_dir, &set.files).await? {
+        print_listed(&listed, say);
+    }
+    let loras: Vec<&ModelFile> = manifest.loras().collect();
+    let loose = loose_loras(&config.models_dir, &manifest).await?;
+    if !loras.is_empty() || !loose.is_empty() {
+        println!("{}", say.loras_heading);
+    }
+    for listed in list(&config.models_dir, &loras).await? {
+        print_listed(&listed, say);
+    }
+    // A file dropped into the folder is usable as it is (ComfyUI lists it); it is shown so that a
+    // person sees it, not checked: nothing names its hash.
+    for lora in &loose {
         println!(
-            "  {:<15} {:<45} {:>9}  {state}",
-            file.role.to_string(),
-            file.display_path(),
-            size
-        );
-        println!(
-            "  {:<15} {} {} @ {} ({pin})",
-            "", say.from, file.repo, file.revision
+            "  {:<15} {:<45} {:>9}  {}",
+            say.lora_role,
+            lora.path,
+            format_bytes(lora.size),
+            say.not_in_manifest
         );
     }
     print_gateway_settings(&set, say);
+    Ok(())
+}
+
+/// Two lines for one file of `list`: what and where, then where it comes from.
+fn print_listed(listed: &Listed, say: &Cli) {
+    let file = &listed.file;
+    let size = match (file.size, file.approx_size) {
+        (Some(size), _) => format_bytes(size),
+        (None, Some(approx)) => format!("~{}", format_bytes(approx)),
+        (None, None) => say.size_unknown.to_owned(),
+    };
+    let state = match listed.presence {
+        Presence::Present { .. } if listed.recorded.is_some() => say.present_checked.to_owned(),
+        Presence::Present { .. } => say.present_unchecked.to_owned(),
+        Presence::Partial { size } => (say.partly_downloaded)(&format_bytes(size)),
+        Presence::Missing => say.missing.to_owned(),
+    };
+    let role = file
+        .role
+        .map_or_else(|| say.lora_role.to_owned(), |role| role.to_string());
+    println!("  {:<15} {:<45} {:>9}  {state}", role, file.display_path(), size);
+    let origin = match &file.source {
+        Source::Hub { repo, revision, .. } => {
+            let pin = if file.is_pinned() {
+                say.pinned.to_owned()
+            } else {
+                match listed.recorded.as_ref().and_then(|entry| entry.commit.as_deref()) {
+                    Some(commit) => (say.follows_branch_at)(commit),
+                    None => say.follows_branch.to_owned(),
+                }
+            };
+            format!("{repo} @ {revision} ({pin})")
+        }
+        Source::Url { url, .. } => url.to_string(),
+    };
+    println!("  {:<15} {} {origin}", "", say.from);
+}
+
+async fn run_add_lora(config: &AddLoraConfig) -> anyhow::Result<()> {
+    let path = &config.manifest;
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .with_context(|| format!("model manifest {}", path.display()))?;
+    let lora = NewLora {
+        url: config.url.clone(),
+        sha256: config.sha256.clone(),
+        name: config.name.clone(),
+        size: config.size,
+    };
+    let (updated, added) =
+        append_lora(&text, &lora).with_context(|| format!("model manifest {}", path.display()))?;
+    crate::atomic_file::write(path, updated.as_bytes())
+        .await
+        .with_context(|| format!("cannot write the model manifest {}", path.display()))?;
+    let say = Cli::of(terminal_language());
+    println!(
+        "{}",
+        (say.lora_added)(&added.id, &added.display_path(), &path.display().to_string())
+    );
+    println!("{}", say.lora_fetch_hint);
     Ok(())
 }
 

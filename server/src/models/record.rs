@@ -1,5 +1,6 @@
 //! The record (`zimage-models.lock` in the models folder) of what `zimage models fetch` put in place:
-//! for each file its size, modification time, sha256, where that hash came from, and the commit served.
+//! for each file (a set's or a LoRA) where it came from (repository and revision, or URL), its size,
+//! modification time, sha256, where that hash came from, and the commit served.
 //!
 //! It lets a later start trust an untouched file without hashing gigabytes again, and gives `verify`
 //! a reference hash for files whose manifest entry has none (the hash the hub announced at download).
@@ -13,7 +14,7 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 
 use super::digest::Sha256Digest;
-use super::manifest::ModelFile;
+use super::manifest::{ModelFile, Source};
 
 /// The record's file name, in the models folder (ComfyUI ignores it: it lists model files by extension).
 pub const RECORD_FILE: &str = "zimage-models.lock";
@@ -41,13 +42,36 @@ impl HashSource {
     }
 }
 
+/// Where a recorded file came from. A record written before LoRAs existed holds only `repo` and
+/// `revision`, and reads as `Hub`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RecordedOrigin {
+    /// A hub file: its repository and the revision the manifest asked for.
+    Hub { repo: String, revision: String },
+    /// A file downloaded from its own address (a LoRA).
+    Url { url: String },
+}
+
+impl RecordedOrigin {
+    /// The origin of a manifest entry's `source`.
+    pub fn of(source: &Source) -> Self {
+        match source {
+            Source::Hub { repo, revision, .. } => Self::Hub {
+                repo: repo.clone(),
+                revision: revision.clone(),
+            },
+            Source::Url { url, .. } => Self::Url { url: url.to_string() },
+        }
+    }
+}
+
 /// What is known about one file in place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedFile {
-    /// Repository it came from.
-    pub repo: String,
-    /// Revision the manifest asked for.
-    pub revision: String,
+    /// Where it came from (its keys sit in the entry itself: `repo` and `revision`, or `url`).
+    #[serde(flatten)]
+    pub origin: RecordedOrigin,
     /// Commit the hub served (`X-Repo-Commit`), when it said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
@@ -62,7 +86,8 @@ pub struct RecordedFile {
     pub hash_source: HashSource,
 }
 
-/// The whole record, keyed by `folder/name`.
+/// The whole record, keyed by `folder/name` (`loras/<name>` for a LoRA): one file per place, whatever
+/// its origin.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     #[serde(default)]
@@ -97,11 +122,11 @@ impl Record {
         crate::atomic_file::write(&models_dir.join(RECORD_FILE), text.as_bytes()).await
     }
 
-    /// The entry for `file`, if it was recorded from the same repository and revision.
+    /// The entry for `file`, if it was recorded from the same origin (repository and revision, or URL).
     pub fn entry_for(&self, file: &ModelFile) -> Option<&RecordedFile> {
         self.files
             .get(&file.display_path())
-            .filter(|entry| entry.repo == file.repo && entry.revision == file.revision)
+            .filter(|entry| entry.origin == RecordedOrigin::of(&file.source))
     }
 
     /// Whether the file on disk, described by `metadata`, is the one recorded and agrees with the manifest:
@@ -144,11 +169,13 @@ mod tests {
     fn model_file() -> ModelFile {
         ModelFile {
             id: "vae".to_owned(),
-            repo: "owner/repo".to_owned(),
-            revision: "main".to_owned(),
-            file: "ae.safetensors".to_owned(),
+            source: Source::Hub {
+                repo: "owner/repo".to_owned(),
+                revision: "main".to_owned(),
+                file: "ae.safetensors".to_owned(),
+            },
             folder: Folder::Vae,
-            role: Role::Vae,
+            role: Some(Role::Vae),
             size: None,
             approx_size: None,
             sha256: None,
@@ -171,8 +198,7 @@ mod tests {
         record.insert(
             &file,
             RecordedFile {
-                repo: file.repo.clone(),
-                revision: file.revision.clone(),
+                origin: RecordedOrigin::of(&file.source),
                 commit: Some("c".repeat(40)),
                 size: 7,
                 modified_ns: modified_ns(&metadata),
@@ -195,8 +221,7 @@ mod tests {
         let metadata = std::fs::metadata(&path).unwrap();
         let file = model_file();
         let entry = RecordedFile {
-            repo: file.repo.clone(),
-            revision: file.revision.clone(),
+            origin: RecordedOrigin::of(&file.source),
             commit: None,
             size: 7,
             modified_ns: modified_ns(&metadata),
@@ -208,7 +233,11 @@ mod tests {
         assert!(record.trusts(&file, &metadata));
 
         let moved = ModelFile {
-            revision: "other".to_owned(),
+            source: Source::Hub {
+                repo: "owner/repo".to_owned(),
+                revision: "other".to_owned(),
+                file: "ae.safetensors".to_owned(),
+            },
             ..file.clone()
         };
         assert!(!record.trusts(&moved, &metadata));
@@ -241,5 +270,68 @@ mod tests {
         assert_eq!(Record::load(dir.path()).await, Record::default());
         std::fs::write(dir.path().join(RECORD_FILE), "not = [valid").unwrap();
         assert_eq!(Record::load(dir.path()).await, Record::default());
+    }
+
+    #[tokio::test]
+    async fn a_record_written_before_loras_still_reads_and_a_lora_is_keyed_by_its_place_and_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = "a".repeat(64);
+        std::fs::write(
+            dir.path().join(RECORD_FILE),
+            format!(
+                "[files.\"vae/ae.safetensors\"]\nrepo = \"owner/repo\"\nrevision = \"main\"\nsize = 7\n\
+                 modified_ns = 1\nsha256 = \"{sha}\"\nhash_source = \"hub\"\n"
+            ),
+        )
+        .unwrap();
+        let mut record = Record::load(dir.path()).await;
+        let entry = record.entry_for(&model_file()).unwrap();
+        assert_eq!(entry.size, 7);
+        assert_eq!(entry.sha256, digest('a'));
+
+        let address = "https://example.org/x/grain.safetensors";
+        let lora = ModelFile {
+            id: "grain".to_owned(),
+            source: Source::Url {
+                url: url::Url::parse(address).unwrap(),
+                name: "grain.safetensors".to_owned(),
+            },
+            folder: Folder::Loras,
+            role: None,
+            size: None,
+            approx_size: None,
+            sha256: Some(digest('b')),
+        };
+        record.insert(
+            &lora,
+            RecordedFile {
+                origin: RecordedOrigin::of(&lora.source),
+                commit: None,
+                size: 3,
+                modified_ns: Some(2),
+                sha256: digest('b'),
+                hash_source: HashSource::Manifest,
+            },
+        );
+        record.save(dir.path()).await.unwrap();
+        let text = std::fs::read_to_string(dir.path().join(RECORD_FILE)).unwrap();
+        assert!(
+            text.contains("[files.\"loras/grain.safetensors\"]")
+                && text.contains(&format!("url = \"{address}\"")),
+            "{text}"
+        );
+        let loaded = Record::load(dir.path()).await;
+        assert_eq!(loaded, record);
+        assert_eq!(loaded.entry_for(&lora).unwrap().size, 3);
+        assert!(loaded.entry_for(&model_file()).is_some());
+        // The same place from another address is another file.
+        let moved = ModelFile {
+            source: Source::Url {
+                url: url::Url::parse("https://example.org/y/grain.safetensors").unwrap(),
+                name: "grain.safetensors".to_owned(),
+            },
+            ..lora
+        };
+        assert!(loaded.entry_for(&moved).is_none());
     }
 }
