@@ -1,5 +1,6 @@
 //! The few browser facilities the studio uses (fetch, EventSource, localStorage, the clock, page
-//! visibility, scrolling into view, files and the painting canvas), behind one small façade.
+//! visibility, scrolling into view, files, the painting canvas, and drawing plain elements), behind one
+//! small façade.
 //!
 //! The components are compiled for the server too, where none of this exists; there the same functions
 //! do nothing, which is right because the server only renders and never runs event handlers or effects.
@@ -7,6 +8,7 @@
 use crate::api::JobEvent;
 use crate::client::ClientError;
 use crate::paint::{MaskPainting, Point, ScreenRect};
+use crate::plain::{Acted, El};
 
 pub use platform::*;
 
@@ -30,7 +32,7 @@ mod platform {
     use wasm_bindgen_futures::JsFuture;
     use web_sys::{EventSource, MessageEvent, Request, RequestInit, Response};
 
-    use super::{ClientError, JobEvent, MaskPainting, Point, ScreenRect, StreamState};
+    use super::{Acted, ClientError, El, JobEvent, MaskPainting, Point, ScreenRect, StreamState};
     use crate::job::decode_event;
 
     /// The SSE event names of a job stream, one listener each.
@@ -399,6 +401,177 @@ mod platform {
         web_sys::window()?.document()?.get_element_by_id(id)
     }
 
+    /// Brings the children of the element with id `root_id` from the tree `old` (what was drawn last)
+    /// to `new`, in place: an element whose tag is unchanged keeps its node (a slider being dragged
+    /// keeps its focus), only the attributes and text that changed are written, and a `value` attribute
+    /// also sets the live property when it differs.
+    pub fn draw(root_id: &str, old: &[El], new: &[El]) {
+        let Some(root) = element_by_id(root_id) else {
+            return;
+        };
+        let Some(document) = root.owner_document() else {
+            return;
+        };
+        draw_children(&document, &root, old, new);
+    }
+
+    fn draw_children(document: &web_sys::Document, parent: &web_sys::Element, old: &[El], new: &[El]) {
+        let nodes = parent.children();
+        for (index, next) in new.iter().enumerate() {
+            let current = nodes.item(index as u32);
+            match (old.get(index), current) {
+                (Some(before), Some(element)) if before.tag == next.tag => {
+                    draw_element(document, &element, before, next);
+                }
+                (_, current) => {
+                    let Some(fresh) = create_element(document, next) else {
+                        continue;
+                    };
+                    let _ = match current {
+                        Some(element) => parent.replace_child(&fresh, &element),
+                        None => parent.append_child(&fresh),
+                    };
+                }
+            }
+        }
+        while parent.child_element_count() as usize > new.len() {
+            let Some(last) = parent.last_element_child() else {
+                break;
+            };
+            last.remove();
+        }
+    }
+
+    fn draw_element(document: &web_sys::Document, element: &web_sys::Element, before: &El, next: &El) {
+        for (name, value) in &next.attrs {
+            if before.get(name) != Some(value.as_str()) {
+                let _ = element.set_attribute(name, value);
+            }
+        }
+        for (name, _) in &before.attrs {
+            if next.get(name).is_none() {
+                let _ = element.remove_attribute(name);
+            }
+        }
+        match &next.text {
+            Some(text) if before.text.as_ref() != Some(text) => element.set_text_content(Some(text)),
+            Some(_) => {}
+            None => {
+                let old = if before.text.is_some() {
+                    element.set_text_content(None);
+                    &[][..]
+                } else {
+                    &before.children[..]
+                };
+                draw_children(document, element, old, &next.children);
+            }
+        }
+        sync_live(element, next);
+    }
+
+    fn create_element(document: &web_sys::Document, el: &El) -> Option<web_sys::Element> {
+        let element = document.create_element(el.tag).ok()?;
+        for (name, value) in &el.attrs {
+            let _ = element.set_attribute(name, value);
+        }
+        if let Some(text) = &el.text {
+            element.set_text_content(Some(text));
+        }
+        for child in &el.children {
+            if let Some(child) = create_element(document, child) {
+                let _ = element.append_child(&child);
+            }
+        }
+        sync_live(&element, el);
+        Some(element)
+    }
+
+    /// The live properties that an attribute sets only at first: a control's `value` (after its
+    /// children, as a list's value names one of its options) and a radio's `checked`.
+    fn sync_live(element: &web_sys::Element, el: &El) {
+        if let Some(value) = el.get("value") {
+            set_live(element, "value", wasm_bindgen::JsValue::from_str(value));
+        }
+        if el.get("type") == Some("radio") {
+            set_live(
+                element,
+                "checked",
+                wasm_bindgen::JsValue::from_bool(el.get("checked").is_some()),
+            );
+        }
+    }
+
+    /// A property set only when it differs (setting `value` moves the caret of a text field and would
+    /// fight a slider being dragged).
+    fn set_live(element: &web_sys::Element, name: &str, value: wasm_bindgen::JsValue) {
+        let key = wasm_bindgen::JsValue::from_str(name);
+        if js_sys::Reflect::get(element, &key).ok().as_ref() != Some(&value) {
+            let _ = js_sys::Reflect::set(element, &key, &value);
+        }
+    }
+
+    /// Calls `callback` with every event of these `kinds` inside the element with id `root_id`: the
+    /// event, and what it means to the part ([`Acted`]: read from the element with a `data-act`
+    /// around its target, see `El::act`).
+    pub fn on_acts(root_id: &str, kinds: &[&str], callback: impl Fn(&web_sys::Event, Acted) + 'static) {
+        let Some(root) = element_by_id(root_id) else {
+            return;
+        };
+        let callback = std::rc::Rc::new(callback);
+        for kind in kinds {
+            let callback = callback.clone();
+            let listener = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+                let actor = event
+                    .target()
+                    .and_then(|target| target.dyn_into::<web_sys::Element>().ok())
+                    .and_then(|target| target.closest("[data-act]").ok().flatten());
+                let mut acted = Acted {
+                    kind: event.type_(),
+                    ..Acted::default()
+                };
+                if let Some(actor) = actor {
+                    let attribute = |name| actor.get_attribute(name).unwrap_or_default();
+                    acted.act = attribute("data-act");
+                    acted.arg = attribute("data-arg");
+                    acted.value = js_sys::Reflect::get(&actor, &wasm_bindgen::JsValue::from_str("value"))
+                        .ok()
+                        .and_then(|value| value.as_string())
+                        .unwrap_or_default();
+                }
+                callback(&event, acted);
+            });
+            if root
+                .add_event_listener_with_callback(kind, listener.as_ref().unchecked_ref())
+                .is_ok()
+            {
+                // The listener lives as long as the page.
+                listener.forget();
+            }
+        }
+    }
+
+    /// Calls `callback` before the browser paints next (after the effects that draw the page ran).
+    pub fn next_frame(callback: impl FnOnce() + 'static) {
+        leptos::prelude::request_animation_frame(callback);
+    }
+
+    /// The text in the field with this id (empty when there is none).
+    pub fn field_value(id: &str) -> String {
+        element_by_id(id)
+            .and_then(|element| element.dyn_into::<web_sys::HtmlInputElement>().ok())
+            .map(|input| input.value())
+            .unwrap_or_default()
+    }
+
+    /// Empties the field with this id.
+    pub fn clear_field(id: &str) {
+        if let Some(input) =
+            element_by_id(id).and_then(|element| element.dyn_into::<web_sys::HtmlInputElement>().ok())
+        {
+            input.set_value("");
+        }
+    }
+
     /// A file or other bytes the browser holds: a chosen or dropped file, a pasted image, an image
     /// fetched from the gallery, a painted mask.
     pub type Blob = web_sys::Blob;
@@ -477,13 +650,13 @@ mod platform {
 
     /// The image dropped on an element, if any; the browser's own handling (opening the file) is
     /// prevented.
-    pub fn dropped_image(event: &web_sys::DragEvent) -> Option<Blob> {
+    pub fn dropped_image(event: &web_sys::Event) -> Option<Blob> {
         event.prevent_default();
-        first_image(event.data_transfer()?.files())
+        first_image(event.dyn_ref::<web_sys::DragEvent>()?.data_transfer()?.files())
     }
 
     /// Lets an element accept drops (a `dragover` that is not prevented refuses them).
-    pub fn allow_drop(event: &web_sys::DragEvent) {
+    pub fn allow_drop(event: &web_sys::Event) {
         event.prevent_default();
     }
 
@@ -519,12 +692,8 @@ mod platform {
 
     /// The picture pixel under a pointer event on the canvas `canvas_id` that shows a picture of
     /// `width` x `height`.
-    pub fn pointer_on(
-        event: &web_sys::PointerEvent,
-        canvas_id: &str,
-        width: u32,
-        height: u32,
-    ) -> Option<Point> {
+    pub fn pointer_on(event: &web_sys::Event, canvas_id: &str, width: u32, height: u32) -> Option<Point> {
+        let event = event.dyn_ref::<web_sys::PointerEvent>()?;
         element_rect(canvas_id)?.to_picture(
             f64::from(event.client_x()),
             f64::from(event.client_y()),
@@ -534,9 +703,12 @@ mod platform {
     }
 
     /// Keeps a pointer's moves coming to the element it went down on, even off its edge.
-    pub fn capture_pointer(event: &web_sys::PointerEvent) {
+    pub fn capture_pointer(event: &web_sys::Event) {
+        let Some(event) = event.dyn_ref::<web_sys::PointerEvent>() else {
+            return;
+        };
         if let Some(element) = event
-            .current_target()
+            .target()
             .and_then(|target| target.dyn_into::<web_sys::Element>().ok())
         {
             // Without capture, painting still works while the pointer stays on the canvas.
@@ -696,7 +868,7 @@ mod platform {
 mod platform {
     //! The server renders and never runs handlers or effects: these keep the components compiling.
 
-    use super::{ClientError, JobEvent, MaskPainting, Point, ScreenRect, StreamState};
+    use super::{Acted, ClientError, El, JobEvent, MaskPainting, Point, ScreenRect, StreamState};
 
     /// No browser, no fetch.
     pub async fn fetch_text(
@@ -758,6 +930,24 @@ mod platform {
     /// Nothing to scroll.
     pub fn scroll_into_view(_element_id: &str) {}
 
+    /// Nothing to draw into.
+    pub fn draw(_root_id: &str, _old: &[El], _new: &[El]) {}
+
+    /// No events.
+    pub fn on_acts(_root_id: &str, _kinds: &[&str], _callback: impl Fn(&leptos::ev::Event, Acted) + 'static) {
+    }
+
+    /// No frames.
+    pub fn next_frame(_callback: impl FnOnce() + 'static) {}
+
+    /// No fields.
+    pub fn field_value(_id: &str) -> String {
+        String::new()
+    }
+
+    /// No fields.
+    pub fn clear_field(_id: &str) {}
+
     /// No URL.
     pub fn location_search() -> String {
         String::new()
@@ -803,12 +993,12 @@ mod platform {
     }
 
     /// No files.
-    pub fn dropped_image(_event: &leptos::ev::DragEvent) -> Option<Blob> {
+    pub fn dropped_image(_event: &leptos::ev::Event) -> Option<Blob> {
         None
     }
 
     /// No drops.
-    pub fn allow_drop(_event: &leptos::ev::DragEvent) {}
+    pub fn allow_drop(_event: &leptos::ev::Event) {}
 
     /// No clipboard.
     pub fn on_paste_image(_callback: impl Fn(Blob) + 'static) {}
@@ -820,7 +1010,7 @@ mod platform {
 
     /// No pointer.
     pub fn pointer_on(
-        _event: &leptos::ev::PointerEvent,
+        _event: &leptos::ev::Event,
         _canvas_id: &str,
         _width: u32,
         _height: u32,
@@ -829,7 +1019,7 @@ mod platform {
     }
 
     /// No pointer.
-    pub fn capture_pointer(_event: &leptos::ev::PointerEvent) {}
+    pub fn capture_pointer(_event: &leptos::ev::Event) {}
 
     /// No canvas.
     pub fn draw_segment(_canvas_id: &str, _from: Point, _to: Point, _radius: f32) {}

@@ -362,6 +362,28 @@ impl StudioForm {
         }
     }
 
+    /// Takes a picked LoRA out.
+    pub fn remove_lora(&mut self, name: &str) {
+        self.loras.retain(|lora| lora.name != name);
+    }
+
+    /// A picked LoRA's slider moved (a strength read by [`LoraStrength::from_input`]).
+    pub fn set_lora_strength(&mut self, name: &str, strength: u8) {
+        if let Some(lora) = self.loras.iter_mut().find(|lora| lora.name == name) {
+            lora.strength = strength.min(FormLora::MAX);
+        }
+    }
+
+    /// A LoRA's trigger words tapped: they go at the end of the prompt, after a comma.
+    pub fn add_words(&mut self, words: &str) {
+        let kept = self.prompt.trim_end().len();
+        self.prompt.truncate(kept);
+        if !self.prompt.is_empty() {
+            self.prompt.push_str(", ");
+        }
+        self.prompt.push_str(words);
+    }
+
     /// A saved style applied with one tap: its shape and LoRAs come into the form (where they can
     /// still be changed), its words wrap the prompt when the job is made.
     pub fn apply_style(&mut self, style: &Style) {
@@ -603,6 +625,29 @@ mod tests {
             (saved.aspect_ratio, saved.loras),
             (style.aspect_ratio, style.loras)
         );
+    }
+
+    #[test]
+    fn a_picked_lora_moves_and_goes_and_its_words_join_the_prompt() {
+        let mut form = StudioForm::default();
+        form.add_lora("a".to_owned());
+        form.add_lora("b".to_owned());
+        form.set_lora_strength("b", 85);
+        form.set_lora_strength("missing", 10);
+        form.set_lora_strength("a", 250);
+        let strengths: Vec<(&str, u8)> = form
+            .loras
+            .iter()
+            .map(|lora| (lora.name.as_str(), lora.strength))
+            .collect();
+        assert_eq!(strengths, [("a", 200), ("b", 85)]);
+        form.remove_lora("a");
+        assert_eq!(form.loras.len(), 1);
+        form.add_words("wtrclr");
+        assert_eq!(form.prompt, "wtrclr");
+        form.prompt = "a fox ".to_owned();
+        form.add_words("ink style");
+        assert_eq!(form.prompt, "a fox, ink style");
     }
 
     #[test]

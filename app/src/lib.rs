@@ -17,5 +17,6 @@ pub mod i18n;
 pub mod job;
 pub mod pages;
 pub mod paint;
+pub mod plain;
 pub mod shell;
 pub mod studio;
