@@ -113,7 +113,13 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   const comfyUrl = `http://127.0.0.1:${comfyPort}`;
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
 
-  const comfy = start('comfy-sim', comfySimBin, ['--listen', `127.0.0.1:${comfyPort}`, '--step-ms', stepMs, '--previews'], logDir);
+  // Two LoRAs, so the studio lists them and a LoRA travels from the picker to the image (styles.spec.ts).
+  const comfy = start(
+    'comfy-sim',
+    comfySimBin,
+    ['--listen', `127.0.0.1:${comfyPort}`, '--step-ms', stepMs, '--previews', '--loras', 'watercolor.safetensors,ink.safetensors'],
+    logDir,
+  );
   const processes = [comfy];
   const servers: Server[] = [];
   const stop = async () => {

@@ -1,11 +1,11 @@
 //! Plain elements as data: a part of the page described as a tree of tags, attributes and text, which
 //! `browser::draw` brings the DOM to by patching it in place.
 //!
-//! For the parts mounted after hydration whose Leptos views cost more bundle bytes than the page's
-//! budget has room for (BENCHMARKS.md, "Budgets": the LoRA picker and the saved styles took 22 KB
-//! gzipped as views, against about 4 KB this way). A tree is built by a plain function of the state,
-//! so what a person sees is unit-tested without a browser; events reach the part's owner through
-//! `data-act` attributes (`browser::on_acts`), not a closure per element.
+//! For the parts mounted after hydration (the picture to start from with its painting, the LoRAs and
+//! the saved styles; see `components::mount_plain`): as Leptos views they took 50 KB of the gzipped
+//! bundle, over its budget (BENCHMARKS.md, "Budgets"). A tree is built by a plain function of the
+//! state, so what a person sees is unit-tested without a browser; events reach the part's owner
+//! through `data-act` attributes (`browser::on_acts`), not a closure per element.
 
 /// An event in a part drawn from plain elements (`browser::on_acts`): its type (`click`, `input`,
 /// `drop`...) and the `data-act`, `data-arg` and `value` of the element with an act it happened in,
@@ -48,8 +48,9 @@ impl El {
         el
     }
 
-    /// With an attribute. `value` is also the live property of inputs and lists (`browser::draw` keeps
-    /// them equal), so a control shows what the state says.
+    /// With an attribute. `value` is also the live property of inputs and lists, and a radio's
+    /// `checked` its live property (`browser::draw` keeps them equal), so a control shows what the
+    /// state says.
     pub fn attr(mut self, name: &'static str, value: impl Into<String>) -> El {
         self.attrs.push((name, value.into()));
         self

@@ -115,7 +115,8 @@ test('a LoRA from the studio\'s list travels to the image, its viewer and Reuse'
   const prompt = uniquePrompt(testInfo, 'a lighthouse');
   await page.locator('#prompt').fill(prompt);
   await page.getByRole('button', { name: 'Generate', exact: true }).click();
-  const thumb = page.locator('.thumb').first();
+  // Its own image: other tests make images on the same studio at the same time.
+  const thumb = page.getByRole('button', { name: `Show image: ${prompt}` });
   await expect(thumb).toBeVisible({ timeout: 30_000 });
   await picker.getByRole('button', { name: `Remove ${lora}` }).click();
   await expect(picker.locator('.lora')).toHaveCount(0);

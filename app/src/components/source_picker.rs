@@ -392,8 +392,8 @@ fn painter(ui: &Ui, picture: &SourcePicture, painting: &MaskPainting) -> El {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plain::find;
     use crate::i18n::EN;
+    use crate::plain::find;
 
     fn acting(act: &'static str) -> impl Fn(&El) -> bool {
         move |el| el.get("data-act") == Some(act)

@@ -388,9 +388,9 @@ fn style_fieldset(ui: &Ui, form: &StudioForm, lists: &Lists) -> El {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plain::find;
     use crate::api::{AspectRatio, LoraChoice};
     use crate::i18n::EN;
+    use crate::plain::find;
 
     fn lists() -> Lists {
         let lora = |name: &str, words: &[&str]| LoraInfo {
