@@ -18,6 +18,19 @@ pub struct Acted {
     pub value: String,
 }
 
+#[cfg(test)]
+impl Acted {
+    /// An event as `browser::on_acts` would read it (for tests of a part's acts).
+    pub fn of(kind: &str, act: &str, arg: &str, value: &str) -> Acted {
+        Acted {
+            kind: kind.to_owned(),
+            act: act.to_owned(),
+            arg: arg.to_owned(),
+            value: value.to_owned(),
+        }
+    }
+}
+
 /// One element: its tag, its attributes in order, and either its text or its children.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct El {

@@ -107,6 +107,21 @@ impl FakeHub {
     }
 }
 
+/// The offset a download resumed from: `gets` must be one whole GET, then one ranged GET
+/// (`Range: bytes=N-`) after the cut.
+fn resumed_once(gets: &[Seen]) -> usize {
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(gets[0].range, None);
+    gets[1]
+        .range
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap()
+}
+
 async fn serve(state: Arc<FakeHubState>, server: &'static str) -> std::net::SocketAddr {
     let router = Router::new().fallback(handle).with_state((state, server));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -514,18 +529,8 @@ async fn a_cut_connection_resumes_with_a_range_request_from_where_it_broke() {
         std::fs::read(fixture.path("text_encoders/te-q4.gguf")).unwrap(),
         fixture.text_encoder
     );
-    let gets = fixture.hub.gets_of(TEXT_ENCODER);
-    assert_eq!(gets.len(), 2, "{gets:?}");
-    assert_eq!(gets[0].range, None);
     // Whatever arrived before the cut (at most the 70 000 bytes sent) is kept and asked for no more.
-    let resumed_at: usize = gets[1]
-        .range
-        .as_deref()
-        .unwrap()
-        .trim_start_matches("bytes=")
-        .trim_end_matches('-')
-        .parse()
-        .unwrap();
+    let resumed_at = resumed_once(&fixture.hub.gets_of(TEXT_ENCODER));
     assert!(resumed_at > 0 && resumed_at <= 70_000, "{resumed_at}");
     assert!(!fixture.path("text_encoders/te-q4.gguf.part").exists());
 }
@@ -1093,17 +1098,7 @@ async fn a_cut_lora_download_resumes_from_where_it_broke() {
         std::fs::read(fixture.path("loras/grain.safetensors")).unwrap(),
         lora
     );
-    let gets = fixture.hub.gets_of(LORA);
-    assert_eq!(gets.len(), 2, "{gets:?}");
-    assert_eq!(gets[0].range, None);
-    let resumed_at: usize = gets[1]
-        .range
-        .as_deref()
-        .unwrap()
-        .trim_start_matches("bytes=")
-        .trim_end_matches('-')
-        .parse()
-        .unwrap();
+    let resumed_at = resumed_once(&fixture.hub.gets_of(LORA));
     assert!(resumed_at > 0 && resumed_at <= 30_000, "{resumed_at}");
     assert!(!fixture.path("loras/grain.safetensors.part").exists());
 }

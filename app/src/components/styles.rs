@@ -522,14 +522,7 @@ mod tests {
 
     #[test]
     fn events_read_as_acts_and_nothing_else() {
-        let read = |kind: &str, act: &str, arg: &str, value: &str| {
-            Act::read(&Acted {
-                kind: kind.to_owned(),
-                act: act.to_owned(),
-                arg: arg.to_owned(),
-                value: value.to_owned(),
-            })
-        };
+        let read = |kind, act, arg, value| Act::read(&Acted::of(kind, act, arg, value));
         assert_eq!(
             read("change", "add", "", "ink.safetensors"),
             Some(Act::AddLora("ink.safetensors".to_owned()))
