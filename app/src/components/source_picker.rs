@@ -31,27 +31,52 @@ pub struct Picker<'a> {
     pub error: Option<&'a str>,
     /// A picture is being sent.
     pub busy: bool,
-    pub painting: Option<&'a MaskPainting>,
+    pub painting: Option<Painted>,
     /// "Paint over a part" is open.
     pub painting_open: bool,
 }
 
+/// What the picker shows of the painting. It changes when a stroke starts or ends, not with every
+/// move of the pointer (each of which updates the painting itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Painted {
+    pub shown: bool,
+    pub brush: Brush,
+    pub can_undo: bool,
+    pub empty: bool,
+}
+
+impl Painted {
+    pub fn of(painting: &MaskPainting) -> Painted {
+        Painted {
+            shown: painting.shown,
+            brush: painting.brush,
+            can_undo: painting.can_undo(),
+            empty: painting.is_empty(),
+        }
+    }
+}
+
 /// Mounts the picker into the form (once, after hydration).
 pub fn mount(studio: Studio) {
+    // The picker is drawn again when this changes, not on every move of a stroke.
+    let painted = Memo::new(move |_| {
+        studio
+            .painting
+            .with(|painting| painting.as_ref().map(Painted::of))
+    });
     let build = move || {
         studio.form.with(|form| {
             studio.form_error.with(|error| {
-                studio.painting.with(|painting| {
-                    let state = Picker {
-                        source: form.source.as_ref(),
-                        strength: form.strength,
-                        error: error.as_ref().and_then(|error| error.message_for(Field::Source)),
-                        busy: studio.picture_busy.get(),
-                        painting: painting.as_ref(),
-                        painting_open: studio.painting_open.get(),
-                    };
-                    picker(studio.ui, state)
-                })
+                let state = Picker {
+                    source: form.source.as_ref(),
+                    strength: form.strength,
+                    error: error.as_ref().and_then(|error| error.message_for(Field::Source)),
+                    busy: studio.picture_busy.get(),
+                    painting: painted.get(),
+                    painting_open: studio.painting_open.get(),
+                };
+                picker(studio.ui, state)
             })
         })
     };
@@ -237,7 +262,7 @@ fn chooser(ui: &Ui, busy: bool) -> El {
 /// The chosen picture, small, with what can be done with it; the painting when open; the strength.
 fn chosen(ui: &Ui, picture: &SourcePicture, state: Picker<'_>) -> Vec<El> {
     let (width, height) = (picture.width.to_string(), picture.height.to_string());
-    let painted = state.painting.is_some_and(|painting| !painting.is_empty());
+    let painted = state.painting.is_some_and(|painting| !painting.empty);
     let tools = El::with("div", &[("class", "picture-tools")])
         .child(El::with("span", &[("class", "picture-size")]).text(format!("{width} × {height}")))
         .child(
@@ -303,7 +328,7 @@ fn chosen(ui: &Ui, picture: &SourcePicture, state: Picker<'_>) -> Vec<El> {
 
 /// The painting over the chosen picture, as wide as the form allows while its height stays within
 /// the screen.
-fn painter(ui: &Ui, picture: &SourcePicture, painting: &MaskPainting) -> El {
+fn painter(ui: &Ui, picture: &SourcePicture, painting: Painted) -> El {
     let (width, height) = (picture.width, picture.height);
     let stage_style =
         format!("aspect-ratio: {width} / {height}; width: min(100%, calc(70svh * {width} / {height}))");
@@ -364,8 +389,8 @@ fn painter(ui: &Ui, picture: &SourcePicture, painting: &MaskPainting) -> El {
             .text(label)
     };
     let actions = El::with("div", &[("class", "painter-actions")])
-        .child(button("undo", ui.undo).flag("disabled", !painting.can_undo()))
-        .child(button("clear", ui.clear).flag("disabled", painting.is_empty()))
+        .child(button("undo", ui.undo).flag("disabled", !painting.can_undo))
+        .child(button("clear", ui.clear).flag("disabled", painting.empty))
         .child(
             button("show", ui.show_painting)
                 .attr("aria-pressed", if painting.shown { "true" } else { "false" }),
@@ -452,7 +477,7 @@ mod tests {
         let mut painting = MaskPainting::new(1024, 768);
         let state = Picker {
             source: Some(&picture),
-            painting: Some(&painting),
+            painting: Some(Painted::of(&painting)),
             ..empty()
         };
         let closed = picker(&EN, state);
@@ -507,7 +532,7 @@ mod tests {
             &EN,
             Picker {
                 source: Some(&picture),
-                painting: Some(&painting),
+                painting: Some(Painted::of(&painting)),
                 painting_open: true,
                 ..empty()
             },
@@ -521,14 +546,7 @@ mod tests {
 
     #[test]
     fn events_read_as_acts_and_nothing_else() {
-        let read = |kind: &str, act: &str, arg: &str, value: &str| {
-            Act::read(&Acted {
-                kind: kind.to_owned(),
-                act: act.to_owned(),
-                arg: arg.to_owned(),
-                value: value.to_owned(),
-            })
-        };
+        let read = |kind, act, arg, value| Act::read(&Acted::of(kind, act, arg, value));
         // A drop anywhere on the picker counts, not only on an element with an act.
         assert_eq!(read("dragover", "", "", ""), Some(Act::DragOver));
         assert_eq!(read("drop", "remove", "", ""), Some(Act::Drop));
