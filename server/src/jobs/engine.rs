@@ -491,11 +491,14 @@ impl Engine {
                 };
                 let Some(job) = self.jobs.get_mut(&id) else { return };
                 job.entry.at = Some(self.slots[at.backend].name.clone());
-                self.dirty.remove(&id);
+                // The first entry named this backend, and nothing changed since: it is on disk as is.
+                let changed = self.dirty.remove(&id);
+                let journaled = job.written_at.take() == Some(at.backend) && !changed;
                 self.out.push(Command::Submit {
                     at,
                     link,
                     entry: job.entry.clone(),
+                    journaled,
                 });
             }
             Effect::Reconcile(_) => self.reconcile(id),
@@ -623,7 +626,10 @@ impl Engine {
     /// whose image is in the history.
     fn flush_journal(&mut self) {
         for id in std::mem::take(&mut self.dirty) {
-            let Some(job) = self.jobs.get(&id) else { continue };
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            job.written_at = None;
             let entry = match job.phase {
                 Phase::Completed { .. } => None,
                 _ => Some(job.entry.clone()),

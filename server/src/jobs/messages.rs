@@ -135,8 +135,14 @@ pub enum Command {
         notice: Option<Notice>,
     },
     /// Journal `entry` (it names the backend), then hand the job to `at.backend` under the connection
-    /// `link`; answer [`Msg::Submitted`].
-    Submit { at: At, link: String, entry: Entry },
+    /// `link`; answer [`Msg::Submitted`]. When `journaled`, the disk already holds `entry` as it is
+    /// (the job's first entry named this backend), and the hand-over goes at once.
+    Submit {
+        at: At,
+        link: String,
+        entry: Entry,
+        journaled: bool,
+    },
     /// Ask `at.backend`'s records about the job; answer [`Msg::Checked`].
     Check { id: JobId, at: At },
     /// Tell a backend to let go of a job: drop it from its queue and/or interrupt it. No answer.

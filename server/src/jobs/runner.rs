@@ -62,15 +62,27 @@ impl Runner {
                     });
                 }
             }
-            Command::Submit { at, link, entry } => {
+            Command::Submit {
+                at,
+                link,
+                entry,
+                journaled,
+            } => {
                 let runner = self.clone();
                 tokio::spawn(async move {
                     let id = entry.id;
                     let spec = entry.spec.clone();
                     // Written before the hand-over: after a restart, only the backend the journal names
                     // has a say about the job.
-                    let written = runner.journal.write(id, Some(entry), Keep::Cached).await;
-                    let outcome = if matches!(written, Ok(true)) {
+                    let written = if journaled {
+                        true
+                    } else {
+                        matches!(
+                            runner.journal.write(id, Some(entry), Keep::Cached).await,
+                            Ok(true)
+                        )
+                    };
+                    let outcome = if written {
                         runner.submit(at.backend, id, &spec, &link).await
                     } else {
                         tracing::warn!(%id, "cannot note the job's backend in the journal; not sending it");

@@ -9,9 +9,11 @@ use zimage_contract::JobFailure;
 
 use super::super::schedule::{self, Candidate};
 use super::super::state::{self, At, Input, Phase};
+use super::job::Slot;
 use super::{Command, Engine, RESTART_GRACE_SILENCES};
 use crate::comfy::ComfyEvent;
 use crate::job_id::JobId;
+use crate::validation::Lora;
 
 impl Engine {
     /// Notes which backends could take a job now (a waiting job's deadline runs from the last moment
@@ -59,17 +61,7 @@ impl Engine {
                 self.line.remove(&(tag, id));
                 continue;
             };
-            let candidates: Vec<Candidate> = self
-                .slots
-                .iter()
-                .zip(&busy)
-                .map(|(slot, busy)| Candidate {
-                    available: busy.is_none() && slot.can_work(now) && slot.has_all(&job.entry.spec.loras),
-                    median: schedule::median(slot.timings.iter().copied()),
-                    idle_since: slot.idle_since,
-                })
-                .collect();
-            let Some(backend) = schedule::pick_backend(&candidates) else {
+            let Some(backend) = pick(&self.slots, &busy, &job.entry.spec.loras, now) else {
                 // Its LoRAs are on backends that are busy or away: it keeps its place.
                 after = Some((tag, id));
                 continue;
@@ -96,6 +88,16 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The backend a job just submitted would be handed to once journaled, if the line is empty and
+    /// a backend that can run it is free: its first journal entry names it, so that the hand-over
+    /// needs no second write.
+    pub(super) fn backend_for_new(&self, loras: &[Lora], now: Instant) -> Option<usize> {
+        if self.stopping || !self.line.is_empty() {
+            return None;
+        }
+        pick(&self.slots, &self.busy(), loras, now)
     }
 
     /// A backend that died or stopped answering while holding a job: when another backend is ready,
@@ -278,4 +280,19 @@ impl Engine {
             }
         }
     }
+}
+
+/// The backend ([`schedule::pick_backend`]) that gets a job using `loras`, among those free (`busy`
+/// holds each backend's job) and able to run it now.
+fn pick(slots: &[Slot], busy: &[Option<JobId>], loras: &[Lora], now: Instant) -> Option<usize> {
+    let candidates: Vec<Candidate> = slots
+        .iter()
+        .zip(busy)
+        .map(|(slot, busy)| Candidate {
+            available: busy.is_none() && slot.can_work(now) && slot.has_all(loras),
+            median: schedule::median(slot.timings.iter().copied()),
+            idle_since: slot.idle_since,
+        })
+        .collect();
+    schedule::pick_backend(&candidates)
 }

@@ -111,6 +111,9 @@ pub(super) struct Job {
     pub(super) cancel_replies: Vec<oneshot::Sender<Result<JobView, JobError>>>,
     /// The cancel is on disk.
     pub(super) cancel_journaled: bool,
+    /// The backend its first journal entry names, chosen when it was submitted because one was free:
+    /// handed there at once, it needs no second write. Forgotten at its first hand-over.
+    pub(super) written_at: Option<usize>,
 }
 
 /// The bookkeeping of checks against a backend's records (I/O state, not the job's life).
@@ -152,6 +155,7 @@ impl Job {
             accept_reply: None,
             cancel_replies: Vec::new(),
             cancel_journaled: false,
+            written_at: None,
         }
     }
 

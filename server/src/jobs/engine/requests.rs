@@ -58,17 +58,25 @@ impl Engine {
             return;
         }
         let entry = Entry::new(id, owner, spec);
+        // With a backend free and nobody in line, the job goes there as soon as it is journaled: its
+        // first entry names that backend already, and the hand-over writes nothing more.
+        let written_at = self.backend_for_new(&entry.spec.loras, now);
+        let written = Entry {
+            at: written_at.map(|backend| self.slots[backend].name.clone()),
+            ..entry.clone()
+        };
         let mut job = Job::new(
-            entry.clone(),
+            entry,
             Phase::Waiting,
             EventLog::starting_at(self.first_event_id),
             now,
         );
         job.accept_reply = Some(reply);
+        job.written_at = written_at;
         self.jobs.insert(id, job);
         self.out.push(Command::Journal {
             id,
-            entry: Some(entry),
+            entry: Some(written),
             keep: Keep::New,
             notice: Some(Notice::Accepted),
         });
@@ -107,6 +115,13 @@ impl Engine {
                 if let Some(reply) = reply {
                     // A submitter that hung up changes nothing: the job goes on.
                     let _ = reply.send(Ok(accepted));
+                }
+                self.pump(now);
+                // Its backend was taken meanwhile: the disk must not say it is there while it waits.
+                if let Some(job) = self.jobs.get_mut(&id)
+                    && job.written_at.take().is_some()
+                {
+                    self.dirty.insert(id);
                 }
             }
             Notice::Cancelled => {
