@@ -64,6 +64,10 @@ pub struct ImageStore {
     /// its image is still there: without it a thumbnail made from an image deleted meanwhile would be
     /// written after the delete, and come back.
     changing_files: Arc<tokio::sync::Mutex<()>>,
+    /// The image saved last, until its first read: whoever made it fetches it right after `completed`,
+    /// and gets it from memory instead of from the file just written. One image at most, let go at
+    /// that read (or at the next save), so it costs no memory for long.
+    just_saved: Arc<std::sync::Mutex<Option<(JobId, PngPieces)>>>,
     /// Stops thumbnail making between the decode and the write (the race test).
     #[cfg(test)]
     thumbnail_gate: Option<Arc<tests::Gate>>,
@@ -89,6 +93,7 @@ impl ImageStore {
             dir: dir.to_owned(),
             making_thumbnail: Arc::new(tokio::sync::Mutex::new(())),
             changing_files: Arc::new(tokio::sync::Mutex::new(())),
+            just_saved: Arc::default(),
             #[cfg(test)]
             thumbnail_gate: None,
         })
@@ -130,10 +135,36 @@ impl ImageStore {
     /// The bytes of a stored image, or `None` when there is none by that id. A thumbnail asked for the
     /// first time is made now, and kept.
     pub async fn read(&self, id: JobId, variant: Variant) -> Result<Option<Bytes>, ImageError> {
+        if variant == Variant::Full
+            && let Some(png) = self.take_just_saved(id)
+        {
+            return Ok(Some(png.to_bytes()));
+        }
         match read_file(&self.path(id, variant)).await? {
             None if variant == Variant::Thumbnail => self.make_thumbnail(id).await,
             read => Ok(read),
         }
+    }
+
+    /// Keeps `png`, just saved as the image of `id`, for its first read ([`ImageStore::read`]).
+    pub(crate) fn hold_just_saved(&self, id: JobId, png: PngPieces) {
+        *self.just_saved() = Some((id, png));
+    }
+
+    /// The image held since its save, if it is `id`'s; it is let go.
+    fn take_just_saved(&self, id: JobId) -> Option<PngPieces> {
+        let mut held = self.just_saved();
+        match &*held {
+            Some((held_id, _)) if *held_id == id => held.take().map(|(_, png)| png),
+            _ => None,
+        }
+    }
+
+    // A poisoned lock only means a thread panicked while it swapped the slot; the slot is still whole.
+    fn just_saved(&self) -> std::sync::MutexGuard<'_, Option<(JobId, PngPieces)>> {
+        self.just_saved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes, stores and returns the thumbnail of a stored image; `None` when there is no image.
@@ -166,6 +197,7 @@ impl ImageStore {
     /// Deletes both files of an image, durably; a missing file is not an error.
     pub async fn remove(&self, id: JobId) -> Result<(), ImageError> {
         let _no_thumbnail_write = self.changing_files.lock().await;
+        self.take_just_saved(id);
         for variant in [Variant::Full, Variant::Thumbnail] {
             atomic_file::remove(&self.path(id, variant)).await?;
         }
@@ -175,6 +207,7 @@ impl ImageStore {
     /// [`ImageStore::remove`] on the calling thread, which must be a blocking one (not the runtime's).
     pub(crate) fn remove_blocking(&self, id: JobId) -> Result<(), ImageError> {
         let _no_thumbnail_write = self.changing_files.blocking_lock();
+        self.take_just_saved(id);
         for variant in [Variant::Full, Variant::Thumbnail] {
             atomic_file::remove_blocking(&self.path(id, variant))?;
         }

@@ -160,8 +160,10 @@ pub(crate) async fn save_with(
     let id = record.id;
     tokio::task::spawn_blocking(move || {
         let saved = save_steps(&images, &history, record, &png, &observe);
-        if let Err(error) = &saved {
-            take_back(&images, &history, id, error);
+        match &saved {
+            Ok(Outcome::Saved) => images.hold_just_saved(id, png),
+            Ok(Outcome::Crashed(_)) => {}
+            Err(error) => take_back(&images, &history, id, error),
         }
         saved
     })
@@ -508,7 +510,9 @@ mod tests {
 
         /// Asserts "both or neither" for `id`, from a fresh look at the disk; true when both.
         async fn both_or_neither(&self, id: JobId, png: &Bytes) -> bool {
-            let image = self.images.read(id, Variant::Full).await.unwrap();
+            // A store of its own, which holds no image in memory: what is on the disk.
+            let on_disk = ImageStore::open(self.images.dir()).await.unwrap();
+            let image = on_disk.read(id, Variant::Full).await.unwrap();
             match self.history.get(id) {
                 Some(kept) => {
                     assert_eq!(kept, record(id));
@@ -916,5 +920,49 @@ mod tests {
             root.path().join("checked").exists(),
             "the child did not run its checks"
         );
+    }
+
+    #[tokio::test]
+    async fn the_image_just_saved_is_read_once_from_memory_then_from_the_disk() {
+        let root = tempfile::tempdir().unwrap();
+        let data = Data::open(root.path()).await;
+        let (id, png) = (JobId::new(), noise_png(64));
+        save(&data.images, &data.history, record(id), png.clone())
+            .await
+            .unwrap();
+        // Gone from the disk behind the store's back: only the copy in memory can answer.
+        let path = data.images.dir().join(format!("{id}.png"));
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_eq!(on_disk, png);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            data.images.read(id, Variant::Full).await.unwrap(),
+            Some(png.clone())
+        );
+        assert_eq!(
+            data.images.read(id, Variant::Full).await.unwrap(),
+            None,
+            "held after its first read"
+        );
+
+        // A deleted image is not served from memory either.
+        let other = JobId::new();
+        save(&data.images, &data.history, record(other), png.clone())
+            .await
+            .unwrap();
+        data.images.remove(other).await.unwrap();
+        assert_eq!(data.images.read(other, Variant::Full).await.unwrap(), None);
+
+        // Only the last image is held: an earlier one is read from its file.
+        let (first, second) = (JobId::new(), JobId::new());
+        save(&data.images, &data.history, record(first), png.clone())
+            .await
+            .unwrap();
+        save(&data.images, &data.history, record(second), png.clone())
+            .await
+            .unwrap();
+        std::fs::remove_file(data.images.dir().join(format!("{first}.png"))).unwrap();
+        assert_eq!(data.images.read(first, Variant::Full).await.unwrap(), None);
+        assert_eq!(data.images.read(second, Variant::Full).await.unwrap(), Some(png));
     }
 }
