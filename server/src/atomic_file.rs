@@ -115,7 +115,12 @@ pub fn stage_new_blocking(path: &Path, pieces: &[&[u8]]) -> io::Result<Staged> {
 /// [`write_bytes`] for a new file ([`stage_new_blocking`]): durable when it returns, with one flush.
 pub async fn create(path: &Path, bytes: Bytes) -> io::Result<()> {
     let path = path.to_owned();
-    in_blocking(move || stage_new_blocking(&path, &[&bytes])?.commit_blocking()).await
+    in_blocking(move || create_blocking(&path, &bytes)).await
+}
+
+/// [`create`] on the calling thread.
+pub fn create_blocking(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    stage_new_blocking(path, &[bytes])?.commit_blocking()
 }
 
 /// A new temporary file in `path`'s folder, named as [`sweep_temporaries`] expects.
@@ -142,17 +147,24 @@ pub async fn write_bytes(path: &Path, bytes: Bytes) -> io::Result<()> {
     stage(path, bytes).await?.commit().await
 }
 
+/// [`write`] on the calling thread.
+pub fn write_blocking(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    stage_blocking(path, &[bytes])?.commit_blocking()
+}
+
 /// Writes `bytes` to `path` atomically but without flushing anything: a reader, or a start after this
 /// process was killed, sees the old content or the new (the page cache outlives the process), but a
 /// power cut may undo it. For notes that are worth keeping but not worth a disk flush on the hot path.
 pub async fn replace(path: &Path, bytes: Bytes) -> io::Result<()> {
     let path = path.to_owned();
-    in_blocking(move || {
-        let mut file = temporary_beside(&path)?;
-        file.write_all(&bytes)?;
-        file.into_temp_path().persist(&path).map_err(|error| error.error)
-    })
-    .await
+    in_blocking(move || replace_blocking(&path, &bytes)).await
+}
+
+/// [`replace`] on the calling thread.
+pub fn replace_blocking(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = temporary_beside(path)?;
+    file.write_all(bytes)?;
+    file.into_temp_path().persist(path).map_err(|error| error.error)
 }
 
 /// Removes a file durably (its folder is flushed). Returns whether it existed.

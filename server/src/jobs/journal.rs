@@ -11,7 +11,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use zimage_contract::{JobFailure, JobStatus};
 
@@ -157,14 +156,15 @@ impl Journal {
         Ok(entries)
     }
 
-    /// Records an entry; returns once it is kept as `keep` says.
-    pub async fn write(&self, entry: &Entry, keep: Keep) -> io::Result<()> {
-        let json = Bytes::from(serde_json::to_vec(entry).map_err(io::Error::other)?);
+    /// Records an entry, on the calling thread (a blocking one: the journal's writer has a thread of
+    /// its own); returns once it is kept as `keep` says.
+    pub fn write_blocking(&self, entry: &Entry, keep: Keep) -> io::Result<()> {
+        let json = serde_json::to_vec(entry).map_err(io::Error::other)?;
         let path = self.path(entry.id);
         match keep {
-            Keep::New => atomic_file::create(&path, json).await,
-            Keep::Durable => atomic_file::write_bytes(&path, json).await,
-            Keep::Cached => atomic_file::replace(&path, json).await,
+            Keep::New => atomic_file::create_blocking(&path, &json),
+            Keep::Durable => atomic_file::write_blocking(&path, &json),
+            Keep::Cached => atomic_file::replace_blocking(&path, &json),
         }
     }
 
@@ -176,7 +176,15 @@ impl Journal {
 
     /// Forgets a job. A missing entry is fine (it was never written, or removed already).
     pub async fn remove(&self, id: JobId) -> io::Result<()> {
-        match tokio::fs::remove_file(self.path(id)).await {
+        let journal = self.clone();
+        tokio::task::spawn_blocking(move || journal.remove_blocking(id))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    /// [`Journal::remove`] on the calling thread.
+    pub fn remove_blocking(&self, id: JobId) -> io::Result<()> {
+        match std::fs::remove_file(self.path(id)) {
             Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
             _ => Ok(()),
         }
@@ -215,9 +223,9 @@ mod tests {
             failure: None,
             at_ms: 1_000,
         });
-        journal.write(&cancelled, Keep::Durable).await.unwrap();
+        journal.write_blocking(&cancelled, Keep::Durable).unwrap();
         let waiting = entry("a waiting fox");
-        journal.write(&waiting, Keep::Cached).await.unwrap();
+        journal.write_blocking(&waiting, Keep::Cached).unwrap();
         assert_eq!(journal.read(cancelled.id).await, Some(cancelled.clone()));
 
         let (_, found) = Journal::open(dir.path(), 2_000).await.unwrap();
@@ -248,8 +256,8 @@ mod tests {
         let (journal, found) = Journal::open(dir.path(), 0).await.unwrap();
         assert!(found.is_empty());
         let (first, second) = (entry("一只狐狸"), entry("a fox"));
-        journal.write(&second, Keep::New).await.unwrap();
-        journal.write(&first, Keep::Durable).await.unwrap();
+        journal.write_blocking(&second, Keep::New).unwrap();
+        journal.write_blocking(&first, Keep::Durable).unwrap();
         let (journal, found) = Journal::open(dir.path(), 0).await.unwrap();
         assert_eq!(found, vec![first.clone(), second.clone()]);
         journal.remove(first.id).await.unwrap();
@@ -263,7 +271,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = Journal::open(dir.path(), 0).await.unwrap();
         let good = entry("fox");
-        journal.write(&good, Keep::New).await.unwrap();
+        journal.write_blocking(&good, Keep::New).unwrap();
         let damaged = JobId::new();
         std::fs::write(dir.path().join(format!("{damaged}.json")), b"{\"id\":").unwrap();
         // A whole entry under another job's name is not trusted either.

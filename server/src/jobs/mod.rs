@@ -201,12 +201,13 @@ impl Jobs {
         let engine = Engine::new(setup, tokio::time::Instant::now().into_std(), unfinished);
         let (sender, inbox) = mpsc::unbounded_channel();
         let (saving_sender, saving) = watch::channel(0);
+        let journal_writer = JournalWriter::spawn(journal.clone(), sender.clone())?;
         let runner = Runner {
             backends: backends.iter().map(|backend| backend.comfy.clone()).collect(),
             workflow,
             images: images.clone(),
             history: history.clone(),
-            journal: JournalWriter::spawn(journal.clone()),
+            journal: journal_writer,
             pictures,
             inbox: sender.clone(),
             previews,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use zimage_contract::JobFailure;
 
-use super::engine::{Command, Msg, PREVIEW_ANNOUNCE_DELAY, SaveOutcome, SubmitOutcome, now_ms};
+use super::engine::{Command, Msg, Notice, PREVIEW_ANNOUNCE_DELAY, SaveOutcome, SubmitOutcome, now_ms};
 use super::journal::{Entry, Journal, Keep};
 use crate::comfy::workflow::{SourceImage, Workflow};
 use crate::comfy::{self, OutputImage, RemoteState, client::ComfyClient};
@@ -52,16 +52,9 @@ impl Runner {
                 entry,
                 keep,
                 notice,
-            } => {
-                let done = self.journal.write(id, entry, keep);
-                if let Some(notice) = notice {
-                    let inbox = self.inbox.clone();
-                    tokio::spawn(async move {
-                        let ok = matches!(done.await, Ok(true));
-                        let _ = inbox.send(Msg::Journaled { id, notice, ok });
-                    });
-                }
-            }
+            } => self
+                .journal
+                .write(id, entry, keep, notice.map_or(Done::Nobody, Done::Notice)),
             Command::Submit {
                 at,
                 link,
@@ -74,13 +67,12 @@ impl Runner {
                     let spec = entry.spec.clone();
                     // Written before the hand-over: after a restart, only the backend the journal names
                     // has a say about the job.
-                    let written = if journaled {
-                        true
-                    } else {
-                        matches!(
-                            runner.journal.write(id, Some(entry), Keep::Cached).await,
-                            Ok(true)
-                        )
+                    let written = journaled || {
+                        let (done, answer) = oneshot::channel();
+                        runner
+                            .journal
+                            .write(id, Some(entry), Keep::Cached, Done::Reply(done));
+                        matches!(answer.await, Ok(true))
                     };
                     let outcome = if written {
                         runner.submit(at.backend, id, &spec, &link).await
@@ -323,53 +315,74 @@ fn submit_failure(id: JobId, error: comfy::Error) -> SubmitOutcome {
     }
 }
 
-/// One journal write: the entry (or its removal), and who waits for it.
+/// One journal write: the entry (or its removal), and who hears that it is done.
 struct Write {
     id: JobId,
     entry: Option<Entry>,
     keep: Keep,
-    done: oneshot::Sender<bool>,
+    done: Done,
 }
 
-/// The journal's one writer: writes in the order they were asked for.
+/// Who hears that a journal write is done, and whether it worked.
+pub enum Done {
+    /// The engine, as [`Msg::Journaled`] with this notice.
+    Notice(Notice),
+    /// Whoever holds the other end.
+    Reply(oneshot::Sender<bool>),
+    Nobody,
+}
+
+/// The journal's one writer: a thread of its own that writes in the order the writes were asked for
+/// and tells the engine itself. A write then costs two hand-offs (engine to writer, writer to
+/// engine), where a task of the runtime that awaited the blocking pool took five; the accepted job's
+/// answer waits for them.
 #[derive(Clone)]
 pub struct JournalWriter {
     sender: mpsc::UnboundedSender<Write>,
 }
 
 impl JournalWriter {
-    /// Starts the writer over `journal`; it stops when every handle is dropped.
-    pub fn spawn(journal: Journal) -> JournalWriter {
+    /// Starts the writer over `journal`, telling the engine on `inbox`; it stops when every handle is
+    /// dropped.
+    pub fn spawn(journal: Journal, inbox: mpsc::UnboundedSender<Msg>) -> std::io::Result<JournalWriter> {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Write>();
-        tokio::spawn(async move {
-            while let Some(write) = receiver.recv().await {
-                let result = match &write.entry {
-                    Some(entry) => journal.write(entry, write.keep).await,
-                    None => journal.remove(write.id).await,
-                };
-                if let Err(error) = &result {
-                    tracing::warn!(id = %write.id, %error, "cannot write the job's journal entry");
+        std::thread::Builder::new()
+            .name("zimage-journal".to_owned())
+            .spawn(move || {
+                while let Some(write) = receiver.blocking_recv() {
+                    let result = match &write.entry {
+                        Some(entry) => journal.write_blocking(entry, write.keep),
+                        None => journal.remove_blocking(write.id),
+                    };
+                    if let Err(error) = &result {
+                        tracing::warn!(id = %write.id, %error, "cannot write the job's journal entry");
+                    }
+                    let ok = result.is_ok();
+                    match write.done {
+                        Done::Notice(notice) => {
+                            let _ = inbox.send(Msg::Journaled {
+                                id: write.id,
+                                notice,
+                                ok,
+                            });
+                        }
+                        Done::Reply(reply) => {
+                            let _ = reply.send(ok);
+                        }
+                        Done::Nobody => {}
+                    }
                 }
-                let _ = write.done.send(result.is_ok());
-            }
-        });
-        JournalWriter { sender }
+            })?;
+        Ok(JournalWriter { sender })
     }
 
-    /// Queues a write (or, for `None`, a removal); the answer says whether it was done.
-    pub fn write(
-        &self,
-        id: JobId,
-        entry: Option<Entry>,
-        keep: Keep,
-    ) -> impl Future<Output = Result<bool, oneshot::error::RecvError>> + use<> {
-        let (done, answer) = oneshot::channel();
+    /// Queues a write (or, for `None`, a removal); `done` hears whether it was done.
+    pub fn write(&self, id: JobId, entry: Option<Entry>, keep: Keep, done: Done) {
         let _ = self.sender.send(Write {
             id,
             entry,
             keep,
             done,
         });
-        answer
     }
 }
