@@ -17,7 +17,9 @@ use crate::startup::StartupReport;
 use crate::studio::StudioBench;
 
 /// The targets of the benchmark issue.
-pub(crate) const OVERHEAD_MEDIAN_TARGET_MS: f64 = 2.0;
+/// The gateway's own cost per job with its data on a tmpfs, where a flush costs nothing (issue 20). On a
+/// real disk the target is the disk's own durable write, measured in the same run.
+pub(crate) const OVERHEAD_MEDIAN_TARGET_MS: f64 = 1.0;
 pub(crate) const RELAY_P99_TARGET_MS: f64 = 5.0;
 pub(crate) const RELAY_TARGET_WATCHERS: usize = 200;
 pub(crate) const FANOUT_WATCHERS: usize = 1000;
@@ -81,9 +83,24 @@ pub(crate) fn table(results: &Results) -> String {
         rows.push([measure, result, baseline, target, met]);
     };
     if let Some(overhead) = &results.overhead {
+        // On a tmpfs a flush costs nothing, and the target is the gateway's own work; on a disk, the
+        // disk's cost of the one durable write the promise needs.
+        let disk = overhead.disk.as_ref().filter(|disk| disk.filesystem != "tmpfs");
+        let (folder, target, met) = match disk {
+            Some(disk) => (
+                format!("on the disk ({})", disk.filesystem),
+                "no more than the disk's durable write (next row)".to_owned(),
+                overhead.added_median_ms <= disk.large.median_ms,
+            ),
+            None => (
+                "on a tmpfs".to_owned(),
+                format!("< {OVERHEAD_MEDIAN_TARGET_MS} ms added (median)"),
+                overhead.added_median_ms < OVERHEAD_MEDIAN_TARGET_MS,
+            ),
+        };
         row(
             format!(
-                "1. Gateway overhead per job ({}x{}, {} jobs per path)",
+                "1. Gateway overhead per job, data folder {folder} ({}x{}, {} jobs per path)",
                 overhead.width, overhead.height, overhead.jobs_per_path
             ),
             format!(
@@ -109,8 +126,8 @@ pub(crate) fn table(results: &Results) -> String {
                     _ => String::new(),
                 }
             ),
-            format!("< {OVERHEAD_MEDIAN_TARGET_MS} ms added (median)"),
-            verdict(overhead.added_median_ms < OVERHEAD_MEDIAN_TARGET_MS).to_owned(),
+            target,
+            verdict(met).to_owned(),
         );
         if let Some(disk) = &overhead.disk {
             row(
@@ -129,8 +146,8 @@ pub(crate) fn table(results: &Results) -> String {
                     bytes(overhead.image_bytes as u64),
                     disk.image_sized.median_ms
                 ),
-                "added per job (median) at most this".to_owned(),
-                verdict(overhead.added_median_ms <= disk.large.median_ms).to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
             );
         }
     }
