@@ -43,7 +43,7 @@ async fn serve(
     JobIdParam(id): JobIdParam,
     variant: Variant,
 ) -> Result<Response, ApiError> {
-    // Through the jobs: a just-finished image is served from memory while it is being written.
+    // Through the jobs: the image saved last is served from memory at its first read.
     let bytes = state
         .jobs
         .image(id, variant)
