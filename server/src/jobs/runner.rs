@@ -1,6 +1,6 @@
 //! The engine's hands: each [`Command`] of the engine runs here, in a task of its own, against the
 //! job's backend, the disk or the clock, and its result goes back to the engine as a [`Msg`] on the
-//! engine's one channel. Journal writes go through one writer task, in order, so a job's later entry
+//! engine's one channel. Journal writes go through one writer thread, in order, so a job's later entry
 //! never loses to an earlier one.
 
 use std::sync::Arc;
