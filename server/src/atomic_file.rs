@@ -142,9 +142,10 @@ pub async fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_bytes(path, Bytes::copy_from_slice(bytes)).await
 }
 
-/// [`write`] without copying `bytes`.
+/// [`write`] without copying `bytes`: one hand-off to the blocking pool for the whole write.
 pub async fn write_bytes(path: &Path, bytes: Bytes) -> io::Result<()> {
-    stage(path, bytes).await?.commit().await
+    let path = path.to_owned();
+    in_blocking(move || write_blocking(&path, &bytes)).await
 }
 
 /// [`write`] on the calling thread.
