@@ -641,20 +641,7 @@ async fn a_checksum_mismatch_removes_the_download_and_names_both_hashes() {
         .await
         .unwrap_err();
 
-    let Error::ChecksumMismatch {
-        file,
-        expected,
-        actual,
-        reference,
-    } = &error
-    else {
-        panic!("expected a checksum mismatch, got {error}");
-    };
-    assert_eq!(file, TEXT_ENCODER);
-    assert_eq!(expected.as_str(), wrong);
-    assert_eq!(actual.as_str(), sha256(&fixture.text_encoder));
-    assert_eq!(*reference, HashSource::Manifest);
-    assert!(error.to_string().contains("removed"), "{error}");
+    assert_removed_for_its_manifest_hash(&error, TEXT_ENCODER, &wrong, &fixture.text_encoder);
     assert!(!fixture.path("text_encoders/te-q4.gguf").exists());
     assert!(!fixture.path("text_encoders/te-q4.gguf.part").exists());
 }
@@ -1113,20 +1100,7 @@ async fn a_lora_that_does_not_match_its_sha256_is_removed_and_named() {
 
     let error = fixture.fetch_all(&text, None).await.unwrap_err();
 
-    let Error::ChecksumMismatch {
-        file,
-        expected,
-        actual,
-        reference,
-    } = &error
-    else {
-        panic!("expected a checksum mismatch, got {error}");
-    };
-    assert_eq!(file, LORA);
-    assert_eq!(expected.as_str(), wrong);
-    assert_eq!(actual.as_str(), sha256(&lora));
-    assert_eq!(*reference, HashSource::Manifest);
-    assert!(error.to_string().contains("removed"), "{error}");
+    assert_removed_for_its_manifest_hash(&error, LORA, &wrong, &lora);
     assert!(!fixture.path("loras/grain.safetensors").exists());
     assert!(!fixture.path("loras/grain.safetensors.part").exists());
     // The set's files came first and stay.
@@ -1296,4 +1270,23 @@ async fn list_shows_the_manifest_loras_and_the_files_dropped_into_the_folder() {
     // No folder at all: nothing dropped in.
     let empty = tempfile::tempdir().unwrap();
     assert!(loose_loras(empty.path(), &manifest).await.unwrap().is_empty());
+}
+
+/// `error` says that `file`, as served (`served`), did not match the manifest's `expected` sha256 and
+/// was removed.
+fn assert_removed_for_its_manifest_hash(error: &Error, file: &str, expected: &str, served: &[u8]) {
+    let Error::ChecksumMismatch {
+        file: named,
+        expected: wanted,
+        actual,
+        reference,
+    } = error
+    else {
+        panic!("expected a checksum mismatch, got {error}");
+    };
+    assert_eq!(named, file);
+    assert_eq!(wanted.as_str(), expected);
+    assert_eq!(actual.as_str(), sha256(served));
+    assert_eq!(*reference, HashSource::Manifest);
+    assert!(error.to_string().contains("removed"), "{error}");
 }
