@@ -443,7 +443,10 @@ impl Engine {
             job.last_backend = None;
             job.entry.at = None;
             self.dirty.insert(id);
-            self.line.insert((job.tag, id));
+            // One not yet acknowledged joins the line once its first write is done.
+            if job.accepted {
+                self.line.insert((job.tag, id));
+            }
         }
         if job.phase.is_final() {
             job.ended = Some(now);
@@ -629,6 +632,12 @@ impl Engine {
             let Some(job) = self.jobs.get_mut(&id) else {
                 continue;
             };
+            if !job.accepted {
+                // Until its first write is done a job has no other: should that one fail, nothing
+                // written after it may bring the job back.
+                self.dirty.insert(id);
+                continue;
+            }
             job.written_at = None;
             let entry = match job.phase {
                 Phase::Completed { .. } => None,

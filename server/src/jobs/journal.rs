@@ -2,7 +2,8 @@
 //! before the job is acknowledged, so a job survives a crash or a restart of the gateway. It also
 //! notes, before each hand-over, the backend the job goes to (so after a restart only that backend's
 //! records count, never an abandoned copy's; a job that finds a backend free has it in its first
-//! entry, and its hand-over writes nothing more), a person's cancel (durably, before the cancel is
+//! entry, and goes there while that entry is written: it is acknowledged only once the write is done,
+//! and no other write of the job comes before), a person's cancel (durably, before the cancel is
 //! acknowledged, so it is final across a crash), and how a job that did not complete ended, kept for
 //! [`ENDINGS_KEPT`] so its ending stays readable across restarts. A completed job's entry is removed:
 //! the history has it.

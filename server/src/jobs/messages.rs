@@ -135,8 +135,9 @@ pub enum Command {
         notice: Option<Notice>,
     },
     /// Journal `entry` (it names the backend), then hand the job to `at.backend` under the connection
-    /// `link`; answer [`Msg::Submitted`]. When `journaled`, the disk already holds `entry` as it is
-    /// (the job's first entry named this backend), and the hand-over goes at once.
+    /// `link`; answer [`Msg::Submitted`]. When `journaled`, `entry` as it is is on the disk already, or
+    /// is the job's first entry, being written beside this hand-over (the job is acknowledged once that
+    /// write is done), and the hand-over goes at once.
     Submit {
         at: At,
         link: String,

@@ -1,8 +1,8 @@
 //! Deterministic simulation of the job engine, as FoundationDB and TigerBeetle test theirs: the real
 //! [`Engine`] against simulated ComfyUI backends, a simulated disk and a virtual clock, driven through
 //! random schedules (submissions from several clients, cancels, backends killed, stalled, restarted,
-//! not ready, slow or lost answers, clients hanging up, the gateway crashing and starting again over
-//! the same data) from a seed, with every promise checked after every step. A failing schedule prints
+//! not ready, slow or lost answers, clients hanging up, the disk refusing a journal write or an image,
+//! the gateway crashing and starting again over the same data) from a seed, with every promise checked after every step. A failing schedule prints
 //! its seed and its story; `ZIMAGE_SIM_SEED=<seed> cargo test -p server --lib sim` replays it exactly,
 //! and `ZIMAGE_SIM_SCHEDULES=<n>` runs more (`scripts/soak`).
 //!
@@ -13,7 +13,7 @@
 //! Everything that can vary is drawn from one seeded generator, the clock is a number, and the engine
 //! does no I/O of its own, so a seed is the whole schedule.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -156,6 +156,8 @@ struct Told {
     accepted_at: Option<u64>,
     /// A cancel was answered 202.
     cancelled: bool,
+    /// The submission was answered with an error.
+    refused: bool,
     /// The backend the latest hand-over reached, or was decided for while it still held a copy of
     /// the job from an earlier one.
     last_dispatch: Option<usize>,
@@ -185,9 +187,14 @@ struct World {
     /// When the running gateway started: deadlines of the jobs it took back count from here.
     started_ms: u64,
     story: String,
-    /// Hand-overs sent without a journal write of their own, and with one.
+    /// Hand-overs sent beside the job's first journal write (no write of their own), and after one
+    /// of their own.
     handovers_unwritten: u64,
     handovers_written: u64,
+    /// Jobs handed over beside their first journal write, while that write is under way.
+    beside_first_write: BTreeSet<JobId>,
+    /// First writes the disk refused while their job was handed over already.
+    refused_after_handover: u64,
 }
 
 /// The LoRA files of backend `index`: b0 has none, b1 `a`, b2 `a` and `b`.
@@ -249,6 +256,8 @@ impl World {
             story: String::new(),
             handovers_unwritten: 0,
             handovers_written: 0,
+            beside_first_write: BTreeSet::new(),
+            refused_after_handover: 0,
         };
         world.start_gateway();
         world
@@ -416,12 +425,17 @@ impl World {
                 entry,
                 keep: _,
                 notice,
-            } => self.journal_queue.push_back(JournalWrite {
-                id,
-                entry,
-                notice,
-                then_post: None,
-            }),
+            } => {
+                if notice != Some(Notice::Accepted) {
+                    self.assert_first_write_done(id);
+                }
+                self.journal_queue.push_back(JournalWrite {
+                    id,
+                    entry,
+                    notice,
+                    then_post: None,
+                });
+            }
             Command::Submit {
                 at,
                 link,
@@ -454,19 +468,29 @@ impl World {
                     self.told.entry(entry.id).or_default().last_dispatch = Some(at.backend);
                 }
                 if journaled {
-                    // Sent without a write: the disk must already say where the job goes.
-                    assert_eq!(
-                        self.disk.journal.get(&entry.id),
-                        Some(&entry),
-                        "{} was handed to b{} without a journal write, but the disk holds another entry",
+                    // Sent without a write of its own: beside the job's first, which says where it
+                    // goes, before anyone is told of the job.
+                    let writes: Vec<&JournalWrite> = self
+                        .journal_queue
+                        .iter()
+                        .filter(|write| write.id == entry.id)
+                        .collect();
+                    assert!(
+                        matches!(writes[..], [write] if write.entry.as_ref() == Some(&entry)
+                            && write.notice == Some(Notice::Accepted))
+                            && !self.disk.journal.contains_key(&entry.id),
+                        "{} was handed to b{} without a journal write, but not beside its first: {:?}",
                         entry.id,
-                        at.backend
+                        at.backend,
+                        writes.iter().map(|write| &write.entry).collect::<Vec<_>>()
                     );
                     self.handovers_unwritten += 1;
+                    self.beside_first_write.insert(entry.id);
                     let delay = self.rng.random_range(1..30);
                     let id = entry.id;
                     self.at_later(delay, Due::Call(Call::Post { at, link, id }));
                 } else {
+                    self.assert_first_write_done(entry.id);
                     self.handovers_written += 1;
                     self.journal_queue.push_back(JournalWrite {
                         id: entry.id,
@@ -501,18 +525,37 @@ impl World {
         }
     }
 
+    /// Until a job's first journal write is done it gets no other, so a first write that fails leaves
+    /// nothing on the disk to bring the job back.
+    fn assert_first_write_done(&self, id: JobId) {
+        assert!(
+            self.disk.journal.contains_key(&id)
+                || self.told.get(&id).is_some_and(|told| told.journaled_at.is_some()),
+            "job {id} got a second journal write before its first was done"
+        );
+    }
+
     /// The journal's writer does its next write.
     fn write_journal(&mut self) {
         let Some(write) = self.journal_queue.pop_front() else {
             return;
         };
+        // Now and then the disk refuses a write (full, failing): the entry stays as it was.
+        let ok = !self.rng.random_bool(0.03);
+        if !ok {
+            self.note(format!("the disk refuses a journal write of {}", write.id));
+        }
+        if write.notice == Some(Notice::Accepted) && self.beside_first_write.remove(&write.id) && !ok {
+            self.refused_after_handover += 1;
+        }
         match write.entry {
-            Some(entry) => {
+            Some(entry) if ok => {
                 self.disk.journal.insert(write.id, entry);
             }
-            None => {
+            None if ok => {
                 self.disk.journal.remove(&write.id);
             }
+            _ => {}
         }
         if let Some(notice) = write.notice {
             self.at_later(
@@ -520,20 +563,25 @@ impl World {
                 Due::Deliver(Msg::Journaled {
                     id: write.id,
                     notice,
-                    ok: true,
+                    ok,
                 }),
             );
         }
         if let Some((at, link)) = write.then_post {
             let delay = self.rng.random_range(1..30);
-            self.at_later(
-                delay,
-                Due::Call(Call::Post {
+            let id = write.id;
+            let due = if ok {
+                Due::Call(Call::Post { at, link, id })
+            } else {
+                // As the runner does: a hand-over the journal cannot name is not sent.
+                Due::Deliver(Msg::Submitted {
+                    id,
                     at,
                     link,
-                    id: write.id,
-                }),
-            );
+                    outcome: SubmitOutcome::Unreachable,
+                })
+            };
+            self.at_later(delay, due);
         }
     }
 
@@ -998,14 +1046,25 @@ impl World {
     fn read_answers(&mut self) {
         let now_ms = self.now_ms;
         let mut accepted = Vec::new();
+        let mut refused = Vec::new();
         self.submits.retain_mut(|(id, answer)| match answer.try_recv() {
             Ok(Ok(_)) => {
                 accepted.push(*id);
                 false
             }
-            Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => false,
+            Ok(Err(_)) => {
+                refused.push(*id);
+                false
+            }
+            Err(oneshot::error::TryRecvError::Closed) => false,
             Err(oneshot::error::TryRecvError::Empty) => true,
         });
+        for id in refused {
+            self.note(format!("{id} refused"));
+            if let Some(told) = self.told.get_mut(&id) {
+                told.refused = true;
+            }
+        }
         for id in accepted {
             self.note(format!("{id} accepted"));
             assert!(
@@ -1134,6 +1193,12 @@ impl World {
                     "job {id}'s cancel was answered, yet its image is in the history"
                 );
             }
+            if told.refused {
+                assert!(
+                    !self.disk.history.contains_key(id),
+                    "job {id} was refused, yet its image is in the history"
+                );
+            }
             if told.accepted_at.is_some() {
                 let known = engine.has(*id)
                     || self.disk.history.contains_key(id)
@@ -1260,22 +1325,28 @@ fn every_promise_holds_under_thousands_of_random_fault_schedules() {
     }
 }
 
-/// A job that finds a backend free goes there without a second journal write (its first entry names
-/// the backend); the others are written before their hand-over. Both happen in the schedules, so the
-/// check in [`World::run`] that the disk already names the backend is exercised.
+/// A job that finds a backend free goes there beside its first journal write (which names the
+/// backend), with no write of its own; the others are written before their hand-over. Both happen in
+/// the schedules, so the checks in [`World::run`] of either are exercised, and so does a first write
+/// the disk refuses after its job was handed over (the job is refused, and its copy is nobody's).
 #[test]
 fn a_job_that_finds_a_backend_free_is_handed_over_without_a_second_write() {
-    let (mut unwritten, mut written) = (0, 0);
-    for seed in 0..20 {
+    let (mut unwritten, mut written, mut refused) = (0, 0, 0);
+    for seed in 0..50 {
         let mut world = World::new(seed);
         for _ in 0..STEPS {
             world.step();
         }
         unwritten += world.handovers_unwritten;
         written += world.handovers_written;
+        refused += world.refused_after_handover;
     }
     assert!(unwritten > 0, "no hand-over went without its own write");
     assert!(written > 0, "every hand-over went without its own write");
+    assert!(
+        refused > 0,
+        "no first write was refused after its job was handed over"
+    );
 }
 
 #[test]

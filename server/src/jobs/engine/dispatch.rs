@@ -57,7 +57,7 @@ impl Engine {
                     .copied(),
             };
             let Some((tag, id)) = next else { return };
-            let Some(job) = self.jobs.get_mut(&id) else {
+            let Some(job) = self.jobs.get(&id) else {
                 self.line.remove(&(tag, id));
                 continue;
             };
@@ -67,32 +67,45 @@ impl Engine {
                 continue;
             };
             busy[backend] = Some(id);
-            job.dispatches += 1;
-            job.last_backend = Some(backend);
-            let at = At {
-                backend,
-                attempt: job.dispatches,
-                since: now,
-            };
-            self.fair.served(tag);
-            // A job sent back to a backend it was moved away from is its own again there.
-            self.orphans.remove(&(backend, id));
-            match state::advance(&job.phase, Input::Dispatch { at }, job.resubmits) {
-                Ok(transition) => self.enter(id, transition, now),
-                Err(illegal) => {
-                    // Only waiting jobs are in the line; anything else is a bug worth seeing.
-                    tracing::error!(%id, %illegal, "a job in the waiting line cannot be dispatched");
-                    self.line.remove(&(tag, id));
-                    self.reposition();
-                    busy = self.busy();
-                }
+            if !self.dispatch(id, backend, now) {
+                // Only waiting jobs are in the line; anything else is a bug worth seeing.
+                self.line.remove(&(tag, id));
+                self.reposition();
+                busy = self.busy();
             }
         }
     }
 
-    /// The backend a job just submitted would be handed to once journaled, if the line is empty and
-    /// a backend that can run it is free: its first journal entry names it, so that the hand-over
-    /// needs no second write.
+    /// Hands the waiting job `id` to `backend` now; false (logged) if it is not waiting.
+    pub(super) fn dispatch(&mut self, id: JobId, backend: usize, now: Instant) -> bool {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return false;
+        };
+        job.dispatches += 1;
+        job.last_backend = Some(backend);
+        let at = At {
+            backend,
+            attempt: job.dispatches,
+            since: now,
+        };
+        self.fair.served(job.tag);
+        // A job sent back to a backend it was moved away from is its own again there.
+        self.orphans.remove(&(backend, id));
+        match state::advance(&job.phase, Input::Dispatch { at }, job.resubmits) {
+            Ok(transition) => {
+                self.enter(id, transition, now);
+                true
+            }
+            Err(illegal) => {
+                tracing::error!(%id, %illegal, "a job that is not waiting cannot be dispatched");
+                false
+            }
+        }
+    }
+
+    /// The backend a job just submitted goes to at once, beside its first journal write, if the line is
+    /// empty and a backend that can run it is free: that entry names it, so that the hand-over needs no
+    /// second write.
     pub(super) fn backend_for_new(&self, loras: &[Lora], now: Instant) -> Option<usize> {
         if self.stopping || !self.line.is_empty() {
             return None;

@@ -112,7 +112,7 @@ pub(super) struct Job {
     /// The cancel is on disk.
     pub(super) cancel_journaled: bool,
     /// The backend its first journal entry names, chosen when it was submitted because one was free:
-    /// handed there at once, it needs no second write. Forgotten at its first hand-over.
+    /// handed there at once, beside that write, it needs no second one. Forgotten at that hand-over.
     pub(super) written_at: Option<usize>,
 }
 

@@ -58,8 +58,10 @@ impl Engine {
             return;
         }
         let entry = Entry::new(id, owner, spec);
-        // With a backend free and nobody in line, the job goes there as soon as it is journaled: its
-        // first entry names that backend already, and the hand-over writes nothing more.
+        // With a backend free and nobody in line, the job goes there at once, beside its first write:
+        // that entry names the backend already, so the hand-over writes nothing more, and the job
+        // starts while the disk flushes. Acknowledged only once the write is done, it is lost to a crash
+        // before then only as a submission nobody was answered (its copy at the backend is then nobody's).
         let written_at = self.backend_for_new(&entry.spec.loras, now);
         let written = Entry {
             at: written_at.map(|backend| self.slots[backend].name.clone()),
@@ -73,13 +75,18 @@ impl Engine {
         );
         job.accept_reply = Some(reply);
         job.written_at = written_at;
+        job.tag = self.fair.tag(owner);
         self.jobs.insert(id, job);
+        // Queued first: the writer starts before the hand-over does.
         self.out.push(Command::Journal {
             id,
             entry: Some(written),
             keep: Keep::New,
             notice: Some(Notice::Accepted),
         });
+        if let Some(backend) = written_at {
+            self.dispatch(id, backend, now);
+        }
     }
 
     pub(super) fn journaled(&mut self, now: Instant, id: JobId, notice: Notice, ok: bool) {
@@ -89,7 +96,7 @@ impl Engine {
                 let reply = job.accept_reply.take();
                 if !ok {
                     tracing::error!(%id, "cannot journal the job; refused");
-                    self.jobs.remove(&id);
+                    self.refuse_unwritten(id);
                     if let Some(reply) = reply {
                         let _ = reply.send(Err(JobError::Journal(std::io::Error::other(
                             "the job could not be written down",
@@ -99,7 +106,8 @@ impl Engine {
                 }
                 job.accepted = true;
                 job.accepted_at = now;
-                job.tag = self.fair.tag(job.entry.owner);
+                // A job handed over beside this write is past the line already.
+                let waits = job.phase == Phase::Waiting;
                 let tag = job.tag;
                 let spec = &job.entry.spec;
                 let accepted = JobAccepted {
@@ -110,18 +118,13 @@ impl Engine {
                     status: JobStatus::Queued,
                 };
                 tracing::info!(%id, seed = accepted.seed, width = accepted.width, height = accepted.height, "job accepted");
-                self.line.insert((tag, id));
-                self.reposition();
+                if waits {
+                    self.line.insert((tag, id));
+                    self.reposition();
+                }
                 if let Some(reply) = reply {
                     // A submitter that hung up changes nothing: the job goes on.
                     let _ = reply.send(Ok(accepted));
-                }
-                self.pump(now);
-                // Its backend was taken meanwhile: the disk must not say it is there while it waits.
-                if let Some(job) = self.jobs.get_mut(&id)
-                    && job.written_at.take().is_some()
-                {
-                    self.dirty.insert(id);
                 }
             }
             Notice::Cancelled => {
@@ -139,6 +142,24 @@ impl Engine {
                     let _ = reply.send(answer);
                 }
             }
+        }
+    }
+
+    /// Forgets a job whose first journal write failed: nobody was answered. A backend it was handed
+    /// to beside that write lets go of it.
+    fn refuse_unwritten(&mut self, id: JobId) {
+        let Some(job) = self.jobs.remove(&id) else { return };
+        self.dirty.remove(&id);
+        if self.line.remove(&(job.tag, id)) {
+            self.reposition();
+        }
+        if let Some(at) = job.phase.holder() {
+            self.out.push(Command::Drop {
+                id,
+                backend: at.backend,
+                pending: true,
+                interrupt: true,
+            });
         }
     }
 
