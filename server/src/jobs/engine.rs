@@ -96,6 +96,10 @@ pub struct Engine {
     ever_listed: BTreeSet<String>,
     /// Jobs whose journal entry changed in the message being handled.
     dirty: BTreeSet<JobId>,
+    /// Completed jobs whose journal entries are removed at the next tick: nobody waits for that, and
+    /// a removal written at once would share the announcement's moment (and, on one core, delay it).
+    /// A crash before then loses nothing: start-up removes an entry whose image is in the history.
+    completed_entries: Vec<JobId>,
     out: Vec<Command>,
 }
 
@@ -121,6 +125,7 @@ impl Engine {
             last_able: now,
             ever_listed: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            completed_entries: Vec::new(),
             out: Vec::new(),
         };
         for entry in entries {
@@ -229,7 +234,10 @@ impl Engine {
             Msg::Backends { reply } => {
                 let _ = reply.send(self.backends());
             }
-            Msg::Stop => self.stopping = true,
+            Msg::Stop => {
+                self.stopping = true;
+                self.remove_completed_entries();
+            }
             Msg::Comfy { backend, event } => self.on_comfy_event(now, backend, event),
             Msg::Readiness { backend, readiness } => {
                 if let Some(slot) = self.slots.get_mut(backend) {
@@ -582,6 +590,7 @@ impl Engine {
     /// One round of the clock: long-ended jobs leave memory, jobs past their deadline fail, silent
     /// jobs are checked, and waiting jobs fail when no backend could take one for a whole deadline.
     fn watch(&mut self, now: Instant) {
+        self.remove_completed_entries();
         let tuning = self.tuning;
         self.jobs.retain(|_, job| {
             job.ended
@@ -625,8 +634,9 @@ impl Engine {
         }
     }
 
-    /// Writes the entries of the jobs that changed: an ending (kept a while), or nothing for a job
-    /// whose image is in the history.
+    /// Writes the entries of the jobs that changed: an ending (kept a while); a completed job's is
+    /// removed at the next tick (its image is in the history). A job not yet acknowledged keeps its
+    /// changes until its first write is done.
     fn flush_journal(&mut self) {
         for id in std::mem::take(&mut self.dirty) {
             let Some(job) = self.jobs.get_mut(&id) else {
@@ -639,13 +649,25 @@ impl Engine {
                 continue;
             }
             job.written_at = None;
-            let entry = match job.phase {
-                Phase::Completed { .. } => None,
-                _ => Some(job.entry.clone()),
-            };
+            if matches!(job.phase, Phase::Completed { .. }) {
+                self.completed_entries.push(id);
+                continue;
+            }
             self.out.push(Command::Journal {
                 id,
-                entry,
+                entry: Some(job.entry.clone()),
+                keep: Keep::Cached,
+                notice: None,
+            });
+        }
+    }
+
+    /// Removes the journal entries of the jobs completed since the last tick: the history has them.
+    fn remove_completed_entries(&mut self) {
+        for id in std::mem::take(&mut self.completed_entries) {
+            self.out.push(Command::Journal {
+                id,
+                entry: None,
                 keep: Keep::Cached,
                 notice: None,
             });

@@ -5,8 +5,9 @@
 //! entry, and goes there while that entry is written: it is acknowledged only once the write is done,
 //! and no other write of the job comes before), a person's cancel (durably, before the cancel is
 //! acknowledged, so it is final across a crash), and how a job that did not complete ended, kept for
-//! [`ENDINGS_KEPT`] so its ending stays readable across restarts. A completed job's entry is removed:
-//! the history has it.
+//! [`ENDINGS_KEPT`] so its ending stays readable across restarts. A completed job's entry is removed
+//! within a second, after `completed` is out (the history has the job; start-up removes an entry a
+//! crash left behind).
 
 use std::io;
 use std::path::{Path, PathBuf};

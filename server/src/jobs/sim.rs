@@ -459,7 +459,8 @@ impl World {
                     entry.id, at.backend, at.attempt
                 ));
                 // A copy it left on this backend earlier is the job's own again from this decision on,
-                // as the engine counts it, even if the gateway dies before the hand-over is sent.
+                // as the engine counts it, even if the gateway dies before the hand-over is sent (once
+                // the journal names the backend: see `crash`).
                 if self.backends[at.backend]
                     .prompts
                     .iter()
@@ -1021,6 +1022,16 @@ impl World {
             }
         }
         self.journal_queue.clear();
+        // The next gateway listens about each job only to the backend its entry names.
+        for (id, entry) in &self.disk.journal {
+            if let Some(told) = self.told.get_mut(id) {
+                told.last_dispatch = entry
+                    .at
+                    .as_deref()
+                    .and_then(|name| name.strip_prefix('b'))
+                    .and_then(|index| index.parse().ok());
+            }
+        }
         // Calls in flight may have reached their backend; answers are lost with the process.
         let due = std::mem::take(&mut self.due);
         for (_, due) in due {
