@@ -327,3 +327,45 @@ async fn one_client_cannot_fill_the_line() {
     assert_eq!(theirs.status(), 202);
     app.sim.faults().release();
 }
+
+/// A job that finds ComfyUI free goes there while its first journal entry is written. When the disk
+/// refuses that entry, nobody was told of the job: the submission is answered with an error, ComfyUI
+/// is told to let go of the job (it leaves though it is held mid-sampling), nothing of it reaches the
+/// gallery, and once the disk takes writes again the next job runs as usual.
+#[tokio::test]
+async fn a_job_the_journal_cannot_keep_is_refused_and_comfyui_lets_go_of_it() {
+    let app = spawn_app().await;
+    app.wait_ready().await;
+    app.sim.faults().hold_at_step(Some(2));
+    // A file where the journal's folder was: even root cannot write an entry into it.
+    let journal = app.data_dir.path().join("jobs");
+    let kept = app.data_dir.path().join("jobs.kept");
+    std::fs::rename(&journal, &kept).unwrap();
+    std::fs::write(&journal, b"not a folder").unwrap();
+
+    let answer = app
+        .http
+        .post(app.url("/api/jobs"))
+        .json(&small_job("fox"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 503, "{}", answer.text().await.unwrap());
+    let received = prompt_ids_received(&app);
+    assert_eq!(received.len(), 1, "the job went to ComfyUI beside its write");
+    let id = &received[0];
+    eventually("ComfyUI to let go of the refused job", || async {
+        let queue = comfy_queue(&app).await;
+        (queue_ids(&queue, "queue_running").is_empty() && queue_ids(&queue, "queue_pending").is_empty())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(app.get(&format!("/api/jobs/{id}")).await.status, 404);
+
+    std::fs::remove_file(&journal).unwrap();
+    std::fs::rename(&kept, &journal).unwrap();
+    app.sim.faults().hold_at_step(None);
+    let next = app.create_job(small_job("owl")).await;
+    completed_image(&app.events_until_end(&next.id).await);
+    assert_eq!(history_ids(&app).await, [next.id]);
+}
