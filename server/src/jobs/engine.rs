@@ -526,7 +526,7 @@ impl Engine {
                 interrupt: true,
             }),
             Effect::Save { at, outputs } => {
-                let Some(job) = self.jobs.get(&id) else { return };
+                let Some(job) = self.jobs.get_mut(&id) else { return };
                 let draft = HistoryRecord {
                     id,
                     owner: job.entry.owner,
@@ -546,12 +546,19 @@ impl Engine {
                         .map(crate::validation::Lora::choice)
                         .collect(),
                 };
-                self.out.push(Command::Save {
+                let save = Command::Save {
                     id,
                     at,
                     outputs,
                     draft,
-                });
+                };
+                if job.accepted {
+                    self.out.push(save);
+                } else {
+                    // Finished before its first journal write was done: kept only once it is, so a
+                    // job that write fails for (refused, nobody told of it) never enters the history.
+                    job.held_save = Some(save);
+                }
             }
         }
     }

@@ -195,6 +195,10 @@ struct World {
     beside_first_write: BTreeSet<JobId>,
     /// First writes the disk refused while their job was handed over already.
     refused_after_handover: u64,
+    /// First writes done (or refused) after ComfyUI had finished their job's image.
+    first_writes_after_the_image: u64,
+    /// Until this virtual millisecond the disk gets no journal write done.
+    disk_stalled_until: u64,
 }
 
 /// The LoRA files of backend `index`: b0 has none, b1 `a`, b2 `a` and `b`.
@@ -258,6 +262,8 @@ impl World {
             handovers_written: 0,
             beside_first_write: BTreeSet::new(),
             refused_after_handover: 0,
+            first_writes_after_the_image: 0,
+            disk_stalled_until: 0,
         };
         world.start_gateway();
         world
@@ -538,6 +544,9 @@ impl World {
 
     /// The journal's writer does its next write.
     fn write_journal(&mut self) {
+        if self.now_ms < self.disk_stalled_until {
+            return;
+        }
         let Some(write) = self.journal_queue.pop_front() else {
             return;
         };
@@ -546,8 +555,13 @@ impl World {
         if !ok {
             self.note(format!("the disk refuses a journal write of {}", write.id));
         }
-        if write.notice == Some(Notice::Accepted) && self.beside_first_write.remove(&write.id) && !ok {
-            self.refused_after_handover += 1;
+        if write.notice == Some(Notice::Accepted) && self.beside_first_write.remove(&write.id) {
+            self.refused_after_handover += u64::from(!ok);
+            let finished = self.backends.iter_mut().any(|fake| {
+                fake.prompt(write.id)
+                    .is_some_and(|prompt| prompt.state == PromptState::Succeeded)
+            });
+            self.first_writes_after_the_image += u64::from(finished);
         }
         match write.entry {
             Some(entry) if ok => {
@@ -993,6 +1007,12 @@ impl World {
                 self.note("the gateway is killed and started again");
                 self.crash();
             }
+            34..=45 if self.rng.random_bool(0.05) => {
+                // The disk stalls in a flush (a busy or failing drive): no journal write gets done.
+                let stall = self.rng.random_range(500..8_000);
+                self.note(format!("the disk stalls for {stall} ms"));
+                self.disk_stalled_until = self.now_ms + stall;
+            }
             34..=45 => self.write_journal(),
             _ => {
                 for _ in 0..self.rng.random_range(0..3) {
@@ -1222,6 +1242,7 @@ impl World {
     /// Everything healed, the world runs until every accepted job has ended.
     fn settle(&mut self) {
         self.note("everything is healed");
+        self.disk_stalled_until = 0;
         for backend in 0..BACKENDS {
             let fake = &mut self.backends[backend];
             let needs_connect = !fake.answers() || fake.link.is_none() || !fake.models_ok;
@@ -1338,12 +1359,13 @@ fn every_promise_holds_under_thousands_of_random_fault_schedules() {
 
 /// A job that finds a backend free goes there beside its first journal write (which names the
 /// backend), with no write of its own; the others are written before their hand-over. Both happen in
-/// the schedules, so the checks in [`World::run`] of either are exercised, and so does a first write
-/// the disk refuses after its job was handed over (the job is refused, and its copy is nobody's).
+/// the schedules, so the checks in [`World::run`] of either are exercised, and so do a first write
+/// the disk refuses after its job was handed over (the job is refused, and its copy is nobody's) and
+/// one done only after ComfyUI finished the image (a stalled disk: the image is kept once it is).
 #[test]
 fn a_job_that_finds_a_backend_free_is_handed_over_without_a_second_write() {
-    let (mut unwritten, mut written, mut refused) = (0, 0, 0);
-    for seed in 0..50 {
+    let (mut unwritten, mut written, mut refused, mut late) = (0, 0, 0, 0);
+    for seed in 0..200 {
         let mut world = World::new(seed);
         for _ in 0..STEPS {
             world.step();
@@ -1351,12 +1373,17 @@ fn a_job_that_finds_a_backend_free_is_handed_over_without_a_second_write() {
         unwritten += world.handovers_unwritten;
         written += world.handovers_written;
         refused += world.refused_after_handover;
+        late += world.first_writes_after_the_image;
     }
     assert!(unwritten > 0, "no hand-over went without its own write");
     assert!(written > 0, "every hand-over went without its own write");
     assert!(
         refused > 0,
         "no first write was refused after its job was handed over"
+    );
+    assert!(
+        late > 0,
+        "no first write was done after ComfyUI finished its job's image"
     );
 }
 

@@ -11,7 +11,7 @@ use zimage_contract::{self as api, BackendState, JobAccepted, JobView, Readiness
 use super::super::JobError;
 use super::super::journal::Entry;
 use super::super::state::Phase;
-use super::TIMING_WINDOW;
+use super::{Command, TIMING_WINDOW};
 use crate::job_id::JobId;
 use crate::relay::EventLog;
 use crate::validation::Lora;
@@ -114,6 +114,9 @@ pub(super) struct Job {
     /// The backend its first journal entry names, chosen when it was submitted because one was free:
     /// handed there at once, beside that write, it needs no second one. Forgotten at that hand-over.
     pub(super) written_at: Option<usize>,
+    /// The save of an image that ComfyUI finished before the job's first journal write was done: it
+    /// starts once that write is.
+    pub(super) held_save: Option<Command>,
 }
 
 /// The bookkeeping of checks against a backend's records (I/O state, not the job's life).
@@ -156,6 +159,7 @@ impl Job {
             cancel_replies: Vec::new(),
             cancel_journaled: false,
             written_at: None,
+            held_save: None,
         }
     }
 

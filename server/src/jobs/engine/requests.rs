@@ -106,6 +106,7 @@ impl Engine {
                 }
                 job.accepted = true;
                 job.accepted_at = now;
+                let held_save = job.held_save.take();
                 // A job handed over beside this write is past the line already.
                 let waits = job.phase == Phase::Waiting;
                 let tag = job.tag;
@@ -118,6 +119,9 @@ impl Engine {
                     status: JobStatus::Queued,
                 };
                 tracing::info!(%id, seed = accepted.seed, width = accepted.width, height = accepted.height, "job accepted");
+                if let Some(save) = held_save {
+                    self.out.push(save);
+                }
                 if waits {
                     self.line.insert((tag, id));
                     self.reposition();
