@@ -246,7 +246,7 @@ impl Engine {
                 }
             }
             Msg::Loras { backend, loras } => self.on_loras(now, backend, loras),
-            Msg::Journaled { id, notice, ok } => self.journaled(now, id, notice, ok),
+            Msg::Journaled { id, notice, result } => self.journaled(now, id, notice, result),
             Msg::Submitted {
                 id,
                 at,

@@ -72,8 +72,13 @@ pub enum Msg {
         backend: usize,
         loras: crate::readiness::LoraListing,
     },
-    /// A journal write asked for by [`Command::Journal`] with a notice is done.
-    Journaled { id: JobId, notice: Notice, ok: bool },
+    /// A journal write asked for by [`Command::Journal`] with a notice is done, or failed (with the
+    /// kind of its error: a full disk is told apart).
+    Journaled {
+        id: JobId,
+        notice: Notice,
+        result: Result<(), std::io::ErrorKind>,
+    },
     /// The answer to [`Command::Submit`].
     Submitted {
         id: JobId,

@@ -357,17 +357,16 @@ impl JournalWriter {
                     if let Err(error) = &result {
                         tracing::warn!(id = %write.id, %error, "cannot write the job's journal entry");
                     }
-                    let ok = result.is_ok();
                     match write.done {
                         Done::Notice(notice) => {
                             let _ = inbox.send(Msg::Journaled {
                                 id: write.id,
                                 notice,
-                                ok,
+                                result: result.map_err(|error| error.kind()),
                             });
                         }
                         Done::Reply(reply) => {
-                            let _ = reply.send(ok);
+                            let _ = reply.send(result.is_ok());
                         }
                         Done::Nobody => {}
                     }

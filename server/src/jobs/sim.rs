@@ -578,7 +578,11 @@ impl World {
                 Due::Deliver(Msg::Journaled {
                     id: write.id,
                     notice,
-                    ok,
+                    result: if ok {
+                        Ok(())
+                    } else {
+                        Err(std::io::ErrorKind::StorageFull)
+                    },
                 }),
             );
         }
@@ -1083,7 +1087,11 @@ impl World {
                 accepted.push(*id);
                 false
             }
-            Ok(Err(_)) => {
+            Ok(Err(error)) => {
+                // A full disk is answered as one.
+                if let JobError::Journal(error) = &error {
+                    assert_eq!(error.kind(), std::io::ErrorKind::StorageFull, "{error}");
+                }
                 refused.push(*id);
                 false
             }
@@ -1110,6 +1118,10 @@ impl World {
         self.cancels.retain_mut(|(id, answer)| match answer.try_recv() {
             Ok(Ok(_)) => {
                 cancelled.push(*id);
+                false
+            }
+            Ok(Err(JobError::Journal(error))) => {
+                assert_eq!(error.kind(), std::io::ErrorKind::StorageFull, "{error}");
                 false
             }
             Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => false,

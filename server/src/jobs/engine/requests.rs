@@ -89,18 +89,25 @@ impl Engine {
         }
     }
 
-    pub(super) fn journaled(&mut self, now: Instant, id: JobId, notice: Notice, ok: bool) {
+    pub(super) fn journaled(
+        &mut self,
+        now: Instant,
+        id: JobId,
+        notice: Notice,
+        result: Result<(), std::io::ErrorKind>,
+    ) {
+        // The error's kind is kept, so that a full disk is answered as one (507, in words).
+        let kind = result.err().unwrap_or(std::io::ErrorKind::Other);
+        let unwritten = |what: &str| JobError::Journal(std::io::Error::new(kind, what));
         match notice {
             Notice::Accepted => {
                 let Some(job) = self.jobs.get_mut(&id) else { return };
                 let reply = job.accept_reply.take();
-                if !ok {
+                if result.is_err() {
                     tracing::error!(%id, "cannot journal the job; refused");
                     self.refuse_unwritten(id);
                     if let Some(reply) = reply {
-                        let _ = reply.send(Err(JobError::Journal(std::io::Error::other(
-                            "the job could not be written down",
-                        ))));
+                        let _ = reply.send(Err(unwritten("the job could not be written down")));
                     }
                     return;
                 }
@@ -133,15 +140,12 @@ impl Engine {
             }
             Notice::Cancelled => {
                 let Some(job) = self.jobs.get_mut(&id) else { return };
-                job.cancel_journaled |= ok;
+                job.cancel_journaled |= result.is_ok();
                 let view = job.view(id, &self.slots);
                 for reply in job.cancel_replies.drain(..) {
-                    let answer = if ok {
-                        Ok(view.clone())
-                    } else {
-                        Err(JobError::Journal(std::io::Error::other(
-                            "the cancel could not be written down",
-                        )))
+                    let answer = match result {
+                        Ok(()) => Ok(view.clone()),
+                        Err(_) => Err(unwritten("the cancel could not be written down")),
                     };
                     let _ = reply.send(answer);
                 }
