@@ -199,6 +199,10 @@ struct World {
     first_writes_after_the_image: u64,
     /// Until this virtual millisecond the disk gets no journal write done.
     disk_stalled_until: u64,
+    /// Once everything is healed the disk refuses nothing.
+    disk_healed: bool,
+    /// Jobs whose journal entry the disk refused to remove (it stays until the next start).
+    removals_refused: BTreeSet<JobId>,
 }
 
 /// The LoRA files of backend `index`: b0 has none, b1 `a`, b2 `a` and `b`.
@@ -264,6 +268,8 @@ impl World {
             refused_after_handover: 0,
             first_writes_after_the_image: 0,
             disk_stalled_until: 0,
+            disk_healed: false,
+            removals_refused: BTreeSet::new(),
         };
         world.start_gateway();
         world
@@ -551,9 +557,12 @@ impl World {
             return;
         };
         // Now and then the disk refuses a write (full, failing): the entry stays as it was.
-        let ok = !self.rng.random_bool(0.03);
+        let ok = self.disk_healed || !self.rng.random_bool(0.03);
         if !ok {
             self.note(format!("the disk refuses a journal write of {}", write.id));
+            if write.entry.is_none() {
+                self.removals_refused.insert(write.id);
+            }
         }
         if write.notice == Some(Notice::Accepted) && self.beside_first_write.remove(&write.id) {
             self.refused_after_handover += u64::from(!ok);
@@ -1255,6 +1264,7 @@ impl World {
     fn settle(&mut self) {
         self.note("everything is healed");
         self.disk_stalled_until = 0;
+        self.disk_healed = true;
         for backend in 0..BACKENDS {
             let fake = &mut self.backends[backend];
             let needs_connect = !fake.answers() || fake.link.is_none() || !fake.models_ok;
@@ -1301,6 +1311,20 @@ impl World {
                     "job {id}'s cancel was answered, yet it did not end cancelled"
                 );
             }
+        }
+        // A round of the clock later, the journal keeps no completed job (the history has them), but
+        // for one whose removal the disk refused: that entry stays until the next start removes it.
+        self.advance(WATCHDOG.as_millis() as u64 + 1);
+        while !self.journal_queue.is_empty() {
+            self.write_journal();
+        }
+        for (id, entry) in &self.disk.journal {
+            assert!(
+                entry.ended.is_some()
+                    || !self.disk.history.contains_key(id)
+                    || self.removals_refused.contains(id),
+                "job {id} is in the history, yet its journal entry stays"
+            );
         }
     }
 }
