@@ -135,11 +135,23 @@ impl ImageStore {
     /// The bytes of a stored image, or `None` when there is none by that id. A thumbnail asked for the
     /// first time is made now, and kept.
     pub async fn read(&self, id: JobId, variant: Variant) -> Result<Option<Bytes>, ImageError> {
-        if variant == Variant::Full
-            && let Some(png) = self.take_just_saved(id)
-        {
-            return Ok(Some(png.to_bytes()));
+        if variant == Variant::Full {
+            return Ok(self.read_full(id).await?.map(|png| png.to_bytes()));
         }
+        self.read_stored(id, variant).await
+    }
+
+    /// The full image as the pieces it was written from while it is held since its save (its first
+    /// read, the download after `completed`, sends them without joining a few MiB into one buffer),
+    /// else as one piece from the disk.
+    pub async fn read_full(&self, id: JobId) -> Result<Option<PngPieces>, ImageError> {
+        if let Some(png) = self.take_just_saved(id) {
+            return Ok(Some(png));
+        }
+        Ok(self.read_stored(id, Variant::Full).await?.map(PngPieces::from))
+    }
+
+    async fn read_stored(&self, id: JobId, variant: Variant) -> Result<Option<Bytes>, ImageError> {
         match read_file(&self.path(id, variant)).await? {
             None if variant == Variant::Thumbnail => self.make_thumbnail(id).await,
             read => Ok(read),
@@ -314,6 +326,11 @@ impl PngPieces {
     /// The pieces, in order.
     pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
         self.0.iter().map(|piece| &piece[..])
+    }
+
+    /// The pieces themselves, in order (each shares its buffer: nothing is copied).
+    pub fn into_pieces(self) -> Vec<Bytes> {
+        self.0
     }
 
     /// The bytes in one buffer (a copy, unless there is only one piece).

@@ -37,7 +37,7 @@ use self::runner::{JournalWriter, Runner};
 use crate::access::identity::{ClientId, Requester};
 use crate::comfy::{ComfyEvent, client::ComfyClient, workflow::Workflow};
 use crate::history::{History, HistoryRecord};
-use crate::images::{ImageError, ImageStore, Variant};
+use crate::images::{ImageError, ImageStore, PngPieces, Variant};
 use crate::job_id::JobId;
 use crate::pictures::PictureStore;
 use crate::relay::{EventLog, Sequenced};
@@ -386,6 +386,12 @@ impl Jobs {
     /// A stored image (or its thumbnail, made when first asked for). `None` when there is none.
     pub async fn image(&self, id: JobId, variant: Variant) -> Result<Option<Bytes>, ImageError> {
         self.images.read(id, variant).await
+    }
+
+    /// A stored image as pieces ([`ImageStore::read_full`]): the one saved last is not copied into
+    /// one buffer to be sent.
+    pub async fn image_pieces(&self, id: JobId) -> Result<Option<PngPieces>, ImageError> {
+        self.images.read_full(id).await
     }
 
     /// Begins the shutdown: no new jobs are accepted, nothing more is sent to ComfyUI, and every open

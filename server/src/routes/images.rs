@@ -2,8 +2,9 @@
 
 use super::language::text;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use zimage_contract::ErrorBody;
@@ -43,12 +44,29 @@ async fn serve(
     JobIdParam(id): JobIdParam,
     variant: Variant,
 ) -> Result<Response, ApiError> {
-    // Through the jobs: the image saved last is served from memory at its first read.
-    let bytes = state
-        .jobs
-        .image(id, variant)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(text().no_such_image))?;
+    let no_such_image = || ApiError::NotFound(text().no_such_image);
+    let body = match variant {
+        // Through the jobs: the image saved last is served from memory at its first read, as the
+        // pieces it was written from (its length known, so the answer still says it).
+        Variant::Full => {
+            let png = state.jobs.image_pieces(id).await?.ok_or_else(no_such_image)?;
+            let length = png.len();
+            let pieces = png
+                .into_pieces()
+                .into_iter()
+                .map(Ok::<_, std::convert::Infallible>);
+            let mut body = Body::from_stream(futures_util::stream::iter(pieces)).into_response();
+            body.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            body
+        }
+        Variant::Thumbnail => state
+            .jobs
+            .image(id, variant)
+            .await?
+            .ok_or_else(no_such_image)?
+            .into_response(),
+    };
     let disposition = format!(
         "inline; filename=\"z-image-{id}.{}\"",
         if variant == Variant::Full { "png" } else { "jpg" }
@@ -63,7 +81,7 @@ async fn serve(
             ),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        bytes,
+        body,
     )
         .into_response())
 }

@@ -60,3 +60,32 @@ async fn a_gateway_stopped_the_moment_a_job_completes_still_keeps_the_image() {
     let (_, image, _) = fetch_image(&app, &format!("/api/images/{id}")).await;
     assert_eq!((image.width(), image.height()), (256, 256));
 }
+
+/// The download that follows `completed` is served from memory, as the pieces the file was written
+/// from: it says its length, and it is byte for byte the file on disk, as the next download (read from
+/// the disk) is.
+#[tokio::test]
+async fn the_first_download_is_the_file_on_disk_and_says_its_length() {
+    let app = spawn_app().await;
+    let id = completed_job(&app, "a teapot").await;
+    let on_disk = std::fs::read(app.data_dir.path().join("images").join(format!("{id}.png"))).unwrap();
+    for read in ["first, from memory", "second, from the disk"] {
+        let answer = app
+            .http
+            .get(app.url(&format!("/api/images/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{read}");
+        let length = answer.headers()[reqwest::header::CONTENT_LENGTH]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = answer.bytes().await.unwrap();
+        assert_eq!(length, body.len().to_string(), "{read}");
+        assert!(
+            body[..] == on_disk[..],
+            "the {read} download differs from the file"
+        );
+    }
+}
