@@ -503,9 +503,12 @@ impl Engine {
                 };
                 let Some(job) = self.jobs.get_mut(&id) else { return };
                 job.entry.at = Some(self.slots[at.backend].name.clone());
-                // The first entry named this backend, and nothing changed since: it is on disk as is.
-                let changed = self.dirty.remove(&id);
-                let journaled = job.written_at.take() == Some(at.backend) && !changed;
+                // This write carries any change not written yet.
+                self.dirty.remove(&id);
+                // A job not yet acknowledged reaches the line only once its first write is done, so
+                // its hand-over now is the one at its submission, whose first entry names this
+                // backend: it needs no write of its own.
+                let journaled = !job.accepted;
                 self.out.push(Command::Submit {
                     at,
                     link,

@@ -111,9 +111,6 @@ pub(super) struct Job {
     pub(super) cancel_replies: Vec<oneshot::Sender<Result<JobView, JobError>>>,
     /// The cancel is on disk.
     pub(super) cancel_journaled: bool,
-    /// The backend its first journal entry names, chosen when it was submitted because one was free:
-    /// handed there at once, beside that write, it needs no second one. Forgotten at that hand-over.
-    pub(super) written_at: Option<usize>,
     /// The save of an image that ComfyUI finished before the job's first journal write was done: it
     /// starts once that write is.
     pub(super) held_save: Option<Command>,
@@ -158,7 +155,6 @@ impl Job {
             accept_reply: None,
             cancel_replies: Vec::new(),
             cancel_journaled: false,
-            written_at: None,
             held_save: None,
         }
     }

@@ -62,9 +62,9 @@ impl Engine {
         // that entry names the backend already, so the hand-over writes nothing more, and the job
         // starts while the disk flushes. Acknowledged only once the write is done, it is lost to a crash
         // before then only as a submission nobody was answered (its copy at the backend is then nobody's).
-        let written_at = self.backend_for_new(&entry.spec.loras, now);
+        let free = self.backend_for_new(&entry.spec.loras, now);
         let written = Entry {
-            at: written_at.map(|backend| self.slots[backend].name.clone()),
+            at: free.map(|backend| self.slots[backend].name.clone()),
             ..entry.clone()
         };
         let mut job = Job::new(
@@ -74,7 +74,6 @@ impl Engine {
             now,
         );
         job.accept_reply = Some(reply);
-        job.written_at = written_at;
         job.tag = self.fair.tag(owner);
         self.jobs.insert(id, job);
         // Queued first: the writer starts before the hand-over does.
@@ -84,7 +83,7 @@ impl Engine {
             keep: Keep::New,
             notice: Some(Notice::Accepted),
         });
-        if let Some(backend) = written_at {
+        if let Some(backend) = free {
             self.dispatch(id, backend, now);
         }
     }

@@ -82,7 +82,6 @@ impl Engine {
                 self.dirty.insert(id);
                 continue;
             }
-            job.written_at = None;
             if matches!(job.phase, Phase::Completed { .. }) {
                 self.completed_entries.push(id);
                 continue;
