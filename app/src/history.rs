@@ -88,7 +88,15 @@ pub struct Gallery {
     /// True once a first page arrived.
     loaded: bool,
     filter: GalleryFilter,
+    /// Older pages loaded because the end of the gallery came into view, since the filter was set or
+    /// "Load more" was last pressed.
+    pages_by_scroll: u8,
 }
+
+/// How many older pages scrolling loads by itself before "Load more" must be pressed: enough to fill
+/// any screen and to scroll through a good while, few enough that the page's foot (with "Pair a
+/// phone") can be reached in a gallery of thousands.
+pub const PAGES_BY_SCROLL: u8 = 3;
 
 impl Gallery {
     /// The filter in force.
@@ -179,6 +187,22 @@ impl Gallery {
     /// True once the first page arrived.
     pub fn is_loaded(&self) -> bool {
         self.loaded
+    }
+
+    /// Whether the end of the gallery coming into view loads the next page: after the first page, while
+    /// older ones remain, [`PAGES_BY_SCROLL`] times before the button must be pressed again.
+    pub fn loads_on_scroll(&self) -> bool {
+        self.loaded && self.next_before.is_some() && self.pages_by_scroll < PAGES_BY_SCROLL
+    }
+
+    /// Counts a page that scrolling asked for.
+    pub fn count_page_by_scroll(&mut self) {
+        self.pages_by_scroll = self.pages_by_scroll.saturating_add(1);
+    }
+
+    /// "Load more" was pressed: scrolling loads by itself again.
+    pub fn more_asked(&mut self) {
+        self.pages_by_scroll = 0;
     }
 
     /// The URL of the next page to load, `None` at the end.
@@ -298,6 +322,37 @@ mod tests {
         assert_eq!(ids(&gallery), ["e", "d", "c", "b", "a"]);
         assert!(!gallery.has_more());
         assert_eq!(gallery.next_page_url(), None);
+    }
+
+    #[test]
+    fn scrolling_loads_a_few_pages_then_waits_for_the_button() {
+        let mut gallery = Gallery::default();
+        // The first page comes with the page, not with scrolling.
+        assert!(!gallery.loads_on_scroll());
+        gallery.append_page(page(&["z"], Some("z")));
+        for n in 0..PAGES_BY_SCROLL {
+            assert!(gallery.loads_on_scroll(), "page {n} by scroll");
+            gallery.count_page_by_scroll();
+            gallery.append_page(page(&[&format!("y{n}")], Some("y")));
+        }
+        assert!(!gallery.loads_on_scroll());
+        assert!(gallery.has_more(), "the button still offers the rest");
+        gallery.more_asked();
+        assert!(gallery.loads_on_scroll());
+        // Another filter starts the count over; the last page ends it.
+        gallery.count_page_by_scroll();
+        gallery.set_filter(GalleryFilter {
+            query: "fox".to_owned(),
+            starred_only: false,
+        });
+        gallery.append_page(page(&["f"], Some("f")));
+        for _ in 0..PAGES_BY_SCROLL {
+            assert!(gallery.loads_on_scroll());
+            gallery.count_page_by_scroll();
+        }
+        gallery.more_asked();
+        gallery.append_page(page(&["e"], None));
+        assert!(!gallery.loads_on_scroll());
     }
 
     #[test]

@@ -43,8 +43,9 @@ test('history shows the image after a reload; reuse settings fills the form; del
   await expect(page.getByRole('button', { name: `Show image: ${prompt}` })).toHaveCount(0);
 });
 
-test('scrolling to the end of the gallery loads older pages', async ({ page }) => {
-  // A history of 30 images, served by the test so that it needs no 30 generations.
+test('scrolling to the end of the gallery loads three older pages, then "Load more" does', async ({ page }) => {
+  // A history of 126 images in pages of 24, served by the test so that it needs no generations.
+  const total = 126;
   const item = (n: number) => ({
     id: `fake-${n}`,
     prompt: `old image ${n}`,
@@ -56,15 +57,14 @@ test('scrolling to the end of the gallery loads older pages', async ({ page }) =
     image_url: `/fake/${n}.png`,
     thumbnail_url: `/fake/${n}.png`,
   });
-  const pages = new Map<string | null, object>([
-    [null, { items: Array.from({ length: 24 }, (_, n) => item(30 - n)), next_before: 'fake-7' }],
-    ['fake-7', { items: Array.from({ length: 6 }, (_, n) => item(6 - n)) }],
-  ]);
   const asked: (string | null)[] = [];
   await page.route('**/api/history?*', (route: Route) => {
     const before = new URL(route.request().url()).searchParams.get('before');
     asked.push(before);
-    return route.fulfill({ json: pages.get(before) ?? { items: [] } });
+    const newest = before === null ? total : Number(before.replace('fake-', '')) - 1;
+    const oldest = Math.max(1, newest - 23);
+    const items = Array.from({ length: newest - oldest + 1 }, (_, k) => item(newest - k));
+    return route.fulfill({ json: oldest > 1 ? { items, next_before: `fake-${oldest}` } : { items } });
   });
   // A 1x1 PNG for every fake thumbnail.
   const pixel = Buffer.from(
@@ -76,8 +76,22 @@ test('scrolling to the end of the gallery loads older pages', async ({ page }) =
   await openStudio(page);
   const thumbnails = page.locator('.thumbs li');
   await expect(thumbnails).toHaveCount(24);
+  for (const count of [48, 72, 96]) {
+    await page.locator('.gallery-end').scrollIntoViewIfNeeded();
+    await expect(thumbnails).toHaveCount(count);
+  }
+  // Then the page's foot stays where it is: the button loads the next page.
+  const loadMore = page.getByRole('button', { name: 'Load more' });
+  const pairPhone = page.getByRole('link', { name: 'Pair a phone' });
+  await pairPhone.scrollIntoViewIfNeeded();
+  await expect(loadMore).toBeEnabled();
+  await expect(pairPhone).toBeInViewport();
+  await loadMore.click();
+  await expect(thumbnails).toHaveCount(120);
+  await expect(loadMore).toBeEnabled();
+  expect(asked).toEqual([null, 'fake-103', 'fake-79', 'fake-55', 'fake-31']);
+  // The button arms scrolling again; the last page ends the gallery.
   await page.locator('.gallery-end').scrollIntoViewIfNeeded();
-  await expect(thumbnails).toHaveCount(30);
-  await expect(page.getByRole('button', { name: 'Load more' })).toHaveCount(0);
-  expect(asked).toEqual([null, 'fake-7']);
+  await expect(thumbnails).toHaveCount(total);
+  await expect(loadMore).toHaveCount(0);
 });

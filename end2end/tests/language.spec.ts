@@ -1,5 +1,5 @@
 // The studio in English and in Simplified Chinese: the browser's language picks the first render (no
-// flash of the other language, the right <html lang>), the switch at the foot changes it and the device
+// flash of the other language, the right <html lang>), the switch at the top changes it and the device
 // remembers it, and no word of the other language is on screen, only the person's own prompt. Every
 // test runs on the desktop and the phone project.
 import { expect, type Page } from '@playwright/test';

@@ -1,12 +1,13 @@
 //! The history gallery: a search box and a "Starred" filter above thumbnails newest first from the
-//! gateway's history, more loaded on scroll, a star and "Start from this" on each (and the picture an
-//! image started from); tapping one opens the full-screen viewer.
+//! gateway's history, older pages loaded on scroll (a few, then "Load more"), a star and "Start from
+//! this" on each (and the picture an image started from); tapping one opens the full-screen viewer.
 
 use leptos::prelude::*;
 
 use crate::api::pictures::paths;
 use crate::components::viewer::Viewer;
 use crate::form::Strength;
+use crate::history::Gallery;
 use crate::studio::Studio;
 
 /// The gallery below the form and the stage.
@@ -124,7 +125,10 @@ pub fn HistoryGallery(studio: Studio) -> impl IntoView {
                         type="button"
                         class="button"
                         disabled=move || studio.gallery_loading.get() || !studio.hydrated.get()
-                        on:click=move |_| studio.load_more()
+                        on:click=move |_| {
+                            studio.gallery.update_untracked(Gallery::more_asked);
+                            studio.load_more();
+                        }
                     >
                         {move || if studio.gallery_loading.get() { ui.loading } else { ui.load_more }}
                     </button>
@@ -155,7 +159,8 @@ pub fn StarButton(studio: Studio, id: String, starred: bool, class: &'static str
     }
 }
 
-/// Loads the next page whenever the end of the gallery comes near the screen.
+/// Loads the next page whenever the end of the gallery comes near the screen, a few pages at a time
+/// ([`Gallery::loads_on_scroll`]): a gallery that grew without end would keep the page's foot away.
 #[cfg(feature = "hydrate")]
 fn watch_end_marker(studio: Studio, end_marker: NodeRef<leptos::html::Div>) {
     let watch = StoredValue::new_local(None::<crate::browser::VisibilityWatch>);
@@ -169,7 +174,8 @@ fn watch_end_marker(studio: Studio, end_marker: NodeRef<leptos::html::Div>) {
         watch.set_value(None);
         if let (false, Some(element)) = (loading, element) {
             let on_visible = move || {
-                if studio.gallery.with_untracked(|gallery| gallery.is_loaded()) {
+                if studio.gallery.with_untracked(Gallery::loads_on_scroll) {
+                    studio.gallery.update_untracked(Gallery::count_page_by_scroll);
                     studio.load_more();
                 }
             };

@@ -30,19 +30,9 @@ pub fn StudioPage() -> impl IntoView {
             <header class="topbar">
                 <h1 class="title">{ui.title}</h1>
                 <StatusLight studio/>
-            </header>
-            <main class="workspace">
-                <PromptForm studio/>
-                <Stage studio/>
-            </main>
-            <HistoryGallery studio/>
-            <footer class="footer">
-                <a class="button" href=paths::PAIR_PAGE>
-                    {ui.pair_phone}
-                </a>
-                <span class="hint">{ui.pair_hint}</span>
                 // The switch names the other language in that language (and says so, for screen readers
-                // and for the check that no word of the other language is on screen).
+                // and for the check that no word of the other language is on screen). At the top, where
+                // nothing above it grows: the foot of the page moves as the gallery loads.
                 <nav class="language" aria-label=ui.language>
                     <a
                         class="button"
@@ -54,6 +44,17 @@ pub fn StudioPage() -> impl IntoView {
                         {other.ui().name}
                     </a>
                 </nav>
+            </header>
+            <main class="workspace">
+                <PromptForm studio/>
+                <Stage studio/>
+            </main>
+            <HistoryGallery studio/>
+            <footer class="footer">
+                <a class="button" href=paths::PAIR_PAGE>
+                    {ui.pair_phone}
+                </a>
+                <span class="hint">{ui.pair_hint}</span>
             </footer>
         </div>
     })
