@@ -25,9 +25,13 @@ async function maskPixels(page: Page, png: Buffer): Promise<number[]> {
   }, png.toString('base64'));
 }
 
-/** Paints a horizontal stroke across the middle of the painting canvas with the mouse. */
+/** Paints a horizontal stroke across the middle of the painting canvas with the mouse, once the canvas
+ * is in the middle of the screen (as a person scrolls it there: on a phone, the sticky Generate bar
+ * covers the bottom of the screen). */
 async function paintStroke(page: Page): Promise<void> {
-  const box = await page.locator('#painting').boundingBox();
+  const canvas = page.locator('#painting');
+  await canvas.evaluate((element) => element.scrollIntoView({ block: 'center', behavior: 'instant' }));
+  const box = await canvas.boundingBox();
   if (!box) throw new Error('no canvas');
   const y = box.y + box.height / 2;
   await page.mouse.move(box.x + box.width * 0.3, y);
