@@ -492,7 +492,9 @@ pub struct Readiness {
     pub state: BackendState,
     /// True when the gateway runs its built-in simulator instead of a real ComfyUI.
     pub demo: bool,
-    /// One line for people, e.g. "waiting for ComfyUI at http://comfyui:8188".
+    /// One line for people, e.g. "Waiting for ComfyUI at http://comfyui:8188 (connection refused).". In
+    /// English: it carries ComfyUI's address and system errors (the studio page says the rest in its
+    /// own language from the other fields, and shows this only where no field says it).
     pub message: String,
     /// Node classes the workflow needs that ComfyUI does not offer (a node pack is missing).
     #[serde(default)]
@@ -503,7 +505,8 @@ pub struct Readiness {
     /// The device ComfyUI computes on, from its `/system_stats`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceInfo>,
-    /// Things that work but will disappoint, such as running on the CPU.
+    /// Things that work but will disappoint (a backend running on the CPU, the disk getting full), in
+    /// the request's language (its `zimage_lang` cookie, else `Accept-Language`).
     #[serde(default)]
     pub warnings: Vec<String>,
     /// Milliseconds since the Unix epoch of the probe that produced this answer.

@@ -62,6 +62,15 @@ test.describe('Chinese browser', () => {
     expect(await visibleText(page)).not.toMatch(ENGLISH_UI);
     await waitForHydration(page);
 
+    // The status light's detail is Chinese too: the gateway's English sentence is not shown for what
+    // the page can say itself (ready, on which device, on the CPU).
+    await expect(page.locator('.status-label')).toContainText('就绪');
+    await page.locator('.status-summary').click();
+    await expect(page.locator('.status-detail')).toBeVisible();
+    await expect(page.locator('.status-detail p').first()).toContainText('已就绪');
+    expect(await visibleText(page)).not.toMatch(ENGLISH_UI);
+    await page.locator('.status-summary').click();
+
     // An example prompt fills the box; the counter counts characters, not bytes.
     await page.getByRole('button', { name: '灯塔' }).click();
     const example = await page.locator('#prompt').inputValue();

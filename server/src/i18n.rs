@@ -80,6 +80,10 @@ pub struct Text {
     pub not_ready: fn(&str) -> String,
     pub restarting: &'static str,
     pub disk_full: &'static str,
+    /// `/readyz`'s warnings: the disk is getting full (MiB free), is full (MiB free), ComfyUI has no GPU.
+    pub disk_low_warning: fn(u64) -> String,
+    pub disk_full_warning: fn(u64) -> String,
+    pub cpu_warning: &'static str,
     pub storage_unavailable: &'static str,
     pub internal: &'static str,
     pub queue_full: fn(usize) -> String,
@@ -205,6 +209,20 @@ impl Text {
         not_ready: str::to_owned,
         restarting: "The studio is restarting; try again in a few seconds.",
         disk_full: "The disk holding the studio's images is full; delete some images or free space, then try again.",
+        disk_low_warning: |free| {
+            format!(
+                "Only {free} MiB are free on the disk holding the studio's images; make room (delete old images \
+                 or other files) before saving fails."
+            )
+        },
+        disk_full_warning: |free| {
+            format!(
+                "The disk holding the studio's images is full ({free} MiB free): no new images until some room \
+                 is made (delete old images or other files)."
+            )
+        },
+        cpu_warning: "ComfyUI runs on the CPU: each image will take minutes. Check that its container sees the \
+                      GPU (nvidia-smi inside it) and that the NVIDIA Container Toolkit is installed.",
         storage_unavailable: "The studio cannot write to its data folder; the log has the details.",
         internal: "Something went wrong inside the studio; the log has the details.",
         queue_full: |unfinished| {
@@ -334,6 +352,16 @@ impl Text {
         not_ready: |detail| format!("工作室暂时不能生成图片（ComfyUI 未就绪）：{detail}"),
         restarting: "工作室正在重启，请几秒后再试。",
         disk_full: "存放图片的磁盘已满；请删除一些图片或释放空间后再试。",
+        disk_low_warning: |free| {
+            format!("存放图片的磁盘只剩 {free} MiB；请在保存失败之前腾出空间（删除旧图片或其他文件）。")
+        },
+        disk_full_warning: |free| {
+            format!(
+                "存放图片的磁盘已满（剩余 {free} MiB）：腾出空间之前无法生成新图片（删除旧图片或其他文件）。"
+            )
+        },
+        cpu_warning: "ComfyUI 正在用 CPU 运行：每张图片要几分钟。请检查它的容器能否看到显卡（在容器里运行 \
+                      nvidia-smi），以及是否装好了 NVIDIA Container Toolkit。",
         storage_unavailable: "工作室无法写入数据文件夹；详情见日志。",
         internal: "工作室内部出错了；详情见日志。",
         queue_full: |unfinished| format!("工作室已有 {unfinished} 个任务在排队或运行；请等一些完成后再试。"),

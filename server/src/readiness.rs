@@ -291,19 +291,12 @@ pub fn combine(each: &[(String, Readiness)]) -> Readiness {
     let mut message = format!("{} of {} GPUs ready.", ready.len(), each.len());
     let mut missing_nodes: Vec<String> = Vec::new();
     let mut missing_models: Vec<String> = Vec::new();
-    let mut warnings = Vec::new();
     for (name, readiness) in each {
         if !readiness.ready {
             message.push_str(&format!(" {name}: {}", readiness.message));
             missing_nodes.extend(readiness.missing_nodes.iter().cloned());
             missing_models.extend(readiness.missing_models.iter().cloned());
         }
-        warnings.extend(
-            readiness
-                .warnings
-                .iter()
-                .map(|warning| format!("{name}: {warning}")),
-        );
     }
     for list in [&mut missing_nodes, &mut missing_models] {
         list.sort();
@@ -317,7 +310,7 @@ pub fn combine(each: &[(String, Readiness)]) -> Readiness {
         missing_nodes,
         missing_models,
         device: ready.first().and_then(|(_, readiness)| readiness.device.clone()),
-        warnings,
+        warnings: Vec::new(),
         checked_at: each
             .iter()
             .map(|(_, readiness)| readiness.checked_at)
@@ -382,16 +375,6 @@ pub fn from_probe(probe: Probe, comfy_url: &str, demo: bool) -> Readiness {
         ));
     }
     problems.extend(probe.other_problems.iter().cloned());
-    let mut warnings = Vec::new();
-    if let Some(device) = &probe.device
-        && device.kind == "cpu"
-    {
-        warnings.push(
-            "ComfyUI runs on the CPU: each image will take minutes. Check that the container sees the GPU \
-             (nvidia-smi inside it) and that the NVIDIA Container Toolkit is installed."
-                .to_owned(),
-        );
-    }
     let ready = problems.is_empty();
     let message = if !ready {
         problems.join("; ")
@@ -415,7 +398,8 @@ pub fn from_probe(probe: Probe, comfy_url: &str, demo: bool) -> Readiness {
         missing_nodes: probe.missing_nodes,
         missing_models: probe.missing_models,
         device: probe.device,
-        warnings,
+        // Written by `/readyz` in the language of each request (running on the CPU, the disk).
+        warnings: Vec::new(),
         checked_at: now_ms(),
         backends: Vec::new(),
     }

@@ -388,24 +388,6 @@ impl DiskSpace {
             }
         }
     }
-
-    /// A sentence for people, when there is something to say.
-    pub fn message(self) -> Option<String> {
-        let mib = |bytes: u64| bytes / (1024 * 1024);
-        match self {
-            DiskSpace::Plenty => None,
-            DiskSpace::Low { free } => Some(format!(
-                "Only {} MiB are free on the disk holding the studio's images; make room (delete old images \
-                 or other files) before saving fails.",
-                mib(free)
-            )),
-            DiskSpace::Full { free } => Some(format!(
-                "The disk holding the studio's images is full ({} MiB free): no new images until some room \
-                 is made (delete old images or other files).",
-                mib(free)
-            )),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -413,15 +395,20 @@ mod disk_space_tests {
     use super::*;
 
     #[test]
-    fn free_space_is_plenty_low_or_full_and_the_sentences_say_how_much() {
+    fn free_space_is_plenty_low_or_full() {
         assert_eq!(DiskSpace::from_free(LOW_FREE_SPACE_BYTES), DiskSpace::Plenty);
-        let low = DiskSpace::from_free(LOW_FREE_SPACE_BYTES - 1);
-        assert!(matches!(low, DiskSpace::Low { .. }));
-        assert!(low.message().unwrap().contains("255 MiB"));
-        let full = DiskSpace::from_free(MIN_FREE_SPACE_BYTES - 1);
-        assert!(matches!(full, DiskSpace::Full { .. }));
-        assert!(full.message().unwrap().contains("full (31 MiB free)"));
-        assert_eq!(DiskSpace::Plenty.message(), None);
+        assert_eq!(
+            DiskSpace::from_free(LOW_FREE_SPACE_BYTES - 1),
+            DiskSpace::Low {
+                free: LOW_FREE_SPACE_BYTES - 1
+            }
+        );
+        assert_eq!(
+            DiskSpace::from_free(MIN_FREE_SPACE_BYTES - 1),
+            DiskSpace::Full {
+                free: MIN_FREE_SPACE_BYTES - 1
+            }
+        );
         // The folder a test runs in has room.
         assert_ne!(DiskSpace::of(Path::new(".")), DiskSpace::Full { free: 0 });
     }

@@ -26,9 +26,12 @@ pub fn StatusLight(studio: Studio) -> impl IntoView {
             <div class="status-detail">
                 {move || {
                     light
-                        .with(|light| light.detail.lines().map(str::to_owned).collect::<Vec<_>>())
+                        .with(|light| light.detail.clone())
                         .into_iter()
-                        .map(|line| view! { <p>{line}</p> })
+                        .map(|line| {
+                            // The gateway's words are English whatever the page's language.
+                            view! { <p lang=line.gateway_words.then_some("en")>{line.text}</p> }
+                        })
                         .collect_view()
                 }}
             </div>

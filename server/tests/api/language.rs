@@ -7,7 +7,7 @@
 )]
 
 use serde_json::{Value, json};
-use zimage_contract::{HistoryPage, JobView, MAX_PROMPT_CHARS};
+use zimage_contract::{HistoryPage, JobView, MAX_PROMPT_CHARS, Readiness};
 
 use crate::support::{TestApp, completed_image, spawn_app};
 
@@ -151,6 +151,32 @@ async fn api_errors_follow_accept_language_with_the_same_code_and_field() {
     let body: Value = unknown.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
     assert_eq!(body["error"]["message"], "没有这个任务。");
+}
+
+#[tokio::test]
+async fn readiness_warnings_follow_the_request_s_language() {
+    // The simulator reports ComfyUI's recorded CPU device: a warning in every answer.
+    let app = spawn_app().await;
+    for (accept_language, chinese) in [("en-US", false), ("zh-CN,zh;q=0.9", true)] {
+        let response = app
+            .http
+            .get(app.url("/readyz"))
+            .header("Accept-Language", accept_language)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let readiness: Readiness = response.json().await.unwrap();
+        assert_eq!(
+            readiness.device.as_ref().map(|device| device.kind.as_str()),
+            Some("cpu")
+        );
+        let [warning] = &readiness.warnings[..] else {
+            panic!("one warning: {:?}", readiness.warnings);
+        };
+        assert!(warning.contains("CPU"), "{warning}");
+        assert_eq!(has_cjk(warning), chinese, "{warning}");
+    }
 }
 
 #[tokio::test]
