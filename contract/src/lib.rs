@@ -190,6 +190,7 @@ pub struct CreateJobRequest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     /// LoRAs to apply, at most 4, each name once; each must be one some backend has (`GET /api/loras`).
     /// The job goes only to a backend that has all of them.
+    #[cfg_attr(feature = "openapi", schema(max_items = 4))]
     pub loras: Vec<LoraChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// A saved style's name: its words wrap the prompt, its LoRAs apply unless `loras` names some, its

@@ -116,6 +116,7 @@ pub struct StyleRequest {
     pub aspect_ratio: Option<AspectRatio>,
     /// At most 4, each name once.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 4))]
     pub loras: Vec<LoraChoice>,
 }
 

@@ -11,8 +11,7 @@ use std::str::FromStr;
 use rusqlite::OptionalExtension as _;
 use uuid::Uuid;
 use zimage_contract::styles::{
-    MAX_LORA_NAME_CHARS, MAX_LORA_STRENGTH, MAX_LORAS, MAX_STYLE_NAME_CHARS, MAX_STYLE_TEXT_CHARS,
-    MAX_STYLES, MIN_LORA_STRENGTH,
+    MAX_LORA_STRENGTH, MAX_LORAS, MAX_STYLE_NAME_CHARS, MAX_STYLE_TEXT_CHARS, MAX_STYLES, MIN_LORA_STRENGTH,
 };
 use zimage_contract::{AspectRatio, CreateJobRequest, LoraChoice, Style, StyleRequest};
 
@@ -97,10 +96,8 @@ impl TryFrom<StyleRequest> for StyleSettings {
         }
         for (index, lora) in request.loras.iter().enumerate() {
             let field = |part: &str| format!("loras[{index}].{part}");
-            let length = lora.name.chars().count();
-            if lora.name.trim().is_empty()
-                || length > MAX_LORA_NAME_CHARS
-                || lora.name.chars().any(char::is_control)
+            // The name a job would take (a file inside `models/loras`), and more than white space.
+            if lora.name.trim().is_empty() || crate::validation::LoraName::parse("name", &lora.name).is_err()
             {
                 return Err(StyleError::invalid(field("name"), StyleRule::LoraName));
             }
@@ -566,6 +563,24 @@ mod tests {
             }),
             "loras[1].name"
         );
+        // A name no job would take is no style's either: it could never be used.
+        for name in [
+            "  ",
+            "\\",
+            "/abs.safetensors",
+            "../x.safetensors",
+            "a/../b",
+            "a\u{7}",
+        ] {
+            assert_eq!(
+                refused_field(StyleRequest {
+                    loras: vec![lora("a", 1.0), lora(name, 1.0)],
+                    ..base()
+                }),
+                "loras[1].name",
+                "{name:?}"
+            );
+        }
         for strength in [
             f64::NAN,
             f64::INFINITY,

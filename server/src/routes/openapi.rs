@@ -88,7 +88,10 @@ pub struct ApiDoc;
 static DOCUMENT: LazyLock<serde_json::Value> = LazyLock::new(|| {
     let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     describe_event_frames(&mut document);
+    describe_image_stream_frames(&mut document);
     describe_job_request_rules(&mut document);
+    describe_text_rules(&mut document);
+    describe_openai_request_rules(&mut document);
     describe_event_ids(&mut document);
     document
 });
@@ -102,10 +105,12 @@ fn describe_event_ids(document: &mut serde_json::Value) {
     };
     for parameter in parameters {
         if parameter["name"] == "Last-Event-ID" {
+            // Empty is the same as absent: from the start.
             parameter["schema"] = serde_json::json!({
-                "type": "integer",
-                "minimum": 0,
-                "maximum": u64::MAX,
+                "anyOf": [
+                    {"type": "integer", "minimum": 0, "maximum": u64::MAX},
+                    {"type": "string", "maxLength": 0},
+                ],
             });
         }
     }
@@ -113,9 +118,8 @@ fn describe_event_ids(document: &mut serde_json::Value) {
 
 /// The rules of a job request that span fields, or that a field's type alone does not say, as JSON
 /// Schema (`validation.rs` decides them; this only describes them, so that a request the document calls
-/// valid is one the studio accepts): a width needs a height and the other way round, an aspect ratio
-/// goes without either, and the prompt holds more than white space and no control characters but line
-/// breaks and tabs.
+/// valid is one the studio accepts): a width needs a height and the other way round, and an aspect ratio
+/// goes without either.
 fn describe_job_request_rules(document: &mut serde_json::Value) {
     use serde_json::json;
 
@@ -130,12 +134,81 @@ fn describe_job_request_rules(document: &mut serde_json::Value) {
         {"if": given("height"), "then": given("width")},
         {"if": given("aspect_ratio"), "then": {"allOf": [absent("width"), absent("height")]}},
     ]);
-    let prompt = &mut request["properties"]["prompt"];
-    if prompt.is_object() {
-        prompt["allOf"] = json!([
-            {"pattern": "\\S"},
-            {"pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"},
-        ]);
+}
+
+/// The OpenAI requests take `size` or the studio's `aspect_ratio`, not both (`size` may then be left
+/// out, or be `auto`).
+fn describe_openai_request_rules(document: &mut serde_json::Value) {
+    use serde_json::json;
+
+    for name in ["ImagesRequest", "ImageEditRequest"] {
+        let request = &mut document["components"]["schemas"][name];
+        if !request.is_object() {
+            continue;
+        }
+        let rule = json!({
+            "if": {"required": ["aspect_ratio"], "properties": {"aspect_ratio": {"not": {"type": "null"}}}},
+            "then": {"properties": {"size": {"anyOf": [{"type": "null"}, {"const": "auto"}]}}},
+        });
+        match request["allOf"].as_array_mut() {
+            Some(rules) => rules.push(rule),
+            None => request["allOf"] = json!([rule]),
+        }
+    }
+}
+
+/// More than white space (the studio trims text and refuses what is left empty).
+const WORDS: &str = "\\S";
+/// No control characters (Rust's `char::is_control`: U+0000 to U+001F and U+007F to U+009F)...
+const NO_CONTROLS: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+/// ... but line breaks and tabs, in prompts and the words a style puts around them.
+const NO_CONTROLS_BUT_LINES: &str = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$";
+
+/// What the studio refuses in text fields beyond their lengths (`validation.rs` and `styles.rs` decide
+/// it; this describes it, so that text the document calls valid is text the studio accepts).
+fn describe_text_rules(document: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+
+    let patterns = |patterns: &[&str]| -> Value {
+        patterns
+            .iter()
+            .map(|pattern| json!({"pattern": pattern}))
+            .collect()
+    };
+    let prompt = patterns(&[WORDS, NO_CONTROLS_BUT_LINES]);
+    let words_around = patterns(&[NO_CONTROLS_BUT_LINES]);
+    // A LoRA's file inside a backend's `models/loras`: not from its root, not out of it.
+    let mut lora_name = patterns(&[WORDS, NO_CONTROLS]);
+    if let Some(rules) = lora_name.as_array_mut() {
+        rules.push(json!({"not": {"pattern": "^[/\\\\]|(^|[/\\\\])\\.\\.([/\\\\]|$)"}}));
+    }
+    let rules = [
+        ("CreateJobRequest", "prompt", &prompt),
+        ("ImagesRequest", "prompt", &prompt),
+        ("ImageEditRequest", "prompt", &prompt),
+        ("ImageEditForm", "prompt", &prompt),
+        ("StyleRequest", "name", &patterns(&[WORDS, NO_CONTROLS])),
+        ("StyleRequest", "prompt_before", &words_around),
+        ("StyleRequest", "prompt_after", &words_around),
+        ("LoraChoice", "name", &lora_name),
+    ];
+    let schemas = &mut document["components"]["schemas"];
+    for (schema, field, rules) in rules {
+        let property = &mut schemas[schema]["properties"][field];
+        if property.is_object() {
+            property["allOf"] = rules.clone();
+        }
+    }
+    // The form's prompt is text like the JSON's, with the same limit.
+    let form_prompt = &mut schemas["ImageEditForm"]["properties"]["prompt"];
+    if form_prompt.is_object() {
+        form_prompt["minLength"] = json!(1);
+        form_prompt["maxLength"] = json!(zimage_contract::MAX_PROMPT_CHARS);
+    }
+    // OpenAI's `transparent` is read (so that its refusal names the field, in words) but refused: the
+    // values the studio takes are the others.
+    if let Some(values) = schemas["Background"]["enum"].as_array_mut() {
+        values.retain(|value| value != "transparent");
     }
 }
 
@@ -176,6 +249,52 @@ fn describe_event_frames(document: &mut serde_json::Value) {
         ["schema"];
     if stream.is_object() {
         *stream = json!({"$ref": "#/components/schemas/JobEventFrame"});
+    }
+}
+
+/// The same for the streams of `POST /v1/images/generations` and `/v1/images/edits`: each event is
+/// `{event, data}` with `event` the `type` of the `ImageStreamEvent` that `data` holds as JSON, or
+/// `error` with an `OpenAiErrorBody` when the stream fails after it began.
+fn describe_image_stream_frames(document: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+
+    let Some(variants) = document["components"]["schemas"]["ImageStreamEvent"]["oneOf"].as_array() else {
+        return;
+    };
+    let frame = |event: &Value, data: Value| {
+        json!({
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": event,
+                "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+            },
+        })
+    };
+    let mut frames: Vec<Value> = variants
+        .iter()
+        .filter_map(|variant| {
+            let parts = variant["allOf"].as_array()?;
+            let event = parts
+                .iter()
+                .find_map(|part| part["properties"]["type"].as_object())?;
+            Some(frame(&Value::Object(event.clone()), variant.clone()))
+        })
+        .collect();
+    frames.push(frame(
+        &json!({"type": "string", "enum": ["error"]}),
+        json!({"$ref": "#/components/schemas/OpenAiErrorBody"}),
+    ));
+    document["components"]["schemas"]["ImageStreamFrame"] = json!({
+        "description": "One server-sent event of an images stream as it is sent: `event` is the `type` of the `ImageStreamEvent` that `data` holds as JSON, or `error` (data: an `OpenAiErrorBody`).",
+        "oneOf": frames,
+    });
+    for path in ["/v1/images/generations", "/v1/images/edits"] {
+        let stream = &mut document["paths"][path]["post"]["responses"]["200"]["content"]["text/event-stream"]
+            ["schema"];
+        if stream.is_object() {
+            *stream = json!({"$ref": "#/components/schemas/ImageStreamFrame"});
+        }
     }
 }
 
@@ -393,7 +512,8 @@ mod tests {
             .iter()
             .find(|parameter| parameter["name"] == "Last-Event-ID")
             .unwrap()["schema"];
-        assert_eq!(resume["maximum"].as_u64(), Some(u64::MAX));
+        assert_eq!(resume["anyOf"][0]["maximum"].as_u64(), Some(u64::MAX));
+        assert_eq!(resume["anyOf"][1]["maxLength"], 0);
         let frames = schema(&document, "JobEventFrame")["oneOf"].as_array().unwrap();
         let events = schema(&document, "JobEvent")["oneOf"].as_array().unwrap();
         assert_eq!(frames.len(), events.len());
@@ -404,6 +524,195 @@ mod tests {
             assert_eq!(
                 frame["properties"]["data"]["contentSchema"],
                 event["properties"]["data"]
+            );
+        }
+    }
+
+    #[test]
+    fn the_images_streams_are_described_as_frames_of_their_events_and_errors() {
+        let document = document_json();
+        for path in ["/v1/images/generations", "/v1/images/edits"] {
+            let stream = &document["paths"][path]["post"]["responses"]["200"]["content"]["text/event-stream"]
+                ["schema"]["$ref"];
+            assert_eq!(stream, "#/components/schemas/ImageStreamFrame", "{path}");
+        }
+        let validator = jsonschema::validator_for(&serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": document["components"],
+            "$ref": "#/components/schemas/ImageStreamFrame",
+        }))
+        .unwrap();
+        let names: Vec<&str> = schema(&document, "ImageStreamFrame")["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|frame| frame["properties"]["event"]["enum"][0].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "image_generation.partial_image",
+                "image_generation.completed",
+                "image_edit.partial_image",
+                "image_edit.completed",
+                "error"
+            ]
+        );
+        // An event as a tool reads it off the wire: its name, and its data as text.
+        let completed = serde_json::json!({
+            "type": "image_generation.completed", "b64_json": "iVBORw0KGgo=", "created_at": 1,
+            "size": "1024x1024", "quality": "auto", "background": "opaque", "output_format": "png",
+            "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
+                      "input_tokens_details": {"text_tokens": 0, "image_tokens": 0}},
+            "image_index": 0,
+        });
+        assert!(validator.is_valid(&serde_json::json!({
+            "event": "image_generation.completed", "data": completed.to_string(),
+        })));
+        assert!(!validator.is_valid(&serde_json::json!({
+            "event": "image_generation.completed", "data": completed,
+        })));
+    }
+
+    /// For each sample: whether the document calls it valid, and whether the studio takes it. What the
+    /// document calls valid the studio must take; the other way round too, but for the one place the
+    /// document is stricter: U+0085 is a control character and white space, so trimming removes it at
+    /// either end.
+    #[test]
+    fn text_the_document_calls_valid_is_text_the_studio_accepts() {
+        let document = document_json();
+        let validator = |name: &str| {
+            jsonschema::validator_for(&serde_json::json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "components": document["components"],
+                "$ref": format!("#/components/schemas/{name}"),
+            }))
+            .unwrap()
+        };
+        let (jobs, images, styles, loras) = (
+            validator("CreateJobRequest"),
+            validator("ImagesRequest"),
+            validator("StyleRequest"),
+            validator("LoraChoice"),
+        );
+        let samples = [
+            "fox",
+            "  ",
+            "",
+            "a\u{0}b",
+            "a\tb\r\nc",
+            "\u{1f}x",
+            "x\u{7f}",
+            "\u{85}x",
+            "\u{9f}",
+            "\u{a0}x",
+            "狐狸",
+            "/abs.safetensors",
+            "\\abs",
+            "..",
+            "../x",
+            "a/../b",
+            "a\\..\\b",
+            "a/..",
+            "dir/x.safetensors",
+            "a..b",
+            "...",
+        ];
+        let agree = |valid: bool, accepted: bool, text: &str| {
+            assert!(
+                !valid || accepted,
+                "the document takes {text:?}, the studio does not"
+            );
+            if !text.contains('\u{85}') {
+                assert_eq!(valid, accepted, "{text:?}");
+            }
+        };
+        for text in samples {
+            let prompt = crate::validation::Prompt::parse(text).is_ok();
+            agree(jobs.is_valid(&serde_json::json!({"prompt": text})), prompt, text);
+            agree(
+                images.is_valid(&serde_json::json!({"prompt": text})),
+                prompt,
+                text,
+            );
+            let style = |request: zimage_contract::styles::StyleRequest| {
+                crate::styles::StyleSettings::try_from(request).is_ok()
+            };
+            let named = style(zimage_contract::styles::StyleRequest {
+                name: text.to_owned(),
+                ..Default::default()
+            });
+            agree(styles.is_valid(&serde_json::json!({"name": text})), named, text);
+            let worded = style(zimage_contract::styles::StyleRequest {
+                name: "style".to_owned(),
+                prompt_before: text.to_owned(),
+                ..Default::default()
+            });
+            agree(
+                styles.is_valid(&serde_json::json!({"name": "style", "prompt_before": text})),
+                worded,
+                text,
+            );
+            // A LoRA's name: what the document takes, a job takes (the document also wants words,
+            // which a style asks for).
+            if loras.is_valid(&serde_json::json!({"name": text})) {
+                assert!(
+                    crate::validation::LoraName::parse("name", text).is_ok(),
+                    "{text:?}"
+                );
+                assert!(
+                    style(zimage_contract::styles::StyleRequest {
+                        name: "style".to_owned(),
+                        loras: vec![zimage_contract::styles::LoraChoice {
+                            name: text.to_owned(),
+                            strength: 1.0,
+                        }],
+                        ..Default::default()
+                    }),
+                    "{text:?}"
+                );
+            }
+        }
+        // At most four LoRAs, as the studio counts.
+        let four = vec![serde_json::json!({"name": "a"}); zimage_contract::styles::MAX_LORAS];
+        let five = vec![serde_json::json!({"name": "a"}); zimage_contract::styles::MAX_LORAS + 1];
+        assert!(jobs.is_valid(&serde_json::json!({"prompt": "fox", "loras": four})));
+        assert!(!jobs.is_valid(&serde_json::json!({"prompt": "fox", "loras": five})));
+        assert!(!styles.is_valid(&serde_json::json!({"name": "s", "loras": five})));
+    }
+
+    #[test]
+    fn an_openai_request_takes_a_size_or_an_aspect_ratio_not_both() {
+        let document = document_json();
+        let validator = jsonschema::validator_for(&serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": document["components"],
+            "$ref": "#/components/schemas/ImagesRequest",
+        }))
+        .unwrap();
+        for (request, valid) in [
+            (serde_json::json!({"prompt": "fox", "size": "1024x1024"}), true),
+            (serde_json::json!({"prompt": "fox", "aspect_ratio": "16:9"}), true),
+            (
+                serde_json::json!({"prompt": "fox", "aspect_ratio": "16:9", "size": "auto"}),
+                true,
+            ),
+            (
+                serde_json::json!({"prompt": "fox", "aspect_ratio": null, "size": "512x512"}),
+                true,
+            ),
+            (
+                serde_json::json!({"prompt": "fox", "aspect_ratio": "16:9", "size": "512x512"}),
+                false,
+            ),
+        ] {
+            assert_eq!(validator.is_valid(&request), valid, "{request}");
+            let parsed: zimage_contract::openai::ImagesRequest =
+                serde_json::from_value(request.clone()).unwrap();
+            assert_eq!(
+                crate::openai::ImagesPlan::try_from(parsed).is_ok(),
+                valid,
+                "{request}"
             );
         }
     }
