@@ -109,6 +109,17 @@ test('a picture is chosen, pasted or dropped, its strength said in words, and a 
 
   // Paint over a part, undo it, paint again; hide and show the painting.
   await page.getByRole('button', { name: 'Paint over a part' }).click();
+  // Opening it brings the canvas into view, clear of the sticky Generate bar (on a phone it opens
+  // below the screen's edge).
+  await expect
+    .poll(() =>
+      page.evaluate(() => {
+        const canvas = document.querySelector('#painting')?.getBoundingClientRect();
+        const bar = document.querySelector('.action-bar')?.getBoundingClientRect();
+        return !!canvas && !!bar && canvas.top >= 0 && canvas.bottom <= bar.top;
+      }),
+    )
+    .toBe(true);
   const undo = page.getByRole('button', { name: 'Undo' });
   await expect(undo).toBeDisabled();
   await paintStroke(page);

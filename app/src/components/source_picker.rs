@@ -160,8 +160,12 @@ impl Act {
             Act::PaintOver if studio.painting_open.get_untracked() => studio.painting_open.set(false),
             Act::PaintOver => {
                 studio.open_painting();
-                // The canvas is new: drawn once it is in the page.
-                browser::next_frame(move || studio.redraw_painting());
+                // The canvas is new: drawn once it is in the page, and brought into view (on a phone it
+                // opens below the screen's edge, under the sticky Generate bar).
+                browser::next_frame(move || {
+                    studio.redraw_painting();
+                    browser::scroll_into_view(PAINTING_CANVAS_ID);
+                });
             }
             Act::Remove => studio.remove_picture(),
             Act::Strength(strength) => studio.form.update(|form| form.choose_strength(strength)),
