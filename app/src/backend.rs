@@ -138,6 +138,9 @@ fn one_backend(readiness: &Readiness, ui: &Ui) -> Vec<DetailLine> {
 fn several_backends(readiness: &Readiness, ui: &Ui) -> (String, Vec<DetailLine>) {
     let mut ready = 0;
     let mut lines = Vec::new();
+    // A backend that is down says why in the gateway's words; one that is starting says what it
+    // misses below, for all backends at once (else in the gateway's words too).
+    let missing_said = !readiness.missing_nodes.is_empty() || !readiness.missing_models.is_empty();
     for backend in &readiness.backends {
         let word = match backend.state {
             api::BackendStatus::Ready => ui.ready,
@@ -156,9 +159,6 @@ fn several_backends(readiness: &Readiness, ui: &Ui) -> (String, Vec<DetailLine>)
             .as_ref()
             .map_or_else(String::new, |device| format!(" ({})", device.name));
         lines.push(DetailLine::ours(format!("{}: {word}{device}", backend.name)));
-        // A backend that is down says why in the gateway's words; one that is starting says what it
-        // misses below, for all backends at once (else in the gateway's words too).
-        let missing_said = !readiness.missing_nodes.is_empty() || !readiness.missing_models.is_empty();
         if let Some(reason) = &backend.reason
             && (backend.state == api::BackendStatus::Down || !missing_said)
         {
