@@ -1,7 +1,7 @@
 // Every screen against axe-core's WCAG 2 A and AA rules, on a 360 px phone, in the light and dark
-// schemes and in English and Chinese: the studio with its gallery, the picture to start from with its
-// strength and the painting over it, and the full-screen viewer. One test walks all of them, so the
-// server and the page are set up once.
+// schemes and in English and Chinese: the studio with its gallery and its status light open, the
+// picture to start from with its strength and the painting over it, and the full-screen viewer. One
+// test walks all of them, so the server and the page are set up once.
 import AxeBuilder from '@axe-core/playwright';
 import { expect, type Page } from '@playwright/test';
 import { fakeGallery, fakePictures, pixelPng } from './fakes';
@@ -40,6 +40,12 @@ test('every screen passes axe WCAG 2 AA at 360 px, light and dark, English and C
     await expect(page.locator('html')).toHaveAttribute('lang', lang);
     await expect(page.locator('.thumbs li')).toHaveCount(3);
     found.push(...(await violations(page, `studio (${where})`)));
+
+    // The status light open: its sentences in the page's language.
+    await page.locator('.status-summary').click();
+    await expect(page.locator('.status-detail')).toBeVisible();
+    found.push(...(await violations(page, `status light open (${where})`)));
+    await page.locator('.status-summary').click();
 
     // A LoRA picked, and the form to save a style open.
     await page.locator('.lora-add').selectOption('watercolor.safetensors');
